@@ -1,0 +1,117 @@
+/**
+ * The two ways to join a shardhub cluster, both on the cluster store:
+ *
+ * - {@link runnerLayer}: a runner. Listens on its runner address, registers in the store, holds
+ *   shard locks and hosts the entities of its shards.
+ * - {@link clientLayer}: a client-only participant (CLI, HTTP gateway, a user's app). Reads the
+ *   runner list from the store, dials runners directly, hosts nothing.
+ *
+ * Both use Effect's SocketRunner protocol (binary serialization) over {@link Transport}'s
+ * TCP_NODELAY sockets, and `SqlRunnerStorage` / `SqlMessageStorage` on Postgres.
+ *
+ * @since 0.1.0
+ */
+import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
+import * as MessageStorage from "effect/cluster/MessageStorage"
+import * as RunnerAddress from "effect/cluster/RunnerAddress"
+import * as RunnerHealth from "effect/cluster/RunnerHealth"
+import * as Runners from "effect/cluster/Runners"
+import type * as Sharding from "effect/cluster/Sharding"
+import * as ShardingConfig from "effect/cluster/ShardingConfig"
+import * as SocketRunner from "effect/cluster/SocketRunner"
+import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
+import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
+import { Effect, Layer, Option } from "effect"
+import * as RpcSerialization from "effect/rpc/RpcSerialization"
+import type { SqlClient } from "effect/sql/SqlClient"
+import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
+import * as Store from "./Store.ts"
+import * as Transport from "./Transport.ts"
+
+/**
+ * What joining the cluster gives: `Sharding` (entity clients, entity registration), `Runners`,
+ * `MessageStorage`, and the store it runs on.
+ *
+ * @since 0.1.0
+ */
+export type Services = Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage | Store.Store | SqlClient
+
+/**
+ * Effect's `ShardingConfig` for a participant: shardhub's timings, and the runner address when
+ * the participant is a runner.
+ *
+ * @since 0.1.0
+ */
+export const shardingConfig = (
+  config: ClusterConfig,
+  runner: Option.Option<RunnerConfig>
+): Partial<ShardingConfig.ShardingConfig["Service"]> => ({
+  shardsPerGroup: config.shardsPerGroup,
+  runnerAddress: Option.map(runner, (r) => RunnerAddress.make(r.host, r.port)),
+  runnerListenAddress: Option.flatMap(
+    runner,
+    (r) => Option.map(r.listenHost, (host) => RunnerAddress.make(host, r.port))
+  ),
+  ...config.timings
+})
+
+const storage = (config: ClusterConfig, runner: Option.Option<RunnerConfig>) =>
+  Layer.mergeAll(
+    SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest)),
+    Layer.orDie(SqlRunnerStorage.layer)
+  ).pipe(Layer.provideMerge(ShardingConfig.layer(shardingConfig(config, runner))))
+
+const serialization = RpcSerialization.layerSchemaBinary()
+
+/**
+ * A runner: serves shards on `runner.host:runner.port`, on the store from `config`.
+ *
+ * @since 0.1.0
+ */
+export const runnerLayer = (config: ClusterConfig, runner: RunnerConfig, options: {
+  readonly applicationName?: string | undefined
+} = {}) => {
+  const health = RunnerHealth.layerPing.pipe(
+    Layer.provide(Runners.layerRpc),
+    Layer.provide(Transport.layerClientProtocol)
+  )
+  return SocketRunner.layer.pipe(
+    Layer.provide([Transport.layerSocketServer, Transport.layerClientProtocol, health]),
+    Layer.provideMerge(storage(config, Option.some(runner))),
+    Layer.provide(serialization),
+    Layer.provideMerge(Store.layer(config.store, { applicationName: options.applicationName ?? "shardhub-runner" }))
+  )
+}
+
+/**
+ * A client-only participant on the store from `config`.
+ *
+ * @since 0.1.0
+ */
+export const clientLayer = (config: ClusterConfig, options: {
+  readonly applicationName?: string | undefined
+} = {}) =>
+  SocketRunner.layerClientOnly.pipe(
+    Layer.provide(Transport.layerClientProtocol),
+    Layer.provideMerge(storage(config, Option.none())),
+    Layer.provide(serialization),
+    Layer.provideMerge(Store.layer(config.store, { applicationName: options.applicationName ?? "shardhub-client" }))
+  )
+
+/**
+ * {@link runnerLayer} with its configuration read from the environment.
+ *
+ * @since 0.1.0
+ */
+export const runnerLayerFromEnv = (options?: { readonly applicationName?: string | undefined }) =>
+  Layer.unwrap(
+    Effect.map(Effect.all([clusterConfig, runnerConfig]), ([config, runner]) => runnerLayer(config, runner, options))
+  )
+
+/**
+ * {@link clientLayer} with its configuration read from the environment.
+ *
+ * @since 0.1.0
+ */
+export const clientLayerFromEnv = (options?: { readonly applicationName?: string | undefined }) =>
+  Layer.unwrap(Effect.map(clusterConfig, (config) => clientLayer(config, options)))

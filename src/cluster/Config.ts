@@ -1,0 +1,131 @@
+/**
+ * shardhub's configuration, read from environment variables. Every variable has a default that
+ * gives a working single-machine cluster on the embedded store; the README lists them all.
+ *
+ * @since 0.1.0
+ */
+import { Config, Duration, Option, type Redacted } from "effect"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+/**
+ * Where the cluster store is.
+ *
+ * @since 0.1.0
+ */
+export interface StoreConfig {
+  /** `DATABASE_URL`: an external Postgres. None: the embedded one in `home`. */
+  readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  /** `SHARDHUB_HOME`: shardhub's state on this machine (embedded store, process data). */
+  readonly home: string
+  /** `SHARDHUB_STORE_DURABLE`: fsync in the embedded store (default true). */
+  readonly durable: boolean
+}
+
+/**
+ * Shard-lock and polling timings. The defaults put failover after a runner crash at about
+ * 2–3 s; the README gives the store load they cost.
+ *
+ * @since 0.1.0
+ */
+export interface Timings {
+  /** A runner whose lock heartbeat is older than this is dead; its shards move. */
+  readonly shardLockExpiration: Duration.Duration
+  /** How often a runner refreshes its shard locks (and heartbeat). */
+  readonly shardLockRefreshInterval: Duration.Duration
+  /** How often every participant re-reads the runner list and recomputes assignments. */
+  readonly refreshAssignmentsInterval: Duration.Duration
+  /** How often a runner polls the store for persisted messages it was not notified of. */
+  readonly entityMessagePollInterval: Duration.Duration
+  /** How often the runner-health singleton pings the other runners. */
+  readonly runnerHealthCheckInterval: Duration.Duration
+}
+
+/**
+ * The default timings (see {@link Timings}).
+ *
+ * @since 0.1.0
+ */
+export const defaultTimings: Timings = {
+  shardLockExpiration: Duration.millis(2000),
+  shardLockRefreshInterval: Duration.millis(500),
+  refreshAssignmentsInterval: Duration.millis(250),
+  entityMessagePollInterval: Duration.millis(500),
+  runnerHealthCheckInterval: Duration.seconds(5)
+}
+
+/**
+ * A runner's own settings.
+ *
+ * @since 0.1.0
+ */
+export interface RunnerConfig {
+  /** `SHARDHUB_RUNNER_HOST`: the host other participants dial to reach this runner. */
+  readonly host: string
+  /** `SHARDHUB_RUNNER_PORT`: its port (default 34431; 0 is not allowed: peers must know it). */
+  readonly port: number
+  /** `SHARDHUB_RUNNER_LISTEN_HOST`: the interface to listen on, when it differs from `host`. */
+  readonly listenHost: Option.Option<string>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface ClusterConfig {
+  readonly store: StoreConfig
+  readonly timings: Timings
+  /** `SHARDHUB_SHARDS`: shards per group. Must be the same on every participant. */
+  readonly shardsPerGroup: number
+}
+
+const duration = (name: string, fallback: Duration.Duration) =>
+  Config.Duration(name).pipe(Config.withDefault(fallback))
+
+/**
+ * Reads the store settings.
+ *
+ * @since 0.1.0
+ */
+export const storeConfig: Config.Config<StoreConfig> = Config.all({
+  databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
+  home: Config.String("SHARDHUB_HOME").pipe(
+    Config.withDefault(Path.join(Os.homedir(), ".shardhub")),
+    Config.map((home) => Path.resolve(home))
+  ),
+  durable: Config.Boolean("SHARDHUB_STORE_DURABLE").pipe(Config.withDefault(true))
+})
+
+/**
+ * Reads the timings; each defaults to {@link defaultTimings}.
+ *
+ * @since 0.1.0
+ */
+export const timings: Config.Config<Timings> = Config.all({
+  shardLockExpiration: duration("SHARDHUB_SHARD_LOCK_EXPIRATION", defaultTimings.shardLockExpiration),
+  shardLockRefreshInterval: duration("SHARDHUB_SHARD_LOCK_REFRESH", defaultTimings.shardLockRefreshInterval),
+  refreshAssignmentsInterval: duration("SHARDHUB_ASSIGNMENT_POLL", defaultTimings.refreshAssignmentsInterval),
+  entityMessagePollInterval: duration("SHARDHUB_MESSAGE_POLL", defaultTimings.entityMessagePollInterval),
+  runnerHealthCheckInterval: duration("SHARDHUB_HEALTH_CHECK", defaultTimings.runnerHealthCheckInterval)
+})
+
+/**
+ * Reads the settings every participant shares.
+ *
+ * @since 0.1.0
+ */
+export const clusterConfig: Config.Config<ClusterConfig> = Config.all({
+  store: storeConfig,
+  timings,
+  shardsPerGroup: Config.Int("SHARDHUB_SHARDS").pipe(Config.withDefault(300))
+})
+
+/**
+ * Reads a runner's own settings.
+ *
+ * @since 0.1.0
+ */
+export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
+  host: Config.String("SHARDHUB_RUNNER_HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: Config.Port("SHARDHUB_RUNNER_PORT").pipe(Config.withDefault(34431)),
+  listenHost: Config.option(Config.String("SHARDHUB_RUNNER_LISTEN_HOST"))
+})

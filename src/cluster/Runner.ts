@@ -1,0 +1,57 @@
+/**
+ * A runner process, composed: the cluster store, the runner's socket server and shard locks,
+ * and the entities every runner hosts. `src/main.ts` launches it.
+ *
+ * @since 0.1.0
+ */
+import { Console, Effect, Layer, Option } from "effect"
+import * as Cluster from "./Cluster.ts"
+import { clusterConfig, runnerConfig } from "./Config.ts"
+import * as Probe from "./Probe.ts"
+import * as Store from "./Store.ts"
+
+/**
+ * The entities a runner hosts.
+ *
+ * @since 0.1.0
+ */
+export const entities = Probe.layer
+
+/**
+ * Prints what was started and where, then asks a probe to answer through the cluster to prove
+ * the runner serves.
+ *
+ * @since 0.1.0
+ */
+const announce = (address: string) =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const store = yield* Store.Store
+    yield* Console.log(`shardhub runner  ${address} (pid ${process.pid})`)
+    yield* Console.log(
+      `cluster store    ${store.displayUrl}${
+        Option.match(store.embedded, {
+          onNone: () => "",
+          onSome: (server) => ` (embedded, data in ${server.dataDirectory})`
+        })
+      }`
+    )
+    const started = Date.now()
+    const probe = (yield* Probe.Probe.client)(`probe-${process.pid}`)
+    const answer = yield* probe.Whoami().pipe(Effect.timeout("30 seconds"))
+    yield* Console.log(`probe            answered from ${answer.runner} in ${Date.now() - started} ms`)
+    yield* Console.log("ready            (Ctrl-C or SIGTERM stops it)")
+  }))
+
+/**
+ * A runner with its configuration read from the environment.
+ *
+ * @since 0.1.0
+ */
+export const layerFromEnv = Layer.unwrap(Effect.gen(function*() {
+  const [config, runner] = yield* Effect.all([clusterConfig, runnerConfig])
+  const cluster = Cluster.runnerLayer(config, runner)
+  return announce(`${runner.host}:${runner.port}`).pipe(
+    Layer.provide(entities),
+    Layer.provide(cluster)
+  )
+}))

@@ -1,0 +1,40 @@
+/**
+ * Schema migrations for shardhub's own tables in the cluster store, run through `effect/sql`'s
+ * Migrator (history in `shardhub_migrations`; Postgres serialises concurrent runs with a table
+ * lock, so every process may migrate on start). Effect's cluster tables migrate themselves.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import * as Migrator from "effect/sql/Migrator"
+import { SqlClient } from "effect/sql/SqlClient"
+
+const migrations = {
+  /**
+   * One row per entity activation: which runner (and runner pid) hosted an entity, from when to
+   * when. The audit trail behind "one live copy": no two activations of an entity may overlap.
+   */
+  "1_activations": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_activations (
+      id bigserial PRIMARY KEY,
+      entity_type text NOT NULL,
+      entity_id text NOT NULL,
+      runner text NOT NULL,
+      runner_pid integer NOT NULL,
+      started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+      ended_at timestamptz
+    )`
+    yield* sql`CREATE INDEX shardhub_activations_entity ON shardhub_activations (entity_type, entity_id, started_at)`
+  })
+}
+
+/**
+ * Applies every pending migration.
+ *
+ * @since 0.1.0
+ */
+export const run = Migrator.make({})({
+  loader: Migrator.fromRecord(migrations),
+  table: "shardhub_migrations"
+})
