@@ -1,0 +1,229 @@
+/**
+ * Real OS processes for tests: runners (`src/main.ts`), client-only participants
+ * (`test/support/clientProcess.ts`) and small scripts, on 127.0.0.1 with fast timings.
+ *
+ * Every process spawned through {@link useProcesses} is SIGKILLed by pid after each test, and
+ * its output is printed when the test failed.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterEach, onTestFailed } from "vitest"
+
+export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
+
+/**
+ * Cluster timings for tests: failover in about a second and a half, with a lower bound that
+ * keeps a loaded two-core machine from declaring live runners dead.
+ */
+export const fastTimings: Readonly<Record<string, string>> = {
+  SHARDHUB_SHARD_LOCK_EXPIRATION: "1500 millis",
+  SHARDHUB_SHARD_LOCK_REFRESH: "300 millis",
+  SHARDHUB_ASSIGNMENT_POLL: "150 millis",
+  SHARDHUB_MESSAGE_POLL: "300 millis",
+  SHARDHUB_HEALTH_CHECK: "2 seconds",
+  SHARDHUB_SHARDS: "32"
+}
+
+export interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+/**
+ * A running child process and what it printed.
+ */
+export interface Spawned {
+  readonly name: string
+  readonly pid: number
+  readonly child: ChildProcess.ChildProcess
+  /** Everything it printed so far, stdout and stderr interleaved. */
+  readonly output: () => string
+  /** Resolves with the first match of `pattern` in its output (past or future). */
+  readonly waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>
+  readonly exited: Promise<Exit>
+  /** Sends `signal` (default SIGKILL) and resolves when it has exited. */
+  readonly kill: (signal?: NodeJS.Signals) => Promise<Exit>
+}
+
+/**
+ * Starts `node <script> ...args` with Node 24 (the test's own `process.execPath`).
+ */
+export const spawnNode = (name: string, script: string, options: {
+  readonly args?: ReadonlyArray<string>
+  readonly env?: Readonly<Record<string, string>>
+} = {}): Spawned => {
+  const child = ChildProcess.spawn(process.execPath, [Path.resolve(root, script), ...(options.args ?? [])], {
+    cwd: root,
+    env: { ...process.env, ...options.env },
+    stdio: ["pipe", "pipe", "pipe"]
+  })
+  let output = ""
+  const listeners = new Set<() => void>()
+  const append = (chunk: Buffer) => {
+    output += chunk.toString("utf8")
+    for (const listener of listeners) listener()
+  }
+  child.stdout!.on("data", append)
+  child.stderr!.on("data", append)
+  const exited = new Promise<Exit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
+  let hasExited = false
+  void exited.then(() => {
+    hasExited = true
+    for (const listener of listeners) listener()
+  })
+
+  const waitFor = (pattern: RegExp, timeoutMs = 30_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const match = output.match(pattern)
+        if (match) return done(() => resolve(match))
+        if (hasExited) return done(() => reject(new Error(`${name} exited before printing ${pattern}:\n${output}`)))
+      }
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`${name} did not print ${pattern} within ${timeoutMs} ms:\n${output}`))),
+        timeoutMs
+      )
+      const done = (f: () => void) => {
+        clearTimeout(timer)
+        listeners.delete(check)
+        f()
+      }
+      listeners.add(check)
+      check()
+    })
+
+  const kill = (signal: NodeJS.Signals = "SIGKILL") => {
+    if (!hasExited) child.kill(signal)
+    return exited
+  }
+  if (child.pid === undefined) throw new Error(`could not spawn ${name}`)
+  return { name, pid: child.pid, child, output: () => output, waitFor, exited, kill }
+}
+
+/**
+ * A free TCP port on 127.0.0.1.
+ */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = Net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+/**
+ * Polls `attempt` until it returns a value other than `undefined` (or stops throwing), failing
+ * with the last error after `timeoutMs`.
+ */
+export const eventually = async <A>(
+  attempt: () => Promise<A | undefined>,
+  options: { readonly timeoutMs?: number; readonly intervalMs?: number; readonly what?: string } = {}
+): Promise<A> => {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000)
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await attempt()
+      if (value !== undefined) return value
+    } catch (error) {
+      last = error
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50))
+  }
+  throw new Error(`timed out waiting for ${options.what ?? "a condition"}${last ? `: ${String(last)}` : ""}`)
+}
+
+/**
+ * The processes of one test file. Registers an `afterEach` that SIGKILLs every process spawned
+ * during the test, and prints their output when the test failed.
+ */
+export const useProcesses = () => {
+  const spawned: Array<Spawned> = []
+
+  afterEach(async () => {
+    const all = spawned.splice(0)
+    await Promise.all(all.map((p) => p.kill("SIGKILL")))
+  })
+
+  const track = (process: Spawned) => {
+    spawned.push(process)
+    onTestFailed(() => {
+      console.error(`----- output of ${process.name} (pid ${process.pid}) -----\n${process.output()}`)
+    })
+    return process
+  }
+
+  return {
+    spawn: (name: string, script: string, options?: Parameters<typeof spawnNode>[2]) =>
+      track(spawnNode(name, script, options)),
+
+    /** A runner on a free port, on `databaseUrl`; resolves once it serves. */
+    runner: async (name: string, databaseUrl: string, env: Readonly<Record<string, string>> = {}) => {
+      const port = await freePort()
+      const runner = track(spawnNode(name, "src/main.ts", {
+        env: {
+          DATABASE_URL: databaseUrl,
+          SHARDHUB_RUNNER_HOST: "127.0.0.1",
+          SHARDHUB_RUNNER_PORT: String(port),
+          ...fastTimings,
+          ...env
+        }
+      }))
+      await runner.waitFor(/^ready/m, 60_000)
+      return Object.assign(runner, { address: `127.0.0.1:${port}` })
+    },
+
+    /** A client-only participant on `databaseUrl`, driven through its stdin. */
+    client: async (name: string, databaseUrl: string) => {
+      const process = track(spawnNode(name, "test/support/clientProcess.ts", {
+        env: { DATABASE_URL: databaseUrl, ...fastTimings }
+      }))
+      await process.waitFor(/^ready/m, 60_000)
+      return new ClientProcess(process)
+    }
+  }
+}
+
+/**
+ * Talks to a client-only process: one JSON request per line on its stdin, one JSON answer per
+ * line on its stdout (see `clientProcess.ts`).
+ */
+export class ClientProcess {
+  private next = 0
+  private readonly pending = new Map<number, (answer: ClientAnswer) => void>()
+  readonly process: Spawned
+
+  constructor(process: Spawned) {
+    this.process = process
+    let buffer = ""
+    process.child.stdout!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("utf8")
+      let newline: number
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline)
+        buffer = buffer.slice(newline + 1)
+        if (!line.startsWith("{")) continue
+        const answer = JSON.parse(line) as ClientAnswer & { readonly id: number }
+        this.pending.get(answer.id)?.(answer)
+        this.pending.delete(answer.id)
+      }
+    })
+  }
+
+  /** Asks probe `entityId` where it runs, giving up after `timeoutMs`. */
+  whoami(entityId: string, timeoutMs = 5_000): Promise<ClientAnswer> {
+    const id = this.next++
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve)
+      this.process.child.stdin!.write(JSON.stringify({ id, op: "whoami", entityId, timeoutMs }) + "\n")
+    })
+  }
+}
+
+export type ClientAnswer =
+  | { readonly ok: true; readonly runner: string; readonly pid: number; readonly activation: number }
+  | { readonly ok: false; readonly error: string }
