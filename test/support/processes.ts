@@ -53,8 +53,11 @@ export interface Spawned {
 export const spawnNode = (name: string, script: string, options: {
   readonly args?: ReadonlyArray<string>
   readonly env?: Readonly<Record<string, string>>
+  /** Runs it through this command first, e.g. `["setpriv", "--reuid=nobody", ...]`. */
+  readonly wrapper?: ReadonlyArray<string>
 } = {}): Spawned => {
-  const child = ChildProcess.spawn(process.execPath, [Path.resolve(root, script), ...(options.args ?? [])], {
+  const command = [...(options.wrapper ?? []), process.execPath, Path.resolve(root, script), ...(options.args ?? [])]
+  const child = ChildProcess.spawn(command[0]!, command.slice(1), {
     cwd: root,
     env: { ...process.env, ...options.env },
     stdio: ["pipe", "pipe", "pipe"]

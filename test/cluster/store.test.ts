@@ -1,0 +1,130 @@
+/**
+ * The embedded cluster store, shared by real processes on one machine: one server however many
+ * processes start at once, kept while anyone uses it, stopped by the last one out, data kept
+ * across restarts, usable as root and as a normal user, and a clear error when it cannot start.
+ */
+import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import { eventually, type Spawned, useProcesses } from "../support/processes.ts"
+
+interface Described {
+  readonly ready: true
+  readonly pid: number
+  readonly port: number
+  readonly displayUrl: string
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+const homes: Array<string> = []
+const tempHome = async () => {
+  const home = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-store-"))
+  homes.push(home)
+  return home
+}
+
+describe("the embedded store", () => {
+  const processes = useProcesses()
+
+  afterEach(async () => {
+    for (const home of homes.splice(0)) {
+      // A server left running by a failed test: stop it before removing its files.
+      const pidFile = await Fs.readFile(Path.join(home, "postgres/data/postmaster.pid"), "utf8").catch(() => "")
+      const pid = Number.parseInt(pidFile.split("\n")[0] ?? "", 10)
+      if (Number.isInteger(pid) && isAlive(pid)) process.kill(pid, "SIGQUIT")
+      await eventually(async () => !isAlive(pid) || undefined, { what: "the leftover server to exit" })
+      await Fs.rm(home, { recursive: true, force: true })
+    }
+  })
+
+  const open = async (name: string, home: string, wrapper?: ReadonlyArray<string>) => {
+    const process = processes.spawn(name, "test/support/storeProcess.ts", {
+      env: { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_STORE_DURABLE: "false" },
+      ...(wrapper ? { wrapper } : {})
+    })
+    const line = await process.waitFor(/^\{"ready".*$/m, 60_000)
+    return { process, described: JSON.parse(line[0]) as Described }
+  }
+
+  const sql = async (process: Spawned, statement: string) => {
+    const before = process.output().length
+    process.child.stdin!.write(statement + "\n")
+    const line = await eventually(async () => process.output().slice(before).match(/^\{"(rows|error)".*$/m)?.[0])
+    return JSON.parse(line) as { readonly rows?: ReadonlyArray<Record<string, unknown>>; readonly error?: string }
+  }
+
+  const close = async (process: Spawned) => {
+    process.child.stdin!.end()
+    return process.exited
+  }
+
+  it("is started once by processes that start at once, and stopped by the last one out", async () => {
+    const home = await tempHome()
+    const opened = await Promise.all([1, 2, 3, 4].map((i) => open(`store-${i}`, home)))
+    const servers = new Set(opened.map(({ described }) => `${described.pid}:${described.port}`))
+    expect(servers.size).toBe(1)
+    const { pid } = opened[0]!.described
+    expect(isAlive(pid)).toBe(true)
+    expect(opened[0]!.described.displayUrl).toMatch(/^postgres:\/\/shardhub:\*\*\*@127\.0\.0\.1:\d+\/shardhub$/)
+    expect(await Fs.readdir(Path.join(home, "postgres"))).toEqual(["data", "password", "postgres.log"])
+
+    // Three leave; the fourth is still connected, so the server stays and serves it.
+    for (const { process } of opened.slice(0, 3)) expect(await close(process)).toEqual({ code: 0, signal: null })
+    expect(isAlive(pid)).toBe(true)
+    expect(await sql(opened[3]!.process, "SELECT 41 + 1 AS answer")).toEqual({ rows: [{ answer: 42 }] })
+
+    // The last one out stops it.
+    expect(await close(opened[3]!.process)).toEqual({ code: 0, signal: null })
+    expect(isAlive(pid)).toBe(false)
+  })
+
+  it("keeps its data across restarts", async () => {
+    const home = await tempHome()
+    const first = await open("first", home)
+    expect(await sql(first.process, "CREATE TABLE kept (v text)")).toEqual({ rows: [] })
+    expect(await sql(first.process, "INSERT INTO kept VALUES ('still here')")).toEqual({ rows: [] })
+    await close(first.process)
+    expect(isAlive(first.described.pid)).toBe(false)
+
+    const second = await open("second", home)
+    expect(second.described.pid).not.toBe(first.described.pid)
+    expect(await sql(second.process, "SELECT v FROM kept")).toEqual({ rows: [{ v: "still here" }] })
+    await close(second.process)
+  })
+
+  it("works for a normal (non-root) user", async () => {
+    const home = await tempHome()
+    // As root, run the participant itself as `nobody`; otherwise we already are a normal user.
+    const asRoot = process.getuid?.() === 0
+    if (asRoot) await Fs.chown(home, 65534, 65534)
+    const wrapper = asRoot ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] : undefined
+    const { process: participant, described } = await open("normal-user", home, wrapper)
+    expect(await sql(participant, "SELECT current_user AS who")).toEqual({ rows: [{ who: "shardhub" }] })
+    const dataOwner = (await Fs.stat(Path.join(home, "postgres/data"))).uid
+    expect(dataOwner).toBe(asRoot ? 65534 : process.getuid!())
+    await close(participant)
+    expect(isAlive(described.pid)).toBe(false)
+  })
+
+  it("fails with a clear message when SHARDHUB_HOME is unusable", async () => {
+    const home = await tempHome()
+    const notADirectory = Path.join(home, "a-file")
+    await Fs.writeFile(notADirectory, "")
+    const participant = processes.spawn("bad-home", "test/support/storeProcess.ts", {
+      env: { SHARDHUB_HOME: notADirectory, DATABASE_URL: "" }
+    })
+    const exit = await participant.exited
+    expect(exit.code).not.toBe(0)
+    expect(participant.output()).toMatch(/EmbeddedPostgresError/)
+    expect(participant.output()).toMatch(/could not create the store's password file: .*not a directory/)
+  })
+})
