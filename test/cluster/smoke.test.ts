@@ -6,7 +6,8 @@
 import type { SqlClient } from "effect/sql/SqlClient"
 import { describe, expect, it } from "vitest"
 import { freshDatabase } from "../support/database.ts"
-import { type ClientAnswer, eventually, useProcesses } from "../support/processes.ts"
+import { type ClientAnswer, useProcesses } from "../support/harness.ts"
+import { eventually } from "../support/processes.ts"
 import { query } from "../support/sql.ts"
 
 const probeIds = Array.from({ length: 48 }, (_, i) => `probe-${i}`)

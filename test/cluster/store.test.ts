@@ -7,7 +7,8 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { eventually, type Spawned, useProcesses } from "../support/processes.ts"
+import { useProcesses } from "../support/harness.ts"
+import { eventually, type Spawned } from "../support/processes.ts"
 
 interface Described {
   readonly ready: true
