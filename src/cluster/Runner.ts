@@ -4,11 +4,21 @@
  *
  * @since 0.1.0
  */
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Option, Schema } from "effect"
 import * as Cluster from "./Cluster.ts"
 import { clusterConfig, runnerConfig } from "./Config.ts"
 import * as Probe from "./Probe.ts"
 import * as Store from "./Store.ts"
+
+/**
+ * The runner could not listen on its address.
+ *
+ * @since 0.1.0
+ */
+export class RunnerListenError extends Schema.TaggedError<RunnerListenError>()("RunnerListenError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
 
 /**
  * The entities a runner hosts.
@@ -50,8 +60,17 @@ const announce = (address: string) =>
 export const layerFromEnv = Layer.unwrap(Effect.gen(function*() {
   const [config, runner] = yield* Effect.all([clusterConfig, runnerConfig])
   const cluster = Cluster.runnerLayer(config, runner)
+  const address = `${Option.getOrElse(runner.listenHost, () => runner.host)}:${runner.port}`
   return announce(`${runner.host}:${runner.port}`).pipe(
     Layer.provide(entities),
-    Layer.provide(cluster)
+    Layer.provide(cluster),
+    Layer.catchTag("SocketServerError", (error) =>
+      Layer.effectDiscard(Effect.fail(
+        new RunnerListenError({
+          message: `could not listen on ${address}: ${String(error.reason.cause ?? error.message)}` +
+            " (is another runner using it? set SHARDHUB_RUNNER_PORT to another port)",
+          cause: error
+        })
+      )))
   )
 }))
