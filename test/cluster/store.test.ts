@@ -8,22 +8,13 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { useProcesses } from "../support/harness.ts"
-import { eventually, type Spawned } from "../support/processes.ts"
+import { eventually, isAlive, type Spawned } from "../support/processes.ts"
 
 interface Described {
   readonly ready: true
   readonly pid: number
   readonly port: number
   readonly displayUrl: string
-}
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
 }
 
 const homes: Array<string> = []

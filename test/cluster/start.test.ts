@@ -1,0 +1,68 @@
+/**
+ * `npm start` (src/main.ts) on the embedded default: it brings the store and a runner up, a probe
+ * answers, and SIGINT (Ctrl-C) or SIGTERM leaves no runner and no Postgres behind. Bad settings
+ * end it with a one-line reason.
+ */
+import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import { useProcesses } from "../support/harness.ts"
+import { eventually, freePort, isAlive } from "../support/processes.ts"
+
+describe("npm start", () => {
+  const processes = useProcesses()
+  const homes: Array<string> = []
+  afterEach(async () => {
+    for (const home of homes.splice(0)) await Fs.rm(home, { recursive: true, force: true })
+  })
+
+  const start = async (env: Record<string, string> = {}) => {
+    const home = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-start-"))
+    homes.push(home)
+    const port = await freePort()
+    const main = processes.spawn("npm-start", "src/main.ts", {
+      env: { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_RUNNER_PORT: String(port), SHARDHUB_STORE_DURABLE: "false", ...env }
+    })
+    return { main, home, port }
+  }
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`serves on the embedded store and stops everything on ${signal}`, async () => {
+      const { main, home, port } = await start()
+      await main.waitFor(/^ready/m, 60_000)
+      expect(main.output()).toContain(`shardhub runner  127.0.0.1:${port} (pid ${main.pid})`)
+      expect(main.output()).toMatch(
+        new RegExp(`cluster store    postgres://shardhub:\\*\\*\\*@127\\.0\\.0\\.1:\\d+/shardhub \\(embedded, data in ${home}/postgres/data\\)`)
+      )
+      expect(main.output()).toMatch(new RegExp(`probe            answered from 127\\.0\\.0\\.1:${port} in \\d+ ms`))
+      const postgresPid = Number.parseInt((await Fs.readFile(Path.join(home, "postgres/data/postmaster.pid"), "utf8")).split("\n")[0]!, 10)
+      expect(isAlive(postgresPid)).toBe(true)
+
+      const exit = await main.kill(signal)
+      expect(exit.signal === null && exit.code !== null).toBe(true)
+      await eventually(async () => !isAlive(postgresPid) || undefined, { timeoutMs: 15_000, what: "Postgres to stop" })
+      // It ended by itself, with no failure to report.
+      expect(main.output()).not.toMatch(/^shardhub: /m)
+    })
+  }
+
+  it("says why when the runner port is taken", async () => {
+    const first = await start()
+    await first.main.waitFor(/^ready/m, 60_000)
+    const second = await start({ SHARDHUB_RUNNER_PORT: String(first.port) })
+    const exit = await second.main.exited
+    expect(exit.code).toBe(1)
+    expect(second.main.output()).toContain(
+      `shardhub: could not listen on 127.0.0.1:${first.port}: Error: listen EADDRINUSE`
+    )
+    expect(second.main.output()).toContain("set SHARDHUB_RUNNER_PORT to another port")
+  })
+
+  it("says why when a setting is malformed", async () => {
+    const { main } = await start({ SHARDHUB_SHARD_LOCK_EXPIRATION: "soon" })
+    const exit = await main.exited
+    expect(exit.code).toBe(1)
+    expect(main.output()).toMatch(/^shardhub: [^\n]*Expected a valid Duration string\s+at \["SHARDHUB_SHARD_LOCK_EXPIRATION"\]/m)
+  })
+})
