@@ -1,7 +1,7 @@
 /**
  * Two runner processes and one client-only process on a fresh database: probes answer from both
- * runners; after one runner is SIGKILLed, its probes answer from the survivor, and no probe was
- * ever active on both runners at once.
+ * runners; after one runner is SIGKILLed (crash) or SIGTERMed (graceful stop), its probes answer
+ * from the survivor, and no probe was ever active on both runners at once.
  */
 import type { SqlClient } from "effect/sql/SqlClient"
 import { describe, expect, it } from "vitest"
@@ -15,7 +15,7 @@ const probeIds = Array.from({ length: 48 }, (_, i) => `probe-${i}`)
 describe("a two-runner cluster", () => {
   const processes = useProcesses()
 
-  it("serves probes from both runners and fails over after a SIGKILL", async () => {
+  it.each(["SIGKILL", "SIGTERM"] as const)("serves probes from both runners and fails over after %s", async (signal) => {
     const databaseUrl = await freshDatabase("smoke")
     const [a, b] = await Promise.all([
       processes.runner("runner-a", databaseUrl),
@@ -33,7 +33,9 @@ describe("a two-runner cluster", () => {
     expect(onB.length).toBeGreaterThan(0)
 
     const killedAt = new Date()
-    await b.kill("SIGKILL")
+    const exit = await b.kill(signal)
+    // A graceful stop ends the process by itself, after handing its shards back.
+    if (signal === "SIGTERM") expect(exit.signal).toBeNull()
 
     // Every probe that lived on b answers again, now from a.
     const afterFailover = await eventually(async () => {
@@ -42,15 +44,22 @@ describe("a two-runner cluster", () => {
     }, { timeoutMs: 20_000, what: "b's probes to answer from a" })
     expect(afterFailover).toHaveLength(onB.length)
 
-    // One live copy: every activation of those probes on a started after b died.
-    const activations = await query<{ entity_id: string; runner: string; started_at: Date }>(
+    // One live copy: every activation of those probes on a started after b's ended. A crashed
+    // runner records no end, so its end is the moment it was killed.
+    const activations = await query<{ entity_id: string; runner: string; started_at: Date; ended_at: Date | null }>(
       databaseUrl,
       (sql: SqlClient) =>
-        sql`SELECT entity_id, runner, started_at FROM shardhub_activations
+        sql`SELECT entity_id, runner, started_at, ended_at FROM shardhub_activations
             WHERE entity_type = 'Probe' AND entity_id IN ${sql.in(onB)} ORDER BY started_at`
     )
     const onA = activations.filter((row) => row.runner === a.address)
     expect(new Set(onA.map((row) => row.entity_id))).toEqual(new Set(onB))
-    for (const row of onA) expect(row.started_at.getTime()).toBeGreaterThanOrEqual(killedAt.getTime())
+    for (const row of onA) {
+      const ends = activations
+        .filter((other) => other.entity_id === row.entity_id && other.runner === b.address)
+        .map((other) => signal === "SIGTERM" ? other.ended_at!.getTime() : killedAt.getTime())
+      expect(ends.length).toBeGreaterThan(0)
+      for (const end of ends) expect(row.started_at.getTime()).toBeGreaterThanOrEqual(end)
+    }
   })
 })
