@@ -3,23 +3,18 @@
  * answers, and SIGINT (Ctrl-C) or SIGTERM leaves no runner and no Postgres behind. Bad settings
  * end it with a one-line reason.
  */
-import * as Fs from "node:fs/promises"
-import * as Os from "node:os"
-import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { useProcesses } from "../support/harness.ts"
+import { postmasterPid, useHomes } from "../support/homes.ts"
 import { eventually, freePort, isAlive } from "../support/processes.ts"
 
 describe("npm start", () => {
+  // Registered first so that it runs last: after-hooks run in reverse order, processes die first.
+  const tempHome = useHomes("shardhub-start-")
   const processes = useProcesses()
-  const homes: Array<string> = []
-  afterEach(async () => {
-    for (const home of homes.splice(0)) await Fs.rm(home, { recursive: true, force: true })
-  })
 
   const start = async (env: Record<string, string> = {}) => {
-    const home = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-start-"))
-    homes.push(home)
+    const home = await tempHome()
     const port = await freePort()
     const main = processes.spawn("npm-start", "src/main.ts", {
       env: { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_RUNNER_PORT: String(port), SHARDHUB_STORE_DURABLE: "false", ...env }
@@ -36,7 +31,7 @@ describe("npm start", () => {
         new RegExp(`cluster store    postgres://shardhub:\\*\\*\\*@127\\.0\\.0\\.1:\\d+/shardhub \\(embedded, data in ${home}/postgres/data\\)`)
       )
       expect(main.output()).toMatch(new RegExp(`probe            answered from 127\\.0\\.0\\.1:${port} in \\d+ ms`))
-      const postgresPid = Number.parseInt((await Fs.readFile(Path.join(home, "postgres/data/postmaster.pid"), "utf8")).split("\n")[0]!, 10)
+      const postgresPid = (await postmasterPid(home))!
       expect(isAlive(postgresPid)).toBe(true)
 
       const exit = await main.kill(signal)

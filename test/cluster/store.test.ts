@@ -4,10 +4,10 @@
  * across restarts, usable as root and as a normal user, and a clear error when it cannot start.
  */
 import * as Fs from "node:fs/promises"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { useProcesses } from "../support/harness.ts"
+import { useHomes } from "../support/homes.ts"
 import { eventually, isAlive, type Spawned } from "../support/processes.ts"
 
 interface Described {
@@ -17,26 +17,11 @@ interface Described {
   readonly displayUrl: string
 }
 
-const homes: Array<string> = []
-const tempHome = async () => {
-  const home = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-store-"))
-  homes.push(home)
-  return home
-}
-
 describe("the embedded store", () => {
+  // Registered first so that it runs last: after-hooks run in reverse order, processes die first.
+  const tempHome = useHomes("shardhub-store-")
   const processes = useProcesses()
 
-  afterEach(async () => {
-    for (const home of homes.splice(0)) {
-      // A server left running by a failed test: stop it before removing its files.
-      const pidFile = await Fs.readFile(Path.join(home, "postgres/data/postmaster.pid"), "utf8").catch(() => "")
-      const pid = Number.parseInt(pidFile.split("\n")[0] ?? "", 10)
-      if (Number.isInteger(pid) && isAlive(pid)) process.kill(pid, "SIGQUIT")
-      await eventually(async () => !isAlive(pid) || undefined, { what: "the leftover server to exit" })
-      await Fs.rm(home, { recursive: true, force: true })
-    }
-  })
 
   const open = async (name: string, home: string, wrapper?: ReadonlyArray<string>) => {
     const process = processes.spawn(name, "test/support/storeProcess.ts", {
