@@ -12,29 +12,18 @@
  * @since 0.1.0
  */
 import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
-import * as MessageStorage from "effect/cluster/MessageStorage"
 import * as RunnerAddress from "effect/cluster/RunnerAddress"
 import * as RunnerHealth from "effect/cluster/RunnerHealth"
 import * as Runners from "effect/cluster/Runners"
-import type * as Sharding from "effect/cluster/Sharding"
 import * as ShardingConfig from "effect/cluster/ShardingConfig"
 import * as SocketRunner from "effect/cluster/SocketRunner"
 import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
 import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
-import type { SqlClient } from "effect/sql/SqlClient"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
 import * as Store from "./Store.ts"
 import * as Transport from "./Transport.ts"
-
-/**
- * What joining the cluster gives: `Sharding` (entity clients, entity registration), `Runners`,
- * `MessageStorage`, and the store it runs on.
- *
- * @since 0.1.0
- */
-export type Services = Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage | Store.Store | SqlClient
 
 /**
  * Effect's `ShardingConfig` for a participant: shardhub's timings, and the runner address when

@@ -310,7 +310,7 @@ const tail = (path: string, bytes = 4000) =>
   )
 
 type Launch =
-  | { readonly _tag: "Started"; readonly pid: number }
+  | { readonly _tag: "Started"; readonly pid: number; readonly port: number }
   | { readonly _tag: "Lost" } // another postmaster owns the data directory
   | { readonly _tag: "PortTaken" }
 
@@ -351,7 +351,7 @@ const launch = Effect.fnUntraced(function*(paths: Paths, id: Identity, port: num
   while (Date.now() < deadline) {
     const postmaster = yield* readPostmaster(paths)
     if (postmaster !== undefined && postmaster.pid === child.pid && postmaster.status === "ready") {
-      return { _tag: "Started", pid: postmaster.pid } as Launch
+      return { _tag: "Started", pid: postmaster.pid, port } as Launch
     }
     if (hasExited) {
       const output = (yield* tail(paths.log, 1_000_000)).slice(logStart)
@@ -398,10 +398,7 @@ export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
       continue
     }
     const outcome = yield* launch(paths, id, yield* freePort, durable)
-    if (outcome._tag === "Started") {
-      const started = yield* readPostmaster(paths)
-      return server(outcome.pid, started!.port)
-    }
+    if (outcome._tag === "Started") return server(outcome.pid, outcome.port)
   }
   return yield* fail(`the embedded store in ${paths.root} did not settle within 60 s`, { log: yield* tail(paths.log) })
 })

@@ -53,7 +53,17 @@ export const displayUrl = (url: string): string => {
   }
 }
 
-const storeError = (message: string) => (cause: unknown) => new StoreError({ message: `${message}: ${String(cause)}`, cause })
+const storeError = (message: string) => (cause: unknown) =>
+  new StoreError({ message: `${message}: ${describeCause(cause)}`, cause })
+
+/** The innermost message of an error chain ("connect ECONNREFUSED 127.0.0.1:5432"). */
+const describeCause = (cause: unknown): string => {
+  const messages: Array<string> = []
+  for (let current = cause; current instanceof Error && messages.length < 5; current = current.cause) {
+    if (!messages.includes(current.message)) messages.push(current.message)
+  }
+  return messages.length > 0 ? messages.join(": ") : String(cause)
+}
 
 /** A short-lived single connection, for administrative statements. */
 const withAdminClient = <A>(url: Redacted.Redacted<string>, f: (client: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
@@ -122,7 +132,11 @@ export const layer = (config: StoreConfig, options: { readonly applicationName: 
         applicationName: options.applicationName,
         minConnections: 1,
         connectTimeout: "5 seconds"
-      }).pipe(Effect.mapError(storeError(`could not connect to the cluster store at ${displayUrl(Redacted.value(url))}`)))
+      })
+      // The pool connects lazily: try it now, so that an unreachable store is named as such.
+      yield* client`SELECT 1`.pipe(
+        Effect.mapError(storeError(`could not connect to the cluster store at ${displayUrl(Redacted.value(url))}`))
+      )
       yield* Migrations.run.pipe(
         Effect.provideService(SqlClient, client),
         Effect.mapError(storeError("could not migrate the cluster store"))

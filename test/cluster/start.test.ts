@@ -60,4 +60,16 @@ describe("npm start", () => {
     expect(exit.code).toBe(1)
     expect(main.output()).toMatch(/^shardhub: [^\n]*Expected a valid Duration string\s+at \["SHARDHUB_SHARD_LOCK_EXPIRATION"\]/m)
   })
+
+  it("says why when the store is unreachable, without showing its password", async () => {
+    const closedPort = await freePort()
+    const { main } = await start({ DATABASE_URL: `postgres://someone:hunter2@127.0.0.1:${closedPort}/db` })
+    const exit = await main.exited
+    expect(exit.code).toBe(1)
+    expect(main.output()).toContain(
+      `shardhub: could not connect to the cluster store at postgres://someone:***@127.0.0.1:${closedPort}/db: `
+    )
+    expect(main.output()).toContain("ECONNREFUSED")
+    expect(main.output()).not.toContain("hunter2")
+  })
 })
