@@ -286,7 +286,12 @@ const readPostmaster = (paths: Paths): Effect.Effect<Postmaster | undefined> =>
     return isAlive(pid) ? { pid, port, status: (lines[7] ?? "").trim() } : undefined
   })
 
-const isAlive = (pid: number): boolean => {
+/**
+ * Whether a process with this pid exists, whoever owns it.
+ *
+ * @since 0.1.0
+ */
+export const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
     return true

@@ -56,7 +56,7 @@ export const displayUrl = (url: string): string => {
 const storeError = (message: string) => (cause: unknown) =>
   new StoreError({ message: `${message}: ${describeCause(cause)}`, cause })
 
-/** The innermost message of an error chain ("connect ECONNREFUSED 127.0.0.1:5432"). */
+/** The messages along an error's cause chain, outermost first ("…: connect ECONNREFUSED 127.0.0.1:5432"). */
 const describeCause = (cause: unknown): string => {
   const messages: Array<string> = []
   for (let current = cause; current instanceof Error && messages.length < 5; current = current.cause) {

@@ -136,15 +136,4 @@ export const eventually = async <A>(
   throw new Error(`timed out waiting for ${options.what ?? "a condition"}${last ? `: ${String(last)}` : ""}`)
 }
 
-
-/**
- * Whether a process with this pid exists (owned by anyone).
- */
-export const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
+export { isAlive } from "../../src/cluster/EmbeddedPostgres.ts"
