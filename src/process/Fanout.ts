@@ -1,0 +1,214 @@
+/**
+ * One producer, many subscribers: how a child's output and messages reach every reader.
+ *
+ * The producer is a Node stream callback, so publishing is synchronous and never waits on a
+ * reader. Two policies:
+ * - {@link lossy} (messages): each subscriber holds at most `capacity` items; when a slow one
+ *   overflows, the newest items are dropped and the subscriber receives an explicit `lost(n)`
+ *   item at the gap — never a silent hole.
+ * - {@link lossless} (raw bytes): nothing is dropped; when a subscriber falls `highWaterBytes`
+ *   behind, the producer is paused (the child then blocks on its full pipe) until it catches up.
+ *
+ * @since 0.2.0
+ */
+import { Cause, Channel, Effect, Scope, Stream } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+
+interface Subscriber<A> {
+  items: Array<A>
+  bytes: number
+  lost: number
+  wake: (() => void) | undefined
+}
+
+const drain = <A>(subscriber: Subscriber<A>): NonEmptyReadonlyArray<A> => {
+  const items = subscriber.items as unknown as NonEmptyReadonlyArray<A>
+  subscriber.items = []
+  subscriber.bytes = 0
+  return items
+}
+
+const notify = <A>(subscriber: Subscriber<A>) => {
+  const wake = subscriber.wake
+  subscriber.wake = undefined
+  wake?.()
+}
+
+const subscriberStream = <A>(
+  subscribe: () => Subscriber<A> | undefined,
+  unsubscribe: (subscriber: Subscriber<A>) => void,
+  isEnded: () => boolean,
+  afterTake: (subscriber: Subscriber<A>) => void
+): Stream.Stream<A> =>
+  Stream.fromChannel(Channel.fromTransform((_, scope) =>
+    Effect.gen(function*() {
+      const subscriber = subscribe()
+      if (subscriber === undefined) return Cause.done()
+      yield* Scope.addFinalizer(scope, Effect.sync(() => unsubscribe(subscriber)))
+      const take = (): NonEmptyReadonlyArray<A> => {
+        const items = drain(subscriber)
+        afterTake(subscriber)
+        return items
+      }
+      const pull: Effect.Effect<NonEmptyReadonlyArray<A>, Cause.Done> = Effect.suspend(() => {
+        if (subscriber.items.length > 0) return Effect.succeed(take())
+        if (isEnded()) return Cause.done()
+        return Effect.callback<NonEmptyReadonlyArray<A>, Cause.Done>((resume) => {
+          subscriber.wake = () => resume(pull)
+          return Effect.sync(() => {
+            subscriber.wake = undefined
+          })
+        })
+      })
+      return pull
+    })
+  ))
+
+/**
+ * A lossy broadcast: a publisher that never waits and subscribers that learn what they missed.
+ *
+ * @since 0.2.0
+ */
+export interface Lossy<A> {
+  readonly publish: (item: A) => void
+  /** Ends every subscription after it has drained; later subscriptions are empty. */
+  readonly end: () => void
+  /** Items published from now on (and `lost(n)` markers where this subscriber overflowed). */
+  readonly subscribe: Stream.Stream<A>
+  readonly subscribers: () => number
+}
+
+/**
+ * @since 0.2.0
+ */
+export const lossy = <A>(options: { readonly capacity: number; readonly lost: (count: number) => A }): Lossy<A> => {
+  const subscribers = new Set<Subscriber<A>>()
+  let ended = false
+  return {
+    publish(item) {
+      for (const subscriber of subscribers) {
+        if (subscriber.lost > 0) {
+          if (subscriber.items.length >= options.capacity) {
+            subscriber.lost++
+            continue
+          }
+          subscriber.items.push(options.lost(subscriber.lost))
+          subscriber.lost = 0
+        }
+        if (subscriber.items.length >= options.capacity) subscriber.lost++
+        else subscriber.items.push(item)
+        notify(subscriber)
+      }
+    },
+    end() {
+      ended = true
+      for (const subscriber of subscribers) notify(subscriber)
+    },
+    subscribe: subscriberStream(
+      () => {
+        if (ended) return undefined
+        const subscriber: Subscriber<A> = { items: [], bytes: 0, lost: 0, wake: undefined }
+        subscribers.add(subscriber)
+        return subscriber
+      },
+      (subscriber) => subscribers.delete(subscriber),
+      () => ended,
+      (subscriber) => {
+        if (subscriber.lost > 0) {
+          subscriber.items.push(options.lost(subscriber.lost))
+          subscriber.lost = 0
+        }
+      }
+    ),
+    subscribers: () => subscribers.size
+  }
+}
+
+/**
+ * A lossless byte broadcast with backpressure and a bounded replay of the most recent bytes.
+ *
+ * @since 0.2.0
+ */
+export interface Lossless {
+  readonly publish: (chunk: Buffer) => void
+  readonly end: () => void
+  /**
+   * Bytes from now on; with `replay`, first the retained recent bytes (everything since the
+   * start while less than `retainBytes` was produced).
+   */
+  readonly subscribe: (replay: boolean) => Stream.Stream<Uint8Array>
+  /** Whether anything was dropped from the replay buffer. */
+  readonly truncated: () => boolean
+}
+
+/**
+ * @since 0.2.0
+ */
+export const lossless = (options: {
+  readonly retainBytes: number
+  readonly highWaterBytes: number
+  /** Called with `true` to pause the producer and `false` to resume it. */
+  readonly pressure: (paused: boolean) => void
+}): Lossless => {
+  const subscribers = new Set<Subscriber<Buffer>>()
+  const retained: Array<Buffer> = []
+  let retainedBytes = 0
+  let dropped = false
+  let ended = false
+  let paused = false
+
+  const update = () => {
+    let behind = false
+    for (const subscriber of subscribers) {
+      if (subscriber.bytes >= options.highWaterBytes) behind = true
+    }
+    if (behind !== paused) {
+      paused = behind
+      options.pressure(paused)
+    }
+  }
+
+  return {
+    publish(chunk) {
+      if (options.retainBytes > 0) {
+        retained.push(chunk)
+        retainedBytes += chunk.length
+        while (retainedBytes > options.retainBytes && retained.length > 1) {
+          retainedBytes -= retained.shift()!.length
+          dropped = true
+        }
+      }
+      for (const subscriber of subscribers) {
+        subscriber.items.push(chunk)
+        subscriber.bytes += chunk.length
+        notify(subscriber)
+      }
+      update()
+    },
+    end() {
+      ended = true
+      for (const subscriber of subscribers) notify(subscriber)
+    },
+    subscribe: (replay) =>
+      subscriberStream<Buffer>(
+        () => {
+          const subscriber: Subscriber<Buffer> = {
+            items: replay ? [...retained] : [],
+            bytes: replay ? retainedBytes : 0,
+            lost: 0,
+            wake: undefined
+          }
+          if (ended && subscriber.items.length === 0) return undefined
+          if (!ended) subscribers.add(subscriber)
+          return subscriber
+        },
+        (subscriber) => {
+          subscribers.delete(subscriber)
+          update()
+        },
+        () => ended,
+        update
+      ),
+    truncated: () => dropped
+  }
+}

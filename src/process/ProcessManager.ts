@@ -1,0 +1,320 @@
+/**
+ * The ProcessManager: runs, watches, talks to, measures, limits and stops OS processes on one
+ * machine. It knows nothing of entities or the cluster.
+ *
+ * Contract (hyperactor's ProcHandle, seed 003):
+ * - `ready` and `wait` serve any number of waiters and consume nothing.
+ * - `terminate(timeout)` asks politely (a signal to the process group, or an in-band stop
+ *   message) and SIGKILLs the group at the deadline; `kill` SIGKILLs the group. Both are
+ *   idempotent: concurrent callers coalesce (the earliest deadline wins) and all get the one
+ *   terminal status, which is only made from an observed exit.
+ * - Every child runs in its own process group; nothing it started outlives it, the manager, or
+ *   even a SIGKILL of the manager (see `Supervisor`).
+ * - Operations on one process never wait on another.
+ *
+ * @since 0.2.0
+ */
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { Context, Duration, Effect, Layer, Option, Schedule, Schema, Scope, Sink, Stream } from "effect"
+import type { LogLine, LogsQuery } from "./LogStore.ts"
+import * as Managed from "./ManagedProcess.ts"
+import {
+  KillError,
+  LogsError,
+  NotReady,
+  ProcessNotFound,
+  SpawnError,
+  StateDirError,
+  StdinError,
+  StillRunning,
+  WriteMessageError
+} from "./ProcessErrors.ts"
+import { ProcessSpec, resolve } from "./ProcessSpec.ts"
+import type { ProcessInfo, ProcessStats, Terminal } from "./ProcessStatus.ts"
+import { readGroups } from "./ProcStats.ts"
+import * as Supervisor from "./Supervisor.ts"
+
+/**
+ * One process, with every operation bound to its id.
+ *
+ * @since 0.2.0
+ */
+export interface ProcessHandle {
+  readonly id: string
+  readonly info: Effect.Effect<ProcessInfo>
+  readonly ready: Effect.Effect<void, NotReady>
+  readonly wait: Effect.Effect<Terminal>
+  readonly terminate: (timeout: Duration.Input) => Effect.Effect<Terminal, KillError>
+  readonly kill: Effect.Effect<Terminal, KillError>
+  readonly send: (message: unknown) => Effect.Effect<void, WriteMessageError>
+  readonly messages: Stream.Stream<Managed.ChannelEvent>
+  readonly stdout: (options?: OutputOptions) => Stream.Stream<Uint8Array>
+  readonly stderr: (options?: OutputOptions) => Stream.Stream<Uint8Array>
+  readonly stdin: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
+  readonly logs: (query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
+  readonly stats: Effect.Effect<Option.Option<ProcessStats>>
+}
+
+/**
+ * `replay` (default true): start with the retained recent output — everything since the start
+ * while less than `outputRetainBytes` was written — then continue live.
+ *
+ * @since 0.2.0
+ */
+export interface OutputOptions {
+  readonly replay?: boolean
+}
+
+/**
+ * `end` (default true): close the child's stdin when the stream ends.
+ *
+ * @since 0.2.0
+ */
+export interface StdinOptions {
+  readonly end?: boolean
+}
+
+/**
+ * @since 0.2.0
+ */
+export class ProcessManager extends Context.Service<ProcessManager, {
+  readonly spawn: (spec: ProcessSpec) => Effect.Effect<ProcessHandle, SpawnError>
+  readonly get: (id: string) => Effect.Effect<ProcessHandle, ProcessNotFound>
+  readonly list: Effect.Effect<ReadonlyArray<ProcessInfo>>
+  readonly info: (id: string) => Effect.Effect<ProcessInfo, ProcessNotFound>
+  readonly ready: (id: string) => Effect.Effect<void, ProcessNotFound | NotReady>
+  readonly wait: (id: string) => Effect.Effect<Terminal, ProcessNotFound>
+  readonly terminate: (id: string, timeout: Duration.Input) => Effect.Effect<Terminal, ProcessNotFound | KillError>
+  readonly kill: (id: string) => Effect.Effect<Terminal, ProcessNotFound | KillError>
+  readonly send: (id: string, message: unknown) => Effect.Effect<void, ProcessNotFound | WriteMessageError>
+  readonly messages: (id: string) => Stream.Stream<Managed.ChannelEvent, ProcessNotFound>
+  readonly stdout: (id: string, options?: OutputOptions) => Stream.Stream<Uint8Array, ProcessNotFound>
+  readonly stderr: (id: string, options?: OutputOptions) => Stream.Stream<Uint8Array, ProcessNotFound>
+  readonly stdin: (id: string, options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, ProcessNotFound | StdinError>
+  readonly logs: (id: string, query?: LogsQuery) => Stream.Stream<LogLine, ProcessNotFound | LogsError>
+  readonly stats: (id: string) => Effect.Effect<Option.Option<ProcessStats>, ProcessNotFound>
+  /** Forgets an ended process and deletes its logs. */
+  readonly remove: (id: string) => Effect.Effect<void, ProcessNotFound | StillRunning>
+  /** Processes a previous incarnation left behind, killed when this manager started. */
+  readonly swept: number
+}>()("shardhub/ProcessManager") {}
+
+/**
+ * Settings of a manager. Only `stateDir` is required.
+ *
+ * @since 0.2.0
+ */
+export interface Config extends Partial<Managed.Settings> {
+  /** Owned by one live manager: logs, data directories, the supervisor token. */
+  readonly stateDir: string
+  /** How often CPU and memory are sampled (STH's `monitorRate`). Default 1 s. */
+  readonly sampleIntervalMs?: number
+  /** How often memory limits are checked. Default 250 ms, so a limit acts within 1 s. */
+  readonly limitIntervalMs?: number
+  /** Graceful stop granted to each managed when the manager shuts down. Default 5 s. */
+  readonly shutdownTimeoutMs?: number
+}
+
+const defaults: Managed.Settings = {
+  logRingLines: 10_000,
+  logFileBytes: 10 * 1024 * 1024,
+  logKeepFiles: 3,
+  maxLineBytes: 64 * 1024,
+  outputRetainBytes: 1024 * 1024,
+  outputHighWaterBytes: 1024 * 1024,
+  messageBuffer: 1024,
+  maxMessageBytes: 16 * 1024 * 1024,
+  closeGraceMs: 100,
+  crashLogLines: 20
+}
+
+const decodeSpec = Schema.decodeUnknownEffect(ProcessSpec)
+
+const isExecutable = (path: string) => {
+  try {
+    Fs.accessSync(path, Fs.constants.X_OK)
+    return Fs.statSync(path).isFile()
+  } catch {
+    return false
+  }
+}
+
+/** Finds the program like `execvp` would, so a missing binary is a typed error, not exit 127. */
+const locate = (command: string, cwd: string, pathVariable: string | undefined): string | SpawnError => {
+  if (command.includes("/")) {
+    const path = Path.resolve(cwd, command)
+    if (!Fs.existsSync(path)) return new SpawnError({ reason: "CommandNotFound", message: `${command}: no such file` })
+    return isExecutable(path)
+      ? path
+      : new SpawnError({ reason: "PermissionDenied", message: `${command}: not an executable file` })
+  }
+  for (const dir of (pathVariable ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
+    const path = Path.resolve(cwd, dir || ".", command)
+    if (isExecutable(path)) return path
+  }
+  return new SpawnError({ reason: "CommandNotFound", message: `${command}: command not found on PATH` })
+}
+
+const spawnErrorOf = (error: NodeJS.ErrnoException) =>
+  new SpawnError({
+    reason: error.code === "ENOENT" ? "CommandNotFound" : error.code === "EACCES" ? "PermissionDenied" : "System",
+    message: error.message
+  })
+
+/**
+ * A manager whose processes live as long as the surrounding scope: closing it stops every
+ * managed (gracefully, then by force), stops the reaper and releases the state directory.
+ *
+ * @since 0.2.0
+ */
+export const make = (config: Config): Effect.Effect<ProcessManager["Service"], StateDirError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const settings: Managed.Settings = { ...defaults, ...config }
+    const stateDir = Path.resolve(config.stateDir)
+    const sampleIntervalMs = config.sampleIntervalMs ?? 1000
+    const limitIntervalMs = config.limitIntervalMs ?? 250
+    const supervisor = yield* Supervisor.acquire(stateDir)
+    yield* Effect.try({
+      try: () => {
+        Fs.mkdirSync(Path.join(stateDir, "logs"), { recursive: true })
+        Fs.mkdirSync(Path.join(stateDir, "data"), { recursive: true })
+      },
+      catch: (error) => new StateDirError({ path: stateDir, message: (error as Error).message })
+    })
+    const processes = new Map<string, Managed.ManagedProcess>()
+
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(
+        [...processes.values()].filter((managed) => !managed.isFinal()),
+        (managed) => Effect.ignore(managed.terminate(config.shutdownTimeoutMs ?? 5000)),
+        { concurrency: "unbounded", discard: true }
+      )
+    )
+
+    // One /proc scan per tick serves every managed: stats at `sampleIntervalMs`, limits faster.
+    let lastStats = 0
+    const sampleAll = (force: boolean) => {
+      const now = Date.now()
+      const refresh = force || now - lastStats >= sampleIntervalMs
+      const groups = new Map<number, Managed.ManagedProcess>()
+      for (const managed of processes.values()) {
+        const pgid = managed.liveGroup()
+        if (pgid !== undefined && (refresh || managed.spec.memoryLimitBytes !== undefined)) groups.set(pgid, managed)
+      }
+      if (groups.size === 0) return
+      if (refresh) lastStats = now
+      const usage = readGroups(new Set(groups.keys()))
+      for (const [pgid, managed] of groups) managed.sample(usage.get(pgid), now, refresh)
+    }
+    yield* Effect.sync(() => sampleAll(false)).pipe(
+      Effect.repeat(Schedule.spaced(Duration.millis(Math.min(limitIntervalMs, sampleIntervalMs)))),
+      Effect.forkScoped
+    )
+
+    const find = (id: string) =>
+      Effect.suspend(() => {
+        const managed = processes.get(id)
+        return managed === undefined ? Effect.fail(new ProcessNotFound({ id })) : Effect.succeed(managed)
+      })
+
+    const handle = (managed: Managed.ManagedProcess): ProcessHandle => ({
+      id: managed.id,
+      info: Effect.sync(managed.info),
+      ready: managed.ready,
+      wait: managed.wait,
+      terminate: (timeout) => managed.terminate(Duration.toMillis(Duration.fromInputUnsafe(timeout))),
+      kill: managed.kill,
+      send: managed.send,
+      messages: managed.messages,
+      stdout: (options) => managed.stdout(options?.replay ?? true),
+      stderr: (options) => managed.stderr(options?.replay ?? true),
+      stdin: (options) => managed.stdin({ end: options?.end ?? true }),
+      logs: (query) => managed.logs(query ?? {}),
+      stats: Effect.sync(() => {
+        if (managed.liveGroup() !== undefined && Option.isNone(managed.stats())) sampleAll(true)
+        return managed.stats()
+      })
+    })
+
+    const spawn = (input: ProcessSpec) =>
+      Effect.gen(function*() {
+        const spec = resolve(
+          yield* Effect.mapError(decodeSpec(input), (error) => new SpawnError({ reason: "InvalidSpec", message: error.message }))
+        )
+        const id = Crypto.randomUUID()
+        const cwd = Path.resolve(spec.cwd ?? globalThis.process.cwd())
+        if (!Fs.statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) {
+          return yield* new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` })
+        }
+        const dataDir = Managed.dataDirOf(stateDir, id)
+        const env = Managed.childEnv(spec, id, dataDir, supervisor.token)
+        const file = spec.shell ? "/bin/sh" : locate(spec.command, cwd, env["PATH"])
+        if (typeof file !== "string") return yield* file
+        const argv = spec.shell ? ["-c", spec.command, "sh", ...spec.args] : spec.args
+        yield* Effect.try({
+          try: () => Fs.mkdirSync(dataDir, { recursive: true }),
+          catch: (error) => new SpawnError({ reason: "System", message: `cannot create ${dataDir}: ${(error as Error).message}` })
+        })
+        return yield* Effect.callback<ProcessHandle, SpawnError>((resume) => {
+          const managed = Managed.make({
+            id,
+            spec,
+            file,
+            argv,
+            env,
+            dataDir,
+            logPath: Path.join(stateDir, "logs", `${id}.log`),
+            settings,
+            supervisor,
+            onFirstSpawn: (result) => {
+              if (result._tag === "Spawned") return resume(Effect.succeed(handle(managed)))
+              processes.delete(id)
+              managed.remove()
+              resume(Effect.fail(spawnErrorOf(result.error)))
+            }
+          })
+          processes.set(id, managed)
+          managed.start()
+        })
+      })
+
+    const withProcess = <A, E>(id: string, f: (managed: Managed.ManagedProcess) => Effect.Effect<A, E>) =>
+      Effect.flatMap(find(id), f)
+    const streamOf = <A, E>(id: string, f: (handle: ProcessHandle) => Stream.Stream<A, E>) =>
+      Stream.unwrap(Effect.map(find(id), (managed) => f(handle(managed))))
+
+    return ProcessManager.of({
+      spawn,
+      get: (id) => Effect.map(find(id), handle),
+      list: Effect.sync(() => [...processes.values()].map((managed) => managed.info())),
+      info: (id) => Effect.map(find(id), (managed) => managed.info()),
+      ready: (id) => withProcess(id, (managed) => managed.ready),
+      wait: (id) => withProcess(id, (managed) => managed.wait),
+      terminate: (id, timeout) => withProcess(id, (managed) => handle(managed).terminate(timeout)),
+      kill: (id) => withProcess(id, (managed) => managed.kill),
+      send: (id, message) => withProcess(id, (managed) => managed.send(message)),
+      messages: (id) => streamOf(id, (handle) => handle.messages),
+      stdout: (id, options) => streamOf(id, (handle) => handle.stdout(options)),
+      stderr: (id, options) => streamOf(id, (handle) => handle.stderr(options)),
+      stdin: (id, options) =>
+        Sink.unwrap<void, Uint8Array, never, ProcessNotFound | StdinError, never, never>(Effect.map(find(id), (managed) => handle(managed).stdin(options))),
+      logs: (id, query) => streamOf(id, (handle) => handle.logs(query)),
+      stats: (id) => withProcess(id, (managed) => handle(managed).stats),
+      remove: (id) =>
+        withProcess(id, (managed) => {
+          if (!managed.isFinal()) return Effect.fail(new StillRunning({ id }))
+          processes.delete(id)
+          managed.remove()
+          return Effect.void
+        }),
+      swept: supervisor.swept
+    })
+  })
+
+/**
+ * @since 0.2.0
+ */
+export const layer = (config: Config): Layer.Layer<ProcessManager, StateDirError> =>
+  Layer.effect(ProcessManager, make(config))

@@ -1,0 +1,176 @@
+/**
+ * What to run: the schema of a process spec, and its defaults.
+ *
+ * A spec is plain data (it travels inside instance specs and over the wire). Durations are in
+ * milliseconds, sizes in MB. {@link resolve} fills in every default once, so the rest of the
+ * manager never reads an optional field.
+ *
+ * @since 0.2.0
+ */
+import { Schema } from "effect"
+
+/**
+ * How messages are framed on the channel: newline-delimited JSON, or a 4-byte big-endian
+ * length followed by MessagePack.
+ *
+ * @since 0.2.0
+ */
+export const MessageCodec = Schema.Literals(["ndjson", "msgpack"])
+/** @since 0.2.0 */
+export type MessageCodec = typeof MessageCodec.Type
+
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
+
+/**
+ * The child's environment: the runner's own (unless `inherit: false`), minus `remove`, plus `set`.
+ *
+ * @since 0.2.0
+ */
+export const EnvSpec = Schema.Struct({
+  inherit: Schema.optionalKey(Schema.Boolean),
+  set: Schema.optionalKey(Schema.Record(Schema.String, Schema.String)),
+  remove: Schema.optionalKey(Schema.Array(Schema.String))
+})
+
+/**
+ * When an ended process is started again. Restarts within `windowMs` are counted; past
+ * `maxRestarts` the process fails with `RestartLimitReached`. The delay before a restart grows
+ * from `backoffMs` by `backoffFactor` up to `backoffMaxMs`, and falls back to `backoffMs` after
+ * a run that lasted at least `minUptimeMs`.
+ *
+ * @since 0.2.0
+ */
+export const RestartPolicy = Schema.Struct({
+  mode: Schema.Literals(["never", "on-failure", "always"]),
+  maxRestarts: Schema.optionalKey(NonNegativeInt),
+  windowMs: Schema.optionalKey(PositiveInt),
+  backoffMs: Schema.optionalKey(NonNegativeInt),
+  backoffMaxMs: Schema.optionalKey(NonNegativeInt),
+  backoffFactor: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(1))),
+  minUptimeMs: Schema.optionalKey(NonNegativeInt)
+})
+/** @since 0.2.0 */
+export type RestartPolicy = typeof RestartPolicy.Type
+
+/**
+ * When a process counts as ready: at once, or when it sends `{"$shardhub":"ready"}` on its
+ * message channel (failing with `ReadyTimeout` after `timeoutMs`).
+ *
+ * @since 0.2.0
+ */
+export const Readiness = Schema.Union([
+  Schema.TaggedStruct("Immediate", {}),
+  Schema.TaggedStruct("Message", { timeoutMs: PositiveInt })
+])
+/** @since 0.2.0 */
+export type Readiness = typeof Readiness.Type
+
+/**
+ * How a graceful stop is asked for: a signal to the process group, or the in-band message
+ * `{"$shardhub":"stop","timeoutMs":…}` for children that speak the message channel.
+ *
+ * @since 0.2.0
+ */
+export const StopWith = Schema.Literals(["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "message"])
+/** @since 0.2.0 */
+export type StopWith = typeof StopWith.Type
+
+/**
+ * A process to run.
+ *
+ * @since 0.2.0
+ */
+export const ProcessSpec = Schema.Struct({
+  /** Program to execute (looked up on the child's PATH), or a shell command line with `shell`. */
+  command: Schema.NonEmptyString,
+  args: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** Run `command` through `/bin/sh -c` (never implied). */
+  shell: Schema.optionalKey(Schema.Boolean),
+  /** A label for humans. */
+  name: Schema.optionalKey(Schema.String),
+  cwd: Schema.optionalKey(Schema.String),
+  env: Schema.optionalKey(EnvSpec),
+  /** `pipe` (default): writable through `stdin(id)`; `closed`: the child reads EOF. */
+  stdin: Schema.optionalKey(Schema.Literals(["pipe", "closed"])),
+  /** Opens the message channel on fd 3 with this codec. */
+  messages: Schema.optionalKey(MessageCodec),
+  stopWith: Schema.optionalKey(StopWith),
+  /** Keep the data directory after the process ends (default: removed). */
+  keepDataDir: Schema.optionalKey(Schema.Boolean),
+  /** Resident memory of the whole process tree, in MB; over it the process is killed. */
+  memoryLimitMb: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
+  restart: Schema.optionalKey(RestartPolicy),
+  readiness: Schema.optionalKey(Readiness)
+})
+/** @since 0.2.0 */
+export type ProcessSpec = typeof ProcessSpec.Type
+
+/**
+ * A spec with every default filled in.
+ *
+ * @since 0.2.0
+ */
+export interface ResolvedSpec {
+  readonly command: string
+  readonly args: ReadonlyArray<string>
+  readonly shell: boolean
+  readonly name: string
+  readonly cwd: string | undefined
+  readonly env: { readonly inherit: boolean; readonly set: Readonly<Record<string, string>>; readonly remove: ReadonlyArray<string> }
+  readonly stdin: "pipe" | "closed"
+  readonly messages: MessageCodec | undefined
+  readonly stopWith: StopWith
+  readonly keepDataDir: boolean
+  readonly memoryLimitBytes: number | undefined
+  readonly restart: Required<RestartPolicy>
+  readonly readiness: Readiness
+}
+
+/**
+ * Fills in the defaults: no restarts (10 within 60 s when enabled, backoff 100 ms doubling up to
+ * 15 s, 1 s of uptime resets it), ready at once, stop with SIGTERM.
+ *
+ * @since 0.2.0
+ */
+export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
+  command: spec.command,
+  args: spec.args ?? [],
+  shell: spec.shell ?? false,
+  name: spec.name ?? spec.command,
+  cwd: spec.cwd,
+  env: { inherit: spec.env?.inherit ?? true, set: spec.env?.set ?? {}, remove: spec.env?.remove ?? [] },
+  stdin: spec.stdin ?? "pipe",
+  messages: spec.messages,
+  stopWith: spec.stopWith ?? "SIGTERM",
+  keepDataDir: spec.keepDataDir ?? false,
+  memoryLimitBytes: spec.memoryLimitMb === undefined ? undefined : Math.round(spec.memoryLimitMb * 1024 * 1024),
+  restart: {
+    mode: spec.restart?.mode ?? "never",
+    maxRestarts: spec.restart?.maxRestarts ?? 10,
+    windowMs: spec.restart?.windowMs ?? 60_000,
+    backoffMs: spec.restart?.backoffMs ?? 100,
+    backoffMaxMs: spec.restart?.backoffMaxMs ?? 15_000,
+    backoffFactor: spec.restart?.backoffFactor ?? 2,
+    minUptimeMs: spec.restart?.minUptimeMs ?? 1_000
+  },
+  readiness: spec.readiness ?? { _tag: "Immediate" }
+})
+
+/**
+ * Environment variables the manager sets for every child.
+ *
+ * @since 0.2.0
+ */
+export const ENV = {
+  /** Absolute path of the process' own data directory. */
+  dataDir: "SHARDHUB_DATA_DIR",
+  /** The managed process id (a UUID). */
+  processId: "SHARDHUB_PROCESS_ID",
+  /** File descriptor of the message channel (a duplex socket), when `messages` is set. */
+  messageFd: "SHARDHUB_MESSAGE_FD",
+  /** `ndjson` or `msgpack`. */
+  messageCodec: "SHARDHUB_MESSAGE_CODEC",
+  /** Marks every descendant of a manager, so that a later incarnation can find leftovers. */
+  supervisor: "SHARDHUB_SUPERVISOR"
+} as const
