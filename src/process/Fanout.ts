@@ -34,6 +34,28 @@ const notify = <A>(subscriber: Subscriber<A>) => {
   wake?.()
 }
 
+const pullOf = <A>(
+  subscriber: Subscriber<A>,
+  isEnded: () => boolean,
+  afterTake: (subscriber: Subscriber<A>) => void
+): Effect.Effect<NonEmptyReadonlyArray<A>, Cause.Done> => {
+  const pull: Effect.Effect<NonEmptyReadonlyArray<A>, Cause.Done> = Effect.suspend(() => {
+    if (subscriber.items.length > 0) {
+      const items = drain(subscriber)
+      afterTake(subscriber)
+      return Effect.succeed(items)
+    }
+    if (isEnded()) return Cause.done()
+    return Effect.callback<NonEmptyReadonlyArray<A>, Cause.Done>((resume) => {
+      subscriber.wake = () => resume(pull)
+      return Effect.sync(() => {
+        subscriber.wake = undefined
+      })
+    })
+  })
+  return pull
+}
+
 const subscriberStream = <A>(
   subscribe: () => Subscriber<A> | undefined,
   unsubscribe: (subscriber: Subscriber<A>) => void,
@@ -45,22 +67,7 @@ const subscriberStream = <A>(
       const subscriber = subscribe()
       if (subscriber === undefined) return Cause.done()
       yield* Scope.addFinalizer(scope, Effect.sync(() => unsubscribe(subscriber)))
-      const take = (): NonEmptyReadonlyArray<A> => {
-        const items = drain(subscriber)
-        afterTake(subscriber)
-        return items
-      }
-      const pull: Effect.Effect<NonEmptyReadonlyArray<A>, Cause.Done> = Effect.suspend(() => {
-        if (subscriber.items.length > 0) return Effect.succeed(take())
-        if (isEnded()) return Cause.done()
-        return Effect.callback<NonEmptyReadonlyArray<A>, Cause.Done>((resume) => {
-          subscriber.wake = () => resume(pull)
-          return Effect.sync(() => {
-            subscriber.wake = undefined
-          })
-        })
-      })
-      return pull
+      return pullOf(subscriber, isEnded, afterTake)
     })
   ))
 
@@ -73,8 +80,11 @@ export interface Lossy<A> {
   readonly publish: (item: A) => void
   /** Ends every subscription after it has drained; later subscriptions are empty. */
   readonly end: () => void
-  /** Items published from now on (and `lost(n)` markers where this subscriber overflowed). */
-  readonly subscribe: Stream.Stream<A>
+  /**
+   * Subscribes now, for the life of the scope; the stream yields the items published since (and
+   * `lost(n)` markers where this subscriber overflowed).
+   */
+  readonly subscribe: Effect.Effect<Stream.Stream<A>, never, Scope.Scope>
   readonly subscribers: () => number
 }
 
@@ -104,21 +114,22 @@ export const lossy = <A>(options: { readonly capacity: number; readonly lost: (c
       ended = true
       for (const subscriber of subscribers) notify(subscriber)
     },
-    subscribe: subscriberStream(
-      () => {
-        if (ended) return undefined
-        const subscriber: Subscriber<A> = { items: [], bytes: 0, lost: 0, wake: undefined }
-        subscribers.add(subscriber)
-        return subscriber
-      },
-      (subscriber) => subscribers.delete(subscriber),
-      () => ended,
-      (subscriber) => {
-        if (subscriber.lost > 0) {
-          subscriber.items.push(options.lost(subscriber.lost))
-          subscriber.lost = 0
-        }
-      }
+    subscribe: Effect.map(
+      Effect.acquireRelease(
+        Effect.sync((): Subscriber<A> => {
+          const subscriber: Subscriber<A> = { items: [], bytes: 0, lost: 0, wake: undefined }
+          if (!ended) subscribers.add(subscriber)
+          return subscriber
+        }),
+        (subscriber) => Effect.sync(() => subscribers.delete(subscriber))
+      ),
+      (subscriber) =>
+        Stream.fromPull(Effect.succeed(pullOf(subscriber, () => ended, (subscriber) => {
+          if (subscriber.lost > 0) {
+            subscriber.items.push(options.lost(subscriber.lost))
+            subscriber.lost = 0
+          }
+        })))
     ),
     subscribers: () => subscribers.size
   }

@@ -122,8 +122,9 @@ export const make = (options: LogStoreOptions): LogStore => {
   const waiters = new Set<() => void>()
 
   const wakeAll = () => {
-    for (const wake of waiters) wake()
+    const woken = [...waiters]
     waiters.clear()
+    for (const wake of woken) wake()
   }
 
   const ringFirst = () => Math.max(1, seq - options.ringLines + 1)
@@ -225,15 +226,24 @@ export const make = (options: LogStoreOptions): LogStore => {
     append(stream, lines, time) {
       if (lines.length === 0 || fd === undefined) return
       const code = streamCode(stream)
+      // One write per batch; a batch that would overflow the file is cut at a line boundary.
       let text = ""
+      let bytes = 0
       for (const line of lines) {
         seq++
         ring[seq % options.ringLines] = { seq, time, stream, text: line }
-        text += `${seq} ${time} ${code} ${line}\n`
+        const entry = `${seq} ${time} ${code} ${line}\n`
+        const size = Buffer.byteLength(entry)
+        if (fileBytes + bytes + size > options.fileBytes && fileBytes + bytes > 0) {
+          if (text.length > 0) Fs.writeSync(fd!, text)
+          rotate()
+          text = ""
+          bytes = 0
+        }
+        text += entry
+        bytes += size
       }
-      const bytes = Buffer.byteLength(text)
-      if (fileBytes > 0 && fileBytes + bytes > options.fileBytes) rotate()
-      Fs.writeSync(fd, text)
+      Fs.writeSync(fd!, text)
       fileBytes += bytes
       wakeAll()
     },

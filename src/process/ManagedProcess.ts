@@ -20,7 +20,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Path from "node:path"
-import { Deferred, Effect, Option, Schema, Sink, Stream } from "effect"
+import { Deferred, Effect, Option, Schema, type Scope, Sink, Stream } from "effect"
 import * as Fanout from "./Fanout.ts"
 import { codec } from "./Framing.ts"
 import { makeLineAssembler } from "./Lines.ts"
@@ -100,7 +100,8 @@ export interface ManagedProcess {
   readonly terminate: (timeoutMs: number) => Effect.Effect<Terminal, KillError>
   readonly kill: Effect.Effect<Terminal, KillError>
   readonly send: (message: unknown) => Effect.Effect<void, WriteMessageError>
-  readonly messages: Stream.Stream<ChannelEvent>
+  /** Subscribes now (for the scope); the stream yields what arrives from then on. */
+  readonly messages: Effect.Effect<Stream.Stream<ChannelEvent>, never, Scope.Scope>
   readonly stdout: (replay: boolean) => Stream.Stream<Uint8Array>
   readonly stderr: (replay: boolean) => Stream.Stream<Uint8Array>
   readonly stdin: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
@@ -308,13 +309,17 @@ export const make = (options: {
 
   const wireOutput = (current: Run, name: "stdout" | "stderr", tap: Fanout.Lossless) => {
     const readable = current.child[name]!
+    readable.on("error", () => {})
+    if (!spec.log[name]) {
+      readable.on("data", tap.publish)
+      return
+    }
     const lines = makeLineAssembler(settings.maxLineBytes)
     readable.on("data", (chunk: Buffer) => {
       logs.append(name, lines.push(chunk), Date.now())
       tap.publish(chunk)
     })
     readable.on("end", () => logs.append(name, lines.flush(), Date.now()))
-    readable.on("error", () => {})
   }
 
   const wireChannel = (current: Run, channel: Net.Socket) => {
@@ -529,7 +534,7 @@ export const make = (options: {
           channel.once("close", closed)
         })
       }),
-    messages: spec.messages === undefined ? Stream.empty : messageHub.subscribe,
+    messages: spec.messages === undefined ? Effect.succeed(Stream.empty) : messageHub.subscribe,
     stdout: outputFor(stdoutTap),
     stderr: outputFor(stderrTap),
     stdin: ({ end }) =>

@@ -49,7 +49,8 @@ export interface ProcessHandle {
   readonly terminate: (timeout: Duration.Input) => Effect.Effect<Terminal, KillError>
   readonly kill: Effect.Effect<Terminal, KillError>
   readonly send: (message: unknown) => Effect.Effect<void, WriteMessageError>
-  readonly messages: Stream.Stream<Managed.ChannelEvent>
+  /** Subscribes now, for the scope; the stream yields every message from then on. */
+  readonly messages: Effect.Effect<Stream.Stream<Managed.ChannelEvent>, never, Scope.Scope>
   readonly stdout: (options?: OutputOptions) => Stream.Stream<Uint8Array>
   readonly stderr: (options?: OutputOptions) => Stream.Stream<Uint8Array>
   readonly stdin: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
@@ -89,7 +90,7 @@ export class ProcessManager extends Context.Service<ProcessManager, {
   readonly terminate: (id: string, timeout: Duration.Input) => Effect.Effect<Terminal, ProcessNotFound | KillError>
   readonly kill: (id: string) => Effect.Effect<Terminal, ProcessNotFound | KillError>
   readonly send: (id: string, message: unknown) => Effect.Effect<void, ProcessNotFound | WriteMessageError>
-  readonly messages: (id: string) => Stream.Stream<Managed.ChannelEvent, ProcessNotFound>
+  readonly messages: (id: string) => Effect.Effect<Stream.Stream<Managed.ChannelEvent>, ProcessNotFound, Scope.Scope>
   readonly stdout: (id: string, options?: OutputOptions) => Stream.Stream<Uint8Array, ProcessNotFound>
   readonly stderr: (id: string, options?: OutputOptions) => Stream.Stream<Uint8Array, ProcessNotFound>
   readonly stdin: (id: string, options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, ProcessNotFound | StdinError>
@@ -280,7 +281,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         })
       })
 
-    const withProcess = <A, E>(id: string, f: (managed: Managed.ManagedProcess) => Effect.Effect<A, E>) =>
+    const withProcess = <A, E, R>(id: string, f: (managed: Managed.ManagedProcess) => Effect.Effect<A, E, R>) =>
       Effect.flatMap(find(id), f)
     const streamOf = <A, E>(id: string, f: (handle: ProcessHandle) => Stream.Stream<A, E>) =>
       Stream.unwrap(Effect.map(find(id), (managed) => f(handle(managed))))
@@ -295,7 +296,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       terminate: (id, timeout) => withProcess(id, (managed) => handle(managed).terminate(timeout)),
       kill: (id) => withProcess(id, (managed) => managed.kill),
       send: (id, message) => withProcess(id, (managed) => managed.send(message)),
-      messages: (id) => streamOf(id, (handle) => handle.messages),
+      messages: (id) => withProcess(id, (managed) => managed.messages),
       stdout: (id, options) => streamOf(id, (handle) => handle.stdout(options)),
       stderr: (id, options) => streamOf(id, (handle) => handle.stderr(options)),
       stdin: (id, options) =>

@@ -93,6 +93,11 @@ export const ProcessSpec = Schema.Struct({
   env: Schema.optionalKey(EnvSpec),
   /** `pipe` (default): writable through `stdin(id)`; `closed`: the child reads EOF. */
   stdin: Schema.optionalKey(Schema.Literals(["pipe", "closed"])),
+  /**
+   * Which output streams are also kept as timestamped lines in the log (default both). Leave
+   * out a stream that carries binary data: its bytes stay available unchanged either way.
+   */
+  log: Schema.optionalKey(Schema.Array(Schema.Literals(["stdout", "stderr"]))),
   /** Opens the message channel on fd 3 with this codec. */
   messages: Schema.optionalKey(MessageCodec),
   stopWith: Schema.optionalKey(StopWith),
@@ -119,6 +124,7 @@ export interface ResolvedSpec {
   readonly cwd: string | undefined
   readonly env: { readonly inherit: boolean; readonly set: Readonly<Record<string, string>>; readonly remove: ReadonlyArray<string> }
   readonly stdin: "pipe" | "closed"
+  readonly log: { readonly stdout: boolean; readonly stderr: boolean }
   readonly messages: MessageCodec | undefined
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
@@ -141,6 +147,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   cwd: spec.cwd,
   env: { inherit: spec.env?.inherit ?? true, set: spec.env?.set ?? {}, remove: spec.env?.remove ?? [] },
   stdin: spec.stdin ?? "pipe",
+  log: { stdout: spec.log?.includes("stdout") ?? true, stderr: spec.log?.includes("stderr") ?? true },
   messages: spec.messages,
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
