@@ -116,7 +116,9 @@ const parseFile = (text: string, out: Array<LogLine>, after: number, upTo: numbe
 export const make = (options: LogStoreOptions): LogStore => {
   const ring: Array<LogLine | undefined> = new Array(options.ringLines)
   let seq = 0
-  let fd: number | undefined = Fs.openSync(options.path, "a")
+  // Opened on the first line, so a process that prints nothing costs no file.
+  let fd: number | undefined
+  let closed = false
   let fileBytes = 0
   let ended = false
   const waiters = new Set<() => void>()
@@ -224,7 +226,8 @@ export const make = (options: LogStoreOptions): LogStore => {
 
   return {
     append(stream, lines, time) {
-      if (lines.length === 0 || fd === undefined) return
+      if (lines.length === 0 || closed) return
+      fd ??= Fs.openSync(options.path, "a")
       const code = streamCode(stream)
       // One write per batch; a batch that would overflow the file is cut at a line boundary.
       let text = ""
@@ -249,6 +252,7 @@ export const make = (options: LogStoreOptions): LogStore => {
     },
     end() {
       ended = true
+      closed = true
       if (fd !== undefined) Fs.closeSync(fd)
       fd = undefined
       wakeAll()
@@ -264,9 +268,10 @@ export const make = (options: LogStoreOptions): LogStore => {
       })),
     remove() {
       ended = true
+      closed = true
       if (fd !== undefined) Fs.closeSync(fd)
+      if (fd !== undefined || seq > 0) for (const path of files()) Fs.rmSync(path, { force: true })
       fd = undefined
-      for (const path of files()) Fs.rmSync(path, { force: true })
       wakeAll()
     }
   }

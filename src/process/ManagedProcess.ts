@@ -121,6 +121,7 @@ export interface ManagedProcess {
 export type FirstSpawn = { readonly _tag: "Spawned" } | { readonly _tag: "Failed"; readonly error: NodeJS.ErrnoException }
 
 const READY = "ready"
+const STDIN_BUFFER_BYTES = 1024 * 1024
 const isControl = (value: unknown, kind: string): boolean =>
   typeof value === "object" && value !== null && (value as Record<string, unknown>)["$shardhub"] === kind
 
@@ -547,23 +548,32 @@ export const make = (options: {
           return Effect.fail(new StdinError({ id, reason: "NotRunning", message: "the process is not running" }))
         }
         const closed = () => new StdinError({ id, reason: "Closed", message: "the process closed its stdin" })
-        const write = (chunk: Uint8Array) =>
+        // Writes a batch, waiting for 'drain' only when more than STDIN_BUFFER_BYTES are queued
+        // (a pipe's own high-water mark is 16 KiB, which would mean one wait per chunk).
+        const writeAll = (chunks: ReadonlyArray<Uint8Array>) =>
           Effect.callback<void, StdinError>((resume) => {
-            if (stdin.destroyed || stdin.writableEnded) return resume(Effect.fail(closed()))
-            if (stdin.write(chunk)) return resume(Effect.void)
-            const drained = () => {
+            let next = 0
+            const gone = () => {
+              stdin.off("drain", more)
+              resume(Effect.fail(closed()))
+            }
+            const more = () => {
+              if (stdin.destroyed || stdin.writableEnded) return gone()
+              while (next < chunks.length) {
+                stdin.write(chunks[next++]!)
+                if (stdin.writableLength > STDIN_BUFFER_BYTES) {
+                  stdin.once("drain", more)
+                  return
+                }
+              }
               stdin.off("close", gone)
               resume(Effect.void)
             }
-            const gone = () => {
-              stdin.off("drain", drained)
-              resume(Effect.fail(closed()))
-            }
-            stdin.once("drain", drained)
             stdin.once("close", gone)
+            more()
           })
         return Effect.succeed(
-          Sink.forEach(write).pipe(Sink.mapEffect(() =>
+          Sink.forEachArray(writeAll).pipe(Sink.mapEffect(() =>
             Effect.sync(() => {
               if (end && !stdin.writableEnded) stdin.end()
             })
