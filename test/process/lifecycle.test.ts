@@ -166,6 +166,38 @@ describe("ProcessManager lifecycle", () => {
       expect((yield* modest.info).status._tag).toBe("Ready")
     }))
 
+  it.live("a flooding child with a stuck reader blocks nothing else, and still stops at once", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      const flood = yield* pm.spawn({ command: "yes", args: ["flood"] })
+      // This reader takes one chunk and never another: the child is paused, not the manager.
+      yield* flood.stdout().pipe(Stream.tap(() => Effect.never), Stream.runDrain, Effect.forkChild)
+      for (let i = 0; i < 20; i++) {
+        const other = yield* pm.spawn({ command: "true" })
+        expect(yield* other.wait).toMatchObject({ _tag: "Exited", code: 0 })
+      }
+      const tail = yield* Stream.runCollect(flood.logs({ tail: 3 }))
+      expect(tail.map((line) => line.text)).toEqual(["flood", "flood", "flood"])
+      expect(yield* flood.terminate("2 seconds")).toMatchObject({ _tag: "Killed", signal: "SIGTERM" })
+    }))
+
+  it.live("stats cover the whole process tree: process count, CPU and memory", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager({ sampleIntervalMs: 100 })
+      const tree = yield* pm.spawn(child("tree", "2"))
+      yield* firstLine(tree.stdout())
+      // Stats are sampled every `sampleIntervalMs`, so the grandchildren show up within one interval.
+      yield* until(() => Option.getOrThrow(Effect.runSync(tree.stats)).processes === 3, "the tree shows 3 processes")
+      expect(Option.getOrThrow(yield* tree.stats).rssBytes).toBeGreaterThan(0)
+      const busy = yield* pm.spawn({ command: "sh", args: ["-c", "while :; do :; done"] })
+      yield* until(
+        () => Option.match(Effect.runSync(busy.stats), { onNone: () => false, onSome: (s) => s.cpuPercent > 30 }),
+        "a busy loop shows CPU use"
+      )
+      yield* busy.kill
+      expect(Option.isNone(yield* busy.stats)).toBe(true)
+    }))
+
   it.live("bad specs give typed errors and leave the manager serving", () =>
     Effect.gen(function*() {
       const pm = yield* manager()
