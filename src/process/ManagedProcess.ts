@@ -233,12 +233,11 @@ export const make = (options: {
     finishOutput()
   }
 
-  const crashLog = (terminal: { _tag: string; code?: number | null }) =>
-    terminal._tag === "Exited" && terminal.code === 0 ? [] : logs.tail(settings.crashLogLines).map((line) => line.text)
-
+  /** The terminal status of an ended run; the crash log is kept for runs that did not end as asked. */
   const observed = (current: Run): Terminal => {
     const exit = current.exit!
-    const log = crashLog({ _tag: exit.code === null ? "Killed" : "Exited", code: exit.code })
+    const clean = current.failure === undefined && (exit.code === 0 || current.stopRequested)
+    const log = clean ? [] : logs.tail(settings.crashLogLines).map((line) => line.text)
     if (current.failure !== undefined) {
       return {
         _tag: "Failed",
