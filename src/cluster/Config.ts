@@ -66,6 +66,12 @@ export interface RunnerConfig {
   readonly port: number
   /** `SHARDHUB_RUNNER_LISTEN_HOST`: the interface to listen on, when it differs from `host`. */
   readonly listenHost: Option.Option<string>
+  /**
+   * `SHARDHUB_RUNNER_STATE_DIR`: where this runner keeps its processes' logs and data
+   * directories (default `$SHARDHUB_HOME/runners/<host>-<port>`). One live runner per directory;
+   * a runner restarted on it first stops what its previous incarnation left running.
+   */
+  readonly stateDir: Option.Option<string>
 }
 
 /**
@@ -127,5 +133,6 @@ export const clusterConfig: Config.Config<ClusterConfig> = Config.all({
 export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
   host: Config.String("SHARDHUB_RUNNER_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.Port("SHARDHUB_RUNNER_PORT").pipe(Config.withDefault(34431)),
-  listenHost: Config.option(Config.String("SHARDHUB_RUNNER_LISTEN_HOST"))
+  listenHost: Config.option(Config.String("SHARDHUB_RUNNER_LISTEN_HOST")),
+  stateDir: Config.option(Config.String("SHARDHUB_RUNNER_STATE_DIR").pipe(Config.map((dir) => Path.resolve(dir))))
 })

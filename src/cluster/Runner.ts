@@ -1,10 +1,13 @@
 /**
- * A runner process, composed: the cluster store, the runner's socket server and shard locks,
- * and the entities every runner hosts. `src/main.ts` launches it.
+ * A runner process, composed: the ProcessManager (started first, so that whatever a previous
+ * incarnation left running is stopped before anything else), the cluster store, the runner's
+ * socket server and shard locks, and the entities every runner hosts. `src/main.ts` launches it.
  *
  * @since 0.1.0
  */
+import * as Path from "node:path"
 import { Console, Effect, Layer, Option, Schema } from "effect"
+import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { clusterConfig, runnerConfig } from "./Config.ts"
 import * as Probe from "./Probe.ts"
@@ -33,10 +36,16 @@ export const entities = Probe.layer
  *
  * @since 0.1.0
  */
-const announce = (address: string) =>
+const announce = (address: string, stateDir: string) =>
   Layer.effectDiscard(Effect.gen(function*() {
     const store = yield* Store.Store
+    const processes = yield* ProcessManager.ProcessManager
     yield* Console.log(`shardhub runner  ${address} (pid ${process.pid})`)
+    yield* Console.log(
+      `processes        state in ${stateDir}${
+        processes.swept > 0 ? `; stopped ${processes.swept} left running by a previous run` : ""
+      }`
+    )
     yield* Console.log(
       `cluster store    ${store.displayUrl}${
         Option.match(store.embedded, {
@@ -61,9 +70,14 @@ export const layerFromEnv = Layer.unwrap(Effect.gen(function*() {
   const [config, runner] = yield* Effect.all([clusterConfig, runnerConfig])
   const cluster = Cluster.runnerLayer(config, runner)
   const address = `${Option.getOrElse(runner.listenHost, () => runner.host)}:${runner.port}`
-  return announce(`${runner.host}:${runner.port}`).pipe(
+  const stateDir = Option.getOrElse(
+    runner.stateDir,
+    () => Path.join(config.store.home, "runners", `${runner.host}-${runner.port}`)
+  )
+  return announce(`${runner.host}:${runner.port}`, stateDir).pipe(
     Layer.provide(entities),
     Layer.provide(cluster),
+    Layer.provide(ProcessManager.layer({ stateDir })),
     Layer.catchTag("SocketServerError", (error) =>
       Layer.effectDiscard(Effect.fail(
         new RunnerListenError({

@@ -65,7 +65,7 @@ const claim = (stateDir: string) =>
   }).pipe(
     Effect.flatMap((result) =>
       "busy" in result
-        ? Effect.fail(fail(stateDir, `the state directory is in use by process ${result.busy}`))
+        ? Effect.fail(fail(stateDir, `the state directory ${stateDir} is in use by process ${result.busy}`))
         : Effect.succeed(result)
     )
   )

@@ -1,7 +1,7 @@
 /**
  * `npm start` (src/main.ts) on the embedded default: it brings the store and a runner up, a probe
  * answers, and SIGINT (Ctrl-C) or SIGTERM leaves no runner and no Postgres behind. Bad settings
- * end it with a one-line reason.
+ * (and a second runner on a state directory in use) end it with a one-line reason.
  */
 import { describe, expect, it } from "vitest"
 import { useProcesses } from "../support/harness.ts"
@@ -52,6 +52,19 @@ describe("npm start", () => {
       `shardhub: could not listen on 127.0.0.1:${first.port}: Error: listen EADDRINUSE`
     )
     expect(second.main.output()).toContain("set SHARDHUB_RUNNER_PORT to another port")
+  })
+
+  it("refuses a second runner on the same process state directory", async () => {
+    const first = await start()
+    await first.main.waitFor(/^ready/m, 60_000)
+    const stateDir = `${first.home}/runners/127.0.0.1-${first.port}`
+    expect(first.main.output()).toContain(`processes        state in ${stateDir}\n`)
+    const second = await start({ SHARDHUB_RUNNER_STATE_DIR: stateDir })
+    const exit = await second.main.exited
+    expect(exit.code).toBe(1)
+    expect(second.main.output()).toContain(
+      `shardhub: the state directory ${stateDir} is in use by process ${first.main.pid}`
+    )
   })
 
   it("says why when a setting is malformed", async () => {
