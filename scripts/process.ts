@@ -132,8 +132,9 @@ const measure = Effect.gen(function*() {
     const started = performance.now()
     const handle = yield* pm.spawn({ command: "/bin/true" })
     yield* handle.wait
+    const elapsed = performance.now() - started
     yield* pm.remove(handle.id)
-    return performance.now() - started
+    return elapsed
   })
 
   log("spawn latency…")

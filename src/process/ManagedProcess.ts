@@ -222,6 +222,16 @@ export const make = (options: {
     logs.end()
   }
 
+  /** Most children leave their data directory empty: one rmdir, else a recursive removal. */
+  const removeDataDir = () => {
+    try {
+      Fs.rmdirSync(options.dataDir)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code !== "ENOENT") Fs.rm(options.dataDir, { recursive: true, force: true }, () => {})
+    }
+  }
+
   const finalize = (terminal: Terminal) => {
     if (!transition(terminal)) return
     final = terminal
@@ -229,7 +239,7 @@ export const make = (options: {
     if (restartTimer !== undefined) clearTimeout(restartTimer)
     Deferred.doneUnsafe(finalDeferred, Effect.succeed(terminal))
     Deferred.doneUnsafe(readyDeferred, Effect.fail(new NotReady({ id, status: terminal })))
-    if (!spec.keepDataDir) Fs.rm(options.dataDir, { recursive: true, force: true }, () => {})
+    if (!spec.keepDataDir) removeDataDir()
     finishOutput()
   }
 
@@ -606,7 +616,7 @@ export const make = (options: {
     },
     remove: () => {
       logs.remove()
-      if (!spec.keepDataDir) Fs.rmSync(options.dataDir, { recursive: true, force: true })
+      if (!spec.keepDataDir) removeDataDir()
     }
   }
 }
