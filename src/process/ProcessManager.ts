@@ -209,7 +209,9 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       const usage = readGroups(new Set(groups.keys()))
       for (const [pgid, managed] of groups) managed.sample(usage.get(pgid), now, refresh)
     }
+    // A failed sample is logged and the next one goes on: limits must never stop being enforced.
     yield* Effect.sync(() => sampleAll(false)).pipe(
+      Effect.catchDefect((defect) => Effect.logWarning("process sampling failed", defect)),
       Effect.repeat(Schedule.spaced(Duration.millis(Math.min(limitIntervalMs, sampleIntervalMs)))),
       Effect.forkScoped
     )

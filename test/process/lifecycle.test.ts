@@ -155,7 +155,9 @@ describe("ProcessManager lifecycle", () => {
     Effect.gen(function*() {
       const pm = yield* manager()
       const hog = yield* pm.spawn({ ...child("hog", "200"), memoryLimitMb: 100 })
-      const status = yield* hog.wait
+      const status = yield* hog.wait.pipe(
+        Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(`the hog was not stopped: ${JSON.stringify(Effect.runSync(hog.info))}`) })
+      )
       expect(status).toMatchObject({ _tag: "Failed", reason: "MemoryLimitExceeded", signal: "SIGKILL" })
 
       const modest = yield* pm.spawn({ ...child("hog", "10"), memoryLimitMb: 500 })
