@@ -155,9 +155,7 @@ describe("ProcessManager lifecycle", () => {
     Effect.gen(function*() {
       const pm = yield* manager()
       const hog = yield* pm.spawn({ ...child("hog", "200"), memoryLimitMb: 100 })
-      const status = yield* hog.wait.pipe(
-        Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(`the hog was not stopped: ${JSON.stringify(Effect.runSync(hog.info))}`) })
-      )
+      const status = yield* hog.wait
       expect(status).toMatchObject({ _tag: "Failed", reason: "MemoryLimitExceeded", signal: "SIGKILL" })
 
       const modest = yield* pm.spawn({ ...child("hog", "10"), memoryLimitMb: 500 })
