@@ -9,7 +9,7 @@
  *
  * @since 0.2.0
  */
-import { Packr } from "msgpackr"
+import { Decoder as MsgpackDecoder, Encoder as MsgpackEncoder } from "@msgpack/msgpack"
 import type { MessageCodec } from "./ProcessSpec.ts"
 
 /**
@@ -43,7 +43,8 @@ export interface Codec {
   readonly decoder: (maxMessageBytes: number) => Decoder
 }
 
-const packr = new Packr({ useRecords: false, moreTypes: false, structuredClone: false })
+const msgpackEncoder = new MsgpackEncoder()
+const msgpackDecoder = new MsgpackDecoder()
 
 const ndjson: Codec = {
   encode: (message) => Buffer.from(JSON.stringify(message) + "\n", "utf8"),
@@ -97,10 +98,10 @@ const ndjson: Codec = {
 
 const msgpack: Codec = {
   encode(message) {
-    const body = packr.pack(message)
+    const body = msgpackEncoder.encode(message)
     const frame = Buffer.allocUnsafe(4 + body.length)
     frame.writeUInt32BE(body.length, 0)
-    body.copy(frame, 4)
+    frame.set(body, 4)
     return frame
   },
   decoder(maxMessageBytes) {
@@ -122,7 +123,7 @@ const msgpack: Codec = {
           }
           if (buffer.length - at - 4 < size) break
           try {
-            messages.push(packr.unpack(buffer.subarray(at + 4, at + 4 + size)))
+            messages.push(msgpackDecoder.decode(buffer.subarray(at + 4, at + 4 + size)))
           } catch (error) {
             errors.push(`malformed MessagePack message: ${(error as Error).message}`)
           }
