@@ -26,6 +26,33 @@ const migrations = {
       ended_at timestamptz
     )`
     yield* sql`CREATE INDEX shardhub_activations_entity ON shardhub_activations (entity_type, entity_id, started_at)`
+  }),
+  /**
+   * The instance registry: one row per instance, kept after its process ended. `start_key`
+   * makes a re-delivered start idempotent; `epoch` fences out a runner that lost the instance.
+   */
+  "2_instances": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_instances (
+      id text PRIMARY KEY,
+      name text,
+      spec jsonb NOT NULL,
+      start_key text NOT NULL,
+      desired text NOT NULL,
+      status text NOT NULL,
+      runner text,
+      pid integer,
+      epoch bigint NOT NULL DEFAULT 0,
+      restarts integer NOT NULL DEFAULT 0,
+      created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+      started_at timestamptz,
+      ended_at timestamptz,
+      exit_code integer,
+      signal text,
+      reason text,
+      crash_log jsonb NOT NULL DEFAULT '[]'
+    )`
+    yield* sql`CREATE INDEX shardhub_instances_ended ON shardhub_instances (ended_at) WHERE ended_at IS NOT NULL`
   })
 }
 

@@ -1,0 +1,119 @@
+/**
+ * What an instance is and how it stands: the schemas every room shares (the entity, the
+ * registry, the clients, the HTTP gateway).
+ *
+ * An instance runs a **program** — a command, or a stored sequence — under the ProcessManager
+ * of whichever runner owns its shard. Its record outlives the process: status, owner, exit and
+ * crash log stay readable after the end (like STH's instance info).
+ *
+ * @since 0.3.0
+ */
+import { Schema } from "effect"
+import { EnvSpec, RestartPolicy } from "../process/ProcessSpec.ts"
+import { CrashLog } from "../process/ProcessStatus.ts"
+
+/**
+ * Instance ids: 1–128 characters of letters, digits, `-`, `_` and `.` (UUIDs by default).
+ *
+ * @since 0.3.0
+ */
+export const InstanceId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/))
+/** @since 0.3.0 */
+export type InstanceId = typeof InstanceId.Type
+
+/**
+ * The program of an instance: an OS command, or a sequence from the sequence store.
+ *
+ * @since 0.3.0
+ */
+export const Program = Schema.Union([
+  Schema.TaggedStruct("Command", {
+    command: Schema.NonEmptyString,
+    args: Schema.optionalKey(Schema.Array(Schema.String)),
+    shell: Schema.optionalKey(Schema.Boolean),
+    cwd: Schema.optionalKey(Schema.String)
+  }),
+  Schema.TaggedStruct("Sequence", {
+    sequenceId: Schema.NonEmptyString,
+    args: Schema.optionalKey(Schema.Array(Schema.Unknown)),
+    appConfig: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown))
+  })
+])
+/** @since 0.3.0 */
+export type Program = typeof Program.Type
+
+/**
+ * How to run an instance.
+ *
+ * @since 0.3.0
+ */
+export const InstanceSpec = Schema.Struct({
+  program: Program,
+  /** A label for humans. */
+  name: Schema.optionalKey(Schema.String),
+  env: Schema.optionalKey(EnvSpec),
+  limits: Schema.optionalKey(Schema.Struct({
+    memoryMb: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0)))
+  })),
+  restart: Schema.optionalKey(RestartPolicy)
+})
+/** @since 0.3.0 */
+export type InstanceSpec = typeof InstanceSpec.Type
+
+/**
+ * Where an instance stands (seed 001's states): `starting` until its process runs, `running`,
+ * `stopping` after a stop or kill was asked for, and at the end `stopped` (asked for, or exited
+ * with 0) or `crashed` (anything else).
+ *
+ * @since 0.3.0
+ */
+export const InstanceStatus = Schema.Literals(["starting", "running", "stopping", "stopped", "crashed"])
+/** @since 0.3.0 */
+export type InstanceStatus = typeof InstanceStatus.Type
+
+/**
+ * What the user asked for: keep it running (restart it on another runner if its runner dies),
+ * or let it end.
+ *
+ * @since 0.3.0
+ */
+export const Desired = Schema.Literals(["running", "stopped"])
+/** @since 0.3.0 */
+export type Desired = typeof Desired.Type
+
+/**
+ * The durable record of an instance.
+ *
+ * @since 0.3.0
+ */
+export const InstanceInfo = Schema.Struct({
+  id: InstanceId,
+  name: Schema.optionalKey(Schema.String),
+  spec: InstanceSpec,
+  desired: Desired,
+  status: InstanceStatus,
+  /** `host:port` of the runner that owns (or last owned) its process. */
+  runner: Schema.optionalKey(Schema.String),
+  pid: Schema.optionalKey(Schema.Int),
+  /** Incremented by every runner that takes the instance over; stale owners are fenced out. */
+  epoch: Schema.Int,
+  /** Process starts after the first (restart policy or failover). */
+  restarts: Schema.Int,
+  createdAt: Schema.Number,
+  startedAt: Schema.optionalKey(Schema.Number),
+  endedAt: Schema.optionalKey(Schema.Number),
+  exitCode: Schema.optionalKey(Schema.Int),
+  signal: Schema.optionalKey(Schema.String),
+  /** Why it ended, when the code or signal alone does not say it. */
+  reason: Schema.optionalKey(Schema.String),
+  crashLog: CrashLog
+})
+/** @since 0.3.0 */
+export type InstanceInfo = typeof InstanceInfo.Type
+
+/**
+ * Whether a status is final.
+ *
+ * @since 0.3.0
+ */
+export const isEnded = (status: InstanceStatus): boolean => status === "stopped" || status === "crashed"
