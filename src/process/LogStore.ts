@@ -14,7 +14,7 @@
  * @since 0.2.0
  */
 import * as Fs from "node:fs"
-import { Cause, Channel, Effect, Schema, Stream } from "effect"
+import { Cause, Effect, Schema, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { LogsError } from "./ProcessErrors.ts"
 
@@ -196,7 +196,7 @@ export const make = (options: LogStoreOptions): LogStore => {
     })
 
   const follow = (query: LogsQuery, from: number): Stream.Stream<LogLine, LogsError> =>
-    Stream.fromChannel(Channel.fromTransform((_, scope) =>
+    Stream.fromPull(
       Effect.sync(() => {
         const keep = matches(query)
         let cursor = from
@@ -219,10 +219,9 @@ export const make = (options: LogStoreOptions): LogStore => {
             return Effect.sync(() => waiters.delete(wake))
           })
         })
-        void scope
         return pull
       })
-    ))
+    )
 
   return {
     append(stream, lines, time) {
