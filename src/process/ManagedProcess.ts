@@ -402,14 +402,12 @@ export const make = (options: {
     if (spec.readiness._tag === "Immediate") {
       markReady(current)
     } else {
+      const { timeoutMs } = spec.readiness
       current.readyTimer = setTimeout(() => {
         if (run !== current || status._tag !== "Running") return
-        current.failure = {
-          reason: "ReadyTimeout",
-          message: `not ready within ${(spec.readiness as { timeoutMs: number }).timeoutMs} ms`
-        }
+        current.failure = { reason: "ReadyTimeout", message: `not ready within ${timeoutMs} ms` }
         groupKill(current.pid, "SIGKILL")
-      }, spec.readiness.timeoutMs)
+      }, timeoutMs)
     }
     if (!firstSpawnReported) {
       firstSpawnReported = true
