@@ -6,7 +6,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"
 import * as Runner from "./cluster/Runner.ts"
 
-Layer.launch(Runner.layerFromEnv).pipe(
+Layer.launch(Runner.layerFromEnv()).pipe(
   // Every failure here has a message written for the user; print it without a stack trace.
   Effect.catch((error) => Console.error(`shardhub: ${error.message}`).pipe(Effect.andThen(Effect.fail(error)))),
   (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true })

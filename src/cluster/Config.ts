@@ -72,6 +72,11 @@ export interface RunnerConfig {
    * a runner restarted on it first stops what its previous incarnation left running.
    */
   readonly stateDir: Option.Option<string>
+  /**
+   * `SHARDHUB_DATA_PORT`: the port of the runner's data port, which carries instance streams
+   * (default 0: any free port; clients learn it from the runner).
+   */
+  readonly dataPort: number
 }
 
 /**
@@ -82,6 +87,8 @@ export interface ClusterConfig {
   readonly timings: Timings
   /** `SHARDHUB_SHARDS`: shards per group. Must be the same on every participant. */
   readonly shardsPerGroup: number
+  /** `SHARDHUB_INSTANCE_RETENTION`: how long an ended instance's record is kept (default 10 minutes). */
+  readonly instanceRetention: Duration.Duration
 }
 
 const duration = (name: string, fallback: Duration.Duration) =>
@@ -122,7 +129,8 @@ export const timings: Config.Config<Timings> = Config.all({
 export const clusterConfig: Config.Config<ClusterConfig> = Config.all({
   store: storeConfig,
   timings,
-  shardsPerGroup: Config.Int("SHARDHUB_SHARDS").pipe(Config.withDefault(300))
+  shardsPerGroup: Config.Int("SHARDHUB_SHARDS").pipe(Config.withDefault(300)),
+  instanceRetention: duration("SHARDHUB_INSTANCE_RETENTION", Duration.minutes(10))
 })
 
 /**
@@ -134,5 +142,6 @@ export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
   host: Config.String("SHARDHUB_RUNNER_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.Port("SHARDHUB_RUNNER_PORT").pipe(Config.withDefault(34431)),
   listenHost: Config.option(Config.String("SHARDHUB_RUNNER_LISTEN_HOST")),
-  stateDir: Config.option(Config.String("SHARDHUB_RUNNER_STATE_DIR").pipe(Config.map((dir) => Path.resolve(dir))))
+  stateDir: Config.option(Config.String("SHARDHUB_RUNNER_STATE_DIR").pipe(Config.map((dir) => Path.resolve(dir)))),
+  dataPort: Config.Int("SHARDHUB_DATA_PORT").pipe(Config.withDefault(0))
 })

@@ -6,10 +6,16 @@
  * @since 0.1.0
  */
 import * as Path from "node:path"
+import type { Sharding } from "effect/cluster/Sharding"
+import * as Singleton from "effect/cluster/Singleton"
 import { Console, Effect, Layer, Option, Schema } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import * as DataPort from "../instance/DataPort.ts"
+import * as InstanceEntity from "../instance/InstanceEntity.ts"
+import * as Registry from "../instance/Registry.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
-import { clusterConfig, runnerConfig } from "./Config.ts"
+import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
 import * as Probe from "./Probe.ts"
 import * as Store from "./Store.ts"
 
@@ -24,11 +30,58 @@ export class RunnerListenError extends Schema.TaggedError<RunnerListenError>()("
 }) {}
 
 /**
- * The entities a runner hosts.
+ * The entities every runner hosts: `Probe`, `Instance`, and the singleton that forgets ended
+ * instances after the retention time.
  *
  * @since 0.1.0
  */
-export const entities = Probe.layer
+export const entities = (config: ClusterConfig) =>
+  Layer.mergeAll(
+    Probe.layer,
+    InstanceEntity.layer(),
+    Singleton.make("shardhub/InstanceRetention", Registry.purgeEvery(config.instanceRetention))
+  )
+
+/**
+ * Options of a runner.
+ *
+ * @since 0.3.0
+ */
+export interface Options {
+  /**
+   * More entities to host beside shardhub's own: a user's actors. They are given the runner's
+   * `Sharding` (and the store's `SqlClient`); provide anything else they need beforehand.
+   */
+  readonly entities?: Layer.Layer<never, never, Sharding | SqlClient> | undefined
+  readonly applicationName?: string | undefined
+}
+
+/**
+ * The directory a runner keeps its processes' state in.
+ *
+ * @since 0.3.0
+ */
+export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
+  Option.getOrElse(runner.stateDir, () => Path.join(config.store.home, "runners", `${runner.host}-${runner.port}`))
+
+/**
+ * A runner: the ProcessManager (built first, so that whatever a previous incarnation left
+ * running is stopped before anything else), the cluster store and runner layer, the data port,
+ * and the entities.
+ *
+ * @since 0.3.0
+ */
+export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
+  Layer.mergeAll(entities(config), options.entities ?? Layer.empty).pipe(
+    Layer.provide(Registry.layer),
+    Layer.provide(DataPort.layer({
+      host: runner.host,
+      listenHost: Option.getOrUndefined(runner.listenHost),
+      port: runner.dataPort
+    })),
+    Layer.provideMerge(Cluster.runnerLayer(config, runner, options)),
+    Layer.provideMerge(ProcessManager.layer({ stateDir: stateDirOf(config, runner) }))
+  )
 
 /**
  * Prints what was started and where, then asks a probe to answer through the cluster to prove
@@ -62,29 +115,23 @@ const announce = (address: string, stateDir: string) =>
   }))
 
 /**
- * A runner with its configuration read from the environment.
+ * A runner with its configuration read from the environment, announcing itself on stdout.
  *
  * @since 0.1.0
  */
-export const layerFromEnv = Layer.unwrap(Effect.gen(function*() {
-  const [config, runner] = yield* Effect.all([clusterConfig, runnerConfig])
-  const cluster = Cluster.runnerLayer(config, runner)
-  const address = `${Option.getOrElse(runner.listenHost, () => runner.host)}:${runner.port}`
-  const stateDir = Option.getOrElse(
-    runner.stateDir,
-    () => Path.join(config.store.home, "runners", `${runner.host}-${runner.port}`)
-  )
-  return announce(`${runner.host}:${runner.port}`, stateDir).pipe(
-    Layer.provide(entities),
-    Layer.provide(cluster),
-    Layer.provide(ProcessManager.layer({ stateDir })),
-    Layer.catchTag("SocketServerError", (error) =>
-      Layer.effectDiscard(Effect.fail(
-        new RunnerListenError({
-          message: `could not listen on ${address}: ${String(error.reason.cause ?? error.message)}` +
-            " (is another runner using it? set SHARDHUB_RUNNER_PORT to another port)",
-          cause: error
-        })
-      )))
-  )
-}))
+export const layerFromEnv = (options: Options = {}) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const [config, runner] = yield* Effect.all([clusterConfig, runnerConfig])
+    const address = `${Option.getOrElse(runner.listenHost, () => runner.host)}:${runner.port}`
+    return announce(`${runner.host}:${runner.port}`, stateDirOf(config, runner)).pipe(
+      Layer.provide(layer(config, runner, options)),
+      Layer.catchTag("SocketServerError", (error) =>
+        Layer.effectDiscard(Effect.fail(
+          new RunnerListenError({
+            message: `could not listen on ${address}: ${String(error.reason.cause ?? error.message)}` +
+              " (is another runner using it? set SHARDHUB_RUNNER_PORT to another port)",
+            cause: error
+          })
+        )))
+    )
+  }))

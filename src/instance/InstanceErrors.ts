@@ -61,3 +61,35 @@ export class InvalidSpec extends Schema.TaggedError<InvalidSpec>()("InvalidSpec"
 export class RegistryError extends Schema.TaggedError<RegistryError>()("RegistryError", {
   message: Schema.String
 }) {}
+
+/**
+ * The process of a new instance could not be started (missing program, bad working
+ * directory, …). The instance is recorded as crashed with the same reason.
+ *
+ * @since 0.3.0
+ */
+export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed", {
+  id: Schema.String,
+  reason: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The process did not end even after it was killed.
+ *
+ * @since 0.3.0
+ */
+export class StopTimeout extends Schema.TaggedError<StopTimeout>()("StopTimeout", {
+  id: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The operation does not apply to this instance (for example `output` of a stream the
+ * instance does not have).
+ *
+ * @since 0.3.0
+ */
+export class Unsupported extends Schema.TaggedError<Unsupported>()("Unsupported", {
+  message: Schema.String
+}) {}

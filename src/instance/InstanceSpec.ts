@@ -9,8 +9,8 @@
  * @since 0.3.0
  */
 import { Schema } from "effect"
-import { EnvSpec, RestartPolicy } from "../process/ProcessSpec.ts"
-import { CrashLog } from "../process/ProcessStatus.ts"
+import { EnvSpec, RestartPolicy, StopWith } from "../process/ProcessSpec.ts"
+import { CrashLog, ProcessStats } from "../process/ProcessStatus.ts"
 
 /**
  * Instance ids: 1–128 characters of letters, digits, `-`, `_` and `.` (UUIDs by default).
@@ -55,7 +55,11 @@ export const InstanceSpec = Schema.Struct({
   limits: Schema.optionalKey(Schema.Struct({
     memoryMb: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0)))
   })),
-  restart: Schema.optionalKey(RestartPolicy)
+  restart: Schema.optionalKey(RestartPolicy),
+  /** Which outputs are kept as log lines (default both). Raw bytes are available either way. */
+  log: Schema.optionalKey(Schema.Array(Schema.Literals(["stdout", "stderr"]))),
+  /** How a stop is asked for (default SIGTERM to the process group). */
+  stopWith: Schema.optionalKey(StopWith)
 })
 /** @since 0.3.0 */
 export type InstanceSpec = typeof InstanceSpec.Type
@@ -117,3 +121,45 @@ export type InstanceInfo = typeof InstanceInfo.Type
  * @since 0.3.0
  */
 export const isEnded = (status: InstanceStatus): boolean => status === "stopped" || status === "crashed"
+
+/**
+ * How an instance is doing right now: its status, whether it is healthy (running, and not
+ * restarting), and what its process tree uses.
+ *
+ * @since 0.3.0
+ */
+export const Health = Schema.Struct({
+  id: InstanceId,
+  status: InstanceStatus,
+  healthy: Schema.Boolean,
+  runner: Schema.optionalKey(Schema.String),
+  pid: Schema.optionalKey(Schema.Int),
+  uptimeMs: Schema.optionalKey(Schema.Number),
+  restarts: Schema.Int,
+  stats: Schema.optionalKey(ProcessStats)
+})
+/** @since 0.3.0 */
+export type Health = typeof Health.Type
+
+/**
+ * A named event, sent to an instance or emitted by it. On the process's message channel an
+ * event is the message `{"event": name, "data": data}`.
+ *
+ * @since 0.3.0
+ */
+export const InstanceEvent = Schema.Struct({
+  name: Schema.String,
+  data: Schema.Unknown
+})
+/** @since 0.3.0 */
+export type InstanceEvent = typeof InstanceEvent.Type
+
+/**
+ * The byte streams of an instance. For a command, `input` is its stdin and `output` its
+ * stdout; `inout` writes `input` and reads `output` on one connection.
+ *
+ * @since 0.3.0
+ */
+export const ByteStream = Schema.Literals(["stdin", "input", "stdout", "stderr", "output", "inout"])
+/** @since 0.3.0 */
+export type ByteStream = typeof ByteStream.Type

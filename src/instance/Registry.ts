@@ -14,7 +14,7 @@
  *
  * @since 0.3.0
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { InstanceAlreadyExists, InstanceNotFound, RegistryError } from "./InstanceErrors.ts"
@@ -27,6 +27,7 @@ import { type Desired, type InstanceInfo, InstanceSpec, type InstanceStatus } fr
  * @since 0.3.0
  */
 export interface Report {
+  readonly desired?: Desired
   readonly status?: InstanceStatus
   readonly pid?: number | null
   readonly restarts?: number
@@ -43,13 +44,15 @@ export interface Report {
  */
 export class Registry extends Context.Service<Registry, {
   /**
-   * Records a new instance (desired `running`, status `starting`). The same `startKey` again
-   * returns the existing record with `created: false`.
+   * Records a new instance (desired `running`, status `starting`), already claimed (epoch 1)
+   * when `runner` is given. The same `startKey` again returns the existing record with
+   * `created: false`.
    */
   readonly create: (
     id: string,
     spec: InstanceSpec,
-    startKey: string
+    startKey: string,
+    runner?: string
   ) => Effect.Effect<{ readonly info: InstanceInfo; readonly created: boolean }, InstanceAlreadyExists | RegistryError>
   readonly get: (id: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
   /** Every instance, newest first; optionally only those with one of `statuses`. */
@@ -61,6 +64,8 @@ export class Registry extends Context.Service<Registry, {
   /** Applies a report; `false` when another runner claimed the instance since `epoch`. */
   readonly report: (id: string, epoch: number, report: Report) => Effect.Effect<boolean, RegistryError>
   readonly setDesired: (id: string, desired: Desired) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
+  /** Forgets an instance. */
+  readonly remove: (id: string) => Effect.Effect<void, RegistryError>
   /** Deletes ended instances that ended before `before` (ms since the epoch); returns their ids. */
   readonly purgeEnded: (before: number) => Effect.Effect<ReadonlyArray<string>, RegistryError>
 }>()("shardhub/Registry") {}
@@ -121,11 +126,12 @@ export const make = Effect.gen(function*() {
     rows.length === 0 ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(toInfo(rows[0]!))
 
   return Registry.of({
-    create: (id, spec, startKey) =>
+    create: (id, spec, startKey, runner) =>
       Effect.gen(function*() {
         const inserted = yield* sql<Row>`
-          INSERT INTO shardhub_instances (id, name, spec, start_key, desired, status)
-          VALUES (${id}, ${spec.name ?? null}, ${JSON.stringify(spec)}::jsonb, ${startKey}, 'running', 'starting')
+          INSERT INTO shardhub_instances (id, name, spec, start_key, desired, status, runner, epoch)
+          VALUES (${id}, ${spec.name ?? null}, ${JSON.stringify(spec)}::jsonb, ${startKey}, 'running', 'starting',
+            ${runner ?? null}, ${runner === undefined ? 0 : 1})
           ON CONFLICT (id) DO NOTHING
           RETURNING *`
         if (inserted.length > 0) return { info: toInfo(inserted[0]!), created: true }
@@ -154,6 +160,7 @@ export const make = Effect.gen(function*() {
       ),
     report: (id, epoch, report) => {
       const set: Record<string, unknown> = {}
+      if (report.desired !== undefined) set["desired"] = report.desired
       if (report.status !== undefined) set["status"] = report.status
       if (report.pid !== undefined) set["pid"] = report.pid
       if (report.restarts !== undefined) set["restarts"] = report.restarts
@@ -179,6 +186,7 @@ export const make = Effect.gen(function*() {
         Effect.mapError(storeError),
         Effect.flatMap((rows) => one(rows, id))
       ),
+    remove: (id) => sql`DELETE FROM shardhub_instances WHERE id = ${id}`.pipe(Effect.mapError(storeError), Effect.asVoid),
     purgeEnded: (before) =>
       sql<{ id: string }>`
         DELETE FROM shardhub_instances
@@ -191,3 +199,19 @@ export const make = Effect.gen(function*() {
  * @since 0.3.0
  */
 export const layer: Layer.Layer<Registry, never, SqlClient> = Layer.effect(Registry, make)
+
+/**
+ * Forgets ended instances once they have been ended for `retention`, checking every
+ * `interval`. Runs forever; a runner runs it as a cluster singleton.
+ *
+ * @since 0.3.0
+ */
+export const purgeEvery = (retention: Duration.Duration, interval: Duration.Input = "30 seconds") =>
+  Effect.gen(function*() {
+    const registry = yield* Registry
+    yield* registry.purgeEnded(Date.now() - Duration.toMillis(retention)).pipe(
+      Effect.tap((ids) => ids.length === 0 ? Effect.void : Effect.logInfo(`forgot ${ids.length} ended instances`)),
+      Effect.catchTag("RegistryError", (error) => Effect.logWarning(error.message)),
+      Effect.repeat(Schedule.spaced(interval))
+    )
+  })

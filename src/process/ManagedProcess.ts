@@ -20,14 +20,14 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Path from "node:path"
-import { Deferred, Effect, Option, Schema, type Scope, Sink, Stream } from "effect"
+import { Deferred, Effect, Option, Queue, Schema, type Scope, Sink, Stream } from "effect"
 import * as Fanout from "./Fanout.ts"
 import { codec } from "./Framing.ts"
 import { makeLineAssembler } from "./Lines.ts"
 import * as LogStore from "./LogStore.ts"
 import { KillError, type LogsError, NotReady, StdinError, WriteMessageError } from "./ProcessErrors.ts"
 import { ENV, type ResolvedSpec } from "./ProcessSpec.ts"
-import { isFailure, type ProcessInfo, type ProcessStats, type Status, type Terminal } from "./ProcessStatus.ts"
+import { isFailure, isTerminal, type ProcessInfo, type ProcessStats, type Status, type Terminal } from "./ProcessStatus.ts"
 import { cpuPercent, type GroupUsage } from "./ProcStats.ts"
 import type { Supervisor } from "./Supervisor.ts"
 
@@ -97,6 +97,8 @@ export interface ManagedProcess {
   readonly liveGroup: () => number | undefined
   readonly ready: Effect.Effect<void, NotReady>
   readonly wait: Effect.Effect<Terminal>
+  /** The status now, then every status it moves to, ending after the terminal one. */
+  readonly changes: Stream.Stream<Status>
   readonly terminate: (timeoutMs: number) => Effect.Effect<Terminal, KillError>
   readonly kill: Effect.Effect<Terminal, KillError>
   readonly send: (message: unknown) => Effect.Effect<void, WriteMessageError>
@@ -208,11 +210,26 @@ export const make = (options: {
     Killed: [],
     Failed: []
   }
+  const watchers = new Set<(status: Status) => void>()
   const transition = (next: Status): boolean => {
     if (!allowed[status._tag].includes(next._tag)) return false
     status = next
+    for (const watcher of [...watchers]) watcher(next)
     return true
   }
+  const changes = Stream.callback<Status>((queue) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const watcher = (next: Status) => {
+          Queue.offerUnsafe(queue, next)
+          if (isTerminal(next)) Queue.endUnsafe(queue)
+        }
+        watcher(status)
+        watchers.add(watcher)
+        return watcher
+      }),
+      (watcher) => Effect.sync(() => watchers.delete(watcher))
+    ))
 
   const finishOutput = () => {
     if (final === undefined || (lastRun !== undefined && !lastRun.closed)) return
@@ -480,6 +497,7 @@ export const make = (options: {
       }
     },
     isFinal: () => final !== undefined,
+    changes,
     liveGroup: () => (run !== undefined && run.exit === undefined ? run.pid : undefined),
     ready: Deferred.await(readyDeferred),
     wait: waitFinal,

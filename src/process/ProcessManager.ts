@@ -32,7 +32,7 @@ import {
   WriteMessageError
 } from "./ProcessErrors.ts"
 import { ProcessSpec, resolve } from "./ProcessSpec.ts"
-import type { ProcessInfo, ProcessStats, Terminal } from "./ProcessStatus.ts"
+import type { ProcessInfo, ProcessStats, Status, Terminal } from "./ProcessStatus.ts"
 import { readGroups } from "./ProcStats.ts"
 import * as Supervisor from "./Supervisor.ts"
 
@@ -46,6 +46,8 @@ export interface ProcessHandle {
   readonly info: Effect.Effect<ProcessInfo>
   readonly ready: Effect.Effect<void, NotReady>
   readonly wait: Effect.Effect<Terminal>
+  /** The status now, then every status it moves to, ending after the terminal one. */
+  readonly changes: Stream.Stream<Status>
   readonly terminate: (timeout: Duration.Input) => Effect.Effect<Terminal, KillError>
   readonly kill: Effect.Effect<Terminal, KillError>
   readonly send: (message: unknown) => Effect.Effect<void, WriteMessageError>
@@ -227,6 +229,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       info: Effect.sync(managed.info),
       ready: managed.ready,
       wait: managed.wait,
+      changes: managed.changes,
       terminate: (timeout) => managed.terminate(Duration.toMillis(Duration.fromInputUnsafe(timeout))),
       kill: managed.kill,
       send: managed.send,

@@ -1,0 +1,197 @@
+/**
+ * The data port: a plain TCP listener on every runner, beside its cluster socket, that carries
+ * the bulk bytes of instance streams (stdin, stdout, …) at pipe speed.
+ *
+ * Why: Effect's streaming RPC acknowledges every chunk before the next one is sent, which caps
+ * a stream at a fraction of what TCP does. Here TCP's own window is the flow control.
+ *
+ * How a session is set up:
+ * 1. A client asks the owning runner, through an ordinary entity RPC, for a stream. The entity
+ *    {@link DataPort.offer}s a session here and answers with this port's address and a ticket.
+ * 2. The client dials the address and writes the ticket and a newline.
+ * 3. The server answers `OK\n` (or `ERR <reason>\n` and closes), and from then on the socket is
+ *    the stream, run by the offered session.
+ *
+ * Tickets are random 128-bit values, usable once, and expire after `ticketTtlMs` (default 30 s),
+ * so a stream reaches only what an RPC to the owner allowed — but, like Effect's runner
+ * protocol, the port has no TLS: keep it on a private network.
+ *
+ * @since 0.3.0
+ */
+import * as Crypto from "node:crypto"
+import * as Net from "node:net"
+import { Context, Effect, FiberSet, Layer, Schema } from "effect"
+
+/**
+ * Where a session waits, and the ticket that opens it.
+ *
+ * @since 0.3.0
+ */
+export const Ticket = Schema.Struct({
+  host: Schema.String,
+  port: Schema.Int,
+  ticket: Schema.String
+})
+/** @since 0.3.0 */
+export type Ticket = typeof Ticket.Type
+
+/**
+ * A session: runs with the dialled socket (after `OK` was written); the socket is destroyed when
+ * it ends.
+ *
+ * @since 0.3.0
+ */
+export type Session = (socket: Net.Socket) => Effect.Effect<void>
+
+/**
+ * @since 0.3.0
+ */
+export class DataPort extends Context.Service<DataPort, {
+  /** Registers a session and returns the ticket a client dials it with. */
+  readonly offer: (session: Session) => Effect.Effect<Ticket>
+}>()("shardhub/DataPort") {}
+
+/**
+ * The dial failed, the ticket was refused, or the connection broke.
+ *
+ * @since 0.3.0
+ */
+export class DataPortError extends Schema.TaggedError<DataPortError>()("DataPortError", {
+  message: Schema.String
+}) {}
+
+/**
+ * @since 0.3.0
+ */
+export interface Config {
+  /** The host clients dial (the runner's advertised host). */
+  readonly host: string
+  /** The interface to listen on (default `host`). */
+  readonly listenHost?: string | undefined
+  /** The port (default 0: any free port; clients learn it from the ticket). */
+  readonly port?: number | undefined
+  readonly ticketTtlMs?: number | undefined
+}
+
+const maxTicketLine = 128
+
+/** Reads the first line (the ticket) and puts whatever followed it back into the socket. */
+const readLine = (socket: Net.Socket, onLine: (line: string | undefined) => void) => {
+  let buffered: Buffer = Buffer.alloc(0)
+  const cleanup = () => {
+    socket.off("data", onData)
+    socket.off("end", onEnd)
+    socket.off("error", onEnd)
+  }
+  const onData = (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+    const newline = buffered.indexOf(10)
+    if (newline < 0) {
+      if (buffered.length > maxTicketLine) {
+        cleanup()
+        onLine(undefined)
+      }
+      return
+    }
+    cleanup()
+    socket.pause()
+    const rest = buffered.subarray(newline + 1)
+    if (rest.length > 0) socket.unshift(rest)
+    onLine(buffered.subarray(0, newline).toString("utf8"))
+  }
+  const onEnd = () => {
+    cleanup()
+    onLine(undefined)
+  }
+  socket.on("data", onData)
+  socket.on("end", onEnd)
+  socket.on("error", onEnd)
+}
+
+/**
+ * A data port listening for the surrounding scope.
+ *
+ * @since 0.3.0
+ */
+export const make = (config: Config) =>
+  Effect.gen(function*() {
+    const ttl = config.ticketTtlMs ?? 30_000
+    const sessions = new Map<string, { readonly session: Session; readonly timer: NodeJS.Timeout }>()
+    const run = yield* FiberSet.makeRuntime<never, void, never>()
+    const server = Net.createServer({ noDelay: true }, (socket) => {
+      socket.on("error", () => {})
+      readLine(socket, (line) => {
+        const entry = line === undefined ? undefined : sessions.get(line)
+        if (entry === undefined) {
+          socket.end(line === undefined ? "ERR no ticket\n" : "ERR unknown or expired ticket\n")
+          return
+        }
+        sessions.delete(line!)
+        clearTimeout(entry.timer)
+        socket.write("OK\n")
+        run(entry.session(socket).pipe(Effect.ensuring(Effect.sync(() => socket.destroy()))))
+      })
+    })
+    const port = yield* Effect.callback<number, DataPortError>((resume) => {
+      server.once("error", (error) => resume(Effect.fail(new DataPortError({ message: `data port: ${error.message}` }))))
+      server.listen(config.port ?? 0, config.listenHost ?? config.host, () => {
+        resume(Effect.succeed((server.address() as Net.AddressInfo).port))
+      })
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const entry of sessions.values()) clearTimeout(entry.timer)
+        sessions.clear()
+        server.close()
+      })
+    )
+    return DataPort.of({
+      offer: (session) =>
+        Effect.sync(() => {
+          const ticket = Crypto.randomBytes(16).toString("hex")
+          const timer = setTimeout(() => sessions.delete(ticket), ttl).unref()
+          sessions.set(ticket, { session, timer })
+          return { host: config.host, port, ticket }
+        })
+    })
+  })
+
+/**
+ * @since 0.3.0
+ */
+export const layer = (config: Config): Layer.Layer<DataPort, DataPortError> => Layer.effect(DataPort, make(config))
+
+/**
+ * Dials a session: connects, presents the ticket, and returns the socket once the server said
+ * `OK` (paused; nothing of the stream has been read yet).
+ *
+ * @since 0.3.0
+ */
+export const dial = (ticket: Ticket, options: { readonly timeoutMs?: number } = {}) =>
+  Effect.callback<Net.Socket, DataPortError>((resume) => {
+    const socket = Net.connect({ host: ticket.host, port: ticket.port, noDelay: true })
+    const fail = (message: string) => {
+      socket.destroy()
+      resume(Effect.fail(new DataPortError({ message })))
+    }
+    const timer = setTimeout(
+      () => fail(`data port ${ticket.host}:${ticket.port} did not answer within ${options.timeoutMs ?? 10_000} ms`),
+      options.timeoutMs ?? 10_000
+    )
+    const onError = (error: Error) => {
+      clearTimeout(timer)
+      fail(`data port ${ticket.host}:${ticket.port}: ${error.message}`)
+    }
+    socket.once("error", onError)
+    socket.write(`${ticket.ticket}\n`)
+    readLine(socket, (line) => {
+      clearTimeout(timer)
+      socket.off("error", onError)
+      if (line === "OK") return resume(Effect.succeed(socket))
+      fail(line === undefined ? `data port ${ticket.host}:${ticket.port} closed the connection` : line.replace(/^ERR /, ""))
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })

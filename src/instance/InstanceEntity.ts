@@ -1,0 +1,454 @@
+/**
+ * What an `Instance` entity does on the runner that holds its shard: it owns the instance's OS
+ * process through the ProcessManager and keeps the registry record up to date.
+ *
+ * - **Activation.** The record is read. If the instance should be running (desired `running`,
+ *   not ended), this runner {@link Registry.claim}s it (the epoch fences out the previous owner)
+ *   and starts its process: this is how instances come back after their runner died or handed
+ *   their shard over.
+ * - **Residency.** While a process is wanted the entity holds Effect's keep-alive: it never
+ *   passivates, and the persisted keep-alive message is re-delivered to the next owner of the
+ *   shard, which re-activates the entity there.
+ * - **Release.** When the shard goes (rebalance, graceful shutdown, lost lock) the process is
+ *   terminated gracefully before the shard lock is given up, and the record is left wanting to
+ *   run, for the next owner. A SIGKILLed runner's processes are killed by its reaper at once,
+ *   long before its lock expires. So two processes of one instance never overlap.
+ * - **One run per process.** Restarts by the restart policy happen inside the ProcessManager;
+ *   every status change is reported to the registry with the claim's epoch.
+ *
+ * @since 0.3.0
+ */
+import { Entity } from "effect/cluster"
+import type { Sharding } from "effect/cluster/Sharding"
+import { Context, Deferred, Effect, Option, PubSub, Scope, Semaphore, Stream } from "effect"
+import * as NodeSink from "@effect/platform-node/NodeSink"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import type * as Net from "node:net"
+import type { ProcessSpec } from "../process/ProcessSpec.ts"
+import type { Status, Terminal } from "../process/ProcessStatus.ts"
+import { isTerminal } from "../process/ProcessStatus.ts"
+import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
+import { DataPort } from "./DataPort.ts"
+import { Instance } from "./Instance.ts"
+import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout, Unsupported } from "./InstanceErrors.ts"
+import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
+import { type Report, Registry } from "./Registry.ts"
+
+/**
+ * Tunables of the entity.
+ *
+ * @since 0.3.0
+ */
+export interface Options {
+  /** Graceful stop granted to a process when its shard leaves this runner. Default 5 s. */
+  readonly handoverTimeoutMs?: number
+}
+
+/** The ProcessManager spec of an instance. */
+export const processSpec = (id: string, spec: InstanceSpec): ProcessSpec | InvalidSpec => {
+  if (spec.program._tag !== "Command") {
+    return new InvalidSpec({ message: "sequence programs need the sequence store, which this version does not have yet" })
+  }
+  const program = spec.program
+  return {
+    command: program.command,
+    ...(program.args === undefined ? {} : { args: program.args }),
+    ...(program.shell === undefined ? {} : { shell: program.shell }),
+    ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
+    ...(spec.env === undefined ? {} : { env: spec.env }),
+    ...(spec.restart === undefined ? {} : { restart: spec.restart }),
+    ...(spec.limits?.memoryMb === undefined ? {} : { memoryLimitMb: spec.limits.memoryMb }),
+    ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
+    name: spec.name ?? id,
+    stdin: "pipe",
+    log: spec.log ?? ["stdout", "stderr"],
+    messages: "ndjson"
+  }
+}
+
+/** A record with a report applied (`null` clears a field), as the registry stores it. */
+const applyReport = (info: InstanceInfo, report: Report): InstanceInfo => {
+  const next: Record<string, unknown> = { ...info }
+  const set = (key: string, value: unknown) => {
+    if (value === undefined) return
+    if (value === null) delete next[key]
+    else next[key] = value
+  }
+  set("desired", report.desired)
+  set("status", report.status)
+  set("pid", report.pid)
+  set("restarts", report.restarts)
+  set("startedAt", report.startedAt)
+  set("endedAt", report.endedAt)
+  set("exitCode", report.exitCode)
+  set("signal", report.signal)
+  set("reason", report.reason)
+  set("crashLog", report.crashLog)
+  return next as InstanceInfo
+}
+
+/** What a terminal process status means for the record. */
+const endReport = (terminal: Terminal, stopRequested: boolean): Report => {
+  const clean = terminal._tag === "Exited" && terminal.code === 0
+  return {
+    desired: "stopped",
+    status: stopRequested || clean ? "stopped" : "crashed",
+    pid: null,
+    endedAt: Date.now(),
+    exitCode: terminal._tag === "Exited" ? terminal.code : terminal._tag === "Failed" ? (terminal.code ?? null) : null,
+    signal: terminal._tag === "Killed" ? terminal.signal : terminal._tag === "Failed" ? (terminal.signal ?? null) : null,
+    reason: terminal._tag === "Failed" ? `${terminal.reason}: ${terminal.message}` : null,
+    crashLog: terminal.crashLog
+  }
+}
+
+/** What a live process status means for the record. */
+const liveReport = (status: Status, restarts: number): Report | undefined => {
+  switch (status._tag) {
+    case "Running":
+    case "Ready":
+      return { status: "running", pid: status.pid, startedAt: status.startedAt, restarts }
+    case "Stopping":
+      return { status: "stopping" }
+    case "Starting":
+    case "Backoff":
+      return { status: "starting", pid: null, restarts }
+    default:
+      return undefined
+  }
+}
+
+/** One process of this activation. */
+interface Run {
+  readonly handle: ProcessHandle
+  readonly epoch: number
+  /** Restarts before this process (earlier owners). */
+  readonly restartsBefore: number
+  stopRequested: boolean
+  /** Resolved with the final record once the end was reported. */
+  readonly settled: Deferred.Deferred<InstanceInfo>
+  /** Events the process emits; `undefined` marks the end. */
+  readonly events: PubSub.PubSub<InstanceEvent | undefined>
+  readonly last: Map<string, InstanceEvent>
+}
+
+const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
+  typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
+
+/** Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done. */
+const inputSession = (handle: ProcessHandle, end: boolean, answer: boolean) => (socket: Net.Socket) =>
+  NodeStream.fromReadable<Uint8Array, never>({ evaluate: () => socket, onError: () => undefined as never, closeOnDone: false })
+    .pipe(
+      Stream.run(handle.stdin({ end })),
+      Effect.matchEffect({
+        onFailure: (error) => Effect.sync(() => answer && socket.end(`ERR ${error.message}\n`)),
+        onSuccess: () => Effect.sync(() => answer && socket.end("DONE\n"))
+      })
+    )
+
+/** Pipes a process output into a socket, ending it when the output ends. */
+const outputSession = (output: Stream.Stream<Uint8Array>) => (socket: Net.Socket) =>
+  output.pipe(
+    Stream.run(NodeSink.fromWritable({ evaluate: () => socket, onError: () => undefined, endOnDone: true })),
+    Effect.ignore
+  )
+
+/**
+ * The entity's behaviour, to be provided with a runner's cluster layer, a ProcessManager, a
+ * Registry and a DataPort.
+ *
+ * @since 0.3.0
+ */
+export const layer = (options: Options = {}) =>
+  Instance.toLayer(
+    Effect.gen(function*() {
+      const address = yield* Entity.CurrentAddress
+      const runnerAddress = yield* Entity.CurrentRunnerAddress
+      const context = yield* Effect.context<Sharding | Entity.CurrentAddress>()
+      const latch = yield* Effect.serviceOption(Entity.KeepAliveLatch)
+      const registry = yield* Registry
+      const processes = yield* ProcessManager
+      const dataPort = yield* DataPort
+      const scope = yield* Effect.scope
+      const id = address.entityId
+      const runner = `${runnerAddress.host}:${runnerAddress.port}`
+      const lock = Semaphore.makeUnsafe(1)
+      const handoverTimeoutMs = options.handoverTimeoutMs ?? 5000
+
+      const keepAlive = (enabled: boolean) =>
+        Option.isNone(latch)
+          ? Effect.void
+          : Entity.keepAlive(enabled).pipe(Effect.provideContext(Context.add(context, Entity.KeepAliveLatch, latch.value)))
+
+      /** The record as this runner knows it; `undefined` while there is none. */
+      let info: InstanceInfo | undefined = yield* registry.get(id).pipe(
+        Effect.map((found): InstanceInfo | undefined => found),
+        Effect.catchTag("InstanceNotFound", () => Effect.succeed(undefined)),
+        Effect.orDie
+      )
+      let current: Run | undefined
+      let releasing = false
+
+      /** Writes a report with the run's epoch; a fenced-out run kills its process. */
+      const report = (run: Run, update: Report) =>
+        registry.report(id, run.epoch, update).pipe(
+          Effect.flatMap((landed) => {
+            if (landed) {
+              if (info !== undefined) info = applyReport(info, update)
+              return Effect.void
+            }
+            return Effect.logWarning(`instance ${id}: another runner took it over; killing this copy`).pipe(
+              Effect.andThen(run.handle.kill),
+              Effect.ignore
+            )
+          }),
+          Effect.catchTag("RegistryError", (error) => Effect.logError(`instance ${id}: ${error.message}`))
+        )
+
+      /** Reports every status change of the run's process until it ended. */
+      const watch = (run: Run) =>
+        run.handle.changes.pipe(
+          Stream.runForEach((status) =>
+            Effect.gen(function*() {
+              if (isTerminal(status)) {
+                if (releasing) return
+                yield* report(run, endReport(status, run.stopRequested))
+                yield* PubSub.publish(run.events, undefined)
+                yield* keepAlive(false)
+                if (info !== undefined) yield* Deferred.succeed(run.settled, info)
+                return
+              }
+              const restarts = run.restartsBefore + (yield* run.handle.info).restarts
+              const update = liveReport(status, restarts)
+              if (update !== undefined && (update.status !== info?.status || update.pid !== info?.pid)) {
+                yield* report(run, update)
+              }
+            })
+          )
+        )
+
+      /** Collects the events the run's process emits. */
+      const collect = (run: Run, messages: Stream.Stream<{ readonly _tag: string; readonly value?: unknown }>) =>
+        messages.pipe(
+          Stream.runForEach((message) => {
+            if (message._tag !== "Message" || !isEvent(message.value)) return Effect.void
+            const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }
+            run.last.set(event.name, event)
+            return PubSub.publish(run.events, event)
+          })
+        )
+
+      /** Starts the process of `record` (claimed with its epoch) and waits until it runs. */
+      const launch = (record: InstanceInfo, restartsBefore: number) =>
+        Effect.gen(function*() {
+          const spec = processSpec(id, record.spec)
+          if (spec instanceof InvalidSpec) {
+            yield* registry.report(id, record.epoch, { desired: "stopped", status: "crashed", reason: spec.message, endedAt: Date.now() })
+              .pipe(Effect.ignore)
+            info = applyReport(record, { desired: "stopped", status: "crashed", reason: spec.message })
+            return yield* spec
+          }
+          const handle = yield* processes.spawn(spec).pipe(
+            Effect.catchTag("SpawnError", (error) => {
+              const failed = applyReport(record, {
+                desired: "stopped",
+                status: "crashed",
+                reason: `${error.reason}: ${error.message}`,
+                endedAt: Date.now()
+              })
+              info = failed
+              return registry.report(id, record.epoch, {
+                desired: "stopped",
+                status: "crashed",
+                reason: failed.reason ?? null,
+                endedAt: failed.endedAt ?? null
+              }).pipe(
+                Effect.ignore,
+                Effect.andThen(Effect.fail(new StartFailed({ id, reason: error.reason, message: error.message })))
+              )
+            })
+          )
+          const run: Run = {
+            handle,
+            epoch: record.epoch,
+            restartsBefore,
+            stopRequested: false,
+            settled: Deferred.makeUnsafe(),
+            events: yield* PubSub.sliding<InstanceEvent | undefined>(4096),
+            last: new Map()
+          }
+          current = run
+          info = record
+          const messages = yield* handle.messages.pipe(Scope.provide(scope))
+          yield* Effect.forkIn(collect(run, messages), scope)
+          const started = yield* handle.info
+          yield* Effect.all([
+            report(run, {
+              status: "running",
+              pid: started.pid ?? null,
+              startedAt: started.startedAt ?? null,
+              restarts: restartsBefore,
+              endedAt: null,
+              exitCode: null,
+              signal: null,
+              reason: null,
+              crashLog: []
+            }),
+            keepAlive(true)
+          ], { concurrency: 2, discard: true })
+          yield* Effect.forkIn(watch(run), scope)
+          return info!
+        })
+
+      // A shard that leaves this runner takes the process with it, gracefully; the record keeps
+      // wanting it to run, for the next owner.
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          const run = current
+          if (run === undefined) return Effect.void
+          return Effect.gen(function*() {
+            const final = Option.isSome(yield* run.handle.info.pipe(Effect.map((i) => isTerminal(i.status) ? Option.some(i) : Option.none())))
+            if (final) {
+              yield* processes.remove(run.handle.id).pipe(Effect.ignore)
+              return
+            }
+            releasing = true
+            yield* run.handle.terminate(handoverTimeoutMs).pipe(Effect.ignore)
+            yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
+            yield* processes.remove(run.handle.id).pipe(Effect.ignore)
+          })
+        })
+      )
+
+      // Activation after a failover or handover: bring the process back.
+      if (info !== undefined && info.desired === "running" && !isEnded(info.status)) {
+        const claimed = yield* registry.claim(id, runner).pipe(Effect.orDie)
+        yield* launch(claimed, claimed.restarts + (claimed.startedAt === undefined ? 0 : 1)).pipe(
+          Effect.catchCause((cause) => Effect.logWarning(`instance ${id} could not be restarted`, cause))
+        )
+      }
+
+      const known = Effect.suspend(() => info === undefined ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(info))
+      const live = Effect.flatMap(known, (record) =>
+        current === undefined
+          ? Effect.fail(new NotRunning({ id, status: record.status }))
+          : Effect.succeed(current))
+
+      /** Ends the current process with `end` (terminate or kill) and answers with the final record. */
+      const finish = (end: (run: Run) => Effect.Effect<Terminal, unknown>) =>
+        Effect.gen(function*() {
+          const record = yield* known
+          const run = current
+          if (run === undefined || isEnded(record.status)) {
+            if (record.desired === "running") {
+              yield* registry.setDesired(id, "stopped")
+              info = applyReport(record, { desired: "stopped" })
+            }
+            return info!
+          }
+          run.stopRequested = true
+          yield* report(run, { desired: "stopped" })
+          yield* end(run).pipe(
+            Effect.mapError(() => new StopTimeout({ id, message: `the process of instance ${id} did not end even after SIGKILL` }))
+          )
+          return yield* Deferred.await(run.settled)
+        })
+
+      const nextEvent = (run: Run, name: string) =>
+        Effect.scoped(Effect.gen(function*() {
+          const subscription = yield* PubSub.subscribe(run.events)
+          while (true) {
+            const event = yield* PubSub.take(subscription)
+            if (event === undefined) return yield* new NotRunning({ id, status: "ended" })
+            if (event.name === name) return event
+          }
+        }))
+
+      return Instance.of({
+        Start: ({ payload }) =>
+          lock.withPermit(Effect.gen(function*() {
+            const created = yield* registry.create(id, payload.spec, payload.startKey, runner)
+            if (!created.created) return info ?? created.info
+            return yield* launch(created.info, 0)
+          })),
+        Stop: ({ payload }) => finish((run) => run.handle.terminate(payload.timeoutMs)),
+        Kill: ({ payload }) =>
+          finish((run) => run.handle.kill).pipe(
+            Effect.tap((record) => {
+              if (!payload.removeImmediately) return Effect.void
+              const run = current
+              current = undefined
+              info = undefined
+              return Effect.all([
+                registry.remove(id),
+                run === undefined ? Effect.void : processes.remove(run.handle.id).pipe(Effect.ignore)
+              ], { discard: true }).pipe(Effect.as(record))
+            })
+          ),
+        Info: () => known,
+        GetHealth: () =>
+          Effect.gen(function*() {
+            const record = yield* known
+            const run = current
+            const stats = run === undefined ? Option.none() : yield* run.handle.stats
+            return {
+              id,
+              status: record.status,
+              healthy: record.status === "running",
+              ...(record.runner === undefined ? {} : { runner: record.runner }),
+              ...(record.pid === undefined ? {} : { pid: record.pid }),
+              ...(record.startedAt === undefined || isEnded(record.status) ? {} : { uptimeMs: Date.now() - record.startedAt }),
+              restarts: record.restarts,
+              ...(Option.isSome(stats) ? { stats: stats.value } : {})
+            }
+          }),
+        Stats: () =>
+          Effect.flatMap(live, (run) =>
+            Effect.flatMap(run.handle.stats, (stats) =>
+              Option.isSome(stats) ? Effect.succeed(stats.value) : Effect.fail(new NotRunning({ id, status: info!.status })))),
+        SendEvent: ({ payload }) =>
+          Effect.flatMap(live, (run) =>
+            run.handle.send({ event: payload.name, data: payload.data }).pipe(
+              Effect.mapError(() => new NotRunning({ id, status: info!.status }))
+            )),
+        NextEvent: ({ payload }) => Effect.flatMap(live, (run) => nextEvent(run, payload.name)),
+        LastEvent: ({ payload }) =>
+          Effect.flatMap(live, (run) => {
+            const last = run.last.get(payload.name)
+            return last === undefined ? nextEvent(run, payload.name) : Effect.succeed(last)
+          }),
+        Events: ({ payload }) =>
+          Stream.unwrap(Effect.map(live, (run) =>
+            Stream.fromPubSub(run.events).pipe(
+              Stream.takeWhile((event): event is InstanceEvent => event !== undefined),
+              Stream.filter((event) => payload.name === undefined || event.name === payload.name)
+            ))),
+        Logs: ({ payload }) => Stream.unwrap(Effect.map(live, (run) => run.handle.logs(payload.query))),
+        Open: ({ payload }) =>
+          Effect.gen(function*() {
+            const run = yield* live
+            const handle = run.handle
+            const replay = { replay: payload.replay ?? true }
+            switch (payload.stream) {
+              case "stdin":
+              case "input":
+                return yield* dataPort.offer(inputSession(handle, payload.end ?? true, true))
+              case "stdout":
+              case "output":
+                return yield* dataPort.offer(outputSession(handle.stdout(replay)))
+              case "stderr":
+                return yield* dataPort.offer(outputSession(handle.stderr(replay)))
+              case "inout":
+                return yield* dataPort.offer((socket) =>
+                  Effect.all([
+                    inputSession(handle, payload.end ?? true, false)(socket),
+                    outputSession(handle.stdout(replay))(socket)
+                  ], { concurrency: 2, discard: true })
+                )
+            }
+            return yield* new Unsupported({ message: `no stream ${payload.stream}` })
+          })
+      })
+    }),
+    { concurrency: "unbounded" }
+  )
