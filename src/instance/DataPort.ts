@@ -36,7 +36,7 @@ export const Ticket = Schema.Struct({
 export type Ticket = typeof Ticket.Type
 
 /**
- * A session: runs with the dialled socket (after `OK` was written); the socket is destroyed when
+ * A session: runs with the dialled socket (after `OK` was written); the socket is ended when
  * it ends.
  *
  * @since 0.3.0
@@ -108,6 +108,19 @@ const readLine = (socket: Net.Socket, onLine: (line: string | undefined) => void
   socket.on("error", onEnd)
 }
 
+/** Ends the socket and waits until the client closed too (at most `lingerMs`), so nothing written is lost. */
+const close = (socket: Net.Socket, lingerMs = 30_000) =>
+  Effect.callback<void>((resume) => {
+    if (socket.destroyed) return resume(Effect.void)
+    const timer = setTimeout(() => socket.destroy(), lingerMs).unref()
+    socket.once("close", () => {
+      clearTimeout(timer)
+      resume(Effect.void)
+    })
+    socket.end()
+    return Effect.sync(() => socket.destroy())
+  })
+
 /**
  * A data port listening for the surrounding scope.
  *
@@ -118,7 +131,8 @@ export const make = (config: Config) =>
     const ttl = config.ticketTtlMs ?? 30_000
     const sessions = new Map<string, { readonly session: Session; readonly timer: NodeJS.Timeout }>()
     const run = yield* FiberSet.makeRuntime<never, void, never>()
-    const server = Net.createServer({ noDelay: true }, (socket) => {
+    // Half-open: a client ends its input and still reads the answer.
+    const server = Net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       socket.on("error", () => {})
       readLine(socket, (line) => {
         const entry = line === undefined ? undefined : sessions.get(line)
@@ -129,7 +143,7 @@ export const make = (config: Config) =>
         sessions.delete(line!)
         clearTimeout(entry.timer)
         socket.write("OK\n")
-        run(entry.session(socket).pipe(Effect.ensuring(Effect.sync(() => socket.destroy()))))
+        run(entry.session(socket).pipe(Effect.ensuring(close(socket))))
       })
     })
     const port = yield* Effect.callback<number, DataPortError>((resume) => {

@@ -1,0 +1,43 @@
+/**
+ * The clients, composed: `HostClient` and `InstanceClient` on any participant's `Sharding`
+ * ({@link services}), or as a complete client-only participant of the cluster ({@link layer}).
+ *
+ * @since 0.3.0
+ */
+import type { Sharding } from "effect/cluster/Sharding"
+import { Effect, Layer } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import * as Cluster from "../cluster/Cluster.ts"
+import { type ClusterConfig, clusterConfig } from "../cluster/Config.ts"
+import * as Registry from "../instance/Registry.ts"
+import * as HostClient from "./HostClient.ts"
+import * as InstanceClient from "./InstanceClient.ts"
+
+/**
+ * The two clients on a participant that is already in the cluster (a runner, or an app that
+ * composed `Cluster.clientLayer` itself).
+ *
+ * @since 0.3.0
+ */
+export const services = (
+  options: InstanceClient.Options = {}
+): Layer.Layer<HostClient.HostClient | InstanceClient.InstanceClient, never, Sharding | SqlClient> =>
+  Layer.mergeAll(HostClient.layer(options), InstanceClient.layer(options)).pipe(Layer.provide(Registry.layer))
+
+/**
+ * A client-only participant with both clients: hosts no shards, dials runners directly.
+ *
+ * @since 0.3.0
+ */
+export const layer = (config: ClusterConfig, options: InstanceClient.Options & {
+  readonly applicationName?: string | undefined
+} = {}) => services(options).pipe(Layer.provideMerge(Cluster.clientLayer(config, options)))
+
+/**
+ * {@link layer} with the cluster settings read from the environment (`DATABASE_URL`, else the
+ * embedded store in `SHARDHUB_HOME`).
+ *
+ * @since 0.3.0
+ */
+export const layerFromEnv = (options: InstanceClient.Options & { readonly applicationName?: string | undefined } = {}) =>
+  Layer.unwrap(Effect.map(clusterConfig, (config) => layer(config, options)))

@@ -1,0 +1,168 @@
+/**
+ * `InstanceClient`: every operation on an instance, from any participant (a runner or a
+ * client-only process), with typed errors and Streams for I/O.
+ *
+ * Calls go to the `Instance` entity on whichever runner owns it. Effect retries a call whose
+ * runner is gone every 100 ms until the shard has a new owner, so every call here has a
+ * timeout ({@link CallTimeout}); calls that wait by design (`nextEvent`, `lastEvent`) take their
+ * own. Bytes (`output`, `input`, `inout`) go straight to the owner's data port.
+ *
+ * @since 0.3.0
+ */
+import * as NodeSink from "@effect/platform-node/NodeSink"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import type { Sharding } from "effect/cluster/Sharding"
+import { Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
+import type * as Net from "node:net"
+import { DataPortError, dial } from "../instance/DataPort.ts"
+import { Instance } from "../instance/Instance.ts"
+import type { InstanceInfo } from "../instance/InstanceSpec.ts"
+import type { LogsQuery } from "../process/LogStore.ts"
+
+/**
+ * A call got no answer in time: its runner is gone and no other runner took the instance
+ * over yet, or the cluster is overloaded.
+ *
+ * @since 0.3.0
+ */
+export class CallTimeout extends Schema.TaggedError<CallTimeout>()("CallTimeout", {
+  id: Schema.String,
+  operation: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  override get message() {
+    return `${this.operation} of instance ${this.id} got no answer within ${this.timeoutMs} ms`
+  }
+}
+
+/**
+ * Client settings.
+ *
+ * @since 0.3.0
+ */
+export interface Options {
+  /** Timeout of a call (default 10 s). A stop gets its own timeout on top. */
+  readonly timeoutMs?: number
+  /** Timeout of `nextEvent` / `lastEvent` (default 5 minutes). */
+  readonly waitTimeoutMs?: number
+}
+
+/** @since 0.3.0 */
+export type OutputStream = "stdout" | "stderr" | "output"
+/** @since 0.3.0 */
+export type InputStream = "stdin" | "input"
+
+type Client = ReturnType<Effect.Success<typeof Instance.client>>
+type ErrorOf<T> = T extends Effect.Effect<any, infer E, any> ? E : never
+
+/**
+ * @since 0.3.0
+ */
+export const make = (options: Options = {}) =>
+  Effect.gen(function*() {
+    const clients = yield* Instance.client
+    const timeoutMs = options.timeoutMs ?? 10_000
+    const waitTimeoutMs = options.waitTimeoutMs ?? 300_000
+
+    const call = <A, E>(id: string, operation: string, f: (client: Client) => Effect.Effect<A, E>, ms = timeoutMs) =>
+      f(clients(id)).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.millis(ms),
+          orElse: () => Effect.fail(new CallTimeout({ id, operation, timeoutMs: ms }))
+        })
+      )
+
+    /** Opens a byte stream on the owner's data port. */
+    const open = (id: string, stream: Parameters<Client["Open"]>[0]["stream"], flags: { end?: boolean; replay?: boolean }) =>
+      call(id, `open ${stream}`, (client) => client.Open({ stream, ...flags })).pipe(
+        Effect.flatMap((ticket) => dial(ticket, { timeoutMs }))
+      )
+
+    const readable = (socket: Net.Socket) =>
+      NodeStream.fromReadable<Uint8Array, DataPortError>({
+        evaluate: () => socket,
+        onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) })
+      })
+
+    const write = <E, R>(socket: Net.Socket, bytes: Stream.Stream<Uint8Array, E, R>) =>
+      Stream.run(
+        bytes,
+        NodeSink.fromWritable<DataPortError, Uint8Array>({
+          evaluate: () => socket,
+          onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) }),
+          endOnDone: true
+        })
+      )
+
+    const nextEvent = (id: string, name: string, ms = waitTimeoutMs) =>
+      call(id, "nextEvent", (client) => client.NextEvent({ name }), ms)
+
+    return {
+      info: (id: string): Effect.Effect<InstanceInfo, ErrorOf<ReturnType<Client["Info"]>> | CallTimeout> =>
+        call(id, "info", (client) => client.Info()),
+      health: (id: string) => call(id, "health", (client) => client.GetHealth()),
+      stats: (id: string) => call(id, "stats", (client) => client.Stats()),
+      /** Stops gracefully: SIGKILL after `timeoutMs` (default 10 s); answers with the final record. */
+      stop: (id: string, stop: { readonly timeoutMs?: number; readonly canCallKeepalive?: boolean } = {}) => {
+        const stopMs = stop.timeoutMs ?? 10_000
+        return call(
+          id,
+          "stop",
+          (client) => client.Stop({ timeoutMs: stopMs, canCallKeepalive: stop.canCallKeepalive ?? false }),
+          stopMs + timeoutMs
+        )
+      },
+      kill: (id: string, kill: { readonly removeImmediately?: boolean } = {}) =>
+        call(id, "kill", (client) => client.Kill({ removeImmediately: kill.removeImmediately ?? false })),
+      sendEvent: (id: string, name: string, data: unknown = null) =>
+        call(id, "sendEvent", (client) => client.SendEvent({ name, data })),
+      nextEvent,
+      lastEvent: (id: string, name: string, ms = waitTimeoutMs) =>
+        call(id, "lastEvent", (client) => client.LastEvent({ name }), ms),
+      /** Events from now on (only `name`, if given); ends when the process ends. */
+      events: (id: string, name?: string) =>
+        clients(id).Events(name === undefined ? {} : { name }),
+      logs: (id: string, query: LogsQuery = {}) => clients(id).Logs({ query }),
+      /** An output stream: what is retained first (unless `replay: false`), then live, to the end. */
+      output: (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
+        Stream.unwrap(Effect.map(open(id, stream, flags), readable)),
+      /**
+       * Writes `bytes` to the process's stdin (`input` and `stdin` are the same for a command),
+       * then closes it unless `end: false`; succeeds once the process took every byte.
+       */
+      input: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: {
+        readonly stream?: InputStream
+        readonly end?: boolean
+      } = {}) =>
+        Effect.gen(function*() {
+          const socket = yield* open(id, flags.stream ?? "input", flags.end === undefined ? {} : { end: flags.end })
+          const answer = Stream.mkString(Stream.decodeText(readable(socket))).pipe(Effect.forkChild)
+          const fiber = yield* answer
+          yield* write(socket, bytes)
+          const text = (yield* Fiber.join(fiber)).trim()
+          if (text !== "DONE") {
+            return yield* new DataPortError({ message: text.startsWith("ERR ") ? text.slice(4) : `unexpected answer ${JSON.stringify(text)}` })
+          }
+        }),
+      /** Writes `bytes` to stdin and streams stdout back, on one connection. */
+      inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: { readonly end?: boolean; readonly replay?: boolean } = {}) =>
+        Stream.unwrap(Effect.gen(function*() {
+          const socket = yield* open(id, "inout", flags)
+          const writer = yield* Effect.forkScoped(write(socket, bytes))
+          return Stream.merge(readable(socket), Stream.fromEffectDrain(Fiber.join(writer)))
+        }))
+    }
+  })
+
+/**
+ * @since 0.3.0
+ */
+export class InstanceClient extends Context.Service<InstanceClient, Effect.Success<ReturnType<typeof make>>>()(
+  "shardhub/InstanceClient"
+) {}
+
+/**
+ * @since 0.3.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<InstanceClient, never, Sharding> =>
+  Layer.effect(InstanceClient, make(options))

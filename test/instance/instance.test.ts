@@ -1,0 +1,192 @@
+/**
+ * The Instance entity through a client-only participant (this test process) on three runner
+ * processes: placement, every operation, byte-exact streams, events, stop escalation, errors.
+ */
+import { Effect, Exit, Fiber, Stream } from "effect"
+import * as Crypto from "node:crypto"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
+import { useCluster } from "../support/cluster.ts"
+import { root } from "../support/processes.ts"
+
+const fixture = Path.join(root, "test/instance/fixtures/audited.mjs")
+const node = (...args: ReadonlyArray<string>): InstanceSpec => ({
+  program: { _tag: "Command", command: process.execPath, args: [fixture, ...args] }
+})
+const cat: InstanceSpec = { program: { _tag: "Command", command: "cat" } }
+
+const bytes = (data: Uint8Array, chunk = 64 * 1024) =>
+  Stream.fromIterable(Array.from({ length: Math.ceil(data.length / chunk) }, (_, i) => data.subarray(i * chunk, (i + 1) * chunk)))
+
+const concat = (chunks: ReadonlyArray<Uint8Array>) => Buffer.concat(chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)))
+
+describe("instances on three runners", () => {
+  const cluster = useCluster("instances", { runners: 3 })
+
+  it("land on different runners and answer every query through the client", async () => {
+    cluster.printOnFailure()
+    const infos = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      return yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => i), (i) => host.start(node(`n${i}`)), { concurrency: 12 })
+    }))
+    for (const info of infos) {
+      expect(info.status).toBe("running")
+      expect(info.pid).toBeGreaterThan(0)
+      expect(info.epoch).toBe(1)
+    }
+    const runners = new Set(infos.map((info) => info.runner))
+    expect(runners.size).toBeGreaterThanOrEqual(2)
+    for (const runner of runners) expect(cluster.runners.map((r) => r.address)).toContain(runner)
+
+    const id = infos[0]!.id
+    const answers = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      return {
+        info: yield* instances.info(id),
+        health: yield* instances.health(id),
+        stats: yield* instances.stats(id),
+        record: yield* host.get(id),
+        listed: yield* host.list({ statuses: ["running"] })
+      }
+    }))
+    expect(answers.info).toMatchObject({ id, status: "running", desired: "running", pid: infos[0]!.pid })
+    expect(answers.record).toMatchObject({ id, status: "running", runner: infos[0]!.runner, pid: infos[0]!.pid })
+    expect(answers.health).toMatchObject({ id, status: "running", healthy: true, restarts: 0 })
+    expect(answers.health.uptimeMs).toBeGreaterThanOrEqual(0)
+    expect(answers.stats.processes).toBeGreaterThanOrEqual(1)
+    expect(answers.stats.rssBytes).toBeGreaterThan(0)
+    expect(answers.listed.map((i) => i.id)).toEqual(expect.arrayContaining(infos.map((i) => i.id)))
+
+    await cluster.run(Effect.flatMap(InstanceClient, (c) => Effect.forEach(infos, (info) => c.kill(info.id), { concurrency: 12 })))
+  })
+
+  it("carries events both ways: next, last (waiting if none yet) and a stream", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const { id } = yield* host.start(node("events"))
+      const hello = yield* instances.lastEvent(id, "hello")
+      const collected = yield* instances.events(id, "tick").pipe(Stream.take(3), Stream.runCollect, Effect.forkChild)
+      const next = yield* instances.nextEvent(id, "pong").pipe(Effect.forkChild)
+      // lastEvent of an event that never fired waits for it.
+      const waiting = yield* instances.lastEvent(id, "late").pipe(Effect.forkChild)
+      yield* Effect.sleep("200 millis")
+      yield* instances.sendEvent(id, "ping", { n: 1 })
+      for (let i = 0; i < 3; i++) yield* instances.sendEvent(id, "emit", { name: "tick", data: i })
+      yield* instances.sendEvent(id, "emit", { name: "late", data: "now" })
+      const result = {
+        hello,
+        pong: yield* Fiber.join(next),
+        ticks: yield* Fiber.join(collected),
+        late: yield* Fiber.join(waiting),
+        lastTick: yield* instances.lastEvent(id, "tick")
+      }
+      yield* instances.kill(id)
+      return result
+    }))
+    expect(result.hello.data).toMatchObject({ pid: expect.any(Number) })
+    expect(result.pong).toEqual({ name: "pong", data: { n: 1 } })
+    expect(result.ticks.map((e) => e.data)).toEqual([0, 1, 2])
+    expect(result.late).toEqual({ name: "late", data: "now" })
+    expect(result.lastTick).toEqual({ name: "tick", data: 2 })
+  })
+
+  it("passes 50 MiB of random bytes through cat byte-exactly, as input/output and as inout", async () => {
+    cluster.printOnFailure()
+    const data = Crypto.randomBytes(50 * 1024 * 1024)
+    const digest = (b: Uint8Array) => Crypto.createHash("sha256").update(b).digest("hex")
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const a = yield* host.start({ ...cat, log: [] })
+      const output = yield* instances.output(a.id, "stdout").pipe(Stream.runCollect, Effect.forkChild)
+      yield* instances.input(a.id, bytes(data))
+      const separate = concat(yield* Fiber.join(output))
+      const b = yield* host.start(cat)
+      const together = concat(yield* instances.inout(b.id, bytes(data)).pipe(Stream.runCollect))
+      const ended = yield* instances.stop(b.id)
+      return { separate, together, ended }
+    }))
+    expect(result.separate.length).toBe(data.length)
+    expect(digest(result.separate)).toBe(digest(data))
+    expect(result.together.length).toBe(data.length)
+    expect(digest(result.together)).toBe(digest(data))
+    // cat exits by itself once its stdin closed.
+    expect(result.ended).toMatchObject({ status: "stopped", exitCode: 0, desired: "stopped" })
+  })
+
+  it("keeps stdin open when asked, and serves logs", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const { id } = yield* host.start(cat)
+      const text = (s: string) => Stream.make(new TextEncoder().encode(s))
+      yield* instances.input(id, text("one\n"), { end: false })
+      yield* instances.input(id, text("two\n"), { stream: "stdin", end: false })
+      yield* instances.input(id, text("three\n"))
+      const lines = yield* instances.logs(id, { follow: true }).pipe(Stream.take(3), Stream.runCollect)
+      const info = yield* instances.stop(id)
+      return { lines, info }
+    }))
+    expect(result.lines.map((l) => l.text)).toEqual(["one", "two", "three"])
+    expect(result.info).toMatchObject({ status: "stopped", exitCode: 0 })
+  })
+
+  it("stops a child that ignores SIGTERM with SIGKILL after the timeout", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const { id } = yield* host.start(node("stubborn", "--ignore-term"))
+      yield* instances.lastEvent(id, "hello")
+      const started = Date.now()
+      const info = yield* instances.stop(id, { timeoutMs: 500 })
+      return { info, took: Date.now() - started, record: yield* host.get(id) }
+    }))
+    expect(result.info).toMatchObject({ status: "stopped", signal: "SIGKILL", desired: "stopped" })
+    expect(result.took).toBeGreaterThanOrEqual(500)
+    expect(result.record).toMatchObject({ status: "stopped", signal: "SIGKILL" })
+  })
+
+  it("gives typed errors: an existing id, unknown ids, a missing program, an invalid id", async () => {
+    cluster.printOnFailure()
+    const errors = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const { id } = yield* host.start(cat, { id: "fixed-id" })
+      const again = yield* Effect.flip(host.start(cat, { id }))
+      const unknown = "no-such-instance"
+      const missing = yield* Effect.flip(host.start({ program: { _tag: "Command", command: "no-such-program-xyz" } }))
+      const result = {
+        again,
+        info: yield* Effect.flip(instances.info(unknown)),
+        stop: yield* Effect.flip(instances.stop(unknown)),
+        kill: yield* Effect.flip(instances.kill(unknown)),
+        health: yield* Effect.flip(instances.health(unknown)),
+        event: yield* Effect.flip(instances.sendEvent(unknown, "x")),
+        output: yield* Effect.flip(instances.output(unknown).pipe(Stream.runDrain)),
+        get: yield* Effect.flip(host.get(unknown)),
+        missing,
+        invalid: yield* Effect.flip(host.start(cat, { id: "../bad id" })),
+        sequence: yield* Effect.flip(host.start({ program: { _tag: "Sequence", sequenceId: "s" } }))
+      }
+      yield* instances.kill(id, { removeImmediately: true })
+      const removed = yield* Effect.exit(host.get(id))
+      return { ...result, removed }
+    }))
+    expect(errors.again).toMatchObject({ _tag: "InstanceAlreadyExists", id: "fixed-id" })
+    for (const key of ["info", "stop", "kill", "health", "event", "output", "get"] as const) {
+      expect(errors[key]).toMatchObject({ _tag: "InstanceNotFound", id: "no-such-instance" })
+    }
+    expect(errors.missing).toMatchObject({ _tag: "StartFailed", reason: "CommandNotFound" })
+    expect(errors.invalid).toMatchObject({ _tag: "InvalidSpec" })
+    expect(errors.sequence).toMatchObject({ _tag: "InvalidSpec" })
+    expect(Exit.isFailure(errors.removed)).toBe(true)
+  })
+})

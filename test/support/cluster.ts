@@ -1,0 +1,92 @@
+/**
+ * A cluster for one test file: a fresh database, N runner processes, and this test process as
+ * a client-only participant (`Client.layer`, run through a ManagedRuntime).
+ */
+import { ConfigProvider, Layer, ManagedRuntime } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterAll, beforeAll, onTestFailed } from "vitest"
+import * as Client from "../../src/client/Client.ts"
+import { freshDatabase } from "./database.ts"
+import { fastTimings, freePort, type Spawned, spawnNode } from "./processes.ts"
+
+export interface RunnerProcess extends Spawned {
+  readonly address: string
+}
+
+/** The environment of a participant on `databaseUrl` with the test timings. */
+export const clusterEnv = (databaseUrl: string, home: string): Record<string, string> => ({
+  DATABASE_URL: databaseUrl,
+  SHARDHUB_HOME: home,
+  ...fastTimings
+})
+
+/**
+ * Starts `runners` runners before the file's tests and stops everything after them. `runner(i)`
+ * and `start()` let a test kill and add runners.
+ */
+export const useCluster = (label: string, options: { readonly runners: number }) => {
+  const state = {
+    databaseUrl: "",
+    home: "",
+    runners: [] as Array<RunnerProcess>,
+    runtime: undefined as unknown as ManagedRuntime.ManagedRuntime<Layer.Success<ReturnType<typeof Client.layerFromEnv>>, unknown>
+  }
+  const all: Array<Spawned> = []
+
+  const startRunner = async (name: string, env: Readonly<Record<string, string>> = {}): Promise<RunnerProcess> => {
+    const port = await freePort()
+    const runner = spawnNode(name, "src/main.ts", {
+      env: {
+        ...clusterEnv(state.databaseUrl, state.home),
+        SHARDHUB_RUNNER_HOST: "127.0.0.1",
+        SHARDHUB_RUNNER_PORT: String(port),
+        SHARDHUB_RUNNER_STATE_DIR: Path.join(state.home, name),
+        ...env
+      }
+    })
+    all.push(runner)
+    await runner.waitFor(/^ready/m, 60_000)
+    const process = Object.assign(runner, { address: `127.0.0.1:${port}` })
+    state.runners.push(process)
+    return process
+  }
+
+  beforeAll(async () => {
+    state.databaseUrl = await freshDatabase(label)
+    state.home = Fs.mkdtempSync(Path.join(Os.tmpdir(), `shardhub-${label}-`))
+    await Promise.all(Array.from({ length: options.runners }, (_, i) => startRunner(`runner-${i}`)))
+    state.runtime = ManagedRuntime.make(
+      Client.layerFromEnv({ applicationName: "shardhub-test-client" }).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: clusterEnv(state.databaseUrl, state.home) })))
+      )
+    )
+  })
+
+  afterAll(async () => {
+    await state.runtime?.dispose()
+    await Promise.all(all.map((p) => p.kill("SIGKILL")))
+    Fs.rmSync(state.home, { recursive: true, force: true })
+  })
+
+  return {
+    get databaseUrl() {
+      return state.databaseUrl
+    },
+    get home() {
+      return state.home
+    },
+    get runners(): ReadonlyArray<RunnerProcess> {
+      return state.runners
+    },
+    run: <A, E>(effect: import("effect").Effect.Effect<A, E, Layer.Success<ReturnType<typeof Client.layerFromEnv>>>) =>
+      state.runtime.runPromise(effect),
+    startRunner,
+    /** Prints every runner's output if the current test fails. */
+    printOnFailure: () =>
+      onTestFailed(() => {
+        for (const p of all) console.error(`----- output of ${p.name} (pid ${p.pid}) -----\n${p.output()}`)
+      })
+  }
+}
