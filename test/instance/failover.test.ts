@@ -1,0 +1,145 @@
+/**
+ * Ownership and failover with real runner processes: when a runner is SIGKILLed its running
+ * instances run again on the others, and when a runner stops gracefully it hands them over.
+ * Every copy of an instance appends heartbeats (`name pid time`) to an audit file; the
+ * lifetimes of the copies of one instance must never overlap.
+ */
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import type { InstanceInfo, InstanceSpec } from "../../src/instance/InstanceSpec.ts"
+import { type RunnerProcess, useCluster } from "../support/cluster.ts"
+import { eventually, root } from "../support/processes.ts"
+
+const fixture = Path.join(root, "test/instance/fixtures/audited.mjs")
+
+interface Life {
+  readonly pid: number
+  readonly first: number
+  readonly last: number
+}
+
+/** The lifetimes of each instance's copies, from the audit file, ordered by start. */
+const lifetimes = (auditFile: string): Map<string, Array<Life>> => {
+  const byName = new Map<string, Map<number, Life>>()
+  for (const line of Fs.readFileSync(auditFile, "utf8").split("\n")) {
+    if (line === "") continue
+    const [name, pid, time] = line.split(" ")
+    const copies = byName.get(name!) ?? new Map<number, Life>()
+    byName.set(name!, copies)
+    const life = copies.get(Number(pid))
+    copies.set(Number(pid), life === undefined
+      ? { pid: Number(pid), first: Number(time), last: Number(time) }
+      : { ...life, last: Math.max(life.last, Number(time)) })
+  }
+  return new Map([...byName].map(([name, copies]) => [name, [...copies.values()].sort((a, b) => a.first - b.first)]))
+}
+
+/** Fails when two copies of one instance were alive at the same time. */
+const expectNoOverlap = (auditFile: string) => {
+  const lives = lifetimes(auditFile)
+  for (const [name, copies] of lives) {
+    for (let i = 1; i < copies.length; i++) {
+      expect(copies[i]!.first, `${name}: copy ${copies[i]!.pid} started before copy ${copies[i - 1]!.pid} ended`)
+        .toBeGreaterThan(copies[i - 1]!.last)
+    }
+  }
+  return lives
+}
+
+describe("failover", () => {
+  const cluster = useCluster("failover", { runners: 3 })
+
+  const startAudited = (count: number, prefix: string, auditFile: string) =>
+    cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const spec = (name: string): InstanceSpec => ({
+        program: { _tag: "Command", command: process.execPath, args: [fixture, name] },
+        env: { set: { AUDIT_FILE: auditFile } }
+      })
+      return yield* Effect.forEach(
+        Array.from({ length: count }, (_, i) => `${prefix}-${i}`),
+        (id) => host.start(spec(id), { id }),
+        { concurrency: "unbounded" }
+      )
+    }))
+
+  /** Waits until every instance of `ids` runs on a runner other than `gone`. */
+  const movedAway = (ids: ReadonlyArray<string>, gone: RunnerProcess, timeoutMs: number) =>
+    eventually(async () => {
+      const infos = await cluster.run(Effect.flatMap(HostClient, (host) => Effect.forEach(ids, (id) => host.get(id))))
+      return infos.every((info) => info.status === "running" && info.runner !== gone.address) ? infos : undefined
+    }, { timeoutMs, what: `instances of ${gone.address} running elsewhere` })
+
+  /**
+   * Waits until every instance runs and none moved for a second: right after runners join, the
+   * shards (and the instances with them) still move to their final owners.
+   */
+  const settled = async (ids: ReadonlyArray<string>) => {
+    let previous = ""
+    let since = Date.now()
+    return eventually(async () => {
+      const infos = await cluster.run(Effect.flatMap(HostClient, (host) => Effect.forEach(ids, (id) => host.get(id))))
+      const placement = JSON.stringify(infos.map((info) => [info.status, info.runner, info.epoch, info.pid]))
+      if (placement !== previous || infos.some((info) => info.status !== "running")) {
+        previous = placement
+        since = Date.now()
+        return undefined
+      }
+      return Date.now() - since >= 1000 ? infos : undefined
+    }, { timeoutMs: 30_000, intervalMs: 100, what: "a stable placement" })
+  }
+
+  const victimOf = (infos: ReadonlyArray<InstanceInfo>) => {
+    const counts = new Map<string, number>()
+    for (const info of infos) counts.set(info.runner!, (counts.get(info.runner!) ?? 0) + 1)
+    const [address] = [...counts].sort((a, b) => b[1] - a[1])[0]!
+    return cluster.runners.find((r) => r.address === address && r.child.exitCode === null && r.child.signalCode === null)!
+  }
+
+  it.each(["SIGKILL", "SIGTERM"] as const)("brings the instances of a runner stopped by %s back on the others, never two at once", async (signal) => {
+    cluster.printOnFailure()
+    // Keep three runners: replace the one the previous case stopped.
+    while (cluster.runners.filter((r) => r.child.exitCode === null && r.child.signalCode === null).length < 3) {
+      await cluster.startRunner(`runner-${cluster.runners.length}`)
+    }
+    const auditFile = Path.join(cluster.home, `audit-${signal}.log`)
+    const started = await startAudited(12, signal.toLowerCase(), auditFile)
+    const infos = await settled(started.map((info) => info.id))
+    const before = new Map(infos.map((info) => [info.id, info]))
+    const victim = victimOf(infos)
+    const moving = infos.filter((info) => info.runner === victim.address).map((info) => info.id)
+    expect(moving.length).toBeGreaterThan(0)
+
+    const stoppedAt = Date.now()
+    const exit = await victim.kill(signal)
+    // A graceful stop ends the runner by itself (runMain exits 130 after an interrupt), not by the signal.
+    if (signal === "SIGTERM") expect(exit.signal).toBeNull()
+    const moved = await movedAway(moving, victim, 20_000)
+    const tookMs = Date.now() - stoppedAt
+    console.log(`${signal}: ${moving.length} instances running elsewhere after ${tookMs} ms`)
+
+    // Each moved instance was claimed once more and started once more.
+    for (const info of moved) {
+      expect(info.epoch).toBe(before.get(info.id)!.epoch + 1)
+      expect(info.restarts).toBe(before.get(info.id)!.restarts + 1)
+      expect(info.desired).toBe("running")
+    }
+    // Let the new copies beat a while, then check the whole history.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const lives = expectNoOverlap(auditFile)
+    for (const id of moving) expect(lives.get(id)!.length).toBe(before.get(id)!.restarts + 2)
+    // Exactly one copy of every instance is alive now: the one the registry names.
+    const now = Date.now()
+    for (const info of moved) {
+      const alive = lives.get(info.id)!.filter((life) => now - life.last < 250)
+      expect(alive.map((life) => life.pid)).toEqual([info.pid])
+    }
+    // Instances that were elsewhere did not move.
+    const stayed = await cluster.run(Effect.flatMap(HostClient, (host) =>
+      Effect.forEach(infos.filter((i) => !moving.includes(i.id)), (info) => host.get(info.id))))
+    for (const info of stayed) expect(info.epoch).toBe(before.get(info.id)!.epoch)
+  })
+})
