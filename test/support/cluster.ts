@@ -26,7 +26,11 @@ export const clusterEnv = (databaseUrl: string, home: string): Record<string, st
  * Starts `runners` runners before the file's tests and stops everything after them. `runner(i)`
  * and `start()` let a test kill and add runners.
  */
-export const useCluster = (label: string, options: { readonly runners: number }) => {
+export const useCluster = (label: string, options: {
+  readonly runners: number
+  /** The runner program (default `src/main.ts`). */
+  readonly script?: string
+}) => {
   const state = {
     databaseUrl: "",
     home: "",
@@ -37,7 +41,7 @@ export const useCluster = (label: string, options: { readonly runners: number })
 
   const startRunner = async (name: string, env: Readonly<Record<string, string>> = {}): Promise<RunnerProcess> => {
     const port = await freePort()
-    const runner = spawnNode(name, "src/main.ts", {
+    const runner = spawnNode(name, options.script ?? "src/main.ts", {
       env: {
         ...clusterEnv(state.databaseUrl, state.home),
         SHARDHUB_RUNNER_HOST: "127.0.0.1",
@@ -83,6 +87,12 @@ export const useCluster = (label: string, options: { readonly runners: number })
     run: <A, E>(effect: import("effect").Effect.Effect<A, E, Layer.Success<ReturnType<typeof Client.layerFromEnv>>>) =>
       state.runtime.runPromise(effect),
     startRunner,
+    /** Runs a Node script as another participant of the cluster. */
+    spawn: (name: string, script: string) => {
+      const spawned = spawnNode(name, script, { env: clusterEnv(state.databaseUrl, state.home) })
+      all.push(spawned)
+      return spawned
+    },
     /** Prints every runner's output if the current test fails. */
     printOnFailure: () =>
       onTestFailed(() => {

@@ -1,0 +1,206 @@
+/**
+ * The Promise facade for Node code that does not use Effect, with the surface and names of
+ * Scramjet's `@scramjet/api-client` `InstanceClient` (seed 001): `stop`, `kill`, `getHealth`,
+ * `getInfo`, `getStream`, `sendStream`, `sendInput`, `sendStdin`, `inout`, `getLogStream`,
+ * `sendEvent`, `getNextEvent`, `getEvent`, `getEventStream`.
+ *
+ * ```ts
+ * const host = await HostClient.connect()          // DATABASE_URL, else the embedded store
+ * const instance = await host.startInstance({ program: { _tag: "Command", command: "cat" } })
+ * ;(await instance.getStream("output")).pipe(process.stdout)
+ * await instance.sendInput("hello\n")
+ * await instance.stop(5000, false)
+ * await host.close()
+ * ```
+ *
+ * Failed calls reject with shardhub's tagged errors (`InstanceNotFound`, `CallTimeout`, …);
+ * streams emit them as `error` events. Every call has a timeout (see `connect`'s options).
+ *
+ * @since 0.3.0
+ */
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import { ConfigProvider, Effect, Layer, ManagedRuntime, Stream } from "effect"
+import type { Readable } from "node:stream"
+import type { InstanceEvent, InstanceInfo, InstanceSpec, InstanceStatus } from "../instance/InstanceSpec.ts"
+import * as Client from "./Client.ts"
+import * as Host from "./HostClient.ts"
+import * as Instances from "./InstanceClient.ts"
+
+type Services = Host.HostClient | Instances.InstanceClient
+
+/**
+ * What `sendStream` and friends accept: a Node stream, any (async) iterable of chunks, or a string.
+ *
+ * @since 0.3.0
+ */
+export type Input = Readable | AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | string | Uint8Array
+
+/**
+ * @since 0.3.0
+ */
+export interface ConnectOptions extends Instances.Options {
+  /** Settings to use instead of the process environment (`DATABASE_URL`, `SHARDHUB_HOME`, …). */
+  readonly env?: Readonly<Record<string, string>>
+}
+
+const encoder = new TextEncoder()
+const toBytes = (chunk: Uint8Array | string) => typeof chunk === "string" ? encoder.encode(chunk) : chunk
+
+const inputStream = (input: Input): Stream.Stream<Uint8Array, Error> => {
+  if (typeof input === "string" || input instanceof Uint8Array) return Stream.make(toBytes(input))
+  if (Symbol.asyncIterator in input) {
+    return Stream.fromAsyncIterable(input as AsyncIterable<Uint8Array | string>, (error) => error as Error).pipe(
+      Stream.map(toBytes)
+    )
+  }
+  return Stream.fromIterable(input as Iterable<Uint8Array | string>).pipe(Stream.map(toBytes))
+}
+
+const ndjson = <A>(stream: Stream.Stream<A, unknown>) =>
+  NodeStream.toReadableNever(stream.pipe(Stream.map((item) => `${JSON.stringify(item)}\n`)))
+
+/**
+ * One instance, seed 001's `InstanceClient`.
+ *
+ * @since 0.3.0
+ */
+export class InstanceClient {
+  readonly id: string
+  readonly #host: HostClient
+
+  private constructor(id: string, host: HostClient) {
+    this.id = id
+    this.#host = host
+  }
+
+  static from(id: string, host: HostClient): InstanceClient {
+    return new InstanceClient(id, host)
+  }
+
+  #run<A>(f: (client: Instances.InstanceClient["Service"]) => Effect.Effect<A, unknown>): Promise<A> {
+    return this.#host.run(Effect.flatMap(Instances.InstanceClient, f))
+  }
+
+  /** Stops gracefully; SIGKILL after `timeout` ms. Resolves with the final record. */
+  stop(timeout: number, canCallKeepalive: boolean): Promise<InstanceInfo> {
+    return this.#run((c) => c.stop(this.id, { timeoutMs: timeout, canCallKeepalive }))
+  }
+
+  /** Kills it; `removeImmediately` also forgets its record. */
+  kill(opts: { readonly removeImmediately?: boolean } = {}): Promise<InstanceInfo> {
+    return this.#run((c) => c.kill(this.id, opts))
+  }
+
+  getHealth() {
+    return this.#run((c) => c.health(this.id))
+  }
+
+  getInfo(): Promise<InstanceInfo> {
+    return this.#run((c) => c.info(this.id))
+  }
+
+  /** An output stream: retained output first, then live, until the process ends. */
+  getStream(streamId: Instances.OutputStream | "log"): Promise<Readable> {
+    if (streamId === "log") return this.getLogStream()
+    return this.#run((c) => Effect.succeed(NodeStream.toReadableNever(c.output(this.id, streamId))))
+  }
+
+  /** Writes to stdin (`input` and `stdin` are the same for a command); closes it unless `end: false`. */
+  sendStream(
+    streamId: Instances.InputStream,
+    stream: Input,
+    _requestInit?: unknown,
+    options: { readonly end?: boolean } = {}
+  ): Promise<void> {
+    return this.#run((c) => c.input(this.id, inputStream(stream), { stream: streamId, ...options }))
+  }
+
+  sendInput(stream: Input, requestInit?: unknown, options?: { readonly end?: boolean }): Promise<void> {
+    return this.sendStream("input", stream, requestInit, options)
+  }
+
+  sendStdin(stream: Input): Promise<void> {
+    return this.sendStream("stdin", stream)
+  }
+
+  /** Writes `stream` to the input and reads the output, on one connection. */
+  inout(stream: Input, _requestInit?: unknown, options: { readonly end?: boolean } = {}): Promise<Readable> {
+    return this.#run((c) => Effect.succeed(NodeStream.toReadableNever(c.inout(this.id, inputStream(stream), options))))
+  }
+
+  /** Log lines as NDJSON (`{seq, time, stream, text}`), following the log. */
+  getLogStream(): Promise<Readable> {
+    return this.#run((c) => Effect.succeed(ndjson(c.logs(this.id, { follow: true }))))
+  }
+
+  sendEvent(eventName: string, message: unknown): Promise<void> {
+    return this.#run((c) => c.sendEvent(this.id, eventName, message))
+  }
+
+  /** The data of the next `eventName` event. */
+  getNextEvent(eventName: string): Promise<unknown> {
+    return this.#run((c) => Effect.map(c.nextEvent(this.id, eventName), (event: InstanceEvent) => event.data))
+  }
+
+  /** The data of the last `eventName` event, waiting for one if there was none yet. */
+  getEvent(eventName: string): Promise<unknown> {
+    return this.#run((c) => Effect.map(c.lastEvent(this.id, eventName), (event: InstanceEvent) => event.data))
+  }
+
+  /** The data of every `eventName` event from now on, as NDJSON. */
+  getEventStream(eventName: string): Promise<Readable> {
+    return this.#run((c) => Effect.succeed(ndjson(c.events(this.id, eventName).pipe(Stream.map((event) => event.data)))))
+  }
+}
+
+/**
+ * A client-only participant of the cluster. `close()` it when done.
+ *
+ * @since 0.3.0
+ */
+export class HostClient {
+  readonly #runtime: ManagedRuntime.ManagedRuntime<Services, unknown>
+
+  private constructor(runtime: ManagedRuntime.ManagedRuntime<Services, unknown>) {
+    this.#runtime = runtime
+  }
+
+  /** Joins the cluster found through `options.env` or the process environment. */
+  static async connect(options: ConnectOptions = {}): Promise<HostClient> {
+    const layer = Client.layerFromEnv(options)
+    const runtime = ManagedRuntime.make(
+      options.env === undefined
+        ? layer
+        : layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...options.env } }))))
+    )
+    await runtime.runPromise(Effect.void)
+    return new HostClient(runtime)
+  }
+
+  /** @internal */
+  run<A>(effect: Effect.Effect<A, unknown, Services>): Promise<A> {
+    return this.#runtime.runPromise(effect)
+  }
+
+  listInstances(statuses?: ReadonlyArray<InstanceStatus>): Promise<ReadonlyArray<InstanceInfo>> {
+    return this.run(Effect.flatMap(Host.HostClient, (h) => h.list(statuses === undefined ? {} : { statuses })))
+  }
+
+  /** Starts an instance and resolves once its process runs. */
+  async startInstance(spec: InstanceSpec, options: { readonly id?: string } = {}): Promise<InstanceClient> {
+    const info = await this.run(Effect.flatMap(Host.HostClient, (h) => h.start(spec, options)))
+    return InstanceClient.from(info.id, this)
+  }
+
+  getInstanceInfo(id: string): Promise<InstanceInfo> {
+    return this.run(Effect.flatMap(Host.HostClient, (h) => h.get(id)))
+  }
+
+  getInstanceClient(id: string): InstanceClient {
+    return InstanceClient.from(id, this)
+  }
+
+  close(): Promise<void> {
+    return this.#runtime.dispose()
+  }
+}
