@@ -238,8 +238,18 @@ export const layer = (options: Options = {}) =>
           })
         )
 
-      /** Starts the process of `record` (claimed with its epoch) and waits until it runs. */
+      /**
+       * Starts the process of `record` (claimed with its epoch) and waits until it runs. The
+       * keep-alive (a persisted message) is written while the process spawns, and withdrawn if
+       * it could not be started.
+       */
       const launch = (record: InstanceInfo, restartsBefore: number) =>
+        Effect.all([spawnRun(record, restartsBefore), keepAlive(true)], { concurrency: 2 }).pipe(
+          Effect.map(([started]) => started),
+          Effect.tapError(() => keepAlive(false))
+        )
+
+      const spawnRun = (record: InstanceInfo, restartsBefore: number) =>
         Effect.gen(function*() {
           const spec = processSpec(id, record.spec)
           if (spec instanceof InvalidSpec) {
@@ -282,8 +292,7 @@ export const layer = (options: Options = {}) =>
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
           yield* Effect.forkIn(collect(run, messages), scope)
           const started = yield* handle.info
-          yield* Effect.all([
-            report(run, {
+          yield* report(run, {
               status: "running",
               pid: started.pid ?? null,
               startedAt: started.startedAt ?? null,
@@ -293,9 +302,7 @@ export const layer = (options: Options = {}) =>
               signal: null,
               reason: null,
               crashLog: []
-            }),
-            keepAlive(true)
-          ], { concurrency: 2, discard: true })
+            })
           yield* Effect.forkIn(watch(run), scope)
           return info!
         })

@@ -121,25 +121,24 @@ describe("failover", () => {
     const tookMs = Date.now() - stoppedAt
     console.log(`${signal}: ${moving.length} instances running elsewhere after ${tookMs} ms`)
 
-    // Each moved instance was claimed once more and started once more.
+    // Each moved instance was claimed and started again (shards can also move between the
+    // survivors when membership changes, so an instance may have moved more than once).
     for (const info of moved) {
-      expect(info.epoch).toBe(before.get(info.id)!.epoch + 1)
-      expect(info.restarts).toBe(before.get(info.id)!.restarts + 1)
+      expect(info.epoch).toBeGreaterThan(before.get(info.id)!.epoch)
+      expect(info.restarts).toBeGreaterThan(before.get(info.id)!.restarts)
       expect(info.desired).toBe("running")
     }
-    // Let the new copies beat a while, then check the whole history.
+    // Let the new copies beat a while, then check the whole history: never two copies at once,
+    // one copy per start, and exactly one alive now — the one the registry names.
     await new Promise((resolve) => setTimeout(resolve, 300))
     const lives = expectNoOverlap(auditFile)
-    for (const id of moving) expect(lives.get(id)!.length).toBe(before.get(id)!.restarts + 2)
-    // Exactly one copy of every instance is alive now: the one the registry names.
-    const now = Date.now()
-    for (const info of moved) {
-      const alive = lives.get(info.id)!.filter((life) => now - life.last < 250)
+    const now = await cluster.run(Effect.flatMap(HostClient, (host) => Effect.forEach(infos, (info) => host.get(info.id))))
+    const at = Date.now()
+    for (const info of now) {
+      expect(info.status).toBe("running")
+      expect(lives.get(info.id)!.length).toBe(info.restarts + 1)
+      const alive = lives.get(info.id)!.filter((life) => at - life.last < 250)
       expect(alive.map((life) => life.pid)).toEqual([info.pid])
     }
-    // Instances that were elsewhere did not move.
-    const stayed = await cluster.run(Effect.flatMap(HostClient, (host) =>
-      Effect.forEach(infos.filter((i) => !moving.includes(i.id)), (info) => host.get(info.id))))
-    for (const info of stayed) expect(info.epoch).toBe(before.get(info.id)!.epoch)
   })
 })

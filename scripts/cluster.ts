@@ -1,0 +1,194 @@
+/**
+ * `npm run bench:cluster [-- --json]`: instances through a client-only participant (this
+ * process) on 3 runner processes and a durable embedded store, beside raw baselines measured in
+ * the same run:
+ *
+ * - start of `cat` → running (p50), one at a time, vs `child_process.spawn("cat")` → 'spawn'.
+ * - instance info round trip (p50), vs a trivial Effect cluster entity RPC (`Probe.Whoami`).
+ * - info requests per second at concurrency 64 over 16 instances.
+ * - bytes client → cat → client on one inout connection, vs the same bytes through a `cat`
+ *   child's pipes in this process. `cat` keeps its default line log, like any instance.
+ * - failover: SIGKILL the runner holding the most of 12 instances; time until all of them run
+ *   elsewhere (registry polled every 10 ms), default timings, 3 rounds (p50).
+ */
+import { Effect, ManagedRuntime, Stream } from "effect"
+import type { Sharding } from "effect/cluster/Sharding"
+import * as ChildProcess from "node:child_process"
+import * as Os from "node:os"
+import * as Client from "../src/client/Client.ts"
+import { HostClient } from "../src/client/HostClient.ts"
+import { InstanceClient } from "../src/client/InstanceClient.ts"
+import * as Probe from "../src/cluster/Probe.ts"
+import type { InstanceInfo, InstanceSpec } from "../src/instance/InstanceSpec.ts"
+import { percentile, printTable, startRunner, temporaryStore } from "./support.ts"
+
+const json = process.argv.includes("--json")
+const log = (line: string) => {
+  if (!json) console.error(line)
+}
+const STARTS = 200
+const CALLS = 3000
+const CONCURRENT_CALLS = 30_000
+const STREAM_BYTES = 1024 * 1024 * 1024
+const CHUNK = 256 * 1024
+const cat: InstanceSpec = { program: { _tag: "Command", command: "cat" } }
+
+const sorted = (values: Array<number>) => values.sort((a, b) => a - b)
+const chunk = Buffer.alloc(CHUNK, 7)
+const input = () => Stream.fromIterable(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk as Uint8Array))
+
+const rawSpawn = () =>
+  new Promise<number>((resolve) => {
+    const started = performance.now()
+    const child = ChildProcess.spawn("cat", [], { stdio: "pipe" })
+    child.once("spawn", () => {
+      const took = performance.now() - started
+      child.kill("SIGKILL")
+      child.once("close", () => resolve(took))
+    })
+  })
+
+const rawPipe = () =>
+  new Promise<number>((resolve) => {
+    const child = ChildProcess.spawn("cat", [], { stdio: "pipe" })
+    let received = 0
+    const started = performance.now()
+    child.stdout.on("data", (data: Buffer) => (received += data.length))
+    child.stdout.on("end", () => resolve(received / 1024 / 1024 / ((performance.now() - started) / 1000)))
+    let sent = 0
+    const write = () => {
+      while (sent < STREAM_BYTES) {
+        sent += CHUNK
+        if (!child.stdin.write(chunk)) return child.stdin.once("drain", write)
+      }
+      child.stdin.end()
+    }
+    write()
+  })
+
+const timeEach = async (count: number, f: () => Promise<unknown>) => {
+  const times: Array<number> = []
+  for (let i = 0; i < count; i++) {
+    const started = performance.now()
+    await f()
+    times.push(performance.now() - started)
+  }
+  return sorted(times)
+}
+
+const main = async () => {
+  const store = await temporaryStore()
+  const runners = await Promise.all([1, 2, 3].map((i) => startRunner(`runner-${i}`, store.databaseUrl)))
+  process.env.DATABASE_URL = store.databaseUrl
+  const runtime = ManagedRuntime.make(Client.layerFromEnv({ applicationName: "shardhub-bench" }))
+  const run = <A, E>(effect: Effect.Effect<A, E, HostClient | InstanceClient | Sharding>) =>
+    runtime.runPromise(effect)
+  try {
+    const host = await run(HostClient)
+    const instances = await run(InstanceClient)
+    const probes = await run(Probe.Probe.client)
+
+    // Warm up: connections to every runner, entity activation paths.
+    await run(Effect.forEach(Array.from({ length: 32 }, (_, i) => i), (i) => probes(`warm-${i}`).Whoami(), { concurrency: 8 }))
+    for (let i = 0; i < 20; i++) await run(Effect.flatMap(host.start(cat), (info) => instances.kill(info.id)))
+
+    log("start of cat → running")
+    const rawSpawns = await timeEach(STARTS, rawSpawn)
+    const started: Array<InstanceInfo> = []
+    const starts = await timeEach(STARTS, async () => started.push(await run(host.start(cat))))
+    await run(Effect.forEach(started, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
+
+    log("RPC round trips")
+    const targets = await run(Effect.forEach(Array.from({ length: 16 }, () => host.start(cat)), (e) => e, { concurrency: 16 }))
+    const probe = probes("bench-probe")
+    await timeEach(500, () => run(probe.Whoami()))
+    const rawRpc = await timeEach(CALLS, () => run(probe.Whoami()))
+    await timeEach(500, () => run(instances.info(targets[0]!.id)))
+    const rpc = await timeEach(CALLS, () => run(instances.info(targets[0]!.id)))
+
+    log("RPC throughput at concurrency 64")
+    const throughputStarted = performance.now()
+    await run(Effect.forEach(
+      Array.from({ length: CONCURRENT_CALLS }, (_, i) => targets[i % targets.length]!.id),
+      (id) => instances.info(id),
+      { concurrency: 64, discard: true }
+    ))
+    const reqPerSecond = CONCURRENT_CALLS / ((performance.now() - throughputStarted) / 1000)
+
+    log(`${STREAM_BYTES / 1024 / 1024} MiB client → cat → client`)
+    const rawMiBs = await rawPipe()
+    const streamed = await run(Effect.gen(function*() {
+      const info = yield* host.start(cat)
+      const begun = performance.now()
+      const received = yield* instances.inout(info.id, input()).pipe(
+        Stream.runFold(() => 0, (n, bytes: Uint8Array) => n + bytes.length)
+      )
+      const seconds = (performance.now() - begun) / 1000
+      if (received !== STREAM_BYTES) return yield* Effect.die(`received ${received} of ${STREAM_BYTES} bytes`)
+      yield* instances.kill(info.id, { removeImmediately: true })
+      return STREAM_BYTES / 1024 / 1024 / seconds
+    }))
+    await run(Effect.forEach(targets, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
+
+    log("failover after SIGKILL")
+    const failovers: Array<number> = []
+    const live = [...runners]
+    for (let round = 0; round < 3; round++) {
+      const placed = await run(Effect.forEach(Array.from({ length: 12 }, () => host.start(cat)), (e) => e, { concurrency: 12 }))
+      // Let placement settle (a runner that just joined takes its shards over).
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+      const now = await run(Effect.forEach(placed, (info) => host.get(info.id)))
+      const counts = new Map<string, number>()
+      for (const info of now) counts.set(info.runner!, (counts.get(info.runner!) ?? 0) + 1)
+      const victimAddress = [...counts].sort((a, b) => b[1] - a[1])[0]![0]
+      const victim = live.find((r) => r.address === victimAddress)!
+      const moving = now.filter((info) => info.runner === victimAddress).map((info) => info.id)
+      const killedAt = performance.now()
+      await victim.kill("SIGKILL")
+      while (true) {
+        const infos = await run(Effect.forEach(moving, (id) => host.get(id)))
+        if (infos.every((info) => info.status === "running" && info.runner !== victimAddress)) break
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      failovers.push(performance.now() - killedAt)
+      live.splice(live.indexOf(victim), 1)
+      live.push(await startRunner(`runner-${4 + round}`, store.databaseUrl))
+      await run(Effect.forEach(placed, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 12 }))
+    }
+    runners.push(...live.filter((r) => !runners.includes(r)))
+    sorted(failovers)
+
+    const result = {
+      start_cat_p50_ms: percentile(starts, 50),
+      raw_spawn_p50_ms: percentile(rawSpawns, 50),
+      rpc_p50_us: percentile(rpc, 50) * 1000,
+      raw_rpc_p50_us: percentile(rawRpc, 50) * 1000,
+      rpc_req_s: reqPerSecond,
+      stream_mib_s: streamed,
+      raw_pipe_mib_s: rawMiBs,
+      failover_ms: percentile(failovers, 50)
+    }
+    if (json) {
+      console.log(JSON.stringify(result))
+      return
+    }
+    printTable(`cluster: 3 runners, client-only participant (${Os.cpus().length} cores, node ${process.version})`, [
+      ["start of cat → running, p50", result.raw_spawn_p50_ms, result.start_cat_p50_ms, "ms"],
+      ["start of cat → running, p99", percentile(rawSpawns, 99), percentile(starts, 99), "ms"],
+      ["RPC round trip p50 (raw: trivial entity RPC)", result.raw_rpc_p50_us, result.rpc_p50_us, "µs"],
+      ["RPC round trip p99", percentile(rawRpc, 99) * 1000, percentile(rpc, 99) * 1000, "µs"],
+      ["stream client → cat → client (raw: local pipes)", result.raw_pipe_mib_s, result.stream_mib_s, "MiB/s"]
+    ])
+    console.log(`\ninfo requests/s at concurrency 64: ${result.rpc_req_s.toFixed(0)}`)
+    console.log(`failover after SIGKILL (p50 of ${failovers.length}): ${result.failover_ms.toFixed(0)} ms (${failovers.map((f) => f.toFixed(0)).join(", ")})`)
+  } finally {
+    await runtime.dispose()
+    await Promise.all(runners.map((r) => r.kill("SIGTERM")))
+    await store.close()
+  }
+}
+
+main().then(() => process.exit(0), (error) => {
+  console.error(error)
+  process.exit(1)
+})
