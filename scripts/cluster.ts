@@ -6,20 +6,25 @@
  * - start of `cat` → running (p50), one at a time, vs `child_process.spawn("cat")` → 'spawn'.
  * - instance info round trip (p50), vs a trivial Effect cluster entity RPC (`Probe.Whoami`).
  * - info requests per second at concurrency 64 over 16 instances.
- * - bytes client → cat → client on one inout connection, vs the same bytes through a `cat`
- *   child's pipes in this process. `cat` keeps its default line log, like any instance.
+ * - bytes client → cat → client on one inout connection (`cat` with `log: []`: bulk binary is
+ *   not line-logged; and with the default log), vs the same topology in plain Node (a TCP
+ *   server process piping each connection through `cat`), and vs a `cat` child's pipes in this
+ *   process.
+ * - RPC throughput is compared with the trivial entity RPC at the same concurrency.
  * - failover: SIGKILL the runner holding the most of 12 instances; time until all of them run
  *   elsewhere (registry polled every 10 ms), default timings, 3 rounds (p50).
  */
 import { Effect, ManagedRuntime, Stream } from "effect"
 import type { Sharding } from "effect/cluster/Sharding"
 import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Client from "../src/client/Client.ts"
 import { HostClient } from "../src/client/HostClient.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
 import * as Probe from "../src/cluster/Probe.ts"
 import type { InstanceInfo, InstanceSpec } from "../src/instance/InstanceSpec.ts"
+import { spawnNode } from "../test/support/processes.ts"
 import { percentile, printTable, startRunner, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
@@ -47,6 +52,32 @@ const rawSpawn = () =>
       child.once("close", () => resolve(took))
     })
   })
+
+/** Client → plain Node TCP relay process → cat → back, MiB/s. */
+const rawRelay = async () => {
+  const relay = spawnNode("raw-relay", "scripts/raw-relay.ts")
+  const [port] = await relay.waitFor(/^\d+$/m)
+  try {
+    return await new Promise<number>((resolve) => {
+      const socket = Net.connect({ host: "127.0.0.1", port: Number(port), noDelay: true })
+      let received = 0
+      const started = performance.now()
+      socket.on("data", (data: Buffer) => (received += data.length))
+      socket.on("end", () => resolve(received / 1024 / 1024 / ((performance.now() - started) / 1000)))
+      let sent = 0
+      const write = () => {
+        while (sent < STREAM_BYTES) {
+          sent += CHUNK
+          if (!socket.write(chunk)) return socket.once("drain", write)
+        }
+        socket.end()
+      }
+      write()
+    })
+  } finally {
+    await relay.kill("SIGKILL")
+  }
+}
 
 const rawPipe = () =>
   new Promise<number>((resolve) => {
@@ -114,11 +145,19 @@ const main = async () => {
       { concurrency: 64, discard: true }
     ))
     const reqPerSecond = CONCURRENT_CALLS / ((performance.now() - throughputStarted) / 1000)
+    const rawThroughputStarted = performance.now()
+    await run(Effect.forEach(
+      Array.from({ length: CONCURRENT_CALLS }, (_, i) => `bench-probe-${i % targets.length}`),
+      (id) => probes(id).Whoami(),
+      { concurrency: 64, discard: true }
+    ))
+    const rawReqPerSecond = CONCURRENT_CALLS / ((performance.now() - rawThroughputStarted) / 1000)
 
     log(`${STREAM_BYTES / 1024 / 1024} MiB client → cat → client`)
     const rawMiBs = await rawPipe()
-    const streamed = await run(Effect.gen(function*() {
-      const info = yield* host.start(cat)
+    const relayMiBs = await rawRelay()
+    const stream = (spec: InstanceSpec) => run(Effect.gen(function*() {
+      const info = yield* host.start(spec)
       const begun = performance.now()
       const received = yield* instances.inout(info.id, input()).pipe(
         Stream.runFold(() => 0, (n, bytes: Uint8Array) => n + bytes.length)
@@ -128,6 +167,8 @@ const main = async () => {
       yield* instances.kill(info.id, { removeImmediately: true })
       return STREAM_BYTES / 1024 / 1024 / seconds
     }))
+    const streamed = await stream({ ...cat, log: [] })
+    const streamedLogged = await stream(cat)
     await run(Effect.forEach(targets, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
 
     log("failover after SIGKILL")
@@ -164,7 +205,10 @@ const main = async () => {
       rpc_p50_us: percentile(rpc, 50) * 1000,
       raw_rpc_p50_us: percentile(rawRpc, 50) * 1000,
       rpc_req_s: reqPerSecond,
+      raw_rpc_req_s: rawReqPerSecond,
       stream_mib_s: streamed,
+      stream_logged_mib_s: streamedLogged,
+      raw_relay_mib_s: relayMiBs,
       raw_pipe_mib_s: rawMiBs,
       failover_ms: percentile(failovers, 50)
     }
@@ -177,9 +221,11 @@ const main = async () => {
       ["start of cat → running, p99", percentile(rawSpawns, 99), percentile(starts, 99), "ms"],
       ["RPC round trip p50 (raw: trivial entity RPC)", result.raw_rpc_p50_us, result.rpc_p50_us, "µs"],
       ["RPC round trip p99", percentile(rawRpc, 99) * 1000, percentile(rpc, 99) * 1000, "µs"],
-      ["stream client → cat → client (raw: local pipes)", result.raw_pipe_mib_s, result.stream_mib_s, "MiB/s"]
+      ["RPC req/s at concurrency 64", result.raw_rpc_req_s, result.rpc_req_s, "req/s"],
+      ["stream client → cat → client (raw: Node TCP relay)", result.raw_relay_mib_s, result.stream_mib_s, "MiB/s"],
+      ["same, cat with its default line log", result.raw_relay_mib_s, result.stream_logged_mib_s, "MiB/s"],
+      ["stream vs a cat child's pipes in one process", result.raw_pipe_mib_s, result.stream_mib_s, "MiB/s"]
     ])
-    console.log(`\ninfo requests/s at concurrency 64: ${result.rpc_req_s.toFixed(0)}`)
     console.log(`failover after SIGKILL (p50 of ${failovers.length}): ${result.failover_ms.toFixed(0)} ms (${failovers.map((f) => f.toFixed(0)).join(", ")})`)
   } finally {
     await runtime.dispose()
