@@ -14,7 +14,7 @@ import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec } from "../instance/InstanceErrors.ts"
 import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
-import { CallTimeout, type Options } from "./InstanceClient.ts"
+import { CallTimeout, type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
 
@@ -42,7 +42,9 @@ export const make = (options: Options = {}) =>
           return Effect.fail(new InvalidSpec({ message: `invalid instance id ${JSON.stringify(id)}: use 1-128 letters, digits, '-', '_' or '.'` }))
         }
         const ms = start.timeoutMs ?? timeoutMs
-        return clients(id).Start({ spec, startKey: Crypto.randomUUID() }).pipe(
+        // One start key for every attempt: a repeat finds the instance it started.
+        const startKey = Crypto.randomUUID()
+        return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
           Effect.timeoutOrElse({
             duration: Duration.millis(ms),
             orElse: () => Effect.fail(new CallTimeout({ id, operation: "start", timeoutMs: ms }))

@@ -12,7 +12,7 @@
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
 import type * as Net from "node:net"
 import { DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
@@ -53,6 +53,22 @@ export type OutputStream = "stdout" | "stderr" | "output"
 export type InputStream = "stdin" | "input"
 
 type Client = ReturnType<Effect.Success<typeof Instance.client>>
+
+/**
+ * Repeats `call` while its answer is an interruption: the entity was interrupted because its
+ * shard moved while the call was in flight (at startup or on a rebalance). Only for calls that
+ * are safe to repeat; the caller's own interruption still stops it.
+ *
+ * @since 0.3.0
+ */
+export const retryMoved = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  call.pipe(
+    Effect.catchCause((cause): Effect.Effect<A, E, R> =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.andThen(Effect.sleep(Duration.millis(50)), retryMoved(call))
+        : Effect.failCause(cause)
+    )
+  )
 type ErrorOf<T> = T extends Effect.Effect<any, infer E, any> ? E : never
 
 /**
@@ -64,13 +80,15 @@ export const make = (options: Options = {}) =>
     const timeoutMs = options.timeoutMs ?? 10_000
     const waitTimeoutMs = options.waitTimeoutMs ?? 300_000
 
-    const call = <A, E>(id: string, operation: string, f: (client: Client) => Effect.Effect<A, E>, ms = timeoutMs) =>
+    const callOnce = <A, E>(id: string, operation: string, f: (client: Client) => Effect.Effect<A, E>, ms = timeoutMs) =>
       f(clients(id)).pipe(
         Effect.timeoutOrElse({
           duration: Duration.millis(ms),
           orElse: () => Effect.fail(new CallTimeout({ id, operation, timeoutMs: ms }))
         })
       )
+    const call = <A, E>(id: string, operation: string, f: (client: Client) => Effect.Effect<A, E>, ms = timeoutMs) =>
+      callOnce(id, operation, (client) => retryMoved(Effect.suspend(() => f(client))), ms)
 
     /** Opens a byte stream on the owner's data port. */
     const open = (id: string, stream: Parameters<Client["Open"]>[0]["stream"], flags: { end?: boolean; replay?: boolean }) =>
@@ -114,8 +132,9 @@ export const make = (options: Options = {}) =>
       },
       kill: (id: string, kill: { readonly removeImmediately?: boolean } = {}) =>
         call(id, "kill", (client) => client.Kill({ removeImmediately: kill.removeImmediately ?? false })),
+      /** Not repeated when the instance moves during the call: the event may have been delivered. */
       sendEvent: (id: string, name: string, data: unknown = null) =>
-        call(id, "sendEvent", (client) => client.SendEvent({ name, data })),
+        callOnce(id, "sendEvent", (client) => client.SendEvent({ name, data })),
       nextEvent,
       lastEvent: (id: string, name: string, ms = waitTimeoutMs) =>
         call(id, "lastEvent", (client) => client.LastEvent({ name }), ms),
@@ -123,7 +142,11 @@ export const make = (options: Options = {}) =>
       events: (id: string, name?: string) =>
         clients(id).Events(name === undefined ? {} : { name }),
       logs: (id: string, query: LogsQuery = {}) => clients(id).Logs({ query }),
-      /** An output stream: what is retained first (unless `replay: false`), then live, to the end. */
+      /**
+       * An output stream: the retained recent output first (unless `replay: false`; everything
+       * while less than 1 MiB was written), then live and lossless (a slow reader pauses the
+       * process) to the end. To write input and read output without a gap, use `inout`.
+       */
       output: (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
         Stream.unwrap(Effect.map(open(id, stream, flags), readable)),
       /**

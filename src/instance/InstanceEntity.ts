@@ -241,12 +241,14 @@ export const layer = (options: Options = {}) =>
       /**
        * Starts the process of `record` (claimed with its epoch) and waits until it runs. The
        * keep-alive (a persisted message) is written while the process spawns, and withdrawn if
-       * it could not be started.
+       * it could not be started. Uninterruptible: a shard that moves meanwhile waits for the
+       * process to be known here, so that the release stops it (never an untracked copy).
        */
       const launch = (record: InstanceInfo, restartsBefore: number) =>
         Effect.all([spawnRun(record, restartsBefore), keepAlive(true)], { concurrency: 2 }).pipe(
           Effect.map(([started]) => started),
-          Effect.tapError(() => keepAlive(false))
+          Effect.tapError(() => keepAlive(false)),
+          Effect.uninterruptible
         )
 
       const spawnRun = (record: InstanceInfo, restartsBefore: number) =>

@@ -124,8 +124,9 @@ describe("failover", () => {
     // Each moved instance was claimed and started again (shards can also move between the
     // survivors when membership changes, so an instance may have moved more than once).
     for (const info of moved) {
-      expect(info.epoch).toBeGreaterThan(before.get(info.id)!.epoch)
-      expect(info.restarts).toBeGreaterThan(before.get(info.id)!.restarts)
+      const was = JSON.stringify(before.get(info.id)) + " → " + JSON.stringify(info)
+      expect(info.epoch, was).toBeGreaterThan(before.get(info.id)!.epoch)
+      expect(info.restarts, was).toBeGreaterThan(before.get(info.id)!.restarts)
       expect(info.desired).toBe("running")
     }
     // Let the new copies beat a while, then check the whole history: never two copies at once,

@@ -2,7 +2,7 @@
  * The Instance entity through a client-only participant (this test process) on three runner
  * processes: placement, every operation, byte-exact streams, events, stop escalation, errors.
  */
-import { Effect, Exit, Fiber, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -104,9 +104,19 @@ describe("instances on three runners", () => {
       const host = yield* HostClient
       const instances = yield* InstanceClient
       const a = yield* host.start({ ...cat, log: [] })
-      const output = yield* instances.output(a.id, "stdout").pipe(Stream.runCollect, Effect.forkChild)
-      yield* instances.input(a.id, bytes(data))
-      const separate = concat(yield* Fiber.join(output))
+      // Output is lossless from the moment its stream is open (before that, the last 1 MiB is
+      // replayed): send one byte, and the rest once it came back.
+      const received: Array<Uint8Array> = []
+      const open = yield* Deferred.make<void>()
+      const output = yield* instances.output(a.id, "stdout").pipe(
+        Stream.runForEach((chunk) => Effect.andThen(Effect.sync(() => received.push(chunk)), Deferred.succeed(open, undefined))),
+        Effect.forkChild
+      )
+      yield* instances.input(a.id, bytes(data.subarray(0, 1)), { end: false })
+      yield* Deferred.await(open)
+      yield* instances.input(a.id, bytes(data.subarray(1)))
+      yield* Fiber.join(output)
+      const separate = concat(received)
       const b = yield* host.start(cat)
       const together = concat(yield* instances.inout(b.id, bytes(data)).pipe(Stream.runCollect))
       const ended = yield* instances.stop(b.id)
