@@ -59,7 +59,10 @@ export class Registry extends Context.Service<Registry, {
   readonly list: (options?: {
     readonly statuses?: ReadonlyArray<InstanceStatus>
   }) => Effect.Effect<ReadonlyArray<InstanceInfo>, RegistryError>
-  /** Takes the instance over for `runner`: bumps and returns the epoch to report with. */
+  /**
+   * Takes the instance over for `runner`: bumps and returns the epoch to report with. A live
+   * instance goes back to `starting` (no pid) until the new owner reports its process.
+   */
   readonly claim: (id: string, runner: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
   /** Applies a report; `false` when another runner claimed the instance since `epoch`. */
   readonly report: (id: string, epoch: number, report: Report) => Effect.Effect<boolean, RegistryError>
@@ -154,7 +157,11 @@ export const make = Effect.gen(function*() {
         : sql<Row>`SELECT * FROM shardhub_instances WHERE ${sql.in("status", options.statuses)} ORDER BY created_at DESC, id`)
         .pipe(Effect.mapError(storeError), Effect.map((rows) => rows.map(toInfo))),
     claim: (id, runner) =>
-      sql<Row>`UPDATE shardhub_instances SET epoch = epoch + 1, runner = ${runner} WHERE id = ${id} RETURNING *`.pipe(
+      sql<Row>`UPDATE shardhub_instances
+        SET epoch = epoch + 1, runner = ${runner},
+          status = CASE WHEN status IN ('stopped', 'crashed') THEN status ELSE 'starting' END,
+          pid = CASE WHEN status IN ('stopped', 'crashed') THEN pid ELSE NULL END
+        WHERE id = ${id} RETURNING *`.pipe(
         Effect.mapError(storeError),
         Effect.flatMap((rows) => one(rows, id))
       ),
