@@ -159,10 +159,9 @@ export const make = (options: Options = {}) =>
       } = {}) =>
         Effect.gen(function*() {
           const socket = yield* open(id, flags.stream ?? "input", flags.end === undefined ? {} : { end: flags.end })
-          const answer = Stream.mkString(Stream.decodeText(readable(socket))).pipe(Effect.forkChild)
-          const fiber = yield* answer
+          const answer = yield* Stream.mkString(Stream.decodeText(readable(socket))).pipe(Effect.forkChild)
           yield* write(socket, bytes)
-          const text = (yield* Fiber.join(fiber)).trim()
+          const text = (yield* Fiber.join(answer)).trim()
           if (text !== "DONE") {
             return yield* new DataPortError({ message: text.startsWith("ERR ") ? text.slice(4) : `unexpected answer ${JSON.stringify(text)}` })
           }

@@ -316,8 +316,7 @@ export const layer = (options: Options = {}) =>
           const run = current
           if (run === undefined) return Effect.void
           return Effect.gen(function*() {
-            const final = Option.isSome(yield* run.handle.info.pipe(Effect.map((i) => isTerminal(i.status) ? Option.some(i) : Option.none())))
-            if (final) {
+            if (isTerminal((yield* run.handle.info).status)) {
               yield* processes.remove(run.handle.id).pipe(Effect.ignore)
               return
             }
