@@ -14,7 +14,7 @@
  * - failover: SIGKILL the runner holding the most of 12 instances; time until all of them run
  *   elsewhere (registry polled every 10 ms), default timings, 3 rounds (p50).
  */
-import { Effect, ManagedRuntime, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import type { Sharding } from "effect/cluster/Sharding"
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
@@ -25,7 +25,7 @@ import { InstanceClient } from "../src/client/InstanceClient.ts"
 import * as Probe from "../src/cluster/Probe.ts"
 import type { InstanceInfo, InstanceSpec } from "../src/instance/InstanceSpec.ts"
 import { spawnNode } from "../test/support/processes.ts"
-import { percentile, printTable, startRunner, temporaryStore } from "./support.ts"
+import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const log = (line: string) => {
@@ -110,8 +110,7 @@ const timeEach = async (count: number, f: () => Promise<unknown>) => {
 const main = async () => {
   const store = await temporaryStore()
   const runners = await Promise.all([1, 2, 3].map((i) => startRunner(`runner-${i}`, store.databaseUrl)))
-  process.env.DATABASE_URL = store.databaseUrl
-  const runtime = ManagedRuntime.make(Client.layerFromEnv({ applicationName: "shardhub-bench" }))
+  const runtime = clientRuntime(store.databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-bench" }))
   const run = <A, E>(effect: Effect.Effect<A, E, HostClient | InstanceClient | Sharding>) =>
     runtime.runPromise(effect)
   try {
@@ -228,13 +227,8 @@ const main = async () => {
     ])
     console.log(`failover after SIGKILL (p50 of ${failovers.length}): ${result.failover_ms.toFixed(0)} ms (${failovers.map((f) => f.toFixed(0)).join(", ")})`)
   } finally {
-    await runtime.dispose()
-    await Promise.all(runners.map((r) => r.kill("SIGTERM")))
-    await store.close()
+    await tearDown({ runtime, runners, store })
   }
 }
 
-main().then(() => process.exit(0), (error) => {
-  console.error(error)
-  process.exit(1)
-})
+runMain(main)

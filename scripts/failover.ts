@@ -15,7 +15,7 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { parseArgs } from "node:util"
 import * as Probe from "../src/cluster/Probe.ts"
-import { clientRuntime, percentile, printTable, startRunner, temporaryStore } from "./support.ts"
+import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" }, idle: { type: "string", default: "30" } } })
 const rounds = Number(values.rounds)
@@ -82,13 +82,8 @@ const main = async () => {
       ["max", coldStarts.at(-1)!, failovers.at(-1)!, "ms"]
     ])
   } finally {
-    await runtime.dispose()
-    await Promise.all(runners.map((r) => r.kill("SIGTERM")))
-    await store.close()
+    await tearDown({ runtime, runners, store })
   }
 }
 
-main().then(() => process.exit(0), (error) => {
-  console.error(error)
-  process.exit(1)
-})
+runMain(main)

@@ -2,14 +2,14 @@
  * Shared pieces of the benchmark scripts: a throwaway embedded store, runner processes, an
  * in-process client-only participant, and the result table.
  */
-import { Effect, ManagedRuntime, Redacted } from "effect"
+import { Effect, type Layer, ManagedRuntime, Redacted } from "effect"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Cluster from "../src/cluster/Cluster.ts"
 import * as EmbeddedPostgres from "../src/cluster/EmbeddedPostgres.ts"
 import * as Store from "../src/cluster/Store.ts"
-import { freePort, type Spawned, spawnNode } from "../test/support/processes.ts"
+import { type Spawned, startRunnerProcess } from "../test/support/processes.ts"
 
 /** A durable embedded store in a temporary home, with one database; `close` removes it all. */
 export const temporaryStore = async () => {
@@ -27,20 +27,37 @@ export const temporaryStore = async () => {
 }
 
 /** A runner process with the default timings (or `env` overrides); resolves once it serves. */
-export const startRunner = async (name: string, databaseUrl: string, env: Record<string, string> = {}) => {
-  const port = await freePort()
-  const runner = spawnNode(name, "src/main.ts", {
-    env: { DATABASE_URL: databaseUrl, SHARDHUB_RUNNER_HOST: "127.0.0.1", SHARDHUB_RUNNER_PORT: String(port), ...env }
-  })
-  await runner.waitFor(/^ready/m, 60_000)
-  return Object.assign(runner, { address: `127.0.0.1:${port}` }) as Spawned & { readonly address: string }
+export const startRunner = (name: string, databaseUrl: string, env: Record<string, string> = {}) =>
+  startRunnerProcess(name, { DATABASE_URL: databaseUrl, ...env })
+
+/**
+ * A client-only participant in this process, on `databaseUrl` with the default timings: the
+ * bare cluster client, or `layer` (which reads `DATABASE_URL`).
+ */
+export function clientRuntime(databaseUrl: string): ManagedRuntime.ManagedRuntime<Layer.Success<ReturnType<typeof Cluster.clientLayerFromEnv>>, unknown>
+export function clientRuntime<A, E>(databaseUrl: string, layer: Layer.Layer<A, E>): ManagedRuntime.ManagedRuntime<A, E>
+export function clientRuntime(databaseUrl: string, layer?: Layer.Layer<any, any>) {
+  process.env.DATABASE_URL = databaseUrl
+  return ManagedRuntime.make(layer ?? Cluster.clientLayerFromEnv({ applicationName: "shardhub-bench" }))
 }
 
-/** A client-only participant in this process, on `databaseUrl` with the default timings. */
-export const clientRuntime = (databaseUrl: string) => {
-  process.env.DATABASE_URL = databaseUrl
-  return ManagedRuntime.make(Cluster.clientLayerFromEnv({ applicationName: "shardhub-bench" }))
+/** Ends a benchmark: the client runtime, then the runners, then the store. */
+export const tearDown = async (parts: {
+  readonly runtime: { readonly dispose: () => Promise<void> }
+  readonly runners: ReadonlyArray<Spawned>
+  readonly store: { readonly close: () => Promise<void> }
+}) => {
+  await parts.runtime.dispose()
+  await Promise.all(parts.runners.map((r) => r.kill("SIGTERM")))
+  await parts.store.close()
 }
+
+/** Runs a benchmark's `main` and exits with its outcome (runner processes may keep handles open). */
+export const runMain = (main: () => Promise<void>) =>
+  main().then(() => process.exit(0), (error) => {
+    console.error(error)
+    process.exit(1)
+  })
 
 /** Percentile of sorted numbers. */
 export const percentile = (sorted: ReadonlyArray<number>, p: number) =>

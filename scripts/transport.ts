@@ -11,7 +11,7 @@ import * as Net from "node:net"
 import { parseArgs } from "node:util"
 import * as Probe from "../src/cluster/Probe.ts"
 import { spawnNode } from "../test/support/processes.ts"
-import { clientRuntime, percentile, printTable, startRunner, temporaryStore } from "./support.ts"
+import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const { values } = parseArgs({ options: { calls: { type: "string", default: "2000" }, mb: { type: "string", default: "200" } } })
 const calls = Number(values.calls)
@@ -81,13 +81,8 @@ const main = async () => {
       ["stream throughput", rawMBps, result.mbps, "MB/s"]
     ])
   } finally {
-    await runtime.dispose()
-    await runner.kill("SIGTERM")
-    await store.close()
+    await tearDown({ runtime, runners: [runner], store })
   }
 }
 
-main().then(() => process.exit(0), (error) => {
-  console.error(error)
-  process.exit(1)
-})
+runMain(main)

@@ -12,7 +12,7 @@ import { Context, Duration, Effect, Layer, Schema } from "effect"
 import * as Crypto from "node:crypto"
 import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec } from "../instance/InstanceErrors.ts"
-import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import { CallTimeout, type Options, retryMoved } from "./InstanceClient.ts"
 
@@ -49,7 +49,7 @@ export const make = (options: Options = {}) =>
             duration: Duration.millis(ms),
             orElse: () => Effect.fail(new CallTimeout({ id, operation: "start", timeoutMs: ms }))
           })
-        ) as Effect.Effect<InstanceInfo, Effect.Error<ReturnType<ReturnType<typeof clients>["Start"]>> | CallTimeout>
+        )
       }
     }
   })

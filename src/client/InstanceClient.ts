@@ -16,7 +16,6 @@ import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "
 import type * as Net from "node:net"
 import { DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
-import type { InstanceInfo } from "../instance/InstanceSpec.ts"
 import type { LogsQuery } from "../process/LogStore.ts"
 
 /**
@@ -69,7 +68,7 @@ export const retryMoved = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect
         : Effect.failCause(cause)
     )
   )
-type ErrorOf<T> = T extends Effect.Effect<any, infer E, any> ? E : never
+
 
 /**
  * @since 0.3.0
@@ -116,7 +115,7 @@ export const make = (options: Options = {}) =>
       call(id, "nextEvent", (client) => client.NextEvent({ name }), ms)
 
     return {
-      info: (id: string): Effect.Effect<InstanceInfo, ErrorOf<ReturnType<Client["Info"]>> | CallTimeout> =>
+      info: (id: string) =>
         call(id, "info", (client) => client.Info()),
       health: (id: string) => call(id, "health", (client) => client.GetHealth()),
       stats: (id: string) => call(id, "stats", (client) => client.Stats()),

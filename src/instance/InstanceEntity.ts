@@ -24,6 +24,7 @@ import { Context, Deferred, Effect, Option, PubSub, Scope, Semaphore, Stream } f
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Net from "node:net"
+import type { ChannelEvent } from "../process/ManagedProcess.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Status, Terminal } from "../process/ProcessStatus.ts"
 import { isTerminal } from "../process/ProcessStatus.ts"
@@ -228,7 +229,7 @@ export const layer = (options: Options = {}) =>
         )
 
       /** Collects the events the run's process emits. */
-      const collect = (run: Run, messages: Stream.Stream<{ readonly _tag: string; readonly value?: unknown }>) =>
+      const collect = (run: Run, messages: Stream.Stream<ChannelEvent>) =>
         messages.pipe(
           Stream.runForEach((message) => {
             if (message._tag !== "Message" || !isEvent(message.value)) return Effect.void
@@ -251,34 +252,25 @@ export const layer = (options: Options = {}) =>
           Effect.uninterruptible
         )
 
+      /** Records that the process of `record` could not be started. */
+      const startFailed = (record: InstanceInfo, reason: string) => {
+        const failed: Report = { desired: "stopped", status: "crashed", reason, endedAt: Date.now() }
+        info = applyReport(record, failed)
+        return registry.report(id, record.epoch, failed).pipe(Effect.ignore)
+      }
+
       const spawnRun = (record: InstanceInfo, restartsBefore: number) =>
         Effect.gen(function*() {
           const spec = processSpec(id, record.spec)
           if (spec instanceof InvalidSpec) {
-            yield* registry.report(id, record.epoch, { desired: "stopped", status: "crashed", reason: spec.message, endedAt: Date.now() })
-              .pipe(Effect.ignore)
-            info = applyReport(record, { desired: "stopped", status: "crashed", reason: spec.message })
+            yield* startFailed(record, spec.message)
             return yield* spec
           }
           const handle = yield* processes.spawn(spec).pipe(
-            Effect.catchTag("SpawnError", (error) => {
-              const failed = applyReport(record, {
-                desired: "stopped",
-                status: "crashed",
-                reason: `${error.reason}: ${error.message}`,
-                endedAt: Date.now()
-              })
-              info = failed
-              return registry.report(id, record.epoch, {
-                desired: "stopped",
-                status: "crashed",
-                reason: failed.reason ?? null,
-                endedAt: failed.endedAt ?? null
-              }).pipe(
-                Effect.ignore,
+            Effect.catchTag("SpawnError", (error) =>
+              startFailed(record, `${error.reason}: ${error.message}`).pipe(
                 Effect.andThen(Effect.fail(new StartFailed({ id, reason: error.reason, message: error.message })))
-              )
-            })
+              ))
           )
           const run: Run = {
             handle,
@@ -295,16 +287,16 @@ export const layer = (options: Options = {}) =>
           yield* Effect.forkIn(collect(run, messages), scope)
           const started = yield* handle.info
           yield* report(run, {
-              status: "running",
-              pid: started.pid ?? null,
-              startedAt: started.startedAt ?? null,
-              restarts: restartsBefore,
-              endedAt: null,
-              exitCode: null,
-              signal: null,
-              reason: null,
-              crashLog: []
-            })
+            status: "running",
+            pid: started.pid ?? null,
+            startedAt: started.startedAt ?? null,
+            restarts: restartsBefore,
+            endedAt: null,
+            exitCode: null,
+            signal: null,
+            reason: null,
+            crashLog: []
+          })
           yield* Effect.forkIn(watch(run), scope)
           return info!
         })

@@ -9,7 +9,7 @@ import * as Path from "node:path"
 import { afterAll, beforeAll, onTestFailed } from "vitest"
 import * as Client from "../../src/client/Client.ts"
 import { freshDatabase } from "./database.ts"
-import { fastTimings, freePort, type Spawned, spawnNode } from "./processes.ts"
+import { fastTimings, type Spawned, spawnNode, startRunnerProcess } from "./processes.ts"
 
 export interface RunnerProcess extends Spawned {
   readonly address: string
@@ -40,21 +40,14 @@ export const useCluster = (label: string, options: {
   const all: Array<Spawned> = []
 
   const startRunner = async (name: string, env: Readonly<Record<string, string>> = {}): Promise<RunnerProcess> => {
-    const port = await freePort()
-    const runner = spawnNode(name, options.script ?? "src/main.ts", {
-      env: {
-        ...clusterEnv(state.databaseUrl, state.home),
-        SHARDHUB_RUNNER_HOST: "127.0.0.1",
-        SHARDHUB_RUNNER_PORT: String(port),
-        SHARDHUB_RUNNER_STATE_DIR: Path.join(state.home, name),
-        ...env
-      }
-    })
+    const runner = await startRunnerProcess(name, {
+      ...clusterEnv(state.databaseUrl, state.home),
+      SHARDHUB_RUNNER_STATE_DIR: Path.join(state.home, name),
+      ...env
+    }, options.script === undefined ? {} : { script: options.script })
     all.push(runner)
-    await runner.waitFor(/^ready/m, 60_000)
-    const process = Object.assign(runner, { address: `127.0.0.1:${port}` })
-    state.runners.push(process)
-    return process
+    state.runners.push(runner)
+    return runner
   }
 
   beforeAll(async () => {

@@ -3,7 +3,7 @@
  * SIGKILLed by pid after each test, with their output printed when the test failed.
  */
 import { afterEach, onTestFailed } from "vitest"
-import { fastTimings, freePort, type Spawned, spawnNode } from "./processes.ts"
+import { fastTimings, type Spawned, spawnNode, startRunnerProcess } from "./processes.ts"
 
 /**
  * The processes of one test file. Registers an `afterEach` that SIGKILLs every process spawned
@@ -17,7 +17,7 @@ export const useProcesses = () => {
     await Promise.all(all.map((p) => p.kill("SIGKILL")))
   })
 
-  const track = (process: Spawned) => {
+  const track = <P extends Spawned>(process: P): P => {
     spawned.push(process)
     onTestFailed(() => {
       console.error(`----- output of ${process.name} (pid ${process.pid}) -----\n${process.output()}`)
@@ -30,20 +30,8 @@ export const useProcesses = () => {
       track(spawnNode(name, script, options)),
 
     /** A runner on a free port, on `databaseUrl`; resolves once it serves. */
-    runner: async (name: string, databaseUrl: string, env: Readonly<Record<string, string>> = {}) => {
-      const port = await freePort()
-      const runner = track(spawnNode(name, "src/main.ts", {
-        env: {
-          DATABASE_URL: databaseUrl,
-          SHARDHUB_RUNNER_HOST: "127.0.0.1",
-          SHARDHUB_RUNNER_PORT: String(port),
-          ...fastTimings,
-          ...env
-        }
-      }))
-      await runner.waitFor(/^ready/m, 60_000)
-      return Object.assign(runner, { address: `127.0.0.1:${port}` })
-    },
+    runner: async (name: string, databaseUrl: string, env: Readonly<Record<string, string>> = {}) =>
+      track(await startRunnerProcess(name, { DATABASE_URL: databaseUrl, ...fastTimings, ...env })),
 
     /** A client-only participant on `databaseUrl`, driven through its stdin. */
     client: async (name: string, databaseUrl: string) => {

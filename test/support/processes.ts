@@ -115,6 +115,28 @@ export const freePort = () =>
   })
 
 /**
+ * A runner process on a free port of 127.0.0.1 (`node <script>`, default `src/main.ts`), with
+ * `env` on top of this process's environment; resolves once it printed `ready`.
+ */
+export const startRunnerProcess = async (
+  name: string,
+  env: Readonly<Record<string, string>>,
+  options: { readonly script?: string } = {}
+): Promise<Spawned & { readonly address: string }> => {
+  const port = await freePort()
+  const runner = spawnNode(name, options.script ?? "src/main.ts", {
+    env: { SHARDHUB_RUNNER_HOST: "127.0.0.1", SHARDHUB_RUNNER_PORT: String(port), ...env }
+  })
+  try {
+    await runner.waitFor(/^ready/m, 60_000)
+  } catch (error) {
+    await runner.kill("SIGKILL")
+    throw error
+  }
+  return Object.assign(runner, { address: `127.0.0.1:${port}` })
+}
+
+/**
  * Polls `attempt` until it returns a value other than `undefined` (or stops throwing), failing
  * with the last error after `timeoutMs`.
  */
