@@ -95,10 +95,11 @@ export const make = (options: Options = {}) =>
         Effect.flatMap((ticket) => dial(ticket, { timeoutMs }))
       )
 
-    const readable = (socket: Net.Socket) =>
+    const readable = (socket: Net.Socket, closeOnDone = true) =>
       NodeStream.fromReadable<Uint8Array, DataPortError>({
         evaluate: () => socket,
-        onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) })
+        onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) }),
+        closeOnDone
       })
 
     const write = <E, R>(socket: Net.Socket, bytes: Stream.Stream<Uint8Array, E, R>) =>
@@ -158,19 +159,39 @@ export const make = (options: Options = {}) =>
       } = {}) =>
         Effect.gen(function*() {
           const socket = yield* open(id, flags.stream ?? "input", flags.end === undefined ? {} : { end: flags.end })
-          const answer = yield* Stream.mkString(Stream.decodeText(readable(socket))).pipe(Effect.forkChild)
-          yield* write(socket, bytes)
-          const text = (yield* Fiber.join(answer)).trim()
-          if (text !== "DONE") {
-            return yield* new DataPortError({ message: text.startsWith("ERR ") ? text.slice(4) : `unexpected answer ${JSON.stringify(text)}` })
-          }
+          // The owner answers once it took every byte, or as soon as it cannot take more (the
+          // process ended, the instance moved): that answer ends the write.
+          const answer = Stream.mkString(Stream.decodeText(readable(socket, false))).pipe(
+            Effect.flatMap((text) => {
+              const line = text.trim()
+              return line === "DONE" ? Effect.void : Effect.fail(
+                new DataPortError({ message: line.startsWith("ERR ") ? line.slice(4) : `unexpected answer ${JSON.stringify(line)}` })
+              )
+            })
+          )
+          yield* Effect.all([write(socket, bytes), answer], { concurrency: 2, discard: true }).pipe(
+            Effect.ensuring(Effect.sync(() => socket.destroy()))
+          )
         }),
       /** Writes `bytes` to stdin and streams stdout back, on one connection. */
       inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: { readonly end?: boolean; readonly replay?: boolean } = {}) =>
         Stream.unwrap(Effect.gen(function*() {
           const socket = yield* open(id, "inout", flags)
+          yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
           const writer = yield* Effect.forkScoped(write(socket, bytes))
-          return Stream.merge(readable(socket), Stream.fromEffectDrain(Fiber.join(writer)))
+          // Output ends when the process ended. Input not taken by then is an error of its own,
+          // not the socket's: the process exited (or the instance moved) before reading it all.
+          const unread = Fiber.join(writer).pipe(
+            Effect.timeoutOrElse({
+              duration: Duration.seconds(1),
+              orElse: () =>
+                Effect.fail(new DataPortError({ message: `the output of ${id} ended before its input was all written` }))
+            })
+          )
+          return Stream.merge(
+            readable(socket, false).pipe(Stream.concat(Stream.fromEffectDrain(unread))),
+            Stream.fromEffectDrain(Fiber.join(writer))
+          )
         }))
     }
   })

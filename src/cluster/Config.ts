@@ -24,7 +24,9 @@ export interface StoreConfig {
 
 /**
  * Shard-lock and polling timings. The defaults put failover after a runner crash at about
- * 2–3 s; the README gives the store load they cost.
+ * 3 s and ride out store stalls shorter than the refresh interval (Effect's Sharding gives up a
+ * runner's shards when a refresh does not finish within it); the README gives the store load
+ * they cost.
  *
  * @since 0.1.0
  */
@@ -47,8 +49,8 @@ export interface Timings {
  * @since 0.1.0
  */
 export const defaultTimings: Timings = {
-  shardLockExpiration: Duration.millis(2000),
-  shardLockRefreshInterval: Duration.millis(500),
+  shardLockExpiration: Duration.seconds(4),
+  shardLockRefreshInterval: Duration.millis(1300),
   refreshAssignmentsInterval: Duration.millis(250),
   entityMessagePollInterval: Duration.millis(500),
   runnerHealthCheckInterval: Duration.seconds(5)

@@ -183,7 +183,8 @@ export const layer = (config: Config): Layer.Layer<DataPort, DataPortError> => L
  */
 export const dial = (ticket: Ticket, options: { readonly timeoutMs?: number } = {}) =>
   Effect.callback<Net.Socket, DataPortError>((resume) => {
-    const socket = Net.connect({ host: ticket.host, port: ticket.port, noDelay: true })
+    // Half-open: the owner may end its side (the output ended) while input is still being written.
+    const socket = Net.connect({ host: ticket.host, port: ticket.port, noDelay: true, allowHalfOpen: true })
     const fail = (message: string) => {
       socket.destroy()
       resume(Effect.fail(new DataPortError({ message })))

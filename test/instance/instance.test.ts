@@ -130,6 +130,24 @@ describe("instances on three runners", () => {
     expect(result.ended).toMatchObject({ status: "stopped", exitCode: 0, desired: "stopped" })
   })
 
+  it("says so when the process stops reading before all input was written", async () => {
+    cluster.printOnFailure()
+    const data = Crypto.randomBytes(16 * 1024 * 1024)
+    const head: InstanceSpec = { program: { _tag: "Command", command: "head", args: ["-c", "10"] } }
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const a = yield* host.start(head)
+      const input = yield* Effect.exit(instances.input(a.id, bytes(data)))
+      const b = yield* host.start(head)
+      const inout = yield* Effect.exit(instances.inout(b.id, bytes(data)).pipe(Stream.runCollect))
+      return { input, inout }
+    }))
+    expect(result.input).toMatchObject({ _tag: "Failure" })
+    expect(String(Exit.isFailure(result.input) && result.input.cause)).toMatch(/closed its stdin|not running/)
+    expect(String(Exit.isFailure(result.inout) && result.inout.cause)).toMatch(/ended before its input was all written/)
+  })
+
   it("keeps stdin open when asked, and serves logs", async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {

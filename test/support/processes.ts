@@ -14,8 +14,10 @@ export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "
  * keeps a loaded two-core machine from declaring live runners dead.
  */
 export const fastTimings: Readonly<Record<string, string>> = {
-  SHARDHUB_SHARD_LOCK_EXPIRATION: "1500 millis",
-  SHARDHUB_SHARD_LOCK_REFRESH: "300 millis",
+  // A refresh slower than the refresh interval makes a runner drop its shards (and stop their
+  // instances): leave room for a loaded CI machine.
+  SHARDHUB_SHARD_LOCK_EXPIRATION: "3 seconds",
+  SHARDHUB_SHARD_LOCK_REFRESH: "1 second",
   SHARDHUB_ASSIGNMENT_POLL: "150 millis",
   SHARDHUB_MESSAGE_POLL: "300 millis",
   SHARDHUB_HEALTH_CHECK: "2 seconds",
