@@ -19,6 +19,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
+import type { Readable, Writable } from "node:stream"
 import * as Path from "node:path"
 import { Deferred, Effect, Option, Queue, Schema, type Scope, Sink, Stream } from "effect"
 import * as Fanout from "./Fanout.ts"
@@ -107,6 +108,10 @@ export interface ManagedProcess {
   readonly stdout: (replay: boolean) => Stream.Stream<Uint8Array>
   readonly stderr: (replay: boolean) => Stream.Stream<Uint8Array>
   readonly stdin: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
+  /** The data output (fd 5) of a process with data channels; empty otherwise. */
+  readonly output: (replay: boolean) => Stream.Stream<Uint8Array>
+  /** Writes the data input (fd 4) of a process with data channels. */
+  readonly input: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query: LogStore.LogsQuery) => Stream.Stream<LogStore.LogLine, LogsError>
   readonly stats: () => Option.Option<ProcessStats>
   /** Feeds a `/proc` sample; kills the run when it is over its memory limit. */
@@ -124,6 +129,10 @@ export type FirstSpawn = { readonly _tag: "Spawned" } | { readonly _tag: "Failed
 
 const READY = "ready"
 const STDIN_BUFFER_BYTES = 1024 * 1024
+const INPUT_FD = 4
+const OUTPUT_FD = 5
+const stdioOf = (child: ChildProcess.ChildProcess | undefined, fd: number) =>
+  (child?.stdio as ReadonlyArray<Readable | Writable | null | undefined> | undefined)?.[fd] ?? undefined
 const isControl = (value: unknown, kind: string): boolean =>
   typeof value === "object" && value !== null && (value as Record<string, unknown>)["$shardhub"] === kind
 
@@ -178,8 +187,8 @@ export const make = (options: {
     fileBytes: settings.logFileBytes,
     keepFiles: settings.logKeepFiles
   })
-  const pressure = (stream: "stdout" | "stderr") => (paused: boolean) => {
-    const readable = run?.child[stream]
+  const pressure = (stream: "stdout" | "stderr" | typeof OUTPUT_FD) => (paused: boolean) => {
+    const readable = typeof stream === "number" ? stdioOf(run?.child, stream) as Readable | undefined : run?.child[stream]
     if (readable === null || readable === undefined) return
     if (paused) readable.pause()
     else readable.resume()
@@ -193,6 +202,11 @@ export const make = (options: {
     retainBytes: settings.outputRetainBytes,
     highWaterBytes: settings.outputHighWaterBytes,
     pressure: pressure("stderr")
+  })
+  const outputTap = Fanout.lossless({
+    retainBytes: settings.outputRetainBytes,
+    highWaterBytes: settings.outputHighWaterBytes,
+    pressure: pressure(OUTPUT_FD)
   })
   const messageHub = Fanout.lossy<ChannelEvent>({
     capacity: settings.messageBuffer,
@@ -235,6 +249,7 @@ export const make = (options: {
     if (final === undefined || (lastRun !== undefined && !lastRun.closed)) return
     stdoutTap.end()
     stderrTap.end()
+    outputTap.end()
     messageHub.end()
     logs.end()
   }
@@ -371,7 +386,13 @@ export const make = (options: {
         cwd: spec.cwd,
         env: options.env,
         detached: true,
-        stdio: [spec.stdin === "pipe" ? "pipe" : "ignore", "pipe", "pipe", ...(spec.messages ? ["pipe" as const] : [])]
+        stdio: [
+          spec.stdin === "pipe" ? "pipe" : "ignore",
+          "pipe",
+          "pipe",
+          ...(spec.messages || spec.dataChannels ? [spec.messages ? "pipe" as const : "ignore" as const] : []),
+          ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : [])
+        ]
       })
     } catch (error) {
       return spawnFailed(error as NodeJS.ErrnoException)
@@ -402,6 +423,12 @@ export const make = (options: {
     wireOutput(current, "stdout", stdoutTap)
     wireOutput(current, "stderr", stderrTap)
     if (current.channel !== undefined) wireChannel(current, current.channel)
+    if (spec.dataChannels) {
+      const output = stdioOf(child, OUTPUT_FD) as Readable
+      output.on("error", () => {})
+      output.on("data", outputTap.publish)
+      ;(stdioOf(child, INPUT_FD) as Writable).on("error", () => {})
+    }
     child.stdin?.on("error", () => {})
     child.on("error", () => {})
     child.on("exit", (code, signal) => {
@@ -474,6 +501,49 @@ export const make = (options: {
 
   const signalError = (message: string | undefined) =>
     message === undefined ? Effect.void : Effect.fail(new KillError({ id, message }))
+
+  /** A sink into the run's stdin or data input; `end` closes it when the stream ends. */
+  const writer = (name: "stdin" | "input", end: boolean): Sink.Sink<void, Uint8Array, never, StdinError> =>
+    Sink.unwrap(Effect.suspend(() => {
+      const stdin: Writable | null | undefined = run?.exit === undefined
+        ? (name === "stdin" ? run?.child.stdin : stdioOf(run?.child, INPUT_FD) as Writable | undefined)
+        : undefined
+      if (stdin === undefined || stdin === null) {
+        return Effect.fail(new StdinError({ id, reason: "NotRunning", message: "the process is not running" }))
+      }
+      const closed = () => new StdinError({ id, reason: "Closed", message: `the process closed its ${name}` })
+      // Writes a batch, waiting for 'drain' only when more than STDIN_BUFFER_BYTES are queued
+      // (a pipe's own high-water mark is 16 KiB, which would mean one wait per chunk).
+      const writeAll = (chunks: ReadonlyArray<Uint8Array>) =>
+        Effect.callback<void, StdinError>((resume) => {
+          let next = 0
+          const gone = () => {
+            stdin.off("drain", more)
+            resume(Effect.fail(closed()))
+          }
+          const more = () => {
+            if (stdin.destroyed || stdin.writableEnded) return gone()
+            while (next < chunks.length) {
+              stdin.write(chunks[next++]!)
+              if (stdin.writableLength > STDIN_BUFFER_BYTES) {
+                stdin.once("drain", more)
+                return
+              }
+            }
+            stdin.off("close", gone)
+            resume(Effect.void)
+          }
+          stdin.once("close", gone)
+          more()
+        })
+      return Effect.succeed(
+        Sink.forEachArray(writeAll).pipe(Sink.mapEffect(() =>
+          Effect.sync(() => {
+            if (end && !stdin.writableEnded) stdin.end()
+          })
+        ))
+      )
+    }))
 
   const outputFor = (tap: Fanout.Lossless) => (replay: boolean) => tap.subscribe(replay)
 
@@ -564,47 +634,15 @@ export const make = (options: {
     stdout: outputFor(stdoutTap),
     stderr: outputFor(stderrTap),
     stdin: ({ end }) =>
-      Sink.unwrap(Effect.suspend(() => {
-        if (spec.stdin !== "pipe") {
-          return Effect.fail(new StdinError({ id, reason: "NotPiped", message: "the process was started with stdin closed" }))
-        }
-        const stdin = run?.exit === undefined ? run?.child.stdin : undefined
-        if (stdin === undefined || stdin === null) {
-          return Effect.fail(new StdinError({ id, reason: "NotRunning", message: "the process is not running" }))
-        }
-        const closed = () => new StdinError({ id, reason: "Closed", message: "the process closed its stdin" })
-        // Writes a batch, waiting for 'drain' only when more than STDIN_BUFFER_BYTES are queued
-        // (a pipe's own high-water mark is 16 KiB, which would mean one wait per chunk).
-        const writeAll = (chunks: ReadonlyArray<Uint8Array>) =>
-          Effect.callback<void, StdinError>((resume) => {
-            let next = 0
-            const gone = () => {
-              stdin.off("drain", more)
-              resume(Effect.fail(closed()))
-            }
-            const more = () => {
-              if (stdin.destroyed || stdin.writableEnded) return gone()
-              while (next < chunks.length) {
-                stdin.write(chunks[next++]!)
-                if (stdin.writableLength > STDIN_BUFFER_BYTES) {
-                  stdin.once("drain", more)
-                  return
-                }
-              }
-              stdin.off("close", gone)
-              resume(Effect.void)
-            }
-            stdin.once("close", gone)
-            more()
-          })
-        return Effect.succeed(
-          Sink.forEachArray(writeAll).pipe(Sink.mapEffect(() =>
-            Effect.sync(() => {
-              if (end && !stdin.writableEnded) stdin.end()
-            })
-          ))
-        )
-      })),
+      spec.stdin === "pipe"
+        ? writer("stdin", end)
+        : Sink.fail(new StdinError({ id, reason: "NotPiped", message: "the process was started with stdin closed" })),
+    output: (replay) => spec.dataChannels ? outputTap.subscribe(replay) : Stream.empty,
+    input: ({ end }) =>
+      spec.dataChannels
+        ? writer("input", end)
+        : Sink.fail(new StdinError({ id, reason: "NotPiped", message: "the process was started without data channels" })),
+
     logs: (query) => logs.query(query),
     stats: () => Option.fromUndefinedOr(run?.stats),
     sample: (usage, at, refreshStats) => {

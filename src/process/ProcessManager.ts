@@ -56,6 +56,10 @@ export interface ProcessHandle {
   readonly stdout: (options?: OutputOptions) => Stream.Stream<Uint8Array>
   readonly stderr: (options?: OutputOptions) => Stream.Stream<Uint8Array>
   readonly stdin: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
+  /** The data output (fd 5) of a process spawned with `dataChannels`. */
+  readonly output: (options?: OutputOptions) => Stream.Stream<Uint8Array>
+  /** The data input (fd 4) of a process spawned with `dataChannels`. */
+  readonly input: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
   readonly stats: Effect.Effect<Option.Option<ProcessStats>>
 }
@@ -237,6 +241,8 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       stdout: (options) => managed.stdout(options?.replay ?? true),
       stderr: (options) => managed.stderr(options?.replay ?? true),
       stdin: (options) => managed.stdin({ end: options?.end ?? true }),
+      output: (options) => managed.output(options?.replay ?? true),
+      input: (options) => managed.input({ end: options?.end ?? true }),
       logs: (query) => managed.logs(query ?? {}),
       stats: Effect.sync(() => {
         if (managed.liveGroup() !== undefined && Option.isNone(managed.stats())) sampleAll(true)

@@ -100,6 +100,11 @@ export const ProcessSpec = Schema.Struct({
   log: Schema.optionalKey(Schema.Array(Schema.Literals(["stdout", "stderr"]))),
   /** Opens the message channel on fd 3 with this codec. */
   messages: Schema.optionalKey(MessageCodec),
+  /**
+   * Opens two data pipes beside stdio: fd 4 carries `input` to the child, fd 5 carries its
+   * `output` back (for programs whose data stream is not their stdio, like sequences).
+   */
+  dataChannels: Schema.optionalKey(Schema.Boolean),
   stopWith: Schema.optionalKey(StopWith),
   /** Keep the data directory after the process ends (default: removed). */
   keepDataDir: Schema.optionalKey(Schema.Boolean),
@@ -126,6 +131,7 @@ export interface ResolvedSpec {
   readonly stdin: "pipe" | "closed"
   readonly log: { readonly stdout: boolean; readonly stderr: boolean }
   readonly messages: MessageCodec | undefined
+  readonly dataChannels: boolean
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
   readonly memoryLimitBytes: number | undefined
@@ -149,6 +155,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   stdin: spec.stdin ?? "pipe",
   log: { stdout: spec.log?.includes("stdout") ?? true, stderr: spec.log?.includes("stderr") ?? true },
   messages: spec.messages,
+  dataChannels: spec.dataChannels ?? false,
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
   memoryLimitBytes: spec.memoryLimitMb === undefined ? undefined : Math.round(spec.memoryLimitMb * 1024 * 1024),

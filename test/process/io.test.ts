@@ -50,6 +50,28 @@ describe("ProcessManager I/O", () => {
       expect(yield* cat.wait).toMatchObject({ _tag: "Exited", code: 0 })
     }))
 
+  it.live("data channels carry input (fd 4) and output (fd 5) byte-exact, apart from stdout", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      const input = Crypto.randomBytes(8 * 1024 * 1024)
+      // Copies fd 4 to fd 5 and says so on stdout.
+      const script = "const n=require('net');const i=new n.Socket({fd:4,readable:true,writable:false});" +
+        "const o=new n.Socket({fd:5,readable:false,writable:true});i.pipe(o);i.on('end',()=>console.log('copied'))"
+      const copy = yield* pm.spawn({ command: process.execPath, args: ["-e", script], dataChannels: true })
+      const output = yield* copy.output().pipe(Stream.runCollect, Effect.forkChild)
+      const stdout = yield* text(copy.stdout()).pipe(Effect.forkChild)
+      yield* Stream.run(Stream.make(input.subarray(0, 1 << 20), input.subarray(1 << 20)), copy.input())
+      const received = Buffer.concat(yield* Fiber.join(output))
+      expect(Crypto.createHash("sha256").update(received).digest("hex")).toBe(Crypto.createHash("sha256").update(input).digest("hex"))
+      expect(yield* Fiber.join(stdout)).toBe("copied\n")
+      expect(yield* copy.wait).toMatchObject({ _tag: "Exited", code: 0 })
+      // A process without data channels refuses input.
+      const plain = yield* pm.spawn({ command: "cat" })
+      const refused = yield* Stream.run(Stream.make(new Uint8Array(1)), plain.input()).pipe(Effect.flip)
+      expect(refused).toMatchObject({ _tag: "StdinError", reason: "NotPiped" })
+      yield* plain.kill
+    }))
+
   for (const codec of ["ndjson", "msgpack"] as const) {
     it.live(`1 MiB messages round-trip whole over ${codec}, in order`, () =>
       Effect.gen(function*() {
