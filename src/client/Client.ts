@@ -10,6 +10,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../cluster/Cluster.ts"
 import { type ClusterConfig, clusterConfig } from "../cluster/Config.ts"
 import * as Registry from "../instance/Registry.ts"
+import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as HostClient from "./HostClient.ts"
 import * as InstanceClient from "./InstanceClient.ts"
 
@@ -22,7 +23,9 @@ import * as InstanceClient from "./InstanceClient.ts"
 export const services = (
   options: InstanceClient.Options = {}
 ): Layer.Layer<HostClient.HostClient | InstanceClient.InstanceClient, never, Sharding | SqlClient> =>
-  Layer.mergeAll(HostClient.layer(options), InstanceClient.layer(options)).pipe(Layer.provide(Registry.layer))
+  Layer.mergeAll(HostClient.layer(options), InstanceClient.layer(options)).pipe(
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer()))
+  )
 
 /**
  * A client-only participant with both clients: hosts no shards, dials runners directly.

@@ -1,5 +1,6 @@
 /**
- * `HostClient`: the cluster-wide view of instances — list them, start one, read one's record.
+ * `HostClient`: the cluster-wide view of instances — list them, start one, read one's record —
+ * and of sequences — send a package, list, read, delete, start one.
  *
  * `list` and `get` read the registry in the cluster store directly (they work even while an
  * instance's runner is down); `start` asks the `Instance` entity, which lands on the runner that
@@ -14,6 +15,8 @@ import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec } from "../instance/InstanceErrors.ts"
 import { InstanceId, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
+import type { SequenceStart } from "../sequence/Launch.ts"
+import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { CallTimeout, type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
@@ -25,7 +28,23 @@ export const make = (options: Options = {}) =>
   Effect.gen(function*() {
     const clients = yield* Instance.client
     const registry = yield* Registry
+    const sequences = yield* SequenceStore
     const timeoutMs = options.timeoutMs ?? 10_000
+    const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
+      const id = start.id ?? Crypto.randomUUID()
+      if (!isInstanceId(id)) {
+        return Effect.fail(new InvalidSpec({ message: `invalid instance id ${JSON.stringify(id)}: use 1-128 letters, digits, '-', '_' or '.'` }))
+      }
+      const ms = start.timeoutMs ?? timeoutMs
+      // One start key for every attempt: a repeat finds the instance it started.
+      const startKey = Crypto.randomUUID()
+      return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.millis(ms),
+          orElse: () => Effect.fail(new CallTimeout({ id, operation: "start", timeoutMs: ms }))
+        })
+      )
+    }
     return {
       /** Every instance in the cluster, newest first; optionally only those in `statuses`. */
       list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => registry.list(filter),
@@ -36,19 +55,33 @@ export const make = (options: Options = {}) =>
        * process runs. Safe to retry: the call carries one start key, so a re-delivered start never
        * runs a second process.
        */
-      start: (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
-        const id = start.id ?? Crypto.randomUUID()
-        if (!isInstanceId(id)) {
-          return Effect.fail(new InvalidSpec({ message: `invalid instance id ${JSON.stringify(id)}: use 1-128 letters, digits, '-', '_' or '.'` }))
-        }
-        const ms = start.timeoutMs ?? timeoutMs
-        // One start key for every attempt: a repeat finds the instance it started.
-        const startKey = Crypto.randomUUID()
-        return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.millis(ms),
-            orElse: () => Effect.fail(new CallTimeout({ id, operation: "start", timeoutMs: ms }))
-          })
+      start,
+      /** Checks and stores a sequence package (tar.gz or tar); any runner can then start it. */
+      sendSequence: (archive: Uint8Array, send: { readonly id?: string } = {}) => sequences.add(archive, send),
+      listSequences: sequences.list,
+      getSequence: (id: string) => sequences.get(id),
+      /** Refused while instances of it run, unless `force`. */
+      deleteSequence: (id: string, remove: { readonly force?: boolean } = {}) => sequences.remove(id, remove),
+      /**
+       * Starts an instance of a stored sequence and answers once it can take input (its runner
+       * loaded the package).
+       */
+      startSequence: (
+        sequenceId: string,
+        options: SequenceStart & Omit<InstanceSpec, "program"> & { readonly id?: string; readonly timeoutMs?: number } = {}
+      ) => {
+        const { appConfig, args, id, timeoutMs: ms, ...rest } = options
+        return Effect.andThen(
+          sequences.get(sequenceId),
+          start({
+            ...rest,
+            program: {
+              _tag: "Sequence",
+              sequenceId,
+              ...(args === undefined ? {} : { args }),
+              ...(appConfig === undefined ? {} : { appConfig })
+            }
+          }, { ...(id === undefined ? {} : { id }), timeoutMs: ms ?? 30_000 })
         )
       }
     }
@@ -64,5 +97,5 @@ export class HostClient extends Context.Service<HostClient, Effect.Success<Retur
 /**
  * @since 0.3.0
  */
-export const layer = (options: Options = {}): Layer.Layer<HostClient, never, Sharding | Registry> =>
+export const layer = (options: Options = {}): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore> =>
   Layer.effect(HostClient, make(options))

@@ -90,7 +90,11 @@ export const make = (options: Options = {}) =>
       callOnce(id, operation, (client) => retryMoved(Effect.suspend(() => f(client))), ms)
 
     /** Opens a byte stream on the owner's data port. */
-    const open = (id: string, stream: Parameters<Client["Open"]>[0]["stream"], flags: { end?: boolean; replay?: boolean }) =>
+    const open = (
+      id: string,
+      stream: Parameters<Client["Open"]>[0]["stream"],
+      flags: { readonly end?: boolean; readonly replay?: boolean; readonly contentType?: string }
+    ) =>
       call(id, `open ${stream}`, (client) => client.Open({ stream, ...flags })).pipe(
         Effect.flatMap((ticket) => dial(ticket, { timeoutMs }))
       )
@@ -156,9 +160,12 @@ export const make = (options: Options = {}) =>
       input: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: {
         readonly stream?: InputStream
         readonly end?: boolean
+        /** For a sequence: how its input is decoded (the first input decides). */
+        readonly contentType?: string
       } = {}) =>
         Effect.gen(function*() {
-          const socket = yield* open(id, flags.stream ?? "input", flags.end === undefined ? {} : { end: flags.end })
+          const { stream, ...rest } = flags
+          const socket = yield* open(id, stream ?? "input", rest)
           // The owner answers once it took every byte, or as soon as it cannot take more (the
           // process ended, the instance moved): that answer ends the write.
           const answer = Stream.mkString(Stream.decodeText(readable(socket, false))).pipe(
@@ -173,8 +180,12 @@ export const make = (options: Options = {}) =>
             Effect.ensuring(Effect.sync(() => socket.destroy()))
           )
         }),
-      /** Writes `bytes` to stdin and streams stdout back, on one connection. */
-      inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: { readonly end?: boolean; readonly replay?: boolean } = {}) =>
+      /** Writes `bytes` to the input and streams the output back, on one connection. */
+      inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: {
+        readonly end?: boolean
+        readonly replay?: boolean
+        readonly contentType?: string
+      } = {}) =>
         Stream.unwrap(Effect.gen(function*() {
           const socket = yield* open(id, "inout", flags)
           yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))

@@ -13,6 +13,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import * as DataPort from "../instance/DataPort.ts"
 import * as InstanceEntity from "../instance/InstanceEntity.ts"
 import * as Registry from "../instance/Registry.ts"
+import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
@@ -30,15 +31,15 @@ export class RunnerListenError extends Schema.TaggedError<RunnerListenError>()("
 }) {}
 
 /**
- * The entities every runner hosts: `Probe`, `Instance`, and the singleton that forgets ended
- * instances after the retention time.
+ * The entities every runner hosts: `Probe`, `Instance` (unpacking sequences into the runner's
+ * state directory), and the singleton that forgets ended instances after the retention time.
  *
  * @since 0.1.0
  */
-export const entities = (config: ClusterConfig) =>
+export const entities = (config: ClusterConfig, runner: RunnerConfig) =>
   Layer.mergeAll(
     Probe.layer,
-    InstanceEntity.layer(),
+    InstanceEntity.layer({ sequenceCacheDir: Path.join(stateDirOf(config, runner), "sequences") }),
     Singleton.make("shardhub/InstanceRetention", Registry.purgeEvery(config.instanceRetention))
   )
 
@@ -72,8 +73,8 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  * @since 0.3.0
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
-  Layer.mergeAll(entities(config), options.entities ?? Layer.empty).pipe(
-    Layer.provide(Registry.layer),
+  Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty).pipe(
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer())),
     Layer.provide(DataPort.layer({
       host: runner.host,
       listenHost: Option.getOrUndefined(runner.listenHost),

@@ -53,6 +53,31 @@ const migrations = {
       crash_log jsonb NOT NULL DEFAULT '[]'
     )`
     yield* sql`CREATE INDEX shardhub_instances_ended ON shardhub_instances (ended_at) WHERE ended_at IS NOT NULL`
+  }),
+  /**
+   * The sequence store: one row per sequence, naming its package by content hash; the package
+   * bytes once per hash, in 1 MiB chunks.
+   */
+  "3_sequences": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_sequences (
+      id text PRIMARY KEY,
+      name text,
+      version text,
+      engine text NOT NULL,
+      main text NOT NULL,
+      args jsonb NOT NULL DEFAULT '[]',
+      hash text NOT NULL,
+      size bigint NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    )`
+    yield* sql`CREATE TABLE shardhub_sequence_chunks (
+      hash text NOT NULL,
+      n integer NOT NULL,
+      data bytea NOT NULL,
+      PRIMARY KEY (hash, n)
+    )`
+    yield* sql`CREATE INDEX shardhub_instances_sequence ON shardhub_instances ((spec->'program'->>'sequenceId'))`
   })
 }
 

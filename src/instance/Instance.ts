@@ -147,7 +147,9 @@ export const Open = Rpc.make("Open", {
   payload: {
     stream: ByteStream,
     end: Schema.optionalKey(Schema.Boolean),
-    replay: Schema.optionalKey(Schema.Boolean)
+    replay: Schema.optionalKey(Schema.Boolean),
+    /** The content type of a sequence's input (default `application/octet-stream`). */
+    contentType: Schema.optionalKey(Schema.String)
   },
   success: Ticket,
   error: Schema.Union([...known, NotRunning, Unsupported])

@@ -24,6 +24,8 @@ import { Context, Deferred, Effect, Option, PubSub, Scope, Semaphore, Stream } f
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import type { ChannelEvent } from "../process/ManagedProcess.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Status, Terminal } from "../process/ProcessStatus.ts"
@@ -34,6 +36,8 @@ import { Instance } from "./Instance.ts"
 import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout, Unsupported } from "./InstanceErrors.ts"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
 import { type Report, Registry } from "./Registry.ts"
+import * as Launch from "../sequence/Launch.ts"
+import { SequenceStore } from "../sequence/SequenceStore.ts"
 
 /**
  * Tunables of the entity.
@@ -43,29 +47,55 @@ import { type Report, Registry } from "./Registry.ts"
 export interface Options {
   /** Graceful stop granted to a process when its shard leaves this runner. Default 5 s. */
   readonly handoverTimeoutMs?: number
+  /** Where sequence packages are unpacked (shared by the runners of a machine). */
+  readonly sequenceCacheDir?: string
+  /** How long a sequence's kill handlers may run before SIGKILL. Default 1 s. */
+  readonly killGraceMs?: number
 }
 
-/** The ProcessManager spec of an instance. */
-export const processSpec = (id: string, spec: InstanceSpec): ProcessSpec | InvalidSpec => {
-  if (spec.program._tag !== "Command") {
-    return new InvalidSpec({ message: "sequence programs need the sequence store, which this version does not have yet" })
-  }
-  const program = spec.program
-  return {
-    command: program.command,
-    ...(program.args === undefined ? {} : { args: program.args }),
-    ...(program.shell === undefined ? {} : { shell: program.shell }),
-    ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
-    ...(spec.env === undefined ? {} : { env: spec.env }),
-    ...(spec.restart === undefined ? {} : { restart: spec.restart }),
-    ...(spec.limits?.memoryMb === undefined ? {} : { memoryLimitMb: spec.limits.memoryMb }),
-    ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
-    name: spec.name ?? id,
-    stdin: "pipe",
-    log: spec.log ?? ["stdout", "stderr"],
-    messages: "ndjson"
-  }
-}
+/** What every process of an instance gets from its spec, whatever its program. */
+const common = (id: string, spec: InstanceSpec) => ({
+  ...(spec.restart === undefined ? {} : { restart: spec.restart }),
+  ...(spec.limits?.memoryMb === undefined ? {} : { memoryLimitMb: spec.limits.memoryMb }),
+  name: spec.name ?? id,
+  stdin: "pipe" as const,
+  log: spec.log ?? ["stdout", "stderr"]
+})
+
+/**
+ * The ProcessManager spec of an instance: a command as given, or a sequence (unpacked from the
+ * sequence store into `cacheDir`) under its in-child runner.
+ */
+export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
+  Effect.gen(function*() {
+    const program = spec.program
+    if (program._tag === "Command") {
+      return {
+        ...common(id, spec),
+        command: program.command,
+        ...(program.args === undefined ? {} : { args: program.args }),
+        ...(program.shell === undefined ? {} : { shell: program.shell }),
+        ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
+        ...(spec.env === undefined ? {} : { env: spec.env }),
+        ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
+        messages: "ndjson"
+      } satisfies ProcessSpec
+    }
+    const store = yield* SequenceStore
+    const unpacked = yield* store.unpacked(program.sequenceId, cacheDir).pipe(
+      Effect.mapError((error) =>
+        error._tag === "SequenceNotFound" || error._tag === "PackageError"
+          ? new InvalidSpec({ message: error.message })
+          : new StartFailed({ id, reason: "SequenceStore", message: error.message })
+      )
+    )
+    const launch = Launch.processSpec(unpacked, program, id)
+    return {
+      ...common(id, spec),
+      ...launch,
+      env: { ...spec.env, set: { ...spec.env?.set, ...launch.env?.set } }
+    } satisfies ProcessSpec
+  })
 
 /** A record with a report applied (`null` clears a field), as the registry stores it. */
 const applyReport = (info: InstanceInfo, report: Report): InstanceInfo => {
@@ -131,16 +161,37 @@ interface Run {
   /** Events the process emits; `undefined` marks the end. */
   readonly events: PubSub.PubSub<InstanceEvent | undefined>
   readonly last: Map<string, InstanceEvent>
+  /** A sequence's process (in-child runner: handlers, health, data channels). */
+  readonly sequence: boolean
+  /** The health a sequence last reported. */
+  health: { readonly healthy: boolean } | undefined
+  /** Called when a sequence asks to be kept alive during a stop. */
+  readonly keptAlive: Set<() => void>
+  /** Whether the input's Content-Type header went out. */
+  inputHeaderSent: boolean
 }
+
+const isControl = (value: unknown, kind: string): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && (value as { $shardhub?: unknown }).$shardhub === kind
 
 const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
   typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
 
 /** Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done. */
-const inputSession = (handle: ProcessHandle, end: boolean, answer: boolean) => (socket: Net.Socket) =>
-  NodeStream.fromReadable<Uint8Array, never>({ evaluate: () => socket, onError: () => undefined as never, closeOnDone: false })
+const inputSession = (
+  sink: (options: { readonly end: boolean }) => ReturnType<ProcessHandle["stdin"]>,
+  end: boolean,
+  answer: boolean,
+  header: () => Uint8Array | undefined = () => undefined
+) =>
+(socket: Net.Socket) =>
+  Stream.suspend(() => {
+    const bytes = NodeStream.fromReadable<Uint8Array, never>({ evaluate: () => socket, onError: () => undefined as never, closeOnDone: false })
+    const first = header()
+    return first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)
+  })
     .pipe(
-      Stream.run(handle.stdin({ end })),
+      Stream.run(sink({ end })),
       Effect.matchEffect({
         onFailure: (error) => Effect.sync(() => answer && socket.end(`ERR ${error.message}\n`)),
         onSuccess: () => Effect.sync(() => answer && socket.end("DONE\n"))
@@ -175,6 +226,9 @@ export const layer = (options: Options = {}) =>
       const runner = `${runnerAddress.host}:${runnerAddress.port}`
       const lock = Semaphore.makeUnsafe(1)
       const handoverTimeoutMs = options.handoverTimeoutMs ?? 5000
+      const killGraceMs = options.killGraceMs ?? 1000
+      const cacheDir = options.sequenceCacheDir ?? Path.join(Os.tmpdir(), "shardhub-sequences")
+      const sequences = yield* SequenceStore
 
       const keepAlive = (enabled: boolean) =>
         Option.isNone(latch)
@@ -232,7 +286,16 @@ export const layer = (options: Options = {}) =>
       const collect = (run: Run, messages: Stream.Stream<ChannelEvent>) =>
         messages.pipe(
           Stream.runForEach((message) => {
-            if (message._tag !== "Message" || !isEvent(message.value)) return Effect.void
+            if (message._tag !== "Message") return Effect.void
+            if (isControl(message.value, "health")) {
+              run.health = { healthy: message.value["healthy"] !== false }
+              return Effect.void
+            }
+            if (isControl(message.value, "keepAlive")) {
+              for (const kept of run.keptAlive) kept()
+              return Effect.void
+            }
+            if (!isEvent(message.value)) return Effect.void
             const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }
             run.last.set(event.name, event)
             return PubSub.publish(run.events, event)
@@ -261,11 +324,10 @@ export const layer = (options: Options = {}) =>
 
       const spawnRun = (record: InstanceInfo, restartsBefore: number) =>
         Effect.gen(function*() {
-          const spec = processSpec(id, record.spec)
-          if (spec instanceof InvalidSpec) {
-            yield* startFailed(record, spec.message)
-            return yield* spec
-          }
+          const spec = yield* processSpec(id, record.spec, cacheDir).pipe(
+            Effect.provideService(SequenceStore, sequences),
+            Effect.tapError((error) => startFailed(record, error.message))
+          )
           const handle = yield* processes.spawn(spec).pipe(
             Effect.catchTag("SpawnError", (error) =>
               startFailed(record, `${error.reason}: ${error.message}`).pipe(
@@ -279,7 +341,11 @@ export const layer = (options: Options = {}) =>
             stopRequested: false,
             settled: Deferred.makeUnsafe(),
             events: yield* PubSub.sliding<InstanceEvent | undefined>(4096),
-            last: new Map()
+            last: new Map(),
+            sequence: record.spec.program._tag === "Sequence",
+            health: undefined,
+            keptAlive: new Set(),
+            inputHeaderSent: false
           }
           current = run
           info = record
@@ -298,6 +364,20 @@ export const layer = (options: Options = {}) =>
             crashLog: []
           })
           yield* Effect.forkIn(watch(run), scope)
+          if (run.sequence) {
+            // A sequence can take input once its runner loaded the package.
+            yield* handle.ready.pipe(
+              Effect.catchTag("NotReady", () =>
+                Effect.flatMap(handle.wait, (terminal) =>
+                  Effect.fail(
+                    new StartFailed({
+                      id,
+                      reason: terminal._tag === "Exited" ? `exit code ${terminal.code}` : terminal._tag,
+                      message: terminal.crashLog.join("\n") || "the sequence ended before it was ready"
+                    })
+                  )))
+            )
+          }
           return info!
         })
 
@@ -354,6 +434,44 @@ export const layer = (options: Options = {}) =>
           return yield* Deferred.await(run.settled)
         })
 
+      /**
+       * Asks a sequence to stop, letting it call `keepAlive` from its stop handlers: then the
+       * stop is called off and the instance keeps running. Otherwise it ends within `timeoutMs`
+       * (SIGKILL at the deadline).
+       */
+      const stopOrKeep = (timeoutMs: number) =>
+        Effect.gen(function*() {
+          const run = current
+          const record = yield* known
+          if (run === undefined || isEnded(record.status)) return yield* finish((run) => run.handle.terminate(timeoutMs))
+          const kept = Deferred.makeUnsafe<void>()
+          const onKeepAlive = () => Deferred.doneUnsafe(kept, Effect.void)
+          run.keptAlive.add(onKeepAlive)
+          run.stopRequested = true
+          const outcome = yield* run.handle.send({ $shardhub: "stop", timeoutMs, canCallKeepalive: true }).pipe(
+            Effect.andThen(Effect.raceFirst(Effect.as(Deferred.await(kept), "kept" as const), Effect.as(run.handle.wait, "ended" as const))),
+            Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.succeed("late" as const) }),
+            Effect.catchTag("WriteMessageError", () => Effect.succeed("late" as const)),
+            Effect.ensuring(Effect.sync(() => run.keptAlive.delete(onKeepAlive)))
+          )
+          if (outcome === "kept") {
+            run.stopRequested = false
+            return info!
+          }
+          return yield* finish((run) => run.handle.kill)
+        })
+
+      /** A sequence's kill handlers get `killGraceMs` before SIGKILL; a command is SIGKILLed. */
+      const kill = (run: Run) =>
+        run.sequence
+          ? run.handle.send({ $shardhub: "kill" }).pipe(
+            Effect.andThen(run.handle.wait),
+            Effect.timeout(killGraceMs),
+            Effect.ignore,
+            Effect.andThen(run.handle.kill)
+          )
+          : run.handle.kill
+
       const nextEvent = (run: Run, name: string) =>
         Effect.scoped(Effect.gen(function*() {
           const subscription = yield* PubSub.subscribe(run.events)
@@ -371,9 +489,12 @@ export const layer = (options: Options = {}) =>
             if (!created.created) return info ?? created.info
             return yield* launch(created.info, 0)
           })),
-        Stop: ({ payload }) => finish((run) => run.handle.terminate(payload.timeoutMs)),
+        Stop: ({ payload }) =>
+          payload.canCallKeepalive && current?.sequence === true
+            ? stopOrKeep(payload.timeoutMs)
+            : finish((run) => run.handle.terminate(payload.timeoutMs)),
         Kill: ({ payload }) =>
-          finish((run) => run.handle.kill).pipe(
+          finish(kill).pipe(
             Effect.tap((record) => {
               if (!payload.removeImmediately) return Effect.void
               const run = current
@@ -394,7 +515,7 @@ export const layer = (options: Options = {}) =>
             return {
               id,
               status: record.status,
-              healthy: record.status === "running",
+              healthy: record.status === "running" && run?.health?.healthy !== false,
               ...(record.runner === undefined ? {} : { runner: record.runner }),
               ...(record.pid === undefined ? {} : { pid: record.pid }),
               ...(record.startedAt === undefined || isEnded(record.status) ? {} : { uptimeMs: Date.now() - record.startedAt }),
@@ -429,20 +550,30 @@ export const layer = (options: Options = {}) =>
             const run = yield* live
             const handle = run.handle
             const replay = { replay: payload.replay ?? true }
+            // A sequence's input and output are its data channels; stdio stays its own.
+            const input = run.sequence ? handle.input : handle.stdin
+            const output = run.sequence ? handle.output : handle.stdout
+            const header = () => {
+              if (!run.sequence || run.inputHeaderSent) return undefined
+              run.inputHeaderSent = true
+              return new TextEncoder().encode(`Content-Type: ${payload.contentType ?? "application/octet-stream"}\r\n\r\n`)
+            }
             switch (payload.stream) {
               case "stdin":
+                return yield* dataPort.offer(inputSession(handle.stdin, payload.end ?? true, true))
               case "input":
-                return yield* dataPort.offer(inputSession(handle, payload.end ?? true, true))
+                return yield* dataPort.offer(inputSession(input, payload.end ?? true, true, header))
               case "stdout":
-              case "output":
                 return yield* dataPort.offer(outputSession(handle.stdout(replay)))
+              case "output":
+                return yield* dataPort.offer(outputSession(output(replay)))
               case "stderr":
                 return yield* dataPort.offer(outputSession(handle.stderr(replay)))
               case "inout":
                 return yield* dataPort.offer((socket) =>
                   Effect.all([
-                    inputSession(handle, payload.end ?? true, false)(socket),
-                    outputSession(handle.stdout(replay))(socket)
+                    inputSession(input, payload.end ?? true, false, header)(socket),
+                    outputSession(output(replay))(socket)
                   ], { concurrency: 2, discard: true })
                 )
             }

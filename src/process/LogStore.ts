@@ -19,9 +19,12 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { LogsError } from "./ProcessErrors.ts"
 
 /**
+ * Where a log line came from: the process's stdout or stderr, or `log` — a line it logged over
+ * its message channel (`{"$shardhub":"log","level":…,"text":…}`), kept apart from its output.
+ *
  * @since 0.2.0
  */
-export const OutputStream = Schema.Literals(["stdout", "stderr"])
+export const OutputStream = Schema.Literals(["stdout", "stderr", "log"])
 /** @since 0.2.0 */
 export type OutputStream = typeof OutputStream.Type
 
@@ -42,7 +45,7 @@ export const LogLine = Schema.Struct({
 export type LogLine = typeof LogLine.Type
 
 /**
- * Which lines to read: from `streams` (default both), with `since <= time <= until`, only the
+ * Which lines to read: from `streams` (default all), with `since <= time <= until`, only the
  * last `tail` of them; with `follow`, then every new line until the process has ended.
  *
  * @since 0.2.0
@@ -84,7 +87,8 @@ export interface LogStoreOptions {
   readonly keepFiles: number
 }
 
-const streamCode = (stream: OutputStream) => stream === "stdout" ? "o" : "e"
+const streamCode = (stream: OutputStream) => stream === "stdout" ? "o" : stream === "stderr" ? "e" : "l"
+const streamOf = (code: string | undefined): OutputStream => code === "o" ? "stdout" : code === "e" ? "stderr" : "log"
 
 const parseFile = (text: string, out: Array<LogLine>, after: number, upTo: number) => {
   let start = 0
@@ -99,7 +103,7 @@ const parseFile = (text: string, out: Array<LogLine>, after: number, upTo: numbe
         out.push({
           seq,
           time: Number(text.slice(a + 1, b)),
-          stream: text[b + 1] === "o" ? "stdout" : "stderr",
+          stream: streamOf(text[b + 1]),
           text: text.slice(b + 3, end)
         })
       }

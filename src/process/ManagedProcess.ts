@@ -128,6 +128,7 @@ export interface ManagedProcess {
 export type FirstSpawn = { readonly _tag: "Spawned" } | { readonly _tag: "Failed"; readonly error: NodeJS.ErrnoException }
 
 const READY = "ready"
+const LOG = "log"
 const STDIN_BUFFER_BYTES = 1024 * 1024
 const INPUT_FD = 4
 const OUTPUT_FD = 5
@@ -364,12 +365,19 @@ export const make = (options: {
     readable.on("end", () => logs.append(name, lines.flush(), Date.now()))
   }
 
+  const logLine = (message: { readonly level?: unknown; readonly text?: unknown }) => {
+    const level = typeof message.level === "string" ? message.level.slice(0, 16) : "info"
+    const text = typeof message.text === "string" ? message.text : JSON.stringify(message.text ?? null)
+    logs.append("log", text.split("\n").map((line) => `${level} ${line}`.slice(0, settings.maxLineBytes)), Date.now())
+  }
+
   const wireChannel = (current: Run, channel: Net.Socket) => {
     const decoder = codec(spec.messages!).decoder(settings.maxMessageBytes)
     channel.on("data", (chunk: Buffer) => {
       const decoded = decoder.push(chunk)
       for (const value of decoded.messages) {
         if (isControl(value, READY)) markReady(current)
+        else if (isControl(value, LOG)) logLine(value as { readonly level?: unknown; readonly text?: unknown })
         else messageHub.publish({ _tag: "Message", value })
       }
       for (const error of decoded.errors) messageHub.publish({ _tag: "Invalid", error })

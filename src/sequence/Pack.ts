@@ -1,0 +1,111 @@
+/**
+ * Packing sequence packages: a directory into a tar.gz with `package.json` at its root (what
+ * `si seq pack` does), and the tar writer under it.
+ *
+ * @since 0.4.0
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Zlib from "node:zlib"
+
+/**
+ * One tar entry, written as given (paths are not checked: a test can write a hostile archive).
+ *
+ * @since 0.4.0
+ */
+export type TarEntry =
+  | { readonly type: "file"; readonly path: string; readonly data: Uint8Array | string; readonly mode?: number }
+  | { readonly type: "directory"; readonly path: string }
+  | { readonly type: "symlink" | "hardlink"; readonly path: string; readonly target: string }
+
+const BLOCK = 512
+
+const octal = (value: number, length: number) => value.toString(8).padStart(length - 1, "0") + "\0"
+
+const header = (name: string, type: string, size: number, mode: number, link = "") => {
+  const block = Buffer.alloc(BLOCK)
+  block.write(name, 0, 100, "utf8")
+  block.write(octal(mode, 8), 100, "ascii")
+  block.write(octal(0, 8), 108, "ascii")
+  block.write(octal(0, 8), 116, "ascii")
+  block.write(octal(size, 12), 124, "ascii")
+  block.write(octal(Math.floor(Date.now() / 1000), 12), 136, "ascii")
+  block.write(type, 156, "ascii")
+  block.write(link, 157, 100, "utf8")
+  block.write("ustar\x0000", 257, "binary")
+  block.fill(32, 148, 156)
+  let sum = 0
+  for (const byte of block) sum += byte
+  block.write(octal(sum, 7) + " ", 148, "ascii")
+  return block
+}
+
+const padded = (data: Uint8Array) => {
+  const rest = data.length % BLOCK
+  return rest === 0 ? [Buffer.from(data)] : [Buffer.from(data), Buffer.alloc(BLOCK - rest)]
+}
+
+/** A pax header carrying a path (or link target) too long for the ustar fields. */
+const pax = (records: Record<string, string>) => {
+  const body = Object.entries(records).map(([key, value]) => {
+    const text = ` ${key}=${value}\n`
+    let length = text.length + 1
+    while (String(length).length + text.length !== length) length++
+    return `${length}${text}`
+  }).join("")
+  const data = Buffer.from(body, "utf8")
+  return [header("PaxHeader", "x", data.length, 0o644), ...padded(data)]
+}
+
+/**
+ * A tar of `entries`.
+ *
+ * @since 0.4.0
+ */
+export const tar = (entries: ReadonlyArray<TarEntry>): Buffer => {
+  const blocks: Array<Buffer> = []
+  for (const entry of entries) {
+    const link = entry.type === "symlink" || entry.type === "hardlink" ? entry.target : ""
+    const long: Record<string, string> = {}
+    if (Buffer.byteLength(entry.path) > 99) long["path"] = entry.path
+    if (Buffer.byteLength(link) > 99) long["linkpath"] = link
+    if (Object.keys(long).length > 0) blocks.push(...pax(long))
+    switch (entry.type) {
+      case "file": {
+        const data = typeof entry.data === "string" ? Buffer.from(entry.data) : entry.data
+        blocks.push(header(entry.path.slice(0, 99), "0", data.length, entry.mode ?? 0o644), ...padded(data))
+        break
+      }
+      case "directory":
+        blocks.push(header(entry.path.slice(0, 99), "5", 0, 0o755))
+        break
+      case "symlink":
+      case "hardlink":
+        blocks.push(header(entry.path.slice(0, 99), entry.type === "symlink" ? "2" : "1", 0, 0o777, link.slice(0, 99)))
+    }
+  }
+  blocks.push(Buffer.alloc(BLOCK * 2))
+  return Buffer.concat(blocks)
+}
+
+/**
+ * The tar.gz of a directory, entries relative to it (symlinks kept as symlinks).
+ *
+ * @since 0.4.0
+ */
+export const packDirectory = (dir: string): Buffer => {
+  const entries: Array<TarEntry> = []
+  const walk = (relative: string) => {
+    for (const dirent of Fs.readdirSync(Path.join(dir, relative), { withFileTypes: true })) {
+      const path = relative === "" ? dirent.name : `${relative}/${dirent.name}`
+      const full = Path.join(dir, path)
+      if (dirent.isSymbolicLink()) entries.push({ type: "symlink", path, target: Fs.readlinkSync(full) })
+      else if (dirent.isDirectory()) {
+        entries.push({ type: "directory", path })
+        walk(path)
+      } else if (dirent.isFile()) entries.push({ type: "file", path, data: Fs.readFileSync(full), mode: Fs.statSync(full).mode & 0o777 })
+    }
+  }
+  walk("")
+  return Zlib.gzipSync(tar(entries))
+}

@@ -1,0 +1,360 @@
+"use strict"
+/**
+ * shardhub's in-child runner for Node sequences. Plain JavaScript with no dependencies, so an
+ * instance starts almost as fast as bare `node`.
+ *
+ *   node node.cjs <package dir> <main>
+ *   env SHARDHUB_SEQUENCE_ARGS (JSON array), SHARDHUB_APP_CONFIG (JSON object), SHARDHUB_INSTANCE_ID
+ *
+ * The runner (ProcessManager) gives it:
+ * - fd 3: the message channel, NDJSON both ways. In: `{"event","data"}`,
+ *   `{"$shardhub":"stop","timeoutMs","canCallKeepalive"}`, `{"$shardhub":"kill"}`. Out:
+ *   `{"$shardhub":"ready"}`, `{"event","data"}`, `{"$shardhub":"health","healthy"}`,
+ *   `{"$shardhub":"keepAlive","ms"}`, `{"$shardhub":"log","level","text"}`.
+ * - fd 4: input — `Content-Type: <type>\r\n\r\n`, then the body.
+ * - fd 5: output.
+ * stdin/stdout/stderr stay the process's own.
+ *
+ * The programming model is STH's: `module.exports = function (input, ...args)` (or an array of
+ * such functions, a pipeline); `this` offers on/emit, addStopHandler, addKillHandler, keepAlive,
+ * addMonitoringHandler, logger, config, instanceId, end, destroy. Whatever the function returns
+ * (a stream, async iterable, promise or value) is the output: Buffers and strings as raw
+ * bytes, anything else as NDJSON.
+ *
+ * Exit codes (STH's): 0 the output ended, 21 bad `main`, 22 failed on start, 23 failed while
+ * running, 101 uncaught exception, 137 killed, 138 stopped.
+ */
+const Net = require("node:net")
+const Path = require("node:path")
+const { Readable } = require("node:stream")
+const { StringDecoder } = require("node:string_decoder")
+
+const EXIT = { done: 0, badMain: 21, startFailed: 22, failed: 23, uncaught: 101, killed: 137, stopped: 138 }
+
+const [dir, main] = process.argv.slice(2)
+const args = JSON.parse(process.env.SHARDHUB_SEQUENCE_ARGS || "[]")
+const appConfig = JSON.parse(process.env.SHARDHUB_APP_CONFIG || "{}")
+const instanceId = process.env.SHARDHUB_INSTANCE_ID || ""
+delete process.env.SHARDHUB_SEQUENCE_ARGS
+delete process.env.SHARDHUB_APP_CONFIG
+
+const channel = new Net.Socket({ fd: 3, readable: true, writable: true })
+const inputSocket = new Net.Socket({ fd: 4, readable: true, writable: false })
+const outputSocket = new Net.Socket({ fd: 5, readable: false, writable: true })
+channel.on("error", () => {})
+inputSocket.on("error", () => {})
+outputSocket.on("error", () => {})
+
+const send = (message) => {
+  if (!channel.destroyed) channel.write(JSON.stringify(message) + "\n")
+}
+
+// ---- leaving ----------------------------------------------------------------------------
+
+let leaving = false
+/** Ends the output and the channel, then exits with `code` (at most 2 s later). */
+const leave = (code) => {
+  if (leaving) return
+  leaving = true
+  process.exitCode = code
+  let pending = 2
+  const done = () => {
+    if (--pending === 0) process.exit(code)
+  }
+  setTimeout(() => process.exit(code), 2000).unref()
+  outputSocket.end(done)
+  channel.end(done)
+}
+
+const fatal = (code, error) => {
+  process.stderr.write(`${error && error.stack ? error.stack : String(error)}\n`)
+  leave(code)
+}
+
+process.on("uncaughtException", (error) => fatal(EXIT.uncaught, error))
+process.on("unhandledRejection", (error) => fatal(EXIT.uncaught, error))
+
+// ---- context ----------------------------------------------------------------------------
+
+const listeners = new Map()
+const stopHandlers = []
+const killHandlers = []
+const monitoringHandlers = []
+let keepAliveMs = 0
+
+const format = (values) => values.map((v) => typeof v === "string" ? v : v instanceof Error ? v.stack : JSON.stringify(v)).join(" ")
+const logger = Object.fromEntries(["trace", "debug", "info", "warn", "error", "fatal"].map((level) => [
+  level,
+  (...values) => send({ $shardhub: "log", level, text: format(values) })
+]))
+logger.log = logger.info
+
+const context = {
+  instanceId,
+  config: appConfig,
+  logger,
+  on(name, listener) {
+    if (!listeners.has(name)) listeners.set(name, [])
+    listeners.get(name).push(listener)
+    return this
+  },
+  off(name, listener) {
+    const list = listeners.get(name)
+    if (list) listeners.set(name, list.filter((l) => l !== listener))
+    return this
+  },
+  emit(name, data) {
+    send({ event: String(name), data: data === undefined ? null : data })
+    return this
+  },
+  addStopHandler(handler) {
+    stopHandlers.push(handler)
+    return this
+  },
+  addKillHandler(handler) {
+    killHandlers.push(handler)
+    return this
+  },
+  addMonitoringHandler(handler) {
+    monitoringHandlers.push(handler)
+    return this
+  },
+  /** During a stop that allows it: keep running (the stop is called off). */
+  keepAlive(ms = 0) {
+    keepAliveMs = Math.max(1, Number(ms) || 0)
+    send({ $shardhub: "keepAlive", ms: keepAliveMs })
+    return this
+  },
+  /** Ends the instance as completed. */
+  end() {
+    leave(EXIT.done)
+    return this
+  },
+  destroy(error) {
+    if (error) fatal(EXIT.failed, error)
+    else leave(EXIT.done)
+    return this
+  }
+}
+
+// ---- health -----------------------------------------------------------------------------
+
+const checkHealth = async () => {
+  if (monitoringHandlers.length === 0) return
+  let healthy = true
+  const details = {}
+  for (const handler of monitoringHandlers) {
+    try {
+      const result = await handler.call(context, { healthy })
+      if (result === false || (result && result.healthy === false)) healthy = false
+      if (result && typeof result === "object") Object.assign(details, result)
+    } catch {
+      healthy = false
+    }
+  }
+  send({ $shardhub: "health", ...details, healthy })
+}
+let healthTimer
+
+// ---- control ----------------------------------------------------------------------------
+
+const withTimeout = (promise, ms) =>
+  Promise.race([promise, new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref())])
+
+const stop = async (timeoutMs, canCallKeepalive) => {
+  keepAliveMs = 0
+  const started = Date.now()
+  for (const handler of stopHandlers) {
+    try {
+      await withTimeout(Promise.resolve(handler.call(context, timeoutMs, canCallKeepalive)), timeoutMs - (Date.now() - started))
+    } catch (error) {
+      process.stderr.write(`stop handler failed: ${error && error.stack ? error.stack : error}\n`)
+    }
+  }
+  if (canCallKeepalive && keepAliveMs > 0) return
+  leave(EXIT.stopped)
+}
+
+const kill = () => {
+  for (const handler of killHandlers) {
+    try {
+      handler.call(context)
+    } catch {}
+  }
+  leave(EXIT.killed)
+}
+
+let buffered = ""
+channel.setEncoding("utf8")
+channel.on("data", (text) => {
+  buffered += text
+  let newline
+  while ((newline = buffered.indexOf("\n")) >= 0) {
+    const line = buffered.slice(0, newline)
+    buffered = buffered.slice(newline + 1)
+    let message
+    try {
+      message = JSON.parse(line)
+    } catch {
+      continue
+    }
+    if (message === null || typeof message !== "object") continue
+    if (message.$shardhub === "stop") stop(Number(message.timeoutMs) || 0, message.canCallKeepalive === true)
+    else if (message.$shardhub === "kill") kill()
+    else if (typeof message.event === "string") {
+      for (const listener of listeners.get(message.event) || []) {
+        try {
+          listener.call(context, message.data)
+        } catch (error) {
+          fatal(EXIT.failed, error)
+        }
+      }
+    }
+  }
+})
+// The runner is gone (it would have killed us): nothing to serve any more.
+channel.on("end", () => leave(EXIT.stopped))
+
+// ---- input ------------------------------------------------------------------------------
+
+/** Input as a readable of Buffers, strings or objects, by the content type of its header. */
+const makeInput = () => {
+  const input = new Readable({ objectMode: true, read() { inputSocket.resume() } })
+  let header = Buffer.alloc(0)
+  let decode
+  const push = (value) => {
+    if (!input.push(value)) inputSocket.pause()
+  }
+  const decoderFor = (type) => {
+    if (/x-ndjson/.test(type)) {
+      const text = new StringDecoder("utf8")
+      let rest = ""
+      const lines = (chunk) => {
+        rest += chunk
+        let newline
+        while ((newline = rest.indexOf("\n")) >= 0) {
+          const line = rest.slice(0, newline).trim()
+          rest = rest.slice(newline + 1)
+          if (line === "") continue
+          try {
+            push(JSON.parse(line))
+          } catch {}
+        }
+      }
+      return { data: (chunk) => lines(text.write(chunk)), end: () => lines(text.end() + "\n") }
+    }
+    if (/^text\//.test(type)) {
+      const text = new StringDecoder("utf8")
+      return {
+        data: (chunk) => {
+          const s = text.write(chunk)
+          if (s !== "") push(s)
+        },
+        end: () => {
+          const s = text.end()
+          if (s !== "") push(s)
+        }
+      }
+    }
+    return { data: push, end: () => {} }
+  }
+  inputSocket.on("data", (chunk) => {
+    if (decode !== undefined) return decode.data(chunk)
+    header = Buffer.concat([header, chunk])
+    const end = header.indexOf("\r\n\r\n")
+    if (end < 0) {
+      if (header.length > 4096) input.destroy(new Error("input has no Content-Type header"))
+      return
+    }
+    const match = /content-type:\s*([^\r\n;]+)/i.exec(header.subarray(0, end).toString("latin1"))
+    input.contentType = match ? match[1].trim().toLowerCase() : "application/octet-stream"
+    decode = decoderFor(input.contentType)
+    const body = header.subarray(end + 4)
+    header = undefined
+    if (body.length > 0) decode.data(body)
+  })
+  inputSocket.on("end", () => {
+    if (decode !== undefined) decode.end()
+    input.push(null)
+  })
+  inputSocket.unref()
+  return input
+}
+
+// ---- output -----------------------------------------------------------------------------
+
+const encode = (chunk) =>
+  typeof chunk === "string" || chunk instanceof Uint8Array ? chunk : JSON.stringify(chunk) + "\n"
+
+/** Writes what the sequence returned to the output, then leaves as completed. */
+const ship = async (result) => {
+  if (result === undefined || result === null) return
+  if (typeof result.then === "function") return ship(await result)
+  const iterable = typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function"
+  if (typeof result === "string" || result instanceof Uint8Array || !iterable || Array.isArray(result)) {
+    outputSocket.write(encode(result))
+    return leave(EXIT.done)
+  }
+  if (typeof result.pipe === "function" && !result.readableObjectMode && typeof result.read === "function") {
+    // A byte stream: let Node pipe it.
+    result.on("error", (error) => fatal(EXIT.failed, error))
+    result.pipe(outputSocket, { end: false })
+    result.on("end", () => leave(EXIT.done))
+    return
+  }
+  for await (const chunk of result) {
+    if (leaving) return
+    if (!outputSocket.write(encode(chunk))) await new Promise((resolve) => outputSocket.once("drain", resolve))
+  }
+  leave(EXIT.done)
+}
+
+// ---- start ------------------------------------------------------------------------------
+
+const load = () => {
+  const file = Path.resolve(dir, main)
+  try {
+    return require(file)
+  } catch (error) {
+    if (error && error.code === "MODULE_NOT_FOUND" && String(error.message).includes(file)) {
+      process.stderr.write(`Sequence entrypoint path ${main} is invalid. Check \`main\` field in package.json\n`)
+      leave(EXIT.badMain)
+      return undefined
+    }
+    if (error && error.code === "ERR_REQUIRE_ESM") return import(require("node:url").pathToFileURL(file).href)
+    throw error
+  }
+}
+
+const start = async () => {
+  let exported
+  try {
+    exported = await load()
+  } catch (error) {
+    return fatal(EXIT.startFailed, error)
+  }
+  if (leaving) return
+  if (exported && typeof exported === "object" && "default" in exported && !Array.isArray(exported)) exported = exported.default
+  const stages = (Array.isArray(exported) ? exported : [exported]).filter((stage) => typeof stage === "function")
+  if (stages.length === 0) {
+    process.stderr.write(`Sequence ${main} exports no function\n`)
+    return leave(EXIT.startFailed)
+  }
+  let stream = makeInput()
+  healthTimer = setInterval(checkHealth, 1000)
+  healthTimer.unref()
+  send({ $shardhub: "ready" })
+  try {
+    for (const stage of stages) stream = await stage.call(context, stream, ...args)
+  } catch (error) {
+    return fatal(EXIT.failed, error)
+  }
+  try {
+    await ship(stream)
+  } catch (error) {
+    fatal(EXIT.failed, error)
+  }
+}
+
+// The channel keeps the process alive until it leaves.
+start()

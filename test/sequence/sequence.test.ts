@@ -1,0 +1,174 @@
+/**
+ * Sequences end to end on two runner processes, with this test process as a client-only
+ * participant: packages sent to the store, started on runners that never saw them, the whole
+ * programming model (input/output per content type, stdin/stdout apart, args, appConfig,
+ * events both ways, stop with and without keep-alive, kill handlers, health, logger), and
+ * 50 MiB byte-exact through a pass-through sequence.
+ */
+import { Deferred, Effect, Fiber, Schedule, Stream } from "effect"
+import * as Fs from "node:fs"
+import * as Crypto from "node:crypto"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import { packDirectory } from "../../src/sequence/Pack.ts"
+import { useCluster } from "../support/cluster.ts"
+import { root } from "../support/processes.ts"
+
+const fixture = (name: string) => packDirectory(Path.join(root, "test/sequence/fixtures", name))
+const text = (s: string) => Stream.make(new TextEncoder().encode(s))
+const decode = (chunks: ReadonlyArray<Uint8Array>) => Buffer.concat(chunks.map((c) => Buffer.from(c))).toString("utf8")
+
+describe("sequences on two runners", () => {
+  const cluster = useCluster("sequences", { runners: 2 })
+
+  it("stores packages, lists them, refuses a bad main, and deletes them (not while running unless forced)", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("features"))
+      const listed = yield* host.listSequences
+      const badMain = yield* Effect.flip(host.sendSequence(fixture("badmain")))
+      const running = yield* host.startSequence(seq.id)
+      const inUse = yield* Effect.flip(host.deleteSequence(seq.id))
+      yield* instances.kill(running.id)
+      yield* host.deleteSequence(seq.id)
+      const gone = yield* Effect.flip(host.getSequence(seq.id))
+      const unknown = yield* Effect.flip(host.startSequence("no-such-sequence"))
+      return { seq, listed, badMain, inUse, gone, unknown }
+    }))
+    expect(result.seq).toMatchObject({ name: "features", version: "0.1.0", engine: "node", main: "lib/main.js", args: ["default-arg"] })
+    expect(result.listed.map((s) => s.id)).toContain(result.seq.id)
+    expect(result.badMain).toMatchObject({ _tag: "PackageError", reason: "InvalidMain" })
+    expect(result.badMain.message).toMatch(/Sequence entrypoint path "app.js" is invalid.*Check `main` field/)
+    expect(result.inUse).toMatchObject({ _tag: "SequenceInUse" })
+    expect(result.gone).toMatchObject({ _tag: "SequenceNotFound" })
+    expect(result.unknown).toMatchObject({ _tag: "SequenceNotFound" })
+  })
+
+  it("runs the programming model: content types, stdio apart, args, config, events, health, logger", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("features"))
+      const start = (args?: ReadonlyArray<unknown>) =>
+        host.startSequence(seq.id, { ...(args === undefined ? {} : { args }), appConfig: { colour: "green" } })
+      // Objects (NDJSON) in → objects out.
+      const a = yield* start(["x", 2])
+      const objects = yield* instances.inout(a.id, text('{"n":1}\n{"n":2}\nnot json\n{"n":3}\n'), { contentType: "application/x-ndjson" })
+        .pipe(Stream.runCollect)
+      // Text in → text out; stdin → stdout apart from it.
+      const b = yield* start()
+      const texts = yield* instances.inout(b.id, text("hello sequences"), { contentType: "text/plain" }).pipe(Stream.runCollect)
+      // Bytes in → bytes out.
+      const c = yield* start()
+      const bytes = yield* instances.inout(c.id, Stream.make(new Uint8Array([1, 2, 3, 250])), { contentType: "application/octet-stream" })
+        .pipe(Stream.runCollect)
+      // Events both ways, health, stdin/stdout, logger, on a live one.
+      const d = yield* start(["live"])
+      // Listeners are registered before the sequence reports ready (the start answers after).
+      yield* instances.sendEvent(d.id, "ping", { hello: 1 })
+      const pongEvent = yield* instances.lastEvent(d.id, "pong")
+      const healthyBefore = yield* instances.health(d.id)
+      yield* instances.sendEvent(d.id, "sick")
+      const healthAfter = yield* Effect.gen(function*() {
+        while (true) {
+          const health = yield* instances.health(d.id)
+          if (!health.healthy) return health
+          yield* Effect.sleep("100 millis")
+        }
+      })
+      yield* instances.input(d.id, text("shout\n"), { stream: "stdin", end: false })
+      const stdout = yield* instances.output(d.id, "stdout").pipe(Stream.decodeText(), Stream.takeUntil((s) => s.includes("SHOUT")), Stream.mkString)
+      const logs = yield* instances.logs(d.id, { streams: ["log"] }).pipe(Stream.runCollect)
+      yield* instances.kill(d.id)
+      return { objects, texts, bytes, pongEvent, healthyBefore, healthAfter, stdout, logs, ids: [a.id, b.id, c.id] }
+    }))
+    expect(decode(result.objects).trim().split("\n").map((line) => JSON.parse(line))).toEqual([
+      { n: 1, seen: true },
+      { n: 2, seen: true },
+      { n: 3, seen: true }
+    ])
+    expect(decode(result.texts)).toBe("HELLO SEQUENCES")
+    expect([...Buffer.concat(result.bytes.map((c) => Buffer.from(c)))]).toEqual([250, 3, 2, 1])
+    expect(result.pongEvent.data).toEqual({ data: { hello: 1 }, args: ["live"], config: { colour: "green" } })
+    expect(result.healthyBefore.healthy).toBe(true)
+    expect(result.healthAfter.healthy).toBe(false)
+    expect(result.stdout).toContain("SHOUT")
+    expect(result.logs.map((line) => line.text)).toContain('info started with ["live"]')
+  })
+
+  it("stops through the stop handlers, honours keep-alive when allowed, and runs kill handlers", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("features"))
+      // Without keep-alive: the handlers run, then the instance ends as stopped (STH's 138).
+      const a = yield* host.startSequence(seq.id, { args: ["plain"] })
+      const stopped = yield* instances.stop(a.id, { timeoutMs: 5000 })
+      const stdout = yield* instances.output(a.id, "stdout").pipe(Stream.decodeText(), Stream.mkString)
+      // With keep-alive allowed, a sequence that asks for it keeps running, stop after stop.
+      const b = yield* host.startSequence(seq.id, { args: ["keepalive"] })
+      const kept1 = yield* instances.stop(b.id, { timeoutMs: 5000, canCallKeepalive: true })
+      const kept2 = yield* instances.stop(b.id, { timeoutMs: 5000, canCallKeepalive: true })
+      const health = yield* instances.health(b.id)
+      const stoppedEvents = yield* instances.events(b.id, "stopping").pipe(Stream.take(1), Stream.runCollect, Effect.forkChild)
+      const final = yield* instances.stop(b.id, { timeoutMs: 5000, canCallKeepalive: false })
+      // Kill: the kill handlers run first.
+      const c = yield* host.startSequence(seq.id)
+      const names: Array<string> = []
+      const subscribed = yield* Deferred.make<void>()
+      const events = yield* instances.events(c.id).pipe(
+        Stream.runForEach((event) => Effect.andThen(Effect.sync(() => names.push(event.name)), Deferred.succeed(subscribed, undefined))),
+        Effect.forkChild
+      )
+      // The stream is live once a pong came through it.
+      yield* instances.sendEvent(c.id, "ping")
+      yield* Deferred.await(subscribed)
+      const killed = yield* instances.kill(c.id)
+      yield* Fiber.join(events)
+      return { stopped, stdout, kept1, kept2, health, final, killed, names, stoppedEvents: yield* Fiber.join(stoppedEvents) }
+    }))
+    expect(result.stopped).toMatchObject({ status: "stopped", exitCode: 138, desired: "stopped" })
+    expect(result.stdout).toBe("Cleaning up...\nCleanup done.\n")
+    expect(result.kept1).toMatchObject({ status: "running", desired: "running" })
+    expect(result.kept2).toMatchObject({ status: "running", desired: "running", pid: result.kept1.pid })
+    expect(result.health.healthy).toBe(true)
+    expect(result.final).toMatchObject({ status: "stopped", exitCode: 138 })
+    expect(result.stoppedEvents[0]!.data).toEqual({ timeout: 5000, canCallKeepalive: false })
+    expect(result.killed).toMatchObject({ status: "stopped", exitCode: 137 })
+    expect(result.names).toEqual(["pong", "killed"])
+  })
+
+  it("runs a sequence on runners that never saw it, and passes 50 MiB through it byte-exact", async () => {
+    cluster.printOnFailure()
+    const data = Crypto.randomBytes(50 * 1024 * 1024)
+    const digest = (b: Uint8Array) => Crypto.createHash("sha256").update(b).digest("hex")
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      // Enough instances to land on both runners.
+      const started = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), () => host.startSequence(seq.id), { concurrency: 8 })
+      const chunks = Array.from({ length: data.length / 65536 }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536))
+      const out = yield* instances.inout(started[0]!.id, Stream.fromIterable(chunks)).pipe(Stream.runCollect)
+      const ended = yield* instances.info(started[0]!.id).pipe(
+        Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") })
+      )
+      yield* Effect.forEach(started.slice(1), (info) => instances.kill(info.id), { concurrency: 8 })
+      return { seq, runners: new Set(started.map((info) => info.runner)), out: Buffer.concat(out.map((c) => Buffer.from(c))), ended }
+    }))
+    expect(result.runners.size).toBe(2)
+    for (const runner of ["runner-0", "runner-1"]) {
+      expect(Fs.existsSync(Path.join(cluster.home, runner, "sequences", result.seq.hash, "index.js"))).toBe(true)
+    }
+    expect(result.out.length).toBe(data.length)
+    expect(digest(result.out)).toBe(digest(data))
+    // The output ended with the input: the instance completed (exit 0).
+    expect(result.ended).toMatchObject({ status: "stopped", exitCode: 0 })
+  })
+})
