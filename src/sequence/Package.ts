@@ -176,9 +176,13 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
   let longName: string | undefined
   let longLink: string | undefined
   let pax = new Map<string, string>()
+  let ended = false
   while (at + BLOCK <= tar.length) {
     const header = tar.subarray(at, at + BLOCK)
-    if (header.every((byte) => byte === 0)) break
+    if (header.every((byte) => byte === 0)) {
+      ended = true
+      break
+    }
     if (!checksumOk(header)) throw fail("Corrupt", `not a tar archive (bad header checksum at byte ${at})`)
     const size = octal(header, 124, 12)
     const type = String.fromCharCode(header[156]!)
@@ -242,6 +246,7 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
     seen.set(path, entry.type)
     entries.push(entry)
   }
+  if (!ended && at !== tar.length) throw fail("Corrupt", "the archive is truncated")
   // No entry may sit below a symlink (it would be written through it).
   for (const entry of entries) {
     const parts = entry.path.split("/")

@@ -1,0 +1,102 @@
+/**
+ * Package checks against hostile and broken archives: each is refused with a clear reason
+ * before anything is written, and nothing ever lands outside the target directory.
+ */
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Zlib from "node:zlib"
+import { afterEach, describe, expect, it } from "vitest"
+import * as Package from "../../src/sequence/Package.ts"
+import { tar, type TarEntry } from "../../src/sequence/Pack.ts"
+
+const pkg = (main = "index.js") => ({ type: "file" as const, path: "package.json", data: JSON.stringify({ main }) })
+const index = { type: "file" as const, path: "index.js", data: "module.exports = (input) => input\n" }
+const gz = (entries: ReadonlyArray<TarEntry>) => Zlib.gzipSync(tar(entries))
+
+let sandbox = ""
+afterEach(() => {
+  if (sandbox !== "") Fs.rmSync(sandbox, { recursive: true, force: true })
+})
+
+/** Reads and (if it passed) unpacks into `sandbox/pkg`; returns the error, and every path under the sandbox. */
+const attempt = (archive: Uint8Array, limits?: Package.Limits) => {
+  sandbox = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-package-"))
+  const target = Path.join(sandbox, "pkg")
+  const exit = Effect.runSyncExit(Effect.flatMap(Package.read(archive, limits), (p) => Package.unpack(p, target)))
+  const written = Fs.readdirSync(sandbox, { recursive: true }).map(String).sort()
+  return { exit, written, target }
+}
+
+const refused = (archive: Uint8Array, limits?: Package.Limits) => {
+  const { exit, written } = attempt(archive, limits)
+  expect(written).toEqual([])
+  if (exit._tag !== "Failure") throw new Error("the archive was accepted")
+  const error = exit.cause.reasons[0]
+  return (error as { error: Package.PackageError }).error
+}
+
+describe("sequence packages", () => {
+  it("unpacks a good package: files, directories, modes, an inside symlink, long names", () => {
+    const long = `deep/${"d".repeat(120)}/file.txt`
+    const { exit, target } = attempt(gz([
+      pkg("lib/main.js"),
+      { type: "directory", path: "lib" },
+      { type: "file", path: "lib/main.js", data: "module.exports = () => 1\n", mode: 0o4755 },
+      { type: "file", path: long, data: "long" },
+      { type: "symlink", path: "entry.js", target: "lib/main.js" }
+    ]))
+    expect(exit._tag).toBe("Success")
+    expect(Fs.readFileSync(Path.join(target, "lib/main.js"), "utf8")).toBe("module.exports = () => 1\n")
+    // setuid is dropped.
+    expect(Fs.statSync(Path.join(target, "lib/main.js")).mode & 0o7777).toBe(0o755)
+    expect(Fs.readFileSync(Path.join(target, long), "utf8")).toBe("long")
+    expect(Fs.readlinkSync(Path.join(target, "entry.js"))).toBe("lib/main.js")
+  })
+
+  it("reads the manifest: engine, args, name, version", () => {
+    const manifest = Effect.runSync(Package.read(gz([
+      { type: "file", path: "package.json", data: JSON.stringify({ name: "p", version: "1.2.3", main: "./run.py", engines: { python3: "3.9" }, args: [1, "a"] }) },
+      { type: "file", path: "run.py", data: "async def run(context, input): pass\n" }
+    ]))).manifest
+    expect(manifest).toEqual({ name: "p", version: "1.2.3", main: "run.py", engine: "python3", args: [1, "a"] })
+  })
+
+  it("refuses ../ paths, absolute paths and symlinks leaving the package, writing nothing", () => {
+    expect(refused(gz([pkg(), index, { type: "file", path: "../../etc/x", data: "owned" }]))).toMatchObject({ reason: "PathTraversal" })
+    expect(refused(gz([pkg(), index, { type: "file", path: "a/../../x", data: "owned" }]))).toMatchObject({ reason: "PathTraversal" })
+    expect(refused(gz([pkg(), index, { type: "file", path: "/tmp/shardhub-owned", data: "owned" }]))).toMatchObject({ reason: "AbsolutePath" })
+    expect(refused(gz([pkg(), index, { type: "symlink", path: "out", target: "../../../etc" }]))).toMatchObject({ reason: "SymlinkEscape" })
+    expect(refused(gz([pkg(), index, { type: "symlink", path: "abs", target: "/etc/passwd" }]))).toMatchObject({ reason: "SymlinkEscape" })
+    // A symlink that stays inside, used to write through: refused too.
+    expect(refused(gz([pkg(), index, { type: "symlink", path: "lib", target: "." }, { type: "file", path: "lib/x", data: "x" }])))
+      .toMatchObject({ reason: "SymlinkEscape" })
+    expect(refused(gz([pkg(), index, { type: "hardlink", path: "h", target: "/etc/passwd" }]))).toMatchObject({ reason: "UnsupportedEntry" })
+    expect(Fs.existsSync("/tmp/shardhub-owned")).toBe(false)
+  })
+
+  it("refuses a missing or bad main, a missing or invalid package.json, and two engines", () => {
+    expect(refused(gz([pkg("app.js"), index])).message).toMatch(/Sequence entrypoint path "app.js" is invalid.*Check `main` field in package.json/)
+    expect(refused(gz([pkg("../outside.js"), index]))).toMatchObject({ reason: "InvalidMain" })
+    expect(refused(gz([{ type: "file", path: "package.json", data: "{}" }, index]))).toMatchObject({ reason: "InvalidMain" })
+    expect(refused(gz([index]))).toMatchObject({ reason: "NoPackageJson" })
+    expect(refused(gz([{ type: "file", path: "package.json", data: "{ not json" }, index]))).toMatchObject({ reason: "InvalidPackageJson" })
+    expect(refused(gz([{ type: "file", path: "package.json", data: JSON.stringify({ main: "index.js", engines: { node: "1", python3: "3" } }) }, index])))
+      .toMatchObject({ reason: "InvalidPackageJson" })
+  })
+
+  it("refuses archives over the limits, corrupt and truncated ones", () => {
+    const big = { type: "file" as const, path: "big.bin", data: Buffer.alloc(2 * 1024 * 1024) }
+    expect(refused(gz([pkg(), index, big]), { maxUnpackedBytes: 1024 * 1024, maxEntries: 100 })).toMatchObject({ reason: "TooLarge" })
+    const many = Array.from({ length: 50 }, (_, i) => ({ type: "file" as const, path: `f${i}`, data: "x" }))
+    expect(refused(gz([pkg(), index, ...many]), { maxUnpackedBytes: 1 << 30, maxEntries: 20 })).toMatchObject({ reason: "TooManyFiles" })
+    // A gzip bomb stops at the limit instead of filling memory.
+    const bomb = Zlib.gzipSync(Buffer.alloc(300 * 1024 * 1024))
+    expect(refused(bomb, { maxUnpackedBytes: 16 * 1024 * 1024, maxEntries: 100 })).toMatchObject({ reason: "TooLarge" })
+    expect(refused(Buffer.from("definitely not a tarball, but long enough to hold a header block".repeat(20)))).toMatchObject({ reason: "Corrupt" })
+    const whole = tar([pkg(), index])
+    expect(refused(Zlib.gzipSync(whole.subarray(0, 700)))).toMatchObject({ reason: "Corrupt" })
+    expect(refused(whole.subarray(0, 100))).toMatchObject({ reason: "Corrupt" })
+  })
+})
