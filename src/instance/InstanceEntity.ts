@@ -570,10 +570,11 @@ export const layer = (options: Options = {}) =>
               case "stderr":
                 return yield* dataPort.offer(outputSession(handle.stderr(replay)))
               case "inout":
+                // The output first: it is subscribed before any input can make output.
                 return yield* dataPort.offer((socket) =>
                   Effect.all([
-                    inputSession(input, payload.end ?? true, false, header)(socket),
-                    outputSession(output(replay))(socket)
+                    outputSession(output(replay))(socket),
+                    inputSession(input, payload.end ?? true, false, header)(socket)
                   ], { concurrency: 2, discard: true })
                 )
             }

@@ -18,6 +18,10 @@ import { root } from "../support/processes.ts"
 
 const fixture = (name: string) => packDirectory(Path.join(root, "test/sequence/fixtures", name))
 const text = (s: string) => Stream.make(new TextEncoder().encode(s))
+const languages = [
+  { name: "node", features: "features", passthrough: "passthrough" },
+  { name: "python", features: "features-py", passthrough: "passthrough-py" }
+] as const
 const decode = (chunks: ReadonlyArray<Uint8Array>) => Buffer.concat(chunks.map((c) => Buffer.from(c))).toString("utf8")
 
 describe("sequences on two runners", () => {
@@ -48,12 +52,13 @@ describe("sequences on two runners", () => {
     expect(result.unknown).toMatchObject({ _tag: "SequenceNotFound" })
   })
 
-  it("runs the programming model: content types, stdio apart, args, config, events, health, logger", async () => {
+  for (const language of languages) {
+  it(`${language.name}: runs the programming model: content types, stdio apart, args, config, events, health, logger`, async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const instances = yield* InstanceClient
-      const seq = yield* host.sendSequence(fixture("features"))
+      const seq = yield* host.sendSequence(fixture(language.features))
       const start = (args?: ReadonlyArray<unknown>) =>
         host.startSequence(seq.id, { ...(args === undefined ? {} : { args }), appConfig: { colour: "green" } })
       // Objects (NDJSON) in → objects out.
@@ -62,7 +67,7 @@ describe("sequences on two runners", () => {
         .pipe(Stream.runCollect)
       // Text in → text out; stdin → stdout apart from it.
       const b = yield* start()
-      const texts = yield* instances.inout(b.id, text("hello sequences"), { contentType: "text/plain" }).pipe(Stream.runCollect)
+      const texts = yield* instances.inout(b.id, text("hello\nsequences\n"), { contentType: "text/plain" }).pipe(Stream.runCollect)
       // Bytes in → bytes out.
       const c = yield* start()
       const bytes = yield* instances.inout(c.id, Stream.make(new Uint8Array([1, 2, 3, 250])), { contentType: "application/octet-stream" })
@@ -92,7 +97,7 @@ describe("sequences on two runners", () => {
       { n: 2, seen: true },
       { n: 3, seen: true }
     ])
-    expect(decode(result.texts)).toBe("HELLO SEQUENCES")
+    expect(decode(result.texts)).toBe("HELLO\nSEQUENCES\n")
     expect([...Buffer.concat(result.bytes.map((c) => Buffer.from(c)))]).toEqual([250, 3, 2, 1])
     expect(result.pongEvent.data).toEqual({ data: { hello: 1 }, args: ["live"], config: { colour: "green" } })
     expect(result.healthyBefore.healthy).toBe(true)
@@ -101,12 +106,12 @@ describe("sequences on two runners", () => {
     expect(result.logs.map((line) => line.text)).toContain('info started with ["live"]')
   })
 
-  it("stops through the stop handlers, honours keep-alive when allowed, and runs kill handlers", async () => {
+  it(`${language.name}: stops through the stop handlers, honours keep-alive when allowed, and runs kill handlers`, async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const instances = yield* InstanceClient
-      const seq = yield* host.sendSequence(fixture("features"))
+      const seq = yield* host.sendSequence(fixture(language.features))
       // Without keep-alive: the handlers run, then the instance ends as stopped (STH's 138).
       const a = yield* host.startSequence(seq.id, { args: ["plain"] })
       const stopped = yield* instances.stop(a.id, { timeoutMs: 5000 })
@@ -116,8 +121,8 @@ describe("sequences on two runners", () => {
       const kept1 = yield* instances.stop(b.id, { timeoutMs: 5000, canCallKeepalive: true })
       const kept2 = yield* instances.stop(b.id, { timeoutMs: 5000, canCallKeepalive: true })
       const health = yield* instances.health(b.id)
-      const stoppedEvents = yield* instances.events(b.id, "stopping").pipe(Stream.take(1), Stream.runCollect, Effect.forkChild)
       const final = yield* instances.stop(b.id, { timeoutMs: 5000, canCallKeepalive: false })
+      const lastStopping = yield* instances.lastEvent(b.id, "stopping")
       // Kill: the kill handlers run first.
       const c = yield* host.startSequence(seq.id)
       const names: Array<string> = []
@@ -126,12 +131,15 @@ describe("sequences on two runners", () => {
         Stream.runForEach((event) => Effect.andThen(Effect.sync(() => names.push(event.name)), Deferred.succeed(subscribed, undefined))),
         Effect.forkChild
       )
-      // The stream is live once a pong came through it.
-      yield* instances.sendEvent(c.id, "ping")
-      yield* Deferred.await(subscribed)
+      // The stream is live once a pong came through it (a ping may reach the instance before
+      // the stream's subscription does: ping until one comes through).
+      yield* instances.sendEvent(c.id, "ping").pipe(
+        Effect.andThen(Deferred.await(subscribed).pipe(Effect.timeout("200 millis"))),
+        Effect.retry({ times: 50 })
+      )
       const killed = yield* instances.kill(c.id)
       yield* Fiber.join(events)
-      return { stopped, stdout, kept1, kept2, health, final, killed, names, stoppedEvents: yield* Fiber.join(stoppedEvents) }
+      return { stopped, stdout, kept1, kept2, health, final, lastStopping, killed, names }
     }))
     expect(result.stopped).toMatchObject({ status: "stopped", exitCode: 138, desired: "stopped" })
     expect(result.stdout).toBe("Cleaning up...\nCleanup done.\n")
@@ -139,10 +147,26 @@ describe("sequences on two runners", () => {
     expect(result.kept2).toMatchObject({ status: "running", desired: "running", pid: result.kept1.pid })
     expect(result.health.healthy).toBe(true)
     expect(result.final).toMatchObject({ status: "stopped", exitCode: 138 })
-    expect(result.stoppedEvents[0]!.data).toEqual({ timeout: 5000, canCallKeepalive: false })
+    expect(result.lastStopping.data).toEqual({ timeout: 5000, canCallKeepalive: false })
     expect(result.killed).toMatchObject({ status: "stopped", exitCode: 137 })
-    expect(result.names).toEqual(["pong", "killed"])
+    expect(result.names.filter((name) => name !== "pong")).toEqual(["killed"])
   })
+
+  it(`${language.name}: passes 8 MiB of random bytes through a pass-through sequence byte-exact`, async () => {
+    cluster.printOnFailure()
+    const data = Crypto.randomBytes(8 * 1024 * 1024)
+    const out = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture(language.passthrough))
+      const { id } = yield* host.startSequence(seq.id)
+      return yield* instances.inout(id, Stream.make(data.subarray(0, 1000), data.subarray(1000))).pipe(Stream.runCollect)
+    }))
+    const received = Buffer.concat(out.map((c) => Buffer.from(c)))
+    expect(received.length).toBe(data.length)
+    expect(received.equals(data)).toBe(true)
+  })
+  }
 
   it("runs a sequence on runners that never saw it, and passes 50 MiB through it byte-exact", async () => {
     cluster.printOnFailure()
