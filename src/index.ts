@@ -29,3 +29,6 @@ export * as InstanceErrors from "./instance/InstanceErrors.ts"
 export * as ProcessManager from "./process/ProcessManager.ts"
 /** Process specs. */
 export * as ProcessSpec from "./process/ProcessSpec.ts"
+export * as Package from "./sequence/Package.ts"
+export * as Pack from "./sequence/Pack.ts"
+export * as SequenceStore from "./sequence/SequenceStore.ts"
