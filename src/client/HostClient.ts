@@ -9,7 +9,7 @@
  * @since 0.3.0
  */
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Duration, Effect, Layer, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schema, Stream } from "effect"
 import * as Crypto from "node:crypto"
 import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec } from "../instance/InstanceErrors.ts"
@@ -17,6 +17,7 @@ import { InstanceId, type InstanceSpec, type InstanceStatus } from "../instance/
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
+import { Topic } from "../topic/Topic.ts"
 import { CallTimeout, type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
@@ -29,6 +30,7 @@ export const make = (options: Options = {}) =>
     const clients = yield* Instance.client
     const registry = yield* Registry
     const sequences = yield* SequenceStore
+    const topics = yield* Topic.client
     const timeoutMs = options.timeoutMs ?? 10_000
     const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
       const id = start.id ?? Crypto.randomUUID()
@@ -56,6 +58,22 @@ export const make = (options: Options = {}) =>
        * runs a second process.
        */
       start,
+      /** Publishes `bytes` to a topic (each chunk once, in order); ends when they are published. */
+      publish: <E, R>(topic: string, bytes: Stream.Stream<Uint8Array, E, R>, publish: { readonly contentType?: string } = {}) => {
+        const producer = Crypto.randomUUID()
+        let seq = 0
+        return Stream.runForEachArray(bytes, (chunks) =>
+          topics(topic).Publish({
+            producer,
+            seq: seq++,
+            ...(publish.contentType === undefined ? {} : { contentType: publish.contentType }),
+            chunks: [...chunks]
+          }))
+      },
+      /** Every chunk published to a topic from now on (for the first consumer, what waited too). */
+      subscribe: (topic: string) => topics(topic).Subscribe(),
+      /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
+      describeTopic: (topic: string) => topics(topic).Describe(),
       /** Checks and stores a sequence package (tar.gz or tar); any runner can then start it. */
       sendSequence: (archive: Uint8Array, send: { readonly id?: string } = {}) => sequences.add(archive, send),
       listSequences: sequences.list,

@@ -14,6 +14,7 @@ import * as DataPort from "../instance/DataPort.ts"
 import * as InstanceEntity from "../instance/InstanceEntity.ts"
 import * as Registry from "../instance/Registry.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
+import * as Topic from "../topic/Topic.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
@@ -39,6 +40,7 @@ export class RunnerListenError extends Schema.TaggedError<RunnerListenError>()("
 export const entities = (config: ClusterConfig, runner: RunnerConfig) =>
   Layer.mergeAll(
     Probe.layer,
+    Topic.layer(),
     InstanceEntity.layer({ sequenceCacheDir: Path.join(stateDirOf(config, runner), "sequences") }),
     Singleton.make("shardhub/InstanceRetention", Registry.purgeEvery(config.instanceRetention))
   )

@@ -20,7 +20,7 @@
  */
 import { Entity } from "effect/cluster"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Deferred, Effect, Option, PubSub, Scope, Semaphore, Stream } from "effect"
+import { Context, Deferred, Effect, Option, PubSub, Schedule, Scope, Semaphore, Stream } from "effect"
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Net from "node:net"
@@ -38,6 +38,7 @@ import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } fro
 import { type Report, Registry } from "./Registry.ts"
 import * as Launch from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
+import { Topic } from "../topic/Topic.ts"
 
 /**
  * Tunables of the entity.
@@ -171,6 +172,10 @@ interface Run {
   inputHeaderSent: boolean
 }
 
+/** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
+const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
+  publish.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }))
+
 const isControl = (value: unknown, kind: string): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && (value as { $shardhub?: unknown }).$shardhub === kind
 
@@ -229,6 +234,7 @@ export const layer = (options: Options = {}) =>
       const killGraceMs = options.killGraceMs ?? 1000
       const cacheDir = options.sequenceCacheDir ?? Path.join(Os.tmpdir(), "shardhub-sequences")
       const sequences = yield* SequenceStore
+      const topics = yield* Topic.client
 
       const keepAlive = (enabled: boolean) =>
         Option.isNone(latch)
@@ -315,6 +321,43 @@ export const layer = (options: Options = {}) =>
           Effect.uninterruptible
         )
 
+      /**
+       * Connects the run to its topics: its output is published (from its first byte), its
+       * input is fed from a subscription. Both end with the run's scope.
+       */
+      const connectTopics = (run: Run, spec: InstanceSpec) =>
+        Effect.gen(function*() {
+          const contentType = spec.topics?.contentType ?? "application/octet-stream"
+          const output = spec.topics?.output
+          if (output !== undefined) {
+            const producer = `${id}/${run.epoch}`
+            let seq = 0
+            const bytes = run.sequence ? run.handle.output() : run.handle.stdout()
+            yield* Effect.forkIn(
+              bytes.pipe(
+                Stream.runForEachArray((chunks) =>
+                  retryTopic(topics(output).Publish({ producer, seq: seq++, contentType, chunks: [...chunks] }))
+                ),
+                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: publishing to topic ${output} stopped`, cause))
+              ),
+              scope
+            )
+          }
+          const input = spec.topics?.input
+          if (input !== undefined) {
+            const header = new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
+            run.inputHeaderSent = true
+            const bytes = topics(input).Subscribe()
+            yield* Effect.forkIn(
+              (run.sequence ? Stream.concat(Stream.make(header), bytes) : bytes).pipe(
+                Stream.run(run.sequence ? run.handle.input({ end: false }) : run.handle.stdin({ end: false })),
+                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause))
+              ),
+              scope
+            )
+          }
+        })
+
       /** Records that the process of `record` could not be started. */
       const startFailed = (record: InstanceInfo, reason: string) => {
         const failed: Report = { desired: "stopped", status: "crashed", reason, endedAt: Date.now() }
@@ -364,6 +407,7 @@ export const layer = (options: Options = {}) =>
             crashLog: []
           })
           yield* Effect.forkIn(watch(run), scope)
+          yield* connectTopics(run, record.spec)
           if (run.sequence) {
             // A sequence can take input once its runner loaded the package.
             yield* handle.ready.pipe(

@@ -9,6 +9,7 @@
  * @since 0.3.0
  */
 import { Schema } from "effect"
+import { TopicName } from "../topic/Topic.ts"
 import { EnvSpec, RestartPolicy, StopWith } from "../process/ProcessSpec.ts"
 import { CrashLog, ProcessStats } from "../process/ProcessStatus.ts"
 
@@ -59,7 +60,16 @@ export const InstanceSpec = Schema.Struct({
   /** Which outputs are kept as log lines (default both). Raw bytes are available either way. */
   log: Schema.optionalKey(Schema.Array(Schema.Literals(["stdout", "stderr"]))),
   /** How a stop is asked for (default SIGTERM to the process group). */
-  stopWith: Schema.optionalKey(StopWith)
+  stopWith: Schema.optionalKey(StopWith),
+  /**
+   * Topics: `input` feeds the instance's input from a topic, `output` publishes its output to
+   * one; `contentType` types them (default `application/octet-stream`).
+   */
+  topics: Schema.optionalKey(Schema.Struct({
+    input: Schema.optionalKey(TopicName),
+    output: Schema.optionalKey(TopicName),
+    contentType: Schema.optionalKey(Schema.String)
+  }))
 })
 /** @since 0.3.0 */
 export type InstanceSpec = typeof InstanceSpec.Type

@@ -1,0 +1,72 @@
+/**
+ * Topics between instances on two runner processes, and between clients: every item arrives
+ * exactly once, in order.
+ */
+import { Effect, Fiber, Schedule, Stream } from "effect"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import { packDirectory } from "../../src/sequence/Pack.ts"
+import { useCluster } from "../support/cluster.ts"
+import { root } from "../support/processes.ts"
+
+const fixture = (name: string) => packDirectory(Path.join(root, "test/sequence/fixtures", name))
+const COUNT = 2000
+const ndjson = "application/x-ndjson"
+
+describe("topics", () => {
+  const cluster = useCluster("topics", { runners: 2 })
+
+  it("connect an instance on one runner to an instance on another, every item once, in order", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const generator = yield* host.sendSequence(fixture("generator"))
+      const passthrough = yield* host.sendSequence(fixture("passthrough"))
+      const consumer = yield* host.startSequence(passthrough.id, { topics: { input: "numbers", contentType: ndjson } })
+      // Producers wait for "go"; keep one on the other runner.
+      const producers = yield* Effect.forEach(
+        Array.from({ length: 6 }, () => host.startSequence(generator.id, { args: [COUNT], topics: { output: "numbers", contentType: ndjson } })),
+        (start) => start,
+        { concurrency: 6 }
+      )
+      const producer = producers.find((p) => p.runner !== consumer.runner)
+      if (producer === undefined) return yield* Effect.die("every producer landed on the consumer's runner")
+      yield* Effect.forEach(producers.filter((p) => p !== producer), (p) => instances.kill(p.id), { discard: true })
+      yield* instances.sendEvent(producer.id, "go")
+      const lines = yield* instances.output(consumer.id).pipe(
+        Stream.decodeText(),
+        Stream.splitLines,
+        Stream.take(COUNT),
+        Stream.runCollect
+      )
+      return { lines, producer, consumer }
+    }))
+    expect(result.producer.runner).not.toBe(result.consumer.runner)
+    expect(result.lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: COUNT }, (_, n) => n))
+  })
+
+  it("carry bytes from a client to every subscribed client, each once; what came before any subscriber waits for the first", async () => {
+    cluster.printOnFailure()
+    const chunks = Array.from({ length: 300 }, (_, i) => new TextEncoder().encode(`${i}\n`))
+    const text = (all: ReadonlyArray<Uint8Array>) => all.map((c) => new TextDecoder().decode(c)).join("")
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      // Nobody listens yet: the first 100 wait.
+      yield* host.publish("api-topic", Stream.fromIterable(chunks.slice(0, 100)))
+      const waiting = yield* host.describeTopic("api-topic")
+      const first = yield* host.subscribe("api-topic").pipe(Stream.take(300), Stream.runCollect, Effect.forkChild)
+      const second = yield* host.subscribe("api-topic").pipe(Stream.take(200), Stream.runCollect, Effect.forkChild)
+      yield* host.describeTopic("api-topic").pipe(
+        Effect.repeat({ until: (topic) => topic.consumers === 2, schedule: Schedule.spaced("20 millis") })
+      )
+      yield* host.publish("api-topic", Stream.fromIterable(chunks.slice(100)))
+      return { waiting, first: text(yield* Fiber.join(first)), second: text(yield* Fiber.join(second)) }
+    }))
+    expect(result.waiting).toMatchObject({ consumers: 0, waitingChunks: 100 })
+    expect(result.first).toBe(text(chunks))
+    expect(result.second).toBe(text(chunks.slice(100)))
+  })
+})
