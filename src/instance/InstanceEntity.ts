@@ -20,7 +20,7 @@
  */
 import { Entity } from "effect/cluster"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Deferred, Effect, Option, PubSub, Schedule, Scope, Semaphore, Stream } from "effect"
+import { Context, Deferred, Effect, Option, PubSub, Schedule, Schema, Scope, Semaphore, Stream } from "effect"
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Net from "node:net"
@@ -38,7 +38,7 @@ import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } fro
 import { type Report, Registry } from "./Registry.ts"
 import * as Launch from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
-import { Topic } from "../topic/Topic.ts"
+import { Topic, TopicName } from "../topic/Topic.ts"
 
 /**
  * Tunables of the entity.
@@ -176,6 +176,8 @@ interface Run {
 const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
   publish.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }))
 
+const isTopicName = Schema.is(TopicName)
+
 const isControl = (value: unknown, kind: string): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && (value as { $shardhub?: unknown }).$shardhub === kind
 
@@ -301,6 +303,16 @@ export const layer = (options: Options = {}) =>
               for (const kept of run.keptAlive) kept()
               return Effect.void
             }
+            if (isControl(message.value, "topics")) {
+              // Topics the sequence declares (STH's requires / provides).
+              const { contentType, provides, requires } = message.value
+              const name = (value: unknown) => typeof value === "string" && isTopicName(value) ? value : undefined
+              return connectTopics(run, {
+                ...(name(requires) === undefined ? {} : { input: name(requires)! }),
+                ...(name(provides) === undefined ? {} : { output: name(provides)! }),
+                ...(typeof contentType === "string" ? { contentType } : {})
+              })
+            }
             if (!isEvent(message.value)) return Effect.void
             const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }
             run.last.set(event.name, event)
@@ -325,10 +337,10 @@ export const layer = (options: Options = {}) =>
        * Connects the run to its topics: its output is published (from its first byte), its
        * input is fed from a subscription. Both end with the run's scope.
        */
-      const connectTopics = (run: Run, spec: InstanceSpec) =>
+      const connectTopics = (run: Run, wiring: NonNullable<InstanceSpec["topics"]>) =>
         Effect.gen(function*() {
-          const contentType = spec.topics?.contentType ?? "application/octet-stream"
-          const output = spec.topics?.output
+          const contentType = wiring.contentType ?? "application/octet-stream"
+          const output = wiring.output
           if (output !== undefined) {
             const producer = `${id}/${run.epoch}`
             let seq = 0
@@ -343,7 +355,7 @@ export const layer = (options: Options = {}) =>
               scope
             )
           }
-          const input = spec.topics?.input
+          const input = wiring.input
           if (input !== undefined) {
             const header = new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
             run.inputHeaderSent = true
@@ -407,7 +419,7 @@ export const layer = (options: Options = {}) =>
             crashLog: []
           })
           yield* Effect.forkIn(watch(run), scope)
-          yield* connectTopics(run, record.spec)
+          if (record.spec.topics !== undefined) yield* connectTopics(run, record.spec.topics)
           if (run.sequence) {
             // A sequence can take input once its runner loaded the package.
             yield* handle.ready.pipe(

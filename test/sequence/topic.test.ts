@@ -48,6 +48,23 @@ describe("topics", () => {
     expect(result.lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: COUNT }, (_, n) => n))
   })
 
+  for (const consumerFixture of [{ fixture: "requires", topic: "declared" }, { fixture: "requires-py", topic: "declared-py" }]) {
+    it(`connect sequences that declare their topics (${consumerFixture.fixture} requires, a generator provides)`, async () => {
+      cluster.printOnFailure()
+      const lines = await cluster.run(Effect.gen(function*() {
+        const host = yield* HostClient
+        const instances = yield* InstanceClient
+        const generator = yield* host.sendSequence(fixture("generator"))
+        const requires = yield* host.sendSequence(fixture(consumerFixture.fixture))
+        const consumer = yield* host.startSequence(requires.id)
+        const producer = yield* host.startSequence(generator.id, { args: [100, consumerFixture.topic] })
+        yield* instances.sendEvent(producer.id, "go")
+        return yield* instances.output(consumer.id).pipe(Stream.decodeText(), Stream.splitLines, Stream.take(100), Stream.runCollect)
+      }))
+      expect(lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: 100 }, (_, n) => n))
+    })
+  }
+
   it("carry bytes from a client to every subscribed client, each once; what came before any subscriber waits for the first", async () => {
     cluster.printOnFailure()
     const chunks = Array.from({ length: 300 }, (_, i) => new TextEncoder().encode(`${i}\n`))

@@ -10,7 +10,8 @@
  * - fd 3: the message channel, NDJSON both ways. In: `{"event","data"}`,
  *   `{"$shardhub":"stop","timeoutMs","canCallKeepalive"}`, `{"$shardhub":"kill"}`. Out:
  *   `{"$shardhub":"ready"}`, `{"event","data"}`, `{"$shardhub":"health","healthy"}`,
- *   `{"$shardhub":"keepAlive","ms"}`, `{"$shardhub":"log","level","text"}`.
+ *   `{"$shardhub":"keepAlive","ms"}`, `{"$shardhub":"log","level","text"}`,
+ *   `{"$shardhub":"topics","requires"|"provides","contentType"}`.
  * - fd 4: input — `Content-Type: <type>\r\n\r\n`, then the body.
  * - fd 5: output.
  * stdin/stdout/stderr stay the process's own.
@@ -335,7 +336,11 @@ const start = async () => {
   }
   if (leaving) return
   if (exported && typeof exported === "object" && "default" in exported && !Array.isArray(exported)) exported = exported.default
-  const stages = (Array.isArray(exported) ? exported : [exported]).filter((stage) => typeof stage === "function")
+  const declared = Array.isArray(exported) ? exported : [exported]
+  // STH: a first element `{ requires: "topic", contentType }` feeds the input from a topic.
+  const requires = declared[0] && typeof declared[0] === "object" && typeof declared[0].requires === "string" ? declared[0] : undefined
+  if (requires) send({ $shardhub: "topics", requires: requires.requires, contentType: requires.contentType })
+  const stages = declared.filter((stage) => typeof stage === "function")
   if (stages.length === 0) {
     process.stderr.write(`Sequence ${main} exports no function\n`)
     return leave(EXIT.startFailed)
@@ -349,6 +354,8 @@ const start = async () => {
   } catch (error) {
     return fatal(EXIT.failed, error)
   }
+  // STH: a returned stream with `.topic` (and `.contentType`) is published to that topic.
+  if (stream && typeof stream.topic === "string") send({ $shardhub: "topics", provides: stream.topic, contentType: stream.contentType })
   try {
     await ship(stream)
   } catch (error) {

@@ -336,6 +336,12 @@ async def main():
         tasks.append(loop.create_task(runner.read_input(input_reader, queue)))
         context = Context(runner, config, os.environ.get("SHARDHUB_INSTANCE_ID", ""))
 
+        # STH: module-level `requires` / `provides` ({"topic", "contentType"}) wire topics.
+        for key in ("requires", "provides"):
+            declared = getattr(module, key, None)
+            if isinstance(declared, dict) and isinstance(declared.get("topic"), str):
+                runner.send({"$shardhub": "topics", key: declared["topic"], "contentType": declared.get("contentType")})
+
         async def start():
             try:
                 result = module.run(context, Input(queue), *args)
