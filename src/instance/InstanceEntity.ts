@@ -178,6 +178,9 @@ const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
 
 const isTopicName = Schema.is(TopicName)
 
+/** What a sequence's input starts with (STH's IN channel preamble): how to decode the rest. */
+const inputHeader = (contentType: string) => new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
+
 const isControl = (value: unknown, kind: string): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && (value as { $shardhub?: unknown }).$shardhub === kind
 
@@ -357,13 +360,14 @@ export const layer = (options: Options = {}) =>
           }
           const input = wiring.input
           if (input !== undefined) {
-            const header = new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
             run.inputHeaderSent = true
             const bytes = topics(input).Subscribe()
+            // The subscription ends with the process (it would otherwise hold chunks nobody reads).
             yield* Effect.forkIn(
-              (run.sequence ? Stream.concat(Stream.make(header), bytes) : bytes).pipe(
+              (run.sequence ? Stream.concat(Stream.make(inputHeader(contentType)), bytes) : bytes).pipe(
                 Stream.run(run.sequence ? run.handle.input({ end: false }) : run.handle.stdin({ end: false })),
-                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause))
+                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause)),
+                Effect.raceFirst(run.handle.wait)
               ),
               scope
             )
@@ -612,7 +616,7 @@ export const layer = (options: Options = {}) =>
             const header = () => {
               if (!run.sequence || run.inputHeaderSent) return undefined
               run.inputHeaderSent = true
-              return new TextEncoder().encode(`Content-Type: ${payload.contentType ?? "application/octet-stream"}\r\n\r\n`)
+              return inputHeader(payload.contentType ?? "application/octet-stream")
             }
             switch (payload.stream) {
               case "stdin":
