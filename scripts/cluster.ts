@@ -25,7 +25,7 @@ import { InstanceClient } from "../src/client/InstanceClient.ts"
 import * as Probe from "../src/cluster/Probe.ts"
 import type { InstanceInfo, InstanceSpec } from "../src/instance/InstanceSpec.ts"
 import { spawnNode } from "../test/support/processes.ts"
-import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
+import { clientRuntime, percentile, pipeThroughput, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const log = (line: string) => {
@@ -79,23 +79,7 @@ const rawRelay = async () => {
   }
 }
 
-const rawPipe = () =>
-  new Promise<number>((resolve) => {
-    const child = ChildProcess.spawn("cat", [], { stdio: "pipe" })
-    let received = 0
-    const started = performance.now()
-    child.stdout.on("data", (data: Buffer) => (received += data.length))
-    child.stdout.on("end", () => resolve(received / 1024 / 1024 / ((performance.now() - started) / 1000)))
-    let sent = 0
-    const write = () => {
-      while (sent < STREAM_BYTES) {
-        sent += CHUNK
-        if (!child.stdin.write(chunk)) return child.stdin.once("drain", write)
-      }
-      child.stdin.end()
-    }
-    write()
-  })
+const rawPipe = () => pipeThroughput(ChildProcess.spawn("cat", [], { stdio: "pipe" }), STREAM_BYTES, chunk)
 
 const timeEach = async (count: number, f: () => Promise<unknown>) => {
   const times: Array<number> = []

@@ -16,7 +16,7 @@ import * as Client from "../src/client/Client.ts"
 import { HostClient } from "../src/client/HostClient.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
 import { packDirectory } from "../src/sequence/Pack.ts"
-import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
+import { clientRuntime, percentile, pipeThroughput, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const log = (line: string) => {
@@ -45,23 +45,7 @@ const rawFirstByte = () =>
     child.stdin.write("x")
   })
 
-const rawStream = () =>
-  new Promise<number>((resolve) => {
-    const child = nodeChild()
-    let received = 0
-    const started = performance.now()
-    child.stdout.on("data", (data: Buffer) => (received += data.length))
-    child.stdout.on("end", () => resolve(received / 1024 / 1024 / ((performance.now() - started) / 1000)))
-    let sent = 0
-    const write = () => {
-      while (sent < STREAM_BYTES) {
-        sent += CHUNK
-        if (!child.stdin.write(chunk)) return child.stdin.once("drain", write)
-      }
-      child.stdin.end()
-    }
-    write()
-  })
+const rawStream = () => pipeThroughput(nodeChild(), STREAM_BYTES, chunk)
 
 const main = async () => {
   const store = await temporaryStore()

@@ -74,3 +74,24 @@ export const printTable = (title: string, rows: ReadonlyArray<readonly [string, 
 }
 
 const format = (n: number) => n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2)
+
+/**
+ * Writes `total` bytes in `chunk`s into a child's stdin and counts its stdout until it ends:
+ * MiB/s through the child's pipes (the raw baseline of stream benchmarks).
+ */
+export const pipeThroughput = (child: import("node:child_process").ChildProcessWithoutNullStreams, total: number, chunk: Buffer) =>
+  new Promise<number>((resolve) => {
+    let received = 0
+    const started = performance.now()
+    child.stdout.on("data", (data: Buffer) => (received += data.length))
+    child.stdout.on("end", () => resolve(received / 1024 / 1024 / ((performance.now() - started) / 1000)))
+    let sent = 0
+    const write = () => {
+      while (sent < total) {
+        sent += chunk.length
+        if (!child.stdin.write(chunk)) return child.stdin.once("drain", write)
+      }
+      child.stdin.end()
+    }
+    write()
+  })
