@@ -26,7 +26,7 @@ import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { ChannelEvent } from "../process/ManagedProcess.ts"
+import { type ChannelEvent, isControl } from "../process/ManagedProcess.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Status, Terminal } from "../process/ProcessStatus.ts"
 import { isTerminal } from "../process/ProcessStatus.ts"
@@ -181,8 +181,11 @@ const isTopicName = Schema.is(TopicName)
 /** What a sequence's input starts with (STH's IN channel preamble): how to decode the rest. */
 const inputHeader = (contentType: string) => new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
 
-const isControl = (value: unknown, kind: string): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && (value as { $shardhub?: unknown }).$shardhub === kind
+/** Where a run's data goes in and comes out: a sequence's data channels, a command's stdio. */
+const dataOf = (run: Run) =>
+  run.sequence
+    ? { input: run.handle.input, output: run.handle.output }
+    : { input: run.handle.stdin, output: run.handle.stdout }
 
 const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
   typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
@@ -347,7 +350,7 @@ export const layer = (options: Options = {}) =>
           if (output !== undefined) {
             const producer = `${id}/${run.epoch}`
             let seq = 0
-            const bytes = run.sequence ? run.handle.output() : run.handle.stdout()
+            const bytes = dataOf(run).output()
             yield* Effect.forkIn(
               bytes.pipe(
                 Stream.runForEachArray((chunks) =>
@@ -365,7 +368,7 @@ export const layer = (options: Options = {}) =>
             // The subscription ends with the process (it would otherwise hold chunks nobody reads).
             yield* Effect.forkIn(
               (run.sequence ? Stream.concat(Stream.make(inputHeader(contentType)), bytes) : bytes).pipe(
-                Stream.run(run.sequence ? run.handle.input({ end: false }) : run.handle.stdin({ end: false })),
+                Stream.run(dataOf(run).input({ end: false })),
                 Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause)),
                 Effect.raceFirst(run.handle.wait)
               ),
@@ -611,8 +614,7 @@ export const layer = (options: Options = {}) =>
             const handle = run.handle
             const replay = { replay: payload.replay ?? true }
             // A sequence's input and output are its data channels; stdio stays its own.
-            const input = run.sequence ? handle.input : handle.stdin
-            const output = run.sequence ? handle.output : handle.stdout
+            const { input, output } = dataOf(run)
             const header = () => {
               if (!run.sequence || run.inputHeaderSent) return undefined
               run.inputHeaderSent = true

@@ -134,7 +134,12 @@ const INPUT_FD = 4
 const OUTPUT_FD = 5
 const stdioOf = (child: ChildProcess.ChildProcess | undefined, fd: number) =>
   (child?.stdio as ReadonlyArray<Readable | Writable | null | undefined> | undefined)?.[fd] ?? undefined
-const isControl = (value: unknown, kind: string): boolean =>
+/**
+ * Whether a channel message is the control message `{"$shardhub": kind, …}`.
+ *
+ * @since 0.4.0
+ */
+export const isControl = (value: unknown, kind: string): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && (value as Record<string, unknown>)["$shardhub"] === kind
 
 const groupKill = (pgid: number, signal: NodeJS.Signals): string | undefined => {
@@ -377,7 +382,7 @@ export const make = (options: {
       const decoded = decoder.push(chunk)
       for (const value of decoded.messages) {
         if (isControl(value, READY)) markReady(current)
-        else if (isControl(value, LOG)) logLine(value as { readonly level?: unknown; readonly text?: unknown })
+        else if (isControl(value, LOG)) logLine(value)
         else messageHub.publish({ _tag: "Message", value })
       }
       for (const error of decoded.errors) messageHub.publish({ _tag: "Invalid", error })

@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
+import { chunked, concat } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import { root } from "../support/processes.ts"
 
@@ -18,10 +19,6 @@ const node = (...args: ReadonlyArray<string>): InstanceSpec => ({
 })
 const cat: InstanceSpec = { program: { _tag: "Command", command: "cat" } }
 
-const bytes = (data: Uint8Array, chunk = 64 * 1024) =>
-  Stream.fromIterable(Array.from({ length: Math.ceil(data.length / chunk) }, (_, i) => data.subarray(i * chunk, (i + 1) * chunk)))
-
-const concat = (chunks: ReadonlyArray<Uint8Array>) => Buffer.concat(chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)))
 
 describe("instances on three runners", () => {
   const cluster = useCluster("instances", { runners: 3 })
@@ -112,13 +109,13 @@ describe("instances on three runners", () => {
         Stream.runForEach((chunk) => Effect.andThen(Effect.sync(() => received.push(chunk)), Deferred.succeed(open, undefined))),
         Effect.forkChild
       )
-      yield* instances.input(a.id, bytes(data.subarray(0, 1)), { end: false })
+      yield* instances.input(a.id, chunked(data.subarray(0, 1)), { end: false })
       yield* Deferred.await(open)
-      yield* instances.input(a.id, bytes(data.subarray(1)))
+      yield* instances.input(a.id, chunked(data.subarray(1)))
       yield* Fiber.join(output)
       const separate = concat(received)
       const b = yield* host.start(cat)
-      const together = concat(yield* instances.inout(b.id, bytes(data)).pipe(Stream.runCollect))
+      const together = concat(yield* instances.inout(b.id, chunked(data)).pipe(Stream.runCollect))
       const ended = yield* instances.stop(b.id)
       return { separate, together, ended }
     }))
@@ -138,9 +135,9 @@ describe("instances on three runners", () => {
       const host = yield* HostClient
       const instances = yield* InstanceClient
       const a = yield* host.start(head)
-      const input = yield* Effect.exit(instances.input(a.id, bytes(data)))
+      const input = yield* Effect.exit(instances.input(a.id, chunked(data)))
       const b = yield* host.start(head)
-      const inout = yield* Effect.exit(instances.inout(b.id, bytes(data)).pipe(Stream.runCollect))
+      const inout = yield* Effect.exit(instances.inout(b.id, chunked(data)).pipe(Stream.runCollect))
       return { input, inout }
     }))
     expect(result.input).toMatchObject({ _tag: "Failure" })

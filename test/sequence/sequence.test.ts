@@ -12,17 +12,16 @@ import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
-import { packDirectory } from "../../src/sequence/Pack.ts"
+import { chunked, concat } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
-import { root } from "../support/processes.ts"
+import { fixture } from "./fixtures.ts"
 
-const fixture = (name: string) => packDirectory(Path.join(root, "test/sequence/fixtures", name))
 const text = (s: string) => Stream.make(new TextEncoder().encode(s))
 const languages = [
   { name: "node", features: "features", passthrough: "passthrough" },
   { name: "python", features: "features-py", passthrough: "passthrough-py" }
 ] as const
-const decode = (chunks: ReadonlyArray<Uint8Array>) => Buffer.concat(chunks.map((c) => Buffer.from(c))).toString("utf8")
+const decode = (chunks: ReadonlyArray<Uint8Array>) => concat(chunks).toString("utf8")
 
 describe("sequences on two runners", () => {
   const cluster = useCluster("sequences", { runners: 2 })
@@ -98,7 +97,7 @@ describe("sequences on two runners", () => {
       { n: 3, seen: true }
     ])
     expect(decode(result.texts)).toBe("HELLO\nSEQUENCES\n")
-    expect([...Buffer.concat(result.bytes.map((c) => Buffer.from(c)))]).toEqual([250, 3, 2, 1])
+    expect([...concat(result.bytes)]).toEqual([250, 3, 2, 1])
     expect(result.pongEvent.data).toEqual({ data: { hello: 1 }, args: ["live"], config: { colour: "green" } })
     expect(result.healthyBefore.healthy).toBe(true)
     expect(result.healthAfter.healthy).toBe(false)
@@ -162,7 +161,7 @@ describe("sequences on two runners", () => {
       const { id } = yield* host.startSequence(seq.id)
       return yield* instances.inout(id, Stream.make(data.subarray(0, 1000), data.subarray(1000))).pipe(Stream.runCollect)
     }))
-    const received = Buffer.concat(out.map((c) => Buffer.from(c)))
+    const received = concat(out)
     expect(received.length).toBe(data.length)
     expect(received.equals(data)).toBe(true)
   })
@@ -178,13 +177,12 @@ describe("sequences on two runners", () => {
       const seq = yield* host.sendSequence(fixture("passthrough"))
       // Enough instances to land on both runners.
       const started = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), () => host.startSequence(seq.id), { concurrency: 8 })
-      const chunks = Array.from({ length: data.length / 65536 }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536))
-      const out = yield* instances.inout(started[0]!.id, Stream.fromIterable(chunks)).pipe(Stream.runCollect)
+      const out = yield* instances.inout(started[0]!.id, chunked(data)).pipe(Stream.runCollect)
       const ended = yield* instances.info(started[0]!.id).pipe(
         Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") })
       )
       yield* Effect.forEach(started.slice(1), (info) => instances.kill(info.id), { concurrency: 8 })
-      return { seq, runners: new Set(started.map((info) => info.runner)), out: Buffer.concat(out.map((c) => Buffer.from(c))), ended }
+      return { seq, runners: new Set(started.map((info) => info.runner)), out: concat(out), ended }
     }))
     expect(result.runners.size).toBe(2)
     for (const runner of ["runner-0", "runner-1"]) {

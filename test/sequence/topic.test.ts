@@ -3,15 +3,12 @@
  * exactly once, in order.
  */
 import { Effect, Fiber, Schedule, Stream } from "effect"
-import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
-import { packDirectory } from "../../src/sequence/Pack.ts"
 import { useCluster } from "../support/cluster.ts"
-import { root } from "../support/processes.ts"
+import { fixture } from "./fixtures.ts"
 
-const fixture = (name: string) => packDirectory(Path.join(root, "test/sequence/fixtures", name))
 const COUNT = 2000
 const ndjson = "application/x-ndjson"
 
