@@ -10,10 +10,12 @@
  */
 import type { Sharding } from "effect/cluster/Sharding"
 import { Context, Duration, Effect, Layer, Schema, Stream } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import * as Crypto from "node:crypto"
+import * as RunnerList from "../cluster/RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec } from "../instance/InstanceErrors.ts"
-import { InstanceId, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceSpec, type InstanceStatus, isEnded } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
@@ -31,6 +33,7 @@ export const make = (options: Options = {}) =>
     const registry = yield* Registry
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
+    const runnerRows = Effect.provideService(RunnerList.list, SqlClient, yield* SqlClient)
     const timeoutMs = options.timeoutMs ?? 10_000
     const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
       const id = start.id ?? Crypto.randomUUID()
@@ -52,6 +55,17 @@ export const make = (options: Options = {}) =>
       list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => registry.list(filter),
       /** The record of one instance. */
       get: (id: string) => registry.get(id),
+      /**
+       * Every registered runner: its address, whether the cluster marks it healthy, its last
+       * heartbeat's age, the shards it holds and the instances it runs.
+       */
+      runners: Effect.gen(function*() {
+        const [rows, live] = yield* Effect.all([runnerRows, registry.list()], { concurrency: 2 })
+        return rows.map((row) => ({
+          ...row,
+          instances: live.filter((info) => info.runner === row.address && !isEnded(info.status)).length
+        }))
+      }),
       /**
        * Starts an instance of `spec` (with a new UUID unless `id` is given) and answers once its
        * process runs. Safe to retry: the call carries one start key, so a re-delivered start never
@@ -115,5 +129,7 @@ export class HostClient extends Context.Service<HostClient, Effect.Success<Retur
 /**
  * @since 0.3.0
  */
-export const layer = (options: Options = {}): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient> =>
   Layer.effect(HostClient, make(options))

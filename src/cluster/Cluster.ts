@@ -68,9 +68,18 @@ export const runnerLayer = (config: ClusterConfig, runner: RunnerConfig, options
     Layer.provide([Transport.layerSocketServer, Transport.layerClientProtocol, health]),
     Layer.provideMerge(storage(config, Option.some(runner))),
     Layer.provide(serialization),
-    Layer.provideMerge(Store.layer(config.store, { applicationName: options.applicationName ?? "shardhub-runner" }))
+    Layer.provideMerge(Store.layer(config.store, { applicationName: runnerApplicationName(runner, options.applicationName) }))
   )
 }
+
+/**
+ * The Postgres application name of a runner's connections: `<name> <host>:<port>`. The address
+ * at the end is how `RunnerList` tells which runner holds which shard locks.
+ *
+ * @since 0.4.0
+ */
+export const runnerApplicationName = (runner: RunnerConfig, name = "shardhub-runner") =>
+  `${name} ${runner.host}:${runner.port}`
 
 /**
  * A client-only participant on the store from `config`.

@@ -38,6 +38,14 @@ describe("instances on three runners", () => {
     expect(runners.size).toBeGreaterThanOrEqual(2)
     for (const runner of runners) expect(cluster.runners.map((r) => r.address)).toContain(runner)
 
+    // The cluster view: every runner healthy, holding shards, running the instances it started.
+    const view = await cluster.run(Effect.flatMap(HostClient, (host) => host.runners))
+    expect(view.map((row) => row.address).sort()).toEqual(cluster.runners.map((r) => r.address).sort())
+    for (const row of view) {
+      expect(row).toMatchObject({ healthy: true, instances: infos.filter((info) => info.runner === row.address).length })
+      expect(row.shards).toBeGreaterThan(0)
+    }
+
     const id = infos[0]!.id
     const answers = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient

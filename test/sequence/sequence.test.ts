@@ -14,6 +14,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { chunked, concat } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
+import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
 
 const text = (s: string) => Stream.make(new TextEncoder().encode(s))
@@ -175,8 +176,11 @@ describe("sequences on two runners", () => {
       const host = yield* HostClient
       const instances = yield* InstanceClient
       const seq = yield* host.sendSequence(fixture("passthrough"))
-      // Enough instances to land on both runners.
-      const started = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), () => host.startSequence(seq.id), { concurrency: 8 })
+      // Instances until both runners run one (each lands on a random shard).
+      const started: Array<InstanceInfo> = []
+      while (new Set(started.map((info) => info.runner)).size < 2 && started.length < 64) {
+        started.push(yield* host.startSequence(seq.id))
+      }
       const out = yield* instances.inout(started[0]!.id, chunked(data)).pipe(Stream.runCollect)
       const ended = yield* instances.info(started[0]!.id).pipe(
         Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") })

@@ -2,12 +2,13 @@
  * A cluster for one test file: a fresh database, N runner processes, and this test process as
  * a client-only participant (`Client.layer`, run through a ManagedRuntime).
  */
-import { ConfigProvider, Layer, ManagedRuntime } from "effect"
+import { ConfigProvider, Effect, Layer, ManagedRuntime, Schedule } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, beforeAll, onTestFailed } from "vitest"
 import * as Client from "../../src/client/Client.ts"
+import { HostClient } from "../../src/client/HostClient.ts"
 import { freshDatabase } from "./database.ts"
 import { fastTimings, type Spawned, spawnNode, startRunnerProcess } from "./processes.ts"
 
@@ -59,7 +60,25 @@ export const useCluster = (label: string, options: {
         Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: clusterEnv(state.databaseUrl, state.home) })))
       )
     )
+    await waitForShards()
   })
+
+  /**
+   * Waits until every live runner holds shards: right after runners join, the first may hold
+   * them all for a moment.
+   */
+  const waitForShards = () =>
+    state.runtime.runPromise(Effect.gen(function*() {
+      const host = yield* HostClient
+      const live = state.runners.filter((r) => r.child.exitCode === null && r.child.signalCode === null)
+      yield* host.runners.pipe(
+        Effect.repeat({
+          until: (rows) => live.every((r) => rows.some((row) => row.address === r.address && row.shards > 0)),
+          schedule: Schedule.spaced("100 millis")
+        }),
+        Effect.timeout("60 seconds")
+      )
+    }))
 
   afterAll(async () => {
     await state.runtime?.dispose()
@@ -80,6 +99,7 @@ export const useCluster = (label: string, options: {
     run: <A, E>(effect: import("effect").Effect.Effect<A, E, Layer.Success<ReturnType<typeof Client.layerFromEnv>>>) =>
       state.runtime.runPromise(effect),
     startRunner,
+    waitForShards,
     /** Runs a Node script as another participant of the cluster. */
     spawn: (name: string, script: string) => {
       const spawned = spawnNode(name, script, { env: clusterEnv(state.databaseUrl, state.home) })

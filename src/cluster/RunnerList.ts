@@ -1,0 +1,57 @@
+/**
+ * The runners of the cluster as the store sees them: every registered runner, whether it is
+ * marked healthy, its last heartbeat, and how many shards it holds right now.
+ *
+ * Shard ownership is read from Postgres advisory locks (what Effect's `SqlRunnerStorage` uses):
+ * each runner's connections carry its address in their application name (see
+ * `Cluster.runnerApplicationName`), so `pg_locks` joined with `pg_stat_activity` counts its shards.
+ *
+ * @since 0.4.0
+ */
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+
+/**
+ * @since 0.4.0
+ */
+export class RunnerRow extends Schema.Class<RunnerRow>("shardhub/RunnerRow")({
+  address: Schema.String,
+  healthy: Schema.Boolean,
+  /** How long ago its last heartbeat was recorded, in ms. */
+  heartbeatAgeMs: Schema.Number,
+  shards: Schema.Number
+}) {}
+
+/**
+ * Every registered runner, by address.
+ *
+ * @since 0.4.0
+ */
+export const list = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const rows = yield* sql<{
+    readonly address: string
+    readonly healthy: boolean
+    readonly heartbeat_age_ms: number
+    readonly shards: number
+  }>`
+    SELECT r.address, r.healthy,
+      (extract(epoch FROM (localtimestamp - r.last_heartbeat)) * 1000)::float8 AS heartbeat_age_ms,
+      COALESCE(s.shards, 0)::int AS shards
+    FROM cluster_runners r
+    LEFT JOIN (
+      SELECT a.application_name, count(*) AS shards
+      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      GROUP BY a.application_name
+    ) s ON s.application_name LIKE '% ' || r.address
+    ORDER BY r.address`
+  return rows.map((row) =>
+    new RunnerRow({
+      address: row.address,
+      healthy: row.healthy,
+      heartbeatAgeMs: Math.max(0, Math.round(row.heartbeat_age_ms)),
+      shards: row.shards
+    })
+  )
+})
