@@ -51,6 +51,22 @@ export type OutputStream = "stdout" | "stderr" | "output"
 /** @since 0.3.0 */
 export type InputStream = "stdin" | "input"
 
+/** @since 0.4.0 */
+export interface InputFlags {
+  readonly stream?: InputStream
+  /** Close the process's input when the bytes end (default true). */
+  readonly end?: boolean
+  /** For a sequence: how its input is decoded (the first input decides). */
+  readonly contentType?: string
+}
+
+/** @since 0.4.0 */
+export interface InoutFlags {
+  readonly end?: boolean
+  readonly replay?: boolean
+  readonly contentType?: string
+}
+
 type Client = ReturnType<Effect.Success<typeof Instance.client>>
 
 /**
@@ -116,6 +132,59 @@ export const make = (options: Options = {}) =>
         })
       )
 
+    /**
+     * Opens an output stream: fails here (not in the stream) when the instance is unknown, so a
+     * caller can answer before the first byte.
+     */
+    const openOutput = (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
+      Effect.map(open(id, stream, flags), (socket) => readable(socket))
+
+    /**
+     * Opens an input: the answer writes `bytes` and succeeds once the process took every byte.
+     * The connection closes when that write ends.
+     */
+    const openInput = (id: string, flags: InputFlags = {}) => {
+      const { stream, ...rest } = flags
+      return Effect.map(open(id, stream ?? "input", rest), (socket) =>
+        <E, R>(bytes: Stream.Stream<Uint8Array, E, R>) => {
+          // The owner answers once it took every byte, or as soon as it cannot take more (the
+          // process ended, the instance moved): that answer ends the write.
+          const answer = Stream.mkString(Stream.decodeText(readable(socket, false))).pipe(
+            Effect.flatMap((text) => {
+              const line = text.trim()
+              return line === "DONE" ? Effect.void : Effect.fail(
+                new DataPortError({ message: line.startsWith("ERR ") ? line.slice(4) : `unexpected answer ${JSON.stringify(line)}` })
+              )
+            })
+          )
+          return Effect.all([write(socket, bytes), answer], { concurrency: 2, discard: true }).pipe(
+            Effect.ensuring(Effect.sync(() => socket.destroy()))
+          )
+        })
+    }
+
+    /** Opens an input and output on one connection: the answer writes `bytes` and streams the output. */
+    const openInout = (id: string, flags: InoutFlags = {}) =>
+      Effect.map(open(id, "inout", flags), (socket) =>
+        <E, R>(bytes: Stream.Stream<Uint8Array, E, R>) =>
+          Stream.unwrap(Effect.gen(function*() {
+            yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+            const writer = yield* Effect.forkScoped(write(socket, bytes))
+            // Output ends when the process ended. Input not taken by then is an error of its own,
+            // not the socket's: the process exited (or the instance moved) before reading it all.
+            const unread = Fiber.join(writer).pipe(
+              Effect.timeoutOrElse({
+                duration: Duration.seconds(1),
+                orElse: () =>
+                  Effect.fail(new DataPortError({ message: `the output of ${id} ended before its input was all written` }))
+              })
+            )
+            return Stream.merge(
+              readable(socket, false).pipe(Stream.concat(Stream.fromEffectDrain(unread))),
+              Stream.fromEffectDrain(Fiber.join(writer))
+            )
+          })))
+
     const nextEvent = (id: string, name: string, ms = waitTimeoutMs) =>
       call(id, "nextEvent", (client) => client.NextEvent({ name }), ms)
 
@@ -152,58 +221,19 @@ export const make = (options: Options = {}) =>
        * process) to the end. To write input and read output without a gap, use `inout`.
        */
       output: (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
-        Stream.unwrap(Effect.map(open(id, stream, flags), readable)),
+        Stream.unwrap(openOutput(id, stream, flags)),
+      openOutput,
       /**
        * Writes `bytes` to the process's stdin (`input` and `stdin` are the same for a command),
        * then closes it unless `end: false`; succeeds once the process took every byte.
        */
-      input: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: {
-        readonly stream?: InputStream
-        readonly end?: boolean
-        /** For a sequence: how its input is decoded (the first input decides). */
-        readonly contentType?: string
-      } = {}) =>
-        Effect.gen(function*() {
-          const { stream, ...rest } = flags
-          const socket = yield* open(id, stream ?? "input", rest)
-          // The owner answers once it took every byte, or as soon as it cannot take more (the
-          // process ended, the instance moved): that answer ends the write.
-          const answer = Stream.mkString(Stream.decodeText(readable(socket, false))).pipe(
-            Effect.flatMap((text) => {
-              const line = text.trim()
-              return line === "DONE" ? Effect.void : Effect.fail(
-                new DataPortError({ message: line.startsWith("ERR ") ? line.slice(4) : `unexpected answer ${JSON.stringify(line)}` })
-              )
-            })
-          )
-          yield* Effect.all([write(socket, bytes), answer], { concurrency: 2, discard: true }).pipe(
-            Effect.ensuring(Effect.sync(() => socket.destroy()))
-          )
-        }),
+      input: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: InputFlags = {}) =>
+        Effect.flatMap(openInput(id, flags), (send) => send(bytes)),
+      openInput,
       /** Writes `bytes` to the input and streams the output back, on one connection. */
-      inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: {
-        readonly end?: boolean
-        readonly replay?: boolean
-        readonly contentType?: string
-      } = {}) =>
-        Stream.unwrap(Effect.gen(function*() {
-          const socket = yield* open(id, "inout", flags)
-          yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
-          const writer = yield* Effect.forkScoped(write(socket, bytes))
-          // Output ends when the process ended. Input not taken by then is an error of its own,
-          // not the socket's: the process exited (or the instance moved) before reading it all.
-          const unread = Fiber.join(writer).pipe(
-            Effect.timeoutOrElse({
-              duration: Duration.seconds(1),
-              orElse: () =>
-                Effect.fail(new DataPortError({ message: `the output of ${id} ended before its input was all written` }))
-            })
-          )
-          return Stream.merge(
-            readable(socket, false).pipe(Stream.concat(Stream.fromEffectDrain(unread))),
-            Stream.fromEffectDrain(Fiber.join(writer))
-          )
-        }))
+      inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: InoutFlags = {}) =>
+        Stream.unwrap(Effect.map(openInout(id, flags), (exchange) => exchange(bytes))),
+      openInout
     }
   })
 

@@ -1,0 +1,121 @@
+/**
+ * Request bodies as STH takes them: JSON for operations (the Content-Type must say JSON; an
+ * empty body is `{}`), byte streams for uploads and input, each with its own size limit and
+ * accepted content types.
+ *
+ * @since 0.4.0
+ */
+import { Effect, Schema, Stream } from "effect"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import { BadRequest, PayloadTooLarge, UnsupportedMediaType } from "./HttpErrors.ts"
+
+/** The largest JSON body an operation takes. */
+export const maxJsonBytes = 1024 * 1024
+
+/** The media type of a request, lower-cased and without parameters; `undefined` when absent. */
+export const mediaType = (request: HttpServerRequest): string | undefined => {
+  const header = request.headers["content-type"]
+  if (header === undefined || header.trim() === "") return undefined
+  return header.split(";")[0]!.trim().toLowerCase()
+}
+
+/** Fails with 413 when Content-Length already says the body is over `limit`. */
+const declaredSize = (request: HttpServerRequest, limit: number, what: string) => {
+  const length = Number(request.headers["content-length"] ?? "0")
+  return Number.isFinite(length) && length > limit
+    ? Effect.fail(new PayloadTooLarge({ error: `${what} is ${length} bytes; the limit is ${limit}`, code: "ERR_PAYLOAD_TOO_LARGE" }))
+    : Effect.void
+}
+
+/**
+ * The body's bytes, failing with 413 as soon as they pass `limit`.
+ *
+ * @since 0.4.0
+ */
+export const readAll = (request: HttpServerRequest, limit: number, what: string) =>
+  Effect.gen(function*() {
+    yield* declaredSize(request, limit, what)
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    yield* Stream.runForEach(
+      request.stream.pipe(
+        Stream.mapError((error) => new BadRequest({ error: `could not read the body: ${error.message}`, code: "ERR_CANNOT_READ_BODY" }))
+      ),
+      (chunk) => {
+        total += chunk.length
+        if (total > limit) {
+          return Effect.fail(new PayloadTooLarge({ error: `${what} is over the limit of ${limit} bytes`, code: "ERR_PAYLOAD_TOO_LARGE" }))
+        }
+        chunks.push(chunk)
+        return Effect.void
+      }
+    )
+    return Buffer.concat(chunks, total)
+  })
+
+const isJson = (type: string | undefined) => type === "application/json" || type === "text/json"
+
+/**
+ * A JSON body decoded with `schema`. An empty body is `{}`; a non-empty one needs a JSON
+ * Content-Type (400 `ERR_CANNOT_PARSE_CONTENT` otherwise, like STH).
+ *
+ * @since 0.4.0
+ */
+export const json = <S extends Schema.Top & { readonly DecodingServices: never }>(request: HttpServerRequest, schema: S) =>
+  Effect.gen(function*() {
+    const bytes = yield* readAll(request, maxJsonBytes, "the JSON body")
+    const text = bytes.toString("utf8").trim()
+    let value: unknown = {}
+    if (text !== "") {
+      if (!isJson(mediaType(request))) {
+        return yield* new BadRequest({
+          error: `the body must be JSON with Content-Type: application/json (got ${request.headers["content-type"] ?? "none"})`,
+          code: "ERR_CANNOT_PARSE_CONTENT"
+        })
+      }
+      try {
+        value = JSON.parse(text)
+      } catch (error) {
+        return yield* new BadRequest({ error: `the body is not valid JSON: ${(error as Error).message}`, code: "ERR_CANNOT_PARSE_CONTENT" })
+      }
+    }
+    return yield* Schema.decodeUnknownEffect(schema)(value).pipe(
+      Effect.mapError((error) => new BadRequest({ error: `invalid body: ${error.message}`, code: "ERR_INVALID_BODY" }))
+    )
+  })
+
+/**
+ * Checks the Content-Type of a byte stream against `accepted` (an absent one is accepted and
+ * means the first of them); answers the media type to pass on.
+ *
+ * @since 0.4.0
+ */
+export const streamType = (
+  request: HttpServerRequest,
+  accepted: ReadonlyArray<string>,
+  failure: "415" | "400" = "415"
+) => {
+  const type = mediaType(request) ?? accepted[0]!
+  if (accepted.includes(type)) return Effect.succeed(type)
+  const error = `Content-Type ${type} is not accepted here; use one of ${accepted.join(", ")}`
+  return failure === "415"
+    ? Effect.fail(new UnsupportedMediaType({ error, code: "ERR_INVALID_CONTENT_TYPE" }))
+    : Effect.fail(new BadRequest({ error, code: "ERR_INVALID_CONTENT_TYPE" }))
+}
+
+/**
+ * Whether the body ends the target stream: header `x-end-stream`, default true.
+ *
+ * @since 0.4.0
+ */
+export const endsStream = (request: HttpServerRequest) => request.headers["x-end-stream"] !== "false"
+
+/**
+ * The request body as a Stream (read errors become `BadRequest`).
+ *
+ * @since 0.4.0
+ */
+export const stream = (request: HttpServerRequest) =>
+  request.stream.pipe(
+    Stream.mapError((error) => new BadRequest({ error: `could not read the body: ${error.message}`, code: "ERR_CANNOT_READ_BODY" }))
+  )

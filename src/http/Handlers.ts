@@ -1,0 +1,269 @@
+/**
+ * The gateway's endpoints on the cluster's clients: `HostClient` for sequences, instances and
+ * topics, `InstanceClient` for one instance. The gateway is a client-only participant; every
+ * answer comes from the store or the runner that owns the instance.
+ *
+ * @since 0.4.0
+ */
+import { Effect, FiberSet, Layer, Stream } from "effect"
+import { HttpServerResponse } from "effect/http"
+import type { HttpServerRequest } from "effect/http/HttpServerRequest"
+import { HttpApiBuilder } from "effect/http-api"
+import * as Os from "node:os"
+import { HostClient } from "../client/HostClient.ts"
+import { InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
+import { type InstanceInfo, isEnded } from "../instance/InstanceSpec.ts"
+import type { LogLine } from "../process/LogStore.ts"
+import { Api } from "./Api.ts"
+import * as Body from "./Body.ts"
+import { fromDomain, type HttpError, MethodNotAllowed } from "./HttpErrors.ts"
+import * as Sth from "./Sth.ts"
+
+/** The version `GET /version` reports. */
+export const version = "0.4.0"
+
+/** The largest sequence package the gateway takes. */
+export const maxPackageBytes = 256 * 1024 * 1024
+
+/** Maps shardhub's typed errors to HTTP errors. */
+const http = <A, E extends { readonly _tag: string; readonly message: string } | HttpError, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.mapError(effect, fromDomain)
+
+/**
+ * A long-lived byte stream. An empty first chunk makes the server send the headers at once, so
+ * a client waiting for them (STH's client resolves on them) does not wait for the first byte.
+ */
+const streamResponse = <E>(bytes: Stream.Stream<Uint8Array, E>, contentType = "application/octet-stream") =>
+  HttpServerResponse.stream(Stream.concat(Stream.make(new Uint8Array(0)), bytes), { contentType })
+
+const ndjsonResponse = <A, E>(values: Stream.Stream<A, E>) =>
+  streamResponse(
+    values.pipe(Stream.map((value) => new TextEncoder().encode(JSON.stringify(value) + "\n"))),
+    "application/x-ndjson"
+  )
+
+/** An STH log record from a log line: sequences' own records carry their level first. */
+const logRecord = (line: LogLine) => {
+  if (line.stream === "log") {
+    const space = line.text.indexOf(" ")
+    return { level: line.text.slice(0, space), msg: line.text.slice(space + 1), ts: line.time, stream: line.stream }
+  }
+  return { level: line.stream === "stderr" ? "ERROR" : "INFO", msg: line.text, ts: line.time, stream: line.stream }
+}
+
+const sequenceInstances = (instances: ReadonlyArray<InstanceInfo>, sequenceId: string) =>
+  instances.filter((info) => info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === sequenceId)
+
+/** @since 0.4.0 */
+export const hostHandlers = HttpApiBuilder.group(
+  Api,
+  "host",
+  Effect.fn(function*(handlers) {
+    const host = yield* HostClient
+
+    /** A sequence by id, or by name (the newest of that name), like STH's start. */
+    const findSequence = (idOrName: string) =>
+      host.getSequence(idOrName).pipe(
+        Effect.catchTag("SequenceNotFound", (notFound) =>
+          Effect.flatMap(host.listSequences, (all) => {
+            const named = all.find((info) => info.name === idOrName)
+            return named === undefined ? Effect.fail(notFound) : Effect.succeed(named)
+          }))
+      )
+
+    const liveOf = (sequenceId: string) =>
+      Effect.map(host.list(), (all) => sequenceInstances(all, sequenceId).filter((info) => !isEnded(info.status)).map((info) => info.id))
+
+    return handlers
+      .handle("version", () => Effect.succeed({ service: "shardhub", apiVersion: "v1", version, build: "shardhub" }))
+      .handle("loadCheck", () =>
+        Effect.sync(() => {
+          const [avgLoad] = Os.loadavg()
+          const cores = Os.availableParallelism()
+          return {
+            avgLoad: avgLoad!,
+            currentLoad: Math.min(100, (avgLoad! / cores) * 100),
+            memFree: Os.freemem(),
+            memUsed: Os.totalmem() - Os.freemem(),
+            fsSize: []
+          }
+        }))
+      .handle("listSequences", () =>
+        http(Effect.gen(function*() {
+          const [sequences, instances] = yield* Effect.all([host.listSequences, host.list()], { concurrency: 2 })
+          return sequences.map((info) =>
+            Sth.toSequence(info, sequenceInstances(instances, info.id).filter((i) => !isEnded(i.status)).map((i) => i.id))
+          )
+        })))
+      .handleRaw("sendSequence", ({ request }) =>
+        Effect.gen(function*() {
+          yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"])
+          const archive = yield* Body.readAll(request, maxPackageBytes, "the package")
+          const info = yield* http(host.sendSequence(archive))
+          return { id: info.id }
+        }))
+      .handle("getSequence", ({ params }) =>
+        http(Effect.gen(function*() {
+          const info = yield* findSequence(params.id)
+          return Sth.toSequence(info, yield* liveOf(info.id))
+        })))
+      .handle("sequenceInstances", ({ params }) =>
+        http(Effect.flatMap(findSequence(params.id), (info) => liveOf(info.id))))
+      .handle("deleteSequence", ({ params, headers }) =>
+        http(Effect.gen(function*() {
+          const info = yield* findSequence(params.id)
+          yield* host.deleteSequence(info.id, { force: headers["x-seq-kill-inst"] === "true" })
+          return { id: info.id }
+        })))
+      .handleRaw("startSequence", ({ params, request }) =>
+        Effect.gen(function*() {
+          const body = yield* Body.json(request, Sth.StartBody)
+          const info = yield* http(findSequence(params.id))
+          const topics = {
+            ...(body.inputTopic === undefined ? {} : { input: body.inputTopic }),
+            ...(body.outputTopic === undefined ? {} : { output: body.outputTopic })
+          }
+          const started = yield* http(host.startSequence(info.id, {
+            ...(body.args === undefined ? {} : { args: body.args }),
+            ...(body.appConfig === undefined ? {} : { appConfig: body.appConfig }),
+            ...(body.instanceId === undefined ? {} : { id: body.instanceId }),
+            ...(Object.keys(topics).length === 0 ? {} : { topics }),
+            ...(body.limits?.memory === undefined ? {} : { limits: { memoryMb: body.limits.memory } })
+          }))
+          return { message: `Sequence ${started.id} starting`, id: started.id }
+        }))
+      .handle("listInstances", () => http(Effect.map(host.list(), (all) => all.map(Sth.toInstance))))
+      .handle("topics", () =>
+        http(Effect.map(host.list(), (all) => {
+          const topics = new Map<string, string>()
+          for (const info of all) {
+            const declared = info.spec.topics
+            if (declared === undefined || isEnded(info.status)) continue
+            for (const topic of [declared.input, declared.output]) {
+              if (topic !== undefined) topics.set(topic, declared.contentType ?? "application/octet-stream")
+            }
+          }
+          return [...topics].map(([topic, contentType]) => ({ topic, contentType }))
+        })))
+      .handleRaw("publish", ({ params, request }) =>
+        Effect.gen(function*() {
+          const contentType = yield* Body.streamType(request, topicTypes, "400")
+          yield* http(host.publish(params.topic, Body.stream(request), { contentType }))
+          return HttpServerResponse.empty({ status: 200 })
+        }))
+      .handleRaw("subscribe", ({ params }) =>
+        Effect.succeed(streamResponse(host.subscribe(params.topic))))
+  })
+)
+
+const topicTypes = ["application/x-ndjson", "text/x-ndjson", "text/plain", "application/octet-stream"]
+const inputTypes = ["application/octet-stream", "text/plain", "application/x-ndjson", "text/x-ndjson"]
+
+/** @since 0.4.0 */
+export const instanceHandlers = HttpApiBuilder.group(
+  Api,
+  "instance",
+  Effect.fn(function*(handlers) {
+    const host = yield* HostClient
+    const instances = yield* InstanceClient
+    // Stops answer at once; the stop itself runs here, in the gateway's scope.
+    const background = yield* FiberSet.make()
+
+    const output = (id: string, stream: OutputStream) =>
+      http(Effect.map(instances.openOutput(id, stream), (bytes) => streamResponse(bytes)))
+
+    const input = (id: string, request: HttpServerRequest, stream: "stdin" | "input") =>
+      Effect.gen(function*() {
+        const contentType = stream === "stdin"
+          ? yield* Body.streamType(request, ["application/octet-stream"])
+          : yield* Body.streamType(request, inputTypes)
+        const info = yield* http(host.get(id))
+        if (stream === "input" && info.spec.topics?.input !== undefined) {
+          return yield* new MethodNotAllowed({
+            error: `Input provided in other way: ${id} reads the topic ${info.spec.topics.input}`,
+            code: "ERR_INPUT_FROM_TOPIC"
+          })
+        }
+        const end = Body.endsStream(request)
+        const send = yield* http(instances.openInput(id, { stream, end, contentType }))
+        // Answer at once (the client resolves on the headers); the body ends when the process
+        // took every byte, or fails the response when it could not.
+        return streamResponse(
+          Stream.fromEffectDrain(send(Body.stream(request))) as Stream.Stream<Uint8Array, unknown>,
+          "application/octet-stream"
+        ).pipe(HttpServerResponse.setStatus(end ? 200 : 202))
+      })
+
+    /** Answers 404 now rather than in the middle of a stream. */
+    const exists = (id: string) => http(host.get(id))
+
+    return handlers
+      .handle("info", ({ params }) => http(Effect.map(instances.info(params.id), Sth.toInstance)))
+      .handle("health", ({ params }) =>
+        http(Effect.map(instances.health(params.id), (health) => ({
+          healthy: health.healthy,
+          ...(health.pid === undefined ? {} : { processId: health.pid }),
+          status: Sth.sthStatus(health.status),
+          ...(health.runner === undefined ? {} : { runner: health.runner }),
+          ...(health.uptimeMs === undefined ? {} : { uptimeMs: health.uptimeMs }),
+          restarts: health.restarts,
+          ...(health.stats === undefined ? {} : { cpuPercent: health.stats.cpuPercent, rssBytes: health.stats.rssBytes })
+        }))))
+      .handleRaw("stdout", ({ params }) => output(params.id, "stdout"))
+      .handleRaw("stderr", ({ params }) => output(params.id, "stderr"))
+      .handleRaw("output", ({ params }) => output(params.id, "output"))
+      .handleRaw("log", ({ params }) =>
+        Effect.as(
+          exists(params.id),
+          ndjsonResponse(instances.logs(params.id, { follow: true }).pipe(Stream.map(logRecord)))
+        ))
+      .handleRaw("stdin", ({ params, request }) => input(params.id, request, "stdin"))
+      .handleRaw("input", ({ params, request }) => input(params.id, request, "input"))
+      .handleRaw("inout", ({ params, request }) =>
+        Effect.gen(function*() {
+          const contentType = yield* Body.streamType(request, inputTypes)
+          const exchange = yield* http(instances.openInout(params.id, { contentType }))
+          return streamResponse(exchange(Body.stream(request)))
+        }))
+      .handleRaw("stop", ({ params, request }) =>
+        Effect.gen(function*() {
+          const body = Sth.unwrap(yield* Body.json(request, Sth.StopBody))
+          const info = yield* http(instances.info(params.id))
+          if (isEnded(info.status)) return Sth.toInstance(info)
+          yield* FiberSet.run(
+            background,
+            instances.stop(params.id, { timeoutMs: body.timeout ?? 7000, canCallKeepalive: body.canCallKeepalive ?? false }).pipe(
+              Effect.catchCause((cause) => Effect.logDebug(`stop of ${params.id} ended early`, cause))
+            )
+          )
+          return Sth.toInstance({ ...info, status: "stopping" })
+        }))
+      .handleRaw("kill", ({ params, request }) =>
+        Effect.gen(function*() {
+          const body = Sth.unwrap(yield* Body.json(request, Sth.KillBody))
+          const info = yield* http(instances.kill(params.id, { removeImmediately: body.removeImmediately ?? false }))
+          return Sth.toInstance(info)
+        }))
+      .handleRaw("sendEvent", ({ params, request }) =>
+        Effect.gen(function*() {
+          const event = Sth.unwrap(yield* Body.json(request, Sth.EventBody))
+          yield* http(instances.sendEvent(params.id, event.eventName, event.message ?? null))
+          return { accepted: "OK" }
+        }))
+      .handle("once", ({ params }) => http(Effect.map(instances.nextEvent(params.id, params.name), Sth.toEvent)))
+      .handle("event", ({ params }) => http(Effect.map(instances.lastEvent(params.id, params.name), Sth.toEvent)))
+      .handleRaw("events", ({ params }) =>
+        Effect.as(
+          exists(params.id),
+          ndjsonResponse(instances.events(params.id, params.name).pipe(Stream.map(Sth.toEvent)))
+        ))
+  })
+)
+
+/**
+ * Both groups' handlers.
+ *
+ * @since 0.4.0
+ */
+export const layer = Layer.mergeAll(hostHandlers, instanceHandlers)
+
