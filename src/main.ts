@@ -1,6 +1,6 @@
 /**
- * `npm start`: a local shardhub cluster — the cluster store (embedded Postgres unless
- * DATABASE_URL is set) and one runner — until Ctrl-C or SIGTERM.
+ * A runner process (what `shardhub runner` runs): the cluster store (embedded Postgres unless
+ * DATABASE_URL is set) and one runner, until Ctrl-C or SIGTERM.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer } from "effect"

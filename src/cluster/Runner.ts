@@ -122,9 +122,13 @@ const announce = (address: string, stateDir: string) =>
  *
  * @since 0.1.0
  */
-export const layerFromEnv = (options: Options = {}) =>
+export const layerFromEnv = (options: Options & {
+  /** Overrides `SHARDHUB_RUNNER_PORT`. */
+  readonly port?: number | undefined
+} = {}) =>
   Layer.unwrap(Effect.gen(function*() {
-    const [config, runner] = yield* Effect.all([clusterConfig, runnerConfig])
+    const [config, fromEnv] = yield* Effect.all([clusterConfig, runnerConfig])
+    const runner = options.port === undefined ? fromEnv : { ...fromEnv, port: options.port }
     const address = `${Option.getOrElse(runner.listenHost, () => runner.host)}:${runner.port}`
     return announce(`${runner.host}:${runner.port}`, stateDirOf(config, runner)).pipe(
       Layer.provide(layer(config, runner, options)),

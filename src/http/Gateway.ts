@@ -11,8 +11,8 @@
  * @since 0.4.0
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Config, Effect, Layer, Option, Redacted, Schema } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { Cause, Config, Console, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
 import * as Crypto from "node:crypto"
@@ -147,7 +147,12 @@ export const layer = (config: GatewayConfig) =>
           "every request must carry as a bearer token, or bind 127.0.0.1"
       })
     }
-    return HttpRouter.serve(routes(config.token), { disableLogger: true }).pipe(
+    const announce = Layer.effectDiscard(Effect.gen(function*() {
+      const server = yield* HttpServer.HttpServer
+      const port = "port" in server.address ? server.address.port : config.port
+      yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
+    }))
+    return Layer.mergeAll(HttpRouter.serve(routes(config.token), { disableLogger: true, disableListenLog: true }), announce).pipe(
       Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 0 }), { port: config.port, host: config.host }))
     )
   }))

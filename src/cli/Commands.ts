@@ -1,0 +1,363 @@
+/**
+ * The CLI's commands on a cluster: each runs as a client-only participant (it finds the cluster
+ * like runners do: `DATABASE_URL`, else the embedded store in `SHARDHUB_HOME`), does its one
+ * thing through `HostClient` / `InstanceClient`, and leaves.
+ *
+ * @since 0.4.0
+ */
+import * as NodeSink from "@effect/platform-node/NodeSink"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import { Console, Effect, Option, Schedule, Schema, Stream } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Client from "../client/Client.ts"
+import { HostClient } from "../client/HostClient.ts"
+import { InstanceClient } from "../client/InstanceClient.ts"
+import type { InstanceInfo } from "../instance/InstanceSpec.ts"
+import { RestartPolicy } from "../process/ProcessSpec.ts"
+import * as Pack from "../sequence/Pack.ts"
+import * as Format from "./Format.ts"
+
+/** A failure the CLI reports in one line. */
+export class CliFailure extends Schema.TaggedError<CliFailure>()("CliFailure", { message: Schema.String }) {}
+
+const clientLayer = Client.layerFromEnv({ applicationName: "shardhub-cli" })
+const withClient = <Name extends string, Input, ContextInput, E, R>(
+  self: Command.Command<Name, Input, ContextInput, E, R>
+) => Command.provide(self, clientLayer)
+
+const json = Flag.Boolean("json").pipe(Flag.withDescription("Print JSON"), Flag.withDefault(false))
+const id = Argument.String("id").pipe(Argument.withDescription("Instance id"))
+
+const print = (text: string) => Console.log(text)
+
+const stdout = NodeSink.fromWritable<CliFailure, Uint8Array>({
+  evaluate: () => process.stdout,
+  onError: (error) => new CliFailure({ message: `could not write to stdout: ${String(error)}` }),
+  endOnDone: false
+})
+
+/** A file's bytes, or stdin's for `-` or none. */
+const readSource = (file: Option.Option<string>) =>
+  NodeStream.fromReadable<Uint8Array, CliFailure>({
+    evaluate: () => Option.isNone(file) || file.value === "-" ? process.stdin : Fs.createReadStream(file.value),
+    onError: (error) => new CliFailure({ message: `could not read ${Option.getOrElse(file, () => "stdin")}: ${(error as Error).message}` })
+  })
+
+const parseJson = (what: string, text: string) =>
+  Effect.try({
+    try: () => JSON.parse(text) as unknown,
+    catch: (error) => new CliFailure({ message: `${what} is not valid JSON: ${(error as Error).message}` })
+  })
+
+const instanceRow = (info: InstanceInfo, now: number) => {
+  const program = info.spec.program
+  return [
+    info.id,
+    info.name,
+    info.status,
+    info.pid,
+    info.runner,
+    info.restarts,
+    info.status === "running" && info.startedAt !== undefined ? Format.age(now - info.startedAt) : undefined,
+    program._tag === "Command" ? [program.command, ...(program.args ?? [])].join(" ") : `sequence ${program.sequenceId}`
+  ]
+}
+
+const run = Command.make("run", {
+  id: Flag.String("id").pipe(Flag.withDescription("Instance id (default: a new UUID)"), Flag.optional),
+  name: Flag.String("name").pipe(Flag.withDescription("A label for humans"), Flag.optional),
+  restart: Flag.Literals("restart", ["never", "on-failure", "always"]).pipe(
+    Flag.withDescription("Restart policy (default never)"),
+    Flag.optional
+  ),
+  memory: Flag.Finite("memory").pipe(Flag.withDescription("Memory limit in MB"), Flag.optional),
+  shell: Flag.Boolean("shell").pipe(Flag.withDescription("Run the command through /bin/sh -c"), Flag.withDefault(false)),
+  command: Argument.String("command").pipe(
+    Argument.withDescription("The command and its arguments, after --"),
+    Argument.variadic({ min: 1 })
+  )
+}, (flags) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const [command, ...args] = flags.command
+    const restart = Option.map(flags.restart, (mode) => Schema.decodeSync(RestartPolicy)({ mode }))
+    const info = yield* host.start({
+      program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
+      ...Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) }),
+      ...Option.match(restart, { onNone: () => ({}), onSome: (restart) => ({ restart }) }),
+      ...Option.match(flags.memory, { onNone: () => ({}), onSome: (memoryMb) => ({ limits: { memoryMb } }) })
+    }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) }))
+    yield* print(info.id)
+  })).pipe(Command.withDescription("Start a command as an instance on the cluster; prints its id"), withClient)
+
+const ps = Command.make("ps", {
+  json,
+  all: Flag.Boolean("all").pipe(Flag.withAlias("a"), Flag.withDescription("Include ended instances"), Flag.withDefault(false))
+}, (flags) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const instances = yield* host.list(flags.all ? {} : { statuses: ["starting", "running", "stopping"] })
+    if (flags.json) return yield* print(Format.json(instances))
+    const now = Date.now()
+    yield* print(Format.table(["ID", "NAME", "STATUS", "PID", "RUNNER", "RESTARTS", "UPTIME", "PROGRAM"], instances.map((info) => instanceRow(info, now))))
+  })).pipe(Command.withDescription("List instances (running ones; --all for every one)"), withClient)
+
+const info = Command.make("info", { id, json }, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    const record = yield* instances.info(flags.id)
+    if (flags.json) return yield* print(Format.json(record))
+    const now = Date.now()
+    const [, name, status, pid, runner, restarts, uptime, program] = instanceRow(record, now)
+    yield* print(Format.table(["FIELD", "VALUE"], [
+      ["id", record.id],
+      ["name", name],
+      ["status", status],
+      ["program", program],
+      ["pid", pid],
+      ["runner", runner],
+      ["restarts", restarts],
+      ["uptime", uptime],
+      ["exit code", record.exitCode],
+      ["signal", record.signal],
+      ["reason", record.reason]
+    ]))
+  })).pipe(Command.withDescription("Show one instance's record"), withClient)
+
+const health = Command.make("health", { id, json }, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    const report = yield* instances.health(flags.id)
+    if (flags.json) return yield* print(Format.json(report))
+    yield* print(Format.table(["FIELD", "VALUE"], [
+      ["healthy", String(report.healthy)],
+      ["status", report.status],
+      ["pid", report.pid],
+      ["uptime", Format.age(report.uptimeMs)],
+      ["restarts", report.restarts],
+      ["cpu", report.stats === undefined ? undefined : `${report.stats.cpuPercent.toFixed(1)}%`],
+      ["rss", Format.bytes(report.stats?.rssBytes)]
+    ]))
+  })).pipe(Command.withDescription("Show whether an instance is healthy, and what it uses"), withClient)
+
+const logs = Command.make("logs", {
+  id,
+  follow: Flag.Boolean("follow").pipe(Flag.withAlias("f"), Flag.withDescription("Keep printing new lines"), Flag.withDefault(false)),
+  tail: Flag.Int("tail").pipe(Flag.withDescription("Only the last N lines"), Flag.optional),
+  json
+}, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    yield* instances.info(flags.id)
+    yield* instances.logs(flags.id, {
+      follow: flags.follow,
+      ...Option.match(flags.tail, { onNone: () => ({}), onSome: (tail) => ({ tail }) })
+    }).pipe(
+      Stream.runForEach((line) =>
+        print(flags.json ? JSON.stringify(line) : `${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${line.text}`)
+      )
+    )
+  })).pipe(Command.withDescription("Print an instance's log lines (stdout, stderr and a sequence's log)"), withClient)
+
+const stop = Command.make("stop", {
+  id,
+  timeout: Flag.Int("timeout").pipe(Flag.withDescription("ms before SIGKILL (default 10000)"), Flag.withDefault(10_000))
+}, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    const record = yield* instances.stop(flags.id, { timeoutMs: flags.timeout })
+    yield* print(`${record.id} ${record.status}${record.exitCode === undefined ? "" : ` (exit ${record.exitCode})`}${record.signal === undefined ? "" : ` (${record.signal})`}`)
+  })).pipe(Command.withDescription("Stop an instance gracefully (SIGTERM, then SIGKILL after the timeout)"), withClient)
+
+const kill = Command.make("kill", { id }, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    const record = yield* instances.kill(flags.id)
+    yield* print(`${record.id} ${record.status}`)
+  })).pipe(Command.withDescription("Kill an instance (SIGKILL)"), withClient)
+
+const inputCommand = (name: "input" | "stdin") =>
+  Command.make(name, {
+    id,
+    file: Argument.String("file").pipe(Argument.withDescription("A file, or - for stdin (the default)"), Argument.optional),
+    keepOpen: Flag.Boolean("keep-open").pipe(Flag.withDescription("Do not close the input at the end"), Flag.withDefault(false)),
+    contentType: Flag.String("content-type").pipe(Flag.withDescription("For a sequence: how its input is decoded"), Flag.optional)
+  }, (flags) =>
+    Effect.gen(function*() {
+      const instances = yield* InstanceClient
+      yield* instances.input(flags.id, readSource(flags.file), {
+        stream: name,
+        end: !flags.keepOpen,
+        ...Option.match(flags.contentType, { onNone: () => ({}), onSome: (contentType) => ({ contentType }) })
+      })
+    })).pipe(Command.withDescription(
+      name === "input"
+        ? "Send a file or stdin to an instance's input (a sequence's input stream, a command's stdin)"
+        : "Send a file or stdin to an instance's stdin"
+    ), withClient)
+
+const outputCommand = (name: "output" | "stdout" | "stderr") =>
+  Command.make(name, {
+    id,
+    live: Flag.Boolean("live").pipe(Flag.withDescription("Only what comes from now on"), Flag.withDefault(false))
+  }, (flags) =>
+    Effect.gen(function*() {
+      const instances = yield* InstanceClient
+      yield* Stream.run(instances.output(flags.id, name, { replay: !flags.live }), stdout)
+    })).pipe(Command.withDescription(`Print an instance's ${name} as bytes, until the process ends`), withClient)
+
+const event = Command.make("event").pipe(
+  Command.withDescription("Send and receive named events"),
+  Command.withSubcommands([
+    Command.make("emit", {
+      id,
+      name: Argument.String("name"),
+      data: Argument.String("data").pipe(Argument.withDescription("JSON (a plain word is sent as a string)"), Argument.optional)
+    }, (flags) =>
+      Effect.gen(function*() {
+        const instances = yield* InstanceClient
+        const data = Option.isNone(flags.data)
+          ? null
+          : yield* parseJson("data", flags.data.value).pipe(Effect.orElseSucceed(() => flags.data.pipe(Option.getOrThrow)))
+        yield* instances.sendEvent(flags.id, flags.name, data)
+      })).pipe(Command.withDescription("Send an event to an instance"), withClient),
+    Command.make("on", {
+      id,
+      name: Argument.String("name"),
+      once: Flag.Boolean("once").pipe(Flag.withDescription("Print the next one and exit"), Flag.withDefault(false))
+    }, (flags) =>
+      Effect.gen(function*() {
+        const instances = yield* InstanceClient
+        if (flags.once) {
+          const next = yield* instances.nextEvent(flags.id, flags.name)
+          return yield* print(JSON.stringify(next.data))
+        }
+        yield* instances.events(flags.id, flags.name).pipe(Stream.runForEach((e) => print(JSON.stringify(e.data))))
+      })).pipe(Command.withDescription("Print an instance's events of that name (one JSON per line)"), withClient)
+  ])
+)
+
+const seq = Command.make("seq").pipe(
+  Command.withDescription("Sequences: packages of a program, stored in the cluster"),
+  Command.withSubcommands([
+    Command.make("send", {
+      path: Argument.String("path").pipe(Argument.withDescription("A .tar.gz / .tar package, or a directory to pack")),
+      json
+    }, (flags) =>
+      Effect.gen(function*() {
+        const host = yield* HostClient
+        const archive = yield* Effect.try({
+          try: () => Fs.statSync(flags.path).isDirectory() ? Pack.packDirectory(flags.path) : Fs.readFileSync(flags.path),
+          catch: (error) => new CliFailure({ message: `could not read ${flags.path}: ${(error as Error).message}` })
+        })
+        if (!flags.json) yield* Console.error(`sending ${Path.basename(flags.path)} (${Format.bytes(archive.length)})…`)
+        const info = yield* host.sendSequence(archive)
+        yield* print(flags.json ? Format.json(info) : info.id)
+      })).pipe(Command.withDescription("Store a sequence package; prints its id"), withClient),
+    Command.make("ls", { json }, (flags) =>
+      Effect.gen(function*() {
+        const host = yield* HostClient
+        const sequences = yield* host.listSequences
+        if (flags.json) return yield* print(Format.json(sequences))
+        yield* print(Format.table(
+          ["ID", "NAME", "VERSION", "ENGINE", "SIZE", "AGE"],
+          sequences.map((s) => [s.id, s.name, s.version, s.engine, Format.bytes(s.size), Format.age(Date.now() - s.createdAt)])
+        ))
+      })).pipe(Command.withDescription("List stored sequences"), withClient),
+    Command.make("rm", {
+      id: Argument.String("id"),
+      force: Flag.Boolean("force").pipe(Flag.withDescription("Also when instances of it run"), Flag.withDefault(false))
+    }, (flags) =>
+      Effect.gen(function*() {
+        const host = yield* HostClient
+        yield* host.deleteSequence(flags.id, { force: flags.force })
+        yield* print(flags.id)
+      })).pipe(Command.withDescription("Delete a sequence"), withClient),
+    Command.make("start", {
+      seq: Argument.String("seq").pipe(Argument.withDescription("Sequence id")),
+      id: Flag.String("id").pipe(Flag.withDescription("Instance id (default: a new UUID)"), Flag.optional),
+      args: Flag.String("args").pipe(Flag.withDescription("Arguments, as a JSON array"), Flag.optional),
+      config: Flag.String("config").pipe(Flag.withDescription("The sequence's config (appConfig), as JSON"), Flag.optional)
+    }, (flags) =>
+      Effect.gen(function*() {
+        const host = yield* HostClient
+        const args = Option.isNone(flags.args) ? undefined : yield* parseJson("--args", flags.args.value)
+        const appConfig = Option.isNone(flags.config) ? undefined : yield* parseJson("--config", flags.config.value)
+        if (args !== undefined && !Array.isArray(args)) return yield* new CliFailure({ message: "--args must be a JSON array" })
+        if (appConfig !== undefined && (typeof appConfig !== "object" || appConfig === null || Array.isArray(appConfig))) {
+          return yield* new CliFailure({ message: "--config must be a JSON object" })
+        }
+        const started = yield* host.startSequence(flags.seq, {
+          ...(args === undefined ? {} : { args: args as Array<unknown> }),
+          ...(appConfig === undefined ? {} : { appConfig: appConfig as Record<string, unknown> }),
+          ...Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) })
+        })
+        yield* print(started.id)
+      })).pipe(Command.withDescription("Start an instance of a sequence; prints its id"), withClient)
+  ])
+)
+
+const runners = Command.make("runners", { json }, (flags) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const rows = yield* host.runners
+    if (flags.json) return yield* print(Format.json(rows))
+    yield* print(Format.table(
+      ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT"],
+      rows.map((r) => [r.address, String(r.healthy), r.shards, r.instances, `${Format.age(r.heartbeatAgeMs)} ago`])
+    ))
+  })).pipe(Command.withDescription("List the cluster's runners"), withClient)
+
+const top = Command.make("top", {
+  interval: Flag.Int("interval").pipe(Flag.withDescription("ms between refreshes"), Flag.withDefault(2000)),
+  once: Flag.Boolean("once").pipe(Flag.withDescription("Print one table and exit"), Flag.withDefault(false))
+}, (flags) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const instances = yield* InstanceClient
+    const frame = Effect.gen(function*() {
+      const running = yield* host.list({ statuses: ["running"] })
+      const stats = yield* Effect.forEach(
+        running,
+        (info) => instances.stats(info.id).pipe(Effect.timeout("1 second"), Effect.option),
+        { concurrency: 16 }
+      )
+      return Format.table(
+        ["ID", "NAME", "RUNNER", "PID", "CPU", "RSS", "PROCS"],
+        running.map((info, i) => {
+          const s = Option.getOrUndefined(stats[i]!)
+          return [info.id, info.name, info.runner, info.pid, s === undefined ? undefined : `${s.cpuPercent.toFixed(1)}%`, Format.bytes(s?.rssBytes), s?.processes]
+        })
+      )
+    })
+    if (flags.once) return yield* Effect.flatMap(frame, print)
+    yield* Effect.flatMap(frame, (text) => print(`\x1b[2J\x1b[H${new Date().toLocaleTimeString()}  (Ctrl-C to quit)\n${text}`)).pipe(
+      Effect.repeat(Schedule.spaced(flags.interval))
+    )
+  })).pipe(Command.withDescription("A live table of running instances' CPU and memory"), withClient)
+
+/**
+ * The commands that run as a client of the cluster.
+ *
+ * @since 0.4.0
+ */
+export const clientCommands = [
+  run,
+  ps,
+  info,
+  health,
+  logs,
+  stop,
+  kill,
+  inputCommand("input"),
+  inputCommand("stdin"),
+  outputCommand("output"),
+  outputCommand("stdout"),
+  outputCommand("stderr"),
+  event,
+  seq,
+  runners,
+  top
+]

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+/**
+ * `shardhub`: run a local cluster (`up`), a runner or the gateway, and work with instances and
+ * sequences from a shell. Any failure exits non-zero with one line saying why.
+ *
+ * @since 0.4.0
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Effect } from "effect"
+import { Command } from "effect/cli"
+import { clientCommands } from "./Commands.ts"
+import { localCommands } from "./Local.ts"
+
+const shardhub = Command.make("shardhub").pipe(
+  Command.withDescription("Run and control programs across a cluster of machines"),
+  Command.withSubcommands([...localCommands, ...clientCommands])
+)
+
+Command.run(shardhub, { version: "0.4.0" }).pipe(
+  Effect.catch((error) =>
+    Console.error(`shardhub: ${(error as { message?: string }).message ?? String(error)}`).pipe(
+      Effect.andThen(Effect.fail(error))
+    )
+  ),
+  Effect.provide(NodeServices.layer),
+  (effect) => NodeRuntime.runMain(effect, { disableErrorReporting: true })
+)
