@@ -5,18 +5,18 @@
  *
  * @since 0.4.0
  */
-import { Effect, FiberSet, Layer, Stream } from "effect"
+import { Effect, FiberSet, Layer, Schema, Stream } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder } from "effect/http-api"
 import * as Os from "node:os"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
-import { type InstanceInfo, isEnded } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceInfo, isEnded } from "../instance/InstanceSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import { Api } from "./Api.ts"
 import * as Body from "./Body.ts"
-import { fromDomain, type HttpError, MethodNotAllowed } from "./HttpErrors.ts"
+import { fromDomain, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
 
 /** The version `GET /version` reports. */
@@ -156,6 +156,8 @@ export const hostHandlers = HttpApiBuilder.group(
   })
 )
 
+const isInstanceId = Schema.is(InstanceId)
+
 const topicTypes = ["application/x-ndjson", "text/x-ndjson", "text/plain", "application/octet-stream"]
 const inputTypes = ["application/octet-stream", "text/plain", "application/x-ndjson", "text/x-ndjson"]
 
@@ -170,14 +172,14 @@ export const instanceHandlers = HttpApiBuilder.group(
     const background = yield* FiberSet.make()
 
     const output = (id: string, stream: OutputStream) =>
-      http(Effect.map(instances.openOutput(id, stream), (bytes) => streamResponse(bytes)))
+      Effect.andThen(exists(id), http(Effect.map(instances.openOutput(id, stream), (bytes) => streamResponse(bytes))))
 
     const input = (id: string, request: HttpServerRequest, stream: "stdin" | "input") =>
       Effect.gen(function*() {
         const contentType = stream === "stdin"
           ? yield* Body.streamType(request, ["application/octet-stream"])
           : yield* Body.streamType(request, inputTypes)
-        const info = yield* http(host.get(id))
+        const info = yield* exists(id)
         if (stream === "input" && info.spec.topics?.input !== undefined) {
           return yield* new MethodNotAllowed({
             error: `Input provided in other way: ${id} reads the topic ${info.spec.topics.input}`,
@@ -194,13 +196,19 @@ export const instanceHandlers = HttpApiBuilder.group(
         ).pipe(HttpServerResponse.setStatus(end ? 200 : 202))
       })
 
-    /** Answers 404 now rather than in the middle of a stream. */
-    const exists = (id: string) => http(host.get(id))
+    /**
+     * The instance's record from the store: 404 here for an unknown id, so garbage never wakes
+     * an entity on a runner, and a stream answers 404 rather than failing after its headers.
+     */
+    const exists = (id: string): Effect.Effect<InstanceInfo, HttpError> =>
+      isInstanceId(id)
+        ? http(host.get(id))
+        : Effect.fail(new NotFound({ error: `no instance with id ${JSON.stringify(String(id).slice(0, 200))}`, code: "ERR_NOT_FOUND" }))
 
     return handlers
-      .handle("info", ({ params }) => http(Effect.map(instances.info(params.id), Sth.toInstance)))
+      .handle("info", ({ params }) => Effect.andThen(exists(params.id), http(Effect.map(instances.info(params.id), Sth.toInstance))))
       .handle("health", ({ params }) =>
-        http(Effect.map(instances.health(params.id), (health) => ({
+        Effect.andThen(exists(params.id), http(Effect.map(instances.health(params.id), (health) => ({
           healthy: health.healthy,
           ...(health.pid === undefined ? {} : { processId: health.pid }),
           status: Sth.sthStatus(health.status),
@@ -208,7 +216,7 @@ export const instanceHandlers = HttpApiBuilder.group(
           ...(health.uptimeMs === undefined ? {} : { uptimeMs: health.uptimeMs }),
           restarts: health.restarts,
           ...(health.stats === undefined ? {} : { cpuPercent: health.stats.cpuPercent, rssBytes: health.stats.rssBytes })
-        }))))
+        })))))
       .handleRaw("stdout", ({ params }) => output(params.id, "stdout"))
       .handleRaw("stderr", ({ params }) => output(params.id, "stderr"))
       .handleRaw("output", ({ params }) => output(params.id, "output"))
@@ -222,12 +230,14 @@ export const instanceHandlers = HttpApiBuilder.group(
       .handleRaw("inout", ({ params, request }) =>
         Effect.gen(function*() {
           const contentType = yield* Body.streamType(request, inputTypes)
+          yield* exists(params.id)
           const exchange = yield* http(instances.openInout(params.id, { contentType }))
           return streamResponse(exchange(Body.stream(request)))
         }))
       .handleRaw("stop", ({ params, request }) =>
         Effect.gen(function*() {
           const body = Sth.unwrap(yield* Body.json(request, Sth.StopBody))
+          yield* exists(params.id)
           const info = yield* http(instances.info(params.id))
           if (isEnded(info.status)) return Sth.toInstance(info)
           yield* FiberSet.run(
@@ -241,17 +251,21 @@ export const instanceHandlers = HttpApiBuilder.group(
       .handleRaw("kill", ({ params, request }) =>
         Effect.gen(function*() {
           const body = Sth.unwrap(yield* Body.json(request, Sth.KillBody))
+          yield* exists(params.id)
           const info = yield* http(instances.kill(params.id, { removeImmediately: body.removeImmediately ?? false }))
           return Sth.toInstance(info)
         }))
       .handleRaw("sendEvent", ({ params, request }) =>
         Effect.gen(function*() {
           const event = Sth.unwrap(yield* Body.json(request, Sth.EventBody))
+          yield* exists(params.id)
           yield* http(instances.sendEvent(params.id, event.eventName, event.message ?? null))
           return { accepted: "OK" }
         }))
-      .handle("once", ({ params }) => http(Effect.map(instances.nextEvent(params.id, params.name), Sth.toEvent)))
-      .handle("event", ({ params }) => http(Effect.map(instances.lastEvent(params.id, params.name), Sth.toEvent)))
+      .handle("once", ({ params }) =>
+        Effect.andThen(exists(params.id), http(Effect.map(instances.nextEvent(params.id, params.name), Sth.toEvent))))
+      .handle("event", ({ params }) =>
+        Effect.andThen(exists(params.id), http(Effect.map(instances.lastEvent(params.id, params.name), Sth.toEvent))))
       .handleRaw("events", ({ params }) =>
         Effect.as(
           exists(params.id),

@@ -18,7 +18,7 @@ import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { InstanceAlreadyExists, InstanceNotFound, RegistryError } from "./InstanceErrors.ts"
-import { type Desired, type InstanceInfo, InstanceSpec, type InstanceStatus } from "./InstanceSpec.ts"
+import { type Desired, InstanceId, type InstanceInfo, InstanceSpec, type InstanceStatus } from "./InstanceSpec.ts"
 
 /**
  * What the owner of an instance reports about its process. Absent fields are left as they are;
@@ -72,6 +72,8 @@ export class Registry extends Context.Service<Registry, {
   /** Deletes ended instances that ended before `before` (ms since the epoch); returns their ids. */
   readonly purgeEnded: (before: number) => Effect.Effect<ReadonlyArray<string>, RegistryError>
 }>()("shardhub/Registry") {}
+
+const isInstanceId = Schema.is(InstanceId)
 
 interface Row {
   readonly id: string
@@ -145,7 +147,8 @@ export const make = Effect.gen(function*() {
         return yield* new InstanceAlreadyExists({ id })
       }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(storeError(error)))),
     get: (id) =>
-      sql<Row>`SELECT * FROM shardhub_instances WHERE id = ${id}`.pipe(
+      // An id that could not have been given is unknown (and never reaches the store).
+      !isInstanceId(id) ? Effect.fail(new InstanceNotFound({ id })) : sql<Row>`SELECT * FROM shardhub_instances WHERE id = ${id}`.pipe(
         Effect.mapError(storeError),
         Effect.flatMap((rows) => one(rows, id))
       ),

@@ -149,7 +149,8 @@ export const make = (options: Options = {}) =>
     const limits = options.limits ?? Package.defaultLimits
 
     const get = (id: string) =>
-      sql<Row>`SELECT * FROM shardhub_sequences WHERE id = ${id}`.pipe(
+      // An id that could not have been given is unknown (and never reaches the store).
+      !validId(id) ? Effect.fail(new SequenceNotFound({ id })) : sql<Row>`SELECT * FROM shardhub_sequences WHERE id = ${id}`.pipe(
         Effect.mapError(storeError),
         Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SequenceNotFound({ id })) : Effect.succeed(toInfo(rows[0]!)))
       )

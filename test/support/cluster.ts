@@ -101,10 +101,29 @@ export const useCluster = (label: string, options: {
     startRunner,
     waitForShards,
     /** Runs a Node script as another participant of the cluster. */
-    spawn: (name: string, script: string) => {
-      const spawned = spawnNode(name, script, { env: clusterEnv(state.databaseUrl, state.home) })
+    spawn: (name: string, script: string, options: {
+      readonly args?: ReadonlyArray<string>
+      readonly env?: Readonly<Record<string, string>>
+    } = {}) => {
+      const spawned = spawnNode(name, script, {
+        args: options.args ?? [],
+        env: { ...clusterEnv(state.databaseUrl, state.home), ...options.env }
+      })
       all.push(spawned)
       return spawned
+    },
+    /**
+     * Starts the HTTP gateway (`shardhub gateway`) on a free port as another participant;
+     * resolves with its base URL (`http://127.0.0.1:<port>`).
+     */
+    gateway: async (name: string, env: Readonly<Record<string, string>> = {}) => {
+      const spawned = spawnNode(name, "src/cli/main.ts", {
+        args: ["gateway", "--port", "0"],
+        env: { ...clusterEnv(state.databaseUrl, state.home), ...env }
+      })
+      all.push(spawned)
+      const [, url] = await spawned.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 60_000)
+      return { process: spawned, url: url! }
     },
     /** Prints every runner's output if the current test fails. */
     printOnFailure: () =>

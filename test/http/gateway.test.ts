@@ -1,0 +1,365 @@
+/**
+ * The HTTP gateway against a two-runner cluster: the published `@scramjet/api-client` 0.26.1
+ * and `si` 0.26.1 drive it unchanged, and every endpoint answers bad input with a JSON error.
+ * The gateway runs as its own process (`shardhub gateway`), a client-only participant.
+ */
+import { HostClient as StHostClient } from "@scramjet/api-client"
+import { Effect, Stream } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Http from "node:http"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Readable } from "node:stream"
+import { beforeAll, describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import { concat } from "../support/bytes.ts"
+import { useCluster } from "../support/cluster.ts"
+import { root } from "../support/processes.ts"
+import { fixture } from "../sequence/fixtures.ts"
+
+/** Reads a node-fetch body until `done(text so far)`. */
+const readUntil = (body: NodeJS.ReadableStream, done: (text: string) => boolean) =>
+  new Promise<string>((resolve, reject) => {
+    let text = ""
+    body.on("data", (chunk: Buffer) => {
+      text += chunk.toString("utf8")
+      if (done(text)) resolve(text)
+    })
+    body.on("error", reject)
+    body.on("end", () => (done(text) ? resolve(text) : reject(new Error(`ended with ${JSON.stringify(text)}`))))
+  })
+
+const readAll = (body: NodeJS.ReadableStream) =>
+  new Promise<Buffer>((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    body.on("data", (chunk: Buffer) => chunks.push(chunk))
+    body.on("error", reject)
+    body.on("end", () => resolve(Buffer.concat(chunks)))
+  })
+
+const sha256 = (bytes: Uint8Array) => Crypto.createHash("sha256").update(bytes).digest("hex")
+
+describe("the HTTP gateway", () => {
+  const cluster = useCluster("gateway", { runners: 2 })
+  let api = ""
+
+  beforeAll(async () => {
+    api = `${(await cluster.gateway("gateway")).url}/api/v1`
+  }, 120_000)
+
+  const call = async (method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) => {
+    const response = await fetch(`${api}${path}`, { method, ...init })
+    const text = await response.text()
+    let json: any
+    try {
+      json = JSON.parse(text)
+    } catch {
+      json = undefined
+    }
+    return { status: response.status, text, json, type: response.headers.get("content-type") }
+  }
+
+  const jsonHeaders = { "content-type": "application/json" }
+
+  it("drives a sequence with @scramjet/api-client 0.26.1: upload, start with args, input/output, events, stop with keep-alive, kill, delete", async () => {
+    cluster.printOnFailure()
+    const host = new StHostClient(api)
+    expect(await host.getVersion()).toMatchObject({ service: "shardhub", apiVersion: "v1" })
+    expect(await host.getLoadCheck()).toHaveProperty("memFree")
+
+    const sequence = await host.sendSequence(Readable.from([fixture("features")]))
+    expect((await host.listSequences()).map((s: { id: string }) => s.id)).toContain(sequence.id)
+
+    const instance = await sequence.start({ appConfig: { greeting: "hi" }, args: ["a", "keepalive"] })
+    expect(await sequence.listInstances()).toEqual([instance.id])
+    expect(await instance.getInfo()).toMatchObject({ id: instance.id, status: "running", args: ["a", "keepalive"] })
+    expect(await instance.getHealth()).toMatchObject({ healthy: true })
+
+    // Input and output: text in, upper-cased text out; the input stays open.
+    const output = await instance.getStream("output")
+    await instance.sendInput("hello\nworld\n", {}, { type: "text/plain", end: false })
+    expect(await readUntil(output, (text) => text.includes("WORLD"))).toContain("HELLO")
+    ;(output as unknown as Readable).destroy()
+
+    // Events both ways: the next one, then the last one.
+    const next = instance.getNextEvent("pong")
+    await instance.sendEvent("ping", "x")
+    const pong = { eventName: "pong", message: { data: "x", args: ["a", "keepalive"], config: { greeting: "hi" } } }
+    expect(await next).toEqual(pong)
+    expect(await instance.getEvent("pong")).toEqual(pong)
+
+    // A stop the sequence answers with a keep-alive: it keeps running and still answers.
+    const stopping = await instance.stop(5000, true)
+    expect(stopping).toMatchObject({ id: instance.id, status: "stopping" })
+    expect(await instance.getEvent("stopping")).toEqual({ eventName: "stopping", message: { timeout: 5000, canCallKeepalive: true } })
+    const again = instance.getNextEvent("pong")
+    await instance.sendEvent("ping", "still there")
+    expect((await again).message.data).toBe("still there")
+
+    // Kill: the kill handler runs, then the process is gone.
+    const killed = await instance.kill({ removeImmediately: false })
+    expect(killed).toMatchObject({ id: instance.id, terminated: { exitcode: 137, reason: "Instance killed" } })
+    expect(await instance.getEvent("killed")).toEqual({ eventName: "killed", message: {} })
+
+    expect(await host.deleteSequence(sequence.id)).toEqual({ id: sequence.id })
+    expect((await host.listSequences()).map((s: { id: string }) => s.id)).not.toContain(sequence.id)
+  })
+
+  it("passes 16 MiB of random bytes through a pass-through sequence with the api-client, byte-exact", async () => {
+    cluster.printOnFailure()
+    const data = Crypto.randomBytes(16 * 1024 * 1024)
+    const host = new StHostClient(api)
+    const sequence = await host.sendSequence(Readable.from([fixture("passthrough")]))
+    const instance = await sequence.start({})
+    const output = await instance.getStream("output")
+    const received = readAll(output)
+    const chunks = Array.from({ length: 64 }, (_, i) => data.subarray(i * 256 * 1024, (i + 1) * 256 * 1024))
+    await instance.sendInput(Readable.from(chunks), {}, { type: "application/octet-stream" })
+    const bytes = await received
+    expect(bytes.length).toBe(data.length)
+    expect(sha256(bytes)).toBe(sha256(data))
+  })
+
+  it("drives the same flow with the si command (0.26.1)", async () => {
+    cluster.printOnFailure()
+    const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-si-"))
+    Fs.mkdirSync(Path.join(home, ".si"))
+    const si = (...args: Array<string>) =>
+      ChildProcess.execFileSync(process.execPath, [Path.join(root, "node_modules/@scramjet/cli/bin/index.js"), ...args], {
+        env: { ...process.env, HOME: home },
+        encoding: "utf8"
+      })
+    const packagePath = Path.join(home, "passthrough.tar.gz")
+    Fs.writeFileSync(packagePath, fixture("passthrough"))
+    si("config", "set", "apiUrl", api)
+    expect(si("hub", "version")).toContain("shardhub")
+    const sent = si("seq", "send", packagePath)
+    const sequenceId = sent.match(/_id: '([^']+)'/)![1]!
+    const started = si("seq", "start", sequenceId, "--args", "[\"a\"]")
+    const instanceId = started.match(/_id: '([0-9a-f-]{36})',\s+instanceURL/)![1]!
+    expect(si("inst", "health", instanceId)).toContain("healthy: true")
+    const inputPath = Path.join(home, "input.txt")
+    Fs.writeFileSync(inputPath, "via si\n")
+    si("inst", "input", instanceId, inputPath, "-t", "text/plain", "-e")
+    // `-e` ends the input (x-end-stream: true), so the output ends, and so does `si inst output`.
+    expect(si("inst", "output", instanceId)).toBe("via si\n")
+    expect(si("inst", "info", instanceId)).toMatch(/status: '(completed|running|stopping)'/)
+    expect(si("inst", "ls")).toContain(instanceId)
+    expect(si("seq", "delete", sequenceId)).toContain(sequenceId)
+    Fs.rmSync(home, { recursive: true, force: true })
+  })
+
+  it("answers _stop at once, and kills an instance that is still stopping", async () => {
+    cluster.printOnFailure()
+    const id = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const info = yield* host.start({
+        program: { _tag: "Command", command: process.execPath, args: ["-e", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"] }
+      })
+      return info.id
+    }))
+    // STH holds this answer for the whole timeout (60 s here); the gateway answers at once.
+    const stop = await call("POST", `/instance/${id}/_stop`, { body: JSON.stringify([4001, { timeout: 60_000, canCallKeepalive: false }]), headers: jsonHeaders })
+    expect(stop.status).toBe(202)
+    expect(stop.json).toMatchObject({ id, status: "stopping" })
+    const kill = await call("POST", `/instance/${id}/_kill`, { body: JSON.stringify({ removeImmediately: true }), headers: jsonHeaders })
+    expect(kill.status).toBe(202)
+    expect(kill.json).toMatchObject({ id, status: "completed", terminated: { reason: "Instance killed" } })
+    // removeImmediately: the record is gone too.
+    expect((await call("GET", `/instance/${id}`)).status).toBe(404)
+  })
+
+  it("answers unknown ids, unknown routes and bad bodies with JSON errors and STH's status codes", async () => {
+    cluster.printOnFailure()
+    const nope = "no-such-instance"
+    const notFound = [
+      ["GET", `/instance/${nope}`],
+      ["GET", `/instance/${nope}/health`],
+      ["GET", `/instance/${nope}/stdout`],
+      ["GET", `/instance/${nope}/stderr`],
+      ["GET", `/instance/${nope}/output`],
+      ["GET", `/instance/${nope}/log`],
+      ["GET", `/instance/${nope}/events/x`],
+      ["GET", `/instance/${nope}/event/x`],
+      ["GET", `/instance/${nope}/once/x`],
+      ["POST", `/instance/${nope}/_stop`],
+      ["POST", `/instance/${nope}/_kill`],
+      ["POST", `/instance/${nope}/input`],
+      ["POST", `/instance/${nope}/stdin`],
+      ["POST", `/instance/${nope}/inout`],
+      ["GET", `/instance/..%2F..%2Fetc`],
+      ["GET", "/sequence/no-such-sequence"],
+      ["DELETE", "/sequence/no-such-sequence"],
+      ["GET", "/sequence/no-such-sequence/instances"],
+      ["GET", "/no/such/route"]
+    ] as const
+    for (const [method, path] of notFound) {
+      const response = await call(method, path)
+      expect({ path, status: response.status }).toEqual({ path, status: 404 })
+      expect(response.type).toContain("application/json")
+      expect(typeof response.json.error).toBe("string")
+    }
+    const start = await call("POST", "/sequence/no-such-sequence/start", { body: "{}", headers: jsonHeaders })
+    expect(start.status).toBe(404)
+    const event = await call("POST", `/instance/${nope}/_event`, { body: JSON.stringify([5001, { eventName: "x", message: 1 }]), headers: jsonHeaders })
+    expect(event.status).toBe(404)
+
+    const id = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "cat" } })),
+      (info) => info.id
+    ))
+    const bad = [
+      // Malformed JSON, JSON of the wrong shape, a body that does not say it is JSON.
+      ["POST", `/instance/${id}/_event`, "{nope", jsonHeaders, 400],
+      ["POST", `/instance/${id}/_event`, JSON.stringify({ message: 1 }), jsonHeaders, 400],
+      ["POST", `/instance/${id}/_stop`, JSON.stringify({ timeout: "soon" }), jsonHeaders, 400],
+      ["POST", `/instance/${id}/_stop`, JSON.stringify({ timeout: 1 }), { "content-type": "text/plain" }, 400],
+      ["POST", "/sequence/x/start", JSON.stringify({ args: "not an array" }), jsonHeaders, 400],
+      // Content types the stream endpoints do not take.
+      ["POST", `/instance/${id}/stdin`, "x", { "content-type": "text/html" }, 415],
+      ["POST", `/instance/${id}/input`, "x", { "content-type": "image/png" }, 415],
+      ["POST", "/topic/t", "x", { "content-type": "image/png" }, 400],
+      ["POST", "/sequence", "x", { "content-type": "text/html" }, 415],
+      // Not a package.
+      ["POST", "/sequence", "not a tarball", { "content-type": "application/octet-stream" }, 422],
+      // Over the JSON limit.
+      ["POST", `/instance/${id}/_event`, JSON.stringify({ eventName: "x", message: "y".repeat(2 * 1024 * 1024) }), jsonHeaders, 413]
+    ] as const
+    for (const [method, path, body, headers, status] of bad) {
+      const response = await call(method, path, { body, headers: { ...headers } })
+      expect({ path, body: body.slice(0, 40), status: response.status }).toEqual({ path, body: body.slice(0, 40), status })
+      expect(typeof response.json.error).toBe("string")
+    }
+
+    // A package declared larger than the limit is refused before its body is read.
+    const declared = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const request = Http.request(`${api}/sequence`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream", "content-length": String(300 * 1024 * 1024) }
+      }, (response) => {
+        let body = ""
+        response.on("data", (chunk) => (body += chunk))
+        response.on("end", () => {
+          resolve({ status: response.statusCode!, body })
+          request.destroy()
+        })
+      })
+      request.on("error", reject)
+      request.write("x")
+    })
+    expect(declared.status).toBe(413)
+    expect(JSON.parse(declared.body).code).toBe("ERR_PAYLOAD_TOO_LARGE")
+
+    // The cat instance took no harm: it still echoes.
+    const echoed = await cluster.run(Effect.flatMap(InstanceClient, (instances) =>
+      instances.inout(id, Stream.make(new TextEncoder().encode("still fine"))).pipe(Stream.runCollect)))
+    expect(Buffer.from(concat(echoed)).toString()).toBe("still fine")
+  })
+
+  it("serves its OpenAPI document, a docs page and Prometheus metrics", async () => {
+    const sleeper = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "sleep", args: ["600"] } })),
+      (info) => info.id
+    ))
+    const openapi = await call("GET", "/openapi.json")
+    expect(openapi.status).toBe(200)
+    expect(Object.keys(openapi.json.paths)).toEqual(expect.arrayContaining(["/api/v1/sequence/{id}/start", "/api/v1/instance/{id}/_stop"]))
+    const docs = await fetch(`${api}/docs`)
+    expect(docs.status).toBe(200)
+    expect(docs.headers.get("content-type")).toContain("text/html")
+    const metrics = await fetch(api.replace("/api/v1", "/metrics")).then((r) => r.text())
+    expect(metrics).toMatch(/^shardhub_instances\{status="running"\} \d+$/m)
+    expect(metrics).toMatch(/^shardhub_runners\{healthy="true"\} 2$/m)
+    expect(metrics).toMatch(new RegExp(`^shardhub_instance_rss_bytes\\{id="${sleeper}",runner="127\\.0\\.0\\.1:\\d+"\\} [1-9]\\d*$`, "m"))
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(sleeper)))
+  })
+
+  it("requires the bearer token when bound beyond loopback, and refuses to start without one", async () => {
+    cluster.printOnFailure()
+    const refused = cluster.spawn("open-gateway", "src/cli/main.ts", {
+      args: ["gateway", "--port", "0"],
+      env: { SHARDHUB_GATEWAY_HOST: "0.0.0.0" }
+    })
+    const exit = await refused.exited
+    expect(exit.code).not.toBe(0)
+    expect(refused.output()).toContain("SHARDHUB_TOKEN")
+
+    const { url } = await cluster.gateway("token-gateway", { SHARDHUB_GATEWAY_HOST: "0.0.0.0", SHARDHUB_TOKEN: "s3cret" })
+    const base = url.replace("0.0.0.0", "127.0.0.1")
+    for (const authorization of [undefined, "Bearer wrong", "s3cret"]) {
+      const response = await fetch(`${base}/api/v1/instances`, { headers: authorization === undefined ? {} : { authorization } })
+      expect(response.status).toBe(401)
+      expect((await response.json()).code).toBe("ERR_UNAUTHORIZED")
+    }
+    const ok = await fetch(`${base}/api/v1/instances`, { headers: { authorization: "Bearer s3cret" } })
+    expect(ok.status).toBe(200)
+    // The published client sends it through its default headers.
+    const { ClientUtils } = await import("@scramjet/client-utils")
+    ClientUtils.setDefaultHeaders({ Authorization: "Bearer s3cret" })
+    try {
+      expect(await new StHostClient(`${base}/api/v1`).getVersion()).toMatchObject({ service: "shardhub" })
+    } finally {
+      ClientUtils.setDefaultHeaders({})
+    }
+  })
+
+  it("keeps serving, and loses no instance's data, through thousands of malformed requests", async () => {
+    cluster.printOnFailure()
+    const data = Crypto.randomBytes(4 * 1024 * 1024)
+    const id = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "cat" } })),
+      (info) => info.id
+    ))
+    const through = cluster.run(Effect.flatMap(InstanceClient, (instances) =>
+      instances.inout(id, Stream.fromIterable(Array.from({ length: 64 }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536)))).pipe(
+        Stream.runCollect
+      )))
+    const paths = [
+      "/instance/:id", "/instance/:id/_stop", "/instance/:id/_kill", "/instance/:id/_event", "/instance/:id/input",
+      "/instance/:id/stdin", "/instance/:id/once/:id", "/sequence", "/sequence/:id", "/sequence/:id/start",
+      "/:id", "/instance/:id/:id/:id"
+    ]
+    const types = ["application/json", "text/plain", "application/octet-stream", "", "multipart/form-data; boundary=x", "application/json; charset=latin1"]
+    const random = (n: number) => Math.floor(Math.random() * n)
+    const garbage = () => {
+      const choice = random(5)
+      if (choice === 0) return new Uint8Array(Crypto.randomBytes(random(2048)))
+      if (choice === 1) return JSON.stringify([random(9999), { eventName: Crypto.randomBytes(4).toString("hex"), timeout: -random(5) }])
+      if (choice === 2) return JSON.stringify({ timeout: "x".repeat(random(100)), args: random(3), removeImmediately: "yes" })
+      if (choice === 3) return "{".repeat(random(500))
+      return ""
+    }
+    const statuses = new Map<number, number>()
+    const one = async () => {
+      const path = paths[random(paths.length)]!.replace(/:id/g, () => encodeURIComponent(Crypto.randomBytes(random(40) + 1).toString(random(2) === 0 ? "hex" : "latin1")))
+      const type = types[random(types.length)]!
+      const method = ["GET", "POST", "DELETE", "PUT"][random(4)]!
+      const response = await fetch(`${api}${path}`, {
+        method,
+        signal: AbortSignal.timeout(30_000),
+        headers: type === "" ? {} : { "content-type": type },
+        ...(method === "GET" ? {} : { body: garbage() })
+      }).catch((error) => {
+        throw new Error(`${method} ${path} (${type}): ${error}`)
+      })
+      const text = await response.text().catch((error) => {
+        throw new Error(`${method} ${path} (${type}) answered ${response.status} but its body: ${error}`)
+      })
+      statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1)
+      if (response.status >= 400) {
+        expect({ path, status: response.status, json: typeof JSON.parse(text).error }).toEqual({ path, status: response.status, json: "string" })
+      }
+      if (response.status >= 500) throw new Error(`${method} ${path} (${type}) answered ${response.status}: ${text}`)
+    }
+    for (let round = 0; round < 125; round++) await Promise.all(Array.from({ length: 16 }, one))
+    expect([...statuses.values()].reduce((a, b) => a + b, 0)).toBe(2000)
+
+    expect((await call("GET", "/version")).status).toBe(200)
+    const out = concat(await through)
+    expect(out.length).toBe(data.length)
+    expect(sha256(out)).toBe(sha256(data))
+  }, 300_000)
+})
