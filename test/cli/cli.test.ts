@@ -1,0 +1,140 @@
+/**
+ * The `shardhub` command end to end: each call is its own process, a client-only participant of
+ * a two-runner cluster; and `shardhub up` bringing a whole cluster up and down.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { clusterEnv, useCluster } from "../support/cluster.ts"
+import { freshDatabase } from "../support/database.ts"
+import { fastTimings, freePort, root, spawnNode } from "../support/processes.ts"
+
+interface Result {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+describe("the shardhub command on two runners", () => {
+  const cluster = useCluster("cli", { runners: 2 })
+
+  const shardhub = (args: ReadonlyArray<string>, input?: string) =>
+    new Promise<Result>((resolve) => {
+      const child = ChildProcess.spawn(process.execPath, [Path.join(root, "src/cli/main.ts"), ...args], {
+        cwd: root,
+        env: { ...process.env, ...clusterEnv(cluster.databaseUrl, cluster.home) }
+      })
+      let stdout = ""
+      let stderr = ""
+      child.stdout.on("data", (chunk) => (stdout += chunk))
+      child.stderr.on("data", (chunk) => (stderr += chunk))
+      child.stdin.end(input ?? "")
+      child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }))
+    })
+
+  const ok = async (...args: Array<string>) => {
+    const result = await shardhub(args)
+    expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: expect.any(String) })
+    return result.stdout
+  }
+
+  it("runs, lists, reads logs of, stops and kills instances", async () => {
+    cluster.printOnFailure()
+    const id = (await ok("run", "--name", "counter", "--", "sh", "-c", "for i in 1 2 3; do echo line $i; done; sleep 600")).trim()
+    expect(id).toMatch(/^[0-9a-f-]{36}$/)
+
+    const listed = JSON.parse(await ok("ps", "--json"))
+    expect(listed).toEqual(expect.arrayContaining([expect.objectContaining({ id, name: "counter", status: "running" })]))
+    expect(await ok("ps")).toMatch(new RegExp(`^${id}\\s+counter\\s+running`, "m"))
+
+    // logs: the lines so far (the instance is running: without -f, logs returns what is there).
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && !logs.includes("line 3"); attempt++) logs = await ok("logs", id)
+    expect(logs).toMatch(/stdout +line 1\n.*stdout +line 2\n.*stdout +line 3/s)
+    expect((await ok("logs", id, "--tail", "1")).trim().split("\n")).toHaveLength(1)
+
+    const info = JSON.parse(await ok("info", id, "--json"))
+    expect(info).toMatchObject({ id, status: "running", name: "counter" })
+    expect(JSON.parse(await ok("health", id, "--json"))).toMatchObject({ id, healthy: true })
+
+    expect(await ok("stop", id, "--timeout", "5000")).toContain(`${id} stopped`)
+    expect(JSON.parse(await ok("info", id, "--json"))).toMatchObject({ status: "stopped", signal: "SIGTERM" })
+
+    const stubborn = (await ok("run", "--", process.execPath, "-e", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)")).trim()
+    expect(await ok("kill", stubborn)).toContain(`${stubborn} stopped`)
+    expect(JSON.parse(await ok("info", stubborn, "--json"))).toMatchObject({ status: "stopped", signal: "SIGKILL" })
+    expect(JSON.parse(await ok("ps", "--json")).map((i: { id: string }) => i.id)).not.toContain(stubborn)
+    expect(JSON.parse(await ok("ps", "--all", "--json")).map((i: { id: string }) => i.id)).toContain(stubborn)
+  })
+
+  it("sends input and reads output, events and sequences", async () => {
+    cluster.printOnFailure()
+    const cat = (await ok("run", "--", "cat")).trim()
+    const written = await shardhub(["input", cat], "through the cli\n")
+    expect(written.code).toBe(0)
+    expect(await ok("output", cat)).toBe("through the cli\n")
+
+    const seq = (await ok("seq", "send", Path.join(root, "test/sequence/fixtures/features"))).trim()
+    expect(JSON.parse(await ok("seq", "ls", "--json")).map((s: { id: string }) => s.id)).toContain(seq)
+    const instance = (await ok("seq", "start", seq, "--args", "[\"a\"]", "--config", "{\"k\":1}")).trim()
+    const pong = shardhub(["event", "on", instance, "pong", "--once"])
+    // The listener is subscribed once `event on` has connected; send until it sees one.
+    let answer: Result | undefined
+    for (let attempt = 0; attempt < 50 && answer === undefined; attempt++) {
+      await ok("event", "emit", instance, "ping", "{\"n\":1}")
+      answer = await Promise.race([pong, new Promise<undefined>((resolve) => setTimeout(resolve, 200))])
+    }
+    expect(JSON.parse(answer!.stdout)).toEqual({ data: { n: 1 }, args: ["a"], config: { k: 1 } })
+    await ok("kill", instance)
+    expect(await ok("seq", "rm", seq)).toContain(seq)
+  })
+
+  it("lists runners with their shards and instances, and a top frame", async () => {
+    const runners = JSON.parse(await ok("runners", "--json"))
+    expect(runners.map((r: { address: string }) => r.address).sort()).toEqual(cluster.runners.map((r) => r.address).sort())
+    for (const runner of runners) expect(runner).toMatchObject({ healthy: true, shards: expect.any(Number) })
+    expect(runners.reduce((sum: number, r: { shards: number }) => sum + r.shards, 0)).toBe(Number(fastTimings.SHARDHUB_SHARDS))
+    const sleeper = (await ok("run", "--", "sleep", "600")).trim()
+    expect(await ok("top", "--once")).toMatch(new RegExp(`^${sleeper}\\s`, "m"))
+    await ok("kill", sleeper)
+  })
+
+  it("fails with one line and a non-zero code on bad input", async () => {
+    for (const args of [["info", "no-such-instance"], ["stop", "no-such-instance"], ["seq", "start", "no-such-sequence"], ["seq", "send", "/no/such/file"], ["seq", "start", "x", "--args", "{"]]) {
+      const result = await shardhub(args)
+      expect({ args, code: result.code }).toEqual({ args, code: 1 })
+      expect(result.stderr.trim().split("\n")).toHaveLength(1)
+      expect(result.stderr).toMatch(/^shardhub: /)
+    }
+  })
+})
+
+describe("shardhub up", () => {
+  it("brings up the store, two runners and the gateway, and takes them down on SIGTERM", async () => {
+    const databaseUrl = await freshDatabase("up")
+    const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-up-"))
+    const up = spawnNode("up", "src/cli/main.ts", {
+      args: ["up", "--runners", "2", "--port", "0"],
+      env: { ...clusterEnv(databaseUrl, home), SHARDHUB_RUNNER_PORT: String(await freePort()) }
+    })
+    try {
+      const [, url] = await up.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 90_000)
+      const version = await fetch(`${url}/api/v1/version`).then((r) => r.json())
+      expect(version).toMatchObject({ service: "shardhub" })
+      expect(up.output()).toMatch(/runner-0 \| ready/)
+      expect(up.output()).toMatch(/runner-1 \| ready/)
+      const runnerPids = [...up.output().matchAll(/runner-\d \| shardhub runner .* \(pid (\d+)\)/g)].map((m) => Number(m[1]))
+      expect(runnerPids).toHaveLength(2)
+      // Interrupted like Ctrl-C: exit code 130, after the runners left.
+      const exit = await up.kill("SIGTERM")
+      expect(exit.code).toBe(130)
+      for (const pid of runnerPids) expect(() => process.kill(pid, 0)).toThrow()
+      expect(up.output()).not.toMatch(/Error/)
+    } finally {
+      await up.kill("SIGKILL")
+      Fs.rmSync(home, { recursive: true, force: true })
+    }
+  }, 120_000)
+})
