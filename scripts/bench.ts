@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: every benchmark that reports JSON (`process`, `cluster`, `sequence`), one after the
+ * `npm run bench`: every benchmark that reports JSON (`process`, `cluster`, `sequence`, `http`), one after the
  * other, summarised in one table beside the raw baselines measured in the same runs.
  * (`bench:transport` and `bench:failover` print their own tables.)
  */
@@ -23,6 +23,7 @@ const runJson = (script: string): Record<string, number> => {
 const processes = runJson("process.ts")
 const cluster = runJson("cluster.ts")
 const sequences = runJson("sequence.ts")
+const http = runJson("http.ts")
 
 printTable(`shardhub benchmarks (${Os.cpus().length} cores, node ${process.version})`, [
   ["process: spawn → exit p50", processes.raw_spawn_p50_ms!, processes.spawn_p50_ms!, "ms"],
@@ -34,6 +35,8 @@ printTable(`shardhub benchmarks (${Os.cpus().length} cores, node ${process.versi
   ["cluster: client → cat → client (stream_mib_s; raw: Node TCP relay)", cluster.raw_relay_mib_s!, cluster.stream_mib_s!, "MiB/s"],
   ["cluster: stream vs local pipes (raw_pipe_mib_s)", cluster.raw_pipe_mib_s!, cluster.stream_mib_s!, "MiB/s"],
   ["sequence: start → first output byte p50 (seq_start_first_byte_ms; raw_node_start_ms)", sequences.raw_node_start_ms!, sequences.seq_start_first_byte_ms!, "ms"],
-  ["sequence: 1 GiB through a pass-through (seq_stream_mib_s; raw: node child pipes)", sequences.raw_node_pipe_mib_s!, sequences.seq_stream_mib_s!, "MiB/s"]
+  ["sequence: 1 GiB through a pass-through (seq_stream_mib_s; raw: node child pipes)", sequences.raw_node_pipe_mib_s!, sequences.seq_stream_mib_s!, "MiB/s"],
+  ["http: api-client start → instance id p50 (http_start_ms; raw_node_start_ms)", http.raw_node_start_ms!, http.http_start_ms!, "ms"],
+  ["http: 50 MiB through a pass-through with api-client (http_stream_mib_s; raw: node child pipes)", http.raw_node_pipe_mib_s!, http.http_stream_mib_s!, "MiB/s"]
 ])
 console.log(`\ncluster: failover after SIGKILL (failover_ms, p50): ${cluster.failover_ms!.toFixed(0)} ms`)
