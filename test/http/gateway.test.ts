@@ -156,9 +156,16 @@ describe("the HTTP gateway", () => {
     cluster.printOnFailure()
     const id = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
+      const instances = yield* InstanceClient
       const info = yield* host.start({
-        program: { _tag: "Command", command: process.execPath, args: ["-e", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"] }
+        program: {
+          _tag: "Command",
+          command: process.execPath,
+          args: ["-e", "process.on('SIGTERM', () => {}); console.log('ignoring SIGTERM'); setInterval(() => {}, 1000)"]
+        }
       })
+      // Only once it says so does it ignore SIGTERM.
+      yield* instances.output(info.id, "stdout").pipe(Stream.take(1), Stream.runDrain)
       return info.id
     }))
     // STH holds this answer for the whole timeout (60 s here); the gateway answers at once.
