@@ -9,13 +9,12 @@
  *   stream), vs the same bytes through a bare `node` pass-through child's pipes.
  */
 import { HostClient } from "@scramjet/api-client"
-import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Readable } from "node:stream"
 import { packDirectory } from "../src/sequence/Pack.ts"
 import { spawnNode } from "../test/support/processes.ts"
-import { percentile, pipeThroughput, printTable, runMain, startRunner, temporaryStore } from "./support.ts"
+import { nodePassThrough, percentile, pipeThroughput, printTable, rawNodeFirstByte, runMain, startRunner, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const log = (line: string) => {
@@ -27,19 +26,6 @@ const CHUNK = 256 * 1024
 const chunk = Buffer.alloc(CHUNK, 7)
 const passthrough = Path.join(import.meta.dirname, "../test/sequence/fixtures/passthrough")
 
-const nodeChild = () => ChildProcess.spawn(process.execPath, ["-e", "process.stdin.pipe(process.stdout)"], { stdio: "pipe" })
-
-const rawFirstByte = () =>
-  new Promise<number>((resolve) => {
-    const started = performance.now()
-    const child = nodeChild()
-    child.stdout.once("data", () => {
-      const took = performance.now() - started
-      child.kill("SIGKILL")
-      child.once("close", () => resolve(took))
-    })
-    child.stdin.write("x")
-  })
 
 const main = async () => {
   const store = await temporaryStore()
@@ -58,20 +44,20 @@ const main = async () => {
     }
     // Warm up: every runner unpacks the package, connections open.
     for (let i = 0; i < 10; i++) await start()
-    for (let i = 0; i < 5; i++) await rawFirstByte()
+    for (let i = 0; i < 5; i++) await rawNodeFirstByte()
 
     log("api-client start → instance id")
     const raw: Array<number> = []
     const starts: Array<number> = []
     for (let i = 0; i < STARTS; i++) {
-      raw.push(await rawFirstByte())
+      raw.push(await rawNodeFirstByte())
       starts.push(await start())
     }
     raw.sort((a, b) => a - b)
     starts.sort((a, b) => a - b)
 
     log(`${STREAM_BYTES / 1024 / 1024} MiB through a pass-through sequence with the api-client`)
-    const rawMiBs = await pipeThroughput(nodeChild(), STREAM_BYTES, chunk)
+    const rawMiBs = await pipeThroughput(nodePassThrough(), STREAM_BYTES, chunk)
     const instance = await sequence.start({})
     const output = await instance.getStream("output")
     const begun = performance.now()

@@ -9,14 +9,13 @@
  *   through a bare `node` pass-through child's pipes in this process.
  */
 import { Effect, Stream } from "effect"
-import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Client from "../src/client/Client.ts"
 import { HostClient } from "../src/client/HostClient.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
 import { packDirectory } from "../src/sequence/Pack.ts"
-import { clientRuntime, percentile, pipeThroughput, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
+import { clientRuntime, nodePassThrough, percentile, pipeThroughput, printTable, rawNodeFirstByte, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const log = (line: string) => {
@@ -30,22 +29,8 @@ const passthrough = Path.join(import.meta.dirname, "../test/sequence/fixtures/pa
 
 const sorted = (values: Array<number>) => values.sort((a, b) => a - b)
 
-/** A bare node child piping stdin to stdout. */
-const nodeChild = () => ChildProcess.spawn(process.execPath, ["-e", "process.stdin.pipe(process.stdout)"], { stdio: "pipe" })
 
-const rawFirstByte = () =>
-  new Promise<number>((resolve) => {
-    const started = performance.now()
-    const child = nodeChild()
-    child.stdout.once("data", () => {
-      const took = performance.now() - started
-      child.kill("SIGKILL")
-      child.once("close", () => resolve(took))
-    })
-    child.stdin.write("x")
-  })
-
-const rawStream = () => pipeThroughput(nodeChild(), STREAM_BYTES, chunk)
+const rawStream = () => pipeThroughput(nodePassThrough(), STREAM_BYTES, chunk)
 
 const main = async () => {
   const store = await temporaryStore()
@@ -67,13 +52,13 @@ const main = async () => {
       }))
     // Warm up: every runner unpacks the package, connections open.
     for (let i = 0; i < 10; i++) await firstByte()
-    for (let i = 0; i < 5; i++) await rawFirstByte()
+    for (let i = 0; i < 5; i++) await rawNodeFirstByte()
 
     log("start → first output byte")
     const raw: Array<number> = []
     const seqs: Array<number> = []
     for (let i = 0; i < STARTS; i++) {
-      raw.push(await rawFirstByte())
+      raw.push(await rawNodeFirstByte())
       seqs.push(await firstByte())
     }
     sorted(raw)

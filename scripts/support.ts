@@ -3,6 +3,7 @@
  * in-process client-only participant, and the result table.
  */
 import { Effect, type Layer, ManagedRuntime, Redacted } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -94,4 +95,21 @@ export const pipeThroughput = (child: import("node:child_process").ChildProcessW
       child.stdin.end()
     }
     write()
+  })
+
+/** A bare node child piping stdin to stdout (the raw baseline of sequence benchmarks). */
+export const nodePassThrough = () =>
+  ChildProcess.spawn(process.execPath, ["-e", "process.stdin.pipe(process.stdout)"], { stdio: "pipe" })
+
+/** Spawn of a bare node pass-through child → its first byte back, in ms. */
+export const rawNodeFirstByte = () =>
+  new Promise<number>((resolve) => {
+    const started = performance.now()
+    const child = nodePassThrough()
+    child.stdout.once("data", () => {
+      const took = performance.now() - started
+      child.kill("SIGKILL")
+      child.once("close", () => resolve(took))
+    })
+    child.stdin.write("x")
   })
