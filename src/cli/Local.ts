@@ -85,10 +85,10 @@ const up = Command.make("up", { runners, port: gatewayPort }, (flags) =>
       { concurrency: "unbounded", discard: true }
     )
     yield* Console.log(`shardhub up      ${flags.runners} runner${flags.runners === 1 ? "" : "s"}; Ctrl-C stops the cluster`)
-    yield* Layer.launch(gatewayLayer(flags.port).pipe(Layer.provide(Client.layerFromEnv({ applicationName: "shardhub-gateway" }))))
+    yield* Layer.launch(gatewayLayer(flags.port))
   }).pipe(
-    // The embedded store starts here first, so the runners find it.
-    Effect.provide(Client.layerFromEnv({ applicationName: "shardhub-up" })),
+    // The gateway's cluster client; the embedded store starts here first, so the runners find it.
+    Effect.provide(Client.layerFromEnv({ applicationName: "shardhub-gateway" })),
     Effect.scoped
   )).pipe(Command.withDescription("Run a local cluster: the cluster store, N runners and the HTTP gateway"))
 
