@@ -51,8 +51,13 @@ const logRecord = (line: LogLine) => {
   return { level: line.stream === "stderr" ? "ERROR" : "INFO", msg: line.text, ts: line.time, stream: line.stream }
 }
 
-const sequenceInstances = (instances: ReadonlyArray<InstanceInfo>, sequenceId: string) =>
-  instances.filter((info) => info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === sequenceId)
+/** The ids of the instances of a sequence that have not ended. */
+const liveInstancesOf = (instances: ReadonlyArray<InstanceInfo>, sequenceId: string) =>
+  instances
+    .filter((info) =>
+      info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === sequenceId && !isEnded(info.status)
+    )
+    .map((info) => info.id)
 
 /** @since 0.4.0 */
 export const hostHandlers = HttpApiBuilder.group(
@@ -72,7 +77,7 @@ export const hostHandlers = HttpApiBuilder.group(
       )
 
     const liveOf = (sequenceId: string) =>
-      Effect.map(host.list(), (all) => sequenceInstances(all, sequenceId).filter((info) => !isEnded(info.status)).map((info) => info.id))
+      Effect.map(host.list(), (all) => liveInstancesOf(all, sequenceId))
 
     return handlers
       .handle("version", () => Effect.succeed({ service: "shardhub", apiVersion: "v1", version, build: "shardhub" }))
@@ -92,7 +97,7 @@ export const hostHandlers = HttpApiBuilder.group(
         http(Effect.gen(function*() {
           const [sequences, instances] = yield* Effect.all([host.listSequences, host.list()], { concurrency: 2 })
           return sequences.map((info) =>
-            Sth.toSequence(info, sequenceInstances(instances, info.id).filter((i) => !isEnded(i.status)).map((i) => i.id))
+            Sth.toSequence(info, liveInstancesOf(instances, info.id))
           )
         })))
       .handleRaw("sendSequence", ({ request }) =>
@@ -237,8 +242,7 @@ export const instanceHandlers = HttpApiBuilder.group(
       .handleRaw("stop", ({ params, request }) =>
         Effect.gen(function*() {
           const body = Sth.unwrap(yield* Body.json(request, Sth.StopBody))
-          yield* exists(params.id)
-          const info = yield* http(instances.info(params.id))
+          const info = yield* exists(params.id)
           if (isEnded(info.status)) return Sth.toInstance(info)
           yield* FiberSet.run(
             background,

@@ -137,7 +137,6 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
     case "SequenceInUse":
       return new Conflict(body)
     case "InvalidSpec":
-      return new Unprocessable(body)
     case "PackageError":
       return new Unprocessable(body)
     case "NotRunning":

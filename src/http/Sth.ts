@@ -181,7 +181,7 @@ export const toInstance = (info: InstanceInfo): typeof Instance.Type => {
       ? { sequence: { id: program.sequenceId } }
       : { command: [program.command, ...(program.args ?? [])] }),
     appConfig: program._tag === "Sequence" ? program.appConfig ?? {} : {},
-    args: program._tag === "Sequence" ? program.args ?? [] : program.args ?? [],
+    args: program.args ?? [],
     ports: {},
     created: new Date(info.createdAt).toISOString(),
     ...(started === undefined ? {} : { started }),
