@@ -9,6 +9,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import { clientCommands } from "./Commands.ts"
+import { version } from "../http/Handlers.ts"
 import { localCommands } from "./Local.ts"
 
 const shardhub = Command.make("shardhub").pipe(
@@ -16,7 +17,7 @@ const shardhub = Command.make("shardhub").pipe(
   Command.withSubcommands([...localCommands, ...clientCommands])
 )
 
-Command.run(shardhub, { version: "0.4.0" }).pipe(
+Command.run(shardhub, { version }).pipe(
   Effect.catch((error) =>
     Console.error(`shardhub: ${(error as { message?: string }).message ?? String(error)}`).pipe(
       Effect.andThen(Effect.fail(error))
