@@ -9,7 +9,7 @@ import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { freshDatabase } from "../support/database.ts"
-import { fastTimings, freePort, root, spawnNode } from "../support/processes.ts"
+import { fastTimings, freePorts, root, spawnNode } from "../support/processes.ts"
 
 interface Result {
   readonly code: number
@@ -117,7 +117,7 @@ describe("shardhub up", () => {
     const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-up-"))
     const up = spawnNode("up", "src/cli/main.ts", {
       args: ["up", "--runners", "2", "--port", "0"],
-      env: { ...clusterEnv(databaseUrl, home), SHARDHUB_RUNNER_PORT: String(await freePort()) }
+      env: { ...clusterEnv(databaseUrl, home), SHARDHUB_RUNNER_PORT: String(await freePorts(2)) }
     })
     try {
       const [, url] = await up.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 90_000)

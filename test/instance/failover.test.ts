@@ -130,14 +130,15 @@ describe("failover", () => {
       expect(info.desired).toBe("running")
     }
     // Let the new copies beat a while, then check the whole history: never two copies at once,
-    // one copy per start, and exactly one alive now — the one the registry names.
+    // never more copies than starts (a copy stopped before its first line ran leaves no beat),
+    // and exactly one alive now — the one the registry names.
     // (Losing a runner can move shards between the survivors too: wait until placement settled.)
     const now = await settled(infos.map((info) => info.id))
     const lives = expectNoOverlap(auditFile)
     const at = Date.now()
     for (const info of now) {
       expect(info.status).toBe("running")
-      expect(lives.get(info.id)!.length).toBe(info.restarts + 1)
+      expect(lives.get(info.id)!.length).toBeLessThanOrEqual(info.restarts + 1)
       const alive = lives.get(info.id)!.filter((life) => at - life.last < 250)
       expect(alive.map((life) => life.pid)).toEqual([info.pid])
     }

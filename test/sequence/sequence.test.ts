@@ -23,6 +23,9 @@ const languages = [
   { name: "python", features: "features-py", passthrough: "passthrough-py" }
 ] as const
 const decode = (chunks: ReadonlyArray<Uint8Array>) => concat(chunks).toString("utf8")
+/** Fails with `what` when `effect` takes longer than `duration` (a hang names its step). */
+const within = (duration: `${number} seconds`, what: () => string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutOrElse(effect, { duration, orElse: () => Effect.die(new Error(`no end within ${duration}: ${what()}`)) })
 
 describe("sequences on two runners", () => {
   const cluster = useCluster("sequences", { runners: 2 })
@@ -168,6 +171,37 @@ describe("sequences on two runners", () => {
   })
   }
 
+  it("passes random byte streams through many concurrent pass-through instances byte-exact, each completing", async () => {
+    cluster.printOnFailure()
+    const rounds = 6
+    const concurrent = 4
+    const results = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const one = Effect.gen(function*() {
+        const data = Crypto.randomBytes(Math.floor(Math.random() * 4 * 1024 * 1024))
+        const chunk = 1 + Math.floor(Math.random() * 256 * 1024)
+        const { id } = yield* host.startSequence(seq.id)
+        const out = yield* instances.inout(id, chunked(data, chunk)).pipe(
+          Stream.runCollect,
+          within("30 seconds", () => `${data.length} bytes in chunks of ${chunk} through ${id}`)
+        )
+        const ended = yield* instances.info(id).pipe(
+          Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") }),
+          within("10 seconds", () => `${id} to end after its input ended`)
+        )
+        return { exact: concat(out).equals(data), status: ended.status, exitCode: ended.exitCode }
+      })
+      return yield* Effect.forEach(
+        Array.from({ length: rounds }),
+        () => Effect.forEach(Array.from({ length: concurrent }), () => one, { concurrency: concurrent }),
+        { concurrency: 1 }
+      )
+    }))
+    expect(results.flat()).toEqual(Array.from({ length: rounds * concurrent }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
+  })
+
   it("runs a sequence on runners that never saw it, and passes 50 MiB through it byte-exact", async () => {
     cluster.printOnFailure()
     const data = Crypto.randomBytes(50 * 1024 * 1024)
@@ -176,19 +210,29 @@ describe("sequences on two runners", () => {
       const host = yield* HostClient
       const instances = yield* InstanceClient
       const seq = yield* host.sendSequence(fixture("passthrough"))
-      // Instances until both runners run one (each lands on a random shard).
-      const started: Array<InstanceInfo> = []
-      while (new Set(started.map((info) => info.runner)).size < 2 && started.length < 64) {
-        started.push(yield* host.startSequence(seq.id))
-      }
-      const out = yield* instances.inout(started[0]!.id, chunked(data)).pipe(Stream.runCollect)
-      const ended = yield* instances.info(started[0]!.id).pipe(
-        Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") })
+      // One instance on each runner (an instance lands on its id's shard); one that lands on a
+      // runner already covered is killed at once.
+      const placed = new Map<string, InstanceInfo>()
+      yield* Effect.gen(function*() {
+        for (let attempt = 0; placed.size < 2 && attempt < 64; attempt++) {
+          const info = yield* host.startSequence(seq.id)
+          if (placed.has(info.runner!)) yield* instances.kill(info.id)
+          else placed.set(info.runner!, info)
+        }
+      }).pipe(within("60 seconds", () => `an instance on each runner (placed: ${JSON.stringify([...placed.keys()])})`))
+      const [first, ...others] = placed.values()
+      const out = yield* instances.inout(first!.id, chunked(data)).pipe(
+        Stream.runCollect,
+        within("40 seconds", () => `50 MiB through ${first!.id}`)
       )
-      yield* Effect.forEach(started.slice(1), (info) => instances.kill(info.id), { concurrency: 8 })
-      return { seq, runners: new Set(started.map((info) => info.runner)), out: concat(out), ended }
+      const ended = yield* instances.info(first!.id).pipe(
+        Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") }),
+        within("10 seconds", () => `${first!.id} to end after its input ended`)
+      )
+      yield* Effect.forEach(others, (info) => instances.kill(info.id), { concurrency: 8 })
+      return { seq, runners: placed.size, out: concat(out), ended }
     }))
-    expect(result.runners.size).toBe(2)
+    expect(result.runners).toBe(2)
     for (const runner of ["runner-0", "runner-1"]) {
       expect(Fs.existsSync(Path.join(cluster.home, runner, "sequences", result.seq.hash, "index.js"))).toBe(true)
     }

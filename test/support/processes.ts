@@ -106,15 +106,36 @@ export const spawnNode = (name: string, script: string, options: {
 /**
  * A free TCP port on 127.0.0.1.
  */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
+/**
+ * Ports for listeners a test starts by number (runners must know their own port). They come
+ * from below the kernel's ephemeral range (32768–60999 here), so an outgoing connection (a
+ * Postgres session, a dial) cannot take one between the check and the listen, and each vitest
+ * worker draws from its own block, so two test files never get the same one.
+ */
+const portBlock = 2000
+const portBase = 20_000 + ((Number(process.env.VITEST_POOL_ID ?? "1") - 1) % 6) * portBlock
+let nextPort = Math.floor(Math.random() * portBlock)
+
+const canListen = (port: number) =>
+  new Promise<boolean>((resolve) => {
     const server = Net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as Net.AddressInfo
-      server.close(() => resolve(port))
-    })
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
+
+/** `count` consecutive ports of 127.0.0.1 that are free now (by default one). */
+export const freePorts = async (count = 1): Promise<number> => {
+  for (let attempt = 0; attempt < portBlock; attempt++) {
+    const first = portBase + (nextPort % (portBlock - count))
+    nextPort += count
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => canListen(first + i)))
+    if (free.every(Boolean)) return first
+  }
+  throw new Error(`no ${count} consecutive free ports from ${portBase}`)
+}
+
+/** A port of 127.0.0.1 that is free now. */
+export const freePort = () => freePorts(1)
 
 /**
  * A runner process on a free port of 127.0.0.1 (`node <script>`, default `src/main.ts`), with
