@@ -126,9 +126,14 @@ export const useCluster = (label: string, options: {
       return { process: spawned, url: url! }
     },
     /** Prints every runner's output if the current test fails. */
+    /** On failure: every process's output, and the runners as the store sees them. */
     printOnFailure: () =>
-      onTestFailed(() => {
+      onTestFailed(async () => {
         for (const p of all) console.error(`----- output of ${p.name} (pid ${p.pid}) -----\n${p.output()}`)
+        const rows = await state.runtime.runPromise(
+          Effect.flatMap(HostClient, (host) => host.runners).pipe(Effect.timeout("5 seconds"), Effect.option)
+        )
+        console.error(`----- runners in the store -----\n${JSON.stringify(rows, null, 1)}`)
       })
   }
 }
