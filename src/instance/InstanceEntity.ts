@@ -168,8 +168,11 @@ interface Run {
   health: { readonly healthy: boolean } | undefined
   /** Called when a sequence asks to be kept alive during a stop. */
   readonly keptAlive: Set<() => void>
-  /** Whether the input's Content-Type header went out. */
-  inputHeaderSent: boolean
+  /**
+   * The process (pid) the input's Content-Type header went to: a restart policy starts new
+   * processes in the same run, and each reads its own header.
+   */
+  inputHeaderTo: number | undefined
 }
 
 /** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
@@ -363,14 +366,27 @@ export const layer = (options: Options = {}) =>
           }
           const input = wiring.input
           if (input !== undefined) {
-            run.inputHeaderSent = true
-            const bytes = topics(input).Subscribe()
-            // The subscription ends with the process (it would otherwise hold chunks nobody reads).
+            // Each process of the run (a restart policy starts new ones) reads the topic through
+            // a subscription of its own, which ends with it (it would otherwise hold chunks
+            // nobody reads); while none runs, the topic keeps what is published for the next subscriber.
+            const feed = (pid: number) =>
+              Effect.suspend(() => {
+                run.inputHeaderTo = pid
+                const bytes = topics(input).Subscribe()
+                return (run.sequence ? Stream.concat(Stream.make(inputHeader(contentType)), bytes) : bytes).pipe(
+                  Stream.run(dataOf(run).input({ end: false }))
+                )
+              }).pipe(
+                // The process ended: the next one (if any) gets its own feed.
+                Effect.catchTag("StdinError", () => Effect.void),
+                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause))
+              )
             yield* Effect.forkIn(
-              (run.sequence ? Stream.concat(Stream.make(inputHeader(contentType)), bytes) : bytes).pipe(
-                Stream.run(dataOf(run).input({ end: false })),
-                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause)),
-                Effect.raceFirst(run.handle.wait)
+              run.handle.changes.pipe(
+                Stream.map((status) => "pid" in status ? status.pid : undefined),
+                Stream.changes,
+                Stream.switchMap((pid) => pid === undefined ? Stream.empty : Stream.fromEffectDrain(feed(pid))),
+                Stream.runDrain
               ),
               scope
             )
@@ -407,7 +423,7 @@ export const layer = (options: Options = {}) =>
             sequence: record.spec.program._tag === "Sequence",
             health: undefined,
             keptAlive: new Set(),
-            inputHeaderSent: false
+            inputHeaderTo: undefined
           }
           current = run
           info = record
@@ -615,9 +631,10 @@ export const layer = (options: Options = {}) =>
             const replay = { replay: payload.replay ?? true }
             // A sequence's input and output are its data channels; stdio stays its own.
             const { input, output } = dataOf(run)
+            const { pid } = yield* handle.info
             const header = () => {
-              if (!run.sequence || run.inputHeaderSent) return undefined
-              run.inputHeaderSent = true
+              if (!run.sequence || pid === undefined || run.inputHeaderTo === pid) return undefined
+              run.inputHeaderTo = pid
               return inputHeader(payload.contentType ?? "application/octet-stream")
             }
             switch (payload.stream) {

@@ -5,7 +5,7 @@
  * events both ways, stop with and without keep-alive, kill handlers, health, logger), and
  * 50 MiB byte-exact through a pass-through sequence.
  */
-import { Deferred, Effect, Fiber, Schedule, Stream } from "effect"
+import { Deferred, Effect, Fiber, Option, Schedule, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
@@ -200,6 +200,38 @@ describe("sequences on two runners", () => {
       )
     }))
     expect(results.flat()).toEqual(Array.from({ length: rounds * concurrent }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
+  })
+
+  it("gives each process of a sequence restarted by its restart policy its own input header", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const { id } = yield* host.startSequence(seq.id, { restart: { mode: "always", backoffMs: 0 } })
+      const restarted = (restarts: number) =>
+        instances.info(id).pipe(
+          Effect.repeat({ until: (info) => info.restarts === restarts && info.status === "running", schedule: Schedule.spaced("50 millis") }),
+          within("20 seconds", () => `restart ${restarts} of ${id}`)
+        )
+      // Each input ends its process (the output ends with the input), which is started again.
+      yield* instances.input(id, text("one,"), { contentType: "text/plain" })
+      const second = yield* restarted(1)
+      yield* instances.input(id, text("two"), { contentType: "text/plain" })
+      yield* restarted(2)
+      // The output spans the processes: what each one wrote, in order.
+      const output = yield* instances.output(id).pipe(
+        Stream.decodeText(),
+        Stream.scan(() => "", (all: string, text: string) => all + text),
+        Stream.takeUntil((all) => all.length >= "one,two".length),
+        Stream.runLast,
+        within("10 seconds", () => `the output of both processes of ${id}`)
+      )
+      yield* instances.kill(id)
+      return { output, second }
+    }))
+    expect(result.output).toEqual(Option.some("one,two"))
+    expect(result.second).toMatchObject({ status: "running", restarts: 1 })
   })
 
   it("runs a sequence on runners that never saw it, and passes 50 MiB through it byte-exact", async () => {

@@ -2,7 +2,7 @@
  * Topics between instances on two runner processes, and between clients: every item arrives
  * exactly once, in order.
  */
-import { Effect, Fiber, Schedule, Stream } from "effect"
+import { Effect, Fiber, Option, Schedule, Stream } from "effect"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
@@ -61,6 +61,43 @@ describe("topics", () => {
       expect(lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: 100 }, (_, n) => n))
     })
   }
+
+  it("feed the next process of a topic-fed sequence restarted after a crash, with its own input header", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const passthrough = yield* host.sendSequence(fixture("passthrough"))
+      const consumer = yield* host.startSequence(passthrough.id, {
+        topics: { input: "restarts", contentType: "text/plain" },
+        restart: { mode: "always", backoffMs: 0 }
+      })
+      const outputUntil = (expected: string) =>
+        instances.output(consumer.id).pipe(
+          Stream.decodeText(),
+          Stream.scan(() => "", (all: string, text: string) => all + text),
+          Stream.takeUntil((all) => all.length >= expected.length),
+          Stream.runLast,
+          Effect.map(Option.getOrElse(() => "")),
+          Effect.timeout("20 seconds")
+        )
+      yield* host.publish("restarts", Stream.make(new TextEncoder().encode("first\n")))
+      const before = yield* outputUntil("first\n")
+      // A crash the cluster did not ask for: the restart policy starts the process again.
+      process.kill(consumer.pid!, "SIGKILL")
+      const restarted = yield* instances.info(consumer.id).pipe(
+        Effect.repeat({ until: (info) => info.restarts === 1 && info.status === "running", schedule: Schedule.spaced("50 millis") }),
+        Effect.timeout("20 seconds")
+      )
+      yield* host.publish("restarts", Stream.make(new TextEncoder().encode("second\n")))
+      const after = yield* outputUntil("first\nsecond\n")
+      yield* instances.kill(consumer.id)
+      return { before, after, restarted, pid: consumer.pid }
+    }))
+    expect(result.before).toBe("first\n")
+    expect(result.restarted.pid).not.toBe(result.pid)
+    expect(result.after).toBe("first\nsecond\n")
+  })
 
   it("carry bytes from a client to every subscribed client, each once; what came before any subscriber waits for the first", async () => {
     cluster.printOnFailure()
