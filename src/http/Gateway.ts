@@ -32,13 +32,16 @@ export interface GatewayConfig {
   readonly port: number
   /** `SHARDHUB_TOKEN`: the bearer token requests must carry. */
   readonly token: Option.Option<Redacted.Redacted<string>>
+  /** `SHARDHUB_GATEWAY_ACCESS_LOG` (default true): a line per request on stdout. */
+  readonly accessLog: boolean
 }
 
 /** @since 0.4.0 */
 export const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   host: Config.String("SHARDHUB_GATEWAY_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.Int("SHARDHUB_GATEWAY_PORT").pipe(Config.withDefault(8000)),
-  token: Config.option(Config.Redacted("SHARDHUB_TOKEN"))
+  token: Config.option(Config.Redacted("SHARDHUB_TOKEN")),
+  accessLog: Config.Boolean("SHARDHUB_GATEWAY_ACCESS_LOG").pipe(Config.withDefault(true))
 })
 
 /**
@@ -92,29 +95,49 @@ const sameToken = (given: string, token: string) => {
   return Crypto.timingSafeEqual(a, b)
 }
 
+/** The access log line of a request, once its answer (for a stream: its headers) was ready. */
+const accessLine = (request: HttpServerRequest, status: number, ms: number) =>
+  `${new Date().toISOString()} ${request.method} ${request.url} ${status} ${ms.toFixed(1)} ms ${request.remoteAddress.pipe(Option.getOrElse(() => "-"))}`
+
+/** The answer to a request: the token check, then a JSON body for every error answer. */
+const answer = <E, R>(
+  token: Option.Option<Redacted.Redacted<string>>,
+  request: HttpServerRequest,
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+) =>
+  Effect.gen(function*() {
+    if (Option.isSome(token)) {
+      const header = request.headers["authorization"] ?? ""
+      const given = header.startsWith("Bearer ") ? header.slice(7).trim() : ""
+      if (!sameToken(given, Redacted.value(token.value))) {
+        return HttpErrors.response(401, "a valid bearer token is required (Authorization: Bearer $SHARDHUB_TOKEN)", "ERR_UNAUTHORIZED")
+          .pipe(HttpServerResponse.setHeader("www-authenticate", "Bearer"))
+      }
+    }
+    const response = yield* effect.pipe(
+      Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : failureResponse(cause, request))
+    )
+    if (response.status >= 400 && response.body._tag === "Empty") {
+      const [error, code] = fallback(response.status)
+      return HttpErrors.response(response.status, error, code)
+    }
+    return response
+  })
+
 /**
- * The global middleware: the token check, then JSON bodies for every error answer.
+ * The global middleware: {@link answer}, and a line in the access log once it is ready.
  */
-const guard = (token: Option.Option<Redacted.Redacted<string>>) =>
+const guard = (token: Option.Option<Redacted.Redacted<string>>, accessLog: boolean) =>
   HttpRouter.middleware((effect) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest
-      if (Option.isSome(token)) {
-        const header = request.headers["authorization"] ?? ""
-        const given = header.startsWith("Bearer ") ? header.slice(7).trim() : ""
-        if (!sameToken(given, Redacted.value(token.value))) {
-          return HttpErrors.response(401, "a valid bearer token is required (Authorization: Bearer $SHARDHUB_TOKEN)", "ERR_UNAUTHORIZED")
-            .pipe(HttpServerResponse.setHeader("www-authenticate", "Bearer"))
-        }
-      }
-      const response = yield* effect.pipe(
-        Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : failureResponse(cause, request))
+      if (!accessLog) return yield* answer(token, request, effect)
+      const started = performance.now()
+      return yield* answer(token, request, effect).pipe(
+        Effect.onExit((exit) =>
+          Console.log(accessLine(request, exit._tag === "Success" ? exit.value.status : 499, performance.now() - started))
+        )
       )
-      if (response.status >= 400 && response.body._tag === "Empty") {
-        const [error, code] = fallback(response.status)
-        return HttpErrors.response(response.status, error, code)
-      }
-      return response
     }), { global: true })
 
 /**
@@ -122,7 +145,7 @@ const guard = (token: Option.Option<Redacted.Redacted<string>>) =>
  *
  * @since 0.4.0
  */
-export const routes = (token: Option.Option<Redacted.Redacted<string>>) =>
+export const routes = (token: Option.Option<Redacted.Redacted<string>>, accessLog = false) =>
   Layer.mergeAll(
     HttpApiBuilder.layer(Api, { openapiPath: "/api/v1/openapi.json" }).pipe(Layer.provide(Handlers.layer)),
     HttpApiScalar.layer(Api, { path: "/api/v1/docs" }),
@@ -131,7 +154,7 @@ export const routes = (token: Option.Option<Redacted.Redacted<string>>) =>
       "/metrics",
       Effect.map(Metrics.collect, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
     ),
-    guard(token)
+    guard(token, accessLog)
   )
 
 /**
@@ -152,7 +175,7 @@ export const layer = (config: GatewayConfig) =>
       const port = "port" in server.address ? server.address.port : config.port
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
     }))
-    return Layer.mergeAll(HttpRouter.serve(routes(config.token), { disableLogger: true, disableListenLog: true }), announce).pipe(
+    return Layer.mergeAll(HttpRouter.serve(routes(config.token, config.accessLog), { disableLogger: true, disableListenLog: true }), announce).pipe(
       Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 0 }), { port: config.port, host: config.host }))
     )
   }))

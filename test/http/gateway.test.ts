@@ -17,7 +17,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { concat } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
-import { root } from "../support/processes.ts"
+import { root, type Spawned } from "../support/processes.ts"
 import { fixture } from "../sequence/fixtures.ts"
 
 /** Reads a node-fetch body until `done(text so far)`. */
@@ -45,9 +45,12 @@ const sha256 = (bytes: Uint8Array) => Crypto.createHash("sha256").update(bytes).
 describe("the HTTP gateway", () => {
   const cluster = useCluster("gateway", { runners: 2 })
   let api = ""
+  let gateway: Spawned
 
   beforeAll(async () => {
-    api = `${(await cluster.gateway("gateway")).url}/api/v1`
+    const started = await cluster.gateway("gateway")
+    gateway = started.process
+    api = `${started.url}/api/v1`
   }, 120_000)
 
   const call = async (method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) => {
@@ -266,7 +269,7 @@ describe("the HTTP gateway", () => {
     expect(Buffer.from(concat(echoed)).toString()).toBe("still fine")
   })
 
-  it("serves its OpenAPI document, a docs page and Prometheus metrics", async () => {
+  it("serves its OpenAPI document, a docs page and Prometheus metrics, and logs every request", async () => {
     const sleeper = await cluster.run(Effect.map(
       Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "sleep", args: ["600"] } })),
       (info) => info.id
@@ -282,6 +285,11 @@ describe("the HTTP gateway", () => {
     expect(metrics).toMatch(/^shardhub_runners\{healthy="true"\} 2$/m)
     expect(metrics).toMatch(new RegExp(`^shardhub_instance_rss_bytes\\{id="${sleeper}",runner="127\\.0\\.0\\.1:\\d+"\\} [1-9]\\d*$`, "m"))
     await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(sleeper)))
+    // The access log: time, method, path, status, time to the answer, client address.
+    expect((await call("GET", "/no-such-endpoint")).status).toBe(404)
+    for (const line of ["GET /api/v1/openapi.json 200", "GET /metrics 200", "GET /api/v1/no-such-endpoint 404"]) {
+      await gateway.waitFor(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z ${line.replaceAll(".", "\\.")} [\\d.]+ ms 127\\.0\\.0\\.1$`, "m"), 5000)
+    }
   })
 
   it("requires the bearer token when bound beyond loopback, and refuses to start without one", async () => {

@@ -125,7 +125,6 @@ export const useCluster = (label: string, options: {
       const [, url] = await spawned.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 60_000)
       return { process: spawned, url: url! }
     },
-    /** Prints every runner's output if the current test fails. */
     /** On failure: every process's output, and the runners as the store sees them. */
     printOnFailure: () =>
       onTestFailed(async () => {
