@@ -5,14 +5,14 @@
  * events both ways, stop with and without keep-alive, kill handlers, health, logger), and
  * 50 MiB byte-exact through a pass-through sequence.
  */
-import { Deferred, Effect, Fiber, Option, Schedule, Stream } from "effect"
+import { Deferred, Effect, Fiber, Schedule, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
-import { chunked, concat } from "../support/bytes.ts"
+import { chunked, concat, textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
@@ -26,6 +26,14 @@ const decode = (chunks: ReadonlyArray<Uint8Array>) => concat(chunks).toString("u
 /** Fails with `what` when `effect` takes longer than `duration` (a hang names its step). */
 const within = (duration: `${number} seconds`, what: () => string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.timeoutOrElse(effect, { duration, orElse: () => Effect.die(new Error(`no end within ${duration}: ${what()}`)) })
+/** Polls an instance's record until `done` holds (at most `duration`). */
+const awaitInfo = (id: string, done: (info: InstanceInfo) => boolean, duration: `${number} seconds`, what: string) =>
+  Effect.flatMap(InstanceClient, (instances) =>
+    instances.info(id).pipe(
+      Effect.repeat({ until: done, schedule: Schedule.spaced("50 millis") }),
+      within(duration, () => `${what} (${id})`)
+    ))
+const isOver = (info: InstanceInfo) => info.status !== "running"
 
 describe("sequences on two runners", () => {
   const cluster = useCluster("sequences", { runners: 2 })
@@ -187,10 +195,7 @@ describe("sequences on two runners", () => {
           Stream.runCollect,
           within("30 seconds", () => `${data.length} bytes in chunks of ${chunk} through ${id}`)
         )
-        const ended = yield* instances.info(id).pipe(
-          Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") }),
-          within("10 seconds", () => `${id} to end after its input ended`)
-        )
+        const ended = yield* awaitInfo(id, isOver, "10 seconds", "the end after the input ended")
         return { exact: concat(out).equals(data), status: ended.status, exitCode: ended.exitCode }
       })
       return yield* Effect.forEach(
@@ -210,27 +215,20 @@ describe("sequences on two runners", () => {
       const seq = yield* host.sendSequence(fixture("passthrough"))
       const { id } = yield* host.startSequence(seq.id, { restart: { mode: "always", backoffMs: 0 } })
       const restarted = (restarts: number) =>
-        instances.info(id).pipe(
-          Effect.repeat({ until: (info) => info.restarts === restarts && info.status === "running", schedule: Schedule.spaced("50 millis") }),
-          within("20 seconds", () => `restart ${restarts} of ${id}`)
-        )
+        awaitInfo(id, (info) => info.restarts === restarts && info.status === "running", "20 seconds", `restart ${restarts}`)
       // Each input ends its process (the output ends with the input), which is started again.
       yield* instances.input(id, text("one,"), { contentType: "text/plain" })
       const second = yield* restarted(1)
       yield* instances.input(id, text("two"), { contentType: "text/plain" })
       yield* restarted(2)
       // The output spans the processes: what each one wrote, in order.
-      const output = yield* instances.output(id).pipe(
-        Stream.decodeText(),
-        Stream.scan(() => "", (all: string, text: string) => all + text),
-        Stream.takeUntil((all) => all.length >= "one,two".length),
-        Stream.runLast,
+      const output = yield* textUntil(instances.output(id), "one,two".length).pipe(
         within("10 seconds", () => `the output of both processes of ${id}`)
       )
       yield* instances.kill(id)
       return { output, second }
     }))
-    expect(result.output).toEqual(Option.some("one,two"))
+    expect(result.output).toBe("one,two")
     expect(result.second).toMatchObject({ status: "running", restarts: 1 })
   })
 
@@ -257,10 +255,7 @@ describe("sequences on two runners", () => {
         Stream.runCollect,
         within("40 seconds", () => `50 MiB through ${first!.id}`)
       )
-      const ended = yield* instances.info(first!.id).pipe(
-        Effect.repeat({ until: (info) => info.status !== "running", schedule: Schedule.spaced("50 millis") }),
-        within("10 seconds", () => `${first!.id} to end after its input ended`)
-      )
+      const ended = yield* awaitInfo(first!.id, isOver, "10 seconds", "the end after the input ended")
       yield* Effect.forEach(others, (info) => instances.kill(info.id), { concurrency: 8 })
       return { seq, runners: placed.size, out: concat(out), ended }
     }))

@@ -2,10 +2,11 @@
  * Topics between instances on two runner processes, and between clients: every item arrives
  * exactly once, in order.
  */
-import { Effect, Fiber, Option, Schedule, Stream } from "effect"
+import { Effect, Fiber, Schedule, Stream } from "effect"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import { textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import { fixture } from "./fixtures.ts"
 
@@ -73,14 +74,7 @@ describe("topics", () => {
         restart: { mode: "always", backoffMs: 0 }
       })
       const outputUntil = (expected: string) =>
-        instances.output(consumer.id).pipe(
-          Stream.decodeText(),
-          Stream.scan(() => "", (all: string, text: string) => all + text),
-          Stream.takeUntil((all) => all.length >= expected.length),
-          Stream.runLast,
-          Effect.map(Option.getOrElse(() => "")),
-          Effect.timeout("20 seconds")
-        )
+        textUntil(instances.output(consumer.id), expected.length).pipe(Effect.timeout("20 seconds"))
       yield* host.publish("restarts", Stream.make(new TextEncoder().encode("first\n")))
       const before = yield* outputUntil("first\n")
       // A crash the cluster did not ask for: the restart policy starts the process again.

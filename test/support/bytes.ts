@@ -1,7 +1,7 @@
 /**
  * Byte helpers for stream tests.
  */
-import { Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 
 /** `data` as a stream of `chunk`-sized pieces (views, no copies). */
 export const chunked = (data: Uint8Array, chunk = 64 * 1024) =>
@@ -9,3 +9,13 @@ export const chunked = (data: Uint8Array, chunk = 64 * 1024) =>
 
 /** The chunks of a collected stream, joined. */
 export const concat = (chunks: ReadonlyArray<Uint8Array>) => Buffer.concat(chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)))
+
+/** The stream's text once it is at least `length` characters long (the stream may go on). */
+export const textUntil = <E, R>(bytes: Stream.Stream<Uint8Array, E, R>, length: number) =>
+  bytes.pipe(
+    Stream.decodeText(),
+    Stream.scan(() => "", (all: string, text: string) => all + text),
+    Stream.takeUntil((all) => all.length >= length),
+    Stream.runLast,
+    Effect.map(Option.getOrElse(() => ""))
+  )

@@ -104,9 +104,6 @@ export const spawnNode = (name: string, script: string, options: {
 }
 
 /**
- * A free TCP port on 127.0.0.1.
- */
-/**
  * Ports for listeners a test starts by number (runners must know their own port). They come
  * from below the kernel's ephemeral range (32768–60999 here), so an outgoing connection (a
  * Postgres session, a dial) cannot take one between the check and the listen, and each vitest
@@ -123,7 +120,7 @@ const canListen = (port: number) =>
     server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
 
-/** `count` consecutive ports of 127.0.0.1 that are free now (by default one). */
+/** The first of `count` consecutive ports of 127.0.0.1 that are free now (by default one). */
 export const freePorts = async (count = 1): Promise<number> => {
   for (let attempt = 0; attempt < portBlock; attempt++) {
     const first = portBase + (nextPort % (portBlock - count))
