@@ -7,6 +7,7 @@
  *   `Authorization: Bearer <token>`.
  * - Every 4xx/5xx answer is JSON `{error, code}`, including unknown routes and bodies the API
  *   could not decode.
+ * - Every request gets a line on stdout (unless `SHARDHUB_GATEWAY_ACCESS_LOG=false`).
  *
  * @since 0.4.0
  */
