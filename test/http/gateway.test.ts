@@ -15,7 +15,7 @@ import { Readable } from "node:stream"
 import { beforeAll, describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
-import { concat } from "../support/bytes.ts"
+import { concat, sha256 } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import { root, type Spawned } from "../support/processes.ts"
 import { fixture } from "../sequence/fixtures.ts"
@@ -39,8 +39,6 @@ const readAll = (body: NodeJS.ReadableStream) =>
     body.on("error", reject)
     body.on("end", () => resolve(Buffer.concat(chunks)))
   })
-
-const sha256 = (bytes: Uint8Array) => Crypto.createHash("sha256").update(bytes).digest("hex")
 
 describe("the HTTP gateway", () => {
   const cluster = useCluster("gateway", { runners: 2 })

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
-import { chunked, concat } from "../support/bytes.ts"
+import { chunked, concat, sha256 } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import { root } from "../support/processes.ts"
 
@@ -104,7 +104,6 @@ describe("instances on three runners", () => {
   it("passes 50 MiB of random bytes through cat byte-exactly, as input/output and as inout", async () => {
     cluster.printOnFailure()
     const data = Crypto.randomBytes(50 * 1024 * 1024)
-    const digest = (b: Uint8Array) => Crypto.createHash("sha256").update(b).digest("hex")
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const instances = yield* InstanceClient
@@ -128,9 +127,9 @@ describe("instances on three runners", () => {
       return { separate, together, ended }
     }))
     expect(result.separate.length).toBe(data.length)
-    expect(digest(result.separate)).toBe(digest(data))
+    expect(sha256(result.separate)).toBe(sha256(data))
     expect(result.together.length).toBe(data.length)
-    expect(digest(result.together)).toBe(digest(data))
+    expect(sha256(result.together)).toBe(sha256(data))
     // cat exits by itself once its stdin closed.
     expect(result.ended).toMatchObject({ status: "stopped", exitCode: 0, desired: "stopped" })
   })

@@ -9,6 +9,7 @@ import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Stream } from "effect"
 import type { ChannelEvent } from "../../src/process/ManagedProcess.ts"
+import { sha256 } from "../support/bytes.ts"
 import { child, manager, tempDir, until } from "../support/processManager.ts"
 
 const text = (stream: Stream.Stream<Uint8Array>) => stream.pipe(Stream.decodeText(), Stream.mkString)
@@ -46,7 +47,7 @@ describe("ProcessManager I/O", () => {
       yield* Stream.run(Stream.fromIterable(chunks), cat.stdin())
       const { bytes, hash } = yield* Fiber.join(output)
       expect(bytes).toBe(input.length)
-      expect(hash.digest("hex")).toBe(Crypto.createHash("sha256").update(input).digest("hex"))
+      expect(hash.digest("hex")).toBe(sha256(input))
       expect(yield* cat.wait).toMatchObject({ _tag: "Exited", code: 0 })
     }))
 
@@ -62,7 +63,7 @@ describe("ProcessManager I/O", () => {
       const stdout = yield* text(copy.stdout()).pipe(Effect.forkChild)
       yield* Stream.run(Stream.make(input.subarray(0, 1 << 20), input.subarray(1 << 20)), copy.input())
       const received = Buffer.concat(yield* Fiber.join(output))
-      expect(Crypto.createHash("sha256").update(received).digest("hex")).toBe(Crypto.createHash("sha256").update(input).digest("hex"))
+      expect(sha256(received)).toBe(sha256(input))
       expect(yield* Fiber.join(stdout)).toBe("copied\n")
       expect(yield* copy.wait).toMatchObject({ _tag: "Exited", code: 0 })
       // A process without data channels refuses input.

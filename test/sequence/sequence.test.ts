@@ -12,7 +12,7 @@ import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
-import { chunked, concat, textUntil } from "../support/bytes.ts"
+import { chunked, concat, sha256, textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
@@ -235,7 +235,6 @@ describe("sequences on two runners", () => {
   it("runs a sequence on runners that never saw it, and passes 50 MiB through it byte-exact", async () => {
     cluster.printOnFailure()
     const data = Crypto.randomBytes(50 * 1024 * 1024)
-    const digest = (b: Uint8Array) => Crypto.createHash("sha256").update(b).digest("hex")
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const instances = yield* InstanceClient
@@ -264,7 +263,7 @@ describe("sequences on two runners", () => {
       expect(Fs.existsSync(Path.join(cluster.home, runner, "sequences", result.seq.hash, "index.js"))).toBe(true)
     }
     expect(result.out.length).toBe(data.length)
-    expect(digest(result.out)).toBe(digest(data))
+    expect(sha256(result.out)).toBe(sha256(data))
     // The output ended with the input: the instance completed (exit 0).
     expect(result.ended).toMatchObject({ status: "stopped", exitCode: 0 })
   })
