@@ -13,6 +13,7 @@ import * as Registry from "../instance/Registry.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as HostClient from "./HostClient.ts"
 import * as InstanceClient from "./InstanceClient.ts"
+import type { Security } from "../cluster/Security.ts"
 
 /**
  * The two clients on a participant that is already in the cluster (a runner, or an app that
@@ -22,7 +23,7 @@ import * as InstanceClient from "./InstanceClient.ts"
  */
 export const services = (
   options: InstanceClient.Options = {}
-): Layer.Layer<HostClient.HostClient | InstanceClient.InstanceClient, never, Sharding | SqlClient> =>
+): Layer.Layer<HostClient.HostClient | InstanceClient.InstanceClient, never, Sharding | SqlClient | Security> =>
   Layer.mergeAll(HostClient.layer(options), InstanceClient.layer(options)).pipe(
     Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer()))
   )

@@ -14,6 +14,7 @@ import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { Sharding } from "effect/cluster/Sharding"
 import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
 import type * as Net from "node:net"
+import { Security } from "../cluster/Security.ts"
 import { DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
 import type { LogsQuery } from "../process/LogStore.ts"
@@ -92,6 +93,7 @@ export const retryMoved = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect
 export const make = (options: Options = {}) =>
   Effect.gen(function*() {
     const clients = yield* Instance.client
+    const security = yield* Security
     const timeoutMs = options.timeoutMs ?? 10_000
     const waitTimeoutMs = options.waitTimeoutMs ?? 300_000
 
@@ -112,7 +114,7 @@ export const make = (options: Options = {}) =>
       flags: { readonly end?: boolean; readonly replay?: boolean; readonly contentType?: string }
     ) =>
       call(id, `open ${stream}`, (client) => client.Open({ stream, ...flags })).pipe(
-        Effect.flatMap((ticket) => dial(ticket, { timeoutMs }))
+        Effect.flatMap((ticket) => dial(ticket, security, { timeoutMs }))
       )
 
     const readable = (socket: Net.Socket, closeOnDone = true) =>
@@ -247,5 +249,5 @@ export class InstanceClient extends Context.Service<InstanceClient, Effect.Succe
 /**
  * @since 0.3.0
  */
-export const layer = (options: Options = {}): Layer.Layer<InstanceClient, never, Sharding> =>
+export const layer = (options: Options = {}): Layer.Layer<InstanceClient, never, Sharding | Security> =>
   Layer.effect(InstanceClient, make(options))

@@ -7,7 +7,9 @@
  *   runner list from the store, dials runners directly, hosts nothing.
  *
  * Both use Effect's SocketRunner protocol (binary serialization) over {@link Transport}'s
- * TCP_NODELAY sockets, and `SqlRunnerStorage` / `SqlMessageStorage` on Postgres.
+ * TCP_NODELAY sockets secured with the cluster key ({@link Security}, read from the store), and
+ * `SqlRunnerStorage` / `SqlMessageStorage` on Postgres. Both layers also provide `Security`, for
+ * the data port.
  *
  * @since 0.1.0
  */
@@ -22,6 +24,7 @@ import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
+import * as Security from "./Security.ts"
 import * as Store from "./Store.ts"
 import * as Transport from "./Transport.ts"
 
@@ -68,6 +71,7 @@ export const runnerLayer = (config: ClusterConfig, runner: RunnerConfig, options
     Layer.provide([Transport.layerSocketServer, Transport.layerClientProtocol, health]),
     Layer.provideMerge(storage(config, Option.some(runner))),
     Layer.provide(serialization),
+    Layer.provideMerge(Security.layer(config.security)),
     Layer.provideMerge(Store.layer(config.store, { applicationName: runnerApplicationName(runner, options.applicationName) }))
   )
 }
@@ -93,6 +97,7 @@ export const clientLayer = (config: ClusterConfig, options: {
     Layer.provide(Transport.layerClientProtocol),
     Layer.provideMerge(storage(config, Option.none())),
     Layer.provide(serialization),
+    Layer.provideMerge(Security.layer(config.security)),
     Layer.provideMerge(Store.layer(config.store, { applicationName: options.applicationName ?? "shardhub-client" }))
   )
 

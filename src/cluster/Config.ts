@@ -87,10 +87,25 @@ export interface RunnerConfig {
 }
 
 /**
+ * Transport security of runner ports and data ports (see `Security`).
+ *
+ * @since 0.5.0
+ */
+export interface SecurityConfig {
+  /** `SHARDHUB_TRANSPORT`: `tls` (default: TLS 1.3 with the cluster key) or `plain` (loopback only, to measure the cost). */
+  readonly mode: "tls" | "plain"
+  /** `SHARDHUB_KEY_REFRESH`: how often the cluster keys are re-read from the store (default 10 s). */
+  readonly keyRefresh: Duration.Duration
+  /** `SHARDHUB_HANDSHAKE_TIMEOUT`: a connection that has not completed its handshake by then is closed (default 5 s). */
+  readonly handshakeTimeout: Duration.Duration
+}
+
+/**
  * @since 0.1.0
  */
 export interface ClusterConfig {
   readonly store: StoreConfig
+  readonly security: SecurityConfig
   readonly timings: Timings
   /** `SHARDHUB_SHARDS`: shards per group. Must be the same on every participant. */
   readonly shardsPerGroup: number
@@ -133,12 +148,24 @@ export const timings: Config.Config<Timings> = Config.all({
 })
 
 /**
+ * Reads the transport security settings.
+ *
+ * @since 0.5.0
+ */
+export const securityConfig: Config.Config<SecurityConfig> = Config.all({
+  mode: Config.Literals(["tls", "plain"], "SHARDHUB_TRANSPORT").pipe(Config.withDefault("tls" as const)),
+  keyRefresh: duration("SHARDHUB_KEY_REFRESH", Duration.seconds(10)),
+  handshakeTimeout: duration("SHARDHUB_HANDSHAKE_TIMEOUT", Duration.seconds(5))
+})
+
+/**
  * Reads the settings every participant shares.
  *
  * @since 0.1.0
  */
 export const clusterConfig: Config.Config<ClusterConfig> = Config.all({
   store: storeConfig,
+  security: securityConfig,
   timings,
   shardsPerGroup: Config.Int("SHARDHUB_SHARDS").pipe(Config.withDefault(300)),
   instanceRetention: duration("SHARDHUB_INSTANCE_RETENTION", Duration.minutes(10))

@@ -19,6 +19,8 @@ import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
 import * as Probe from "./Probe.ts"
+import { isLoopback } from "./Security.ts"
+import { plainOffLoopback } from "./Transport.ts"
 import * as Store from "./Store.ts"
 
 /**
@@ -129,7 +131,11 @@ export const layerFromEnv = (options: Options & {
   Layer.unwrap(Effect.gen(function*() {
     const [config, fromEnv] = yield* Effect.all([clusterConfig, runnerConfig])
     const runner = options.port === undefined ? fromEnv : { ...fromEnv, port: options.port }
-    const address = `${Option.getOrElse(runner.listenHost, () => runner.host)}:${runner.port}`
+    const listenHost = Option.getOrElse(runner.listenHost, () => runner.host)
+    const address = `${listenHost}:${runner.port}`
+    if (config.security.mode === "plain" && !isLoopback(listenHost)) {
+      return Layer.effectDiscard(Effect.fail(new RunnerListenError({ message: plainOffLoopback(listenHost) })))
+    }
     return announce(`${runner.host}:${runner.port}`, stateDirOf(config, runner)).pipe(
       Layer.provide(layer(config, runner, options)),
       Layer.catchTag("SocketServerError", (error) =>

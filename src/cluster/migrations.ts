@@ -78,6 +78,19 @@ const migrations = {
       PRIMARY KEY (hash, n)
     )`
     yield* sql`CREATE INDEX shardhub_instances_sequence ON shardhub_instances ((spec->'program'->>'sequenceId'))`
+  }),
+  /**
+   * The cluster keys: the pre-shared keys of the runner and data ports' TLS (see `Security`).
+   * Several may be active during a rotation; a retired key is refused.
+   */
+  "4_cluster_keys": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_cluster_keys (
+      id text PRIMARY KEY,
+      secret bytea NOT NULL CHECK (length(secret) >= 32),
+      created_at timestamptz NOT NULL DEFAULT now(),
+      retired_at timestamptz
+    )`
   })
 }
 

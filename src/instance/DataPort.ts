@@ -13,14 +13,17 @@
  *    the stream, run by the offered session.
  *
  * Tickets are random 128-bit values, usable once, and expire after `ticketTtlMs` (default 30 s),
- * so a stream reaches only what an RPC to the owner allowed — but, like Effect's runner
- * protocol, the port has no TLS: keep it on a private network.
+ * so a stream reaches only what an RPC to the owner allowed. Like the runner port, the data port
+ * speaks TLS with the cluster key ({@link Security}): a dialer without it is refused at the
+ * handshake and never gets to present a ticket, stolen or not. A connection that has not sent its
+ * ticket within `ticketTimeoutMs` (default 10 s) is closed.
  *
  * @since 0.3.0
  */
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import { Context, Effect, FiberSet, Layer, Schema } from "effect"
+import { Security } from "../cluster/Security.ts"
 
 /**
  * Where a session waits, and the ticket that opens it.
@@ -71,6 +74,8 @@ export interface Config {
   /** The port (default 0: any free port; clients learn it from the ticket). */
   readonly port?: number | undefined
   readonly ticketTtlMs?: number | undefined
+  /** How long a connection may take to present its ticket (default 10 s). */
+  readonly ticketTimeoutMs?: number | undefined
 }
 
 const maxTicketLine = 128
@@ -128,13 +133,17 @@ const close = (socket: Net.Socket, lingerMs = 30_000) =>
  */
 export const make = (config: Config) =>
   Effect.gen(function*() {
+    const security = yield* Security
     const ttl = config.ticketTtlMs ?? 30_000
+    const ticketTimeout = config.ticketTimeoutMs ?? 10_000
     const sessions = new Map<string, { readonly session: Session; readonly timer: NodeJS.Timeout }>()
     const run = yield* FiberSet.makeRuntime<never, void, never>()
     // Half-open: a client ends its input and still reads the answer.
-    const server = Net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    const server = security.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       socket.on("error", () => {})
+      const deadline = setTimeout(() => socket.destroy(), ticketTimeout).unref()
       readLine(socket, (line) => {
+        clearTimeout(deadline)
         const entry = line === undefined ? undefined : sessions.get(line)
         if (entry === undefined) {
           socket.end(line === undefined ? "ERR no ticket\n" : "ERR unknown or expired ticket\n")
@@ -173,7 +182,8 @@ export const make = (config: Config) =>
 /**
  * @since 0.3.0
  */
-export const layer = (config: Config): Layer.Layer<DataPort, DataPortError> => Layer.effect(DataPort, make(config))
+export const layer = (config: Config): Layer.Layer<DataPort, DataPortError, Security> =>
+  Layer.effect(DataPort, make(config))
 
 /**
  * Dials a session: connects, presents the ticket, and returns the socket once the server said
@@ -181,10 +191,10 @@ export const layer = (config: Config): Layer.Layer<DataPort, DataPortError> => L
  *
  * @since 0.3.0
  */
-export const dial = (ticket: Ticket, options: { readonly timeoutMs?: number } = {}) =>
+export const dial = (ticket: Ticket, security: Security["Service"], options: { readonly timeoutMs?: number } = {}) =>
   Effect.callback<Net.Socket, DataPortError>((resume) => {
     // Half-open: the owner may end its side (the output ended) while input is still being written.
-    const socket = Net.connect({ host: ticket.host, port: ticket.port, noDelay: true, allowHalfOpen: true })
+    const socket = security.connect({ host: ticket.host, port: ticket.port, noDelay: true, allowHalfOpen: true })
     const fail = (message: string) => {
       socket.destroy()
       resume(Effect.fail(new DataPortError({ message })))
@@ -198,6 +208,7 @@ export const dial = (ticket: Ticket, options: { readonly timeoutMs?: number } = 
       fail(`data port ${ticket.host}:${ticket.port}: ${error.message}`)
     }
     socket.once("error", onError)
+    // Written at once; TLS holds it until the handshake is done.
     socket.write(`${ticket.ticket}\n`)
     readLine(socket, (line) => {
       clearTimeout(timer)

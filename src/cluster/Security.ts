@@ -1,0 +1,303 @@
+/**
+ * Transport security: every connection to a runner port or a data port is TLS 1.3 with a
+ * pre-shared cluster key (TLS-PSK), so only participants that hold the key get an RPC through or
+ * a byte of a stream, each side proves it to the other, and the traffic is encrypted.
+ *
+ * **Why a pre-shared key kept in the store.** Whoever can write to the cluster store already
+ * controls the cluster (runners run the specs stored there), so the store is the trust root
+ * anyway. Keeping the keys in it adds no second secret to hand out: every participant that can
+ * reach the store — a runner, the CLI, the gateway, a user's Effect app through
+ * `Client.layerFromEnv()` — finds the key itself, on one machine and on many, with no
+ * certificates, no CA and no files to copy. TLS 1.3 in its `psk_dhe_ke` mode still does an
+ * ECDHE exchange, so a key that leaks later does not decrypt recorded traffic.
+ *
+ * **Rotation and revocation.** Several keys can be active. A server accepts every active key; a
+ * dialer uses the newest key that is older than {@link activationDelay} (so that every
+ * participant has loaded it before anyone dials with it), else the oldest. `rotate` adds a key,
+ * `retire` removes one: every participant re-reads the keys every `refresh`, and a server then
+ * closes the connections that were opened with a retired key.
+ *
+ * **Refusals.** A connection that does not complete the handshake in `handshakeTimeout` — no
+ * TLS, an unknown key, a wrong secret, nothing sent — is closed and logged with the peer's
+ * address and the reason (at most a few lines a second; the rest are counted).
+ *
+ * `plain` mode (no TLS) exists only to measure what security costs; a runner refuses it on a
+ * non-loopback address.
+ *
+ * @since 0.5.0
+ */
+import * as Crypto from "node:crypto"
+import * as Net from "node:net"
+import * as Tls from "node:tls"
+import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SecurityConfig } from "./Config.ts"
+
+/**
+ * An active cluster key as read from the store.
+ *
+ * @since 0.5.0
+ */
+export interface ClusterKey {
+  readonly id: string
+  readonly secret: Buffer
+  readonly createdAt: Date
+  /** Age by the store's clock when it was read. */
+  readonly ageMs: number
+}
+
+/**
+ * @since 0.5.0
+ */
+export class Security extends Context.Service<Security, {
+  readonly mode: "tls-psk" | "plain"
+  /**
+   * A listening server's connection handler gets only authenticated sockets: the handshake (and
+   * its deadline, and the log line of a refusal) happens before `onConnection`.
+   */
+  readonly createServer: (options: Net.ServerOpts, onConnection: (socket: Net.Socket) => void) => Net.Server
+  /** Options to add to `tls.connect` (with the current key), or undefined in plain mode. */
+  readonly clientOptions: () => Tls.ConnectionOptions | undefined
+  /** Dials `host:port`; what is written before the handshake completes waits for it. */
+  readonly connect: (options: Net.TcpNetConnectOpts) => Net.Socket
+}>()("shardhub/cluster/Security") {}
+
+/**
+ * How long a new key waits before dialers use it, as a multiple of the refresh interval: every
+ * participant has re-read the keys at least twice by then.
+ *
+ * @since 0.5.0
+ */
+export const activationDelay = (refresh: Duration.Duration) => Duration.times(refresh, 3)
+
+/** TLS 1.3 only; suites on SHA-256, the hash OpenSSL uses for external PSKs. */
+const tlsBase = {
+  minVersion: "TLSv1.3",
+  maxVersion: "TLSv1.3",
+  ciphers: "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+} as const
+
+const keyLock = 0x5348_4b31 // "SHK1": serialises the creation of the first key
+
+/**
+ * The active keys, oldest first; creates the cluster's first key when there is none (one
+ * creator wins, under an advisory lock).
+ *
+ * @since 0.5.0
+ */
+export const loadKeys = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const read = sql<{ id: string; secret: Buffer; created_at: Date; age_ms: number }>`
+    SELECT id, secret, created_at, (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms
+    FROM shardhub_cluster_keys WHERE retired_at IS NULL ORDER BY created_at, id`
+  let rows = yield* read
+  if (rows.length === 0) {
+    yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SELECT pg_advisory_xact_lock(${keyLock})`
+      yield* sql`INSERT INTO shardhub_cluster_keys (id, secret)
+        SELECT ${newKeyId()}, ${Crypto.randomBytes(32)}
+        WHERE NOT EXISTS (SELECT 1 FROM shardhub_cluster_keys WHERE retired_at IS NULL)`
+    }))
+    rows = yield* read
+  }
+  return rows.map((row): ClusterKey => ({
+    id: row.id,
+    secret: Buffer.from(row.secret),
+    createdAt: row.created_at,
+    ageMs: row.age_ms
+  }))
+})
+
+const newKeyId = () => `k-${Crypto.randomBytes(6).toString("hex")}`
+
+/**
+ * Adds a new key; dialers switch to it after {@link activationDelay}. Returns its id.
+ *
+ * @since 0.5.0
+ */
+export const rotate = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const id = newKeyId()
+  yield* sql`INSERT INTO shardhub_cluster_keys (id, secret) VALUES (${id}, ${Crypto.randomBytes(32)})`
+  return id
+})
+
+/**
+ * Retires keys: `id`, or with `"all-but-newest"` every key but the newest. Servers refuse them
+ * (and close the connections opened with them) once they have re-read the keys. Returns the ids
+ * retired.
+ *
+ * @since 0.5.0
+ */
+export const retire = (which: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = which === "all-but-newest"
+      ? yield* sql<{ id: string }>`
+        UPDATE shardhub_cluster_keys SET retired_at = now()
+        WHERE retired_at IS NULL AND id <> (
+          SELECT id FROM shardhub_cluster_keys WHERE retired_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 1
+        ) RETURNING id`
+      : yield* sql<{ id: string }>`
+        UPDATE shardhub_cluster_keys SET retired_at = now() WHERE retired_at IS NULL AND id = ${which} RETURNING id`
+    return rows.map((row) => row.id)
+  })
+
+/**
+ * The key a dialer uses: the newest one past its activation delay, else the oldest.
+ *
+ * @since 0.5.0
+ */
+export const dialKey = (keys: ReadonlyArray<ClusterKey>, activationMs: number): ClusterKey | undefined =>
+  keys.findLast((key) => key.ageMs >= activationMs) ?? keys[0]
+
+/** Why a handshake failed, in a few words. */
+const describeRefusal = (error: NodeJS.ErrnoException): string => {
+  const code = error.code ?? ""
+  if (code === "ERR_SSL_BINDER_DOES_NOT_VERIFY" || /decrypt|bad record mac/i.test(error.message)) {
+    return "wrong cluster key"
+  }
+  if (code === "ETIMEDOUT" || /timed? ?out/i.test(error.message)) return "no TLS handshake in time"
+  if (/wrong version number|http request|unknown protocol|record layer failure|packet length too long/i.test(error.message)) {
+    return "not TLS (a plaintext client?)"
+  }
+  if (/no shared cipher|no suitable|unsupported protocol|version too low|psk/i.test(error.message)) {
+    return "no cluster key offered (TLS without the cluster's pre-shared key)"
+  }
+  if (code === "ECONNRESET" || /socket hang up|closed/i.test(error.message)) return "closed during the handshake"
+  return `handshake failed (${code || error.message})`
+}
+
+/**
+ * Logs refusals, at most `perSecond` lines a second; the lines held back are counted in the next one.
+ */
+const refusalLog = (log: (line: string) => void, perSecond = 5) => {
+  let windowStart = 0
+  let inWindow = 0
+  let held = 0
+  return (peer: string, why: string) => {
+    const now = Date.now()
+    if (now - windowStart >= 1000) {
+      windowStart = now
+      inWindow = 0
+    }
+    if (inWindow >= perSecond) {
+      held++
+      return
+    }
+    inWindow++
+    log(`refused connection from ${peer}: ${why}${held > 0 ? ` (and ${held} more refused, not shown)` : ""}`)
+    held = 0
+  }
+}
+
+const peerOf = (socket: Net.Socket) => `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`
+
+/**
+ * Plain TCP, for measuring the cost of security only.
+ *
+ * @since 0.5.0
+ */
+export const plain: Security["Service"] = Security.of({
+  mode: "plain",
+  createServer: (options, onConnection) => Net.createServer(options, onConnection),
+  clientOptions: () => undefined,
+  connect: (options) => Net.connect(options)
+})
+
+/**
+ * TLS-PSK with the cluster keys from the store, re-read every `config.keyRefresh`.
+ *
+ * @since 0.5.0
+ */
+export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
+  const sql = yield* SqlClient
+  const services = yield* Effect.context<never>()
+  const logWarning = (line: string) => Effect.runForkWith(services)(Effect.logWarning(line))
+  const refused = refusalLog(logWarning)
+  const activationMs = Duration.toMillis(activationDelay(config.keyRefresh))
+  const handshakeTimeout = Duration.toMillis(config.handshakeTimeout)
+
+  let keys = yield* loadKeys.pipe(Effect.provideService(SqlClient, sql), Effect.orDie)
+  let byId = new Map(keys.map((key) => [key.id, key]))
+  /** Server-side connections by the key they were opened with, to close them when it is retired. */
+  const opened = new Map<string, Set<Net.Socket>>()
+
+  const reload = loadKeys.pipe(
+    Effect.provideService(SqlClient, sql),
+    Effect.tap((fresh) =>
+      Effect.sync(() => {
+        keys = fresh
+        byId = new Map(fresh.map((key) => [key.id, key]))
+        for (const [id, sockets] of opened) {
+          if (byId.has(id)) continue
+          opened.delete(id)
+          for (const socket of sockets) socket.destroy()
+          if (sockets.size > 0) logWarning(`closed ${sockets.size} connection(s) opened with retired key ${id}`)
+        }
+      })
+    ),
+    Effect.catchCause((cause) => Effect.logWarning("could not re-read the cluster keys; keeping the ones loaded", cause))
+  )
+  yield* reload.pipe(Effect.repeat(Schedule.spaced(config.keyRefresh)), Effect.forkScoped)
+
+  const explained = new WeakSet<Net.Socket>()
+  const serverOptions: Tls.TlsOptions = {
+    ...tlsBase,
+    handshakeTimeout,
+    pskCallback: (socket, identity) => {
+      const key = byId.get(identity)
+      if (key === undefined) {
+        explained.add(socket)
+        refused(peerOf(socket), `unknown cluster key '${identity.slice(0, 40).replace(/[^\w.-]/g, "?")}'`)
+        return null
+      }
+      let sockets = opened.get(key.id)
+      if (sockets === undefined) opened.set(key.id, sockets = new Set())
+      const tracked = sockets
+      tracked.add(socket)
+      socket.once("close", () => tracked.delete(socket))
+      return key.secret
+    }
+  }
+
+  const clientOptions = (): Tls.ConnectionOptions => {
+    const key = dialKey(keys, activationMs)
+    return {
+      ...tlsBase,
+      // No certificates: the pre-shared key authenticates the server.
+      checkServerIdentity: () => undefined,
+      pskCallback: () => key === undefined ? null : { identity: key.id, psk: key.secret }
+    }
+  }
+
+  return Security.of({
+    mode: "tls-psk",
+    createServer: (options, onConnection) => {
+      const server = Tls.createServer({ ...options, ...serverOptions }, onConnection)
+      server.on("tlsClientError", (error, socket) => {
+        if (!explained.has(socket)) refused(peerOf(socket), describeRefusal(error))
+        socket.destroy()
+      })
+      return server
+    },
+    clientOptions,
+    connect: (options) => Tls.connect({ ...options, ...clientOptions() })
+  })
+})
+
+/**
+ * {@link Security} for a participant on the store: TLS-PSK, or plain when `config.mode` says so.
+ *
+ * @since 0.5.0
+ */
+export const layer = (config: SecurityConfig): Layer.Layer<Security, never, SqlClient> =>
+  config.mode === "plain" ? Layer.succeed(Security, plain) : Layer.effect(Security, make(config))
+
+/**
+ * Whether `host` is a loopback address (or `localhost`).
+ *
+ * @since 0.5.0
+ */
+export const isLoopback = (host: string) =>
+  host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
