@@ -7,11 +7,14 @@
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Console, Effect, Option, Schedule, Schema, Stream } from "effect"
+import { Console, Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Client from "../client/Client.ts"
+import { securityConfig } from "../cluster/Config.ts"
+import * as Security from "../cluster/Security.ts"
+import * as Store from "../cluster/Store.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo } from "../instance/InstanceSpec.ts"
@@ -338,6 +341,57 @@ const top = Command.make("top", {
     )
   })).pipe(Command.withDescription("A live table of running instances' CPU and memory"), withClient)
 
+const withStore = <Name extends string, Input, ContextInput, E, R>(
+  self: Command.Command<Name, Input, ContextInput, E, R>
+) => Command.provide(self, Store.layerFromEnv({ applicationName: "shardhub-cli" }))
+
+const key = Command.make("key").pipe(
+  Command.withDescription("The cluster keys that authenticate and encrypt runner and data ports (kept in the store)"),
+  Command.withSubcommands([
+    Command.make("ls", { json }, (flags) =>
+      Effect.gen(function*() {
+        const config = yield* securityConfig
+        const keys = yield* Security.loadKeys
+        const dialed = Security.dialKey(keys, Duration.toMillis(Security.activationDelay(config.keyRefresh)))
+        const rows = keys.map((k) => ({ id: k.id, createdAt: k.createdAt.toISOString(), dialed: k.id === dialed?.id }))
+        if (flags.json) return yield* print(Format.json(rows))
+        yield* print(Format.table(
+          ["ID", "CREATED", "AGE", "DIALED"],
+          keys.map((k, i) => [k.id, rows[i]!.createdAt, Format.age(k.ageMs), rows[i]!.dialed ? "yes" : "no"])
+        ))
+      })).pipe(Command.withDescription("List the active cluster keys (DIALED: the one participants dial with)"), withStore),
+    Command.make("rotate", {}, () =>
+      Effect.gen(function*() {
+        const config = yield* securityConfig
+        const id = yield* Security.rotate
+        yield* print(id)
+        yield* Console.error(
+          `every participant accepts ${id} within ${Duration.format(config.keyRefresh)} and dials with it after ` +
+            `${Duration.format(Security.activationDelay(config.keyRefresh))}; then run: shardhub key retire --old`
+        )
+      })).pipe(Command.withDescription("Add a new cluster key; participants switch to it on their own"), withStore),
+    Command.make("retire", {
+      id: Argument.String("id").pipe(Argument.withDescription("The key to retire"), Argument.optional),
+      old: Flag.Boolean("old").pipe(Flag.withDescription("Retire every key but the newest"), Flag.withDefault(false))
+    }, (flags) =>
+      Effect.gen(function*() {
+        if (flags.old === Option.isSome(flags.id)) {
+          return yield* new CliFailure({ message: "give either a key id or --old" })
+        }
+        const retired = yield* Security.retire(Option.getOrElse(flags.id, () => "all-but-newest"))
+        if (Option.isSome(flags.id) && retired.length === 0) {
+          return yield* new CliFailure({
+            message: `${flags.id.value} is not an active key, or it is the last one (run shardhub key rotate first)`
+          })
+        }
+        for (const id of retired) yield* print(id)
+      })).pipe(
+        Command.withDescription("Retire a key: servers refuse it and close the connections opened with it"),
+        withStore
+      )
+  ])
+)
+
 /**
  * The commands that run as a client of the cluster.
  *
@@ -359,5 +413,6 @@ export const clientCommands = [
   event,
   seq,
   runners,
-  top
+  top,
+  key
 ]

@@ -123,9 +123,9 @@ export const rotate = Effect.gen(function*() {
 })
 
 /**
- * Retires keys: `id`, or with `"all-but-newest"` every key but the newest. Servers refuse them
- * (and close the connections opened with them) once they have re-read the keys. Returns the ids
- * retired.
+ * Retires keys: `id` (unless it is the last active one: rotate first), or with
+ * `"all-but-newest"` every key but the newest. Servers refuse them (and close the connections
+ * opened with them) once they have re-read the keys. Returns the ids retired.
  *
  * @since 0.5.0
  */
@@ -139,7 +139,10 @@ export const retire = (which: string) =>
           SELECT id FROM shardhub_cluster_keys WHERE retired_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 1
         ) RETURNING id`
       : yield* sql<{ id: string }>`
-        UPDATE shardhub_cluster_keys SET retired_at = now() WHERE retired_at IS NULL AND id = ${which} RETURNING id`
+        UPDATE shardhub_cluster_keys SET retired_at = now()
+        WHERE retired_at IS NULL AND id = ${which}
+          AND EXISTS (SELECT 1 FROM shardhub_cluster_keys WHERE retired_at IS NULL AND id <> ${which})
+        RETURNING id`
     return rows.map((row) => row.id)
   })
 
@@ -261,13 +264,14 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
     }
   }
 
-  const clientOptions = (): Tls.ConnectionOptions => {
-    const key = dialKey(keys, activationMs)
-    return {
-      ...tlsBase,
-      // No certificates: the pre-shared key authenticates the server.
-      checkServerIdentity: () => undefined,
-      pskCallback: () => key === undefined ? null : { identity: key.id, psk: key.secret }
+  const clientOptions: Tls.ConnectionOptions = {
+    ...tlsBase,
+    // No certificates: the pre-shared key authenticates the server.
+    checkServerIdentity: () => undefined,
+    // Chosen at each handshake: a socket that re-dials (Effect's RPC client does) uses the key of now.
+    pskCallback: () => {
+      const key = dialKey(keys, activationMs)
+      return key === undefined ? null : { identity: key.id, psk: key.secret }
     }
   }
 
@@ -281,8 +285,8 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
       })
       return server
     },
-    clientOptions,
-    connect: (options) => Tls.connect({ ...options, ...clientOptions() })
+    clientOptions: () => clientOptions,
+    connect: (options) => Tls.connect({ ...options, ...clientOptions })
   })
 })
 

@@ -31,6 +31,8 @@ export const useCluster = (label: string, options: {
   readonly runners: number
   /** The runner program (default `src/main.ts`). */
   readonly script?: string
+  /** More environment for the runners. */
+  readonly env?: Readonly<Record<string, string>>
 }) => {
   const state = {
     databaseUrl: "",
@@ -44,6 +46,7 @@ export const useCluster = (label: string, options: {
     const runner = await startRunnerProcess(name, {
       ...clusterEnv(state.databaseUrl, state.home),
       SHARDHUB_RUNNER_STATE_DIR: Path.join(state.home, name),
+      ...options.env,
       ...env
     }, options.script === undefined ? {} : { script: options.script })
     all.push(runner)

@@ -21,7 +21,9 @@ export const fastTimings: Readonly<Record<string, string>> = {
   SHARDHUB_ASSIGNMENT_POLL: "150 millis",
   SHARDHUB_MESSAGE_POLL: "300 millis",
   SHARDHUB_HEALTH_CHECK: "2 seconds",
-  SHARDHUB_SHARDS: "32"
+  SHARDHUB_SHARDS: "32",
+  // A rotated cluster key is used after three refreshes.
+  SHARDHUB_KEY_REFRESH: "500 millis"
 }
 
 export interface Exit {

@@ -1,0 +1,71 @@
+/**
+ * The attack of "Security 1", as a separate program: an Effect client-only participant that
+ * knows only a runner's address — an in-memory runner list, no store, no file of the cluster's —
+ * and asks it to start `sh -c 'touch <proof>'`. Prints one JSON line with what came back.
+ *
+ *   node test/support/intruder.ts <host:port> <proof file> <credentials>
+ *
+ * credentials: `plain` (no TLS), `foreign` (TLS with a key of its own, like another cluster's),
+ * or `<key id>:<hex secret>` (TLS with that key, e.g. a stolen id with a guessed secret, or a
+ * retired key).
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import * as MessageStorage from "effect/cluster/MessageStorage"
+import * as Runner from "effect/cluster/Runner"
+import * as RunnerAddress from "effect/cluster/RunnerAddress"
+import * as RunnerStorage from "effect/cluster/RunnerStorage"
+import * as ShardingConfig from "effect/cluster/ShardingConfig"
+import * as SocketRunner from "effect/cluster/SocketRunner"
+import { Duration, Effect, Layer } from "effect"
+import * as RpcSerialization from "effect/rpc/RpcSerialization"
+import * as Crypto from "node:crypto"
+import * as Tls from "node:tls"
+import * as Security from "../../src/cluster/Security.ts"
+import * as Transport from "../../src/cluster/Transport.ts"
+import * as Instance from "../../src/instance/Instance.ts"
+
+const [target = "", proof = "", credentials = "plain"] = process.argv.slice(2)
+const [host = "", port = ""] = target.split(":")
+
+/** The client half of `Security` with a key that is not (or no longer) the cluster's. */
+const withKey = (id: string, secret: Buffer): Security.Security["Service"] => {
+  const options: Tls.ConnectionOptions = {
+    minVersion: "TLSv1.3",
+    ciphers: "TLS_AES_128_GCM_SHA256",
+    checkServerIdentity: () => undefined,
+    pskCallback: () => ({ identity: id, psk: secret })
+  }
+  return { ...Security.plain, mode: "tls-psk", clientOptions: () => options, connect: (o) => Tls.connect({ ...o, ...options }) }
+}
+
+const security = credentials === "plain"
+  ? Security.plain
+  : credentials === "foreign"
+  ? withKey(`k-${Crypto.randomBytes(6).toString("hex")}`, Crypto.randomBytes(32))
+  : withKey(credentials.split(":")[0]!, Buffer.from(credentials.split(":")[1]!, "hex"))
+
+const runners = Layer.effectDiscard(Effect.gen(function*() {
+  const storage = yield* RunnerStorage.RunnerStorage
+  yield* storage.register(
+    new Runner.Runner({ address: RunnerAddress.make(host, Number(port)), groups: ["default"], weight: 1 }),
+    true
+  )
+})).pipe(Layer.provideMerge(RunnerStorage.layerMemory))
+
+const cluster = SocketRunner.layerClientOnly.pipe(
+  Layer.provide(Transport.layerClientProtocol),
+  Layer.provide(Layer.succeed(Security.Security, security)),
+  Layer.provide([MessageStorage.layerNoop, runners, RpcSerialization.layerSchemaBinary()]),
+  Layer.provide(ShardingConfig.layer({ shardsPerGroup: Number(process.env.SHARDHUB_SHARDS ?? 300) }))
+)
+
+const program = Effect.gen(function*() {
+  const instances = yield* Instance.Instance.client
+  const started = yield* instances(`intruder-${process.pid}`).Start({
+    spec: { program: { _tag: "Command", command: "sh", args: ["-c", `touch ${proof}`] } },
+    startKey: `intruder-${process.pid}`
+  }).pipe(Effect.timeout(Duration.seconds(8)), Effect.result)
+  console.log(JSON.stringify({ done: true, started: started._tag === "Success", answer: String(started) }))
+})
+
+program.pipe(Effect.provide(cluster), NodeRuntime.runMain)
