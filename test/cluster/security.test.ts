@@ -28,11 +28,11 @@ interface Attempt {
 describe("transport security", () => {
   const cluster = useCluster("security", { runners: 1, env: { SHARDHUB_HANDSHAKE_TIMEOUT: "2 seconds" } })
 
-  /** Runs the intruder program (an Effect client with an in-memory runner list) against the runner. */
-  const intrude = async (credentials: string) => {
+  /** Runs the intruder program (an Effect client with an in-memory runner list) against a runner. */
+  const intrude = async (credentials: string, address = cluster.runners[0]!.address) => {
     const proof = Path.join(cluster.home, `proof-${Crypto.randomUUID()}`)
     const intruder = spawnNode(`intruder-${credentials.slice(0, 8)}`, "test/support/intruder.ts", {
-      args: [cluster.runners[0]!.address, proof, credentials],
+      args: [address, proof, credentials],
       env: { SHARDHUB_SHARDS: "32" }
     })
     const [line] = await intruder.waitFor(/^\{"done".*$/m, 30_000)
@@ -72,6 +72,20 @@ describe("transport security", () => {
     expect(log).toMatch(/refused connection from 127\.0\.0\.1:\d+: unknown cluster key 'k-[0-9a-f]+'/)
     expect(log).toMatch(/refused connection from 127\.0\.0\.1:\d+: wrong cluster key/)
     expect(await serves()).toBe("running")
+  })
+
+  it("refuses the same peer on a runner that listens on every interface (0.0.0.0)", async () => {
+    cluster.printOnFailure()
+    const open = await cluster.startRunner("runner-any", { SHARDHUB_RUNNER_LISTEN_HOST: "0.0.0.0" })
+    try {
+      // Dialled on loopback: this machine's other addresses are not ours to send to in a test.
+      const attempts = await Promise.all([intrude("plain", open.address), intrude("foreign", open.address)])
+      for (const attempt of attempts) expect(attempt).toMatchObject({ started: false, ran: false })
+      expect(open.output()).toMatch(/refused connection from 127\.0\.0\.1:\d+: not TLS/)
+      expect(open.output()).toMatch(/refused connection from 127\.0\.0\.1:\d+: unknown cluster key/)
+    } finally {
+      await open.kill("SIGTERM")
+    }
   })
 
   it("opens no stream for a stolen ticket without the key; the owner's dial with the same ticket still works", async () => {
