@@ -91,12 +91,69 @@ const timeEach = async (count: number, f: () => Promise<unknown>) => {
   return sorted(times)
 }
 
+type Run = <A, E>(effect: Effect.Effect<A, E, HostClient | InstanceClient | Sharding>) => Promise<A>
+
+/** 1 GiB client → an instance of `spec` → client on one inout connection, in MiB/s. */
+const stream = (run: Run, spec: InstanceSpec) =>
+  run(Effect.gen(function*() {
+    const host = yield* HostClient
+    const instances = yield* InstanceClient
+    const info = yield* host.start(spec)
+    const begun = performance.now()
+    const received = yield* instances.inout(info.id, input()).pipe(
+      Stream.runFold(() => 0, (n, bytes: Uint8Array) => n + bytes.length)
+    )
+    const seconds = (performance.now() - begun) / 1000
+    if (received !== STREAM_BYTES) return yield* Effect.die(`received ${received} of ${STREAM_BYTES} bytes`)
+    yield* instances.kill(info.id, { removeImmediately: true })
+    return STREAM_BYTES / 1024 / 1024 / seconds
+  }))
+
+/**
+ * What the transport carries, on one cluster: info round trips to one of 16 `cat`s, info
+ * requests/s at concurrency 64 over them, and a stream through `cat` without line logging.
+ */
+const transportFigures = async (run: Run, label: string) => {
+  log(`${label}: RPC round trips, RPC throughput at concurrency 64, stream`)
+  const host = await run(HostClient)
+  const instances = await run(InstanceClient)
+  const targets = await run(Effect.forEach(Array.from({ length: 16 }, () => host.start(cat)), (e) => e, { concurrency: 16 }))
+  await timeEach(500, () => run(instances.info(targets[0]!.id)))
+  const rpc = await timeEach(CALLS, () => run(instances.info(targets[0]!.id)))
+  const throughputStarted = performance.now()
+  await run(Effect.forEach(
+    Array.from({ length: CONCURRENT_CALLS }, (_, i) => targets[i % targets.length]!.id),
+    (id) => instances.info(id),
+    { concurrency: 64, discard: true }
+  ))
+  const reqPerSecond = CONCURRENT_CALLS / ((performance.now() - throughputStarted) / 1000)
+  const streamed = await stream(run, { ...cat, log: [] })
+  await run(Effect.forEach(targets, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
+  return { rpc, reqPerSecond, streamed }
+}
+
+/** The same figures on a cluster without transport security (3 runners and a client in plain mode). */
+const plainFigures = async (store: Awaited<ReturnType<typeof temporaryStore>>) => {
+  const databaseUrl = await store.database("bench_plain")
+  const runners = await Promise.all([1, 2, 3].map((i) => startRunner(`plain-${i}`, databaseUrl, { SHARDHUB_TRANSPORT: "plain" })))
+  process.env.SHARDHUB_TRANSPORT = "plain"
+  const runtime = clientRuntime(databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-bench" }))
+  try {
+    const run: Run = (effect) => runtime.runPromise(effect)
+    await run(Effect.flatMap(HostClient, (host) => host.start(cat)))
+    return await transportFigures(run, "plain")
+  } finally {
+    await runtime.dispose()
+    await Promise.all(runners.map((r) => r.kill("SIGTERM")))
+    delete process.env.SHARDHUB_TRANSPORT
+  }
+}
+
 const main = async () => {
   const store = await temporaryStore()
   const runners = await Promise.all([1, 2, 3].map((i) => startRunner(`runner-${i}`, store.databaseUrl)))
   const runtime = clientRuntime(store.databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-bench" }))
-  const run = <A, E>(effect: Effect.Effect<A, E, HostClient | InstanceClient | Sharding>) =>
-    runtime.runPromise(effect)
+  const run: Run = (effect) => runtime.runPromise(effect)
   try {
     const host = await run(HostClient)
     const instances = await run(InstanceClient)
@@ -113,24 +170,13 @@ const main = async () => {
     await run(Effect.forEach(started, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
 
     log("RPC round trips")
-    const targets = await run(Effect.forEach(Array.from({ length: 16 }, () => host.start(cat)), (e) => e, { concurrency: 16 }))
     const probe = probes("bench-probe")
     await timeEach(500, () => run(probe.Whoami()))
     const rawRpc = await timeEach(CALLS, () => run(probe.Whoami()))
-    await timeEach(500, () => run(instances.info(targets[0]!.id)))
-    const rpc = await timeEach(CALLS, () => run(instances.info(targets[0]!.id)))
-
-    log("RPC throughput at concurrency 64")
-    const throughputStarted = performance.now()
-    await run(Effect.forEach(
-      Array.from({ length: CONCURRENT_CALLS }, (_, i) => targets[i % targets.length]!.id),
-      (id) => instances.info(id),
-      { concurrency: 64, discard: true }
-    ))
-    const reqPerSecond = CONCURRENT_CALLS / ((performance.now() - throughputStarted) / 1000)
+    const secured = await transportFigures(run, "secured")
     const rawThroughputStarted = performance.now()
     await run(Effect.forEach(
-      Array.from({ length: CONCURRENT_CALLS }, (_, i) => `bench-probe-${i % targets.length}`),
+      Array.from({ length: CONCURRENT_CALLS }, (_, i) => `bench-probe-${i % 16}`),
       (id) => probes(id).Whoami(),
       { concurrency: 64, discard: true }
     ))
@@ -139,20 +185,7 @@ const main = async () => {
     log(`${STREAM_BYTES / 1024 / 1024} MiB client → cat → client`)
     const rawMiBs = await rawPipe()
     const relayMiBs = await rawRelay()
-    const stream = (spec: InstanceSpec) => run(Effect.gen(function*() {
-      const info = yield* host.start(spec)
-      const begun = performance.now()
-      const received = yield* instances.inout(info.id, input()).pipe(
-        Stream.runFold(() => 0, (n, bytes: Uint8Array) => n + bytes.length)
-      )
-      const seconds = (performance.now() - begun) / 1000
-      if (received !== STREAM_BYTES) return yield* Effect.die(`received ${received} of ${STREAM_BYTES} bytes`)
-      yield* instances.kill(info.id, { removeImmediately: true })
-      return STREAM_BYTES / 1024 / 1024 / seconds
-    }))
-    const streamed = await stream({ ...cat, log: [] })
-    const streamedLogged = await stream(cat)
-    await run(Effect.forEach(targets, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
+    const streamedLogged = await stream(run, { ...cat })
 
     log("failover after SIGKILL")
     const failovers: Array<number> = []
@@ -181,15 +214,21 @@ const main = async () => {
     }
     runners.push(...live.filter((r) => !runners.includes(r)))
     sorted(failovers)
+    await runtime.dispose()
+    await Promise.all(runners.splice(0).map((r) => r.kill("SIGTERM")))
+    const plain = await plainFigures(store)
 
     const result = {
       start_cat_p50_ms: percentile(starts, 50),
       raw_spawn_p50_ms: percentile(rawSpawns, 50),
-      rpc_p50_us: percentile(rpc, 50) * 1000,
+      rpc_p50_us: percentile(secured.rpc, 50) * 1000,
       raw_rpc_p50_us: percentile(rawRpc, 50) * 1000,
-      rpc_req_s: reqPerSecond,
+      rpc_req_s: secured.reqPerSecond,
       raw_rpc_req_s: rawReqPerSecond,
-      stream_mib_s: streamed,
+      stream_mib_s: secured.streamed,
+      plain_rpc_p50_us: percentile(plain.rpc, 50) * 1000,
+      plain_rpc_req_s: plain.reqPerSecond,
+      plain_stream_mib_s: plain.streamed,
       stream_logged_mib_s: streamedLogged,
       raw_relay_mib_s: relayMiBs,
       raw_pipe_mib_s: rawMiBs,
@@ -203,11 +242,16 @@ const main = async () => {
       ["start of cat → running, p50", result.raw_spawn_p50_ms, result.start_cat_p50_ms, "ms"],
       ["start of cat → running, p99", percentile(rawSpawns, 99), percentile(starts, 99), "ms"],
       ["RPC round trip p50 (raw: trivial entity RPC)", result.raw_rpc_p50_us, result.rpc_p50_us, "µs"],
-      ["RPC round trip p99", percentile(rawRpc, 99) * 1000, percentile(rpc, 99) * 1000, "µs"],
+      ["RPC round trip p99", percentile(rawRpc, 99) * 1000, percentile(secured.rpc, 99) * 1000, "µs"],
       ["RPC req/s at concurrency 64", result.raw_rpc_req_s, result.rpc_req_s, "req/s"],
       ["stream client → cat → client (raw: Node TCP relay)", result.raw_relay_mib_s, result.stream_mib_s, "MiB/s"],
       ["same, cat with its default line log", result.raw_relay_mib_s, result.stream_logged_mib_s, "MiB/s"],
       ["stream vs a cat child's pipes in one process", result.raw_pipe_mib_s, result.stream_mib_s, "MiB/s"]
+    ])
+    printTable("transport security: TLS 1.3 with the cluster key (shardhub) vs the same cluster in plain mode (raw)", [
+      ["RPC round trip p50", result.plain_rpc_p50_us, result.rpc_p50_us, "µs"],
+      ["RPC req/s at concurrency 64", result.plain_rpc_req_s, result.rpc_req_s, "req/s"],
+      ["stream client → cat → client", result.plain_stream_mib_s, result.stream_mib_s, "MiB/s"]
     ])
     console.log(`failover after SIGKILL (p50 of ${failovers.length}): ${result.failover_ms.toFixed(0)} ms (${failovers.map((f) => f.toFixed(0)).join(", ")})`)
   } finally {

@@ -20,6 +20,11 @@ export const temporaryStore = async () => {
   const databaseUrl = Redacted.value(EmbeddedPostgres.url(server, "bench"))
   return {
     databaseUrl,
+    /** Another database on the same server (for a second cluster). */
+    database: async (name: string) => {
+      await Effect.runPromise(Store.ensureDatabase(EmbeddedPostgres.url(server, "postgres"), name))
+      return Redacted.value(EmbeddedPostgres.url(server, name))
+    },
     close: async () => {
       await Effect.runPromise(EmbeddedPostgres.stop(server))
       await Fs.rm(home, { recursive: true, force: true })

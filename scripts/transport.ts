@@ -2,7 +2,8 @@
  * Transport benchmark: an entity round trip and a streamed download through shardhub (a runner
  * process, a client-only participant in this process), against the raw OS baseline measured in
  * the same run (a plain TCP request/response and a plain TCP stream between two processes on
- * loopback, with TCP_NODELAY).
+ * loopback, with TCP_NODELAY), and the cost of transport security: the same through a runner
+ * in plain mode.
  *
  *   npm run bench:transport [-- --calls 2000 --mb 200]
  */
@@ -11,7 +12,7 @@ import * as Net from "node:net"
 import { parseArgs } from "node:util"
 import * as Probe from "../src/cluster/Probe.ts"
 import { spawnNode } from "../test/support/processes.ts"
-import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
+import { clientRuntime, percentile, printTable, runMain, startRunner, temporaryStore } from "./support.ts"
 
 const { values } = parseArgs({ options: { calls: { type: "string", default: "2000" }, mb: { type: "string", default: "200" } } })
 const calls = Number(values.calls)
@@ -48,18 +49,14 @@ const rawStream = async (port: number) => {
   return bytes / 1024 / 1024 / ((performance.now() - start) / 1000)
 }
 
-const main = async () => {
-  const raw = spawnNode("raw-peer", "scripts/raw-peer.ts", { args: [String(chunks), String(chunkSize)] })
-  const rawPort = Number((await raw.waitFor(/port (\d+)/))[1])
-  const rawTimes = await rawRoundTrips(rawPort)
-  const rawMBps = await rawStream(rawPort)
-  await raw.kill()
-
-  const store = await temporaryStore()
-  const runner = await startRunner("runner", store.databaseUrl)
-  const runtime = clientRuntime(store.databaseUrl)
+/** Round trips and a streamed download through a runner in `mode` (its own database, this process as the client). */
+const throughShardhub = async (store: Awaited<ReturnType<typeof temporaryStore>>, mode: "tls" | "plain") => {
+  const databaseUrl = await store.database(`bench_${mode}`)
+  const runner = await startRunner(`runner-${mode}`, databaseUrl, { SHARDHUB_TRANSPORT: mode })
+  process.env.SHARDHUB_TRANSPORT = mode
+  const runtime = clientRuntime(databaseUrl)
   try {
-    const result = await runtime.runPromise(Effect.gen(function*() {
+    return await runtime.runPromise(Effect.gen(function*() {
       const probe = (yield* Probe.Probe.client)("bench")
       yield* probe.Whoami() // activate the entity and connect
       const times: Array<number> = []
@@ -75,13 +72,36 @@ const main = async () => {
       const mbps = bytes / 1024 / 1024 / ((performance.now() - start) / 1000)
       return { times: times.sort((a, b) => a - b), mbps }
     }))
-    printTable(`transport: ${calls} sequential round trips, ${Number(values.mb)} MB streamed in 64 KiB chunks`, [
-      ["round trip p50", percentile(rawTimes, 50), percentile(result.times, 50), "ms"],
-      ["round trip p99", percentile(rawTimes, 99), percentile(result.times, 99), "ms"],
-      ["stream throughput", rawMBps, result.mbps, "MB/s"]
+  } finally {
+    await runtime.dispose()
+    await runner.kill("SIGTERM")
+  }
+}
+
+const main = async () => {
+  const raw = spawnNode("raw-peer", "scripts/raw-peer.ts", { args: [String(chunks), String(chunkSize)] })
+  const rawPort = Number((await raw.waitFor(/port (\d+)/))[1])
+  const rawTimes = await rawRoundTrips(rawPort)
+  const rawMBps = await rawStream(rawPort)
+  await raw.kill()
+
+  const store = await temporaryStore()
+  try {
+    const plain = await throughShardhub(store, "plain")
+    const secured = await throughShardhub(store, "tls")
+    const title = `${calls} sequential round trips, ${Number(values.mb)} MB streamed in 64 KiB chunks`
+    printTable(`transport (TLS 1.3 with the cluster key, the default): ${title}`, [
+      ["round trip p50", percentile(rawTimes, 50), percentile(secured.times, 50), "ms"],
+      ["round trip p99", percentile(rawTimes, 99), percentile(secured.times, 99), "ms"],
+      ["stream throughput", rawMBps, secured.mbps, "MB/s"]
+    ])
+    printTable("the cost of transport security: secured (shardhub) vs plain mode (raw), same run", [
+      ["round trip p50", percentile(plain.times, 50), percentile(secured.times, 50), "ms"],
+      ["round trip p99", percentile(plain.times, 99), percentile(secured.times, 99), "ms"],
+      ["stream throughput", plain.mbps, secured.mbps, "MB/s"]
     ])
   } finally {
-    await tearDown({ runtime, runners: [runner], store })
+    await store.close()
   }
 }
 
