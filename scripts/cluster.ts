@@ -132,20 +132,23 @@ const transportFigures = async (run: Run, label: string) => {
   return { rpc, reqPerSecond, streamed }
 }
 
-/** The same figures on a cluster without transport security (3 runners and a client in plain mode). */
-const plainFigures = async (store: Awaited<ReturnType<typeof temporaryStore>>) => {
-  const databaseUrl = await store.database("bench_plain")
-  const runners = await Promise.all([1, 2, 3].map((i) => startRunner(`plain-${i}`, databaseUrl, { SHARDHUB_TRANSPORT: "plain" })))
-  process.env.SHARDHUB_TRANSPORT = "plain"
-  const runtime = clientRuntime(databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-bench" }))
+/**
+ * The same figures on another cluster of 3 runners and a client whose transport is `mode`:
+ * `plain` (no security: what it costs) or `tls` (TLS on loopback too, as between machines).
+ */
+const figuresWith = async (store: Awaited<ReturnType<typeof temporaryStore>>, mode: "plain" | "tls") => {
+  const databaseUrl = await store.database(`bench_${mode}`)
+  const runners = await Promise.all([1, 2, 3].map((i) => startRunner(`${mode}-${i}`, databaseUrl, { SHARDHUB_TRANSPORT: mode })))
+  const runtime = clientRuntime(databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-bench" }), {
+    SHARDHUB_TRANSPORT: mode
+  })
   try {
     const run: Run = (effect) => runtime.runPromise(effect)
     await run(Effect.flatMap(HostClient, (host) => host.start(cat)))
-    return await transportFigures(run, "plain")
+    return await transportFigures(run, mode)
   } finally {
     await runtime.dispose()
     await Promise.all(runners.map((r) => r.kill("SIGTERM")))
-    delete process.env.SHARDHUB_TRANSPORT
   }
 }
 
@@ -216,7 +219,8 @@ const main = async () => {
     sorted(failovers)
     await runtime.dispose()
     await Promise.all(runners.splice(0).map((r) => r.kill("SIGTERM")))
-    const plain = await plainFigures(store)
+    const plain = await figuresWith(store, "plain")
+    const tls = await figuresWith(store, "tls")
 
     const result = {
       start_cat_p50_ms: percentile(starts, 50),
@@ -229,6 +233,9 @@ const main = async () => {
       plain_rpc_p50_us: percentile(plain.rpc, 50) * 1000,
       plain_rpc_req_s: plain.reqPerSecond,
       plain_stream_mib_s: plain.streamed,
+      tls_rpc_p50_us: percentile(tls.rpc, 50) * 1000,
+      tls_rpc_req_s: tls.reqPerSecond,
+      tls_stream_mib_s: tls.streamed,
       stream_logged_mib_s: streamedLogged,
       raw_relay_mib_s: relayMiBs,
       raw_pipe_mib_s: rawMiBs,
@@ -248,10 +255,15 @@ const main = async () => {
       ["same, cat with its default line log", result.raw_relay_mib_s, result.stream_logged_mib_s, "MiB/s"],
       ["stream vs a cat child's pipes in one process", result.raw_pipe_mib_s, result.stream_mib_s, "MiB/s"]
     ])
-    printTable("transport security: TLS 1.3 with the cluster key (shardhub) vs the same cluster in plain mode (raw)", [
+    printTable("the cost of security: the default, the cluster key (shardhub) vs the same cluster in plain mode (raw)", [
       ["RPC round trip p50", result.plain_rpc_p50_us, result.rpc_p50_us, "µs"],
       ["RPC req/s at concurrency 64", result.plain_rpc_req_s, result.rpc_req_s, "req/s"],
       ["stream client → cat → client", result.plain_stream_mib_s, result.stream_mib_s, "MiB/s"]
+    ])
+    printTable("the cost of TLS, as between machines: SHARDHUB_TRANSPORT=tls (shardhub) vs plain mode (raw)", [
+      ["RPC round trip p50", result.plain_rpc_p50_us, result.tls_rpc_p50_us, "µs"],
+      ["RPC req/s at concurrency 64", result.plain_rpc_req_s, result.tls_rpc_req_s, "req/s"],
+      ["stream client → cat → client", result.plain_stream_mib_s, result.tls_stream_mib_s, "MiB/s"]
     ])
     console.log(`failover after SIGKILL (p50 of ${failovers.length}): ${result.failover_ms.toFixed(0)} ms (${failovers.map((f) => f.toFixed(0)).join(", ")})`)
   } finally {

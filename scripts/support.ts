@@ -2,7 +2,7 @@
  * Shared pieces of the benchmark scripts: a throwaway embedded store, runner processes, an
  * in-process client-only participant, and the result table.
  */
-import { Effect, type Layer, ManagedRuntime, Redacted } from "effect"
+import { ConfigProvider, Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
@@ -37,14 +37,22 @@ export const startRunner = (name: string, databaseUrl: string, env: Record<strin
   startRunnerProcess(name, { DATABASE_URL: databaseUrl, ...env })
 
 /**
- * A client-only participant in this process, on `databaseUrl` with the default timings: the
- * bare cluster client, or `layer` (which reads `DATABASE_URL`).
+ * A client-only participant in this process, on `databaseUrl` with the default timings (and
+ * `env` on top of this process's environment): the bare cluster client, or `layer`. The
+ * environment is read here, explicitly: Effect's default config provider keeps the first one it
+ * saw, so a second runtime in the same process would otherwise join the first one's cluster.
  */
 export function clientRuntime(databaseUrl: string): ManagedRuntime.ManagedRuntime<Layer.Success<ReturnType<typeof Cluster.clientLayerFromEnv>>, unknown>
-export function clientRuntime<A, E>(databaseUrl: string, layer: Layer.Layer<A, E>): ManagedRuntime.ManagedRuntime<A, E>
-export function clientRuntime(databaseUrl: string, layer?: Layer.Layer<any, any>) {
-  process.env.DATABASE_URL = databaseUrl
-  return ManagedRuntime.make(layer ?? Cluster.clientLayerFromEnv({ applicationName: "shardhub-bench" }))
+export function clientRuntime<A, E>(databaseUrl: string, layer: Layer.Layer<A, E>, env?: Record<string, string>): ManagedRuntime.ManagedRuntime<A, E>
+export function clientRuntime(databaseUrl: string, layer?: Layer.Layer<any, any>, env: Record<string, string> = {}) {
+  const provider = ConfigProvider.fromEnv({
+    env: { ...process.env as Record<string, string>, DATABASE_URL: databaseUrl, ...env }
+  })
+  return ManagedRuntime.make(
+    (layer ?? Cluster.clientLayerFromEnv({ applicationName: "shardhub-bench" })).pipe(
+      Layer.provide(ConfigProvider.layer(provider))
+    )
+  )
 }
 
 /** Ends a benchmark: the client runtime, then the runners, then the store. */

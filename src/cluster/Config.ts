@@ -92,8 +92,12 @@ export interface RunnerConfig {
  * @since 0.5.0
  */
 export interface SecurityConfig {
-  /** `SHARDHUB_TRANSPORT`: `tls` (default: TLS 1.3 with the cluster key) or `plain` (loopback only, to measure the cost). */
-  readonly mode: "tls" | "plain"
+  /**
+   * `SHARDHUB_TRANSPORT`: `auto` (default: the cluster key proven with TLS 1.3 between machines,
+   * with the loopback handshake on loopback), `tls` (TLS everywhere, loopback too), or `plain`
+   * (no authentication; loopback only, to measure the cost).
+   */
+  readonly mode: "auto" | "tls" | "plain"
   /** `SHARDHUB_KEY_REFRESH`: how often the cluster keys are re-read from the store (default 10 s). */
   readonly keyRefresh: Duration.Duration
   /** `SHARDHUB_HANDSHAKE_TIMEOUT`: a connection that has not completed its handshake by then is closed (default 5 s). */
@@ -153,7 +157,7 @@ export const timings: Config.Config<Timings> = Config.all({
  * @since 0.5.0
  */
 export const securityConfig: Config.Config<SecurityConfig> = Config.all({
-  mode: Config.Literals(["tls", "plain"], "SHARDHUB_TRANSPORT").pipe(Config.withDefault("tls" as const)),
+  mode: Config.Literals(["auto", "tls", "plain"], "SHARDHUB_TRANSPORT").pipe(Config.withDefault("auto" as const)),
   keyRefresh: duration("SHARDHUB_KEY_REFRESH", Duration.seconds(10)),
   handshakeTimeout: duration("SHARDHUB_HANDSHAKE_TIMEOUT", Duration.seconds(5))
 })

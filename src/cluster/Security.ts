@@ -1,7 +1,9 @@
 /**
- * Transport security: every connection to a runner port or a data port is TLS 1.3 with a
- * pre-shared cluster key (TLS-PSK), so only participants that hold the key get an RPC through or
- * a byte of a stream, each side proves it to the other, and the traffic is encrypted.
+ * Transport security: every connection to a runner port or a data port is authenticated both
+ * ways with a pre-shared cluster key — TLS 1.3 with the key (TLS-PSK) between machines, which
+ * also encrypts, and on loopback the cheaper {@link Handshake} (mutual proof of the key, no
+ * encryption, which loopback does not need) — so only participants that hold the key get an RPC
+ * through or a byte of a stream.
  *
  * **Why a pre-shared key kept in the store.** Whoever can write to the cluster store already
  * controls the cluster (runners run the specs stored there), so the store is the trust root
@@ -17,21 +19,24 @@
  * `retire` removes one: every participant re-reads the keys every `refresh`, and a server then
  * closes the connections that were opened with a retired key.
  *
- * **Refusals.** A connection that does not complete the handshake in `handshakeTimeout` — no
- * TLS, an unknown key, a wrong secret, nothing sent — is closed and logged with the peer's
- * address and the reason (at most a few lines a second; the rest are counted).
+ * **Refusals.** A connection that does not complete its handshake in `handshakeTimeout` — no
+ * TLS, an unknown key, a wrong secret, nothing sent, the loopback handshake from another
+ * machine — is closed and logged with the peer's address and the reason (at most a few lines a
+ * second; the rest are counted).
  *
- * `plain` mode (no TLS) exists only to measure what security costs; a runner refuses it on a
- * non-loopback address.
+ * `SHARDHUB_TRANSPORT=tls` uses TLS on loopback too (and refuses the loopback handshake);
+ * `plain` (no authentication) exists only to measure what security costs, and a runner refuses
+ * it on a non-loopback address.
  *
  * @since 0.5.0
  */
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
-import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SecurityConfig } from "./Config.ts"
+import * as Handshake from "./Handshake.ts"
 
 /**
  * An active cluster key as read from the store.
@@ -47,19 +52,40 @@ export interface ClusterKey {
 }
 
 /**
+ * Where to dial, and how long the connection and its handshake may take.
+ *
+ * @since 0.5.0
+ */
+export interface DialOptions {
+  readonly host: string
+  readonly port: number
+  readonly allowHalfOpen?: boolean | undefined
+  readonly timeoutMs?: number | undefined
+}
+
+/**
+ * A dial failed: no connection, or the handshake did not complete.
+ *
+ * @since 0.5.0
+ */
+export class DialError extends Schema.TaggedError<DialError>()("DialError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+/**
  * @since 0.5.0
  */
 export class Security extends Context.Service<Security, {
-  readonly mode: "tls-psk" | "plain"
+  readonly mode: "cluster-key" | "plain"
   /**
-   * A listening server's connection handler gets only authenticated sockets: the handshake (and
-   * its deadline, and the log line of a refusal) happens before `onConnection`.
+   * A listening server whose connection handler gets only authenticated sockets (with
+   * TCP_NODELAY): the handshake, its deadline and the log line of a refusal happen before
+   * `onConnection`.
    */
-  readonly createServer: (options: Net.ServerOpts, onConnection: (socket: Net.Socket) => void) => Net.Server
-  /** Options to add to `tls.connect` (with the current key), or undefined in plain mode. */
-  readonly clientOptions: () => Tls.ConnectionOptions | undefined
-  /** Dials `host:port`; what is written before the handshake completes waits for it. */
-  readonly connect: (options: Net.TcpNetConnectOpts) => Net.Socket
+  readonly createServer: (options: { readonly allowHalfOpen?: boolean }, onConnection: (socket: Net.Socket) => void) => Net.Server
+  /** Dials and authenticates; the socket is handed over paused, nothing of the peer's data read. */
+  readonly connect: (options: DialOptions) => Effect.Effect<Net.Socket, DialError>
 }>()("shardhub/cluster/Security") {}
 
 /**
@@ -196,16 +222,50 @@ const refusalLog = (log: (line: string) => void, perSecond = 5) => {
 
 const peerOf = (socket: Net.Socket) => `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`
 
+/** Connects a TCP socket (through `create`), resolving on `event`; `ready` may add a handshake. */
+const dialWith = (
+  options: DialOptions,
+  create: () => Net.Socket,
+  event: "connect" | "secureConnect",
+  ready: (socket: Net.Socket, done: (error: string | undefined) => void) => void = (_, done) => done(undefined)
+) =>
+  Effect.callback<Net.Socket, DialError>((resume) => {
+    const where = `${options.host}:${options.port}`
+    const socket = create()
+    socket.setNoDelay(true)
+    const fail = (message: string, cause?: unknown) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resume(Effect.fail(new DialError({ message: `${where}: ${message}`, cause })))
+    }
+    const timeoutMs = options.timeoutMs ?? 10_000
+    const timer = setTimeout(() => fail(`no connection within ${timeoutMs} ms`), timeoutMs)
+    const onError = (error: Error) => fail(error.message, error)
+    socket.once("error", onError)
+    socket.once(event, () =>
+      ready(socket, (error) => {
+        if (error !== undefined) return fail(error)
+        clearTimeout(timer)
+        socket.off("error", onError)
+        socket.pause()
+        resume(Effect.succeed(socket))
+      }))
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
 /**
- * Plain TCP, for measuring the cost of security only.
+ * No authentication, for measuring the cost of security only.
  *
  * @since 0.5.0
  */
 export const plain: Security["Service"] = Security.of({
   mode: "plain",
-  createServer: (options, onConnection) => Net.createServer(options, onConnection),
-  clientOptions: () => undefined,
-  connect: (options) => Net.connect(options)
+  createServer: (options, onConnection) => Net.createServer({ ...options, noDelay: true }, onConnection),
+  connect: (options) =>
+    dialWith(options, () => Net.connect({ host: options.host, port: options.port, allowHalfOpen: options.allowHalfOpen ?? false }), "connect")
 })
 
 /**
@@ -244,10 +304,20 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
   )
   yield* reload.pipe(Effect.repeat(Schedule.spaced(config.keyRefresh)), Effect.forkScoped)
 
+  const track = (socket: Net.Socket, key: ClusterKey) => {
+    let sockets = opened.get(key.id)
+    if (sockets === undefined) opened.set(key.id, sockets = new Set())
+    const tracked = sockets
+    tracked.add(socket)
+    socket.once("close", () => tracked.delete(socket))
+  }
+
+  /** Refusals already logged where they were found (an unknown TLS identity). */
   const explained = new WeakSet<Net.Socket>()
-  const serverOptions: Tls.TlsOptions = {
+  // `pskCallback` works on a server-side TLSSocket as on a tls.Server; Node's types omit it there.
+  const tlsServerOptions: Tls.TLSSocketOptions & Pick<Tls.TlsOptions, "pskCallback"> = {
     ...tlsBase,
-    handshakeTimeout,
+    isServer: true,
     pskCallback: (socket, identity) => {
       const key = byId.get(identity)
       if (key === undefined) {
@@ -255,40 +325,118 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
         refused(peerOf(socket), `unknown cluster key '${identity.slice(0, 40).replace(/[^\w.-]/g, "?")}'`)
         return null
       }
-      let sockets = opened.get(key.id)
-      if (sockets === undefined) opened.set(key.id, sockets = new Set())
-      const tracked = sockets
-      tracked.add(socket)
-      socket.once("close", () => tracked.delete(socket))
+      track(socket, key)
       return key.secret
     }
   }
-
-  const clientOptions: Tls.ConnectionOptions = {
-    ...tlsBase,
-    // No certificates: the pre-shared key authenticates the server.
-    checkServerIdentity: () => undefined,
-    // Chosen at each handshake: a socket that re-dials (Effect's RPC client does) uses the key of now.
-    pskCallback: () => {
-      const key = dialKey(keys, activationMs)
-      return key === undefined ? null : { identity: key.id, psk: key.secret }
+  /** Authenticates an accepted connection by its first byte: TLS, or the loopback handshake. */
+  const accept = (raw: Net.Socket, onConnection: (socket: Net.Socket) => void) => {
+    raw.on("error", () => {})
+    const peer = peerOf(raw)
+    let settled = false
+    const refuse = (why: string) => {
+      if (settled) return
+      settled = true
+      clearTimeout(deadline)
+      refused(peer, why)
+      raw.destroy()
     }
+    const accepted = (socket: Net.Socket) => {
+      if (settled) return socket.destroy()
+      settled = true
+      clearTimeout(deadline)
+      onConnection(socket)
+    }
+    const deadline = setTimeout(() => refuse("no handshake in time"), handshakeTimeout)
+    raw.once("data", (first: Buffer) => {
+      raw.pause()
+      raw.unshift(first)
+      if (first[0] === 0x16) {
+        const tls = new Tls.TLSSocket(raw, tlsServerOptions)
+        tls.on("error", (error: NodeJS.ErrnoException) => {
+          if (explained.has(tls)) {
+            settled = true
+            clearTimeout(deadline)
+            raw.destroy()
+          } else refuse(describeRefusal(error))
+          tls.destroy()
+        })
+        tls.once("secure", () => accepted(tls))
+      } else if (
+        first[0] === Handshake.firstByte && config.mode === "auto" && isLoopback(raw.remoteAddress ?? "") &&
+        isLoopback(raw.localAddress ?? "")
+      ) {
+        Handshake.serve(raw, (id) => byId.get(id), (outcome) => {
+          if ("refused" in outcome) return refuse(outcome.refused)
+          track(raw, byId.get(outcome.key.id)!)
+          accepted(raw)
+        })
+      } else {
+        refuse(
+          first[0] !== Handshake.firstByte
+            ? "not TLS (a plaintext client?)"
+            : config.mode === "tls"
+            ? "the loopback handshake, where TLS is required (SHARDHUB_TRANSPORT=tls)"
+            : "the loopback handshake from another machine"
+        )
+      }
+    })
+    raw.once("end", () => refuse("closed during the handshake"))
+    raw.resume() // accepted paused (pauseOnConnect): nothing is read before the listener above
   }
 
   return Security.of({
-    mode: "tls-psk",
-    createServer: (options, onConnection) => {
-      const server = Tls.createServer({ ...options, ...serverOptions }, onConnection)
-      server.on("tlsClientError", (error, socket) => {
-        if (!explained.has(socket)) refused(peerOf(socket), describeRefusal(error))
-        socket.destroy()
-      })
-      return server
-    },
-    clientOptions: () => clientOptions,
-    connect: (options) => Tls.connect({ ...options, ...clientOptions })
+    mode: "cluster-key",
+    createServer: (options, onConnection) =>
+      Net.createServer({ ...options, noDelay: true, pauseOnConnect: true }, (raw) => accept(raw, onConnection)),
+    connect: (options) =>
+      connectWithKey(
+        options,
+        () => dialKey(keys, activationMs),
+        config.mode === "auto" && isLoopback(options.host) ? "handshake" : "tls"
+      )
   })
 })
+
+/**
+ * Dials `options` and proves `key()` (read at each handshake: a socket that re-dials — Effect's
+ * RPC client does — uses the key of now): with TLS-PSK, or the loopback {@link Handshake}.
+ *
+ * @since 0.5.0
+ */
+export const connectWithKey = (options: DialOptions, key: () => Handshake.Key | undefined, via: "tls" | "handshake") => {
+  const allowHalfOpen = options.allowHalfOpen ?? false
+  if (via === "tls") {
+    // `allowHalfOpen` reaches the TLSSocket (Node's types omit it from ConnectionOptions).
+    const tlsOptions: Tls.ConnectionOptions & { readonly allowHalfOpen: boolean } = {
+      host: options.host,
+      port: options.port,
+      allowHalfOpen,
+      ...tlsBase,
+      // No certificates: the pre-shared key authenticates the server.
+      checkServerIdentity: () => undefined,
+      pskCallback: () => {
+        const current = key()
+        return current === undefined ? null : { identity: current.id, psk: current.secret }
+      }
+    }
+    return dialWith(
+      options,
+      () => Tls.connect(tlsOptions),
+      "secureConnect"
+    )
+  }
+  return dialWith(
+    options,
+    () => Net.connect({ host: options.host, port: options.port, allowHalfOpen }),
+    "connect",
+    (socket, done) => {
+      const current = key()
+      if (current === undefined) return done("no cluster key loaded")
+      Handshake.dial(socket, current, options.port, done)
+    }
+  )
+}
 
 /**
  * {@link Security} for a participant on the store: TLS-PSK, or plain when `config.mode` says so.
@@ -304,4 +452,4 @@ export const layer = (config: SecurityConfig): Layer.Layer<Security, never, SqlC
  * @since 0.5.0
  */
 export const isLoopback = (host: string) =>
-  host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
+  host === "localhost" || host === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(host)

@@ -1,7 +1,7 @@
 /**
  * The cluster's socket transport: Effect's SocketRunner protocol over TCP, with TCP_NODELAY on
- * every socket, client and server side, secured by {@link Security} (TLS 1.3 with the cluster
- * key; a connection without it is refused at the handshake).
+ * every socket, client and server side, authenticated by {@link Security} (the cluster key; a
+ * connection without it is refused at the handshake).
  *
  * `@effect/platform-node`'s `NodeClusterSocket` leaves Nagle's algorithm on; a streaming RPC
  * (each chunk waits for an ack) then stalls on delayed ACKs and crawls at a few MB/s. These
@@ -19,21 +19,14 @@ import { Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
-import { Socket } from "effect/socket/Socket"
+import { Socket, SocketError, SocketOpenError } from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import type * as Net from "node:net"
 import { isLoopback, Security } from "./Security.ts"
 
 /**
- * Socket options shared by both ends of every cluster connection.
- *
- * @since 0.1.0
- */
-export const socketOptions = { noDelay: true } as const
-
-/**
- * Dials runners for RPCs: `Runners.RpcClientProtocol` over TLS (or plain TCP in plain mode) with
- * TCP_NODELAY.
+ * Dials runners for RPCs: `Runners.RpcClientProtocol` over {@link Security}'s authenticated
+ * sockets (TCP_NODELAY).
  *
  * @since 0.1.0
  */
@@ -48,9 +41,16 @@ export const layerClientProtocol: Layer.Layer<
     return {
       codecFor: serialization.codecFor,
       make: Effect.fnUntraced(function*(address) {
-        const options = { ...socketOptions, openTimeout: 1000, timeout: 5500, host: address.host, port: address.port }
-        const tls = security.clientOptions()
-        const socket = yield* (tls === undefined ? NodeSocket.makeNet(options) : NodeSocket.makeTls({ ...options, ...tls }))
+        const socket = yield* NodeSocket.fromDuplex(
+          Effect.acquireRelease(
+            security.connect({ host: address.host, port: address.port, timeoutMs: 1000 }).pipe(
+              Effect.mapError((cause) =>
+                new SocketError({ reason: new SocketOpenError({ kind: "Unknown", cause }) })
+              )
+            ),
+            (socket) => Effect.sync(() => socket.destroySoon())
+          )
+        )
         return yield* RpcClient.makeProtocolSocket().pipe(
           Effect.provideService(Socket, socket),
           Effect.provideService(RpcSerialization.RpcSerialization, serialization)
@@ -74,7 +74,7 @@ export const makeSocketServer = Effect.fnUntraced(function*(listen: { readonly h
     conn.once("close", () => pending.delete(conn))
   }
   let onConnection = hold
-  const server = security.createServer(socketOptions, (conn) => {
+  const server = security.createServer({}, (conn) => {
     conn.on("error", () => {})
     conn.pause()
     onConnection(conn)

@@ -23,6 +23,7 @@
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import { Context, Effect, FiberSet, Layer, Schema } from "effect"
+import { readLine } from "../cluster/Handshake.ts"
 import { Security } from "../cluster/Security.ts"
 
 /**
@@ -78,41 +79,6 @@ export interface Config {
   readonly ticketTimeoutMs?: number | undefined
 }
 
-const maxTicketLine = 128
-
-/** Reads the first line (the ticket) and puts whatever followed it back into the socket. */
-const readLine = (socket: Net.Socket, onLine: (line: string | undefined) => void) => {
-  let buffered: Buffer = Buffer.alloc(0)
-  const cleanup = () => {
-    socket.off("data", onData)
-    socket.off("end", onEnd)
-    socket.off("error", onEnd)
-  }
-  const onData = (chunk: Buffer) => {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
-    const newline = buffered.indexOf(10)
-    if (newline < 0) {
-      if (buffered.length > maxTicketLine) {
-        cleanup()
-        onLine(undefined)
-      }
-      return
-    }
-    cleanup()
-    socket.pause()
-    const rest = buffered.subarray(newline + 1)
-    if (rest.length > 0) socket.unshift(rest)
-    onLine(buffered.subarray(0, newline).toString("utf8"))
-  }
-  const onEnd = () => {
-    cleanup()
-    onLine(undefined)
-  }
-  socket.on("data", onData)
-  socket.on("end", onEnd)
-  socket.on("error", onEnd)
-}
-
 /** Ends the socket and waits until the client closed too (at most `lingerMs`), so nothing written is lost. */
 const close = (socket: Net.Socket, lingerMs = 30_000) =>
   Effect.callback<void>((resume) => {
@@ -139,7 +105,7 @@ export const make = (config: Config) =>
     const sessions = new Map<string, { readonly session: Session; readonly timer: NodeJS.Timeout }>()
     const run = yield* FiberSet.makeRuntime<never, void, never>()
     // Half-open: a client ends its input and still reads the answer.
-    const server = security.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    const server = security.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on("error", () => {})
       const deadline = setTimeout(() => socket.destroy(), ticketTimeout).unref()
       readLine(socket, (line) => {
@@ -154,6 +120,7 @@ export const make = (config: Config) =>
         socket.write("OK\n")
         run(entry.session(socket).pipe(Effect.ensuring(close(socket))))
       })
+      socket.resume() // handed over paused
     })
     const port = yield* Effect.callback<number, DataPortError>((resume) => {
       server.once("error", (error) => resume(Effect.fail(new DataPortError({ message: `data port: ${error.message}` }))))
@@ -192,32 +159,23 @@ export const layer = (config: Config): Layer.Layer<DataPort, DataPortError, Secu
  * @since 0.3.0
  */
 export const dial = (ticket: Ticket, security: Security["Service"], options: { readonly timeoutMs?: number } = {}) =>
-  Effect.callback<Net.Socket, DataPortError>((resume) => {
+  Effect.gen(function*() {
+    const where = `data port ${ticket.host}:${ticket.port}`
     // Half-open: the owner may end its side (the output ended) while input is still being written.
-    const socket = security.connect({ host: ticket.host, port: ticket.port, noDelay: true, allowHalfOpen: true })
-    const fail = (message: string) => {
-      socket.destroy()
-      resume(Effect.fail(new DataPortError({ message })))
-    }
-    const timer = setTimeout(
-      () => fail(`data port ${ticket.host}:${ticket.port} did not answer within ${options.timeoutMs ?? 10_000} ms`),
-      options.timeoutMs ?? 10_000
+    const socket = yield* security.connect({ host: ticket.host, port: ticket.port, allowHalfOpen: true, timeoutMs: options.timeoutMs }).pipe(
+      Effect.mapError((error) => new DataPortError({ message: `data port ${error.message}` }))
     )
-    const onError = (error: Error) => {
-      clearTimeout(timer)
-      fail(`data port ${ticket.host}:${ticket.port}: ${error.message}`)
-    }
-    socket.once("error", onError)
-    // Written at once; TLS holds it until the handshake is done.
-    socket.write(`${ticket.ticket}\n`)
-    readLine(socket, (line) => {
-      clearTimeout(timer)
-      socket.off("error", onError)
-      if (line === "OK") return resume(Effect.succeed(socket))
-      fail(line === undefined ? `data port ${ticket.host}:${ticket.port} closed the connection` : line.replace(/^ERR /, ""))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      socket.destroy()
+    return yield* Effect.callback<Net.Socket, DataPortError>((resume) => {
+      const fail = (message: string) => {
+        socket.destroy()
+        resume(Effect.fail(new DataPortError({ message })))
+      }
+      socket.write(`${ticket.ticket}\n`)
+      readLine(socket, (line) => {
+        if (line === "OK") return resume(Effect.succeed(socket))
+        fail(line === undefined ? `${where} closed the connection` : line.replace(/^ERR /, ""))
+      })
+      socket.resume()
+      return Effect.sync(() => socket.destroy())
     })
   })

@@ -169,6 +169,8 @@ export const make = (options: {
   readonly settings: Settings
   readonly supervisor: Supervisor
   readonly onFirstSpawn: (result: FirstSpawn) => void
+  /** Says loudly what should never happen (a refused status transition is a bug). */
+  readonly reportBug: (message: string) => void
 }): ManagedProcess => {
   const { id, settings, spec, supervisor } = options
   const createdAt = Date.now()
@@ -220,8 +222,11 @@ export const make = (options: {
   })
 
   // Guarded transitions: nothing leaves a terminal status; a pid is only entered once per run.
+  // Callers check the races they expect (a second finalize, readiness while stopping) first, so
+  // a refusal here is a bug and is reported, never swallowed.
   const allowed: Record<Status["_tag"], ReadonlyArray<Status["_tag"]>> = {
-    Starting: ["Running", "Exited", "Killed", "Failed"],
+    // Backoff: a restart's spawn failed, which the restart policy handles like any other end.
+    Starting: ["Running", "Backoff", "Exited", "Killed", "Failed"],
     Running: ["Ready", "Stopping", "Backoff", "Exited", "Killed", "Failed"],
     Ready: ["Stopping", "Backoff", "Exited", "Killed", "Failed"],
     Stopping: ["Backoff", "Exited", "Killed", "Failed"],
@@ -232,7 +237,10 @@ export const make = (options: {
   }
   const watchers = new Set<(status: Status) => void>()
   const transition = (next: Status): boolean => {
-    if (!allowed[status._tag].includes(next._tag)) return false
+    if (!allowed[status._tag].includes(next._tag)) {
+      options.reportBug(`process ${id}: refused status transition ${status._tag} → ${next._tag}`)
+      return false
+    }
     status = next
     for (const watcher of [...watchers]) watcher(next)
     return true
@@ -271,7 +279,7 @@ export const make = (options: {
   }
 
   const finalize = (terminal: Terminal) => {
-    if (!transition(terminal)) return
+    if (final !== undefined || !transition(terminal)) return
     final = terminal
     endedAt = Date.now()
     if (restartTimer !== undefined) clearTimeout(restartTimer)
@@ -315,7 +323,11 @@ export const make = (options: {
         _tag: "Failed",
         reason: "RestartLimitReached",
         message: `${restartTimes.length} restarts within ${spec.restart.windowMs} ms; last run ended with ${
-          terminal._tag === "Exited" ? `code ${terminal.code}` : terminal._tag === "Killed" ? terminal.signal : terminal.reason
+          terminal._tag === "Exited"
+            ? `code ${terminal.code}`
+            : terminal._tag === "Killed"
+            ? terminal.signal
+            : `${terminal.reason}: ${terminal.message}`
         }`,
         ...(terminal._tag === "Exited" ? { code: terminal.code } : {}),
         ...(terminal._tag === "Killed" ? { signal: terminal.signal } : {}),
@@ -347,7 +359,8 @@ export const make = (options: {
   }
 
   const markReady = (current: Run) => {
-    if (run !== current || current.exit !== undefined) return
+    // Readiness that arrives once a stop was asked for is moot.
+    if (run !== current || current.exit !== undefined || status._tag !== "Running") return
     if (current.readyTimer !== undefined) clearTimeout(current.readyTimer)
     current.readyTimer = undefined
     if (transition({ _tag: "Ready", pid: current.pid, startedAt: current.startedAt, readyAt: Date.now() })) {
@@ -473,12 +486,21 @@ export const make = (options: {
   }
 
   const spawnFailed = (error: NodeJS.ErrnoException) => {
+    const failed: Terminal = { _tag: "Failed", reason: "SpawnFailed", message: spawnFailure(error), crashLog: [] }
     if (!firstSpawnReported) {
       firstSpawnReported = true
       options.onFirstSpawn({ _tag: "Failed", error })
-      return finalize({ _tag: "Failed", reason: "SpawnFailed", message: error.message, crashLog: [] })
+      return finalize(failed)
     }
-    settleOutcome({ _tag: "Failed", reason: "SpawnFailed", message: error.message, crashLog: [] }, 0)
+    settleOutcome(failed, 0)
+  }
+
+  /** Node reports a missing working directory as ENOENT of the command: say which it was. */
+  const spawnFailure = (error: NodeJS.ErrnoException) => {
+    const cwd = Path.resolve(spec.cwd ?? process.cwd())
+    return error.code === "ENOENT" && !Fs.statSync(cwd, { throwIfNoEntry: false })?.isDirectory()
+      ? `working directory ${cwd} does not exist or is not a directory (${error.message})`
+      : error.message
   }
 
   /** Asks the run to stop; SIGKILLs its group at the earliest deadline any caller asked for. */
@@ -596,8 +618,8 @@ export const make = (options: {
       const current = run
       let error: string | undefined
       if (current !== undefined && current.exit === undefined) {
+        if (!current.stopRequested) transition({ _tag: "Stopping", pid: current.pid, startedAt: current.startedAt })
         current.stopRequested = true
-        transition({ _tag: "Stopping", pid: current.pid, startedAt: current.startedAt })
         error = groupKill(current.pid, "SIGKILL")
       }
       return Effect.andThen(signalError(error), waitFinal)

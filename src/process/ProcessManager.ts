@@ -191,11 +191,22 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       catch: (error) => new StateDirError({ path: stateDir, message: (error as Error).message })
     })
     const processes = new Map<string, Managed.ManagedProcess>()
+    const services = yield* Effect.context<never>()
+    const reportBug = (message: string) => Effect.runForkWith(services)(Effect.logError(`bug: ${message}`))
 
+    // Bounded even if a process never reports its end (that would be a bug): shutdown never wedges.
+    const shutdownTimeoutMs = config.shutdownTimeoutMs ?? 5000
     yield* Effect.addFinalizer(() =>
       Effect.forEach(
         [...processes.values()].filter((managed) => !managed.isFinal()),
-        (managed) => Effect.ignore(managed.terminate(config.shutdownTimeoutMs ?? 5000)),
+        (managed) =>
+          managed.terminate(shutdownTimeoutMs).pipe(
+            Effect.timeoutOrElse({
+              duration: shutdownTimeoutMs + 5000,
+              orElse: () => Effect.sync(() => reportBug(`process ${managed.id} did not end within its shutdown timeout`))
+            }),
+            Effect.ignore
+          ),
         { concurrency: "unbounded", discard: true }
       )
     )
@@ -280,6 +291,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             logPath: Path.join(stateDir, "logs", `${id}.log`),
             settings,
             supervisor,
+            reportBug,
             onFirstSpawn: (result) => {
               if (result._tag === "Spawned") return resume(Effect.succeed(handle(managed)))
               processes.delete(id)

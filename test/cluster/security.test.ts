@@ -55,13 +55,16 @@ describe("transport security", () => {
       return info.status
     }))
 
-  it("refuses an RPC from a peer that knows only the runner's address: no TLS, another cluster's key, a wrong secret", async () => {
+  it("refuses an RPC from a peer that knows only the runner's address: no key, another cluster's key, a wrong secret (loopback handshake and TLS)", async () => {
     cluster.printOnFailure()
     const [key] = await keys()
+    const guessed = `${key!.id}:${Crypto.randomBytes(32).toString("hex")}`
     const attempts = await Promise.all([
       intrude("plain"),
       intrude("foreign"),
-      intrude(`${key!.id}:${Crypto.randomBytes(32).toString("hex")}`)
+      intrude(guessed),
+      intrude("tls:foreign"),
+      intrude(`tls:${guessed}`)
     ])
     for (const attempt of attempts) {
       expect(attempt.started).toBe(false)
@@ -71,6 +74,9 @@ describe("transport security", () => {
     expect(log).toMatch(/refused connection from 127\.0\.0\.1:\d+: not TLS/)
     expect(log).toMatch(/refused connection from 127\.0\.0\.1:\d+: unknown cluster key 'k-[0-9a-f]+'/)
     expect(log).toMatch(/refused connection from 127\.0\.0\.1:\d+: wrong cluster key/)
+    // The TLS refusals too: an unknown identity, and a known one whose binder does not verify.
+    expect(log.match(/unknown cluster key/g)!.length).toBeGreaterThanOrEqual(2)
+    expect(log.match(/wrong cluster key/g)!.length).toBeGreaterThanOrEqual(2)
     expect(await serves()).toBe("running")
   })
 
@@ -79,7 +85,11 @@ describe("transport security", () => {
     const open = await cluster.startRunner("runner-any", { SHARDHUB_RUNNER_LISTEN_HOST: "0.0.0.0" })
     try {
       // Dialled on loopback: this machine's other addresses are not ours to send to in a test.
-      const attempts = await Promise.all([intrude("plain", open.address), intrude("foreign", open.address)])
+      const attempts = await Promise.all([
+        intrude("plain", open.address),
+        intrude("foreign", open.address),
+        intrude("tls:foreign", open.address)
+      ])
       for (const attempt of attempts) expect(attempt).toMatchObject({ started: false, ran: false })
       expect(open.output()).toMatch(/refused connection from 127\.0\.0\.1:\d+: not TLS/)
       expect(open.output()).toMatch(/refused connection from 127\.0\.0\.1:\d+: unknown cluster key/)
@@ -114,7 +124,13 @@ describe("transport security", () => {
     } as const
     const got = await Promise.all([
       steal(() => Net.connect({ host: ticket.host, port: ticket.port })),
-      steal(() => Tls.connect({ host: ticket.host, port: ticket.port, ...foreign }))
+      steal(() => Tls.connect({ host: ticket.host, port: ticket.port, ...foreign })),
+      // The loopback handshake with a key of its own, then the ticket.
+      steal(() => {
+        const socket = Net.connect({ host: ticket.host, port: ticket.port })
+        socket.write(`SHK1 k-forged ${Crypto.randomBytes(16).toString("hex")}\n`)
+        return socket
+      })
     ])
     for (const received of got) {
       expect(received).not.toContain(secret)
@@ -163,7 +179,7 @@ describe("transport security", () => {
     // The runner closes every one of them at its deadline (2 s here), without help from us.
     await Promise.all(silent.map((s) => s.closed))
     await eventually(async () => openFds() <= before + 10 || undefined, { what: "the runner's descriptors to come back" })
-    expect(runner.output()).toMatch(/refused connection from .*: (no TLS handshake in time|closed during the handshake)/)
+    expect(runner.output()).toMatch(/refused connection from .*: (no handshake in time|closed during the handshake)/)
     expect(runner.output()).toMatch(/more refused, not shown/)
   })
 
@@ -191,6 +207,32 @@ describe("transport security", () => {
     expect(attempt).toMatchObject({ started: false, ran: false })
     expect(cluster.runners[0]!.output()).toMatch(new RegExp(`unknown cluster key '${old!.id}'`))
     expect(await serves()).toBe("running")
+  })
+
+  it("carries RPCs and streams over TLS with the cluster key, as between machines (SHARDHUB_TRANSPORT=tls)", async () => {
+    cluster.printOnFailure()
+    const tlsRunner = await cluster.startRunner("runner-tls", { SHARDHUB_TRANSPORT: "tls" })
+    try {
+      // A participant that dials with TLS even on loopback: the CLI, through both runners.
+      const cli = async (...args: Array<string>) => {
+        const process = cluster.spawn("cli-tls", "src/cli/main.ts", { args, env: { SHARDHUB_TRANSPORT: "tls" } })
+        const exit = await process.exited
+        expect({ args, exit, output: process.output() }).toMatchObject({ args, exit: { code: 0 } })
+        return process.output()
+      }
+      const expected = Array.from({ length: 20_000 }, (_, i) => `${i + 1}\n`).join("")
+      for (let i = 0; i < 4; i++) {
+        const id = (await cli("run", "--", "sh", "-c", "seq 1 20000; sleep 1")).trim()
+        // The bytes so far, then live until the process ends.
+        expect(await cli("stdout", id)).toBe(expected)
+      }
+      // The TLS-only runner refuses the loopback handshake (the default dial on loopback).
+      const attempt = await intrude("foreign", tlsRunner.address)
+      expect(attempt).toMatchObject({ started: false, ran: false })
+      expect(tlsRunner.output()).toMatch(/refused connection from .*: the loopback handshake, where TLS is required/)
+    } finally {
+      await tlsRunner.kill("SIGTERM")
+    }
   })
 
   it("a runner refuses plain transport off loopback, in one line", async () => {

@@ -121,6 +121,44 @@ describe("ProcessManager lifecycle", () => {
       expect(yield* silent.wait).toEqual(waiters[0]!.status)
     }))
 
+  // A restart whose spawn fails (here: its working directory was removed) is an ordinary outcome:
+  // backoff and retry under the policy, and stop/wait always answer, saying why.
+  it.live("a restart whose spawn fails backs off and retries under the policy; terminate answers, saying why", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      const cwd = Fs.mkdtempSync(Path.join(yield* tempDir(), "cwd-"))
+      const doomed = yield* pm.spawn({
+        command: "sh",
+        args: ["-c", "exit 1"],
+        cwd,
+        restart: { mode: "always", maxRestarts: 1000, backoffMs: 20, backoffFactor: 1 }
+      })
+      Fs.rmSync(cwd, { recursive: true })
+      // Not wedged in Starting: the failed spawns keep counting as restarts.
+      let info = yield* doomed.info
+      yield* until(() => {
+        info = Effect.runSync(doomed.info)
+        return info.restarts >= 3
+      }, "three restarts with a missing working directory")
+      const status = yield* doomed.terminate("1 second").pipe(Effect.timeout("5 seconds"))
+      expect(status).toMatchObject({ _tag: "Failed", reason: "SpawnFailed" })
+      expect(status._tag === "Failed" && status.message).toMatch(/working directory .* does not exist/)
+      expect(yield* doomed.wait).toEqual(status)
+
+      // With a limit, the retries end on their own in RestartLimitReached.
+      const limited = Fs.mkdtempSync(Path.join(yield* tempDir(), "cwd-"))
+      const bounded = yield* pm.spawn({
+        command: "sh",
+        args: ["-c", "exit 1"],
+        cwd: limited,
+        restart: { mode: "always", maxRestarts: 3, backoffMs: 20, backoffFactor: 1 }
+      })
+      Fs.rmSync(limited, { recursive: true })
+      const end = yield* bounded.wait.pipe(Effect.timeout("10 seconds"))
+      expect(end).toMatchObject({ _tag: "Failed", reason: "RestartLimitReached" })
+      expect(end._tag === "Failed" && end.message).toMatch(/working directory .* does not exist/)
+    }))
+
   it.live("restart policy: on-failure restarts with growing backoff up to the limit; never and clean exits do not", () =>
     Effect.gen(function*() {
       const pm = yield* manager()

@@ -5,9 +5,10 @@
  *
  *   node test/support/intruder.ts <host:port> <proof file> <credentials>
  *
- * credentials: `plain` (no TLS), `foreign` (TLS with a key of its own, like another cluster's),
- * or `<key id>:<hex secret>` (TLS with that key, e.g. a stolen id with a guessed secret, or a
- * retired key).
+ * credentials: `plain` (no authentication), `foreign` (a key of its own, like another
+ * cluster's), or `<key id>:<hex secret>` (that key: a stolen id with a guessed secret, or a
+ * retired key); with `tls:` before the last two, it offers the key with TLS-PSK instead of the
+ * loopback handshake.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import * as MessageStorage from "effect/cluster/MessageStorage"
@@ -19,7 +20,6 @@ import * as SocketRunner from "effect/cluster/SocketRunner"
 import { Duration, Effect, Layer } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as Crypto from "node:crypto"
-import * as Tls from "node:tls"
 import * as Security from "../../src/cluster/Security.ts"
 import * as Transport from "../../src/cluster/Transport.ts"
 import * as Instance from "../../src/instance/Instance.ts"
@@ -27,22 +27,20 @@ import * as Instance from "../../src/instance/Instance.ts"
 const [target = "", proof = "", credentials = "plain"] = process.argv.slice(2)
 const [host = "", port = ""] = target.split(":")
 
-/** The client half of `Security` with a key that is not (or no longer) the cluster's. */
-const withKey = (id: string, secret: Buffer): Security.Security["Service"] => {
-  const options: Tls.ConnectionOptions = {
-    minVersion: "TLSv1.3",
-    ciphers: "TLS_AES_128_GCM_SHA256",
-    checkServerIdentity: () => undefined,
-    pskCallback: () => ({ identity: id, psk: secret })
-  }
-  return { ...Security.plain, mode: "tls-psk", clientOptions: () => options, connect: (o) => Tls.connect({ ...o, ...options }) }
-}
+/** A `Security` that dials with a key that is not (or no longer) the cluster's. */
+const withKey = (via: "tls" | "handshake", id: string, secret: Buffer): Security.Security["Service"] => ({
+  ...Security.plain,
+  mode: "cluster-key",
+  connect: (options) => Security.connectWithKey(options, () => ({ id, secret }), via)
+})
 
-const security = credentials === "plain"
+const via = credentials.startsWith("tls:") ? "tls" : "handshake"
+const key = credentials.replace(/^tls:/, "")
+const security = key === "plain"
   ? Security.plain
-  : credentials === "foreign"
-  ? withKey(`k-${Crypto.randomBytes(6).toString("hex")}`, Crypto.randomBytes(32))
-  : withKey(credentials.split(":")[0]!, Buffer.from(credentials.split(":")[1]!, "hex"))
+  : key === "foreign"
+  ? withKey(via, `k-${Crypto.randomBytes(6).toString("hex")}`, Crypto.randomBytes(32))
+  : withKey(via, key.split(":")[0]!, Buffer.from(key.split(":")[1]!, "hex"))
 
 const runners = Layer.effectDiscard(Effect.gen(function*() {
   const storage = yield* RunnerStorage.RunnerStorage
