@@ -1,0 +1,46 @@
+/**
+ * Fault paths of an instance that must never wedge: a restart whose spawn fails (its working
+ * directory was removed) backs off under its policy, a stop answers with the reason on record,
+ * and the runner still stops on SIGTERM.
+ */
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import { useCluster } from "../support/cluster.ts"
+import { eventually } from "../support/processes.ts"
+
+describe("instance fault paths", () => {
+  const cluster = useCluster("faults", { runners: 1 })
+
+  it("a restart that cannot spawn (its directory is gone) does not wedge the instance or its runner", async () => {
+    cluster.printOnFailure()
+    const cwd = Fs.mkdtempSync(Path.join(cluster.home, "cwd-"))
+    const info = await cluster.run(Effect.flatMap(HostClient, (host) =>
+      host.start({
+        program: { _tag: "Command", command: "sh", args: ["-c", "sleep 0.3; exit 1"], cwd },
+        restart: { mode: "always", backoffMs: 50, backoffFactor: 1, maxRestarts: 1000 }
+      })))
+    Fs.rmSync(cwd, { recursive: true })
+    // It keeps trying under its policy: the restarts go on counting.
+    await eventually(async () => {
+      const now = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(info.id)))
+      return now.restarts >= 3 || undefined
+    }, { what: "three restarts after the working directory was removed" })
+
+    const stopped = await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.stop(info.id, { timeoutMs: 2000 })))
+    // Stopped, as asked; the record says why its last run failed.
+    expect(stopped).toMatchObject({ status: "stopped", desired: "stopped" })
+    expect(stopped.reason).toMatch(/^SpawnFailed: working directory .* does not exist/)
+
+    // The runner answers SIGTERM (before the fix it waited on the wedged process for good).
+    const runner = cluster.runners[0]!
+    const exit = await Promise.race([
+      runner.kill("SIGTERM"),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the runner ignored SIGTERM")), 60_000).unref())
+    ])
+    expect(exit.code === 0 || exit.signal === "SIGTERM" || exit.code === 130 || exit.code === 143).toBe(true)
+  })
+})
