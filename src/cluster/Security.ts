@@ -269,7 +269,8 @@ export const plain: Security["Service"] = Security.of({
 })
 
 /**
- * TLS-PSK with the cluster keys from the store, re-read every `config.keyRefresh`.
+ * The cluster key from the store (re-read every `config.keyRefresh`), proven with TLS-PSK, or
+ * with the loopback handshake where both ends are on loopback (`auto` mode).
  *
  * @since 0.5.0
  */
