@@ -188,20 +188,23 @@ describe("transport security", () => {
     // A connection opened with the old key, which the retirement must close.
     expect(await serves()).toBe("running")
     const [old] = await keys()
-    const added = await cluster.run(Effect.gen(function*() {
-      const sql = yield* SqlClient
-      return yield* Security.rotate.pipe(Effect.provideService(SqlClient, sql))
-    }))
+    // Through the CLI, as an operator would.
+    const shardhub = async (...args: Array<string>) => {
+      const cli = cluster.spawn("cli-key", "src/cli/main.ts", { args })
+      const exit = await cli.exited
+      expect({ args, exit, output: cli.output() }).toMatchObject({ args, exit: { code: 0 } })
+      return cli.output()
+    }
+    const added = (await shardhub("key", "rotate")).match(/^k-[0-9a-f]+$/m)![0]
     expect((await keys()).map((key) => key.id)).toEqual([old!.id, added])
+    const listed = JSON.parse(await shardhub("key", "ls", "--json")) as Array<{ id: string; dialed: boolean }>
+    expect(listed.map((key) => key.id)).toEqual([old!.id, added])
+    expect(listed.filter((key) => key.dialed)).toHaveLength(1)
     // Past the activation delay (3 refreshes of 500 ms), every participant dials with the new key.
     await eventually(async () => (await keys()).find((key) => key.id === added)!.ageMs > 2000 || undefined)
     expect(await serves()).toBe("running")
 
-    const retired = await cluster.run(Effect.gen(function*() {
-      const sql = yield* SqlClient
-      return yield* Security.retire("all-but-newest").pipe(Effect.provideService(SqlClient, sql))
-    }))
-    expect(retired).toEqual([old!.id])
+    expect((await shardhub("key", "retire", "--old")).trim().split("\n")).toContain(old!.id)
     await cluster.runners[0]!.waitFor(/closed \d+ connection\(s\) opened with retired key k-/, 10_000)
     const attempt = await intrude(`${old!.id}:${old!.secret.toString("hex")}`)
     expect(attempt).toMatchObject({ started: false, ran: false })
