@@ -247,6 +247,8 @@ const dialWith = (
         if (error !== undefined) return fail(error)
         clearTimeout(timer)
         socket.off("error", onError)
+        // Whoever reads the socket learns of a failure from its close; an unheard 'error' must not crash us.
+        socket.on("error", () => {})
         socket.pause()
         resume(Effect.succeed(socket))
       }))
@@ -305,9 +307,9 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
   )
   yield* reload.pipe(Effect.repeat(Schedule.spaced(config.keyRefresh)), Effect.forkScoped)
 
-  const track = (socket: Net.Socket, key: ClusterKey) => {
-    let sockets = opened.get(key.id)
-    if (sockets === undefined) opened.set(key.id, sockets = new Set())
+  const track = (socket: Net.Socket, keyId: string) => {
+    let sockets = opened.get(keyId)
+    if (sockets === undefined) opened.set(keyId, sockets = new Set())
     const tracked = sockets
     tracked.add(socket)
     socket.once("close", () => tracked.delete(socket))
@@ -326,7 +328,7 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
         refused(peerOf(socket), `unknown cluster key '${identity.slice(0, 40).replace(/[^\w.-]/g, "?")}'`)
         return null
       }
-      track(socket, key)
+      track(socket, key.id)
       return key.secret
     }
   }
@@ -369,7 +371,7 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
       ) {
         Handshake.serve(raw, (id) => byId.get(id), (outcome) => {
           if ("refused" in outcome) return refuse(outcome.refused)
-          track(raw, byId.get(outcome.key.id)!)
+          track(raw, outcome.key.id)
           accepted(raw)
         })
       } else {

@@ -14,9 +14,10 @@
  *
  * Tickets are random 128-bit values, usable once, and expire after `ticketTtlMs` (default 30 s),
  * so a stream reaches only what an RPC to the owner allowed. Like the runner port, the data port
- * speaks TLS with the cluster key ({@link Security}): a dialer without it is refused at the
- * handshake and never gets to present a ticket, stolen or not. A connection that has not sent its
- * ticket within `ticketTimeoutMs` (default 10 s) is closed.
+ * needs the cluster key ({@link Security}: TLS between machines, the loopback handshake on
+ * loopback): a dialer without it is refused at the handshake and never gets to present a
+ * ticket, stolen or not. A connection that has not sent its ticket within `ticketTimeoutMs`
+ * (default 10 s) is closed.
  *
  * @since 0.3.0
  */
@@ -165,17 +166,24 @@ export const dial = (ticket: Ticket, security: Security["Service"], options: { r
     const socket = yield* security.connect({ host: ticket.host, port: ticket.port, allowHalfOpen: true, timeoutMs: options.timeoutMs }).pipe(
       Effect.mapError((error) => new DataPortError({ message: `data port ${error.message}` }))
     )
+    const timeoutMs = options.timeoutMs ?? 10_000
     return yield* Effect.callback<Net.Socket, DataPortError>((resume) => {
       const fail = (message: string) => {
+        clearTimeout(timer)
         socket.destroy()
         resume(Effect.fail(new DataPortError({ message })))
       }
+      const timer = setTimeout(() => fail(`${where} did not take the ticket within ${timeoutMs} ms`), timeoutMs)
       socket.write(`${ticket.ticket}\n`)
       readLine(socket, (line) => {
-        if (line === "OK") return resume(Effect.succeed(socket))
-        fail(line === undefined ? `${where} closed the connection` : line.replace(/^ERR /, ""))
+        if (line !== "OK") return fail(line === undefined ? `${where} closed the connection` : line.replace(/^ERR /, ""))
+        clearTimeout(timer)
+        resume(Effect.succeed(socket))
       })
       socket.resume()
-      return Effect.sync(() => socket.destroy())
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        socket.destroy()
+      })
     })
   })
