@@ -31,7 +31,7 @@ import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Status, Terminal } from "../process/ProcessStatus.ts"
 import { isTerminal } from "../process/ProcessStatus.ts"
 import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
-import { DataPort } from "./DataPort.ts"
+import { DataPort, DataPortError } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
 import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout, Unsupported } from "./InstanceErrors.ts"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
@@ -202,7 +202,11 @@ const inputSession = (
 ) =>
 (socket: Net.Socket) =>
   Stream.suspend(() => {
-    const bytes = NodeStream.fromReadable<Uint8Array, never>({ evaluate: () => socket, onError: () => undefined as never, closeOnDone: false })
+    const bytes = NodeStream.fromReadable<Uint8Array, DataPortError>({
+      evaluate: () => socket,
+      onError: (error) => new DataPortError({ message: `the input connection broke: ${(error as Error)?.message ?? String(error)}` }),
+      closeOnDone: false
+    })
     const first = header()
     return first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)
   })

@@ -8,6 +8,9 @@ import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import * as Security from "../../src/cluster/Security.ts"
+import * as DataPort from "../../src/instance/DataPort.ts"
+import * as Instance from "../../src/instance/Instance.ts"
 import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import { chunked, concat, sha256 } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
@@ -168,6 +171,31 @@ describe("instances on three runners", () => {
     }))
     expect(result.lines.map((l) => l.text)).toEqual(["one", "two", "three"])
     expect(result.info).toMatchObject({ status: "stopped", exitCode: 0 })
+  })
+
+  it("a client that resets its input connection mid-stream breaks nothing: no defect, the next input goes through", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const security = yield* Security.Security
+      const { id, runner } = yield* host.start(cat)
+      // Open an input that stays open, write a little, and reset the connection (RST, no FIN).
+      const ticket = yield* (yield* Instance.Instance.client)(id).Open({ stream: "stdin", end: false })
+      const socket = yield* DataPort.dial(ticket, security)
+      yield* Effect.callback<void>((resume) => {
+        socket.write("before the reset\n", () => resume(Effect.void))
+      })
+      socket.resetAndDestroy()
+      // The instance is still there and takes the next input.
+      yield* instances.input(id, Stream.make(new TextEncoder().encode("after\n")), { end: false })
+      const lines = yield* instances.logs(id, { follow: true }).pipe(Stream.take(2), Stream.runCollect)
+      yield* instances.kill(id)
+      return { lines: lines.map((l) => l.text), runner }
+    }))
+    expect(result.lines).toEqual(["before the reset", "after"])
+    const owner = cluster.runners.find((r) => r.address === result.runner)!
+    expect(owner.output()).not.toMatch(/TypeError|defect|Cannot read properties of undefined/i)
   })
 
   it("stops a child that ignores SIGTERM with SIGKILL after the timeout", async () => {
