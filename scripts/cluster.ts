@@ -188,7 +188,7 @@ const main = async () => {
     log(`${STREAM_BYTES / 1024 / 1024} MiB client → cat → client`)
     const rawMiBs = await rawPipe()
     const relayMiBs = await rawRelay()
-    const streamedLogged = await stream(run, { ...cat })
+    const streamedLogged = await stream(run, cat)
 
     log("failover after SIGKILL")
     const failovers: Array<number> = []

@@ -33,7 +33,7 @@
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
-import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SecurityConfig } from "./Config.ts"
 import * as Handshake from "./Handshake.ts"
@@ -180,15 +180,14 @@ export const retire = (which: string) =>
 export const dialKey = (keys: ReadonlyArray<ClusterKey>, activationMs: number): ClusterKey | undefined =>
   keys.findLast((key) => key.ageMs >= activationMs) ?? keys[0]
 
-/** Why a handshake failed, in a few words. */
+/**
+ * Why a TLS handshake failed, in a few words. (A connection that is not TLS at all, or sends
+ * nothing, is refused before it reaches TLS: see `accept`.)
+ */
 const describeRefusal = (error: NodeJS.ErrnoException): string => {
   const code = error.code ?? ""
   if (code === "ERR_SSL_BINDER_DOES_NOT_VERIFY" || /decrypt|bad record mac/i.test(error.message)) {
     return "wrong cluster key"
-  }
-  if (code === "ETIMEDOUT" || /timed? ?out/i.test(error.message)) return "no TLS handshake in time"
-  if (/wrong version number|http request|unknown protocol|record layer failure|packet length too long/i.test(error.message)) {
-    return "not TLS (a plaintext client?)"
   }
   if (/no shared cipher|no suitable|unsupported protocol|version too low|psk/i.test(error.message)) {
     return "no cluster key offered (TLS without the cluster's pre-shared key)"
@@ -305,7 +304,8 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
     ),
     Effect.catchCause((cause) => Effect.logWarning("could not re-read the cluster keys; keeping the ones loaded", cause))
   )
-  yield* reload.pipe(Effect.repeat(Schedule.spaced(config.keyRefresh)), Effect.forkScoped)
+  // The first reload one interval after the load above, not at once.
+  yield* reload.pipe(Effect.delay(config.keyRefresh), Effect.forever, Effect.forkScoped)
 
   const track = (socket: Net.Socket, keyId: string) => {
     let sockets = opened.get(keyId)
