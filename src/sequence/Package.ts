@@ -145,11 +145,36 @@ const safePath = (raw: string): string => {
   return parts.join("/")
 }
 
-/** Whether a symlink at `path` pointing at `target` stays inside the package. */
-const staysInside = (path: string, target: string) => {
-  if (target.startsWith("/")) return false
-  const resolved = Path.posix.normalize(Path.posix.join(Path.posix.dirname(path), target))
-  return resolved !== ".." && !resolved.startsWith("../") && !Path.posix.isAbsolute(resolved)
+/** The most symlinks one path may pass through (Linux's own limit before ELOOP). */
+const maxHops = 40
+
+/**
+ * Whether the symlink at `path` resolves inside the package, following every symlink of the
+ * package on the way as the kernel would (so `L -> .` then `esc -> L/..` is caught: textually
+ * `L/..` is `.`, but the kernel resolves `L` first). A dangling target inside is fine; a loop
+ * or an absolute target is not.
+ */
+const resolvesInside = (path: string, links: ReadonlyMap<string, string>): boolean => {
+  const resolved: Array<string> = []
+  // Components still to walk, last one first; starts with the link itself.
+  const pending = path.split("/").reverse()
+  let hops = 0
+  while (pending.length > 0) {
+    const part = pending.pop()!
+    if (part === "" || part === ".") continue
+    if (part === "..") {
+      if (resolved.length === 0) return false
+      resolved.pop()
+      continue
+    }
+    resolved.push(part)
+    const target = links.get(resolved.join("/"))
+    if (target === undefined) continue
+    if (target.startsWith("/") || ++hops > maxHops) return false
+    resolved.pop()
+    pending.push(...target.split(/[\\/]+/).reverse())
+  }
+  return true
 }
 
 /** The tar bytes of a .tar.gz or .tar, bounded by `maxBytes`. */
@@ -231,7 +256,7 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
         entry = { type: "directory", path }
         break
       case "2":
-        if (!staysInside(path, link)) throw fail("SymlinkEscape", `the symlink ${path} points outside the package: ${link}`)
+        if (link === "" || link.includes("\0")) throw fail("Corrupt", `the symlink ${path} has no valid target`)
         entry = { type: "symlink", path, target: link }
         break
       case "1":
@@ -247,6 +272,11 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
     entries.push(entry)
   }
   if (!ended && at !== tar.length) throw fail("Corrupt", "the archive is truncated")
+  const links = new Map<string, string>()
+  for (const entry of entries) if (entry.type === "symlink") links.set(entry.path, entry.target)
+  for (const [path, target] of links) {
+    if (!resolvesInside(path, links)) throw fail("SymlinkEscape", `the symlink ${path} points outside the package: ${target}`)
+  }
   // No entry may sit below a symlink (it would be written through it).
   for (const entry of entries) {
     const parts = entry.path.split("/")

@@ -76,6 +76,29 @@ describe("sequence packages", () => {
     expect(Fs.existsSync("/tmp/shardhub-owned")).toBe(false)
   })
 
+  it("follows symlink chains as the kernel does: a chain that resolves outside is refused, whatever each link looks like", () => {
+    const link = (path: string, target: string) => ({ type: "symlink" as const, path, target })
+    // `L/..` is `.` as text, but the kernel resolves L (the root) first: `esc` is the root's parent.
+    expect(refused(gz([pkg(), index, link("L", "."), link("esc", "L/..")]))).toMatchObject({ reason: "SymlinkEscape" })
+    expect(refused(gz([pkg(), index, { type: "directory", path: "d" }, link("d/L", "."), link("d/esc", "L/../..")])))
+      .toMatchObject({ reason: "SymlinkEscape" })
+    // Through a chain of links, each pointing at the next.
+    expect(refused(gz([pkg(), index, link("a", "b"), link("b", "c/.."), link("c", "."), link("out", "a/x")])))
+      .toMatchObject({ reason: "SymlinkEscape" })
+    // A loop never resolves.
+    expect(refused(gz([pkg(), index, link("p", "q"), link("q", "p")]))).toMatchObject({ reason: "SymlinkEscape" })
+    // Chains that stay inside are kept, even when the text alone would look like an escape.
+    const { entries } = Effect.runSync(Package.read(gz([
+      pkg(),
+      index,
+      { type: "directory", path: "lib/deep" },
+      link("here", "lib/deep"),
+      link("up", "here/.."),
+      link("dangling", "lib/none")
+    ])))
+    expect(entries.filter((entry) => entry.type === "symlink").map((entry) => entry.path)).toEqual(["here", "up", "dangling"])
+  })
+
   it("refuses a missing or bad main, a missing or invalid package.json, and two engines", () => {
     expect(refused(gz([pkg("app.js"), index])).message).toMatch(/Sequence entrypoint path "app.js" is invalid.*Check `main` field in package.json/)
     expect(refused(gz([pkg("../outside.js"), index]))).toMatchObject({ reason: "InvalidMain" })
