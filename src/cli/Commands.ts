@@ -159,7 +159,7 @@ const logs = Command.make("logs", {
       ...Option.match(flags.tail, { onNone: () => ({}), onSome: (tail) => ({ tail }) })
     }).pipe(
       Stream.runForEach((line) =>
-        print(flags.json ? JSON.stringify(line) : `${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${line.text}`)
+        print(flags.json ? JSON.stringify(line) : `${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${Format.escape(line.text)}`)
       )
     )
   })).pipe(Command.withDescription("Print an instance's log lines (stdout, stderr and a sequence's log)"), withClient)

@@ -5,8 +5,24 @@
  * @since 0.4.0
  */
 
+// Every C0 control but tab, DEL and the C1 controls (0x80-0x9f, which some terminals obey too).
+const controls = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g
+const controlsAndTab = /[\x00-\x1f\x7f-\x9f]/g
+const visible = (char: string) => `\\x${char.charCodeAt(0).toString(16).padStart(2, "0")}`
+
 /**
- * Left-aligned columns with a header row; a missing value prints as `-`.
+ * Text from instances or users made safe for a terminal: control characters (escape sequences
+ * that would move the cursor, retitle the window or rewrite earlier lines) print as `\xHH`.
+ * Tabs stay, unless `tabs` is false.
+ *
+ * @since 0.4.0
+ */
+export const escape = (text: string, tabs = true): string =>
+  text.replace(tabs ? controls : controlsAndTab, visible)
+
+/**
+ * Left-aligned columns with a header row; a missing value prints as `-`, control characters
+ * as `\xHH`.
  *
  * @since 0.4.0
  */
@@ -14,7 +30,7 @@ export const table = (
   columns: ReadonlyArray<string>,
   rows: ReadonlyArray<ReadonlyArray<string | number | undefined>>
 ): string => {
-  const cells = [columns, ...rows.map((row) => row.map((cell) => cell === undefined || cell === "" ? "-" : String(cell)))]
+  const cells = [columns, ...rows.map((row) => row.map((cell) => cell === undefined || cell === "" ? "-" : escape(String(cell), false)))]
   const widths = columns.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? "").length)))
   return cells
     .map((row) => row.map((cell, i) => i === row.length - 1 ? cell : (cell ?? "").padEnd(widths[i]!)).join("  "))

@@ -96,9 +96,13 @@ const sameToken = (given: string, token: string) => {
   return Crypto.timingSafeEqual(a, b)
 }
 
+/** A request target as the access log prints it: spaces and control characters percent-encoded (no terminal escapes, one field). */
+const loggedUrl = (url: string) =>
+  url.replace(/[\x00-\x20\x7f-\x9f]/g, (char) => `%${char.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`)
+
 /** The access log line of a request, once its answer (for a stream: its headers) was ready. */
 const accessLine = (request: HttpServerRequest, status: number, ms: number) =>
-  `${new Date().toISOString()} ${request.method} ${request.url} ${status} ${ms.toFixed(1)} ms ${request.remoteAddress.pipe(Option.getOrElse(() => "-"))}`
+  `${new Date().toISOString()} ${request.method} ${loggedUrl(request.url)} ${status} ${ms.toFixed(1)} ms ${request.remoteAddress.pipe(Option.getOrElse(() => "-"))}`
 
 /** The answer to a request: the token check, then a JSON body for every error answer. */
 const answer = <E, R>(

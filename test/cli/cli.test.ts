@@ -69,6 +69,21 @@ describe("the shardhub command on two runners", () => {
     expect(JSON.parse(await ok("ps", "--all", "--json")).map((i: { id: string }) => i.id)).toContain(stubborn)
   })
 
+  it("prints names and log lines with their control characters escaped (no terminal escape injection)", async () => {
+    cluster.printOnFailure()
+    const hostile = "\x1b]0;owned\x07\x1b[2J"
+    const id = (await ok("run", "--name", `evil${hostile}`, "--", "printf", `title${hostile}\\n`)).trim()
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && !logs.includes("title"); attempt++) logs = await ok("logs", id)
+    const listed = await ok("ps", "--all")
+    for (const printed of [logs, listed]) {
+      expect(printed).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/)
+      expect(printed).toContain("\\x1b]0;owned\\x07\\x1b[2J")
+    }
+    // --json keeps the exact text (JSON escapes it).
+    expect(JSON.parse(await ok("info", id, "--json")).name).toBe(`evil${hostile}`)
+  })
+
   it("sends input and reads output, events and sequences", async () => {
     cluster.printOnFailure()
     const cat = (await ok("run", "--", "cat")).trim()
