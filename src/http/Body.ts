@@ -1,7 +1,11 @@
 /**
- * Request bodies as STH takes them: JSON for operations (the Content-Type must say JSON; an
- * empty body is `{}`), byte streams for uploads and input, each with its own size limit and
- * accepted content types.
+ * Request bodies as STH takes them: JSON for operations (the Content-Type must say JSON, even
+ * for an empty body, which is `{}`), byte streams for uploads and input, each with its own size
+ * limit and accepted content types.
+ *
+ * The Content-Type rules are also a guard against web pages: a browser sends a cross-origin
+ * POST without asking first only with a "simple" type (none, `text/plain`, forms), so an
+ * operation that demands JSON or an upload that demands a declared type cannot be sent blind.
  *
  * @since 0.4.0
  */
@@ -11,6 +15,9 @@ import { BadRequest, PayloadTooLarge, UnsupportedMediaType } from "./HttpErrors.
 
 /** The largest JSON body an operation takes. */
 export const maxJsonBytes = 1024 * 1024
+
+/** How long a body read whole may send nothing before the request is refused. */
+export const idleTimeout = "30 seconds"
 
 /** The media type of a request, lower-cased and without parameters; `undefined` when absent. */
 export const mediaType = (request: HttpServerRequest): string | undefined => {
@@ -38,8 +45,11 @@ export const readAll = (request: HttpServerRequest, limit: number, what: string)
     const chunks: Array<Uint8Array> = []
     let total = 0
     yield* Stream.runForEach(
-      request.stream.pipe(
-        Stream.mapError((error) => new BadRequest({ error: `could not read the body: ${error.message}`, code: "ERR_CANNOT_READ_BODY" }))
+      stream(request).pipe(
+        Stream.timeoutOrElse({
+          duration: idleTimeout,
+          orElse: () => Stream.fail(new BadRequest({ error: `the body sent nothing for ${idleTimeout}`, code: "ERR_BODY_TIMEOUT" }))
+        })
       ),
       (chunk) => {
         total += chunk.length
@@ -56,23 +66,23 @@ export const readAll = (request: HttpServerRequest, limit: number, what: string)
 const isJson = (type: string | undefined) => type === "application/json" || type === "text/json"
 
 /**
- * A JSON body decoded with `schema`. An empty body is `{}`; a non-empty one needs a JSON
- * Content-Type (400 `ERR_CANNOT_PARSE_CONTENT` otherwise, like STH).
+ * A JSON body decoded with `schema`. It needs a JSON Content-Type (400
+ * `ERR_CANNOT_PARSE_CONTENT` otherwise, like STH); an empty body is `{}`.
  *
  * @since 0.4.0
  */
 export const json = <S extends Schema.Top & { readonly DecodingServices: never }>(request: HttpServerRequest, schema: S) =>
   Effect.gen(function*() {
+    if (!isJson(mediaType(request))) {
+      return yield* new BadRequest({
+        error: `the body must be JSON with Content-Type: application/json (got ${request.headers["content-type"] ?? "none"})`,
+        code: "ERR_CANNOT_PARSE_CONTENT"
+      })
+    }
     const bytes = yield* readAll(request, maxJsonBytes, "the JSON body")
     const text = bytes.toString("utf8").trim()
     let value: unknown = {}
     if (text !== "") {
-      if (!isJson(mediaType(request))) {
-        return yield* new BadRequest({
-          error: `the body must be JSON with Content-Type: application/json (got ${request.headers["content-type"] ?? "none"})`,
-          code: "ERR_CANNOT_PARSE_CONTENT"
-        })
-      }
       try {
         value = JSON.parse(text)
       } catch (error) {
@@ -85,17 +95,24 @@ export const json = <S extends Schema.Top & { readonly DecodingServices: never }
   })
 
 /**
- * Checks the Content-Type of a byte stream against `accepted` (an absent one is accepted and
- * means the first of them); answers the media type to pass on.
+ * Checks the Content-Type of a byte stream against `accepted`; answers the media type to pass
+ * on. An absent one means the first of them, unless `required` (uploads).
  *
  * @since 0.4.0
  */
 export const streamType = (
   request: HttpServerRequest,
   accepted: ReadonlyArray<string>,
-  failure: "415" | "400" = "415"
+  options: { readonly failure?: "415" | "400"; readonly required?: boolean } = {}
 ) => {
-  const type = mediaType(request) ?? accepted[0]!
+  const failure = options.failure ?? "415"
+  const declared = mediaType(request)
+  if (declared === undefined && options.required === true) {
+    return Effect.fail(
+      new UnsupportedMediaType({ error: `a Content-Type is required here: one of ${accepted.join(", ")}`, code: "ERR_INVALID_CONTENT_TYPE" })
+    )
+  }
+  const type = declared ?? accepted[0]!
   if (accepted.includes(type)) return Effect.succeed(type)
   const error = `Content-Type ${type} is not accepted here; use one of ${accepted.join(", ")}`
   return failure === "415"

@@ -5,6 +5,11 @@
  * - Binds `127.0.0.1` by default. Bound to any other address it **requires** a bearer token
  *   (`SHARDHUB_TOKEN`) and refuses to start without one; with a token set, every request needs
  *   `Authorization: Bearer <token>`.
+ * - Web pages cannot drive it: a request whose `Host` is not one of this machine's names (DNS
+ *   rebinding) or that comes from another origin (`Origin`, `Sec-Fetch-Site`) gets 403 before any
+ *   work. CORS is off unless `SHARDHUB_GATEWAY_CORS_ORIGINS` lists origins.
+ * - Bounded: request headers must arrive within `SHARDHUB_GATEWAY_HEADERS_TIMEOUT`; connections
+ *   are capped per client address and in all. Long-lived streams are not timed out.
  * - Every 4xx/5xx answer is JSON `{error, code}`, including unknown routes and bodies the API
  *   could not decode.
  * - Every request gets a line on stdout (unless `SHARDHUB_GATEWAY_ACCESS_LOG=false`).
@@ -12,12 +17,13 @@
  * @since 0.4.0
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Config, Console, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Cause, Config, Console, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
 import * as Crypto from "node:crypto"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
+import * as Os from "node:os"
 import { Api } from "./Api.ts"
 import * as Handlers from "./Handlers.ts"
 import * as HttpErrors from "./HttpErrors.ts"
@@ -35,15 +41,41 @@ export interface GatewayConfig {
   readonly token: Option.Option<Redacted.Redacted<string>>
   /** `SHARDHUB_GATEWAY_ACCESS_LOG` (default true): a line per request on stdout. */
   readonly accessLog: boolean
+  /**
+   * `SHARDHUB_GATEWAY_ALLOWED_HOSTS` (comma-separated; `*` for any): `Host` names accepted
+   * besides loopback names, the bound address and, when bound to all addresses, this
+   * machine's hostname and interface addresses.
+   */
+  readonly allowedHosts: ReadonlyArray<string>
+  /** `SHARDHUB_GATEWAY_CORS_ORIGINS` (comma-separated, e.g. `https://ops.example.com`): web origins allowed to call. */
+  readonly corsOrigins: ReadonlyArray<string>
+  /** `SHARDHUB_GATEWAY_HEADERS_TIMEOUT` (default 10 seconds): a request's headers must arrive within it. */
+  readonly headersTimeout: Duration.Duration
+  /** `SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS` (default 128): open connections from one client address. */
+  readonly maxConnectionsPerAddress: number
+  /** `SHARDHUB_GATEWAY_MAX_CONNECTIONS` (default 1000): open connections in all. */
+  readonly maxConnections: number
 }
+
+const list = (name: string) =>
+  Config.String(name).pipe(
+    Config.map((text) => text.split(",").map((item) => item.trim()).filter((item) => item !== "")),
+    Config.withDefault([] as ReadonlyArray<string>)
+  )
 
 /** @since 0.4.0 */
 export const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   host: Config.String("SHARDHUB_GATEWAY_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.Int("SHARDHUB_GATEWAY_PORT").pipe(Config.withDefault(8000)),
   token: Config.option(Config.Redacted("SHARDHUB_TOKEN")),
-  accessLog: Config.Boolean("SHARDHUB_GATEWAY_ACCESS_LOG").pipe(Config.withDefault(true))
+  accessLog: Config.Boolean("SHARDHUB_GATEWAY_ACCESS_LOG").pipe(Config.withDefault(true)),
+  allowedHosts: list("SHARDHUB_GATEWAY_ALLOWED_HOSTS").pipe(Config.map((hosts) => hosts.map((host) => host.toLowerCase()))),
+  corsOrigins: list("SHARDHUB_GATEWAY_CORS_ORIGINS").pipe(Config.map((origins) => origins.map((origin) => origin.toLowerCase()))),
+  headersTimeout: Config.Duration("SHARDHUB_GATEWAY_HEADERS_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  maxConnectionsPerAddress: Config.Int("SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS").pipe(Config.withDefault(128)),
+  maxConnections: Config.Int("SHARDHUB_GATEWAY_MAX_CONNECTIONS").pipe(Config.withDefault(1000))
 })
+
 
 /**
  * The gateway cannot start as configured.
@@ -57,9 +89,85 @@ export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()
 /** Whether `host` only accepts connections from this machine. */
 export const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
 
+const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
+
+/** The name part of a `Host` header, lower-cased: without the port, IPv6 without brackets. */
+const hostName = (header: string) => {
+  const host = header.trim().toLowerCase()
+  if (host.startsWith("[")) return host.slice(1, host.indexOf("]") < 0 ? undefined : host.indexOf("]"))
+  const colon = host.indexOf(":")
+  return colon < 0 ? host : host.slice(0, colon)
+}
+
+/**
+ * Who may call: which `Host` names and which web origins. A browser can be made to send
+ * requests to the gateway by any page it visits; these checks are what keep such a page out.
+ */
+interface Access {
+  /** Whether a `Host` name is one this gateway answers to. */
+  readonly hostAllowed: (name: string) => boolean
+  /** Origins granted CORS. */
+  readonly corsOrigins: ReadonlySet<string>
+}
+
+const access = (config: GatewayConfig): Access => {
+  const names = new Set(config.allowedHosts)
+  if (isWildcard(config.host)) {
+    names.add(Os.hostname().toLowerCase())
+    for (const addresses of Object.values(Os.networkInterfaces())) {
+      for (const address of addresses ?? []) names.add(address.address.toLowerCase())
+    }
+  } else {
+    names.add(config.host.toLowerCase())
+  }
+  const any = names.has("*")
+  return {
+    hostAllowed: (name) => any || isLoopback(name) || name.endsWith(".localhost") || names.has(name),
+    corsOrigins: new Set(config.corsOrigins)
+  }
+}
+
+/**
+ * Why a request is refused before any work, or `undefined`.
+ *
+ * - `Host` must name this gateway: a page on `evil.example` that rebinds its name to 127.0.0.1
+ *   sends `Host: evil.example`.
+ * - A browser marks cross-origin requests with `Origin` (every POST, even "simple" ones sent
+ *   without a preflight) and `Sec-Fetch-Site`; only the gateway's own origin and the configured
+ *   CORS origins pass. Clients that are not browsers send neither.
+ */
+const refusal = (access: Access, request: HttpServerRequest): string | undefined => {
+  const host = request.headers["host"]
+  if (host !== undefined && !access.hostAllowed(hostName(host))) {
+    return `Host ${JSON.stringify(host)} is not one this gateway answers to; add it to SHARDHUB_GATEWAY_ALLOWED_HOSTS`
+  }
+  const origin = request.headers["origin"]
+  if (origin !== undefined) {
+    const lower = origin.toLowerCase()
+    const sameOrigin = host !== undefined && (lower === `http://${host.toLowerCase()}` || lower === `https://${host.toLowerCase()}`)
+    if (!sameOrigin && !access.corsOrigins.has(lower)) {
+      return `requests from the web origin ${JSON.stringify(origin)} are refused; list it in SHARDHUB_GATEWAY_CORS_ORIGINS to allow it`
+    }
+    return undefined
+  }
+  const site = request.headers["sec-fetch-site"]
+  if (site === "cross-site" || site === "same-site") {
+    return "cross-site requests are refused; list the calling origin in SHARDHUB_GATEWAY_CORS_ORIGINS to allow it"
+  }
+  return undefined
+}
+
+/** The headers and methods a CORS preflight allows. */
+const corsPreflight = {
+  "access-control-allow-methods": "GET, POST, PUT, DELETE",
+  "access-control-allow-headers": "authorization, content-type, x-end-stream, x-seq-kill-inst",
+  "access-control-max-age": "600"
+}
+
 const reasons: Record<number, [string, string]> = {
   400: ["bad request", "ERR_BAD_REQUEST"],
   401: ["a bearer token is required", "ERR_UNAUTHORIZED"],
+  403: ["forbidden", "ERR_FORBIDDEN"],
   404: ["not found", "ERR_NOT_FOUND"],
   405: ["method not allowed", "ERR_METHOD_NOT_ALLOWED"],
   413: ["the body is too large", "ERR_PAYLOAD_TOO_LARGE"],
@@ -104,8 +212,32 @@ const loggedUrl = (url: string) =>
 const accessLine = (request: HttpServerRequest, status: number, ms: number) =>
   `${new Date().toISOString()} ${request.method} ${loggedUrl(request.url)} ${status} ${ms.toFixed(1)} ms ${request.remoteAddress.pipe(Option.getOrElse(() => "-"))}`
 
-/** The answer to a request: the token check, then a JSON body for every error answer. */
+/**
+ * The answer to a request: the Host and Origin checks, a CORS preflight, the token check, then
+ * a JSON body for every error answer.
+ */
 const answer = <E, R>(
+  access: Access,
+  token: Option.Option<Redacted.Redacted<string>>,
+  request: HttpServerRequest,
+  effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+) =>
+  Effect.gen(function*() {
+    const refused = refusal(access, request)
+    if (refused !== undefined) return HttpErrors.response(403, refused, "ERR_FORBIDDEN")
+    const origin = request.headers["origin"]?.toLowerCase()
+    const cors = origin !== undefined && access.corsOrigins.has(origin)
+      ? { "access-control-allow-origin": origin, "vary": "origin" }
+      : undefined
+    if (cors !== undefined && request.method === "OPTIONS") {
+      return HttpServerResponse.empty({ status: 204, headers: { ...cors, ...corsPreflight } })
+    }
+    const response = yield* authorized(token, request, effect)
+    return cors === undefined ? response : HttpServerResponse.setHeaders(response, cors)
+  })
+
+/** The token check, then a JSON body for every error answer. */
+const authorized = <E, R>(
   token: Option.Option<Redacted.Redacted<string>>,
   request: HttpServerRequest,
   effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
@@ -132,25 +264,27 @@ const answer = <E, R>(
 /**
  * The global middleware: {@link answer}, and a line in the access log once it is ready.
  */
-const guard = (token: Option.Option<Redacted.Redacted<string>>, accessLog: boolean) =>
-  HttpRouter.middleware((effect) =>
+const guard = (config: GatewayConfig) => {
+  const who = access(config)
+  return HttpRouter.middleware((effect) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest
-      if (!accessLog) return yield* answer(token, request, effect)
+      if (!config.accessLog) return yield* answer(who, config.token, request, effect)
       const started = performance.now()
-      return yield* answer(token, request, effect).pipe(
+      return yield* answer(who, config.token, request, effect).pipe(
         Effect.onExit((exit) =>
           Console.log(accessLine(request, exit._tag === "Success" ? exit.value.status : 499, performance.now() - started))
         )
       )
     }), { global: true })
+}
 
 /**
  * The routes: the API, its docs page, `/metrics`.
  *
  * @since 0.4.0
  */
-export const routes = (token: Option.Option<Redacted.Redacted<string>>, accessLog = false) =>
+export const routes = (config: GatewayConfig) =>
   Layer.mergeAll(
     HttpApiBuilder.layer(Api, { openapiPath: "/api/v1/openapi.json" }).pipe(Layer.provide(Handlers.layer)),
     HttpApiScalar.layer(Api, { path: "/api/v1/docs" }),
@@ -159,8 +293,41 @@ export const routes = (token: Option.Option<Redacted.Redacted<string>>, accessLo
       "/metrics",
       Effect.map(Metrics.collect, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
     ),
-    guard(token, accessLog)
+    guard(config)
   )
+
+/**
+ * The HTTP server with its bounds: headers must arrive within `headersTimeout` (checked every
+ * quarter of it), connections are capped per address and in all. There is no request timeout
+ * (output streams live as long as their instance) and no idle timeout on a request in progress
+ * (an instance may be silent for hours); an idle keep-alive connection closes after 5 s
+ * (Node's default), and bodies read whole have their own idle deadline (`Body`).
+ */
+const boundedServer = (config: GatewayConfig): Server => {
+  const headersTimeout = Math.max(1, Duration.toMillis(config.headersTimeout))
+  const server = createServer({
+    requestTimeout: 0,
+    headersTimeout,
+    connectionsCheckingInterval: Math.max(100, Math.min(headersTimeout / 4, 5_000))
+  })
+  server.maxConnections = config.maxConnections
+  const perAddress = new Map<string, number>()
+  server.on("connection", (socket) => {
+    const address = socket.remoteAddress ?? "-"
+    const open = (perAddress.get(address) ?? 0) + 1
+    if (open > config.maxConnectionsPerAddress) {
+      socket.destroy()
+      return
+    }
+    perAddress.set(address, open)
+    socket.once("close", () => {
+      const left = (perAddress.get(address) ?? 1) - 1
+      if (left === 0) perAddress.delete(address)
+      else perAddress.set(address, left)
+    })
+  })
+  return server
+}
 
 /**
  * The gateway on `config.host:config.port`, on the clients of a cluster participant.
@@ -180,7 +347,7 @@ export const layer = (config: GatewayConfig) =>
       const port = "port" in server.address ? server.address.port : config.port
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
     }))
-    return Layer.mergeAll(HttpRouter.serve(routes(config.token, config.accessLog), { disableLogger: true, disableListenLog: true }), announce).pipe(
-      Layer.provide(NodeHttpServer.layer(() => createServer({ requestTimeout: 0 }), { port: config.port, host: config.host }))
+    return Layer.mergeAll(HttpRouter.serve(routes(config), { disableLogger: true, disableListenLog: true }), announce).pipe(
+      Layer.provide(NodeHttpServer.layer(() => boundedServer(config), { port: config.port, host: config.host }))
     )
   }))

@@ -102,7 +102,9 @@ export const hostHandlers = HttpApiBuilder.group(
         })))
       .handleRaw("sendSequence", ({ request }) =>
         Effect.gen(function*() {
-          yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"])
+          yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"], {
+            required: true
+          })
           const archive = yield* Body.readAll(request, maxPackageBytes, "the package")
           const info = yield* http(host.sendSequence(archive))
           return { id: info.id }
@@ -152,7 +154,7 @@ export const hostHandlers = HttpApiBuilder.group(
         })))
       .handleRaw("publish", ({ params, request }) =>
         Effect.gen(function*() {
-          const contentType = yield* Body.streamType(request, topicTypes, "400")
+          const contentType = yield* Body.streamType(request, topicTypes, { failure: "400" })
           yield* http(host.publish(params.topic, Body.stream(request), { contentType }))
           return HttpServerResponse.empty({ status: 200 })
         }))

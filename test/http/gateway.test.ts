@@ -9,10 +9,11 @@ import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Readable } from "node:stream"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { concat, sha256 } from "../support/bytes.ts"
@@ -38,6 +39,29 @@ const readAll = (body: NodeJS.ReadableStream) =>
     body.on("data", (chunk: Buffer) => chunks.push(chunk))
     body.on("error", reject)
     body.on("end", () => resolve(Buffer.concat(chunks)))
+  })
+
+/** One request with exactly these headers (fetch would not let a test set Host). */
+const request = (url: string, init: { method?: string; headers?: Record<string, string>; body?: Uint8Array | string } = {}) =>
+  new Promise<{ status: number; headers: Http.IncomingHttpHeaders; text: string }>((resolve, reject) => {
+    const sent = Http.request(url, { method: init.method ?? "GET", headers: init.headers ?? {}, agent: false }, (response) => {
+      let text = ""
+      response.on("data", (chunk) => (text += chunk))
+      response.on("end", () => resolve({ status: response.statusCode!, headers: response.headers, text }))
+    })
+    sent.on("error", reject)
+    sent.end(init.body)
+  })
+
+/** Resolves when the server closes a connection that has sent `bytes` (and nothing more). */
+const closedAfter = (url: string, bytes: string) =>
+  new Promise<string>((resolve, reject) => {
+    const { hostname, port } = new URL(url)
+    const socket = Net.connect({ host: hostname, port: Number(port) }, () => socket.write(bytes))
+    let received = ""
+    socket.on("data", (chunk) => (received += chunk))
+    socket.on("error", reject)
+    socket.on("close", () => resolve(received))
   })
 
 describe("the HTTP gateway", () => {
@@ -205,7 +229,7 @@ describe("the HTTP gateway", () => {
       ["GET", "/no/such/route"]
     ] as const
     for (const [method, path] of notFound) {
-      const response = await call(method, path)
+      const response = await call(method, path, path.includes("/_") ? { headers: jsonHeaders } : {})
       expect({ path, status: response.status }).toEqual({ path, status: 404 })
       expect(response.type).toContain("application/json")
       expect(typeof response.json.error).toBe("string")
@@ -317,6 +341,99 @@ describe("the HTTP gateway", () => {
     } finally {
       ClientUtils.setDefaultHeaders({})
     }
+  })
+
+  it("refuses what a web page can make a browser send: cross-origin posts, rebound Host names, blind uploads", async () => {
+    cluster.printOnFailure()
+    const port = new URL(api).port
+    const count = async () => JSON.parse((await request(`${api}/sequences`)).text).length as number
+    const before = await count()
+    const pkg = fixture("passthrough")
+    // fetch(".../sequence", {mode: "no-cors", method: "POST", body}): a "simple" request, no preflight.
+    const upload = await request(`${api}/sequence`, {
+      method: "POST",
+      headers: { origin: "http://evil.example", "content-type": "text/plain", "sec-fetch-site": "cross-site" },
+      body: pkg
+    })
+    expect(upload.status).toBe(403)
+    expect(JSON.parse(upload.text).code).toBe("ERR_FORBIDDEN")
+    // The same upload without the browser's marks but without a Content-Type: refused too.
+    expect((await request(`${api}/sequence`, { method: "POST", body: pkg })).status).toBe(415)
+    expect(await count()).toBe(before)
+
+    // A start by name with an empty body: from another origin, or without the JSON type.
+    const sequence = await new StHostClient(api).sendSequence(Readable.from([pkg]))
+    const startPath = `${api}/sequence/${sequence.id}/start`
+    expect((await request(startPath, { method: "POST", headers: { origin: "http://evil.example" } })).status).toBe(403)
+    expect((await request(startPath, { method: "POST", headers: { origin: "null" } })).status).toBe(403)
+    expect((await request(startPath, { method: "POST" })).status).toBe(400)
+    // A GET a page embeds (<img>, <script>): Sec-Fetch-Site says where it comes from.
+    expect((await request(`${api}/instances`, { headers: { "sec-fetch-site": "cross-site" } })).status).toBe(403)
+    // DNS rebinding: the page's own name now resolves to 127.0.0.1, and the browser says so in Host.
+    expect((await request(`${api}/instances`, { headers: { host: `evil.example:${port}` } })).status).toBe(403)
+    expect(JSON.parse((await request(`${api}/instances`)).text).map((i: { sequence: string }) => i.sequence)).not.toContain(sequence.id)
+
+    // This machine's names pass, and so does the gateway's own origin.
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]) {
+      expect((await request(`${api}/version`, { headers: { host } })).status).toBe(200)
+    }
+    expect((await request(`${api}/version`, { headers: { origin: `http://127.0.0.1:${port}`, "sec-fetch-site": "same-origin" } })).status).toBe(200)
+    // Without CORS configured, no page is told it may read.
+    expect((await request(`${api}/version`, { headers: { origin: "http://evil.example" } })).headers["access-control-allow-origin"]).toBeUndefined()
+  })
+
+  it("grants CORS only to the listed origins, closes slow headers, caps connections per address, and leaves streams alone", async () => {
+    cluster.printOnFailure()
+    const { url } = await cluster.gateway("guarded-gateway", {
+      SHARDHUB_GATEWAY_CORS_ORIGINS: "https://ops.example",
+      SHARDHUB_GATEWAY_ALLOWED_HOSTS: "shardhub.internal",
+      SHARDHUB_GATEWAY_HEADERS_TIMEOUT: "1 second",
+      SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: "4"
+    })
+    const base = `${url}/api/v1`
+    const preflight = await request(`${base}/sequence/x/start`, {
+      method: "OPTIONS",
+      headers: { origin: "https://ops.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type" }
+    })
+    expect(preflight.status).toBe(204)
+    expect(preflight.headers).toMatchObject({ "access-control-allow-origin": "https://ops.example", "access-control-allow-methods": expect.stringContaining("POST") })
+    const read = await request(`${base}/version`, { headers: { origin: "https://ops.example" } })
+    expect(read.status).toBe(200)
+    expect(read.headers["access-control-allow-origin"]).toBe("https://ops.example")
+    expect((await request(`${base}/version`, { headers: { origin: "https://other.example" } })).status).toBe(403)
+    expect((await request(`${base}/version`, { headers: { host: "shardhub.internal" } })).status).toBe(200)
+
+    // A long-lived output stream of a silent instance, open across the slow-headers check below.
+    const id = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "cat" } })),
+      (info) => info.id
+    ))
+    const output = await new Promise<Http.IncomingMessage>((resolve, reject) =>
+      Http.get(`${base}/instance/${id}/stdout`, { agent: false }, resolve).on("error", reject))
+    expect(output.statusCode).toBe(200)
+    let streamed = ""
+    output.on("data", (chunk) => (streamed += chunk))
+
+    // Slowloris: headers that never finish are cut off (the server answers 408 and closes).
+    const answer = await closedAfter(url, "GET /api/v1/version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    expect(answer).toMatch(/^HTTP\/1\.1 408/)
+
+    // Three connections more make four from this address: the fifth is closed unanswered.
+    const held = await Promise.all([1, 2, 3].map(() =>
+      new Promise<Http.IncomingMessage>((resolve, reject) => Http.get(`${base}/instance/${id}/stderr`, { agent: false }, resolve).on("error", reject))))
+    await expect(request(`${base}/version`)).rejects.toThrow(/socket hang up|ECONNRESET/)
+    held[0]!.destroy()
+    await new Promise((resolve) => held[0]!.socket?.once("close", resolve) ?? resolve(undefined))
+    // Once one closes, the address may connect again (the server sees the close a moment later).
+    let again = 0
+    for (let attempt = 0; attempt < 50 && again !== 200; attempt++) again = (await request(`${base}/version`).catch(() => ({ status: 0 }))).status
+    expect(again).toBe(200)
+    for (const response of held.slice(1)) response.destroy()
+
+    // The output stream outlived the headers timeout and still carries the instance's bytes.
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.input(id, Stream.make(new TextEncoder().encode("late\n")), { end: false })))
+    await vi.waitFor(() => expect(streamed).toBe("late\n"), { timeout: 10_000 })
+    output.destroy()
   })
 
   it("keeps serving, and loses no instance's data, through thousands of malformed requests", async () => {
