@@ -68,6 +68,20 @@ const instanceRow = (info: InstanceInfo, now: number) => {
   ]
 }
 
+/** `--limit NAME=VALUE` flags as rlimits. */
+const rlimits = (given: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const limits: Record<string, number> = {}
+    for (const flag of given) {
+      const match = /^(nproc|nofile|core)=(\d+)$/.exec(flag)
+      if (match === null) {
+        return yield* new CliFailure({ message: `--limit ${flag}: expected NAME=VALUE with NAME one of nproc, nofile, core and VALUE a whole number` })
+      }
+      limits[match[1]!] = Number(match[2])
+    }
+    return limits as { nproc?: number; nofile?: number; core?: number }
+  })
+
 const run = Command.make("run", {
   id: Flag.String("id").pipe(Flag.withDescription("Instance id (default: a new UUID)"), Flag.optional),
   name: Flag.String("name").pipe(Flag.withDescription("A label for humans"), Flag.optional),
@@ -77,6 +91,16 @@ const run = Command.make("run", {
   ),
   memory: Flag.Finite("memory").pipe(Flag.withDescription("Memory limit in MB"), Flag.optional),
   shell: Flag.Boolean("shell").pipe(Flag.withDescription("Run the command through /bin/sh -c"), Flag.withDefault(false)),
+  user: Flag.String("user").pipe(Flag.withDescription("Run as this user (name or uid; the runner must be root)"), Flag.optional),
+  group: Flag.String("group").pipe(Flag.withDescription("Run with this group (default the user's)"), Flag.optional),
+  limit: Flag.String("limit").pipe(
+    Flag.withDescription("A resource limit, NAME=VALUE with NAME one of nproc, nofile, core (bytes); repeatable"),
+    Flag.atLeast(0)
+  ),
+  envPass: Flag.String("env-pass").pipe(
+    Flag.withDescription("Pass this runner variable on although it is withheld by default (e.g. DATABASE_URL); repeatable"),
+    Flag.atLeast(0)
+  ),
   command: Argument.String("command").pipe(
     Argument.withDescription("The command and its arguments, after --"),
     Argument.variadic({ min: 1 })
@@ -86,11 +110,18 @@ const run = Command.make("run", {
     const host = yield* HostClient
     const [command, ...args] = flags.command
     const restart = Option.map(flags.restart, (mode) => Schema.decodeSync(RestartPolicy)({ mode }))
+    const limits = {
+      ...(yield* rlimits(flags.limit)),
+      ...Option.match(flags.memory, { onNone: () => ({}), onSome: (memoryMb) => ({ memoryMb }) })
+    }
     const info = yield* host.start({
       program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
       ...Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) }),
       ...Option.match(restart, { onNone: () => ({}), onSome: (restart) => ({ restart }) }),
-      ...Option.match(flags.memory, { onNone: () => ({}), onSome: (memoryMb) => ({ limits: { memoryMb } }) })
+      ...(Object.keys(limits).length === 0 ? {} : { limits }),
+      ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
+      ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),
+      ...(flags.envPass.length === 0 ? {} : { env: { pass: flags.envPass } })
     }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) }))
     yield* print(info.id)
   })).pipe(Command.withDescription("Start a command as an instance on the cluster; prints its id"), withClient)

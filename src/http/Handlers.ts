@@ -51,6 +51,12 @@ const logRecord = (line: LogLine) => {
   return { level: line.stream === "stderr" ? "ERROR" : "INFO", msg: line.text, ts: line.time, stream: line.stream }
 }
 
+/** An instance's limits from STH's start `limits` (memory in MB; gpu is not supported and ignored). */
+const limitsOf = ({ gpu: _, memory, ...rlimits }: NonNullable<Sth.StartBody["limits"]>) => ({
+  ...(memory === undefined ? {} : { memoryMb: memory }),
+  ...rlimits
+})
+
 /** The ids of the instances of a sequence that have not ended. */
 const liveInstancesOf = (instances: ReadonlyArray<InstanceInfo>, sequenceId: string) =>
   instances
@@ -135,7 +141,9 @@ export const hostHandlers = HttpApiBuilder.group(
             ...(body.appConfig === undefined ? {} : { appConfig: body.appConfig }),
             ...(body.instanceId === undefined ? {} : { id: body.instanceId }),
             ...(Object.keys(topics).length === 0 ? {} : { topics }),
-            ...(body.limits?.memory === undefined ? {} : { limits: { memoryMb: body.limits.memory } })
+            ...(body.limits === undefined ? {} : { limits: limitsOf(body.limits) }),
+            ...(body.user === undefined ? {} : { user: body.user }),
+            ...(body.group === undefined ? {} : { group: body.group })
           }))
           return { message: `Sequence ${started.id} starting`, id: started.id }
         }))

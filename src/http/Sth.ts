@@ -7,6 +7,7 @@
  */
 import { Schema } from "effect"
 import type { InstanceEvent, InstanceInfo, InstanceStatus } from "../instance/InstanceSpec.ts"
+import { Rlimits } from "../process/ProcessSpec.ts"
 import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 
 /** STH's message codes in the array bodies of `_stop`, `_kill` and `_event`. */
@@ -65,9 +66,16 @@ export const StartBody = Schema.Struct({
   outputTopic: Schema.optionalKey(Schema.String),
   limits: Schema.optionalKey(Schema.Struct({
     memory: Schema.optionalKey(Schema.Number),
-    gpu: Schema.optionalKey(Schema.Boolean)
-  }))
+    gpu: Schema.optionalKey(Schema.Boolean),
+    ...Rlimits.fields
+  })),
+  /** shardhub's own: run as this user and group (the runner must be root). */
+  user: Schema.optionalKey(Schema.NonEmptyString),
+  group: Schema.optionalKey(Schema.NonEmptyString)
 })
+
+/** @since 0.4.0 */
+export type StartBody = typeof StartBody.Type
 
 /** @since 0.4.0 */
 export const Version = Schema.Struct({

@@ -55,13 +55,19 @@ export interface Options {
 }
 
 /** What every process of an instance gets from its spec, whatever its program. */
-const common = (id: string, spec: InstanceSpec) => ({
-  ...(spec.restart === undefined ? {} : { restart: spec.restart }),
-  ...(spec.limits?.memoryMb === undefined ? {} : { memoryLimitMb: spec.limits.memoryMb }),
-  name: spec.name ?? id,
-  stdin: "pipe" as const,
-  log: spec.log ?? ["stdout", "stderr"]
-})
+const common = (id: string, spec: InstanceSpec) => {
+  const { memoryMb: _, ...rlimits } = spec.limits ?? {}
+  return {
+    ...(Object.keys(rlimits).length === 0 ? {} : { rlimits }),
+    ...(spec.limits?.memoryMb === undefined ? {} : { memoryLimitMb: spec.limits.memoryMb }),
+    ...(spec.user === undefined ? {} : { user: spec.user }),
+    ...(spec.group === undefined ? {} : { group: spec.group }),
+    ...(spec.restart === undefined ? {} : { restart: spec.restart }),
+    name: spec.name ?? id,
+    stdin: "pipe" as const,
+    log: spec.log ?? ["stdout", "stderr"]
+  }
+}
 
 /**
  * The ProcessManager spec of an instance: a command as given, or a sequence (unpacked from the

@@ -10,7 +10,7 @@
  */
 import { Schema } from "effect"
 import { TopicName } from "../topic/Topic.ts"
-import { EnvSpec, RestartPolicy, StopWith } from "../process/ProcessSpec.ts"
+import { EnvSpec, RestartPolicy, Rlimits, StopWith } from "../process/ProcessSpec.ts"
 import { CrashLog, ProcessStats } from "../process/ProcessStatus.ts"
 
 /**
@@ -53,9 +53,17 @@ export const InstanceSpec = Schema.Struct({
   /** A label for humans. */
   name: Schema.optionalKey(Schema.String),
   env: Schema.optionalKey(EnvSpec),
+  /**
+   * Memory of the whole process tree (`memoryMb`; over it the process is killed) and rlimits:
+   * processes of its user (`nproc`), open files (`nofile`), core file bytes (`core`).
+   */
   limits: Schema.optionalKey(Schema.Struct({
-    memoryMb: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0)))
+    memoryMb: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
+    ...Rlimits.fields
   })),
+  /** Run as this user (name or uid) and group (default the user's); needs a root runner. */
+  user: Schema.optionalKey(Schema.NonEmptyString),
+  group: Schema.optionalKey(Schema.NonEmptyString),
   restart: Schema.optionalKey(RestartPolicy),
   /** Which outputs are kept as log lines (default both). Raw bytes are available either way. */
   log: Schema.optionalKey(Schema.Array(Schema.Literals(["stdout", "stderr"]))),

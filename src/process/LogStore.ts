@@ -175,7 +175,7 @@ export const make = (options: LogStoreOptions): LogStore => {
       }
     }
     if (options.keepFiles === 0) Fs.rmSync(options.path, { force: true })
-    fd = Fs.openSync(options.path, "a")
+    fd = Fs.openSync(options.path, "a", 0o600)
     fileBytes = 0
   }
 
@@ -230,7 +230,7 @@ export const make = (options: LogStoreOptions): LogStore => {
   return {
     append(stream, lines, time) {
       if (lines.length === 0 || closed) return
-      fd ??= Fs.openSync(options.path, "a")
+      fd ??= Fs.openSync(options.path, "a", 0o600)
       const code = streamCode(stream)
       // One write per batch; a batch that would overflow the file is cut at a line boundary.
       let text = ""

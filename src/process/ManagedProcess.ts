@@ -27,7 +27,8 @@ import { codec } from "./Framing.ts"
 import { makeLineAssembler } from "./Lines.ts"
 import * as LogStore from "./LogStore.ts"
 import { KillError, type LogsError, NotReady, StdinError, WriteMessageError } from "./ProcessErrors.ts"
-import { ENV, type ResolvedSpec } from "./ProcessSpec.ts"
+import type { Identity } from "./Confinement.ts"
+import { ENV, type ResolvedSpec, withheld } from "./ProcessSpec.ts"
 import { isFailure, isTerminal, type ProcessInfo, type ProcessStats, type Status, type Terminal } from "./ProcessStatus.ts"
 import { cpuPercent, type GroupUsage } from "./ProcStats.ts"
 import type { Supervisor } from "./Supervisor.ts"
@@ -164,6 +165,8 @@ export const make = (options: {
   readonly file: string
   readonly argv: ReadonlyArray<string>
   readonly env: Record<string, string>
+  /** The user and group to run as, when not the runner's own. */
+  readonly identity: Identity | undefined
   readonly dataDir: string
   readonly logPath: string
   readonly settings: Settings
@@ -411,6 +414,7 @@ export const make = (options: {
         argv0: spec.shell ? "sh" : spec.command,
         cwd: spec.cwd,
         env: options.env,
+        ...(options.identity === undefined ? {} : { uid: options.identity.uid, gid: options.identity.gid }),
         detached: true,
         stdio: [
           spec.stdin === "pipe" ? "pipe" : "ignore",
@@ -718,14 +722,21 @@ export const make = (options: {
 export const dataDirOf = (stateDir: string, id: string) => Path.join(stateDir, "data", id)
 
 /**
- * The environment a child starts with.
+ * The environment a child starts with: the runner's own without what is withheld (see
+ * `withheld`), the variables the spec passes or sets, and the manager's own.
  *
  * @since 0.2.0
  */
 export const childEnv = (spec: ResolvedSpec, id: string, dataDir: string, token: string): Record<string, string> => {
   const env: Record<string, string> = {}
   if (spec.env.inherit) {
-    for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value
+    for (const [key, value] of Object.entries(process.env)) {
+      if (value !== undefined && !withheld(key)) env[key] = value
+    }
+  }
+  for (const key of spec.env.pass) {
+    const value = process.env[key]
+    if (value !== undefined) env[key] = value
   }
   for (const key of spec.env.remove) delete env[key]
   Object.assign(env, spec.env.set)

@@ -18,6 +18,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Context, Duration, Effect, Layer, Option, Schedule, Schema, Scope, Sink, Stream } from "effect"
+import * as Confinement from "./Confinement.ts"
 import type { LogLine, LogsQuery } from "./LogStore.ts"
 import * as Managed from "./ManagedProcess.ts"
 import {
@@ -185,8 +186,12 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
     const supervisor = yield* Supervisor.acquire(stateDir)
     yield* Effect.try({
       try: () => {
-        Fs.mkdirSync(Path.join(stateDir, "logs"), { recursive: true })
-        Fs.mkdirSync(Path.join(stateDir, "data"), { recursive: true })
+        // Logs are the runner's alone; data holds each child's own directory (0700, owned by the
+        // child's user), so it may be passed through but not listed.
+        Fs.mkdirSync(Path.join(stateDir, "logs"), { recursive: true, mode: 0o700 })
+        Fs.mkdirSync(Path.join(stateDir, "data"), { recursive: true, mode: 0o711 })
+        Fs.chmodSync(Path.join(stateDir, "logs"), 0o700)
+        Fs.chmodSync(Path.join(stateDir, "data"), 0o711)
       },
       catch: (error) => new StateDirError({ path: stateDir, message: (error as Error).message })
     })
@@ -273,11 +278,25 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         }
         const dataDir = Managed.dataDirOf(stateDir, id)
         const env = Managed.childEnv(spec, id, dataDir, supervisor.token)
-        const file = spec.shell ? "/bin/sh" : locate(spec.command, cwd, env["PATH"])
-        if (typeof file !== "string") return yield* file
-        const argv = spec.shell ? ["-c", spec.command, "sh", ...spec.args] : spec.args
+        const identity = Confinement.identity(spec.user, spec.group)
+        if (identity instanceof SpawnError) return yield* identity
+        const unreachable = identity === undefined ? undefined : Confinement.checkReach(identity, cwd, dataDir)
+        if (unreachable !== undefined) return yield* unreachable
+        const program = spec.shell ? "/bin/sh" : locate(spec.command, cwd, env["PATH"])
+        if (typeof program !== "string") return yield* program
+        const confined = Confinement.withRlimits(
+          program,
+          spec.shell ? ["-c", spec.command, "sh", ...spec.args] : spec.args,
+          spec.rlimits,
+          () => locate("prlimit", cwd, env["PATH"])
+        )
+        if (confined instanceof SpawnError) return yield* confined
+        const { argv, file } = confined
         yield* Effect.try({
-          try: () => Fs.mkdirSync(dataDir, { recursive: true }),
+          try: () => {
+            Fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+            if (identity !== undefined) Fs.chownSync(dataDir, identity.uid, identity.gid)
+          },
           catch: (error) => new SpawnError({ reason: "System", message: `cannot create ${dataDir}: ${(error as Error).message}` })
         })
         return yield* Effect.callback<ProcessHandle, SpawnError>((resume) => {
@@ -287,6 +306,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             file,
             argv,
             env,
+            identity,
             dataDir,
             logPath: Path.join(stateDir, "logs", `${id}.log`),
             settings,

@@ -23,15 +23,43 @@ const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 
 /**
- * The child's environment: the runner's own (unless `inherit: false`), minus `remove`, plus `set`.
+ * The child's environment: the runner's own (unless `inherit: false`) without what is
+ * {@link withheld} (unless named in `pass`), minus `remove`, plus `set`.
  *
  * @since 0.2.0
  */
 export const EnvSpec = Schema.Struct({
   inherit: Schema.optionalKey(Schema.Boolean),
   set: Schema.optionalKey(Schema.Record(Schema.String, Schema.String)),
-  remove: Schema.optionalKey(Schema.Array(Schema.String))
+  remove: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** Runner variables passed on although they are withheld by default (e.g. `DATABASE_URL`). */
+  pass: Schema.optionalKey(Schema.Array(Schema.String))
 })
+
+/**
+ * Whether a runner variable is kept from children unless their spec passes it by name: the
+ * store's address and password (`DATABASE_URL`, libpq's `PG*`), shardhub's own settings and
+ * credentials (`SHARDHUB_*`, e.g. the gateway token), and npm's run-script settings (`npm_*`,
+ * which carry registry tokens when shardhub is started by `npm start`).
+ *
+ * @since 0.5.0
+ */
+export const withheld = (name: string) =>
+  name === "DATABASE_URL" || name.startsWith("SHARDHUB_") || name.startsWith("PG") || name.startsWith("npm_")
+
+/**
+ * Resource limits of a child (soft and hard): processes of its user (`nproc`), open files
+ * (`nofile`), core file bytes (`core`, 0 for none).
+ *
+ * @since 0.5.0
+ */
+export const Rlimits = Schema.Struct({
+  nproc: Schema.optionalKey(NonNegativeInt),
+  nofile: Schema.optionalKey(NonNegativeInt),
+  core: Schema.optionalKey(NonNegativeInt)
+})
+/** @since 0.5.0 */
+export type Rlimits = typeof Rlimits.Type
 
 /**
  * When an ended process is started again. Restarts within `windowMs` are counted; past
@@ -110,6 +138,11 @@ export const ProcessSpec = Schema.Struct({
   keepDataDir: Schema.optionalKey(Schema.Boolean),
   /** Resident memory of the whole process tree, in MB; over it the process is killed. */
   memoryLimitMb: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
+  rlimits: Schema.optionalKey(Rlimits),
+  /** Run as this user (name or uid; the runner must be root to switch). */
+  user: Schema.optionalKey(Schema.NonEmptyString),
+  /** Run with this group (name or gid; default the user's own group). */
+  group: Schema.optionalKey(Schema.NonEmptyString),
   restart: Schema.optionalKey(RestartPolicy),
   readiness: Schema.optionalKey(Readiness)
 })
@@ -127,7 +160,12 @@ export interface ResolvedSpec {
   readonly shell: boolean
   readonly name: string
   readonly cwd: string | undefined
-  readonly env: { readonly inherit: boolean; readonly set: Readonly<Record<string, string>>; readonly remove: ReadonlyArray<string> }
+  readonly env: {
+    readonly inherit: boolean
+    readonly set: Readonly<Record<string, string>>
+    readonly remove: ReadonlyArray<string>
+    readonly pass: ReadonlyArray<string>
+  }
   readonly stdin: "pipe" | "closed"
   readonly log: { readonly stdout: boolean; readonly stderr: boolean }
   readonly messages: MessageCodec | undefined
@@ -135,6 +173,9 @@ export interface ResolvedSpec {
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
   readonly memoryLimitBytes: number | undefined
+  readonly rlimits: Rlimits
+  readonly user: string | undefined
+  readonly group: string | undefined
   readonly restart: Required<RestartPolicy>
   readonly readiness: Readiness
 }
@@ -151,7 +192,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   shell: spec.shell ?? false,
   name: spec.name ?? spec.command,
   cwd: spec.cwd,
-  env: { inherit: spec.env?.inherit ?? true, set: spec.env?.set ?? {}, remove: spec.env?.remove ?? [] },
+  env: { inherit: spec.env?.inherit ?? true, set: spec.env?.set ?? {}, remove: spec.env?.remove ?? [], pass: spec.env?.pass ?? [] },
   stdin: spec.stdin ?? "pipe",
   log: { stdout: spec.log?.includes("stdout") ?? true, stderr: spec.log?.includes("stderr") ?? true },
   messages: spec.messages,
@@ -159,6 +200,9 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
   memoryLimitBytes: spec.memoryLimitMb === undefined ? undefined : Math.round(spec.memoryLimitMb * 1024 * 1024),
+  rlimits: spec.rlimits ?? {},
+  user: spec.user,
+  group: spec.group,
   restart: {
     mode: spec.restart?.mode ?? "never",
     maxRestarts: spec.restart?.maxRestarts ?? 10,

@@ -40,7 +40,9 @@ const fail = (path: string, message: string) => new StateDirError({ path, messag
 const claim = (stateDir: string) =>
   Effect.try({
     try: () => {
-      Fs.mkdirSync(stateDir, { recursive: true })
+      // Traversable (a child's data directory lies below) but not listable by others.
+      Fs.mkdirSync(stateDir, { recursive: true, mode: 0o711 })
+      Fs.chmodSync(stateDir, 0o711)
       const ownerPath = Path.join(stateDir, "owner.json")
       try {
         const owner = JSON.parse(Fs.readFileSync(ownerPath, "utf8")) as { pid: number; start: number }
@@ -50,14 +52,14 @@ const claim = (stateDir: string) =>
       } catch {
         // no owner, or an unreadable claim: take it
       }
-      Fs.writeFileSync(ownerPath, JSON.stringify({ pid: process.pid, start: startTime(process.pid) }))
+      Fs.writeFileSync(ownerPath, JSON.stringify({ pid: process.pid, start: startTime(process.pid) }), { mode: 0o600 })
       const tokenPath = Path.join(stateDir, "token")
       let token: string
       try {
         token = Fs.readFileSync(tokenPath, "utf8").trim()
       } catch {
         token = Crypto.randomUUID()
-        Fs.writeFileSync(tokenPath, token)
+        Fs.writeFileSync(tokenPath, token, { mode: 0o600 })
       }
       return { token, ownerPath }
     },

@@ -13,6 +13,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** URL of the `postgres` database on the test run's server, as its superuser. */
     readonly adminUrl: string
+    /** The SHARDHUB_HOME of that server (its password file is `postgres/password` there). */
+    readonly storeHome: string
   }
 }
 
@@ -20,6 +22,7 @@ export default async function setup(project: TestProject) {
   const home = await Fs.mkdtemp(Path.join(Os.tmpdir(), "shardhub-test-"))
   const server = await Effect.runPromise(EmbeddedPostgres.ensureRunning({ home, durable: false }))
   project.provide("adminUrl", Redacted.value(EmbeddedPostgres.url(server, "postgres")))
+  project.provide("storeHome", home)
   return async () => {
     await Effect.runPromise(EmbeddedPostgres.stop(server, "5 seconds"))
     await Fs.rm(home, { recursive: true, force: true })
