@@ -19,7 +19,7 @@ import { InstanceId, type InstanceSpec, type InstanceStatus, isEnded } from "../
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
-import { Topic } from "../topic/Topic.ts"
+import { invalidName, isTopicName, Topic } from "../topic/Topic.ts"
 import { CallTimeout, type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
@@ -74,6 +74,7 @@ export const make = (options: Options = {}) =>
       start,
       /** Publishes `bytes` to a topic (each chunk once, in order); ends when they are published. */
       publish: <E, R>(topic: string, bytes: Stream.Stream<Uint8Array, E, R>, publish: { readonly contentType?: string } = {}) => {
+        if (!isTopicName(topic)) return Effect.fail(invalidName(topic))
         const producer = Crypto.randomUUID()
         let seq = 0
         return Stream.runForEachArray(bytes, (chunks) =>
@@ -85,9 +86,9 @@ export const make = (options: Options = {}) =>
           }))
       },
       /** Every chunk published to a topic from now on (for the first consumer, what waited too). */
-      subscribe: (topic: string) => topics(topic).Subscribe(),
+      subscribe: (topic: string) => isTopicName(topic) ? topics(topic).Subscribe() : Stream.fail(invalidName(topic)),
       /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
-      describeTopic: (topic: string) => topics(topic).Describe(),
+      describeTopic: (topic: string) => isTopicName(topic) ? topics(topic).Describe() : Effect.fail(invalidName(topic)),
       /** Checks and stores a sequence package (tar.gz or tar); any runner can then start it. */
       sendSequence: (archive: Uint8Array, send: { readonly id?: string } = {}) => sequences.add(archive, send),
       listSequences: sequences.list,

@@ -84,6 +84,11 @@ export interface RunnerConfig {
    * (default 0: any free port; clients learn it from the runner).
    */
   readonly dataPort: number
+  /**
+   * `SHARDHUB_MAX_INSTANCES` (default 2000): instances this runner runs at most; a start beyond
+   * it fails with a `Capacity` error instead of running the runner out of memory.
+   */
+  readonly maxInstances: number
 }
 
 /**
@@ -185,5 +190,6 @@ export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
   port: Config.Port("SHARDHUB_RUNNER_PORT").pipe(Config.withDefault(34431)),
   listenHost: Config.option(Config.String("SHARDHUB_RUNNER_LISTEN_HOST")),
   stateDir: Config.option(Config.String("SHARDHUB_RUNNER_STATE_DIR").pipe(Config.map((dir) => Path.resolve(dir)))),
-  dataPort: Config.Int("SHARDHUB_DATA_PORT").pipe(Config.withDefault(0))
+  dataPort: Config.Int("SHARDHUB_DATA_PORT").pipe(Config.withDefault(0)),
+  maxInstances: Config.Int("SHARDHUB_MAX_INSTANCES").pipe(Config.withDefault(2000))
 })

@@ -85,7 +85,7 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
       port: runner.dataPort
     })),
     Layer.provideMerge(Cluster.runnerLayer(config, runner, options)),
-    Layer.provideMerge(ProcessManager.layer({ stateDir: stateDirOf(config, runner) }))
+    Layer.provideMerge(ProcessManager.layer({ stateDir: stateDirOf(config, runner), maxProcesses: runner.maxInstances }))
   )
 
 /**

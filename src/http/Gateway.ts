@@ -174,6 +174,9 @@ const reasons: Record<number, [string, string]> = {
   415: ["unsupported content type", "ERR_INVALID_CONTENT_TYPE"]
 }
 
+/** The longest path parameter routed: ids and topic names are at most 128 characters. */
+const maxParamLength = 256
+
 const fallback = (status: number) => reasons[status] ?? [status >= 500 ? "internal error" : "request failed", status >= 500 ? "ERR_INTERNAL_ERROR" : "ERR_REQUEST_FAILED"]
 
 /** The JSON answer for a failure no endpoint turned into a response. */
@@ -181,7 +184,12 @@ const failureResponse = (cause: Cause.Cause<unknown>, request: HttpServerRequest
   const error = Cause.squash(cause)
   const where = `${request.method} ${request.url}`
   if (typeof error === "object" && error !== null && "reason" in error && (error as any).reason?._tag === "RouteNotFound") {
-    return Effect.succeed(HttpErrors.response(404, `no such endpoint: ${where}`, "ERR_NOT_FOUND"))
+    const tooLong = typeof (error as any).reason.description === "string"
+    return Effect.succeed(
+      tooLong
+        ? HttpErrors.response(400, `a path parameter is longer than ${maxParamLength} characters`, "ERR_BAD_REQUEST")
+        : HttpErrors.response(404, `no such endpoint: ${where}`, "ERR_NOT_FOUND")
+    )
   }
   if (HttpApiError.HttpApiSchemaError.is(error)) {
     if (error.kind === "Body" || error.kind === "ResponseHeaders") {
@@ -347,7 +355,7 @@ export const layer = (config: GatewayConfig) =>
       const port = "port" in server.address ? server.address.port : config.port
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
     }))
-    return Layer.mergeAll(HttpRouter.serve(routes(config), { disableLogger: true, disableListenLog: true }), announce).pipe(
+    return Layer.mergeAll(HttpRouter.serve(routes(config), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }), announce).pipe(
       Layer.provide(NodeHttpServer.layer(() => boundedServer(config), { port: config.port, host: config.host }))
     )
   }))

@@ -14,6 +14,7 @@ import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
 import { InstanceId, type InstanceInfo, isEnded } from "../instance/InstanceSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
+import { invalidName, isTopicName } from "../topic/Topic.ts"
 import { Api } from "./Api.ts"
 import * as Body from "./Body.ts"
 import { fromDomain, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
@@ -167,7 +168,9 @@ export const hostHandlers = HttpApiBuilder.group(
           return HttpServerResponse.empty({ status: 200 })
         }))
       .handleRaw("subscribe", ({ params }) =>
-        Effect.succeed(streamResponse(host.subscribe(params.topic))))
+        isTopicName(params.topic)
+          ? Effect.succeed(streamResponse(host.subscribe(params.topic)))
+          : Effect.fail(fromDomain(invalidName(params.topic))))
   })
 )
 

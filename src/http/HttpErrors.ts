@@ -139,9 +139,14 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
     case "InvalidSpec":
     case "PackageError":
       return new Unprocessable(body)
+    case "StartFailed":
+    case "TopicError":
+      // A full runner is not the request's fault.
+      return "reason" in error && (error.reason === "Capacity" || error.reason === "TooManyTopics")
+        ? new Unavailable(body)
+        : new BadRequest(body)
     case "NotRunning":
     case "Unsupported":
-    case "StartFailed":
       return new BadRequest(body)
     case "CallTimeout":
       return new Unavailable(body)

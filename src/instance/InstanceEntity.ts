@@ -20,7 +20,7 @@
  */
 import { Entity } from "effect/cluster"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Deferred, Effect, Option, PubSub, Schedule, Schema, Scope, Semaphore, Stream } from "effect"
+import { Context, Deferred, Effect, Option, PubSub, Schedule, Scope, Semaphore, Stream } from "effect"
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Net from "node:net"
@@ -33,12 +33,13 @@ import { isTerminal } from "../process/ProcessStatus.ts"
 import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort, DataPortError } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
+import * as LastEvents from "./LastEvents.ts"
 import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout, Unsupported } from "./InstanceErrors.ts"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
 import { type Report, Registry } from "./Registry.ts"
 import * as Launch from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
-import { Topic, TopicName } from "../topic/Topic.ts"
+import { isTopicName, Topic } from "../topic/Topic.ts"
 
 /**
  * Tunables of the entity.
@@ -167,7 +168,7 @@ interface Run {
   readonly settled: Deferred.Deferred<InstanceInfo>
   /** Events the process emits; `undefined` marks the end. */
   readonly events: PubSub.PubSub<InstanceEvent | undefined>
-  readonly last: Map<string, InstanceEvent>
+  readonly last: LastEvents.LastEvents
   /** A sequence's process (in-child runner: handlers, health, data channels). */
   readonly sequence: boolean
   /** The health a sequence last reported. */
@@ -184,8 +185,6 @@ interface Run {
 /** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
 const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
   publish.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }))
-
-const isTopicName = Schema.is(TopicName)
 
 /** What a sequence's input starts with (STH's IN channel preamble): how to decode the rest. */
 const inputHeader = (contentType: string) => new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
@@ -334,8 +333,7 @@ export const layer = (options: Options = {}) =>
             }
             if (!isEvent(message.value)) return Effect.void
             const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }
-            run.last.set(event.name, event)
-            return PubSub.publish(run.events, event)
+            return run.last.set(event) ? PubSub.publish(run.events, event) : Effect.void
           })
         )
 
@@ -428,8 +426,8 @@ export const layer = (options: Options = {}) =>
             restartsBefore,
             stopRequested: false,
             settled: Deferred.makeUnsafe(),
-            events: yield* PubSub.sliding<InstanceEvent | undefined>(4096),
-            last: new Map(),
+            events: yield* PubSub.sliding<InstanceEvent | undefined>(64),
+            last: LastEvents.make(),
             sequence: record.spec.program._tag === "Sequence",
             health: undefined,
             keptAlive: new Set(),

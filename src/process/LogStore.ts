@@ -1,7 +1,13 @@
 /**
  * The log of one managed process: every stdout/stderr line with its sequence number, time and
- * stream, in a bounded in-memory ring (fast tails, the crash log) and in size-rotated files on
- * disk (history beyond the ring, kept after the process ends).
+ * stream, in an in-memory ring bounded by lines and by bytes (fast tails, the crash log) and in
+ * size-rotated files on disk (history beyond the ring, kept after the process ends).
+ *
+ * Writes to disk are asynchronous and batched (one write per appended batch, in order, off the
+ * event loop): a slow disk never stalls the runner. While the disk is more than
+ * `maxBacklogBytes` behind, the store asks for `pressure` (the process's output is paused, as
+ * for a slow reader) until it caught up. A reader that needs lines the ring gave up waits for
+ * the disk to have them.
  *
  * File format: one line per log line, `<seq> <time ms> <o|e> <text>`. Text never contains a
  * newline (lines are assembled first), so nothing needs escaping and a torn last line after a
@@ -82,10 +88,20 @@ export interface LogStoreOptions {
   /** Path of the current log file; rotated files get `.1`, `.2`, … */
   readonly path: string
   readonly ringLines: number
+  /** Characters of text the ring holds at most: the oldest lines leave first. */
+  readonly ringBytes: number
   readonly fileBytes: number
   /** Rotated files kept beside the current one. */
   readonly keepFiles: number
+  /** Called with true while the disk is too far behind (pause the output), then false. */
+  readonly pressure?: (paused: boolean) => void
 }
+
+/** Bytes handed to the disk and not yet written past which the store asks for pressure. */
+const maxBacklogBytes = 8 * 1024 * 1024
+
+/** What a line in the ring is counted as: its text and the object around it. */
+const cost = (line: LogLine) => line.text.length + 64
 
 const streamCode = (stream: OutputStream) => stream === "stdout" ? "o" : stream === "stderr" ? "e" : "l"
 const streamOf = (code: string | undefined): OutputStream => code === "o" ? "stdout" : code === "e" ? "stderr" : "log"
@@ -120,8 +136,21 @@ const parseFile = (text: string, out: Array<LogLine>, after: number, upTo: numbe
 export const make = (options: LogStoreOptions): LogStore => {
   const ring: Array<LogLine | undefined> = new Array(options.ringLines)
   let seq = 0
+  // The oldest line the ring holds, and the characters it holds.
+  let first = 1
+  let held = 0
   // Opened on the first line, so a process that prints nothing costs no file.
-  let fd: number | undefined
+  let out: Fs.WriteStream | undefined
+  // Every line up to this one is on disk (or was given up: see `write`).
+  let writtenSeq = 0
+  let diskFailed = false
+  const diskWaiters = new Set<() => boolean>()
+  let pressed = false
+  const release = () => {
+    if (!pressed) return
+    pressed = false
+    options.pressure?.(false)
+  }
   let closed = false
   let fileBytes = 0
   let ended = false
@@ -133,11 +162,24 @@ export const make = (options: LogStoreOptions): LogStore => {
     for (const wake of woken) wake()
   }
 
-  const ringFirst = () => Math.max(1, seq - options.ringLines + 1)
+  const evict = () => {
+    const slot = first % options.ringLines
+    held -= cost(ring[slot]!)
+    ring[slot] = undefined
+    first++
+  }
+  const keep = (line: LogLine) => {
+    if (line.seq - first >= options.ringLines) evict()
+    ring[line.seq % options.ringLines] = line
+    held += cost(line)
+    while (held > options.ringBytes && first < line.seq) evict()
+  }
+
+  const ringFirst = () => first
   const fromRing = (after: number, upTo: number): Array<LogLine> => {
-    const out: Array<LogLine> = []
-    for (let s = Math.max(after + 1, ringFirst()); s <= upTo; s++) out.push(ring[s % options.ringLines]!)
-    return out
+    const lines: Array<LogLine> = []
+    for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(ring[s % options.ringLines]!)
+    return lines
   }
   const files = () => {
     const paths: Array<string> = []
@@ -145,27 +187,84 @@ export const make = (options: LogStoreOptions): LogStore => {
     paths.push(options.path)
     return paths
   }
-  const fromDisk = (after: number, upTo: number) =>
+  // The first line of the current file, and of each rotated one (`.1` first).
+  let currentStart = 1
+  let rotatedStarts: Array<number> = []
+  /** Only the files that may hold lines in `(after, upTo]`: a follower reads one or two, not all. */
+  const filesFor = (after: number, upTo: number) => {
+    const starts = [...rotatedStarts].reverse().concat(currentStart)
+    const paths = files().slice(options.keepFiles - (starts.length - 1))
+    return paths.filter((_, i) => {
+      const last = i + 1 < starts.length ? starts[i + 1]! - 1 : Number.POSITIVE_INFINITY
+      return last > after && starts[i]! <= upTo
+    })
+  }
+  const readFiles = (after: number, upTo: number) =>
     Effect.tryPromise({
       try: async () => {
-        const out: Array<LogLine> = []
-        for (const path of files()) {
+        const lines: Array<LogLine> = []
+        for (const path of filesFor(after, upTo)) {
           const text = await Fs.promises.readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
             if (error.code === "ENOENT") return ""
             throw error
           })
-          parseFile(text, out, after, upTo)
+          parseFile(text, lines, after, upTo)
         }
-        return out
+        return lines
       },
       catch: (error) => new LogsError({ id: options.id, message: `cannot read the log: ${(error as Error).message}` })
+    })
+  /** Waits until every line up to `upTo` is on disk (or will never be: the disk failed). */
+  const settled = (upTo: number) =>
+    Effect.callback<void>((resume) => {
+      const check = () => {
+        if (writtenSeq < upTo && !diskFailed) return false
+        diskWaiters.delete(check)
+        resume(Effect.void)
+        return true
+      }
+      if (check()) return
+      diskWaiters.add(check)
+      return Effect.sync(() => diskWaiters.delete(check))
+    })
+  /**
+   * Lines with `after < seq <= upTo`: the older ones from the files (once the writer has put
+   * them there), the newer ones from the ring. Lines the ring gave up while the read went on
+   * are on disk by then: the read is repeated.
+   */
+  const fromDisk = (after: number, upTo: number): Effect.Effect<Array<LogLine>, LogsError> =>
+    Effect.gen(function*() {
+      while (true) {
+        yield* settled(Math.min(upTo, first - 1))
+        const onDisk = Math.min(upTo, writtenSeq)
+        const lines = yield* readFiles(after, onDisk)
+        const from = Math.max(after, onDisk)
+        if (from + 1 >= first || from >= upTo || diskFailed) {
+          lines.push(...fromRing(from, upTo))
+          return lines
+        }
+      }
     })
   /** Lines with `after < seq <= upTo`, from the ring when it still holds them. */
   const range = (after: number, upTo: number): Effect.Effect<Array<LogLine>, LogsError> =>
     after + 1 >= ringFirst() ? Effect.succeed(fromRing(after, upTo)) : fromDisk(after, upTo)
 
-  const rotate = () => {
-    if (fd !== undefined) Fs.closeSync(fd)
+  const open = () => {
+    const stream = Fs.createWriteStream(options.path, { fd: Fs.openSync(options.path, "a", 0o600), highWaterMark: maxBacklogBytes })
+    // A failing disk loses log lines on disk (the ring keeps the newest), never the runner.
+    stream.on("error", () => {
+      diskFailed = true
+      for (const check of [...diskWaiters]) check()
+    })
+    for (const event of ["drain", "finish", "close"]) stream.on(event, release)
+    return stream
+  }
+
+  /** Starts a new current file. Writes still queued on the old one land in it after its rename. */
+  const rotate = (from: number) => {
+    out?.end()
+    rotatedStarts = [currentStart, ...rotatedStarts].slice(0, options.keepFiles)
+    currentStart = from
     for (let n = options.keepFiles; n >= 1; n--) {
       const from = n === 1 ? options.path : `${options.path}.${n - 1}`
       try {
@@ -175,8 +274,22 @@ export const make = (options: LogStoreOptions): LogStore => {
       }
     }
     if (options.keepFiles === 0) Fs.rmSync(options.path, { force: true })
-    fd = Fs.openSync(options.path, "a", 0o600)
+    out = open()
     fileBytes = 0
+  }
+
+  /** Queues text for the current file; past the backlog limit, asks for pressure until it drained. */
+  const write = (text: string, upTo: number) => {
+    out ??= open()
+    const room = out.write(text, (error) => {
+      if (error) diskFailed = true
+      else writtenSeq = Math.max(writtenSeq, upTo)
+      for (const check of [...diskWaiters]) check()
+    })
+    if (!room && !pressed) {
+      pressed = true
+      options.pressure?.(true)
+    }
   }
 
   const matches = (query: LogsQuery) => {
@@ -191,9 +304,9 @@ export const make = (options: LogStoreOptions): LogStore => {
     Effect.gen(function*() {
       const keep = matches(query)
       const inRing = fromRing(0, upTo).filter(keep)
-      const first = ring[ringFirst() % options.ringLines]
+      const oldest = ring[ringFirst() % options.ringLines]
       const complete = ringFirst() === 1 ||
-        (query.since !== undefined && first !== undefined && first.time < query.since) ||
+        (query.since !== undefined && oldest !== undefined && oldest.time < query.since) ||
         (query.tail !== undefined && inRing.length >= query.tail)
       const lines = complete ? inRing : (yield* fromDisk(0, upTo)).filter(keep)
       return query.tail === undefined ? lines : lines.slice(Math.max(0, lines.length - query.tail))
@@ -230,34 +343,34 @@ export const make = (options: LogStoreOptions): LogStore => {
   return {
     append(stream, lines, time) {
       if (lines.length === 0 || closed) return
-      fd ??= Fs.openSync(options.path, "a", 0o600)
       const code = streamCode(stream)
       // One write per batch; a batch that would overflow the file is cut at a line boundary.
       let text = ""
       let bytes = 0
       for (const line of lines) {
         seq++
-        ring[seq % options.ringLines] = { seq, time, stream, text: line }
+        keep({ seq, time, stream, text: line })
         const entry = `${seq} ${time} ${code} ${line}\n`
         const size = Buffer.byteLength(entry)
         if (fileBytes + bytes + size > options.fileBytes && fileBytes + bytes > 0) {
-          if (text.length > 0) Fs.writeSync(fd!, text)
-          rotate()
+          if (text.length > 0) write(text, seq - 1)
+          rotate(seq)
           text = ""
           bytes = 0
         }
         text += entry
         bytes += size
       }
-      Fs.writeSync(fd!, text)
+      write(text, seq)
       fileBytes += bytes
       wakeAll()
     },
     end() {
       ended = true
       closed = true
-      if (fd !== undefined) Fs.closeSync(fd)
-      fd = undefined
+      out?.end()
+      out = undefined
+      release()
       wakeAll()
     },
     tail: (count) => fromRing(Math.max(0, seq - count), seq),
@@ -272,9 +385,10 @@ export const make = (options: LogStoreOptions): LogStore => {
     remove() {
       ended = true
       closed = true
-      if (fd !== undefined) Fs.closeSync(fd)
-      if (fd !== undefined || seq > 0) for (const path of files()) Fs.rmSync(path, { force: true })
-      fd = undefined
+      out?.destroy()
+      if (out !== undefined || seq > 0) for (const path of files()) Fs.rmSync(path, { force: true })
+      out = undefined
+      release()
       wakeAll()
     }
   }

@@ -54,6 +54,7 @@ export type ChannelEvent = typeof ChannelEvent.Type
  */
 export interface Settings {
   readonly logRingLines: number
+  readonly logRingBytes: number
   readonly logFileBytes: number
   readonly logKeepFiles: number
   readonly maxLineBytes: number
@@ -191,33 +192,44 @@ export const make = (options: {
   const finalDeferred = Deferred.makeUnsafe<Terminal>()
   const readyDeferred = Deferred.makeUnsafe<void, NotReady>()
 
+  // An output stream is paused while anyone holds it: its readers (the tap) or the log's disk.
+  const holders = new Map<"stdout" | "stderr" | typeof OUTPUT_FD, Set<"tap" | "log">>()
+  const pressure = (stream: "stdout" | "stderr" | typeof OUTPUT_FD, holder: "tap" | "log") => (paused: boolean) => {
+    const held = holders.get(stream) ?? new Set()
+    holders.set(stream, held)
+    if (paused) held.add(holder)
+    else held.delete(holder)
+    const readable = typeof stream === "number" ? stdioOf(run?.child, stream) as Readable | undefined : run?.child[stream]
+    if (readable === null || readable === undefined) return
+    if (held.size > 0) readable.pause()
+    else readable.resume()
+  }
   const logs = LogStore.make({
     id,
     path: options.logPath,
     ringLines: settings.logRingLines,
+    ringBytes: settings.logRingBytes,
     fileBytes: settings.logFileBytes,
-    keepFiles: settings.logKeepFiles
+    keepFiles: settings.logKeepFiles,
+    pressure: (paused) => {
+      pressure("stdout", "log")(paused)
+      pressure("stderr", "log")(paused)
+    }
   })
-  const pressure = (stream: "stdout" | "stderr" | typeof OUTPUT_FD) => (paused: boolean) => {
-    const readable = typeof stream === "number" ? stdioOf(run?.child, stream) as Readable | undefined : run?.child[stream]
-    if (readable === null || readable === undefined) return
-    if (paused) readable.pause()
-    else readable.resume()
-  }
   const stdoutTap = Fanout.lossless({
     retainBytes: settings.outputRetainBytes,
     highWaterBytes: settings.outputHighWaterBytes,
-    pressure: pressure("stdout")
+    pressure: pressure("stdout", "tap")
   })
   const stderrTap = Fanout.lossless({
     retainBytes: settings.outputRetainBytes,
     highWaterBytes: settings.outputHighWaterBytes,
-    pressure: pressure("stderr")
+    pressure: pressure("stderr", "tap")
   })
   const outputTap = Fanout.lossless({
     retainBytes: settings.outputRetainBytes,
     highWaterBytes: settings.outputHighWaterBytes,
-    pressure: pressure(OUTPUT_FD)
+    pressure: pressure(OUTPUT_FD, "tap")
   })
   const messageHub = Fanout.lossy<ChannelEvent>({
     capacity: settings.messageBuffer,

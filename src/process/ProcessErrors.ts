@@ -12,7 +12,7 @@ import { Terminal } from "./ProcessStatus.ts"
  * @since 0.2.0
  */
 export class SpawnError extends Schema.TaggedError<SpawnError>()("SpawnError", {
-  reason: Schema.Literals(["CommandNotFound", "PermissionDenied", "BadCwd", "InvalidSpec", "System"]),
+  reason: Schema.Literals(["CommandNotFound", "PermissionDenied", "BadCwd", "InvalidSpec", "Capacity", "System"]),
   message: Schema.String
 }) {}
 

@@ -33,7 +33,7 @@ import {
   WriteMessageError
 } from "./ProcessErrors.ts"
 import { ProcessSpec, resolve } from "./ProcessSpec.ts"
-import type { ProcessInfo, ProcessStats, Status, Terminal } from "./ProcessStatus.ts"
+import { isTerminal, type ProcessInfo, type ProcessStats, type Status, type Terminal } from "./ProcessStatus.ts"
 import { readGroups } from "./ProcStats.ts"
 import * as Supervisor from "./Supervisor.ts"
 
@@ -123,17 +123,20 @@ export interface Config extends Partial<Managed.Settings> {
   readonly limitIntervalMs?: number
   /** Graceful stop granted to each managed when the manager shuts down. Default 5 s. */
   readonly shutdownTimeoutMs?: number
+  /** Processes it runs at once at most; a spawn beyond is refused. Default 2000. */
+  readonly maxProcesses?: number
 }
 
 const defaults: Managed.Settings = {
   logRingLines: 10_000,
+  logRingBytes: 256 * 1024,
   logFileBytes: 10 * 1024 * 1024,
   logKeepFiles: 3,
   maxLineBytes: 64 * 1024,
   outputRetainBytes: 1024 * 1024,
   outputHighWaterBytes: 1024 * 1024,
   messageBuffer: 1024,
-  maxMessageBytes: 16 * 1024 * 1024,
+  maxMessageBytes: 4 * 1024 * 1024,
   closeGraceMs: 100,
   crashLogLines: 20
 }
@@ -271,6 +274,16 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         const spec = resolve(
           yield* Effect.mapError(decodeSpec(input), (error) => new SpawnError({ reason: "InvalidSpec", message: error.message }))
         )
+        const maxProcesses = config.maxProcesses ?? 2000
+        const live = processes.size < maxProcesses
+          ? processes.size
+          : [...processes.values()].filter((managed) => !isTerminal(managed.info().status)).length
+        if (live >= maxProcesses) {
+          return yield* new SpawnError({
+            reason: "Capacity",
+            message: `this runner already runs ${live} processes, its limit (SHARDHUB_MAX_INSTANCES=${maxProcesses})`
+          })
+        }
         const id = Crypto.randomUUID()
         const cwd = Path.resolve(spec.cwd ?? globalThis.process.cwd())
         if (!Fs.statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) {

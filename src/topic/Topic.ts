@@ -9,12 +9,17 @@
  * a lost answer is not delivered twice (STH duplicates items: its issue #913).
  *
  * Limits: a topic's buffers live in the memory of the runner that holds it; when its shard moves
- * (a runner stops or dies), undelivered chunks are lost and subscriptions end.
+ * (a runner stops or dies), undelivered chunks are lost and subscriptions end. Memory is
+ * bounded: chunks are cut to at most 64 KiB, each consumer (and the waiting buffer) holds at
+ * most `capacity` chunks, all topics of a runner hold at most `maxBufferedBytes` (producers wait
+ * beyond either), and a runner holds at most `maxTopics` topics. Names are checked
+ * ({@link TopicName}) on every participant.
  *
  * @since 0.4.0
  */
 import { ClusterSchema, Entity } from "effect/cluster"
 import { Effect, Queue, Schema, Semaphore, Stream } from "effect"
+import { CurrentAddress } from "effect/cluster/Entity"
 import { Rpc } from "effect/rpc"
 
 /**
@@ -23,6 +28,29 @@ import { Rpc } from "effect/rpc"
  * @since 0.4.0
  */
 export const TopicName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/))
+
+/** @since 0.5.0 */
+export const isTopicName = Schema.is(TopicName)
+
+/**
+ * A topic refused an operation: its name is not a topic name, or its runner holds as many
+ * topics as it may.
+ *
+ * @since 0.5.0
+ */
+export class TopicError extends Schema.TaggedError<TopicError>()("TopicError", {
+  topic: Schema.String,
+  reason: Schema.Literals(["InvalidName", "TooManyTopics"]),
+  message: Schema.String
+}) {}
+
+/** @since 0.5.0 */
+export const invalidName = (topic: string) =>
+  new TopicError({
+    topic: topic.length > 64 ? `${topic.slice(0, 64)}…` : topic,
+    reason: "InvalidName",
+    message: "a topic name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+  })
 
 /**
  * Publishes chunks. `seq` counts the producer's publishes from 0; a seq already seen is ignored.
@@ -35,7 +63,8 @@ export const Publish = Rpc.make("Publish", {
     seq: Schema.Int,
     contentType: Schema.optionalKey(Schema.String),
     chunks: Schema.Array(Schema.Uint8Array)
-  }
+  },
+  error: TopicError
 })
 
 /**
@@ -45,6 +74,7 @@ export const Publish = Rpc.make("Publish", {
  */
 export const Subscribe = Rpc.make("Subscribe", {
   success: Schema.Uint8Array,
+  error: TopicError,
   stream: true
 })
 
@@ -58,7 +88,8 @@ export const Describe = Rpc.make("Describe", {
     contentType: Schema.optionalKey(Schema.String),
     consumers: Schema.Int,
     waitingChunks: Schema.Int
-  })
+  }),
+  error: TopicError
 })
 
 /**
@@ -72,8 +103,23 @@ export const Topic = Entity.make("Topic", [Publish, Subscribe, Describe]).annota
  * @since 0.4.0
  */
 export interface Options {
-  /** Chunks a consumer (or the waiting buffer) holds before producers wait. Default 1024. */
+  /** Chunks a consumer (or the waiting buffer) holds before producers wait. Default 256. */
   readonly capacity?: number
+  /** Bytes all topics of a runner hold before producers wait. Default 256 MiB. */
+  readonly maxBufferedBytes?: number
+  /** Topics a runner holds at once. Default 1000. */
+  readonly maxTopics?: number
+}
+
+/** The largest chunk a topic buffers: bigger ones are cut. */
+const maxChunkBytes = 64 * 1024
+
+const slices = (chunks: ReadonlyArray<Uint8Array>): Array<Uint8Array> => {
+  const out: Array<Uint8Array> = []
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; at += maxChunkBytes) out.push(chunk.subarray(at, at + maxChunkBytes))
+  }
+  return out
 }
 
 /**
@@ -81,10 +127,24 @@ export interface Options {
  *
  * @since 0.4.0
  */
-export const layer = (options: Options = {}) =>
-  Topic.toLayer(
+export const layer = (options: Options = {}) => {
+  const capacity = options.capacity ?? 256
+  const maxTopics = options.maxTopics ?? 1000
+  // Shared by every topic of this runner.
+  const budget = Semaphore.makeUnsafe(Math.max(maxChunkBytes, options.maxBufferedBytes ?? 256 * 1024 * 1024))
+  let topics = 0
+  return Topic.toLayer(
     Effect.gen(function*() {
-      const capacity = options.capacity ?? 1024
+      const name = (yield* CurrentAddress).entityId
+      const refused = !isTopicName(name)
+        ? invalidName(name)
+        : topics >= maxTopics
+        ? new TopicError({ topic: name, reason: "TooManyTopics", message: `this runner holds ${topics} topics, its limit` })
+        : undefined
+      if (refused === undefined) {
+        topics++
+        yield* Effect.addFinalizer(() => Effect.sync(() => topics--))
+      }
       let contentType: string | undefined
       let waiting = yield* Queue.bounded<Uint8Array>(capacity)
       const consumers = new Set<Queue.Queue<Uint8Array>>()
@@ -92,19 +152,32 @@ export const layer = (options: Options = {}) =>
       // One publish at a time, so chunks keep their order for every consumer.
       const publishing = yield* Semaphore.make(1)
 
+      /** Takes the chunk's bytes from the runner's budget, then queues it (gives them back if it could not). */
+      const offer = (queue: Queue.Queue<Uint8Array>, chunk: Uint8Array) =>
+        Effect.flatMap(budget.take(chunk.length), () =>
+          Effect.flatMap(Queue.offer(queue, chunk), (queued) => queued ? Effect.void : budget.release(chunk.length)))
+      /** Empties a queue no one will read, giving its bytes back. */
+      const discard = (queue: Queue.Queue<Uint8Array>) =>
+        Effect.gen(function*() {
+          const left = yield* Queue.clear(queue).pipe(Effect.orElseSucceed(() => [] as Array<Uint8Array>))
+          yield* Queue.shutdown(queue)
+          yield* budget.release(left.reduce((sum, chunk) => sum + chunk.length, 0))
+        })
+      yield* Effect.addFinalizer(() => Effect.forEach([waiting, ...consumers], discard, { discard: true }))
+
       return Topic.of({
         Publish: ({ payload }) =>
-          publishing.withPermits(1)(Effect.gen(function*() {
+          refused !== undefined ? Effect.fail(refused) : publishing.withPermits(1)(Effect.gen(function*() {
             if ((lastSeq.get(payload.producer) ?? -1) >= payload.seq) return
             lastSeq.set(payload.producer, payload.seq)
             if (contentType === undefined && payload.contentType !== undefined) contentType = payload.contentType
-            for (const chunk of payload.chunks) {
-              if (consumers.size === 0) yield* Queue.offer(waiting, chunk)
-              else yield* Effect.forEach([...consumers], (queue) => Queue.offer(queue, chunk), { discard: true })
+            for (const chunk of slices(payload.chunks)) {
+              if (consumers.size === 0) yield* offer(waiting, chunk)
+              else yield* Effect.forEach([...consumers], (queue) => offer(queue, chunk), { discard: true })
             }
           })),
         Subscribe: () =>
-          Stream.unwrap(Effect.gen(function*() {
+          refused !== undefined ? Stream.fail(refused) : Stream.unwrap(Effect.gen(function*() {
             // The first consumer takes what waited, in order.
             let queue: Queue.Queue<Uint8Array>
             if (consumers.size === 0) {
@@ -115,11 +188,16 @@ export const layer = (options: Options = {}) =>
             }
             consumers.add(queue)
             return Stream.fromQueue(queue).pipe(
-              Stream.ensuring(Effect.sync(() => consumers.delete(queue)))
+              Stream.tap((chunk) => budget.release(chunk.length)),
+              // A consumer that leaves takes its queue along: a producer waiting on it goes on.
+              Stream.ensuring(Effect.suspend(() => {
+                consumers.delete(queue)
+                return discard(queue)
+              }))
             )
           })),
         Describe: () =>
-          Effect.gen(function*() {
+          refused !== undefined ? Effect.fail(refused) : Effect.gen(function*() {
             return {
               ...(contentType === undefined ? {} : { contentType }),
               consumers: consumers.size,
@@ -130,3 +208,4 @@ export const layer = (options: Options = {}) =>
     }),
     { concurrency: "unbounded" }
   )
+}

@@ -254,6 +254,9 @@ describe("the HTTP gateway", () => {
       ["POST", `/instance/${id}/stdin`, "x", { "content-type": "text/html" }, 415],
       ["POST", `/instance/${id}/input`, "x", { "content-type": "image/png" }, 415],
       ["POST", "/topic/t", "x", { "content-type": "image/png" }, 400],
+      // Topic names: 1-128 letters, digits, '.', '_', '-'.
+      ["POST", `/topic/${"a".repeat(3000)}`, "x", { "content-type": "text/plain" }, 400],
+      ["POST", "/topic/bad%20name", "x", { "content-type": "text/plain" }, 400],
       ["POST", "/sequence", "x", { "content-type": "text/html" }, 415],
       // Not a package.
       ["POST", "/sequence", "not a tarball", { "content-type": "application/octet-stream" }, 422],
@@ -265,6 +268,8 @@ describe("the HTTP gateway", () => {
       expect({ path, body: body.slice(0, 40), status: response.status }).toEqual({ path, body: body.slice(0, 40), status })
       expect(typeof response.json.error).toBe("string")
     }
+
+    expect((await call("GET", `/topic/${"b".repeat(3000)}`)).status).toBe(400)
 
     // A package declared larger than the limit is refused before its body is read.
     const declared = await new Promise<{ status: number; body: string }>((resolve, reject) => {

@@ -1,9 +1,10 @@
 /**
  * What an instance can reach of its runner, tried as a hostile program would: the runner's
  * environment (the store's URL and password, shardhub's settings), the store's password file,
- * the runner's state (supervisor token, other instances' logs). And the rlimits a spec sets.
+ * the runner's state (supervisor token, other instances' logs), its memory (a flood of long
+ * log lines), and how many instances it takes. And the rlimits a spec sets.
  */
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, inject, it } from "vitest"
@@ -11,6 +12,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import { useCluster } from "../support/cluster.ts"
+import { eventually } from "../support/processes.ts"
 
 describe("instance isolation", () => {
   const cluster = useCluster("isolation", { runners: 1, env: { PGPASSWORD: "libpq-secret", npm_config__authToken: "npm-secret" } })
@@ -96,6 +98,25 @@ describe("instance isolation", () => {
     expect(refused.message).toMatch(/only a runner running as root/)
   })
 
+  it("a flood of 64 KiB log lines leaves the runner's memory where it was (the log ring is bounded by bytes)", async () => {
+    cluster.printOnFailure()
+    const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(Fs.readFileSync(`/proc/${cluster.runners[0]!.pid}/status`, "utf8"))![1]) * 1024
+    const before = rss()
+    // 10,000 lines of 64 KiB (625 MiB): a ring of 10,000 lines would keep every one of them.
+    const script = "head -c 65535 /dev/zero | tr '\\0' a > /tmp/.line-$$; i=0; while [ $i -lt 10000 ]; do cat /tmp/.line-$$; echo; i=$((i+1)); done; rm /tmp/.line-$$"
+    const id = await cluster.run(Effect.map(Effect.flatMap(HostClient, (host) =>
+      host.start({ log: ["stdout"], program: { _tag: "Command", command: "sh", args: ["-c", script], cwd: "/" } })), (info) => info.id))
+    await eventually(async () => {
+      const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(id)))
+      return info.status === "stopped" || undefined
+    }, { what: "the flood to end", timeoutMs: 60_000 })
+    const tail = await cluster.run(Effect.flatMap(InstanceClient, (instances) => Stream.runCollect(instances.logs(id, { tail: 3 }))))
+    expect(Array.from(tail).map((line) => line.text)).toEqual(["a".repeat(65535), "a".repeat(65535), "a".repeat(65535)])
+    // Measured: 70-140 MiB (V8's heap headroom after the flood passed through); before the ring
+    // was bounded by bytes, 285 MiB after only 3,000 lines.
+    expect(rss() - before).toBeLessThan(256 * 1024 * 1024)
+  })
+
   it("applies the spec's rlimits to the program itself, and refuses unknown users", async () => {
     cluster.printOnFailure()
     const { lines } = await runScript("ulimit -n; ulimit -c; echo $$", { limits: { nofile: 64, core: 0 } })
@@ -103,5 +124,24 @@ describe("instance isolation", () => {
     const refused = await cluster.run(Effect.flip(Effect.flatMap(HostClient, (host) =>
       host.start({ user: "no-such-user-here", program: { _tag: "Command", command: "true" } }))))
     expect(refused.message).toMatch(/no such user: no-such-user-here/)
+  })
+})
+
+describe("instance capacity", () => {
+  const cluster = useCluster("capacity", { runners: 1, env: { SHARDHUB_MAX_INSTANCES: "2" } })
+
+  it("a runner refuses a start beyond SHARDHUB_MAX_INSTANCES with a clear error, and takes starts again once one ends", async () => {
+    cluster.printOnFailure()
+    const start = () => cluster.run(Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "sleep", args: ["600"] } })))
+    const [a] = [await start(), await start()]
+    const refused = await cluster.run(Effect.flip(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: { _tag: "Command", command: "sleep", args: ["600"] } }))))
+    expect(refused).toMatchObject({ _tag: "StartFailed", reason: "Capacity" })
+    expect(refused.message).toMatch(/already runs 2 processes, its limit \(SHARDHUB_MAX_INSTANCES=2\)/)
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(a!.id)))
+    await eventually(async () => (await cluster.run(Effect.option(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: { _tag: "Command", command: "true" } }))))).pipe(Option.getOrUndefined), {
+      what: "a start after one of the two ended"
+    })
   })
 })
