@@ -282,11 +282,13 @@ const seq = Command.make("seq").pipe(
     }, (flags) =>
       Effect.gen(function*() {
         const host = yield* HostClient
-        const archive = yield* Effect.try({
-          try: () => Fs.statSync(flags.path).isDirectory() ? Pack.packDirectory(flags.path) : Fs.readFileSync(flags.path),
-          catch: (error) => new CliFailure({ message: `could not read ${flags.path}: ${(error as Error).message}` })
-        })
-        if (!flags.json) yield* Console.error(`sending ${Path.basename(flags.path)} (${Format.bytes(archive.length)})…`)
+        const unreadable = (error: unknown) => new CliFailure({ message: `could not read ${flags.path}: ${(error as Error).message}` })
+        const stat = yield* Effect.try({ try: () => Fs.statSync(flags.path), catch: unreadable })
+        // A directory is packed in memory; a package file is streamed.
+        const archive = stat.isDirectory()
+          ? Stream.make(yield* Effect.try({ try: () => Pack.packDirectory(flags.path), catch: unreadable }))
+          : NodeStream.fromReadable({ evaluate: () => Fs.createReadStream(flags.path), onError: unreadable })
+        if (!flags.json) yield* Console.error(`sending ${Path.basename(flags.path)}${stat.isDirectory() ? "" : ` (${Format.bytes(stat.size)})`}…`)
         const info = yield* host.sendSequence(archive)
         yield* print(flags.json ? Format.json(info) : info.id)
       })).pipe(Command.withDescription("Store a sequence package; prints its id"), withClient),

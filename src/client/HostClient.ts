@@ -89,8 +89,12 @@ export const make = (options: Options = {}) =>
       subscribe: (topic: string) => isTopicName(topic) ? topics(topic).Subscribe() : Stream.fail(invalidName(topic)),
       /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
       describeTopic: (topic: string) => isTopicName(topic) ? topics(topic).Describe() : Effect.fail(invalidName(topic)),
-      /** Checks and stores a sequence package (tar.gz or tar); any runner can then start it. */
-      sendSequence: (archive: Uint8Array, send: { readonly id?: string } = {}) => sequences.add(archive, send),
+      /**
+       * Checks and stores a sequence package (tar.gz or tar), given whole or as a stream (which
+       * is never held in memory whole); any runner can then start it.
+       */
+      sendSequence: <E = never>(archive: Uint8Array | Stream.Stream<Uint8Array, E>, send: { readonly id?: string } = {}) =>
+        sequences.add(archive instanceof Uint8Array ? Stream.make(archive) : archive, send),
       listSequences: sequences.list,
       getSequence: (id: string) => sequences.get(id),
       /** Refused while instances of it run, unless `force`. */

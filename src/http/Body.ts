@@ -34,6 +34,34 @@ const declaredSize = (request: HttpServerRequest, limit: number, what: string) =
     : Effect.void
 }
 
+/** Fails when a body sends nothing for `idleTimeout`. */
+const withIdleTimeout = <A>(bytes: Stream.Stream<A, BadRequest>) =>
+  bytes.pipe(
+    Stream.timeoutOrElse({
+      duration: idleTimeout,
+      orElse: () => Stream.fail(new BadRequest({ error: `the body sent nothing for ${idleTimeout}`, code: "ERR_BODY_TIMEOUT" }))
+    })
+  )
+
+/**
+ * An upload as a stream, never held whole: 413 at once when Content-Length is over `limit`,
+ * and as soon as the bytes pass it.
+ *
+ * @since 0.5.0
+ */
+export const upload = (request: HttpServerRequest, limit: number, what: string) =>
+  Stream.unwrap(Effect.as(declaredSize(request, limit, what), Stream.suspend(() => {
+    let total = 0
+    return withIdleTimeout(stream(request)).pipe(
+      Stream.mapEffect((chunk) => {
+        total += chunk.length
+        return total > limit
+          ? Effect.fail(new PayloadTooLarge({ error: `${what} is over the limit of ${limit} bytes`, code: "ERR_PAYLOAD_TOO_LARGE" }))
+          : Effect.succeed(chunk)
+      })
+    )
+  })))
+
 /**
  * The body's bytes, failing with 413 as soon as they pass `limit`.
  *
@@ -45,12 +73,7 @@ export const readAll = (request: HttpServerRequest, limit: number, what: string)
     const chunks: Array<Uint8Array> = []
     let total = 0
     yield* Stream.runForEach(
-      stream(request).pipe(
-        Stream.timeoutOrElse({
-          duration: idleTimeout,
-          orElse: () => Stream.fail(new BadRequest({ error: `the body sent nothing for ${idleTimeout}`, code: "ERR_BODY_TIMEOUT" }))
-        })
-      ),
+      withIdleTimeout(stream(request)),
       (chunk) => {
         total += chunk.length
         if (total > limit) {

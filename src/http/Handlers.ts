@@ -112,8 +112,7 @@ export const hostHandlers = HttpApiBuilder.group(
           yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"], {
             required: true
           })
-          const archive = yield* Body.readAll(request, maxPackageBytes, "the package")
-          const info = yield* http(host.sendSequence(archive))
+          const info = yield* http(host.sendSequence(Body.upload(request, maxPackageBytes, "the package")))
           return { id: info.id }
         }))
       .handle("getSequence", ({ params }) =>

@@ -3,15 +3,21 @@
  * at its root (`main` required; `engines` with at most one of `node` / `python3`; optional
  * `args`), dependencies bundled inside.
  *
- * Packages come from users, so reading one trusts nothing: every entry is checked before
- * anything is written — no absolute paths, no `..`, no symlink pointing outside the package,
- * only files, directories and symlinks, bounded sizes and counts — and unpacking writes only
- * inside the target directory (symlinks last, files created exclusively).
+ * Packages come from users, so reading one trusts nothing: every entry is checked — no absolute
+ * paths, no `..`, no symlink resolving outside the package (following every link of the
+ * package), only files, directories and symlinks, bounded sizes and counts — and unpacking
+ * writes only inside its own new directory (files created exclusively and never through a link;
+ * symlinks last, once every entry passed). A package that fails a check leaves nothing behind.
+ *
+ * Archives are streamed: gunzip runs in libuv's thread pool and the tar is parsed chunk by
+ * chunk, so a 512 MiB package neither sits in memory nor blocks the event loop (which carries
+ * the runner's shard lease).
  *
  * @since 0.4.0
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { Readable } from "node:stream"
 import * as Zlib from "node:zlib"
 import { Effect, Schema } from "effect"
 
@@ -72,7 +78,7 @@ export const defaultLimits: Limits = { maxUnpackedBytes: 512 * 1024 * 1024, maxE
  * @since 0.4.0
  */
 export type Entry =
-  | { readonly type: "file"; readonly path: string; readonly mode: number; readonly data: Uint8Array }
+  | { readonly type: "file"; readonly path: string; readonly mode: number; readonly size: number }
   | { readonly type: "directory"; readonly path: string }
   | { readonly type: "symlink"; readonly path: string; readonly target: string }
 
@@ -177,56 +183,187 @@ const resolvesInside = (path: string, links: ReadonlyMap<string, string>): boole
   return true
 }
 
-/** The tar bytes of a .tar.gz or .tar, bounded by `maxBytes`. */
-const untarBytes = (archive: Uint8Array, maxBytes: number): Uint8Array => {
-  if (archive.length >= 2 && archive[0] === 0x1f && archive[1] === 0x8b) {
-    try {
-      // A tar is its content plus headers and padding: allow room for them.
-      return Zlib.gunzipSync(archive, { maxOutputLength: maxBytes + 64 * 1024 * 1024 })
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === "ERR_BUFFER_TOO_LARGE") throw fail("TooLarge", `the package unpacks to more than ${maxBytes} bytes`)
-      throw fail("Corrupt", `not a gzip archive: ${(error as Error).message}`)
+/** The largest pax, long-name or package.json payload read into memory. */
+const maxMetaBytes = 1024 * 1024
+
+/**
+ * Exactly-sized reads over a chunked source: headers whole, file data in the pieces it came in.
+ */
+class Reader {
+  private readonly chunks: Array<Uint8Array> = []
+  private buffered = 0
+  private readonly source: AsyncIterator<Uint8Array>
+  constructor(source: AsyncIterator<Uint8Array>) {
+    this.source = source
+  }
+
+  /** Buffers at least `n` bytes; false when the source ended first. */
+  private async fill(n: number): Promise<boolean> {
+    while (this.buffered < n) {
+      const next = await this.source.next()
+      if (next.done === true) return false
+      if (next.value.length === 0) continue
+      this.chunks.push(next.value)
+      this.buffered += next.value.length
+    }
+    return true
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0]!
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n)
+      this.buffered -= n
+      return first.subarray(0, n)
+    }
+    this.chunks.shift()
+    this.buffered -= first.length
+    return first
+  }
+
+  /** The next `n` bytes; `undefined` at a clean end, Corrupt at an end inside them. */
+  async exact(n: number): Promise<Uint8Array | undefined> {
+    if (!(await this.fill(n))) {
+      if (this.buffered === 0) return undefined
+      throw fail("Corrupt", "the archive is truncated")
+    }
+    const parts: Array<Uint8Array> = []
+    let left = n
+    while (left > 0) {
+      const part = this.take(left)
+      parts.push(part)
+      left -= part.length
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n)
+  }
+
+  /** The next `n` bytes, piece by piece. */
+  async *pieces(n: number): AsyncGenerator<Uint8Array> {
+    let left = n
+    while (left > 0) {
+      if (this.buffered === 0 && !(await this.fill(1))) throw fail("Corrupt", "the archive is truncated")
+      const piece = this.take(Math.min(left, this.chunks[0]!.length))
+      left -= piece.length
+      yield piece
     }
   }
-  return archive
+
+  async skip(n: number): Promise<void> {
+    for await (const _ of this.pieces(n)) {
+      // discarded
+    }
+  }
 }
 
-/** Every entry of a tar, checked. */
-const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
+/** The tar stream of a .tar.gz or .tar, gunzipped off the event loop and bounded by `maxBytes`. */
+async function* tarStream(source: AsyncIterable<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
+  const iterator = source[Symbol.asyncIterator]()
+  let first = await iterator.next()
+  while (first.done !== true && first.value.length === 0) first = await iterator.next()
+  if (first.done === true) return
+  const head = first.value
+  const rest = async function*() {
+    yield head
+    for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) yield next.value
+  }
+  if (!(head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b)) {
+    yield* rest()
+    return
+  }
+  // A tar is its content plus headers and padding: allow room for them.
+  const limit = maxBytes + 64 * 1024 * 1024
+  const gunzip = Readable.from(rest()).pipe(Zlib.createGunzip())
+  let total = 0
+  try {
+    for await (const chunk of gunzip) {
+      total += (chunk as Buffer).length
+      if (total > limit) throw fail("TooLarge", `the package unpacks to more than ${maxBytes} bytes`)
+      yield chunk as Buffer
+    }
+  } catch (error) {
+    if (error instanceof PackageError) throw error
+    throw fail("Corrupt", `not a gzip archive: ${(error as Error).message}`)
+  } finally {
+    gunzip.destroy()
+  }
+}
+
+/** What is done with each file's bytes: checked only, or written. */
+interface Sink {
+  readonly file: (path: string, mode: number, data: AsyncIterable<Uint8Array>) => Promise<void>
+  readonly directory: (path: string) => Promise<void>
+}
+
+const discard: Sink = {
+  file: async (_path, _mode, data) => {
+    for await (const _ of data) {
+      // checked only
+    }
+  },
+  directory: async () => {}
+}
+
+/** Writes into `dir` (created here; it must not exist): files exclusively, never through a link. */
+const writer = (dir: string): Sink => {
+  const inside = (path: string) => Path.join(dir, ...path.split("/"))
+  return {
+    directory: async (path) => {
+      await Fs.promises.mkdir(inside(path), { recursive: true, mode: 0o755 })
+    },
+    file: async (path, mode, data) => {
+      const target = inside(path)
+      await Fs.promises.mkdir(Path.dirname(target), { recursive: true, mode: 0o755 })
+      const handle = await Fs.promises.open(
+        target,
+        Fs.constants.O_WRONLY | Fs.constants.O_CREAT | Fs.constants.O_EXCL | Fs.constants.O_NOFOLLOW,
+        mode | 0o600
+      )
+      try {
+        for await (const piece of data) await handle.write(piece)
+      } finally {
+        await handle.close()
+      }
+    }
+  }
+}
+
+/** Every entry of a tar, checked, its files handed to `sink`; package.json's bytes kept. */
+const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sink) => {
+  const reader = new Reader(tar[Symbol.asyncIterator]())
   const entries: Array<Entry> = []
   const seen = new Map<string, Entry["type"]>()
+  let packageJson: Uint8Array | undefined
   let total = 0
   let at = 0
   let longName: string | undefined
   let longLink: string | undefined
   let pax = new Map<string, string>()
-  let ended = false
-  while (at + BLOCK <= tar.length) {
-    const header = tar.subarray(at, at + BLOCK)
-    if (header.every((byte) => byte === 0)) {
-      ended = true
-      break
-    }
+  const meta = async (size: number) => {
+    if (size > maxMetaBytes) throw fail("Corrupt", `a tar metadata entry of ${size} bytes is over the limit of ${maxMetaBytes}`)
+    const data = (await reader.exact(size)) ?? new Uint8Array(0)
+    if (data.length < size) throw fail("Corrupt", "the archive is truncated")
+    await reader.skip(padding(size))
+    return data
+  }
+  while (true) {
+    const header = await reader.exact(BLOCK)
+    if (header === undefined || header.every((byte) => byte === 0)) break
     if (!checksumOk(header)) throw fail("Corrupt", `not a tar archive (bad header checksum at byte ${at})`)
     const size = octal(header, 124, 12)
     const type = String.fromCharCode(header[156]!)
-    const dataStart = at + BLOCK
-    const dataEnd = dataStart + size
-    if (dataEnd > tar.length) throw fail("Corrupt", "the archive is truncated")
-    const data = tar.subarray(dataStart, dataEnd)
-    at = dataStart + Math.ceil(size / BLOCK) * BLOCK
+    at += BLOCK + size + padding(size)
     if (type === "x") {
-      pax = paxRecords(data)
+      pax = paxRecords(await meta(size))
       continue
     }
-    if (type === "g") continue
-    if (type === "L") {
-      longName = field(data, 0, data.length)
+    if (type === "g") {
+      await reader.skip(size + padding(size))
       continue
     }
-    if (type === "K") {
-      longLink = field(data, 0, data.length)
+    if (type === "L" || type === "K") {
+      const data = await meta(size)
+      if (type === "L") longName = field(data, 0, data.length)
+      else longLink = field(data, 0, data.length)
       continue
     }
     const prefix = field(header, 345, 155)
@@ -240,7 +377,10 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
     const path = safePath(name)
     if (entries.length >= limits.maxEntries) throw fail("TooManyFiles", `the package has more than ${limits.maxEntries} entries`)
     if (path === "") {
-      if (type === "5") continue
+      if (type === "5") {
+        await reader.skip(size + padding(size))
+        continue
+      }
       throw fail("Corrupt", `an entry has an empty path: ${name}`)
     }
     let entry: Entry
@@ -250,7 +390,7 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
       case "7":
         total += size
         if (total > limits.maxUnpackedBytes) throw fail("TooLarge", `the package unpacks to more than ${limits.maxUnpackedBytes} bytes`)
-        entry = { type: "file", path, mode: octal(header, 100, 8) & 0o755, data }
+        entry = { type: "file", path, mode: octal(header, 100, 8) & 0o755, size }
         break
       case "5":
         entry = { type: "directory", path }
@@ -270,12 +410,18 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
     }
     seen.set(path, entry.type)
     entries.push(entry)
-  }
-  if (!ended && at !== tar.length) throw fail("Corrupt", "the archive is truncated")
-  const links = new Map<string, string>()
-  for (const entry of entries) if (entry.type === "symlink") links.set(entry.path, entry.target)
-  for (const [path, target] of links) {
-    if (!resolvesInside(path, links)) throw fail("SymlinkEscape", `the symlink ${path} points outside the package: ${target}`)
+    if (entry.type === "file" && path === "package.json") {
+      if (size > maxMetaBytes) throw fail("InvalidPackageJson", `package.json is over ${maxMetaBytes} bytes`)
+      packageJson = await meta(size)
+      await sink.file(path, entry.mode, [packageJson] as unknown as AsyncIterable<Uint8Array>)
+      continue
+    }
+    if (entry.type === "file") await sink.file(path, entry.mode, reader.pieces(size))
+    else {
+      if (entry.type === "directory") await sink.directory(path)
+      await reader.skip(size)
+    }
+    await reader.skip(padding(size))
   }
   // No entry may sit below a symlink (it would be written through it).
   for (const entry of entries) {
@@ -286,17 +432,21 @@ const entriesOf = (tar: Uint8Array, limits: Limits): Array<Entry> => {
       }
     }
   }
-  return entries
+  const links = new Map<string, string>()
+  for (const entry of entries) if (entry.type === "symlink") links.set(entry.path, entry.target)
+  for (const [path, target] of links) {
+    if (!resolvesInside(path, links)) throw fail("SymlinkEscape", `the symlink ${path} points outside the package: ${target}`)
+  }
+  return { entries, manifest: manifestOf(entries, packageJson) }
 }
 
-const manifestOf = (entries: ReadonlyArray<Entry>): Manifest => {
-  const packageJson = entries.find((entry) => entry.path === "package.json")
-  if (packageJson === undefined || packageJson.type !== "file") {
-    throw fail("NoPackageJson", "the package has no package.json at its root")
-  }
+const padding = (size: number) => (BLOCK - (size % BLOCK)) % BLOCK
+
+const manifestOf = (entries: ReadonlyArray<Entry>, packageJson: Uint8Array | undefined): Manifest => {
+  if (packageJson === undefined) throw fail("NoPackageJson", "the package has no package.json at its root")
   let json: unknown
   try {
-    json = JSON.parse(Buffer.from(packageJson.data).toString("utf8"))
+    json = JSON.parse(Buffer.from(packageJson).toString("utf8"))
   } catch (error) {
     throw fail("InvalidPackageJson", `package.json is not JSON: ${(error as Error).message}`)
   }
@@ -337,50 +487,93 @@ const manifestOf = (entries: ReadonlyArray<Entry>): Manifest => {
 }
 
 /**
- * Reads and checks a package archive (.tar.gz or .tar). Writes nothing.
+ * Where a package's bytes could not be read from (the source failed, not the package).
  *
- * @since 0.4.0
+ * @since 0.5.0
  */
-export const read = (archive: Uint8Array, limits: Limits = defaultLimits): Effect.Effect<Package, PackageError> =>
-  Effect.try({
-    try: () => {
-      const entries = entriesOf(untarBytes(archive, limits.maxUnpackedBytes), limits)
-      return { manifest: manifestOf(entries), entries }
-    },
-    catch: (error) => error instanceof PackageError ? error : fail("Corrupt", String(error))
+export class SourceFailed {
+  readonly _tag = "SourceFailed"
+  readonly cause: unknown
+  constructor(cause: unknown) {
+    this.cause = cause
+  }
+}
+
+/** The source's own failures, told apart from the package's. */
+async function* guarded(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const iterator = source[Symbol.asyncIterator]()
+  while (true) {
+    let next: IteratorResult<Uint8Array>
+    try {
+      next = await iterator.next()
+    } catch (error) {
+      throw new SourceFailed(error)
+    }
+    if (next.done === true) return
+    yield next.value
+  }
+}
+
+const run = <E>(
+  work: () => Promise<Package>,
+  onSource: (cause: unknown) => E
+): Effect.Effect<Package, PackageError | E> =>
+  Effect.tryPromise({
+    try: work,
+    catch: (error) =>
+      error instanceof PackageError
+        ? error
+        : error instanceof SourceFailed
+        ? onSource(error.cause)
+        : fail("Corrupt", `could not read the package: ${(error as Error).message}`)
   })
 
 /**
- * Writes a checked package into `dir` (which must not exist yet): directories, then files
- * (created exclusively, never through a link), then symlinks.
+ * Reads and checks a package archive (.tar.gz or .tar) as it streams from `source`. Writes
+ * nothing; holds no more than a chunk and package.json in memory.
  *
  * @since 0.4.0
  */
-export const unpack = (pkg: Package, dir: string): Effect.Effect<void, PackageError> =>
-  Effect.try({
-    try: () => {
-      Fs.mkdirSync(dir, { recursive: false, mode: 0o755 })
-      const inside = (path: string) => Path.join(dir, ...path.split("/"))
-      for (const entry of pkg.entries) {
-        if (entry.type === "directory") Fs.mkdirSync(inside(entry.path), { recursive: true, mode: 0o755 })
-      }
-      for (const entry of pkg.entries) {
-        if (entry.type !== "file") continue
-        const target = inside(entry.path)
-        Fs.mkdirSync(Path.dirname(target), { recursive: true, mode: 0o755 })
-        const fd = Fs.openSync(target, Fs.constants.O_WRONLY | Fs.constants.O_CREAT | Fs.constants.O_EXCL | Fs.constants.O_NOFOLLOW, entry.mode | 0o600)
-        try {
-          Fs.writeSync(fd, entry.data)
-        } finally {
-          Fs.closeSync(fd)
-        }
-      }
+export const check = <E = never>(
+  source: AsyncIterable<Uint8Array>,
+  limits: Limits = defaultLimits,
+  onSource: (cause: unknown) => E = (cause) => { throw cause }
+): Effect.Effect<Package, PackageError | E> =>
+  run(() => scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, discard), onSource)
+
+/**
+ * Reads, checks and writes a package archive streaming from `source` into `dir` (created here;
+ * it must not exist): directories and files as they come, symlinks once every entry passed.
+ * On any failure `dir` is removed.
+ *
+ * @since 0.4.0
+ */
+export const unpack = <E = never>(
+  source: AsyncIterable<Uint8Array>,
+  dir: string,
+  limits: Limits = defaultLimits,
+  onSource: (cause: unknown) => E = (cause) => { throw cause }
+): Effect.Effect<Package, PackageError | E> =>
+  run(async () => {
+    await Fs.promises.mkdir(dir, { recursive: false, mode: 0o755 })
+    try {
+      const pkg = await scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, writer(dir))
       for (const entry of pkg.entries) {
         if (entry.type !== "symlink") continue
-        const target = inside(entry.path)
-        Fs.mkdirSync(Path.dirname(target), { recursive: true, mode: 0o755 })
-        Fs.symlinkSync(entry.target, target)
+        const target = Path.join(dir, ...entry.path.split("/"))
+        await Fs.promises.mkdir(Path.dirname(target), { recursive: true, mode: 0o755 })
+        await Fs.promises.symlink(entry.target, target)
       }
-    },
-    catch: (error) => fail("Corrupt", `could not unpack: ${(error as Error).message}`)
-  })
+      return pkg
+    } catch (error) {
+      await Fs.promises.rm(dir, { recursive: true, force: true })
+      throw error
+    }
+  }, onSource)
+
+/**
+ * An archive already in memory, as a source.
+ *
+ * @since 0.5.0
+ */
+export const fromBytes = (archive: Uint8Array): AsyncIterable<Uint8Array> => Readable.from([archive], { objectMode: false })

@@ -11,8 +11,9 @@
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Package from "./Package.ts"
@@ -88,11 +89,11 @@ export interface Options {
  * @since 0.4.0
  */
 export class SequenceStore extends Context.Service<SequenceStore, {
-  /** Checks and stores a package; `id` defaults to a new UUID. */
-  readonly add: (
-    archive: Uint8Array,
+  /** Checks and stores a package streamed from `archive`; `id` defaults to a new UUID. */
+  readonly add: <E>(
+    archive: Stream.Stream<Uint8Array, E>,
     options?: { readonly id?: string }
-  ) => Effect.Effect<SequenceInfo, Package.PackageError | SequenceAlreadyExists | SequenceStoreError>
+  ) => Effect.Effect<SequenceInfo, Package.PackageError | SequenceAlreadyExists | SequenceStoreError | E>
   readonly get: (id: string) => Effect.Effect<SequenceInfo, SequenceNotFound | SequenceStoreError>
   /** Every sequence, newest first. */
   readonly list: Effect.Effect<ReadonlyArray<SequenceInfo>, SequenceStoreError>
@@ -155,48 +156,105 @@ export const make = (options: Options = {}) =>
         Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SequenceNotFound({ id })) : Effect.succeed(toInfo(rows[0]!)))
       )
 
+    /** The package of `info` from the store, a 1 MiB row at a time. */
     const archiveOf = (info: SequenceInfo) =>
-      sql<{ data: Uint8Array }>`SELECT data FROM shardhub_sequence_chunks WHERE hash = ${info.hash} ORDER BY n`.pipe(
-        Effect.mapError(storeError),
-        Effect.map((rows) => Buffer.concat(rows.map((row) => row.data))),
-        Effect.filterOrFail(
-          (archive) => archive.length === info.size,
-          () => new SequenceStoreError({ message: `the package of sequence ${info.id} is incomplete in the cluster store` })
-        )
+      Stream.range(0, Math.max(1, Math.ceil(info.size / CHUNK)) - 1).pipe(
+        Stream.mapEffect((n) =>
+          sql<{ data: Uint8Array }>`SELECT data FROM shardhub_sequence_chunks WHERE hash = ${info.hash} AND n = ${n}`.pipe(
+            Effect.mapError(storeError),
+            Effect.flatMap((rows) =>
+              rows.length === 1
+                ? Effect.succeed(rows[0]!.data)
+                : Effect.fail(new SequenceStoreError({ message: `the package of sequence ${info.id} is incomplete in the cluster store` }))
+            )
+          )
+        ),
+        Stream.toAsyncIterable
       )
+
+    const sourceError = (cause: unknown) =>
+      cause instanceof SequenceStoreError ? cause : new SequenceStoreError({ message: `could not read the package: ${String(cause)}` })
+
+    /**
+     * Spools an uploaded archive to a private temporary file (bounded by `maxPackageBytes`),
+     * hashing it on the way: the upload is never held in memory.
+     */
+    const spool = <E>(archive: Stream.Stream<Uint8Array, E>) =>
+      Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => Fs.promises.mkdtemp(Path.join(Os.tmpdir(), "shardhub-upload-")),
+          catch: (error) => new SequenceStoreError({ message: `no room for the upload: ${(error as Error).message}` })
+        }),
+        (dir) => Effect.promise(() => Fs.promises.rm(dir, { recursive: true, force: true }))
+      ).pipe(Effect.flatMap((dir) =>
+        Effect.gen(function*() {
+          const path = Path.join(dir, "archive")
+          const hash = Crypto.createHash("sha256")
+          let size = 0
+          const handle = yield* Effect.acquireRelease(
+            Effect.tryPromise({
+              try: () => Fs.promises.open(path, "wx", 0o600),
+              catch: (error) => new SequenceStoreError({ message: `no room for the upload: ${(error as Error).message}` })
+            }),
+            (handle) => Effect.promise(() => handle.close())
+          )
+          yield* Stream.runForEach(archive, (chunk): Effect.Effect<void, Package.PackageError | SequenceStoreError> => {
+            size += chunk.length
+            if (size > maxPackageBytes) {
+              return Effect.fail(new Package.PackageError({ reason: "TooLarge", message: `the package is over the limit of ${maxPackageBytes} bytes` }))
+            }
+            hash.update(chunk)
+            return Effect.tryPromise({
+              try: () => handle.write(chunk),
+              catch: (error) => new SequenceStoreError({ message: `could not keep the upload: ${(error as Error).message}` })
+            })
+          })
+          return { path, size, hash: hash.digest("hex") }
+        })
+      ))
 
     return SequenceStore.of({
       add: (archive, addOptions) =>
-        Effect.gen(function*() {
+        Effect.scoped(Effect.gen(function*() {
           const id = addOptions?.id ?? Crypto.randomUUID()
           if (!validId(id)) return yield* new SequenceStoreError({ message: `invalid sequence id ${JSON.stringify(id)}` })
-          if (archive.length > maxPackageBytes) {
-            return yield* new Package.PackageError({
-              reason: "TooLarge",
-              message: `the package is ${archive.length} bytes; at most ${maxPackageBytes} are accepted`
+          const upload = yield* spool(archive)
+          const { manifest } = yield* Package.check(Fs.createReadStream(upload.path), limits, sourceError)
+          const file = yield* Effect.acquireRelease(
+            Effect.tryPromise({
+              try: () => Fs.promises.open(upload.path, "r"),
+              catch: (error) => new SequenceStoreError({ message: `could not read the upload: ${(error as Error).message}` })
+            }),
+            (handle) => Effect.promise(() => handle.close())
+          )
+          const piece = (n: number) =>
+            Effect.tryPromise({
+              try: async () => {
+                const buffer = Buffer.alloc(Math.min(CHUNK, upload.size - n * CHUNK))
+                await file.read(buffer, 0, buffer.length, n * CHUNK)
+                return buffer
+              },
+              catch: (error) => new SequenceStoreError({ message: `could not read the upload: ${(error as Error).message}` })
             })
-          }
-          const { manifest } = yield* Package.read(archive, limits)
-          const hash = Crypto.createHash("sha256").update(archive).digest("hex")
           const rows = yield* sql.withTransaction(Effect.gen(function*() {
-            const known = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM shardhub_sequence_chunks WHERE hash = ${hash}`
+            const known = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM shardhub_sequence_chunks WHERE hash = ${upload.hash}`
             if (known[0]!.n === 0) {
-              for (let n = 0; n * CHUNK < archive.length || n === 0; n++) {
-                const data = Buffer.from(archive.buffer, archive.byteOffset + n * CHUNK, Math.min(CHUNK, archive.length - n * CHUNK))
-                yield* sql`INSERT INTO shardhub_sequence_chunks (hash, n, data) VALUES (${hash}, ${n}, ${data})
+              for (let n = 0; n * CHUNK < upload.size || n === 0; n++) {
+                const data = yield* piece(n)
+                yield* sql`INSERT INTO shardhub_sequence_chunks (hash, n, data) VALUES (${upload.hash}, ${n}, ${data})
                   ON CONFLICT DO NOTHING`
               }
             }
             return yield* sql<Row>`
               INSERT INTO shardhub_sequences (id, name, version, engine, main, args, hash, size)
               VALUES (${id}, ${manifest.name ?? null}, ${manifest.version ?? null}, ${manifest.engine}, ${manifest.main},
-                ${JSON.stringify(manifest.args)}::jsonb, ${hash}, ${archive.length})
+                ${JSON.stringify(manifest.args)}::jsonb, ${upload.hash}, ${upload.size})
               ON CONFLICT (id) DO NOTHING
               RETURNING *`
-          })).pipe(Effect.mapError(storeError))
+          })).pipe(Effect.mapError((error) => error._tag === "SequenceStoreError" ? error : storeError(error)))
           if (rows.length === 0) return yield* new SequenceAlreadyExists({ id })
           return toInfo(rows[0]!)
-        }),
+        })),
       get,
       list: sql<Row>`SELECT * FROM shardhub_sequences ORDER BY created_at DESC, id`.pipe(
         Effect.mapError(storeError),
@@ -223,13 +281,12 @@ export const make = (options: Options = {}) =>
           const info = yield* get(id)
           const dir = Path.join(cacheDir, info.hash)
           if (Fs.existsSync(dir)) return { info, dir }
-          const pkg = yield* Package.read(yield* archiveOf(info), limits)
           const temporary = `${dir}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
           yield* Effect.try({
             try: () => Fs.mkdirSync(cacheDir, { recursive: true }),
             catch: (error) => new SequenceStoreError({ message: `sequence cache ${cacheDir}: ${(error as Error).message}` })
           })
-          yield* Package.unpack(pkg, temporary)
+          yield* Package.unpack(archiveOf(info), temporary, limits, sourceError)
           yield* Effect.sync(() => {
             try {
               Fs.renameSync(temporary, dir)

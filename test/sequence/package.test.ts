@@ -21,16 +21,16 @@ afterEach(() => {
 })
 
 /** Reads and (if it passed) unpacks into `sandbox/pkg`; returns the error, and every path under the sandbox. */
-const attempt = (archive: Uint8Array, limits?: Package.Limits) => {
+const attempt = async (archive: Uint8Array, limits?: Package.Limits) => {
   sandbox = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-package-"))
   const target = Path.join(sandbox, "pkg")
-  const exit = Effect.runSyncExit(Effect.flatMap(Package.read(archive, limits), (p) => Package.unpack(p, target)))
+  const exit = await Effect.runPromiseExit(Package.unpack(Package.fromBytes(archive), target, limits))
   const written = Fs.readdirSync(sandbox, { recursive: true }).map(String).sort()
   return { exit, written, target }
 }
 
-const refused = (archive: Uint8Array, limits?: Package.Limits) => {
-  const { exit, written } = attempt(archive, limits)
+const refused = async (archive: Uint8Array, limits?: Package.Limits) => {
+  const { exit, written } = await attempt(archive, limits)
   expect(written).toEqual([])
   if (exit._tag !== "Failure") throw new Error("the archive was accepted")
   const error = exit.cause.reasons[0]
@@ -38,9 +38,9 @@ const refused = (archive: Uint8Array, limits?: Package.Limits) => {
 }
 
 describe("sequence packages", () => {
-  it("unpacks a good package: files, directories, modes, an inside symlink, long names", () => {
+  it("unpacks a good package: files, directories, modes, an inside symlink, long names", async () => {
     const long = `deep/${"d".repeat(120)}/file.txt`
-    const { exit, target } = attempt(gz([
+    const { exit, target } = await attempt(gz([
       pkg("lib/main.js"),
       { type: "directory", path: "lib" },
       { type: "file", path: "lib/main.js", data: "module.exports = () => 1\n", mode: 0o4755 },
@@ -55,71 +55,74 @@ describe("sequence packages", () => {
     expect(Fs.readlinkSync(Path.join(target, "entry.js"))).toBe("lib/main.js")
   })
 
-  it("reads the manifest: engine, args, name, version", () => {
-    const manifest = Effect.runSync(Package.read(gz([
+  it("reads the manifest: engine, args, name, version", async () => {
+    const { manifest } = await Effect.runPromise(Package.check(Package.fromBytes(gz([
       { type: "file", path: "package.json", data: JSON.stringify({ name: "p", version: "1.2.3", main: "./run.py", engines: { python3: "3.9" }, args: [1, "a"] }) },
       { type: "file", path: "run.py", data: "async def run(context, input): pass\n" }
-    ]))).manifest
+    ]))))
     expect(manifest).toEqual({ name: "p", version: "1.2.3", main: "run.py", engine: "python3", args: [1, "a"] })
   })
 
-  it("refuses ../ paths, absolute paths and symlinks leaving the package, writing nothing", () => {
-    expect(refused(gz([pkg(), index, { type: "file", path: "../../etc/x", data: "owned" }]))).toMatchObject({ reason: "PathTraversal" })
-    expect(refused(gz([pkg(), index, { type: "file", path: "a/../../x", data: "owned" }]))).toMatchObject({ reason: "PathTraversal" })
-    expect(refused(gz([pkg(), index, { type: "file", path: "/tmp/shardhub-owned", data: "owned" }]))).toMatchObject({ reason: "AbsolutePath" })
-    expect(refused(gz([pkg(), index, { type: "symlink", path: "out", target: "../../../etc" }]))).toMatchObject({ reason: "SymlinkEscape" })
-    expect(refused(gz([pkg(), index, { type: "symlink", path: "abs", target: "/etc/passwd" }]))).toMatchObject({ reason: "SymlinkEscape" })
+  it("refuses ../ paths, absolute paths and symlinks leaving the package, writing nothing", async () => {
+    expect(await refused(gz([pkg(), index, { type: "file", path: "../../etc/x", data: "owned" }]))).toMatchObject({ reason: "PathTraversal" })
+    expect(await refused(gz([pkg(), index, { type: "file", path: "a/../../x", data: "owned" }]))).toMatchObject({ reason: "PathTraversal" })
+    expect(await refused(gz([pkg(), index, { type: "file", path: "/tmp/shardhub-owned", data: "owned" }]))).toMatchObject({ reason: "AbsolutePath" })
+    expect(await refused(gz([pkg(), index, { type: "symlink", path: "out", target: "../../../etc" }]))).toMatchObject({ reason: "SymlinkEscape" })
+    expect(await refused(gz([pkg(), index, { type: "symlink", path: "abs", target: "/etc/passwd" }]))).toMatchObject({ reason: "SymlinkEscape" })
     // A symlink that stays inside, used to write through: refused too.
-    expect(refused(gz([pkg(), index, { type: "symlink", path: "lib", target: "." }, { type: "file", path: "lib/x", data: "x" }])))
+    expect(await refused(gz([pkg(), index, { type: "symlink", path: "lib", target: "." }, { type: "file", path: "lib/x", data: "x" }])))
       .toMatchObject({ reason: "SymlinkEscape" })
-    expect(refused(gz([pkg(), index, { type: "hardlink", path: "h", target: "/etc/passwd" }]))).toMatchObject({ reason: "UnsupportedEntry" })
+    expect(await refused(gz([pkg(), index, { type: "hardlink", path: "h", target: "/etc/passwd" }]))).toMatchObject({ reason: "UnsupportedEntry" })
     expect(Fs.existsSync("/tmp/shardhub-owned")).toBe(false)
   })
 
-  it("follows symlink chains as the kernel does: a chain that resolves outside is refused, whatever each link looks like", () => {
+  it("follows symlink chains as the kernel does: a chain that resolves outside is refused, whatever each link looks like", async () => {
     const link = (path: string, target: string) => ({ type: "symlink" as const, path, target })
     // `L/..` is `.` as text, but the kernel resolves L (the root) first: `esc` is the root's parent.
-    expect(refused(gz([pkg(), index, link("L", "."), link("esc", "L/..")]))).toMatchObject({ reason: "SymlinkEscape" })
-    expect(refused(gz([pkg(), index, { type: "directory", path: "d" }, link("d/L", "."), link("d/esc", "L/../..")])))
+    expect(await refused(gz([pkg(), index, link("L", "."), link("esc", "L/..")]))).toMatchObject({ reason: "SymlinkEscape" })
+    expect(await refused(gz([pkg(), index, { type: "directory", path: "d" }, link("d/L", "."), link("d/esc", "L/../..")])))
       .toMatchObject({ reason: "SymlinkEscape" })
     // Through a chain of links, each pointing at the next.
-    expect(refused(gz([pkg(), index, link("a", "b"), link("b", "c/.."), link("c", "."), link("out", "a/x")])))
+    expect(await refused(gz([pkg(), index, link("a", "b"), link("b", "c/.."), link("c", "."), link("out", "a/x")])))
       .toMatchObject({ reason: "SymlinkEscape" })
     // A loop never resolves.
-    expect(refused(gz([pkg(), index, link("p", "q"), link("q", "p")]))).toMatchObject({ reason: "SymlinkEscape" })
+    expect(await refused(gz([pkg(), index, link("p", "q"), link("q", "p")]))).toMatchObject({ reason: "SymlinkEscape" })
     // Chains that stay inside are kept, even when the text alone would look like an escape.
-    const { entries } = Effect.runSync(Package.read(gz([
+    const { entries } = await Effect.runPromise(Package.check(Package.fromBytes(gz([
       pkg(),
       index,
       { type: "directory", path: "lib/deep" },
       link("here", "lib/deep"),
       link("up", "here/.."),
       link("dangling", "lib/none")
-    ])))
+    ]))))
     expect(entries.filter((entry) => entry.type === "symlink").map((entry) => entry.path)).toEqual(["here", "up", "dangling"])
   })
 
-  it("refuses a missing or bad main, a missing or invalid package.json, and two engines", () => {
-    expect(refused(gz([pkg("app.js"), index])).message).toMatch(/Sequence entrypoint path "app.js" is invalid.*Check `main` field in package.json/)
-    expect(refused(gz([pkg("../outside.js"), index]))).toMatchObject({ reason: "InvalidMain" })
-    expect(refused(gz([{ type: "file", path: "package.json", data: "{}" }, index]))).toMatchObject({ reason: "InvalidMain" })
-    expect(refused(gz([index]))).toMatchObject({ reason: "NoPackageJson" })
-    expect(refused(gz([{ type: "file", path: "package.json", data: "{ not json" }, index]))).toMatchObject({ reason: "InvalidPackageJson" })
-    expect(refused(gz([{ type: "file", path: "package.json", data: JSON.stringify({ main: "index.js", engines: { node: "1", python3: "3" } }) }, index])))
+  it("refuses a missing or bad main, a missing or invalid package.json, and two engines", async () => {
+    expect((await refused(gz([pkg("app.js"), index]))).message).toMatch(/Sequence entrypoint path "app.js" is invalid.*Check `main` field in package.json/)
+    expect(await refused(gz([pkg("../outside.js"), index]))).toMatchObject({ reason: "InvalidMain" })
+    expect(await refused(gz([{ type: "file", path: "package.json", data: "{}" }, index]))).toMatchObject({ reason: "InvalidMain" })
+    expect(await refused(gz([index]))).toMatchObject({ reason: "NoPackageJson" })
+    expect(await refused(gz([{ type: "file", path: "package.json", data: "{ not json" }, index]))).toMatchObject({ reason: "InvalidPackageJson" })
+    expect(await refused(gz([{ type: "file", path: "package.json", data: JSON.stringify({ main: "index.js", engines: { node: "1", python3: "3" } }) }, index])))
       .toMatchObject({ reason: "InvalidPackageJson" })
   })
 
-  it("refuses archives over the limits, corrupt and truncated ones", () => {
+  it("refuses archives over the limits, corrupt and truncated ones", async () => {
     const big = { type: "file" as const, path: "big.bin", data: Buffer.alloc(2 * 1024 * 1024) }
-    expect(refused(gz([pkg(), index, big]), { maxUnpackedBytes: 1024 * 1024, maxEntries: 100 })).toMatchObject({ reason: "TooLarge" })
+    expect(await refused(gz([pkg(), index, big]), { maxUnpackedBytes: 1024 * 1024, maxEntries: 100 })).toMatchObject({ reason: "TooLarge" })
     const many = Array.from({ length: 50 }, (_, i) => ({ type: "file" as const, path: `f${i}`, data: "x" }))
-    expect(refused(gz([pkg(), index, ...many]), { maxUnpackedBytes: 1 << 30, maxEntries: 20 })).toMatchObject({ reason: "TooManyFiles" })
-    // A gzip bomb stops at the limit instead of filling memory.
-    const bomb = Zlib.gzipSync(Buffer.alloc(300 * 1024 * 1024))
-    expect(refused(bomb, { maxUnpackedBytes: 16 * 1024 * 1024, maxEntries: 100 })).toMatchObject({ reason: "TooLarge" })
-    expect(refused(Buffer.from("definitely not a tarball, but long enough to hold a header block".repeat(20)))).toMatchObject({ reason: "Corrupt" })
+    expect(await refused(gz([pkg(), index, ...many]), { maxUnpackedBytes: 1 << 30, maxEntries: 20 })).toMatchObject({ reason: "TooManyFiles" })
+    // Gzip bombs stop at the limit instead of filling memory: a file declared huge, and a stream
+    // of zeros (an end-of-archive block: no package.json).
+    const bomb = Zlib.gzipSync(tar([pkg(), index, { type: "file", path: "bomb.bin", data: Buffer.alloc(300 * 1024 * 1024) }]))
+    expect(await refused(bomb, { maxUnpackedBytes: 16 * 1024 * 1024, maxEntries: 100 })).toMatchObject({ reason: "TooLarge" })
+    expect(await refused(Zlib.gzipSync(Buffer.alloc(300 * 1024 * 1024)), { maxUnpackedBytes: 16 * 1024 * 1024, maxEntries: 100 }))
+      .toMatchObject({ reason: "NoPackageJson" })
+    expect(await refused(Buffer.from("definitely not a tarball, but long enough to hold a header block".repeat(20)))).toMatchObject({ reason: "Corrupt" })
     const whole = tar([pkg(), index])
-    expect(refused(Zlib.gzipSync(whole.subarray(0, 700)))).toMatchObject({ reason: "Corrupt" })
-    expect(refused(whole.subarray(0, 100))).toMatchObject({ reason: "Corrupt" })
+    expect(await refused(Zlib.gzipSync(whole.subarray(0, 700)))).toMatchObject({ reason: "Corrupt" })
+    expect(await refused(whole.subarray(0, 100))).toMatchObject({ reason: "Corrupt" })
   })
 })
