@@ -20,10 +20,10 @@ interface Result {
 describe("the shardhub command on two runners", () => {
   const cluster = useCluster("cli", { runners: 2 })
 
-  const shardhub = (args: ReadonlyArray<string>, input?: string) =>
+  const shardhub = (args: ReadonlyArray<string>, input?: string, cwd = root) =>
     new Promise<Result>((resolve) => {
       const child = ChildProcess.spawn(process.execPath, [Path.join(root, "src/cli/main.ts"), ...args], {
-        cwd: root,
+        cwd,
         env: { ...process.env, ...clusterEnv(cluster.databaseUrl, cluster.home) }
       })
       let stdout = ""
@@ -82,6 +82,25 @@ describe("the shardhub command on two runners", () => {
     }
     // --json keeps the exact text (JSON escapes it).
     expect(JSON.parse(await ok("info", id, "--json")).name).toBe(`evil${hostile}`)
+  })
+
+  it("runs a command as another user with rlimits (--user, --limit), or says why it cannot", async () => {
+    cluster.printOnFailure()
+    const args = ["run", "--user", "nobody", "--limit", "nofile=77", "--limit", "core=0", "--", "sh", "-c", "id -u; ulimit -n; ulimit -c"]
+    expect((await shardhub(["run", "--limit", "nofile=lots", "--", "true"])).stderr).toMatch(/--limit nofile=lots: expected NAME=VALUE/)
+    if (process.getuid!() !== 0) {
+      expect((await shardhub(args)).stderr).toMatch(/only a runner running as root/)
+      return
+    }
+    // The child's data directory lies in the test's home, which must be passable for nobody, and
+    // `run` starts in the current directory: / (the checkout may be in a 0700 directory).
+    Fs.chmodSync(cluster.home, 0o711)
+    const started = await shardhub(args, "", "/")
+    expect(started).toMatchObject({ code: 0 })
+    const id = started.stdout.trim()
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && logs.trim().split("\n").length < 3; attempt++) logs = await ok("logs", id)
+    expect(logs.trim().split("\n").map((line) => line.split(/ +/).at(-1))).toEqual(["65534", "77", "0"])
   })
 
   it("sends input and reads output, events and sequences", async () => {
