@@ -16,6 +16,7 @@
 import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
 import * as RunnerAddress from "effect/cluster/RunnerAddress"
 import * as RunnerHealth from "effect/cluster/RunnerHealth"
+import * as RunnerStorage from "effect/cluster/RunnerStorage"
 import * as Runners from "effect/cluster/Runners"
 import * as ShardingConfig from "effect/cluster/ShardingConfig"
 import * as SocketRunner from "effect/cluster/SocketRunner"
@@ -24,6 +25,7 @@ import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
+import * as Fence from "./Fence.ts"
 import * as Security from "./Security.ts"
 import * as Store from "./Store.ts"
 import * as Transport from "./Transport.ts"
@@ -47,10 +49,23 @@ export const shardingConfig = (
   ...config.timings
 })
 
+/**
+ * Runner storage on the store; when a {@link Fence.Fence} is provided (a runner with a
+ * ProcessManager), every successful lock refresh renews it.
+ */
+const runnerStorage = Layer.effect(
+  RunnerStorage.RunnerStorage,
+  Effect.gen(function*() {
+    const storage = yield* SqlRunnerStorage.make({})
+    const fence = yield* Effect.serviceOption(Fence.Fence)
+    return Option.match(fence, { onNone: () => storage, onSome: (fence) => Fence.renewing(storage, fence) })
+  })
+)
+
 const storage = (config: ClusterConfig, runner: Option.Option<RunnerConfig>) =>
   Layer.mergeAll(
     SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest)),
-    Layer.orDie(SqlRunnerStorage.layer)
+    Layer.orDie(runnerStorage)
   ).pipe(Layer.provideMerge(ShardingConfig.layer(shardingConfig(config, runner))))
 
 const serialization = RpcSerialization.layerSchemaBinary()

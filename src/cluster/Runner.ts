@@ -18,6 +18,7 @@ import * as Topic from "../topic/Topic.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
+import * as Fence from "./Fence.ts"
 import * as Probe from "./Probe.ts"
 import { isLoopback } from "./Security.ts"
 import { plainOffLoopback } from "./Transport.ts"
@@ -71,8 +72,8 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
 
 /**
  * A runner: the ProcessManager (built first, so that whatever a previous incarnation left
- * running is stopped before anything else), the cluster store and runner layer, the data port,
- * and the entities.
+ * running is stopped before anything else), its fence (renewed by each lock refresh), the
+ * cluster store and runner layer, the data port, and the entities.
  *
  * @since 0.3.0
  */
@@ -85,6 +86,7 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
       port: runner.dataPort
     })),
     Layer.provideMerge(Cluster.runnerLayer(config, runner, options)),
+    Layer.provideMerge(Fence.layer(config.timings.shardLockExpiration)),
     Layer.provideMerge(ProcessManager.layer({ stateDir: stateDirOf(config, runner), maxProcesses: runner.maxInstances }))
   )
 

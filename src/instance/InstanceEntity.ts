@@ -19,7 +19,7 @@
  * @since 0.3.0
  */
 import { Entity } from "effect/cluster"
-import type { Sharding } from "effect/cluster/Sharding"
+import { Sharding } from "effect/cluster/Sharding"
 import { Context, Deferred, Effect, Option, PubSub, Schedule, Scope, Semaphore, Stream } from "effect"
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
@@ -33,6 +33,7 @@ import { isTerminal } from "../process/ProcessStatus.ts"
 import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort, DataPortError } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
+import { Fence } from "../cluster/Fence.ts"
 import * as LastEvents from "./LastEvents.ts"
 import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout, Unsupported } from "./InstanceErrors.ts"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
@@ -245,6 +246,9 @@ export const layer = (options: Options = {}) =>
       const latch = yield* Effect.serviceOption(Entity.KeepAliveLatch)
       const registry = yield* Registry
       const processes = yield* ProcessManager
+      const fence = yield* Effect.serviceOption(Fence)
+      const sharding = yield* Sharding
+      if (Option.isSome(fence)) yield* Effect.addFinalizer(() => Effect.sync(() => fence.value.unguard(address.entityId)))
       const dataPort = yield* DataPort
       const scope = yield* Effect.scope
       const id = address.entityId
@@ -435,6 +439,8 @@ export const layer = (options: Options = {}) =>
           }
           current = run
           info = record
+          // After a freeze by the fence, the process continues only while this runner holds its shard.
+          if (Option.isSome(fence)) fence.value.guard(id, handle.id, () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
           yield* Effect.forkIn(collect(run, messages), scope)
           const started = yield* handle.info

@@ -107,7 +107,26 @@ export class ProcessManager extends Context.Service<ProcessManager, {
   readonly remove: (id: string) => Effect.Effect<void, ProcessNotFound | StillRunning>
   /** Processes a previous incarnation left behind, killed when this manager started. */
   readonly swept: number
+  /** The fence over every process (see {@link Fencing}). */
+  readonly fencing: Fencing
 }>()("shardhub/ProcessManager") {}
+
+/**
+ * The fence: a watchdog outside the manager's process (its reaper) that stops (SIGSTOP) every
+ * process unless `renew` is called again within the time it gives. Whoever owns the processes'
+ * right to run (a runner's shard locks) renews it each time it proved that right, and continues
+ * (`thaw`) the processes it still has a right to after a freeze.
+ *
+ * @since 0.5.0
+ */
+export interface Fencing {
+  /** Stops every process `ms` from now, unless renewed before. */
+  readonly renew: (ms: number) => void
+  /** Called each time the fence stopped the processes. */
+  readonly onFreeze: (listener: () => void) => void
+  /** Continues (SIGCONT) the live process group of `id`, if any. */
+  readonly thaw: (id: string) => void
+}
 
 /**
  * Settings of a manager. Only `stateDir` is required.
@@ -366,7 +385,20 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
           managed.remove()
           return Effect.void
         }),
-      swept: supervisor.swept
+      swept: supervisor.swept,
+      fencing: {
+        renew: supervisor.fence,
+        onFreeze: supervisor.onFreeze,
+        thaw: (id) => {
+          const group = processes.get(id)?.liveGroup()
+          if (group === undefined) return
+          try {
+            globalThis.process.kill(-group, "SIGCONT")
+          } catch {
+            // ended meanwhile
+          }
+        }
+      }
     })
   })
 

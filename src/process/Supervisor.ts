@@ -31,6 +31,10 @@ export interface Supervisor {
   /** Tells the reaper about a process group to kill if the manager dies. */
   readonly watch: (pgid: number) => void
   readonly unwatch: (pgid: number) => void
+  /** Arms the reaper's fence: unless renewed within `ms`, it stops (SIGSTOP) every group. */
+  readonly fence: (ms: number) => void
+  /** Called each time the reaper's fence stopped the groups. */
+  readonly onFreeze: (listener: () => void) => void
 }
 
 const reaperPath = Path.join(import.meta.dirname, "reaper.js")
@@ -89,9 +93,10 @@ const startReaper = (stateDir: string, token: string) =>
       const match = /^ready (\d+)\n/.exec(output)
       if (match === null) return
       child.off("exit", onExit)
-      child.stdout!.destroy()
+      child.stdout!.removeAllListeners("data")
       child.unref()
       ;(child.stdin as unknown as { unref(): void }).unref()
+      ;(child.stdout as unknown as { unref(): void }).unref()
       resume(Effect.succeed({ child, swept: Number(match[1]) }))
     })
   })
@@ -116,10 +121,23 @@ export const acquire = (stateDir: string): Effect.Effect<Supervisor, StateDirErr
     const write = (line: string) => {
       if (child.stdin?.writable) child.stdin.write(line)
     }
+    const freezeListeners: Array<() => void> = []
+    let lines = ""
+    child.stdout!.on("data", (chunk: string) => {
+      lines += chunk
+      let end = lines.indexOf("\n")
+      while (end >= 0) {
+        if (lines.slice(0, end) === "frozen") for (const listener of freezeListeners) listener()
+        lines = lines.slice(end + 1)
+        end = lines.indexOf("\n")
+      }
+    })
     return {
       token,
       swept,
       watch: (pgid) => write(`+${pgid}\n`),
-      unwatch: (pgid) => write(`-${pgid}\n`)
+      unwatch: (pgid) => write(`-${pgid}\n`),
+      fence: (ms) => write(`f${Math.max(0, Math.floor(ms))}\n`),
+      onFreeze: (listener) => freezeListeners.push(listener)
     }
   })

@@ -9,6 +9,12 @@
 // 2. It then reads "+<pgid>" / "-<pgid>" lines on stdin: the process groups the manager owns.
 // 3. When stdin ends (the manager exited or died; the kernel closes the pipe either way) it
 //    SIGKILLs every group it was told about and sweeps for the token again, then exits.
+// 4. The fence: "f<ms>" lines arm (and re-arm) a deadline <ms> from now. When it passes without
+//    a new "f", the manager could not prove in time that it still holds its shards (it is frozen,
+//    cut off from the store, or the store is gone), so another runner may soon start the same
+//    programs: every group is stopped (SIGSTOP), groups added later too, and "frozen" is printed.
+//    Stopped programs run no code; the manager continues (SIGCONT) those whose shards it still
+//    holds once it can prove it again, and stops the others for good.
 //
 // It runs in its own session, so a Ctrl-C in the manager's terminal does not reach it.
 import * as fs from "node:fs"
@@ -67,6 +73,21 @@ const sweep = async () => {
   return count
 }
 
+let fence
+let frozen = false
+const stop = (pgid) => {
+  try {
+    process.kill(-pgid, "SIGSTOP")
+  } catch {
+    // gone already
+  }
+}
+const freeze = () => {
+  frozen = true
+  for (const pgid of groups) stop(pgid)
+  process.stdout.write("frozen\n")
+}
+
 const finish = async () => {
   for (const pgid of groups) signal(-pgid)
   await sweep()
@@ -83,10 +104,20 @@ process.stdin.on("data", (chunk) => {
   const lines = (carry + chunk).split("\n")
   carry = lines.pop()
   for (const line of lines) {
+    if (line[0] === "f") {
+      const ms = Number(line.slice(1))
+      if (!Number.isFinite(ms)) continue
+      clearTimeout(fence)
+      frozen = false
+      fence = setTimeout(freeze, Math.max(0, ms))
+      continue
+    }
     const pgid = Number(line.slice(1))
     if (!Number.isInteger(pgid) || pgid <= 1) continue
-    if (line[0] === "+") groups.add(pgid)
-    else groups.delete(pgid)
+    if (line[0] === "+") {
+      groups.add(pgid)
+      if (frozen) stop(pgid)
+    } else groups.delete(pgid)
   }
 })
 process.stdin.on("end", () => void finish())

@@ -1,0 +1,101 @@
+/**
+ * Fencing: a runner's processes run only while the runner can prove it holds their shards.
+ *
+ * Another runner may take a shard once its lock expires: `shardLockExpiration` after the
+ * holder's last lock refresh (on Postgres the locks belong to the holder's session, which the
+ * server ends after that long idle). A runner that is frozen (SIGSTOP, a VM stall, a long GC),
+ * cut off from the store, or whose store is gone cannot stop its processes itself, so the
+ * ProcessManager's reaper — another process — does: each successful lock refresh renews its
+ * fence until `sent + expiration − margin`, and when that passes unrenewed it stops (SIGSTOP)
+ * every process of the runner. Stopped processes run no code: no second copy ever runs beside
+ * one started elsewhere.
+ *
+ * When the runner can prove its locks again, it continues the processes whose shards it still
+ * holds, one refresh later (so that the refresh that found lost shards has been applied); the
+ * processes of lost shards stay stopped until their release kills them.
+ *
+ * The margin is a quarter of the expiration (1 s of the default 4 s): the fence must fire
+ * before the lock can expire, and the normal renewal must never miss it. Renewals come every
+ * `shardLockRefreshInterval` (at most a third of the expiration) and a refresh slower than that
+ * interval already counts as failed, so a healthy runner renews at most two intervals apart:
+ * `expiration − margin ≥ 2 × interval` holds whenever interval ≤ 3/8 of the expiration.
+ *
+ * @since 0.5.0
+ */
+import type * as RunnerStorage from "effect/cluster/RunnerStorage"
+import { Context, Duration, Effect, Layer } from "effect"
+import { ProcessManager } from "../process/ProcessManager.ts"
+
+/**
+ * @since 0.5.0
+ */
+export class Fence extends Context.Service<Fence, {
+  /**
+   * The process `processId` of `owner` (an entity) is continued after a freeze only while
+   * `held()` (its shard is still this runner's). Replaces what `owner` guarded before.
+   */
+  readonly guard: (owner: string, processId: string, held: () => boolean) => void
+  readonly unguard: (owner: string) => void
+  /** A lock refresh sent at `sentAt` (performance.now()) succeeded. */
+  readonly refreshed: (sentAt: number) => void
+}>()("shardhub/Fence") {}
+
+/**
+ * The fence of a runner whose shard locks expire after `expiration`.
+ *
+ * @since 0.5.0
+ */
+export const layer = (expiration: Duration.Duration) =>
+  Layer.effect(
+    Fence,
+    Effect.gen(function*() {
+      const { fencing } = yield* ProcessManager
+      const expirationMs = Duration.toMillis(expiration)
+      const budgetMs = expirationMs - expirationMs / 4
+      const guarded = new Map<string, { readonly processId: string; readonly held: () => boolean }>()
+      // A freeze happened; the next refresh after the one that follows it continues the held.
+      let frozen = false
+      let thawAtNextRefresh = false
+      const services = yield* Effect.context<never>()
+      fencing.onFreeze(() => {
+        frozen = true
+        thawAtNextRefresh = false
+        Effect.runForkWith(services)(Effect.logWarning(
+          "fence: the shard locks were not proven in time (a stall, or the store out of reach); " +
+            "every process is stopped until they are proven again"
+        ))
+      })
+      return Fence.of({
+        guard: (owner, processId, held) => guarded.set(owner, { processId, held }),
+        unguard: (owner) => guarded.delete(owner),
+        refreshed: (sentAt) => {
+          fencing.renew(sentAt + budgetMs - performance.now())
+          if (thawAtNextRefresh) {
+            thawAtNextRefresh = false
+            for (const { held, processId } of guarded.values()) if (held()) fencing.thaw(processId)
+          }
+          if (frozen) {
+            frozen = false
+            thawAtNextRefresh = true
+          }
+        }
+      })
+    })
+  )
+
+/**
+ * `storage` whose successful lock refreshes renew `fence`.
+ *
+ * @since 0.5.0
+ */
+export const renewing = (
+  storage: RunnerStorage.RunnerStorage["Service"],
+  fence: Fence["Service"]
+): RunnerStorage.RunnerStorage["Service"] => ({
+  ...storage,
+  refresh: (address, shardIds) =>
+    Effect.suspend(() => {
+      const sentAt = performance.now()
+      return Effect.tap(storage.refresh(address, shardIds), () => Effect.sync(() => fence.refreshed(sentAt)))
+    })
+})

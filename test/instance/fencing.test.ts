@@ -1,0 +1,89 @@
+/**
+ * Fencing, tried as the chaos harness found the bug: a runner frozen (SIGSTOP) for longer than
+ * its lock expiration. Another runner takes its shards and starts its instances; the frozen
+ * runner's processes must not run meanwhile (its reaper stops them before the locks can
+ * expire), and once it thaws, the copies of lost shards end without running again. Checked by
+ * the instance's own heartbeats: the two copies' heartbeat ranges never overlap.
+ */
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { useCluster } from "../support/cluster.ts"
+import { eventually } from "../support/processes.ts"
+
+/** The state letter of /proc/<pid>/stat (R, S, T, Z…), or undefined once the pid is gone. */
+const stateOf = (pid: number) => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+  } catch {
+    return undefined
+  }
+}
+
+describe("fencing", () => {
+  const cluster = useCluster("fencing", { runners: 2 })
+
+  it("a runner frozen past its lock expiration runs no copy of an instance another runner took over", async () => {
+    cluster.printOnFailure()
+    const beats = Path.join(cluster.home, "beats")
+    const script = `while :; do echo "$$ $(date +%s%3N)" >> '${beats}'; sleep 0.05; done`
+    const started = await cluster.run(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: { _tag: "Command", command: "sh", args: ["-c", script], cwd: "/" } })))
+    const owner = cluster.runners.find((runner) => runner.address === started.runner)!
+    expect(owner).toBeDefined()
+    const oldPid = started.pid!
+
+    owner.child.kill("SIGSTOP")
+    try {
+      // The other runner runs it now.
+      const moved = await eventually(async () => {
+        const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(started.id)))
+        return info.status === "running" && info.runner !== owner.address && info.pid !== oldPid ? info : undefined
+      }, { what: "the instance running on the other runner", timeoutMs: 60_000 })
+      // The frozen runner's copy is stopped (T), not running beside it.
+      expect(stateOf(oldPid)).toBe("T")
+      expect(stateOf(moved.pid!)).not.toBe("T")
+    } finally {
+      owner.child.kill("SIGCONT")
+    }
+    // Thawed, the old runner learns it lost the shard and ends its copy without continuing it.
+    await eventually(async () => stateOf(oldPid) === undefined || undefined, { what: "the old copy to end", timeoutMs: 60_000 })
+
+    const lines = Fs.readFileSync(beats, "utf8").trim().split("\n").map((line) => line.split(" ").map(Number) as [number, number])
+    const times = (pid: number) => lines.filter(([p]) => p === pid).map(([, t]) => t)
+    const newPids = [...new Set(lines.map(([p]) => p))].filter((pid) => pid !== oldPid)
+    expect(newPids.length).toBeGreaterThan(0)
+    const oldLast = Math.max(...times(oldPid))
+    const newFirst = Math.min(...newPids.flatMap(times))
+    expect(oldLast).toBeLessThan(newFirst)
+  }, 120_000)
+})
+
+describe("fencing, when the locks outlive the freeze", () => {
+  // A long expiration: the fence stops the processes 9 s after the last refresh, the session
+  // (and the locks) last 12 s. A 10 s freeze falls in between.
+  const cluster = useCluster("fencing-thaw", {
+    runners: 1,
+    env: { SHARDHUB_SHARD_LOCK_EXPIRATION: "12 seconds", SHARDHUB_SHARD_LOCK_REFRESH: "1 second" }
+  })
+
+  it("stops the processes during the freeze, and continues them once the runner proves its locks again", async () => {
+    cluster.printOnFailure()
+    const started = await cluster.run(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: { _tag: "Command", command: "sleep", args: ["600"], cwd: "/" } })))
+    const runner = cluster.runners[0]!
+    runner.child.kill("SIGSTOP")
+    try {
+      await eventually(async () => stateOf(started.pid!) === "T" || undefined, { what: "the fence to stop the process", timeoutMs: 20_000 })
+    } finally {
+      runner.child.kill("SIGCONT")
+    }
+    await eventually(async () => stateOf(started.pid!) === "S" || undefined, { what: "the process to continue", timeoutMs: 20_000 })
+    const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(started.id)))
+    expect(info).toMatchObject({ status: "running", pid: started.pid, restarts: 0 })
+    await runner.waitFor(/fence: the shard locks were not proven in time/, 5000)
+  }, 120_000)
+})
