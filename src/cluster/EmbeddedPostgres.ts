@@ -14,6 +14,9 @@
  *   can never own one data directory (the loser exits and its process joins the winner).
  * - A process that acquired the store stops it when it leaves and no other client is connected
  *   (smart shutdown: a late client keeps it alive until it disconnects).
+ * - The store heals itself: every process that acquired it checks each second that its
+ *   postmaster is alive, and when it is gone (killed, crashed, stopped by hand) starts it again
+ *   through the same protocol, on the same port, so every open pool reconnects to it.
  *
  * **Root**: Postgres refuses to run as root. As root, shardhub runs it as the system user
  * `shardhub` (created on first use) through `setpriv`, with the one capability
@@ -479,7 +482,10 @@ const launch = Effect.fnUntraced(function*(
  *
  * @since 0.1.0
  */
-export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
+export const ensureRunning = Effect.fnUntraced(function*(options: Options & {
+  /** The port to start on (a restart keeps its clients' port); default any free port. */
+  readonly port?: number | undefined
+}) {
   const paths = pathsOf(options.home)
   const durable = options.durable ?? true
   const id = yield* identity
@@ -504,8 +510,11 @@ export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
       yield* Effect.sleep(50)
       continue
     }
-    const outcome = yield* launch(paths, id, binaries, yield* freePort, durable)
+    const outcome = yield* launch(paths, id, binaries, options.port ?? (yield* freePort), durable)
     if (outcome._tag === "Started") return server(outcome.pid, outcome.port)
+    if (outcome._tag === "PortTaken" && options.port !== undefined) {
+      return yield* fail(`port ${options.port} of the embedded store is taken by another program`, { log: yield* tail(paths.log) })
+    }
   }
   return yield* fail(`the embedded store in ${paths.root} did not settle within 60 s`, { log: yield* tail(paths.log) })
 })
@@ -552,13 +561,41 @@ export const stop = (server: Server, timeout: Duration.Input = "10 seconds"): Ef
 }
 
 /**
- * The embedded server as a scoped resource: started (or found) on acquire; on release stopped if
- * `countClients` reports no other client (the caller closes its own connections first).
+ * Watches the server in `current` and starts it again (on its port) whenever its postmaster is
+ * gone; `current` then holds the new one.
+ */
+const heal = (options: Options, current: { server: Server }, every: Duration.Input) =>
+  Effect.gen(function*() {
+    while (true) {
+      yield* Effect.sleep(every)
+      const gone = current.server
+      if (isAlive(gone.pid)) continue
+      yield* Effect.logWarning(`the embedded store (pid ${gone.pid}) is gone; starting it again on port ${gone.port}`)
+      const next = yield* ensureRunning({ ...options, port: gone.port }).pipe(
+        Effect.tapError((error) => Effect.logError(`could not start the embedded store again: ${error.message}`)),
+        Effect.option
+      )
+      if (next._tag === "Some") current.server = next.value
+    }
+  })
+
+/**
+ * The embedded server as a scoped resource: started (or found) on acquire, started again
+ * whenever it dies while the scope is open; on release stopped if `countClients` reports no
+ * other client (the caller closes its own connections first).
  *
  * @since 0.1.0
  */
 export const acquire = (
   options: Options,
-  countClients: (server: Server) => Effect.Effect<number, unknown>
+  countClients: (server: Server) => Effect.Effect<number, unknown>,
+  healEvery: Duration.Input = "1 second"
 ): Effect.Effect<Server, EmbeddedPostgresError, Scope.Scope> =>
-  Effect.acquireRelease(ensureRunning(options), (server) => stopIfUnused(server, countClients(server)))
+  Effect.gen(function*() {
+    const current = yield* Effect.acquireRelease(
+      Effect.map(ensureRunning(options), (server) => ({ server })),
+      (current) => stopIfUnused(current.server, countClients(current.server))
+    )
+    yield* Effect.forkScoped(heal(options, current, healEvery))
+    return current.server
+  })

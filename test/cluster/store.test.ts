@@ -86,6 +86,35 @@ describe("the embedded store", () => {
     expect(isAlive(pid)).toBe(false)
   })
 
+  it("starts again on its port when its postmaster is killed, and its users' queries work again", async () => {
+    const home = await tempHome()
+    const [a, b] = await Promise.all([open("heal-a", home), open("heal-b", home)])
+    expect(await sql(a!.process, "CREATE TABLE survived (v text)")).toEqual({ rows: [] })
+    expect(await sql(a!.process, "INSERT INTO survived VALUES ('yes')")).toEqual({ rows: [] })
+    // The test store is not durable (no synchronous commit): make the rows reach the disk first.
+    expect(await sql(a!.process, "CHECKPOINT")).toEqual({ rows: [] })
+    const { pid, port } = a!.described
+    process.kill(pid, "SIGKILL")
+    // A participant starts it again, on the same port: both pools reconnect.
+    const postmaster = Path.join(home, "postgres", "data", "postmaster.pid")
+    const restarted = await eventually(async () => {
+      const lines = (await Fs.readFile(postmaster, "utf8")).split("\n")
+      const next = Number(lines[0])
+      return next !== pid && isAlive(next) && lines[7]?.trim() === "ready" ? { pid: next, port: Number(lines[3]) } : undefined
+    }, { what: "a new postmaster", timeoutMs: 30_000 })
+    expect(restarted.port).toBe(port)
+    for (const participant of [a!, b!]) {
+      const answer = await eventually(async () => {
+        const result = await sql(participant.process, "SELECT v FROM survived")
+        return result.rows === undefined ? undefined : result
+      }, { what: "a query after the restart", timeoutMs: 30_000 })
+      expect(answer).toEqual({ rows: [{ v: "yes" }] })
+    }
+    await close(a!.process)
+    await close(b!.process)
+    expect(isAlive(restarted.pid)).toBe(false)
+  })
+
   it("keeps its data across restarts", async () => {
     const home = await tempHome()
     const first = await open("first", home)
