@@ -1,0 +1,299 @@
+/**
+ * `npm run chaos [-- --cycles N --seed S --instances K --json]`: faults against a real cluster,
+ * checked from outside.
+ *
+ * Three runner processes on the embedded store (default timings), K instances (default 24) with
+ * `restart: always` that append a heartbeat (`<pid> <ms>`) to their own audit file every 50 ms,
+ * then N seeded cycles, each one fault:
+ *
+ * - `kill`: SIGKILL a runner, then start it again;
+ * - `freeze`: SIGSTOP a runner for the lock expiration plus 3 s, then SIGCONT;
+ * - `term`: SIGTERM a runner (it must exit within 30 s), then start it again;
+ * - `store`: SIGKILL the embedded Postgres postmaster.
+ *
+ * During each fault a client starts one more instance. After each cycle, from outside:
+ * - recovery: every instance has exactly one live, running (not stopped) process beating again;
+ * - no two processes of one instance ever beat at overlapping times (audit files);
+ * - the start made during the fault: acknowledged ⇒ running; failed ⇒ never ran.
+ *
+ * Not covered yet: a network partition (runners in network namespaces); see the README.
+ */
+import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { HostClient } from "../src/client/HostClient.ts"
+import * as Client from "../src/client/Client.ts"
+import { InstanceClient } from "../src/client/InstanceClient.ts"
+import { freePorts, type Spawned, spawnNode } from "../test/support/processes.ts"
+import { percentile, runMain } from "./support.ts"
+
+const flag = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(`--${name}`)
+  return at < 0 ? fallback : Number(process.argv[at + 1])
+}
+const json = process.argv.includes("--json")
+const cycles = flag("cycles", 10)
+const seed = flag("seed", 1)
+const instanceCount = flag("instances", 24)
+const log = (line: string) => {
+  if (!json) console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
+}
+
+/** mulberry32: the same seed, the same faults. */
+const random = (() => {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6D2B79F5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+})()
+const pick = <A>(items: ReadonlyArray<A>) => items[Math.floor(random() * items.length)]!
+
+const expirationMs = 4000
+const faults = ["kill", "freeze", "term", "store"] as const
+type Fault = typeof faults[number]
+
+const beat = "const fs = require('fs'); const f = process.argv[1]; " +
+  "setInterval(() => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'), 50)"
+
+/** The state letter of /proc/<pid>/stat, or undefined once the pid is gone. */
+const stateOf = (pid: number) => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+  } catch {
+    return undefined
+  }
+}
+
+/** Each pid of an audit file with its first and last beat. */
+const beatsOf = (file: string) => {
+  const ranges = new Map<number, { first: number; last: number }>()
+  let text = ""
+  try {
+    text = Fs.readFileSync(file, "utf8")
+  } catch {
+    return ranges
+  }
+  for (const line of text.split("\n")) {
+    const [pid, time] = line.split(" ").map(Number)
+    if (!Number.isFinite(pid) || !Number.isFinite(time)) continue
+    const range = ranges.get(pid!)
+    if (range === undefined) ranges.set(pid!, { first: time!, last: time! })
+    else range.last = Math.max(range.last, time!)
+  }
+  return ranges
+}
+
+/** The longest time without any beat of an audit file in `[from, to]` (how long it was down). */
+const downtimeOf = (file: string, from: number, to: number) => {
+  let text = ""
+  try {
+    text = Fs.readFileSync(file, "utf8")
+  } catch {
+    return to - from
+  }
+  const times = text.split("\n").map((line) => Number(line.split(" ")[1])).filter((t) => t >= from && t <= to).sort((a, b) => a - b)
+  let worst = 0
+  let previous = from
+  for (const time of times) {
+    worst = Math.max(worst, time - previous)
+    previous = time
+  }
+  return Math.max(worst, to - previous)
+}
+
+/** The longest time two processes of one audit file beat at once (0: never). */
+const overlapOf = (file: string) => {
+  const ranges = [...beatsOf(file).values()].sort((a, b) => a.first - b.first)
+  let worst = 0
+  let end = -Infinity
+  for (const range of ranges) {
+    if (range.first < end) worst = Math.max(worst, Math.min(end, range.last) - range.first)
+    end = Math.max(end, range.last)
+  }
+  return worst
+}
+
+/** Processes of an audit file that are alive and running (not stopped, not zombies). */
+const runningOf = (file: string) =>
+  [...beatsOf(file).keys()].filter((pid) => {
+    const state = stateOf(pid)
+    return state !== undefined && state !== "T" && state !== "Z" && state !== "X"
+  })
+
+const main = async () => {
+  const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-chaos-"))
+  const audit = Path.join(home, "audit")
+  Fs.mkdirSync(audit)
+  const env = { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_GATEWAY_ACCESS_LOG: "false" }
+  const first = await freePorts(3)
+  const runners: Array<Spawned | undefined> = [undefined, undefined, undefined]
+  const startRunner = async (i: number) => {
+    const runner = spawnNode(`runner-${i}`, "src/main.ts", {
+      env: {
+        ...env,
+        SHARDHUB_RUNNER_HOST: "127.0.0.1",
+        SHARDHUB_RUNNER_PORT: String(first + i),
+        SHARDHUB_RUNNER_STATE_DIR: Path.join(home, `runner-${i}`)
+      }
+    })
+    await runner.waitFor(/^ready/m, 120_000)
+    runners[i] = runner
+  }
+  log(`starting 3 runners in ${home}`)
+  await startRunner(0)
+  await Promise.all([startRunner(1), startRunner(2)])
+  const runtime = ManagedRuntime.make(
+    Client.layerFromEnv({ applicationName: "shardhub-chaos" }).pipe(
+      Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...process.env as Record<string, string>, ...env } })))
+    )
+  )
+  const program = (file: string) => ({ _tag: "Command" as const, command: process.execPath, args: ["-e", beat, file], cwd: "/" })
+  const start = (id: string, timeoutMs = 30_000) =>
+    runtime.runPromise(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: program(Path.join(audit, id)), restart: { mode: "always", backoffMs: 100 } }, { id, timeoutMs })))
+
+  const ids = Array.from({ length: instanceCount }, (_, i) => `chaos-${i}`)
+  log(`starting ${instanceCount} instances`)
+  for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => start(id)))
+
+  const results: Array<{
+    fault: Fault
+    recoveryMs: number | undefined
+    overlapMs: number
+    duplicates: number
+    lostAck: number
+    failedRan: number
+    slowTerm: number
+  }> = []
+
+  /** Waits until every instance has exactly one running process, beating now. */
+  const recovered = async (timeoutMs = 90_000) => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const now = Date.now()
+      const ok = ids.every((id) => {
+        const file = Path.join(audit, id)
+        const running = runningOf(file)
+        return running.length === 1 && (beatsOf(file).get(running[0]!)?.last ?? 0) > now - 500
+      })
+      if (ok) return true
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    return false
+  }
+
+  for (let cycle = 1; cycle <= cycles; cycle++) {
+    const fault = pick(faults)
+    const target = Math.floor(random() * 3)
+    const probe = `probe-${cycle}`
+    const t0 = Date.now()
+    let slowTerm = 0
+    log(`cycle ${cycle}: ${fault}${fault === "store" ? "" : ` runner-${target}`}`)
+    // A start during the fault: acknowledged or not, it must tell the truth.
+    const acked = start(probe, 30_000).then(() => true, () => false)
+    switch (fault) {
+      case "kill":
+        await runners[target]!.kill("SIGKILL")
+        await startRunner(target)
+        break
+      case "freeze":
+        runners[target]!.child.kill("SIGSTOP")
+        await new Promise((resolve) => setTimeout(resolve, expirationMs + 3000))
+        runners[target]!.child.kill("SIGCONT")
+        break
+      case "term": {
+        const exited = await Promise.race([
+          runners[target]!.kill("SIGTERM").then(() => true),
+          new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000))
+        ])
+        if (!exited) {
+          slowTerm = 1
+          await runners[target]!.kill("SIGKILL")
+        }
+        await startRunner(target)
+        break
+      }
+      case "store": {
+        const pid = Number(Fs.readFileSync(Path.join(home, "postgres", "data", "postmaster.pid"), "utf8").split("\n")[0])
+        process.kill(pid, "SIGKILL")
+        break
+      }
+    }
+    // Let the cluster react (a lost store or lease shows only after the lock expiration).
+    await new Promise((resolve) => setTimeout(resolve, expirationMs + 2000))
+    const back = await recovered()
+    const ack = await acked
+    const probeFile = Path.join(audit, probe)
+    // Acknowledged: it runs (give it the recovery time); failed: it must never have run.
+    let lostAck = 0
+    let failedRan = 0
+    if (ack) {
+      const deadline = Date.now() + 30_000
+      while (runningOf(probeFile).length !== 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
+      if (runningOf(probeFile).length !== 1) lostAck = 1
+    } else if (beatsOf(probeFile).size > 0) {
+      failedRan = 1
+    }
+    await runtime.runPromise(Effect.flatMap(InstanceClient, (instances) =>
+      instances.kill(probe, { removeImmediately: true }).pipe(Effect.ignore)))
+    const overlapMs = Math.max(...ids.map((id) => overlapOf(Path.join(audit, id))), overlapOf(probeFile))
+    const duplicates = ids.filter((id) => runningOf(Path.join(audit, id)).length > 1).length
+    // Recovery: the longest any instance went without a beat since the fault began.
+    const now = Date.now()
+    const downtime = Math.max(...ids.map((id) => downtimeOf(Path.join(audit, id), t0, now)))
+    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, slowTerm }
+    results.push(result)
+    log(`  recovered in ${result.recoveryMs ?? "—"} ms; overlap ${overlapMs} ms; duplicates ${duplicates}; ` +
+      `probe ${ack ? "acknowledged" : "failed"}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}`)
+  }
+
+  // Every runner must answer SIGTERM.
+  await runtime.dispose()
+  const stopped = await Promise.all(runners.map((runner) =>
+    Promise.race([runner!.kill("SIGTERM").then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000))])))
+  for (const runner of runners) await runner!.kill("SIGKILL")
+  const slowShutdown = stopped.filter((ok) => !ok).length
+  Fs.rmSync(home, { recursive: true, force: true })
+
+  const summary = faults.map((fault) => {
+    const of = results.filter((r) => r.fault === fault)
+    const times = of.map((r) => r.recoveryMs).filter((ms): ms is number => ms !== undefined).sort((a, b) => a - b)
+    return {
+      fault,
+      cycles: of.length,
+      recovery_p50_ms: percentile(times, 50),
+      recovery_max_ms: times.at(-1) ?? NaN,
+      not_recovered: of.filter((r) => r.recoveryMs === undefined).length,
+      overlap_max_ms: Math.max(0, ...of.map((r) => r.overlapMs)),
+      duplicates: of.reduce((n, r) => n + r.duplicates, 0),
+      lost_acknowledged_starts: of.reduce((n, r) => n + r.lostAck, 0),
+      failed_starts_that_ran: of.reduce((n, r) => n + r.failedRan, 0),
+      slow_sigterm: of.reduce((n, r) => n + r.slowTerm, 0)
+    }
+  })
+  const violations = summary.reduce((n, s) =>
+    n + s.not_recovered + (s.overlap_max_ms > 0 ? 1 : 0) + s.duplicates + s.lost_acknowledged_starts + s.failed_starts_that_ran + s.slow_sigterm, 0) +
+    slowShutdown
+  if (json) {
+    console.log(JSON.stringify({ seed, cycles, instances: instanceCount, summary, slow_shutdown: slowShutdown, violations }))
+  } else {
+    console.log(`\nchaos: ${cycles} cycles, seed ${seed}, ${instanceCount} instances, 3 runners (${Os.cpus().length} cores)\n`)
+    console.log("| fault | cycles | recovery p50 | recovery max | not recovered | overlap max | duplicates | lost acked starts | failed starts that ran | slow SIGTERM |")
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (const s of summary) {
+      console.log(`| ${s.fault} | ${s.cycles} | ${Number.isNaN(s.recovery_p50_ms) ? "—" : `${(s.recovery_p50_ms / 1000).toFixed(1)} s`} | ` +
+        `${Number.isNaN(s.recovery_max_ms) ? "—" : `${(s.recovery_max_ms / 1000).toFixed(1)} s`} | ${s.not_recovered} | ${s.overlap_max_ms} ms | ` +
+        `${s.duplicates} | ${s.lost_acknowledged_starts} | ${s.failed_starts_that_ran} | ${s.slow_sigterm} |`)
+    }
+    console.log(`\nrunners that did not stop on SIGTERM within 30 s at the end: ${slowShutdown}; violations: ${violations}`)
+  }
+  if (violations > 0) throw new Error(`chaos: ${violations} violations`)
+}
+
+runMain(main)
