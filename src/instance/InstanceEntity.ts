@@ -28,6 +28,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { type ChannelEvent, isControl } from "../process/ManagedProcess.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
+import type { KillError } from "../process/ProcessErrors.ts"
 import type { Status, Terminal } from "../process/ProcessStatus.ts"
 import { isTerminal } from "../process/ProcessStatus.ts"
 import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
@@ -106,26 +107,8 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
     } satisfies ProcessSpec
   })
 
-/** A record with a report applied (`null` clears a field), as the registry stores it. */
-const applyReport = (info: InstanceInfo, report: Report): InstanceInfo => {
-  const next: Record<string, unknown> = { ...info }
-  const set = (key: string, value: unknown) => {
-    if (value === undefined) return
-    if (value === null) delete next[key]
-    else next[key] = value
-  }
-  set("desired", report.desired)
-  set("status", report.status)
-  set("pid", report.pid)
-  set("restarts", report.restarts)
-  set("startedAt", report.startedAt)
-  set("endedAt", report.endedAt)
-  set("exitCode", report.exitCode)
-  set("signal", report.signal)
-  set("reason", report.reason)
-  set("crashLog", report.crashLog)
-  return next as InstanceInfo
-}
+/** Reports wait out a store blip: again after 100 ms, doubling up to every 5 s. */
+const reportRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])
 
 /** What a terminal process status means for the record. */
 const endReport = (terminal: Terminal, stopRequested: boolean): Report => {
@@ -274,21 +257,31 @@ export const layer = (options: Options = {}) =>
       let current: Run | undefined
       let releasing = false
 
-      /** Writes a report with the run's epoch; a fenced-out run kills its process. */
-      const report = (run: Run, update: Report) =>
-        registry.report(id, run.epoch, update).pipe(
-          Effect.flatMap((landed) => {
-            if (landed) {
-              if (info !== undefined) info = applyReport(info, update)
-              return Effect.void
+      /**
+       * Writes a report with `epoch`, again until the store takes it (reports are epoch-fenced
+       * and idempotent), and keeps the stored record; `false` when another runner took the
+       * instance over since.
+       */
+      const store = (epoch: number, update: Report) =>
+        registry.report(id, epoch, update).pipe(
+          Effect.tapError((error) => Effect.logWarning(`instance ${id}: report not stored yet, retrying: ${error.message}`)),
+          Effect.retry({ schedule: reportRetry }),
+          Effect.map(Option.match({
+            onNone: () => false,
+            onSome: (stored) => {
+              info = stored
+              return true
             }
-            return Effect.logWarning(`instance ${id}: another runner took it over; killing this copy`).pipe(
-              Effect.andThen(run.handle.kill),
-              Effect.ignore
-            )
-          }),
-          Effect.catchTag("RegistryError", (error) => Effect.logError(`instance ${id}: ${error.message}`))
+          }))
         )
+
+      /** Writes a report of the run; a fenced-out run kills its process. */
+      const report = (run: Run, update: Report) =>
+        Effect.flatMap(store(run.epoch, update), (landed) =>
+          landed ? Effect.void : Effect.logWarning(`instance ${id}: another runner took it over; killing this copy`).pipe(
+            Effect.andThen(run.handle.kill),
+            Effect.ignore
+          ))
 
       /** Reports every status change of the run's process until it ended. */
       const watch = (run: Run) =>
@@ -406,11 +399,8 @@ export const layer = (options: Options = {}) =>
         })
 
       /** Records that the process of `record` could not be started. */
-      const startFailed = (record: InstanceInfo, reason: string) => {
-        const failed: Report = { desired: "stopped", status: "crashed", reason, endedAt: Date.now() }
-        info = applyReport(record, failed)
-        return registry.report(id, record.epoch, failed).pipe(Effect.ignore)
-      }
+      const startFailed = (record: InstanceInfo, reason: string) =>
+        Effect.asVoid(store(record.epoch, { desired: "stopped", status: "crashed", reason, endedAt: Date.now() }))
 
       const spawnRun = (record: InstanceInfo, restartsBefore: number) =>
         Effect.gen(function*() {
@@ -508,21 +498,21 @@ export const layer = (options: Options = {}) =>
           : Effect.succeed(current))
 
       /** Ends the current process with `end` (terminate or kill) and answers with the final record. */
-      const finish = (end: (run: Run) => Effect.Effect<Terminal, unknown>) =>
+      const finish = (end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
         Effect.gen(function*() {
           const record = yield* known
           const run = current
           if (run === undefined || isEnded(record.status)) {
-            if (record.desired === "running") {
-              yield* registry.setDesired(id, "stopped")
-              info = applyReport(record, { desired: "stopped" })
-            }
-            return info!
+            if (record.desired === "running") info = yield* registry.setDesired(id, "stopped")
+            return info ?? record
           }
           run.stopRequested = true
           yield* report(run, { desired: "stopped" })
+          // A signal refused (EPERM) is not a process that outlived SIGKILL: say which it was.
           yield* end(run).pipe(
-            Effect.mapError(() => new StopTimeout({ id, message: `the process of instance ${id} did not end even after SIGKILL` }))
+            Effect.mapError((error) =>
+              new StopTimeout({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
+            )
           )
           return yield* Deferred.await(run.settled)
         })

@@ -14,7 +14,7 @@
  *
  * @since 0.3.0
  */
-import { Context, Duration, Effect, Layer, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { InstanceAlreadyExists, InstanceNotFound, RegistryError } from "./InstanceErrors.ts"
@@ -64,8 +64,11 @@ export class Registry extends Context.Service<Registry, {
    * instance goes back to `starting` (no pid) until the new owner reports its process.
    */
   readonly claim: (id: string, runner: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
-  /** Applies a report; `false` when another runner claimed the instance since `epoch`. */
-  readonly report: (id: string, epoch: number, report: Report) => Effect.Effect<boolean, RegistryError>
+  /**
+   * Applies a report and answers the record as stored; `None` when another runner claimed the
+   * instance since `epoch`. Idempotent: safe to repeat.
+   */
+  readonly report: (id: string, epoch: number, report: Report) => Effect.Effect<Option.Option<InstanceInfo>, RegistryError>
   readonly setDesired: (id: string, desired: Desired) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
   /** Forgets an instance. */
   readonly remove: (id: string) => Effect.Effect<void, RegistryError>
@@ -181,14 +184,14 @@ export const make = Effect.gen(function*() {
       if (report.reason !== undefined) set["reason"] = report.reason
       if (report.crashLog !== undefined) set["crash_log"] = JSON.stringify(report.crashLog)
       if (Object.keys(set).length === 0) {
-        return sql`SELECT 1 FROM shardhub_instances WHERE id = ${id} AND epoch = ${epoch}`.pipe(
+        return sql<Row>`SELECT * FROM shardhub_instances WHERE id = ${id} AND epoch = ${epoch}`.pipe(
           Effect.mapError(storeError),
-          Effect.map((rows) => rows.length > 0)
+          Effect.map((rows) => rows.length === 0 ? Option.none() : Option.some(toInfo(rows[0]!)))
         )
       }
-      return sql`UPDATE shardhub_instances SET ${sql.update(set)} WHERE id = ${id} AND epoch = ${epoch} RETURNING id`.pipe(
+      return sql<Row>`UPDATE shardhub_instances SET ${sql.update(set)} WHERE id = ${id} AND epoch = ${epoch} RETURNING *`.pipe(
         Effect.mapError(storeError),
-        Effect.map((rows) => rows.length > 0)
+        Effect.map((rows) => rows.length === 0 ? Option.none() : Option.some(toInfo(rows[0]!)))
       )
     },
     setDesired: (id, desired) =>

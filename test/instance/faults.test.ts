@@ -11,9 +11,42 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { useCluster } from "../support/cluster.ts"
 import { eventually } from "../support/processes.ts"
+import { query } from "../support/sql.ts"
 
 describe("instance fault paths", () => {
   const cluster = useCluster("faults", { runners: 1 })
+
+  it("an end reported while the store refuses writes is stored once it takes them again (reports are retried)", async () => {
+    cluster.printOnFailure()
+    const id = `blip-${Date.now()}`
+    // The store refuses the first three writes of this instance's end (a blip), then takes them.
+    for (
+      const statement of [
+        "CREATE SEQUENCE blips",
+        `CREATE FUNCTION blip() RETURNS trigger AS $$
+        BEGIN
+          IF NEW.id = '${id}' AND NEW.status = 'stopped' AND nextval('blips') <= 3 THEN
+            RAISE EXCEPTION 'the store blinked';
+          END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql`,
+        "CREATE TRIGGER blip BEFORE UPDATE ON shardhub_instances FOR EACH ROW EXECUTE FUNCTION blip()"
+      ]
+    ) await query(cluster.databaseUrl, (sql) => sql.unsafe(statement))
+    try {
+      await cluster.run(Effect.flatMap(HostClient, (host) =>
+        host.start({ program: { _tag: "Command", command: "sh", args: ["-c", "sleep 0.2"], cwd: "/" } }, { id })))
+      const ended = await eventually(async () => {
+        const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(id)))
+        return info.status === "stopped" ? info : undefined
+      }, { what: "the end of the instance in the store" })
+      expect(ended).toMatchObject({ status: "stopped", desired: "stopped", exitCode: 0 })
+      const [{ n }] = await query<{ n: string }>(cluster.databaseUrl, (sql) => sql`SELECT last_value AS n FROM blips`)
+      expect(Number(n)).toBeGreaterThan(3)
+    } finally {
+      await query(cluster.databaseUrl, (sql) => sql.unsafe("DROP TRIGGER blip ON shardhub_instances"))
+    }
+  })
 
   it("a restart that cannot spawn (its directory is gone) does not wedge the instance or its runner", async () => {
     cluster.printOnFailure()
