@@ -14,7 +14,8 @@
  * During each fault a client starts one more instance. After each cycle, from outside:
  * - recovery: every instance has exactly one live, running (not stopped) process beating again;
  * - no two processes of one instance ever beat at overlapping times (audit files);
- * - the start made during the fault: acknowledged ⇒ running; failed ⇒ never ran.
+ * - the start made during the fault: acknowledged ⇒ running; failed ⇒ never ran (a start whose
+ *   outcome is unknown names its id instead of failing).
  *
  * Not covered yet: a network partition (runners in network namespaces); see the README.
  */
@@ -195,8 +196,14 @@ const main = async () => {
     const t0 = Date.now()
     let slowTerm = 0
     log(`cycle ${cycle}: ${fault}${fault === "store" ? "" : ` runner-${target}`}`)
-    // A start during the fault: acknowledged or not, it must tell the truth.
-    const acked = start(probe, 30_000).then(() => true, () => false)
+    // A start during the fault: acknowledged, failed, or unconfirmed with its id named; it must
+    // tell the truth (acknowledged ⇒ runs; failed ⇒ never runs).
+    const outcome = runtime.runPromise(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: program(Path.join(audit, probe)), restart: { mode: "always", backoffMs: 100 } }, { id: probe, timeoutMs: 30_000 })
+    ).pipe(Effect.match({
+      onSuccess: () => "acknowledged" as const,
+      onFailure: (error) => error._tag === "StartTimeout" && error.outcome === "unconfirmed" ? "unconfirmed" as const : "failed" as const
+    })))
     switch (fault) {
       case "kill":
         await runners[target]!.kill("SIGKILL")
@@ -228,16 +235,16 @@ const main = async () => {
     // Let the cluster react (a lost store or lease shows only after the lock expiration).
     await new Promise((resolve) => setTimeout(resolve, expirationMs + 2000))
     const back = await recovered()
-    const ack = await acked
+    const answered = await outcome
     const probeFile = Path.join(audit, probe)
     // Acknowledged: it runs (give it the recovery time); failed: it must never have run.
     let lostAck = 0
     let failedRan = 0
-    if (ack) {
+    if (answered === "acknowledged") {
       const deadline = Date.now() + 30_000
       while (runningOf(probeFile).length !== 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
       if (runningOf(probeFile).length !== 1) lostAck = 1
-    } else if (beatsOf(probeFile).size > 0) {
+    } else if (answered === "failed" && beatsOf(probeFile).size > 0) {
       failedRan = 1
     }
     await runtime.runPromise(Effect.flatMap(InstanceClient, (instances) =>
@@ -250,7 +257,7 @@ const main = async () => {
     const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, slowTerm }
     results.push(result)
     log(`  recovered in ${result.recoveryMs ?? "—"} ms; overlap ${overlapMs} ms; duplicates ${duplicates}; ` +
-      `probe ${ack ? "acknowledged" : "failed"}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}`)
+      `probe ${answered}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}`)
   }
 
   // Every runner must answer SIGTERM.

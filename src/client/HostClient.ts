@@ -14,13 +14,13 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Crypto from "node:crypto"
 import * as RunnerList from "../cluster/RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
-import { InvalidSpec } from "../instance/InstanceErrors.ts"
+import { InvalidSpec, StartTimeout } from "../instance/InstanceErrors.ts"
 import { InstanceId, type InstanceSpec, type InstanceStatus, isEnded } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { invalidName, isTopicName, Topic } from "../topic/Topic.ts"
-import { CallTimeout, type Options, retryMoved } from "./InstanceClient.ts"
+import { type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
 
@@ -43,11 +43,16 @@ export const make = (options: Options = {}) =>
       const ms = start.timeoutMs ?? timeoutMs
       // One start key for every attempt: a repeat finds the instance it started.
       const startKey = Crypto.randomUUID()
+      // No answer in time: call the start off, unless it got registered meanwhile (then it
+      // answers the record if it runs, or names the id). A start never fails and runs anyway.
+      const unanswered = Effect.flatMap(registry.cancelStart(id, spec, startKey), (found) =>
+        found === undefined
+          ? Effect.fail(new StartTimeout({ id, timeoutMs: ms, outcome: "cancelled" }))
+          : found.sameStart && found.info.status === "running"
+          ? Effect.succeed(found.info)
+          : Effect.fail(new StartTimeout({ id, timeoutMs: ms, outcome: "unconfirmed" })))
       return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
-        Effect.timeoutOrElse({
-          duration: Duration.millis(ms),
-          orElse: () => Effect.fail(new CallTimeout({ id, operation: "start", timeoutMs: ms }))
-        })
+        Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered })
       )
     }
     return {

@@ -149,6 +149,7 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
     case "Unsupported":
       return new BadRequest(body)
     case "CallTimeout":
+    case "StartTimeout":
       return new Unavailable(body)
     default:
       return new InternalError(body)

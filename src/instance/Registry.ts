@@ -54,6 +54,16 @@ export class Registry extends Context.Service<Registry, {
     startKey: string,
     runner?: string
   ) => Effect.Effect<{ readonly info: InstanceInfo; readonly created: boolean }, InstanceAlreadyExists | RegistryError>
+  /**
+   * Calls off a start of `id` with `startKey` that got no answer: registers it as stopped, so a
+   * start message still on its way finds it ended and runs nothing. `undefined` when it was
+   * called off; otherwise the record that was there first (and whether that start was this one).
+   */
+  readonly cancelStart: (
+    id: string,
+    spec: InstanceSpec,
+    startKey: string
+  ) => Effect.Effect<{ readonly info: InstanceInfo; readonly sameStart: boolean } | undefined, RegistryError>
   readonly get: (id: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
   /** Every instance, newest first; optionally only those with one of `statuses`. */
   readonly list: (options?: {
@@ -148,6 +158,18 @@ export const make = Effect.gen(function*() {
           return { info: toInfo(existing[0]!), created: false }
         }
         return yield* new InstanceAlreadyExists({ id })
+      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(storeError(error)))),
+    cancelStart: (id, spec, startKey) =>
+      Effect.gen(function*() {
+        const inserted = yield* sql<Row>`
+          INSERT INTO shardhub_instances (id, name, spec, start_key, desired, status, epoch, ended_at, reason)
+          VALUES (${id}, ${spec.name ?? null}, ${JSON.stringify(spec)}::jsonb, ${startKey}, 'stopped', 'stopped', 0,
+            now(), 'the start got no answer in time and was called off')
+          ON CONFLICT (id) DO NOTHING
+          RETURNING id`
+        if (inserted.length > 0) return undefined
+        const existing = yield* sql<Row>`SELECT * FROM shardhub_instances WHERE id = ${id}`
+        return { info: toInfo(existing[0]!), sameStart: existing[0]!.start_key === startKey }
       }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(storeError(error)))),
     get: (id) =>
       // An id that could not have been given is unknown (and never reaches the store).

@@ -48,6 +48,32 @@ describe("instance fault paths", () => {
     }
   })
 
+  it("a start that gets no answer in time tells the truth: it runs, or it was called off and never runs, or its id is named", async () => {
+    cluster.printOnFailure()
+    // Deadlines from 1 ms up: some starts answer, some are called off before the runner saw them.
+    const outcomes = await Promise.all(Array.from({ length: 24 }, (_, i) => {
+      const id = `hurried-${Date.now()}-${i}`
+      return cluster.run(Effect.flatMap(HostClient, (host) =>
+        host.start({ program: { _tag: "Command", command: "sleep", args: ["600"], cwd: "/" } }, { id, timeoutMs: 1 + i * 4 }).pipe(
+          Effect.map((info) => ({ id, outcome: "started" as const, info })),
+          Effect.catchTag("StartTimeout", (error) => Effect.succeed({ id, outcome: error.outcome, info: undefined }))
+        )))
+    }))
+    expect(outcomes.some((o) => o.outcome === "cancelled")).toBe(true)
+    // Give any start message still on its way time to arrive, then look at every record.
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    for (const { id, outcome } of outcomes) {
+      const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(id)))
+      if (outcome === "started") expect({ id, status: info.status }).toEqual({ id, status: "running" })
+      if (outcome === "cancelled") {
+        expect(info).toMatchObject({ status: "stopped", desired: "stopped", reason: expect.stringMatching(/called off/) })
+        expect(info.pid).toBeUndefined()
+      }
+    }
+    await cluster.run(Effect.forEach(outcomes, ({ id }) =>
+      Effect.flatMap(InstanceClient, (instances) => instances.kill(id, { removeImmediately: true }).pipe(Effect.ignore)), { discard: true }))
+  })
+
   it("a restart that cannot spawn (its directory is gone) does not wedge the instance or its runner", async () => {
     cluster.printOnFailure()
     const cwd = Fs.mkdtempSync(Path.join(cluster.home, "cwd-"))
