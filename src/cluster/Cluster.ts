@@ -24,7 +24,7 @@ import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
 import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
-import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
+import { type ClusterConfig, clusterConfig, type RunnerConfig } from "./Config.ts"
 import * as Fence from "./Fence.ts"
 import * as Security from "./Security.ts"
 import * as Store from "./Store.ts"
@@ -114,16 +114,6 @@ export const clientLayer = (config: ClusterConfig, options: {
     Layer.provide(serialization),
     Layer.provideMerge(Security.layer(config.security)),
     Layer.provideMerge(Store.layer(config.store, { applicationName: options.applicationName ?? "shardhub-client" }))
-  )
-
-/**
- * {@link runnerLayer} with its configuration read from the environment.
- *
- * @since 0.1.0
- */
-export const runnerLayerFromEnv = (options?: { readonly applicationName?: string | undefined }) =>
-  Layer.unwrap(
-    Effect.map(Effect.all([clusterConfig, runnerConfig]), ([config, runner]) => runnerLayer(config, runner, options))
   )
 
 /**

@@ -41,12 +41,6 @@ export class MethodNotAllowed extends Schema.Error<MethodNotAllowed>("shardhub/h
 }) {}
 
 /** @since 0.4.0 */
-export class NotAcceptable extends Schema.Error<NotAcceptable>("shardhub/http/NotAcceptable")(fields, {
-  httpApiStatus: 406,
-  description: "The first input of a sequence must say its Content-Type."
-}) {}
-
-/** @since 0.4.0 */
 export class Conflict extends Schema.Error<Conflict>("shardhub/http/Conflict")(fields, {
   httpApiStatus: 409,
   description: "The id is taken, or the sequence still has instances."
@@ -92,7 +86,6 @@ export const all = [
   Unauthorized,
   NotFound,
   MethodNotAllowed,
-  NotAcceptable,
   Conflict,
   PayloadTooLarge,
   UnsupportedMediaType,
@@ -146,7 +139,6 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
         ? new Unavailable(body)
         : new BadRequest(body)
     case "NotRunning":
-    case "Unsupported":
       return new BadRequest(body)
     case "CallTimeout":
     case "StartTimeout":

@@ -25,8 +25,7 @@ import {
   NotRunning,
   RegistryError,
   StartFailed,
-  StopTimeout,
-  Unsupported
+  StopTimeout
 } from "./InstanceErrors.ts"
 import { ByteStream, Health, InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
 
@@ -152,7 +151,7 @@ export const Open = Rpc.make("Open", {
     contentType: Schema.optionalKey(Schema.String)
   },
   success: Ticket,
-  error: Schema.Union([...known, NotRunning, Unsupported])
+  error: Schema.Union([...known, NotRunning])
 })
 
 /**

@@ -36,7 +36,7 @@ import { DataPort, DataPortError } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
 import { Fence } from "../cluster/Fence.ts"
 import * as LastEvents from "./LastEvents.ts"
-import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout, Unsupported } from "./InstanceErrors.ts"
+import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout } from "./InstanceErrors.ts"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
 import { type Report, Registry } from "./Registry.ts"
 import * as Launch from "../sequence/Launch.ts"
@@ -661,7 +661,6 @@ export const layer = (options: Options = {}) =>
                   ], { concurrency: 2, discard: true })
                 )
             }
-            return yield* new Unsupported({ message: `no stream ${payload.stream}` })
           })
       })
     }),

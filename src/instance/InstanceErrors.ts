@@ -104,13 +104,3 @@ export class StopTimeout extends Schema.TaggedError<StopTimeout>()("StopTimeout"
   id: Schema.String,
   message: Schema.String
 }) {}
-
-/**
- * The operation does not apply to this instance (for example `output` of a stream the
- * instance does not have).
- *
- * @since 0.3.0
- */
-export class Unsupported extends Schema.TaggedError<Unsupported>()("Unsupported", {
-  message: Schema.String
-}) {}

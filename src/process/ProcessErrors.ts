@@ -51,16 +51,6 @@ export class WriteMessageError extends Schema.TaggedError<WriteMessageError>()("
 }) {}
 
 /**
- * The process has no message channel to read from.
- *
- * @since 0.2.0
- */
-export class ReadMessageError extends Schema.TaggedError<ReadMessageError>()("ReadMessageError", {
-  id: Schema.String,
-  message: Schema.String
-}) {}
-
-/**
  * Bytes could not be written to the process' stdin.
  *
  * @since 0.2.0
