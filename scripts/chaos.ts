@@ -202,7 +202,7 @@ const main = async () => {
       host.start({ program: program(Path.join(audit, probe)), restart: { mode: "always", backoffMs: 100 } }, { id: probe, timeoutMs: 30_000 })
     ).pipe(Effect.match({
       onSuccess: () => "acknowledged" as const,
-      onFailure: (error) => error._tag === "StartTimeout" && error.outcome === "unconfirmed" ? "unconfirmed" as const : "failed" as const
+      onFailure: (error) => error._tag === "StartUnconfirmed" && error.outcome === "unconfirmed" ? "unconfirmed" as const : "failed" as const
     })))
     switch (fault) {
       case "kill":

@@ -14,7 +14,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Crypto from "node:crypto"
 import * as RunnerList from "../cluster/RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
-import { InvalidSpec, StartTimeout } from "../instance/InstanceErrors.ts"
+import { InvalidSpec, StartUnconfirmed } from "../instance/InstanceErrors.ts"
 import { InstanceId, type InstanceSpec, type InstanceStatus, isEnded } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
@@ -43,16 +43,28 @@ export const make = (options: Options = {}) =>
       const ms = start.timeoutMs ?? timeoutMs
       // One start key for every attempt: a repeat finds the instance it started.
       const startKey = Crypto.randomUUID()
-      // No answer in time: call the start off, unless it got registered meanwhile (then it
-      // answers the record if it runs, or names the id). A start never fails and runs anyway.
-      const unanswered = Effect.flatMap(registry.cancelStart(id, spec, startKey), (found) =>
-        found === undefined
-          ? Effect.fail(new StartTimeout({ id, timeoutMs: ms, outcome: "cancelled" }))
-          : found.sameStart && found.info.status === "running"
-          ? Effect.succeed(found.info)
-          : Effect.fail(new StartTimeout({ id, timeoutMs: ms, outcome: "unconfirmed" })))
+      // A lost answer (none in time, the store or the runner out of reach): call the start off,
+      // unless it got registered meanwhile (then answer the record if it runs, or name the id).
+      // A start never fails and runs anyway.
+      const unanswered = (reason: string) =>
+        registry.cancelStart(id, spec, startKey).pipe(
+          Effect.catchTag("RegistryError", () => Effect.succeed({ info: undefined, sameStart: true })),
+          Effect.flatMap((found) =>
+            found === undefined
+              ? Effect.fail(new StartUnconfirmed({ id, reason, outcome: "cancelled" }))
+              : found.sameStart && found.info?.status === "running"
+              ? Effect.succeed(found.info)
+              : Effect.fail(new StartUnconfirmed({ id, reason, outcome: "unconfirmed" }))
+          )
+        )
       return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
-        Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered })
+        Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered(`got no answer within ${ms} ms`) }),
+        // The runner's own answers are final; anything else leaves the outcome open.
+        Effect.catchIf(
+          (error) => !(error._tag === "InvalidSpec" || error._tag === "InstanceAlreadyExists" || error._tag === "StartFailed" ||
+            error._tag === "StartUnconfirmed"),
+          (error) => unanswered(`failed (${error.message})`)
+        )
       )
     }
     return {

@@ -141,7 +141,7 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
     case "NotRunning":
       return new BadRequest(body)
     case "CallTimeout":
-    case "StartTimeout":
+    case "StartUnconfirmed":
       return new Unavailable(body)
     default:
       return new InternalError(body)

@@ -75,22 +75,23 @@ export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed"
 }) {}
 
 /**
- * A start got no answer in time. Either it was called off before it could run (`cancelled`:
- * nothing runs under this id, ever), or the instance was registered by then and may still
- * start (`unconfirmed`: its id is reported so that it can be followed or stopped, never started
- * twice under another id).
+ * A start whose answer was lost (no answer in time, the store or the runner out of reach). It
+ * was either called off before it could run (`cancelled`: nothing runs under this id, ever), or
+ * the instance was registered by then and may still start (`unconfirmed`: the id is named so
+ * that it can be followed or stopped, never started twice under another id).
  *
  * @since 0.5.0
  */
-export class StartTimeout extends Schema.TaggedError<StartTimeout>()("StartTimeout", {
+export class StartUnconfirmed extends Schema.TaggedError<StartUnconfirmed>()("StartUnconfirmed", {
   id: Schema.String,
-  timeoutMs: Schema.Number,
+  /** What went wrong, e.g. `got no answer within 30000 ms`. */
+  reason: Schema.String,
   outcome: Schema.Literals(["cancelled", "unconfirmed"])
 }) {
   override get message() {
     return this.outcome === "cancelled"
-      ? `start of instance ${this.id} got no answer within ${this.timeoutMs} ms and was called off: nothing runs under this id`
-      : `start of instance ${this.id} got no answer within ${this.timeoutMs} ms; it is registered and may still start: ` +
+      ? `start of instance ${this.id} ${this.reason} and was called off: nothing runs under this id`
+      : `start of instance ${this.id} ${this.reason}; it is registered and may still start: ` +
         `follow it with \`shardhub info ${this.id}\`, or stop it with \`shardhub stop ${this.id}\``
   }
 }

@@ -56,7 +56,7 @@ describe("instance fault paths", () => {
       return cluster.run(Effect.flatMap(HostClient, (host) =>
         host.start({ program: { _tag: "Command", command: "sleep", args: ["600"], cwd: "/" } }, { id, timeoutMs: 1 + i * 4 }).pipe(
           Effect.map((info) => ({ id, outcome: "started" as const, info })),
-          Effect.catchTag("StartTimeout", (error) => Effect.succeed({ id, outcome: error.outcome, info: undefined }))
+          Effect.catchTag("StartUnconfirmed", (error) => Effect.succeed({ id, outcome: error.outcome, info: undefined }))
         )))
     }))
     expect(outcomes.some((o) => o.outcome === "cancelled")).toBe(true)
