@@ -20,6 +20,7 @@ import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
 import * as Fence from "./Fence.ts"
 import * as Probe from "./Probe.ts"
+import * as Pruning from "./Pruning.ts"
 import { isLoopback } from "./Security.ts"
 import { plainOffLoopback } from "./Transport.ts"
 import * as Store from "./Store.ts"
@@ -36,7 +37,8 @@ export class RunnerListenError extends Schema.TaggedError<RunnerListenError>()("
 
 /**
  * The entities every runner hosts: `Probe`, `Instance` (unpacking sequences into the runner's
- * state directory), and the singleton that forgets ended instances after the retention time.
+ * state directory), and the singletons that forget ended instances and prune the store's
+ * bookkeeping after the retention time.
  *
  * @since 0.1.0
  */
@@ -45,7 +47,8 @@ export const entities = (config: ClusterConfig, runner: RunnerConfig) =>
     Probe.layer,
     Topic.layer(),
     InstanceEntity.layer({ sequenceCacheDir: Path.join(stateDirOf(config, runner), "sequences") }),
-    Singleton.make("shardhub/InstanceRetention", Registry.purgeEvery(config.instanceRetention))
+    Singleton.make("shardhub/InstanceRetention", Registry.purgeEvery(config.instanceRetention)),
+    Singleton.make("shardhub/StorePruning", Pruning.pruneEvery(config.instanceRetention))
   )
 
 /**

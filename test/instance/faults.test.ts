@@ -12,6 +12,7 @@ import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { useCluster } from "../support/cluster.ts"
 import { eventually } from "../support/processes.ts"
 import { query } from "../support/sql.ts"
+import * as Pruning from "../../src/cluster/Pruning.ts"
 
 describe("instance fault paths", () => {
   const cluster = useCluster("faults", { runners: 1 })
@@ -72,6 +73,29 @@ describe("instance fault paths", () => {
     }
     await cluster.run(Effect.forEach(outcomes, ({ id }) =>
       Effect.flatMap(InstanceClient, (instances) => instances.kill(id, { removeImmediately: true }).pipe(Effect.ignore)), { discard: true }))
+  })
+
+  it("the store's bookkeeping is pruned: processed messages, their replies and ended activations", async () => {
+    cluster.printOnFailure()
+    const count = async (statement: string) => Number((await query<{ n: string }>(cluster.databaseUrl, (sql) => sql.unsafe(statement)))[0]!.n)
+    for (let i = 0; i < 10; i++) {
+      await cluster.run(Effect.gen(function*() {
+        const info = yield* Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "true", cwd: "/" } }))
+        yield* Effect.flatMap(InstanceClient, (instances) => instances.info(info.id))
+      }))
+    }
+    const processed = "SELECT count(*) AS n FROM cluster_messages WHERE processed"
+    expect(await count(processed)).toBeGreaterThanOrEqual(10)
+    const unprocessed = await count("SELECT count(*) AS n FROM cluster_messages WHERE NOT processed")
+    const pruned = await cluster.run(Pruning.prune(Date.now()))
+    expect(pruned.messages).toBeGreaterThanOrEqual(10)
+    expect(await count(processed)).toBe(0)
+    expect(await count("SELECT count(*) AS n FROM cluster_messages WHERE NOT processed")).toBe(unprocessed)
+    expect(await count("SELECT count(*) AS n FROM cluster_replies r WHERE NOT EXISTS (SELECT 1 FROM cluster_messages m WHERE m.request_id = r.request_id)")).toBe(0)
+    // Nothing the cluster still needs went: a start after pruning works.
+    const after = await cluster.run(Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "sleep", args: ["60"], cwd: "/" } })))
+    expect(after.status).toBe("running")
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(after.id)))
   })
 
   it("a restart that cannot spawn (its directory is gone) does not wedge the instance or its runner", async () => {

@@ -1,0 +1,53 @@
+/**
+ * Keeps the store's bookkeeping bounded. Effect cluster keeps every persisted message and its
+ * replies after they were processed, and every runner start records a probe activation; none
+ * of it is read again once it is older than a few seconds. A runner singleton deletes what is
+ * older than the instance retention, every 30 seconds:
+ *
+ * - processed messages (`cluster_messages`) and their replies (`cluster_replies`): a message id
+ *   is a Snowflake, whose high bits are its creation time. A start repeated after its message
+ *   was pruned finds its instance by start key and runs nothing twice;
+ * - ended probe activations (`shardhub_activations`).
+ *
+ * @since 0.5.0
+ */
+import * as MachineId from "effect/cluster/MachineId"
+import * as Snowflake from "effect/cluster/Snowflake"
+import { Duration, Effect, Schedule } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+
+/**
+ * Deletes what was done before `before` (ms since the epoch); answers the row counts.
+ *
+ * @since 0.5.0
+ */
+export const prune = (before: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const cutoff = String(Snowflake.make({ timestamp: Math.max(Snowflake.constEpochMillis, before), machineId: MachineId.make(0), sequence: 0 }))
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      const replies = yield* sql`
+        DELETE FROM cluster_replies WHERE request_id IN (
+          SELECT request_id FROM cluster_messages WHERE processed AND id < ${cutoff}::bigint)`.raw
+      const messages = yield* sql`DELETE FROM cluster_messages WHERE processed AND id < ${cutoff}::bigint`.raw
+      const activations = yield* sql`
+        DELETE FROM shardhub_activations WHERE ended_at < to_timestamp(${before / 1000})`.raw
+      return {
+        messages: (messages as { rowCount?: number }).rowCount ?? 0,
+        replies: (replies as { rowCount?: number }).rowCount ?? 0,
+        activations: (activations as { rowCount?: number }).rowCount ?? 0
+      }
+    }))
+  })
+
+/**
+ * {@link prune} of everything older than `retention`, every `interval`; failures are logged.
+ *
+ * @since 0.5.0
+ */
+export const pruneEvery = (retention: Duration.Duration, interval: Duration.Input = "30 seconds") =>
+  Effect.suspend(() => prune(Date.now() - Duration.toMillis(retention))).pipe(
+    Effect.catch((error) => Effect.logWarning(`could not prune the store: ${String(error)}`)),
+    Effect.repeat(Schedule.spaced(interval)),
+    Effect.asVoid
+  )
