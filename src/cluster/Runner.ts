@@ -8,7 +8,7 @@
 import * as Path from "node:path"
 import type { Sharding } from "effect/cluster/Sharding"
 import * as Singleton from "effect/cluster/Singleton"
-import { Console, Effect, Layer, Option, Schema } from "effect"
+import { Console, Duration, Effect, Layer, Option, Schema } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as DataPort from "../instance/DataPort.ts"
 import * as InstanceEntity from "../instance/InstanceEntity.ts"
@@ -90,7 +90,11 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
     })),
     Layer.provideMerge(Cluster.runnerLayer(config, runner, options)),
     Layer.provideMerge(Fence.layer(config.timings.shardLockExpiration)),
-    Layer.provideMerge(ProcessManager.layer({ stateDir: stateDirOf(config, runner), maxProcesses: runner.maxInstances }))
+    Layer.provideMerge(ProcessManager.layer({
+      stateDir: stateDirOf(config, runner),
+      maxProcesses: runner.maxInstances,
+      logRetentionMs: Duration.toMillis(config.instanceRetention)
+    }))
   )
 
 /**

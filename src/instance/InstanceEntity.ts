@@ -67,6 +67,8 @@ const common = (id: string, spec: InstanceSpec) => {
     ...(spec.group === undefined ? {} : { group: spec.group }),
     ...(spec.restart === undefined ? {} : { restart: spec.restart }),
     name: spec.name ?? id,
+    // The log is named for the instance, so it can be read after the process was let go.
+    logName: id,
     stdin: "pipe" as const,
     log: spec.log ?? ["stdout", "stderr"]
   }
@@ -472,13 +474,13 @@ export const layer = (options: Options = {}) =>
           if (run === undefined) return Effect.void
           return Effect.gen(function*() {
             if (isTerminal((yield* run.handle.info).status)) {
-              yield* processes.remove(run.handle.id).pipe(Effect.ignore)
+              yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
               return
             }
             releasing = true
             yield* run.handle.terminate(handoverTimeoutMs).pipe(Effect.ignore)
             yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
-            yield* processes.remove(run.handle.id).pipe(Effect.ignore)
+            yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
           })
         })
       )
@@ -627,7 +629,10 @@ export const layer = (options: Options = {}) =>
               Stream.takeWhile((event): event is InstanceEvent => event !== undefined),
               Stream.filter((event) => payload.name === undefined || event.name === payload.name)
             ))),
-        Logs: ({ payload }) => Stream.unwrap(Effect.map(live, (run) => run.handle.logs(payload.query))),
+        // An ended instance's log outlives its process here (for the retention time): its files.
+        Logs: ({ payload }) =>
+          Stream.unwrap(Effect.map(known, () =>
+            current === undefined ? processes.pastLogs(id, payload.query) : current.handle.logs(payload.query))),
         Open: ({ payload }) =>
           Effect.gen(function*() {
             const run = yield* live

@@ -128,6 +128,46 @@ const parseFile = (text: string, out: Array<LogLine>, after: number, upTo: numbe
   }
 }
 
+const matcher = (query: LogsQuery) => {
+  const streams = query.streams
+  return (line: LogLine) =>
+    (streams === undefined || streams.includes(line.stream)) &&
+    (query.since === undefined || line.time >= query.since) &&
+    (query.until === undefined || line.time <= query.until)
+}
+
+const filesOf = (path: string, keepFiles: number) => {
+  const paths: Array<string> = []
+  for (let n = keepFiles; n >= 1; n--) paths.push(`${path}.${n}`)
+  paths.push(path)
+  return paths
+}
+
+/**
+ * The lines of a log no process writes any more, from its files (`follow` ends at once).
+ *
+ * @since 0.5.0
+ */
+export const past = (
+  options: Pick<LogStoreOptions, "id" | "path" | "keepFiles">,
+  query: LogsQuery
+): Stream.Stream<LogLine, LogsError> =>
+  Stream.unwrap(Effect.tryPromise({
+    try: async () => {
+      const lines: Array<LogLine> = []
+      for (const path of filesOf(options.path, options.keepFiles)) {
+        const text = await Fs.promises.readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+          if (error.code === "ENOENT") return ""
+          throw error
+        })
+        parseFile(text, lines, 0, Number.POSITIVE_INFINITY)
+      }
+      const kept = lines.filter(matcher(query))
+      return Stream.fromIterable(query.tail === undefined ? kept : kept.slice(Math.max(0, kept.length - query.tail)))
+    },
+    catch: (error) => new LogsError({ id: options.id, message: `cannot read the log: ${(error as Error).message}` })
+  }))
+
 /**
  * Opens (creates) a process' log.
  *
@@ -181,12 +221,7 @@ export const make = (options: LogStoreOptions): LogStore => {
     for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(ring[s % options.ringLines]!)
     return lines
   }
-  const files = () => {
-    const paths: Array<string> = []
-    for (let n = options.keepFiles; n >= 1; n--) paths.push(`${options.path}.${n}`)
-    paths.push(options.path)
-    return paths
-  }
+  const files = () => filesOf(options.path, options.keepFiles)
   // The first line of the current file, and of each rotated one (`.1` first).
   let currentStart = 1
   let rotatedStarts: Array<number> = []
@@ -292,17 +327,10 @@ export const make = (options: LogStoreOptions): LogStore => {
     }
   }
 
-  const matches = (query: LogsQuery) => {
-    const streams = query.streams
-    return (line: LogLine) =>
-      (streams === undefined || streams.includes(line.stream)) &&
-      (query.since === undefined || line.time >= query.since) &&
-      (query.until === undefined || line.time <= query.until)
-  }
 
   const history = (query: LogsQuery, upTo: number) =>
     Effect.gen(function*() {
-      const keep = matches(query)
+      const keep = matcher(query)
       const inRing = fromRing(0, upTo).filter(keep)
       const oldest = ring[ringFirst() % options.ringLines]
       const complete = ringFirst() === 1 ||
@@ -315,7 +343,7 @@ export const make = (options: LogStoreOptions): LogStore => {
   const follow = (query: LogsQuery, from: number): Stream.Stream<LogLine, LogsError> =>
     Stream.fromPull(
       Effect.sync(() => {
-        const keep = matches(query)
+        const keep = matcher(query)
         let cursor = from
         let done = false
         const pull: Effect.Effect<NonEmptyReadonlyArray<LogLine>, LogsError | Cause.Done> = Effect.suspend(() => {

@@ -118,8 +118,8 @@ export interface ManagedProcess {
   readonly stats: () => Option.Option<ProcessStats>
   /** Feeds a `/proc` sample; kills the run when it is over its memory limit. */
   readonly sample: (usage: GroupUsage | undefined, at: number, refreshStats: boolean) => void
-  /** Deletes the log files (and the data directory unless it is kept). */
-  readonly remove: () => void
+  /** Deletes the log files unless `keepLogs` (and the data directory unless it is kept). */
+  readonly remove: (keepLogs?: boolean) => void
 }
 
 /**
@@ -719,8 +719,9 @@ export const make = (options: {
         groupKill(current.pid, "SIGKILL")
       }
     },
-    remove: () => {
-      logs.remove()
+    remove: (keepLogs = false) => {
+      if (keepLogs) logs.end()
+      else logs.remove()
       if (!spec.keepDataDir) removeDataDir()
     }
   }

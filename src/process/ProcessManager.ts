@@ -19,6 +19,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { Context, Duration, Effect, Layer, Option, Schedule, Schema, Scope, Sink, Stream } from "effect"
 import * as Confinement from "./Confinement.ts"
+import * as LogStore from "./LogStore.ts"
 import type { LogLine, LogsQuery } from "./LogStore.ts"
 import * as Managed from "./ManagedProcess.ts"
 import {
@@ -104,7 +105,12 @@ export class ProcessManager extends Context.Service<ProcessManager, {
   readonly logs: (id: string, query?: LogsQuery) => Stream.Stream<LogLine, ProcessNotFound | LogsError>
   readonly stats: (id: string) => Effect.Effect<Option.Option<ProcessStats>, ProcessNotFound>
   /** Forgets an ended process and deletes its logs. */
-  readonly remove: (id: string) => Effect.Effect<void, ProcessNotFound | StillRunning>
+  readonly remove: (id: string, options?: { readonly keepLogs?: boolean }) => Effect.Effect<void, ProcessNotFound | StillRunning>
+  /**
+   * The log named `logName` (see `ProcessSpec.logName`): of its process while the manager has it,
+   * else what its files still hold (kept for `logRetentionMs` after their last line).
+   */
+  readonly pastLogs: (logName: string, query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
   /** Processes a previous incarnation left behind, killed when this manager started. */
   readonly swept: number
   /** The fence over every process (see {@link Fencing}). */
@@ -140,6 +146,8 @@ export interface Config extends Partial<Managed.Settings> {
   readonly sampleIntervalMs?: number
   /** How often memory limits are checked. Default 250 ms, so a limit acts within 1 s. */
   readonly limitIntervalMs?: number
+  /** How long the log files of a removed process are kept (`keepLogs`). Default 10 minutes. */
+  readonly logRetentionMs?: number
   /** Graceful stop granted to each managed when the manager shuts down. Default 5 s. */
   readonly shutdownTimeoutMs?: number
   /** Processes it runs at once at most; a spawn beyond is refused. Default 2000. */
@@ -260,6 +268,26 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       Effect.forkScoped
     )
 
+    const logsDir = Path.join(stateDir, "logs")
+    const logPathOf = (logName: string) => Path.join(logsDir, `${logName}.log`)
+    const liveLogNames = () => new Set([...processes.values()].map((managed) => managed.spec.logName ?? managed.id))
+    // Logs kept after their process was removed go once they are older than the retention.
+    const logRetentionMs = config.logRetentionMs ?? 10 * 60_000
+    yield* Effect.sync(() => {
+      const live = liveLogNames()
+      const oldest = Date.now() - logRetentionMs
+      for (const file of Fs.readdirSync(logsDir)) {
+        const name = file.replace(/\.log(\.\d+)?$/, "")
+        if (live.has(name)) continue
+        const path = Path.join(logsDir, file)
+        if ((Fs.statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Infinity) < oldest) Fs.rmSync(path, { force: true })
+      }
+    }).pipe(
+      Effect.catchDefect((defect) => Effect.logWarning("could not sweep old logs", defect)),
+      Effect.repeat(Schedule.spaced(Duration.millis(Math.min(60_000, logRetentionMs)))),
+      Effect.forkScoped
+    )
+
     const find = (id: string) =>
       Effect.suspend(() => {
         const managed = processes.get(id)
@@ -304,6 +332,10 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
           })
         }
         const id = Crypto.randomUUID()
+        if (spec.logName !== undefined && liveLogNames().has(spec.logName)) {
+          return yield* new SpawnError({ reason: "InvalidSpec", message: `the log name ${spec.logName} is in use by another process` })
+        }
+        const logPath = logPathOf(spec.logName ?? id)
         const cwd = Path.resolve(spec.cwd ?? globalThis.process.cwd())
         if (!Fs.statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) {
           return yield* new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` })
@@ -326,6 +358,12 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         const { argv, file } = confined
         yield* Effect.try({
           try: () => {
+            // A reused log name starts a fresh log.
+            if (spec.logName !== undefined) {
+              for (const old of Fs.readdirSync(logsDir)) {
+                if (old === `${spec.logName}.log` || old.startsWith(`${spec.logName}.log.`)) Fs.rmSync(Path.join(logsDir, old), { force: true })
+              }
+            }
             Fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
             if (identity !== undefined) Fs.chownSync(dataDir, identity.uid, identity.gid)
           },
@@ -340,7 +378,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             env,
             identity,
             dataDir,
-            logPath: Path.join(stateDir, "logs", `${id}.log`),
+            logPath,
             settings,
             supervisor,
             reportBug,
@@ -378,12 +416,19 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         Sink.unwrap<void, Uint8Array, never, ProcessNotFound | StdinError, never, never>(Effect.map(find(id), (managed) => handle(managed).stdin(options))),
       logs: (id, query) => streamOf(id, (handle) => handle.logs(query)),
       stats: (id) => withProcess(id, (managed) => handle(managed).stats),
-      remove: (id) =>
+      remove: (id, options) =>
         withProcess(id, (managed) => {
           if (!managed.isFinal()) return Effect.fail(new StillRunning({ id }))
           processes.delete(id)
-          managed.remove()
+          managed.remove(options?.keepLogs ?? false)
           return Effect.void
+        }),
+      pastLogs: (logName, query) =>
+        Stream.suspend(() => {
+          const managed = [...processes.values()].find((managed) => (managed.spec.logName ?? managed.id) === logName)
+          return managed !== undefined
+            ? managed.logs(query ?? {})
+            : LogStore.past({ id: logName, path: logPathOf(logName), keepFiles: settings.logKeepFiles }, query ?? {})
         }),
       swept: supervisor.swept,
       fencing: {

@@ -134,6 +134,12 @@ export const ProcessSpec = Schema.Struct({
    */
   dataChannels: Schema.optionalKey(Schema.Boolean),
   stopWith: Schema.optionalKey(StopWith),
+  /**
+   * The name of its log files (`logs/<logName>.log`; default its process id). A process that
+   * reuses a name starts a fresh log. Its log can be read after the process was removed with
+   * `keepLogs` (see `ProcessManager.pastLogs`).
+   */
+  logName: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/))),
   /** Keep the data directory after the process ends (default: removed). */
   keepDataDir: Schema.optionalKey(Schema.Boolean),
   /** Resident memory of the whole process tree, in MB; over it the process is killed. */
@@ -172,6 +178,7 @@ export interface ResolvedSpec {
   readonly dataChannels: boolean
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
+  readonly logName: string | undefined
   readonly memoryLimitBytes: number | undefined
   readonly rlimits: Rlimits
   readonly user: string | undefined
@@ -199,6 +206,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   dataChannels: spec.dataChannels ?? false,
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
+  logName: spec.logName,
   memoryLimitBytes: spec.memoryLimitMb === undefined ? undefined : Math.round(spec.memoryLimitMb * 1024 * 1024),
   rlimits: spec.rlimits ?? {},
   user: spec.user,

@@ -3,7 +3,7 @@
  * directory was removed) backs off under its policy, a stop answers with the reason on record,
  * and the runner still stops on SIGTERM.
  */
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -125,5 +125,27 @@ describe("instance fault paths", () => {
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the runner ignored SIGTERM")), 60_000).unref())
     ])
     expect(exit.code === 0 || exit.signal === "SIGTERM" || exit.code === 130 || exit.code === 143).toBe(true)
+  })
+})
+
+describe("instance logs after their process", () => {
+  const cluster = useCluster("pastlogs", { runners: 1 })
+
+  it("an ended instance's log outlives its process: it is read from its files after the runner restarted", async () => {
+    cluster.printOnFailure()
+    const info = await cluster.run(Effect.flatMap(HostClient, (host) =>
+      host.start({ program: { _tag: "Command", command: "sh", args: ["-c", "echo one; echo two >&2"], cwd: "/" } })))
+    await eventually(async () => {
+      const now = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(info.id)))
+      return now.status === "stopped" || undefined
+    }, { what: "the instance to end" })
+    // The runner goes (its entities and processes with it) and a new one takes its state directory.
+    await cluster.runners[0]!.kill("SIGTERM")
+    await cluster.startRunner("runner-0")
+    await cluster.waitForShards()
+    const lines = await cluster.run(Effect.flatMap(InstanceClient, (instances) => Stream.runCollect(instances.logs(info.id))))
+    expect(Array.from(lines).map((line) => [line.stream, line.text])).toEqual([["stdout", "one"], ["stderr", "two"]])
+    const tail = await cluster.run(Effect.flatMap(InstanceClient, (instances) => Stream.runCollect(instances.logs(info.id, { tail: 1 }))))
+    expect(Array.from(tail).map((line) => line.text)).toEqual(["two"])
   })
 })

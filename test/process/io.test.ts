@@ -173,6 +173,25 @@ describe("ProcessManager I/O", () => {
       expect(Fs.readdirSync(Path.join(stateDir, "logs"))).toEqual([])
     }))
 
+  it.live("a log named by its owner outlives its process for the retention time, then is swept; a reused name starts fresh", () =>
+    Effect.gen(function*() {
+      const stateDir = yield* tempDir()
+      const pm = yield* manager({ stateDir, logRetentionMs: 300 })
+      const first = yield* pm.spawn({ command: "sh", args: ["-c", "echo kept"], logName: "owner-1" })
+      yield* first.wait
+      yield* pm.remove(first.id, { keepLogs: true })
+      expect((yield* Stream.runCollect(pm.pastLogs("owner-1"))).map((line) => line.text)).toEqual(["kept"])
+      // The name is free again: a new process with it starts a fresh log.
+      const second = yield* pm.spawn({ command: "sh", args: ["-c", "echo fresh"], logName: "owner-1" })
+      expect(yield* Effect.flip(pm.spawn({ command: "true", logName: "owner-1" }))).toMatchObject({ reason: "InvalidSpec" })
+      yield* second.wait
+      expect((yield* Stream.runCollect(pm.pastLogs("owner-1"))).map((line) => line.text)).toEqual(["fresh"])
+      yield* pm.remove(second.id, { keepLogs: true })
+      // Past the retention, the sweep deletes the files.
+      yield* until(() => !Fs.existsSync(Path.join(stateDir, "logs", "owner-1.log")), "the old log to be swept")
+      expect(yield* Stream.runCollect(pm.pastLogs("owner-1"))).toEqual([])
+    }))
+
   it.live("stdin: keep open or end; closed stdin is refused", () =>
     Effect.gen(function*() {
       const pm = yield* manager()
