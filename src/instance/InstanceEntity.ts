@@ -21,25 +21,23 @@
 import { Entity } from "effect/cluster"
 import { Sharding } from "effect/cluster/Sharding"
 import { Context, Deferred, Effect, Option, PubSub, Schedule, Scope, Semaphore, Stream } from "effect"
-import * as NodeSink from "@effect/platform-node/NodeSink"
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import type * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { type ChannelEvent, isControl } from "../process/ManagedProcess.ts"
-import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { KillError } from "../process/ProcessErrors.ts"
-import type { Status, Terminal } from "../process/ProcessStatus.ts"
+import type { Terminal } from "../process/ProcessStatus.ts"
 import { isTerminal } from "../process/ProcessStatus.ts"
 import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
-import { DataPort, DataPortError } from "./DataPort.ts"
+import { DataPort } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
 import { Fence } from "../cluster/Fence.ts"
 import * as LastEvents from "./LastEvents.ts"
-import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, StopTimeout } from "./InstanceErrors.ts"
+import { InstanceNotFound, NotRunning, StartFailed, StopTimeout } from "./InstanceErrors.ts"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
+import { inputHeader, processSpec } from "./Program.ts"
 import { type Report, Registry } from "./Registry.ts"
-import * as Launch from "../sequence/Launch.ts"
+import { endReport, liveReport, reportRetry } from "./Reports.ts"
+import { inputSession, outputSession } from "./Sessions.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { isTopicName, Topic } from "../topic/Topic.ts"
 
@@ -55,92 +53,6 @@ export interface Options {
   readonly sequenceCacheDir?: string
   /** How long a sequence's kill handlers may run before SIGKILL. Default 1 s. */
   readonly killGraceMs?: number
-}
-
-/** What every process of an instance gets from its spec, whatever its program. */
-const common = (id: string, spec: InstanceSpec) => {
-  const { memoryMb: _, ...rlimits } = spec.limits ?? {}
-  return {
-    ...(Object.keys(rlimits).length === 0 ? {} : { rlimits }),
-    ...(spec.limits?.memoryMb === undefined ? {} : { memoryLimitMb: spec.limits.memoryMb }),
-    ...(spec.user === undefined ? {} : { user: spec.user }),
-    ...(spec.group === undefined ? {} : { group: spec.group }),
-    ...(spec.restart === undefined ? {} : { restart: spec.restart }),
-    name: spec.name ?? id,
-    // The log is named for the instance, so it can be read after the process was let go.
-    logName: id,
-    stdin: "pipe" as const,
-    log: spec.log ?? ["stdout", "stderr"]
-  }
-}
-
-/**
- * The ProcessManager spec of an instance: a command as given, or a sequence (unpacked from the
- * sequence store into `cacheDir`) under its in-child runner.
- */
-export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
-  Effect.gen(function*() {
-    const program = spec.program
-    if (program._tag === "Command") {
-      return {
-        ...common(id, spec),
-        command: program.command,
-        ...(program.args === undefined ? {} : { args: program.args }),
-        ...(program.shell === undefined ? {} : { shell: program.shell }),
-        ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
-        ...(spec.env === undefined ? {} : { env: spec.env }),
-        ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
-        messages: "ndjson"
-      } satisfies ProcessSpec
-    }
-    const store = yield* SequenceStore
-    const unpacked = yield* store.unpacked(program.sequenceId, cacheDir).pipe(
-      Effect.mapError((error) =>
-        error._tag === "SequenceNotFound" || error._tag === "PackageError"
-          ? new InvalidSpec({ message: error.message })
-          : new StartFailed({ id, reason: "SequenceStore", message: error.message })
-      )
-    )
-    const launch = Launch.processSpec(unpacked, program, id)
-    return {
-      ...common(id, spec),
-      ...launch,
-      env: { ...spec.env, set: { ...spec.env?.set, ...launch.env?.set } }
-    } satisfies ProcessSpec
-  })
-
-/** Reports wait out a store blip: again after 100 ms, doubling up to every 5 s. */
-const reportRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])
-
-/** What a terminal process status means for the record. */
-const endReport = (terminal: Terminal, stopRequested: boolean): Report => {
-  const clean = terminal._tag === "Exited" && terminal.code === 0
-  return {
-    desired: "stopped",
-    status: stopRequested || clean ? "stopped" : "crashed",
-    pid: null,
-    endedAt: Date.now(),
-    exitCode: terminal._tag === "Exited" ? terminal.code : terminal._tag === "Failed" ? (terminal.code ?? null) : null,
-    signal: terminal._tag === "Killed" ? terminal.signal : terminal._tag === "Failed" ? (terminal.signal ?? null) : null,
-    reason: terminal._tag === "Failed" ? `${terminal.reason}: ${terminal.message}` : null,
-    crashLog: terminal.crashLog
-  }
-}
-
-/** What a live process status means for the record. */
-const liveReport = (status: Status, restarts: number): Report | undefined => {
-  switch (status._tag) {
-    case "Running":
-    case "Ready":
-      return { status: "running", pid: status.pid, startedAt: status.startedAt, restarts }
-    case "Stopping":
-      return { status: "stopping" }
-    case "Starting":
-    case "Backoff":
-      return { status: "starting", pid: null, restarts }
-    default:
-      return undefined
-  }
 }
 
 /** One process of this activation. */
@@ -172,9 +84,6 @@ interface Run {
 const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
   publish.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }))
 
-/** What a sequence's input starts with (STH's IN channel preamble): how to decode the rest. */
-const inputHeader = (contentType: string) => new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
-
 /** Where a run's data goes in and comes out: a sequence's data channels, a command's stdio. */
 const dataOf = (run: Run) =>
   run.sequence
@@ -183,38 +92,6 @@ const dataOf = (run: Run) =>
 
 const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
   typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
-
-/** Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done. */
-const inputSession = (
-  sink: (options: { readonly end: boolean }) => ReturnType<ProcessHandle["stdin"]>,
-  end: boolean,
-  answer: boolean,
-  header: () => Uint8Array | undefined = () => undefined
-) =>
-(socket: Net.Socket) =>
-  Stream.suspend(() => {
-    const bytes = NodeStream.fromReadable<Uint8Array, DataPortError>({
-      evaluate: () => socket,
-      onError: (error) => new DataPortError({ message: `the input connection broke: ${(error as Error)?.message ?? String(error)}` }),
-      closeOnDone: false
-    })
-    const first = header()
-    return first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)
-  })
-    .pipe(
-      Stream.run(sink({ end })),
-      Effect.matchEffect({
-        onFailure: (error) => Effect.sync(() => answer && socket.end(`ERR ${error.message}\n`)),
-        onSuccess: () => Effect.sync(() => answer && socket.end("DONE\n"))
-      })
-    )
-
-/** Pipes a process output into a socket, ending it when the output ends. */
-const outputSession = (output: Stream.Stream<Uint8Array>) => (socket: Net.Socket) =>
-  output.pipe(
-    Stream.run(NodeSink.fromWritable({ evaluate: () => socket, onError: () => undefined, endOnDone: true })),
-    Effect.ignore
-  )
 
 /**
  * The entity's behaviour, to be provided with a runner's cluster layer, a ProcessManager, a

@@ -73,7 +73,7 @@ describe("instance registry", () => {
         const first = yield* registry.claim(id, "127.0.0.1:1")
         expect(first).toMatchObject({ epoch: 1, runner: "127.0.0.1:1" })
         const startedAt = Date.now()
-        expect(yield* registry.report(id, first.epoch, { status: "running", pid: 4242, startedAt })).toBe(true)
+        expect(Option.isSome(yield* registry.report(id, first.epoch, { status: "running", pid: 4242, startedAt }))).toBe(true)
         expect(yield* registry.get(id)).toMatchObject({ status: "running", pid: 4242, startedAt })
 
         // Many runners claim at once: each gets its own epoch, and only the last one may report.
@@ -85,18 +85,18 @@ describe("instance registry", () => {
         const newest = claims.reduce((a, b) => (a.epoch > b.epoch ? a : b))
         for (const claim of claims) {
           const landed = yield* registry.report(id, claim.epoch, { status: "crashed", exitCode: claim.epoch })
-          expect(landed).toBe(claim === newest)
+          expect(Option.isSome(landed)).toBe(claim === newest)
         }
-        expect(yield* registry.report(id, first.epoch, { status: "stopped" })).toBe(false)
+        expect(Option.isNone(yield* registry.report(id, first.epoch, { status: "stopped" }))).toBe(true)
         const after = yield* registry.get(id)
         expect(after).toMatchObject({ status: "crashed", exitCode: newest.epoch, runner: newest.runner, epoch: newest.epoch })
 
         const endedAt = Date.now()
-        expect(yield* registry.report(id, newest.epoch, { pid: null, endedAt, crashLog: ["boom", "line 2"], reason: "MemoryLimitExceeded", signal: "SIGKILL" })).toBe(true)
+        expect(Option.isSome(yield* registry.report(id, newest.epoch, { pid: null, endedAt, crashLog: ["boom", "line 2"], reason: "MemoryLimitExceeded", signal: "SIGKILL" }))).toBe(true)
         const ended = yield* registry.get(id)
         expect(ended.pid).toBeUndefined()
         expect(ended).toMatchObject({ endedAt, crashLog: ["boom", "line 2"], reason: "MemoryLimitExceeded", signal: "SIGKILL" })
-        expect(yield* registry.report(id, newest.epoch, {})).toBe(true)
+        expect(Option.isSome(yield* registry.report(id, newest.epoch, {}))).toBe(true)
         expect(yield* Effect.flip(registry.claim("nope", "x"))).toMatchObject({ _tag: "InstanceNotFound" })
       }))
 

@@ -1,0 +1,52 @@
+/**
+ * The data-port sessions of an instance: a client's bytes into a process, a process's output to
+ * a client.
+ *
+ * @since 0.5.0
+ */
+import * as NodeSink from "@effect/platform-node/NodeSink"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import { Effect, Stream } from "effect"
+import type * as Net from "node:net"
+import type { ProcessHandle } from "../process/ProcessManager.ts"
+import { DataPortError } from "./DataPort.ts"
+
+/**
+ * Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done.
+ *
+ * @since 0.5.0
+ */
+export const inputSession = (
+  sink: (options: { readonly end: boolean }) => ReturnType<ProcessHandle["stdin"]>,
+  end: boolean,
+  answer: boolean,
+  header: () => Uint8Array | undefined = () => undefined
+) =>
+(socket: Net.Socket) =>
+  Stream.suspend(() => {
+    const bytes = NodeStream.fromReadable<Uint8Array, DataPortError>({
+      evaluate: () => socket,
+      onError: (error) => new DataPortError({ message: `the input connection broke: ${(error as Error)?.message ?? String(error)}` }),
+      closeOnDone: false
+    })
+    const first = header()
+    return first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)
+  })
+    .pipe(
+      Stream.run(sink({ end })),
+      Effect.matchEffect({
+        onFailure: (error) => Effect.sync(() => answer && socket.end(`ERR ${error.message}\n`)),
+        onSuccess: () => Effect.sync(() => answer && socket.end("DONE\n"))
+      })
+    )
+
+/**
+ * Pipes a process output into a socket, ending it when the output ends.
+ *
+ * @since 0.5.0
+ */
+export const outputSession = (output: Stream.Stream<Uint8Array>) => (socket: Net.Socket) =>
+  output.pipe(
+    Stream.run(NodeSink.fromWritable({ evaluate: () => socket, onError: () => undefined, endOnDone: true })),
+    Effect.ignore
+  )
