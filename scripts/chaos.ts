@@ -243,7 +243,12 @@ const main = async () => {
     if (answered === "acknowledged") {
       const deadline = Date.now() + 30_000
       while (runningOf(probeFile).length !== 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
-      if (runningOf(probeFile).length !== 1) lostAck = 1
+      if (runningOf(probeFile).length !== 1) {
+        lostAck = 1
+        const record = await runtime.runPromise(Effect.flatMap(HostClient, (host) => Effect.option(host.get(probe))))
+        const pids = [...beatsOf(probeFile)].map(([pid, range]) => `${pid}:${stateOf(pid) ?? "gone"}:${range.first}-${range.last}`)
+        log(`  lost acknowledged start ${probe}: record ${JSON.stringify(record)}; processes ${pids.join(", ") || "none"}`)
+      }
     } else if (answered === "failed" && beatsOf(probeFile).size > 0) {
       failedRan = 1
     }
