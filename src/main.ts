@@ -2,7 +2,7 @@
  * A runner process (what `shardhub runner` runs): the cluster store (embedded Postgres unless
  * DATABASE_URL is set) and one runner, until Ctrl-C or SIGTERM.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Layer } from "effect"
 import * as Runner from "./cluster/Runner.ts"
 
