@@ -11,8 +11,6 @@ import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as Client from "../client/Client.ts"
 import { runnerConfig } from "../cluster/Config.ts"
-import * as Runner from "../cluster/Runner.ts"
-import * as Gateway from "../http/Gateway.ts"
 
 /** A runner process of `up` failed to start. */
 export class RunnerStartError extends Schema.TaggedError<RunnerStartError>()("RunnerStartError", { message: Schema.String }) {}
@@ -21,10 +19,13 @@ const main = fileURLToPath(new URL("./main.ts", import.meta.url))
 
 const gatewayPort = Flag.Int("port").pipe(Flag.withDescription("Gateway port (default 8000, or SHARDHUB_GATEWAY_PORT)"), Flag.optional)
 
+// The gateway and the runner are loaded by the commands that run them: the CLI's other commands
+// (and --help) do not pay for loading them.
 const gatewayLayer = (port: Option.Option<number>) =>
-  Layer.unwrap(Effect.map(Gateway.gatewayConfig, (config) => {
-    const effective = { ...config, port: Option.getOrElse(port, () => config.port) }
-    return Gateway.layer(effective)
+  Layer.unwrap(Effect.gen(function*() {
+    const Gateway = yield* Effect.promise(() => import("../http/Gateway.ts"))
+    const config = yield* Gateway.gatewayConfig
+    return Gateway.layer({ ...config, port: Option.getOrElse(port, () => config.port) })
   }))
 
 /** Prints each line of a child's output with a prefix. */
@@ -95,7 +96,10 @@ const up = Command.make("up", { runners, port: gatewayPort }, (flags) =>
 const runner = Command.make("runner", {
   port: Flag.Int("port").pipe(Flag.withDescription("Runner port (default 34431, or SHARDHUB_RUNNER_PORT)"), Flag.optional)
 }, (flags) =>
-  Layer.launch(Runner.layerFromEnv(Option.match(flags.port, { onNone: () => ({}), onSome: (port) => ({ port }) })))).pipe(
+  Layer.launch(Layer.unwrap(Effect.map(
+    Effect.promise(() => import("../cluster/Runner.ts")),
+    (Runner) => Runner.layerFromEnv(Option.match(flags.port, { onNone: () => ({}), onSome: (port) => ({ port }) }))
+  )))).pipe(
     Command.withDescription("Run a runner: serve shards of the cluster and run their instances")
   )
 
