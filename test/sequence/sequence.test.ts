@@ -34,6 +34,19 @@ const awaitInfo = (id: string, done: (info: InstanceInfo) => boolean, duration: 
       within(duration, () => `${what} (${id})`)
     ))
 const isOver = (info: InstanceInfo) => info.status !== "running"
+/** Where a process stands, for a step that hangs: its state and what it waits in. */
+const whereIs = (pid: number | undefined) => {
+  if (pid === undefined) return "no pid"
+  const read = (file: string) => {
+    try {
+      return Fs.readFileSync(`/proc/${pid}/${file}`, "utf8").trim()
+    } catch {
+      return "gone"
+    }
+  }
+  const state = read("status").split("\n").find((line) => line.startsWith("State:")) ?? "State: gone"
+  return `pid ${pid} ${state}, waiting in ${read("wchan") || "-"}`
+}
 
 describe("sequences on two runners", () => {
   const cluster = useCluster("sequences", { runners: 2 })
@@ -252,7 +265,7 @@ describe("sequences on two runners", () => {
       const [first, ...others] = placed.values()
       const out = yield* instances.inout(first!.id, chunked(data)).pipe(
         Stream.runCollect,
-        within("40 seconds", () => `50 MiB through ${first!.id}`)
+        within("40 seconds", () => `50 MiB through ${first!.id} (${whereIs(first!.pid)})`)
       )
       const ended = yield* awaitInfo(first!.id, isOver, "10 seconds", "the end after the input ended")
       yield* Effect.forEach(others, (info) => instances.kill(info.id), { concurrency: 8 })
