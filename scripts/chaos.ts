@@ -26,7 +26,7 @@ import * as Path from "node:path"
 import { HostClient } from "../src/client/HostClient.ts"
 import * as Client from "../src/client/Client.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
-import { freePorts, type Spawned, spawnNode } from "../test/support/processes.ts"
+import { freePorts, processState, type Spawned, spawnNode } from "../test/support/processes.ts"
 import { percentile, runMain } from "./support.ts"
 
 const flag = (name: string, fallback: number) => {
@@ -61,15 +61,6 @@ type Fault = typeof faults[number]
 const beat = "const fs = require('fs'); const f = process.argv[1]; " +
   "setInterval(() => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'), 50)"
 
-/** The state letter of /proc/<pid>/stat, or undefined once the pid is gone. */
-const stateOf = (pid: number) => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
-  } catch {
-    return undefined
-  }
-}
 
 /** Each pid of an audit file with its first and last beat. */
 const beatsOf = (file: string) => {
@@ -123,7 +114,7 @@ const overlapOf = (file: string) => {
 /** Processes of an audit file that are alive and running (not stopped, not zombies). */
 const runningOf = (file: string) =>
   [...beatsOf(file).keys()].filter((pid) => {
-    const state = stateOf(pid)
+    const state = processState(pid)
     return state !== undefined && state !== "T" && state !== "Z" && state !== "X"
   })
 
@@ -154,10 +145,14 @@ const main = async () => {
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...process.env as Record<string, string>, ...env } })))
     )
   )
-  const program = (file: string) => ({ _tag: "Command" as const, command: process.execPath, args: ["-e", beat, file], cwd: "/" })
-  const start = (id: string, timeoutMs = 30_000) =>
-    runtime.runPromise(Effect.flatMap(HostClient, (host) =>
-      host.start({ program: program(Path.join(audit, id)), restart: { mode: "always", backoffMs: 100 } }, { id, timeoutMs })))
+  /** An instance that beats into its own audit file, restarted whenever it ends. */
+  const startBeating = (id: string) =>
+    Effect.flatMap(HostClient, (host) =>
+      host.start({
+        program: { _tag: "Command", command: process.execPath, args: ["-e", beat, Path.join(audit, id)], cwd: "/" },
+        restart: { mode: "always", backoffMs: 100 }
+      }, { id, timeoutMs: 30_000 }))
+  const start = (id: string) => runtime.runPromise(startBeating(id))
 
   const ids = Array.from({ length: instanceCount }, (_, i) => `chaos-${i}`)
   log(`starting ${instanceCount} instances`)
@@ -198,9 +193,7 @@ const main = async () => {
     log(`cycle ${cycle}: ${fault}${fault === "store" ? "" : ` runner-${target}`}`)
     // A start during the fault: acknowledged, failed, or unconfirmed with its id named; it must
     // tell the truth (acknowledged ⇒ runs; failed ⇒ never runs).
-    const outcome = runtime.runPromise(Effect.flatMap(HostClient, (host) =>
-      host.start({ program: program(Path.join(audit, probe)), restart: { mode: "always", backoffMs: 100 } }, { id: probe, timeoutMs: 30_000 })
-    ).pipe(Effect.match({
+    const outcome = runtime.runPromise(startBeating(probe).pipe(Effect.match({
       onSuccess: () => "acknowledged" as const,
       onFailure: (error) => error._tag === "StartUnconfirmed" && error.outcome === "unconfirmed" ? "unconfirmed" as const : "failed" as const
     })))
@@ -246,7 +239,7 @@ const main = async () => {
       if (runningOf(probeFile).length !== 1) {
         lostAck = 1
         const record = await runtime.runPromise(Effect.flatMap(HostClient, (host) => Effect.option(host.get(probe))))
-        const pids = [...beatsOf(probeFile)].map(([pid, range]) => `${pid}:${stateOf(pid) ?? "gone"}:${range.first}-${range.last}`)
+        const pids = [...beatsOf(probeFile)].map(([pid, range]) => `${pid}:${processState(pid) ?? "gone"}:${range.first}-${range.last}`)
         log(`  lost acknowledged start ${probe}: record ${JSON.stringify(record)}; processes ${pids.join(", ") || "none"}`)
       }
     } else if (answered === "failed" && beatsOf(probeFile).size > 0) {

@@ -11,17 +11,8 @@ import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { useCluster } from "../support/cluster.ts"
-import { eventually } from "../support/processes.ts"
+import { eventually, processState } from "../support/processes.ts"
 
-/** The state letter of /proc/<pid>/stat (R, S, T, Z…), or undefined once the pid is gone. */
-const stateOf = (pid: number) => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
-  } catch {
-    return undefined
-  }
-}
 
 describe("fencing", () => {
   const cluster = useCluster("fencing", { runners: 2 })
@@ -44,13 +35,13 @@ describe("fencing", () => {
         return info.status === "running" && info.runner !== owner.address && info.pid !== oldPid ? info : undefined
       }, { what: "the instance running on the other runner", timeoutMs: 60_000 })
       // The frozen runner's copy is stopped (T), not running beside it.
-      expect(stateOf(oldPid)).toBe("T")
-      expect(stateOf(moved.pid!)).not.toBe("T")
+      expect(processState(oldPid)).toBe("T")
+      expect(processState(moved.pid!)).not.toBe("T")
     } finally {
       owner.child.kill("SIGCONT")
     }
     // Thawed, the old runner learns it lost the shard and ends its copy without continuing it.
-    await eventually(async () => stateOf(oldPid) === undefined || undefined, { what: "the old copy to end", timeoutMs: 60_000 })
+    await eventually(async () => processState(oldPid) === undefined || undefined, { what: "the old copy to end", timeoutMs: 60_000 })
 
     const lines = Fs.readFileSync(beats, "utf8").trim().split("\n").map((line) => line.split(" ").map(Number) as [number, number])
     const times = (pid: number) => lines.filter(([p]) => p === pid).map(([, t]) => t)
@@ -77,11 +68,11 @@ describe("fencing, when the locks outlive the freeze", () => {
     const runner = cluster.runners[0]!
     runner.child.kill("SIGSTOP")
     try {
-      await eventually(async () => stateOf(started.pid!) === "T" || undefined, { what: "the fence to stop the process", timeoutMs: 20_000 })
+      await eventually(async () => processState(started.pid!) === "T" || undefined, { what: "the fence to stop the process", timeoutMs: 20_000 })
     } finally {
       runner.child.kill("SIGCONT")
     }
-    await eventually(async () => stateOf(started.pid!) === "S" || undefined, { what: "the process to continue", timeoutMs: 20_000 })
+    await eventually(async () => processState(started.pid!) === "S" || undefined, { what: "the process to continue", timeoutMs: 20_000 })
     const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(started.id)))
     expect(info).toMatchObject({ status: "running", pid: started.pid, restarts: 0 })
     await runner.waitFor(/fence: the shard locks were not proven in time/, 5000)

@@ -7,7 +7,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { Effect, Schedule, Scope } from "effect"
 import * as ProcessManager from "../../src/process/ProcessManager.ts"
-import { root } from "./processes.ts"
+import { processState, root } from "./processes.ts"
 
 /** `node child.mjs <mode> …`: see test/process/fixtures/child.mjs. */
 export const child = (mode: string, ...args: ReadonlyArray<string>) => ({
@@ -31,12 +31,8 @@ export const manager = (config: Partial<ProcessManager.Config> = {}) =>
 
 /** Whether a pid is a live (not zombie) process. */
 export const isRunning = (pid: number): boolean => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    return stat[stat.lastIndexOf(")") + 2] !== "Z"
-  } catch {
-    return false
-  }
+  const state = processState(pid)
+  return state !== undefined && state !== "Z"
 }
 
 /** Waits (polling every 20 ms, up to `timeoutMs`) until `check` holds; fails otherwise. */

@@ -3,6 +3,7 @@
  * conditions, kill them. No test framework here (see `harness.ts` for vitest's side).
  */
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -181,3 +182,13 @@ export const eventually = async <A>(
 }
 
 export { isAlive } from "../../src/cluster/EmbeddedPostgres.ts"
+
+/** The state letter of `/proc/<pid>/stat` (R, S, T, Z…), or `undefined` once the pid is gone. */
+export const processState = (pid: number): string | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return stat[stat.lastIndexOf(")") + 2]
+  } catch {
+    return undefined
+  }
+}
