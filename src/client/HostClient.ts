@@ -48,14 +48,16 @@ export const make = (options: Options = {}) =>
       // A start never fails and runs anyway.
       const unanswered = (reason: string) =>
         registry.cancelStart(id, spec, startKey).pipe(
-          Effect.catchTag("RegistryError", () => Effect.succeed({ info: undefined, sameStart: true })),
-          Effect.flatMap((found) =>
-            found === undefined
-              ? Effect.fail(new StartUnconfirmed({ id, reason, outcome: "cancelled" }))
-              : found.sameStart && found.info?.status === "running"
-              ? Effect.succeed(found.info)
-              : Effect.fail(new StartUnconfirmed({ id, reason, outcome: "unconfirmed" }))
-          )
+          Effect.matchEffect({
+            // The store out of reach too: nothing is known, so the id is named.
+            onFailure: () => Effect.fail(new StartUnconfirmed({ id, reason, outcome: "unconfirmed" })),
+            onSuccess: (found) =>
+              found === undefined
+                ? Effect.fail(new StartUnconfirmed({ id, reason, outcome: "cancelled" }))
+                : found.sameStart && found.info.status === "running"
+                ? Effect.succeed(found.info)
+                : Effect.fail(new StartUnconfirmed({ id, reason, outcome: "unconfirmed" }))
+          })
         )
       return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
         Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered(`got no answer within ${ms} ms`) }),

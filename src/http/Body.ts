@@ -44,12 +44,12 @@ const withIdleTimeout = <A>(bytes: Stream.Stream<A, BadRequest>) =>
   )
 
 /**
- * An upload as a stream, never held whole: 413 at once when Content-Length is over `limit`,
- * and as soon as the bytes pass it.
+ * The body as a stream bounded by `limit`, never held whole: 413 at once when Content-Length
+ * is over it, and as soon as the bytes pass it; 400 when it sends nothing for `idleTimeout`.
  *
  * @since 0.5.0
  */
-export const upload = (request: HttpServerRequest, limit: number, what: string) =>
+export const bounded = (request: HttpServerRequest, limit: number, what: string) =>
   Stream.unwrap(Effect.as(declaredSize(request, limit, what), Stream.suspend(() => {
     let total = 0
     return withIdleTimeout(stream(request)).pipe(
@@ -68,23 +68,7 @@ export const upload = (request: HttpServerRequest, limit: number, what: string) 
  * @since 0.4.0
  */
 export const readAll = (request: HttpServerRequest, limit: number, what: string) =>
-  Effect.gen(function*() {
-    yield* declaredSize(request, limit, what)
-    const chunks: Array<Uint8Array> = []
-    let total = 0
-    yield* Stream.runForEach(
-      withIdleTimeout(stream(request)),
-      (chunk) => {
-        total += chunk.length
-        if (total > limit) {
-          return Effect.fail(new PayloadTooLarge({ error: `${what} is over the limit of ${limit} bytes`, code: "ERR_PAYLOAD_TOO_LARGE" }))
-        }
-        chunks.push(chunk)
-        return Effect.void
-      }
-    )
-    return Buffer.concat(chunks, total)
-  })
+  Effect.map(Stream.runCollect(bounded(request, limit, what)), (chunks) => Buffer.concat(Array.from(chunks)))
 
 const isJson = (type: string | undefined) => type === "application/json" || type === "text/json"
 

@@ -112,7 +112,7 @@ export const hostHandlers = HttpApiBuilder.group(
           yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"], {
             required: true
           })
-          const info = yield* http(host.sendSequence(Body.upload(request, maxPackageBytes, "the package")))
+          const info = yield* http(host.sendSequence(Body.bounded(request, maxPackageBytes, "the package")))
           return { id: info.id }
         }))
       .handle("getSequence", ({ params }) =>

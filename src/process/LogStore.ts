@@ -215,7 +215,6 @@ export const make = (options: LogStoreOptions): LogStore => {
     while (held > options.ringBytes && first < line.seq) evict()
   }
 
-  const ringFirst = () => first
   const fromRing = (after: number, upTo: number): Array<LogLine> => {
     const lines: Array<LogLine> = []
     for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(ring[s % options.ringLines]!)
@@ -282,7 +281,7 @@ export const make = (options: LogStoreOptions): LogStore => {
     })
   /** Lines with `after < seq <= upTo`, from the ring when it still holds them. */
   const range = (after: number, upTo: number): Effect.Effect<Array<LogLine>, LogsError> =>
-    after + 1 >= ringFirst() ? Effect.succeed(fromRing(after, upTo)) : fromDisk(after, upTo)
+    after + 1 >= first ? Effect.succeed(fromRing(after, upTo)) : fromDisk(after, upTo)
 
   const open = () => {
     const stream = Fs.createWriteStream(options.path, { fd: Fs.openSync(options.path, "a", 0o600), highWaterMark: maxBacklogBytes })
@@ -332,8 +331,8 @@ export const make = (options: LogStoreOptions): LogStore => {
     Effect.gen(function*() {
       const keep = matcher(query)
       const inRing = fromRing(0, upTo).filter(keep)
-      const oldest = ring[ringFirst() % options.ringLines]
-      const complete = ringFirst() === 1 ||
+      const oldest = ring[first % options.ringLines]
+      const complete = first === 1 ||
         (query.since !== undefined && oldest !== undefined && oldest.time < query.since) ||
         (query.tail !== undefined && inRing.length >= query.tail)
       const lines = complete ? inRing : (yield* fromDisk(0, upTo)).filter(keep)

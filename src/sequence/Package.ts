@@ -290,7 +290,7 @@ async function* tarStream(source: AsyncIterable<Uint8Array>, maxBytes: number): 
 
 /** What is done with each file's bytes: checked only, or written. */
 interface Sink {
-  readonly file: (path: string, mode: number, data: AsyncIterable<Uint8Array>) => Promise<void>
+  readonly file: (path: string, mode: number, data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) => Promise<void>
   readonly directory: (path: string) => Promise<void>
 }
 
@@ -413,7 +413,7 @@ const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sin
     if (entry.type === "file" && path === "package.json") {
       if (size > maxMetaBytes) throw fail("InvalidPackageJson", `package.json is over ${maxMetaBytes} bytes`)
       packageJson = await meta(size)
-      await sink.file(path, entry.mode, [packageJson] as unknown as AsyncIterable<Uint8Array>)
+      await sink.file(path, entry.mode, [packageJson])
       continue
     }
     if (entry.type === "file") await sink.file(path, entry.mode, reader.pieces(size))
