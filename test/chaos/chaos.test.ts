@@ -20,9 +20,13 @@ describe("chaos", () => {
       let stderr = ""
       child.stdout.on("data", (chunk) => (stdout += chunk))
       child.stderr.on("data", (chunk) => (stderr += chunk))
-      child.on("exit", () => stdout.includes("{") ? resolve(stdout) : reject(new Error(`chaos printed no result:\n${stderr}`)))
+      child.on("exit", (code) => {
+        const line = stdout.trim().split("\n").findLast((line) => line.startsWith("{\"seed\""))
+        if (line === undefined) reject(new Error(`chaos printed no result (exit ${code}):\n${stderr}\n${stdout}`))
+        else resolve(line)
+      })
     })
-    const result = JSON.parse(output.trim().split("\n").findLast((line) => line.startsWith("{"))!)
+    const result = JSON.parse(output)
     expect(result.summary.map((s: { cycles: number }) => s.cycles).reduce((a: number, b: number) => a + b, 0)).toBe(5)
     expect({ violations: result.violations, summary: result.summary }).toMatchObject({ violations: 0 })
   }, 600_000)
