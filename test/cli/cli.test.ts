@@ -6,7 +6,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, onTestFailed } from "vitest"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { freshDatabase } from "../support/database.ts"
 import { fastTimings, freePorts, root, spawnNode } from "../support/processes.ts"
@@ -153,6 +153,8 @@ describe("shardhub up", () => {
       args: ["up", "--runners", "2", "--port", "0"],
       env: { ...clusterEnv(databaseUrl, home), SHARDHUB_RUNNER_PORT: String(await freePorts(2)) }
     })
+    // A hang (even one that ends in vitest's timeout) shows what `up` and its runners printed.
+    onTestFailed(() => console.error(`----- output of shardhub up -----\n${up.output()}`))
     try {
       const [, url] = await up.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 90_000)
       const version = await fetch(`${url}/api/v1/version`).then((r) => r.json())
