@@ -1,5 +1,5 @@
 /**
- * `npm run chaos [-- --cycles N --seed S --instances K --json]`: faults against a real cluster,
+ * `npm run chaos [-- --cycles N --seed S --instances K --faults kill,freeze,… --loopback --json]`: faults against a real cluster,
  * checked from outside.
  *
  * Three runner processes on the embedded store (default timings), K instances (default 24) with
@@ -9,23 +9,32 @@
  * - `kill`: SIGKILL a runner, then start it again;
  * - `freeze`: SIGSTOP a runner for the lock expiration plus 3 s, then SIGCONT;
  * - `term`: SIGTERM a runner (it must exit within 30 s), then start it again;
- * - `store`: SIGKILL the embedded Postgres postmaster.
+ * - `store`: SIGKILL the embedded Postgres postmaster;
+ * - `partition`: cut a runner off the network for the lock expiration plus 3 s, then reconnect it.
+ *
+ * Runners run in their own network namespaces (see `netns.ts`) joined by veth links to a bridge,
+ * so a partition is a link taken down for real; the store (embedded, held and healed by this
+ * script's client like any participant's) is reached over the bridge. Without root or `ip netns`
+ * (or with `--loopback`) the runners share the loopback interface and there is no partition
+ * fault.
  *
  * During each fault a client starts one more instance. After each cycle, from outside:
  * - recovery: every instance has exactly one live, running (not stopped) process beating again;
  * - no two processes of one instance ever beat at overlapping times (audit files);
  * - the start made during the fault: acknowledged ⇒ running; failed ⇒ never ran (a start whose
  *   outcome is unknown names its id instead of failing).
- *
- * Not covered yet: a network partition (runners in network namespaces); see the README.
  */
-import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
+import { ConfigProvider, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { HostClient } from "../src/client/HostClient.ts"
 import * as Client from "../src/client/Client.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
+import * as EmbeddedPostgres from "../src/cluster/EmbeddedPostgres.ts"
+import { Store } from "../src/cluster/Store.ts"
+import * as Netns from "./netns.ts"
 import { freePorts, processState, type Spawned, spawnNode } from "../test/support/processes.ts"
 import { percentile, runMain } from "./support.ts"
 
@@ -55,8 +64,28 @@ const random = (() => {
 const pick = <A>(items: ReadonlyArray<A>) => items[Math.floor(random() * items.length)]!
 
 const expirationMs = 4000
-const faults = ["kill", "freeze", "term", "store"] as const
-type Fault = typeof faults[number]
+const allFaults = ["kill", "freeze", "term", "store", "partition"] as const
+type Fault = typeof allFaults[number]
+const network = !process.argv.includes("--loopback") && Netns.available() ? Netns.create(3) : undefined
+/** Undone on any exit, also a failed one: runners killed, namespaces removed. */
+const cleanups: Array<() => void> = [() => network?.destroy()]
+const chosen = process.argv.includes("--faults") ? process.argv[process.argv.indexOf("--faults") + 1]!.split(",") : allFaults
+const faults = allFaults.filter((fault) => chosen.includes(fault) && (fault !== "partition" || network !== undefined))
+
+/** Forwards `listen` to `target` (the store, which listens on loopback only, to the bridge). */
+const forward = (listen: { host: string; port: number }, target: { host: string; port: number }) =>
+  new Promise<Net.Server>((resolve, reject) => {
+    const server = Net.createServer((socket) => {
+      const upstream = Net.connect(target.port, target.host)
+      socket.pipe(upstream).pipe(socket)
+      socket.on("error", () => upstream.destroy())
+      upstream.on("error", () => socket.destroy())
+      socket.on("close", () => upstream.destroy())
+      upstream.on("close", () => socket.destroy())
+    })
+    server.once("error", reject)
+    server.listen(listen.port, listen.host, () => resolve(server))
+  })
 
 const beat = "const fs = require('fs'); const f = process.argv[1]; " +
   "setInterval(() => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'), 50)"
@@ -123,28 +152,40 @@ const main = async () => {
   const audit = Path.join(home, "audit")
   Fs.mkdirSync(audit)
   const env = { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_GATEWAY_ACCESS_LOG: "false" }
-  const first = await freePorts(3)
-  const runners: Array<Spawned | undefined> = [undefined, undefined, undefined]
-  const startRunner = async (i: number) => {
-    const runner = spawnNode(`runner-${i}`, "src/main.ts", {
-      env: {
-        ...env,
-        SHARDHUB_RUNNER_HOST: "127.0.0.1",
-        SHARDHUB_RUNNER_PORT: String(first + i),
-        SHARDHUB_RUNNER_STATE_DIR: Path.join(home, `runner-${i}`)
-      }
-    })
-    await runner.waitFor(/^ready/m, 120_000)
-    runners[i] = runner
-  }
-  log(`starting 3 runners in ${home}`)
-  await startRunner(0)
-  await Promise.all([startRunner(1), startRunner(2)])
+  // The client is a participant of the embedded store: it starts it, and heals it when killed.
   const runtime = ManagedRuntime.make(
     Client.layerFromEnv({ applicationName: "shardhub-chaos" }).pipe(
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { ...process.env as Record<string, string>, ...env } })))
     )
   )
+  const server = Option.getOrThrow((await runtime.runPromise(Effect.service(Store))).embedded)
+  let runnerEnv: Record<string, string> = env
+  let storeForward: Net.Server | undefined
+  if (network !== undefined) {
+    const port = await freePorts(1)
+    storeForward = await forward({ host: network.hostAddress, port }, { host: server.host, port: server.port })
+    const url = EmbeddedPostgres.url({ ...server, host: network.hostAddress, port }, "shardhub")
+    runnerEnv = { ...env, DATABASE_URL: Redacted.value(url) }
+  }
+  const first = await freePorts(3)
+  const runners: Array<Spawned | undefined> = [undefined, undefined, undefined]
+  const startRunner = async (i: number) => {
+    const runner = spawnNode(`runner-${i}`, "src/main.ts", {
+      ...(network === undefined ? {} : { wrapper: network.wrapper(i) }),
+      env: {
+        ...runnerEnv,
+        SHARDHUB_RUNNER_HOST: network?.address(i) ?? "127.0.0.1",
+        SHARDHUB_RUNNER_PORT: String(first + i),
+        SHARDHUB_RUNNER_STATE_DIR: Path.join(home, `runner-${i}`)
+      }
+    })
+    cleanups.unshift(() => runner.child.kill("SIGKILL"))
+    await runner.waitFor(/^ready/m, 120_000)
+    runners[i] = runner
+  }
+  log(`starting 3 runners in ${home}${network === undefined ? " (loopback)" : " (own network namespaces)"}`)
+  await startRunner(0)
+  await Promise.all([startRunner(1), startRunner(2)])
   /** An instance that beats into its own audit file, restarted whenever it ends. */
   const startBeating = (id: string) =>
     Effect.flatMap(HostClient, (host) =>
@@ -224,6 +265,11 @@ const main = async () => {
         process.kill(pid, "SIGKILL")
         break
       }
+      case "partition":
+        network!.link(target, false)
+        await new Promise((resolve) => setTimeout(resolve, expirationMs + 3000))
+        network!.link(target, true)
+        break
     }
     // Let the cluster react (a lost store or lease shows only after the lock expiration).
     await new Promise((resolve) => setTimeout(resolve, expirationMs + 2000))
@@ -264,6 +310,7 @@ const main = async () => {
     Promise.race([runner!.kill("SIGTERM").then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000))])))
   for (const runner of runners) await runner!.kill("SIGKILL")
   const slowShutdown = stopped.filter((ok) => !ok).length
+  storeForward?.close()
   Fs.rmSync(home, { recursive: true, force: true })
 
   const summary = faults.map((fault) => {
@@ -288,7 +335,9 @@ const main = async () => {
   if (json) {
     console.log(JSON.stringify({ seed, cycles, instances: instanceCount, summary, slow_shutdown: slowShutdown, violations }))
   } else {
-    console.log(`\nchaos: ${cycles} cycles, seed ${seed}, ${instanceCount} instances, 3 runners (${Os.cpus().length} cores)\n`)
+    console.log(`\nchaos: ${cycles} cycles, seed ${seed}, ${instanceCount} instances, 3 runners ${
+      network === undefined ? "on loopback" : "in network namespaces"
+    } (${Os.cpus().length} cores)\n`)
     console.log("| fault | cycles | recovery p50 | recovery max | not recovered | overlap max | duplicates | lost acked starts | failed starts that ran | slow SIGTERM |")
     console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (const s of summary) {
@@ -301,4 +350,7 @@ const main = async () => {
   if (violations > 0) throw new Error(`chaos: ${violations} violations`)
 }
 
-runMain(main)
+runMain(() =>
+  main().finally(() => {
+    for (const cleanup of cleanups) cleanup()
+  }))
