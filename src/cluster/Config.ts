@@ -46,6 +46,8 @@ export interface Timings {
   readonly entityMessagePollInterval: Duration.Duration
   /** How often the runner-health singleton pings the other runners. */
   readonly runnerHealthCheckInterval: Duration.Duration
+  /** How long an entity with no request and no keep-alive stays in memory (`SHARDHUB_ENTITY_MAX_IDLE`). */
+  readonly entityMaxIdleTime: Duration.Duration
 }
 
 /**
@@ -58,7 +60,8 @@ export const defaultTimings: Timings = {
   shardLockRefreshInterval: Duration.millis(1300),
   refreshAssignmentsInterval: Duration.millis(250),
   entityMessagePollInterval: Duration.millis(500),
-  runnerHealthCheckInterval: Duration.seconds(5)
+  runnerHealthCheckInterval: Duration.seconds(5),
+  entityMaxIdleTime: Duration.minutes(1)
 }
 
 /**
@@ -153,7 +156,8 @@ export const timings: Config.Config<Timings> = Config.all({
   shardLockRefreshInterval: duration("SHARDHUB_SHARD_LOCK_REFRESH", defaultTimings.shardLockRefreshInterval),
   refreshAssignmentsInterval: duration("SHARDHUB_ASSIGNMENT_POLL", defaultTimings.refreshAssignmentsInterval),
   entityMessagePollInterval: duration("SHARDHUB_MESSAGE_POLL", defaultTimings.entityMessagePollInterval),
-  runnerHealthCheckInterval: duration("SHARDHUB_HEALTH_CHECK", defaultTimings.runnerHealthCheckInterval)
+  runnerHealthCheckInterval: duration("SHARDHUB_HEALTH_CHECK", defaultTimings.runnerHealthCheckInterval),
+  entityMaxIdleTime: duration("SHARDHUB_ENTITY_MAX_IDLE", defaultTimings.entityMaxIdleTime)
 })
 
 /**

@@ -25,7 +25,7 @@ import {
   NotRunning,
   RegistryError,
   StartFailed,
-  StopTimeout
+  SignalFailed
 } from "./InstanceErrors.ts"
 import { ByteStream, Health, InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
 
@@ -54,7 +54,7 @@ export const Start = Rpc.make("Start", {
 export const Stop = Rpc.make("Stop", {
   payload: { timeoutMs: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })), canCallKeepalive: Schema.Boolean },
   success: InstanceInfo,
-  error: Schema.Union([...known, StopTimeout])
+  error: Schema.Union([...known, SignalFailed])
 })
 
 /**
@@ -66,7 +66,7 @@ export const Stop = Rpc.make("Stop", {
 export const Kill = Rpc.make("Kill", {
   payload: { removeImmediately: Schema.Boolean },
   success: InstanceInfo,
-  error: Schema.Union([...known, StopTimeout])
+  error: Schema.Union([...known, SignalFailed])
 })
 
 /** @since 0.3.0 */

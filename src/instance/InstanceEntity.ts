@@ -20,26 +20,29 @@
  */
 import { Entity } from "effect/cluster"
 import { Sharding } from "effect/cluster/Sharding"
-import { Context, Deferred, Effect, Option, PubSub, Schedule, Scope, Semaphore, Stream } from "effect"
+import { Rpc } from "effect/rpc"
+import { Context, Deferred, Effect, Option, PubSub, Scope, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { type ChannelEvent, isControl } from "../process/ManagedProcess.ts"
+import * as Control from "../process/Control.ts"
 import type { KillError } from "../process/ProcessErrors.ts"
 import type { Terminal } from "../process/ProcessStatus.ts"
 import { isTerminal } from "../process/ProcessStatus.ts"
-import { type ProcessHandle, ProcessManager } from "../process/ProcessManager.ts"
+import { ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
 import { Fence } from "../cluster/Fence.ts"
-import * as LastEvents from "./LastEvents.ts"
-import { InstanceNotFound, NotRunning, StartFailed, StopTimeout } from "./InstanceErrors.ts"
-import { type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
-import { inputHeader, processSpec } from "./Program.ts"
+import { InstanceNotFound, NotRunning, StartFailed, SignalFailed } from "./InstanceErrors.ts"
+import { type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
+import { processSpec } from "./Program.ts"
 import { type Report, Registry } from "./Registry.ts"
 import { endReport, liveReport, reportRetry } from "./Reports.ts"
-import { inputSession, outputSession } from "./Sessions.ts"
+import { sessionOf } from "./Sessions.ts"
+import * as Runs from "./Run.ts"
+import type { Run } from "./Run.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
-import { isTopicName, Topic } from "../topic/Topic.ts"
+import { Topic } from "../topic/Topic.ts"
+import * as Wiring from "../topic/Wiring.ts"
 
 /**
  * Tunables of the entity.
@@ -54,44 +57,6 @@ export interface Options {
   /** How long a sequence's kill handlers may run before SIGKILL. Default 1 s. */
   readonly killGraceMs?: number
 }
-
-/** One process of this activation. */
-interface Run {
-  readonly handle: ProcessHandle
-  readonly epoch: number
-  /** Restarts before this process (earlier owners). */
-  readonly restartsBefore: number
-  stopRequested: boolean
-  /** Resolved with the final record once the end was reported. */
-  readonly settled: Deferred.Deferred<InstanceInfo>
-  /** Events the process emits; `undefined` marks the end. */
-  readonly events: PubSub.PubSub<InstanceEvent | undefined>
-  readonly last: LastEvents.LastEvents
-  /** A sequence's process (in-child runner: handlers, health, data channels). */
-  readonly sequence: boolean
-  /** The health a sequence last reported. */
-  health: { readonly healthy: boolean } | undefined
-  /** Called when a sequence asks to be kept alive during a stop. */
-  readonly keptAlive: Set<() => void>
-  /**
-   * The process (pid) the input's Content-Type header went to: a restart policy starts new
-   * processes in the same run, and each reads its own header.
-   */
-  inputHeaderTo: number | undefined
-}
-
-/** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
-const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
-  publish.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }))
-
-/** Where a run's data goes in and comes out: a sequence's data channels, a command's stdio. */
-const dataOf = (run: Run) =>
-  run.sequence
-    ? { input: run.handle.input, output: run.handle.output }
-    : { input: run.handle.stdin, output: run.handle.stdout }
-
-const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
-  typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
 
 /**
  * The entity's behaviour, to be provided with a runner's cluster layer, a ProcessManager, a
@@ -115,7 +80,6 @@ export const layer = (options: Options = {}) =>
       const scope = yield* Effect.scope
       const id = address.entityId
       const runner = `${runnerAddress.host}:${runnerAddress.port}`
-      const lock = Semaphore.makeUnsafe(1)
       const handoverTimeoutMs = options.handoverTimeoutMs ?? 5000
       const killGraceMs = options.killGraceMs ?? 1000
       const cacheDir = options.sequenceCacheDir ?? Path.join(Os.tmpdir(), "shardhub-sequences")
@@ -184,35 +148,6 @@ export const layer = (options: Options = {}) =>
           )
         )
 
-      /** Collects the events the run's process emits. */
-      const collect = (run: Run, messages: Stream.Stream<ChannelEvent>) =>
-        messages.pipe(
-          Stream.runForEach((message) => {
-            if (message._tag !== "Message") return Effect.void
-            if (isControl(message.value, "health")) {
-              run.health = { healthy: message.value["healthy"] !== false }
-              return Effect.void
-            }
-            if (isControl(message.value, "keepAlive")) {
-              for (const kept of run.keptAlive) kept()
-              return Effect.void
-            }
-            if (isControl(message.value, "topics")) {
-              // Topics the sequence declares (STH's requires / provides).
-              const { contentType, provides, requires } = message.value
-              const name = (value: unknown) => typeof value === "string" && isTopicName(value) ? value : undefined
-              return connectTopics(run, {
-                ...(name(requires) === undefined ? {} : { input: name(requires)! }),
-                ...(name(provides) === undefined ? {} : { output: name(provides)! }),
-                ...(typeof contentType === "string" ? { contentType } : {})
-              })
-            }
-            if (!isEvent(message.value)) return Effect.void
-            const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }
-            return run.last.set(event) ? PubSub.publish(run.events, event) : Effect.void
-          })
-        )
-
       /**
        * Starts the process of `record` (claimed with its epoch) and waits until it runs. The
        * keep-alive (a persisted message) is written while the process spawns, and withdrawn if
@@ -226,56 +161,16 @@ export const layer = (options: Options = {}) =>
           Effect.uninterruptible
         )
 
-      /**
-       * Connects the run to its topics: its output is published (from its first byte), its
-       * input is fed from a subscription. Both end with the run's scope.
-       */
+      /** Connects the run to its topics, for as long as the activation lasts. */
       const connectTopics = (run: Run, wiring: NonNullable<InstanceSpec["topics"]>) =>
-        Effect.gen(function*() {
-          const contentType = wiring.contentType ?? "application/octet-stream"
-          const output = wiring.output
-          if (output !== undefined) {
-            const producer = `${id}/${run.epoch}`
-            let seq = 0
-            const bytes = dataOf(run).output()
-            yield* Effect.forkIn(
-              bytes.pipe(
-                Stream.runForEachArray((chunks) =>
-                  retryTopic(topics(output).Publish({ producer, seq: seq++, contentType, chunks: [...chunks] }))
-                ),
-                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: publishing to topic ${output} stopped`, cause))
-              ),
-              scope
-            )
-          }
-          const input = wiring.input
-          if (input !== undefined) {
-            // Each process of the run (a restart policy starts new ones) reads the topic through
-            // a subscription of its own, which ends with it (it would otherwise hold chunks
-            // nobody reads); while none runs, the topic keeps what is published for the next subscriber.
-            const feed = (pid: number) =>
-              Effect.suspend(() => {
-                run.inputHeaderTo = pid
-                const bytes = topics(input).Subscribe()
-                return (run.sequence ? Stream.concat(Stream.make(inputHeader(contentType)), bytes) : bytes).pipe(
-                  Stream.run(dataOf(run).input({ end: false }))
-                )
-              }).pipe(
-                // The process ended: the next one (if any) gets its own feed.
-                Effect.catchTag("StdinError", () => Effect.void),
-                Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: reading topic ${input} stopped`, cause))
-              )
-            yield* Effect.forkIn(
-              run.handle.changes.pipe(
-                Stream.map((status) => "pid" in status ? status.pid : undefined),
-                Stream.changes,
-                Stream.switchMap((pid) => pid === undefined ? Stream.empty : Stream.fromEffectDrain(feed(pid))),
-                Stream.runDrain
-              ),
-              scope
-            )
-          }
-        })
+        Wiring.connect(topics, {
+          id,
+          producer: `${id}/${run.epoch}`,
+          output: run.program.output(run.handle)({ replay: true }),
+          input: run.program.input(run.handle)({ end: false }),
+          changes: run.handle.changes,
+          header: (pid, contentType) => Runs.headerFor(run, pid, contentType)
+        }, wiring, scope)
 
       /** Records that the process of `record` could not be started. */
       const startFailed = (record: InstanceInfo, reason: string) =>
@@ -293,25 +188,13 @@ export const layer = (options: Options = {}) =>
                 Effect.andThen(Effect.fail(new StartFailed({ id, reason: error.reason, message: error.message })))
               ))
           )
-          const run: Run = {
-            handle,
-            epoch: record.epoch,
-            restartsBefore,
-            stopRequested: false,
-            settled: Deferred.makeUnsafe(),
-            events: yield* PubSub.sliding<InstanceEvent | undefined>(64),
-            last: LastEvents.make(),
-            sequence: record.spec.program._tag === "Sequence",
-            health: undefined,
-            keptAlive: new Set(),
-            inputHeaderTo: undefined
-          }
+          const run = yield* Runs.make(handle, record.spec, record.epoch, restartsBefore)
           current = run
           info = record
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
-          yield* Effect.forkIn(collect(run, messages), scope)
+          yield* Effect.forkIn(Runs.collect(run, messages, (wiring) => connectTopics(run, wiring)), scope)
           const started = yield* handle.info
           yield* report(run, {
             status: "running",
@@ -326,20 +209,7 @@ export const layer = (options: Options = {}) =>
           })
           yield* Effect.forkIn(watch(run), scope)
           if (record.spec.topics !== undefined) yield* connectTopics(run, record.spec.topics)
-          if (run.sequence) {
-            // A sequence can take input once its runner loaded the package.
-            yield* handle.ready.pipe(
-              Effect.catchTag("NotReady", () =>
-                Effect.flatMap(handle.wait, (terminal) =>
-                  Effect.fail(
-                    new StartFailed({
-                      id,
-                      reason: terminal._tag === "Exited" ? `exit code ${terminal.code}` : terminal._tag,
-                      message: terminal.crashLog.join("\n") || "the sequence ended before it was ready"
-                    })
-                  )))
-            )
-          }
+          yield* run.program.started(id, handle)
           return info!
         })
 
@@ -387,10 +257,9 @@ export const layer = (options: Options = {}) =>
           }
           run.stopRequested = true
           yield* report(run, { desired: "stopped" })
-          // A signal refused (EPERM) is not a process that outlived SIGKILL: say which it was.
           yield* end(run).pipe(
             Effect.mapError((error) =>
-              new StopTimeout({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
+              new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
             )
           )
           return yield* Deferred.await(run.settled)
@@ -410,7 +279,8 @@ export const layer = (options: Options = {}) =>
           const onKeepAlive = () => Deferred.doneUnsafe(kept, Effect.void)
           run.keptAlive.add(onKeepAlive)
           run.stopRequested = true
-          const outcome = yield* run.handle.send({ $shardhub: "stop", timeoutMs, canCallKeepalive: true }).pipe(
+          const stop: Control.ToChild = { $shardhub: "stop", timeoutMs, canCallKeepalive: true }
+          const outcome = yield* run.handle.send(stop).pipe(
             Effect.andThen(Effect.raceFirst(Effect.as(Deferred.await(kept), "kept" as const), Effect.as(run.handle.wait, "ended" as const))),
             Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.succeed("late" as const) }),
             Effect.catchTag("WriteMessageError", () => Effect.succeed("late" as const)),
@@ -423,40 +293,21 @@ export const layer = (options: Options = {}) =>
           return yield* finish((run) => run.handle.kill)
         })
 
-      /** A sequence's kill handlers get `killGraceMs` before SIGKILL; a command is SIGKILLed. */
-      const kill = (run: Run) =>
-        run.sequence
-          ? run.handle.send({ $shardhub: "kill" }).pipe(
-            Effect.andThen(run.handle.wait),
-            Effect.timeout(killGraceMs),
-            Effect.ignore,
-            Effect.andThen(run.handle.kill)
-          )
-          : run.handle.kill
-
-      const nextEvent = (run: Run, name: string) =>
-        Effect.scoped(Effect.gen(function*() {
-          const subscription = yield* PubSub.subscribe(run.events)
-          while (true) {
-            const event = yield* PubSub.take(subscription)
-            if (event === undefined) return yield* new NotRunning({ id, status: "ended" })
-            if (event.name === name) return event
-          }
-        }))
-
       return Instance.of({
+        // Start and Stop take turns (the entity's mailbox serves one message at a time); everything
+        // else runs beside them (`Rpc.fork`), so that a kill overtakes a slow stop.
         Start: ({ payload }) =>
-          lock.withPermit(Effect.gen(function*() {
+          Effect.gen(function*() {
             const created = yield* registry.create(id, payload.spec, payload.startKey, runner)
             if (!created.created) return info ?? created.info
             return yield* launch(created.info, 0)
-          })),
+          }),
         Stop: ({ payload }) =>
-          payload.canCallKeepalive && current?.sequence === true
+          payload.canCallKeepalive && current?.program.canKeepAlive === true
             ? stopOrKeep(payload.timeoutMs)
             : finish((run) => run.handle.terminate(payload.timeoutMs)),
         Kill: ({ payload }) =>
-          finish(kill).pipe(
+          Rpc.fork(finish((run) => run.program.kill(run.handle, killGraceMs)).pipe(
             Effect.tap((record) => {
               if (!payload.removeImmediately) return Effect.void
               const run = current
@@ -467,10 +318,10 @@ export const layer = (options: Options = {}) =>
                 run === undefined ? Effect.void : processes.remove(run.handle.id).pipe(Effect.ignore)
               ], { discard: true }).pipe(Effect.as(record))
             })
-          ),
-        Info: () => known,
+          )),
+        Info: () => Rpc.fork(known),
         GetHealth: () =>
-          Effect.gen(function*() {
+          Rpc.fork(Effect.gen(function*() {
             const record = yield* known
             const run = current
             const stats = run === undefined ? Option.none() : yield* run.handle.stats
@@ -484,67 +335,33 @@ export const layer = (options: Options = {}) =>
               restarts: record.restarts,
               ...(Option.isSome(stats) ? { stats: stats.value } : {})
             }
-          }),
+          })),
         Stats: () =>
-          Effect.flatMap(live, (run) =>
+          Rpc.fork(Effect.flatMap(live, (run) =>
             Effect.flatMap(run.handle.stats, (stats) =>
-              Option.isSome(stats) ? Effect.succeed(stats.value) : Effect.fail(new NotRunning({ id, status: info!.status })))),
+              Option.isSome(stats) ? Effect.succeed(stats.value) : Effect.fail(new NotRunning({ id, status: info!.status }))))),
         SendEvent: ({ payload }) =>
-          Effect.flatMap(live, (run) =>
+          Rpc.fork(Effect.flatMap(live, (run) =>
             run.handle.send({ event: payload.name, data: payload.data }).pipe(
               Effect.mapError(() => new NotRunning({ id, status: info!.status }))
-            )),
-        NextEvent: ({ payload }) => Effect.flatMap(live, (run) => nextEvent(run, payload.name)),
-        LastEvent: ({ payload }) =>
-          Effect.flatMap(live, (run) => {
-            const last = run.last.get(payload.name)
-            return last === undefined ? nextEvent(run, payload.name) : Effect.succeed(last)
-          }),
-        Events: ({ payload }) =>
-          Stream.unwrap(Effect.map(live, (run) =>
-            Stream.fromPubSub(run.events).pipe(
-              Stream.takeWhile((event): event is InstanceEvent => event !== undefined),
-              Stream.filter((event) => payload.name === undefined || event.name === payload.name)
             ))),
+        NextEvent: ({ payload }) => Rpc.fork(Effect.flatMap(live, (run) => Runs.nextEvent(run, id, payload.name))),
+        LastEvent: ({ payload }) =>
+          Rpc.fork(Effect.flatMap(live, (run) => {
+            const last = run.last.get(payload.name)
+            return last === undefined ? Runs.nextEvent(run, id, payload.name) : Effect.succeed(last)
+          })),
+        Events: ({ payload }) => Rpc.fork(Stream.unwrap(Effect.map(live, (run) => Runs.events(run, payload.name)))),
         // An ended instance's log outlives its process here (for the retention time): its files.
         Logs: ({ payload }) =>
-          Stream.unwrap(Effect.map(known, () =>
-            current === undefined ? processes.pastLogs(id, payload.query) : current.handle.logs(payload.query))),
+          Rpc.fork(Stream.unwrap(Effect.map(known, () =>
+            current === undefined ? processes.pastLogs(id, payload.query) : current.handle.logs(payload.query)))),
         Open: ({ payload }) =>
-          Effect.gen(function*() {
+          Rpc.fork(Effect.gen(function*() {
             const run = yield* live
-            const handle = run.handle
-            const replay = { replay: payload.replay ?? true }
-            // A sequence's input and output are its data channels; stdio stays its own.
-            const { input, output } = dataOf(run)
-            const { pid } = yield* handle.info
-            const header = () => {
-              if (!run.sequence || pid === undefined || run.inputHeaderTo === pid) return undefined
-              run.inputHeaderTo = pid
-              return inputHeader(payload.contentType ?? "application/octet-stream")
-            }
-            switch (payload.stream) {
-              case "stdin":
-                return yield* dataPort.offer(inputSession(handle.stdin, payload.end ?? true, true))
-              case "input":
-                return yield* dataPort.offer(inputSession(input, payload.end ?? true, true, header))
-              case "stdout":
-                return yield* dataPort.offer(outputSession(handle.stdout(replay)))
-              case "output":
-                return yield* dataPort.offer(outputSession(output(replay)))
-              case "stderr":
-                return yield* dataPort.offer(outputSession(handle.stderr(replay)))
-              case "inout":
-                // The output first: it is subscribed before any input can make output.
-                return yield* dataPort.offer((socket) =>
-                  Effect.all([
-                    outputSession(output(replay))(socket),
-                    inputSession(input, payload.end ?? true, false, header)(socket)
-                  ], { concurrency: 2, discard: true })
-                )
-            }
-          })
+            const { pid } = yield* run.handle.info
+            return yield* dataPort.offer(sessionOf(run, pid, payload))
+          }))
       })
-    }),
-    { concurrency: "unbounded" }
+    })
   )

@@ -97,11 +97,12 @@ export class StartUnconfirmed extends Schema.TaggedError<StartUnconfirmed>()("St
 }
 
 /**
- * The process did not end even after it was killed.
+ * The runner could not signal the instance's process (the OS refused, e.g. EPERM): a stop or
+ * kill did not happen, and the process may still run.
  *
- * @since 0.3.0
+ * @since 0.6.0
  */
-export class StopTimeout extends Schema.TaggedError<StopTimeout>()("StopTimeout", {
+export class SignalFailed extends Schema.TaggedError<SignalFailed>()("SignalFailed", {
   id: Schema.String,
   message: Schema.String
 }) {}

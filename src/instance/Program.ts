@@ -1,12 +1,17 @@
 /**
  * How an instance's program runs: the ProcessManager spec of a command (as given) or of a
- * sequence (unpacked from the sequence store, under its in-child runner), and what a sequence's
- * input starts with.
+ * sequence (unpacked from the sequence store, under its in-child runner), and the behaviour that
+ * differs between the two ({@link Program}): where data goes, what input starts with, when a
+ * start is complete, whether a stop can be called off, and how a kill ends it.
  *
  * @since 0.5.0
  */
-import { Effect } from "effect"
+import { Effect, type Sink, type Stream } from "effect"
+import type * as Control from "../process/Control.ts"
+import type { KillError, StdinError } from "../process/ProcessErrors.ts"
+import type { ProcessHandle } from "../process/ProcessManager.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
+import type { Terminal } from "../process/ProcessStatus.ts"
 import * as Launch from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { InvalidSpec, StartFailed } from "./InstanceErrors.ts"
@@ -73,3 +78,66 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
  */
 export const inputHeader = (contentType: string) => new TextEncoder().encode(`Content-Type: ${contentType}\r\n\r\n`)
 
+/**
+ * What differs between a command and a sequence once their process runs.
+ *
+ * @since 0.6.0
+ */
+export interface Program {
+  /** Where a client's or a topic's input goes: a sequence's data input, a command's stdin. */
+  readonly input: (handle: ProcessHandle) => (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
+  /** Where its output comes from: a sequence's data output, a command's stdout. */
+  readonly output: (handle: ProcessHandle) => (options: { readonly replay: boolean }) => Stream.Stream<Uint8Array>
+  /** What each process's input starts with: a sequence reads how to decode the rest. */
+  readonly header: (contentType: string) => Uint8Array | undefined
+  /** Completes a start: a sequence takes input once its runner loaded the package. */
+  readonly started: (id: string, handle: ProcessHandle) => Effect.Effect<void, StartFailed>
+  /** Whether a stop may be called off by the program (a sequence calling `keepAlive`). */
+  readonly canKeepAlive: boolean
+  /** Ends the process now: a sequence's kill handlers get `graceMs`, then SIGKILL. */
+  readonly kill: (handle: ProcessHandle, graceMs: number) => Effect.Effect<Terminal, KillError>
+}
+
+const command: Program = {
+  input: (handle) => handle.stdin,
+  output: (handle) => handle.stdout,
+  header: () => undefined,
+  started: () => Effect.void,
+  canKeepAlive: false,
+  kill: (handle) => handle.kill
+}
+
+const sequence: Program = {
+  input: (handle) => handle.input,
+  output: (handle) => handle.output,
+  header: inputHeader,
+  started: (id, handle) =>
+    handle.ready.pipe(
+      Effect.catchTag("NotReady", () =>
+        Effect.flatMap(handle.wait, (terminal) =>
+          Effect.fail(
+            new StartFailed({
+              id,
+              reason: terminal._tag === "Exited" ? `exit code ${terminal.code}` : terminal._tag,
+              message: terminal.crashLog.join("\n") || "the sequence ended before it was ready"
+            })
+          )))
+    ),
+  canKeepAlive: true,
+  kill: (handle, graceMs) => {
+    const kill: Control.ToChild = { $shardhub: "kill" }
+    return handle.send(kill).pipe(
+      Effect.andThen(handle.wait),
+      Effect.timeout(graceMs),
+      Effect.ignore,
+      Effect.andThen(handle.kill)
+    )
+  }
+}
+
+/**
+ * The behaviour of `spec`'s program.
+ *
+ * @since 0.6.0
+ */
+export const programOf = (spec: InstanceSpec): Program => spec.program._tag === "Sequence" ? sequence : command

@@ -1,6 +1,6 @@
 /**
  * The data-port sessions of an instance: a client's bytes into a process, a process's output to
- * a client.
+ * a client, and which of them an `Open` request gets.
  *
  * @since 0.5.0
  */
@@ -10,6 +10,8 @@ import { Effect, Stream } from "effect"
 import type * as Net from "node:net"
 import type { ProcessHandle } from "../process/ProcessManager.ts"
 import { DataPortError } from "./DataPort.ts"
+import type { ByteStream } from "./InstanceSpec.ts"
+import { headerFor, type Run } from "./Run.ts"
 
 /**
  * Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done.
@@ -50,3 +52,40 @@ export const outputSession = (output: Stream.Stream<Uint8Array>) => (socket: Net
     Stream.run(NodeSink.fromWritable({ evaluate: () => socket, onError: () => undefined, endOnDone: true })),
     Effect.ignore
   )
+
+/**
+ * The session of an `Open` request on `run`: its stdio, or its program's input and output (a
+ * sequence's data channels, a command's stdio).
+ *
+ * @since 0.6.0
+ */
+export const sessionOf = (run: Run, pid: number | undefined, request: {
+  readonly stream: ByteStream
+  readonly end?: boolean | undefined
+  readonly replay?: boolean | undefined
+  readonly contentType?: string | undefined
+}): (socket: Net.Socket) => Effect.Effect<void> => {
+  const { handle, program } = run
+  const replay = { replay: request.replay ?? true }
+  const end = request.end ?? true
+  const header = () => headerFor(run, pid, request.contentType ?? "application/octet-stream")
+  switch (request.stream) {
+    case "stdin":
+      return inputSession(handle.stdin, end, true)
+    case "input":
+      return inputSession(program.input(handle), end, true, header)
+    case "stdout":
+      return outputSession(handle.stdout(replay))
+    case "output":
+      return outputSession(program.output(handle)(replay))
+    case "stderr":
+      return outputSession(handle.stderr(replay))
+    case "inout":
+      // The output first: it is subscribed before any input can make output.
+      return (socket) =>
+        Effect.all([
+          outputSession(program.output(handle)(replay))(socket),
+          inputSession(program.input(handle), end, false, header)(socket)
+        ], { concurrency: 2, discard: true })
+  }
+}

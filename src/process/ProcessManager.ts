@@ -21,6 +21,7 @@ import { Context, Duration, Effect, Layer, Option, Schedule, Schema, Scope, Sink
 import * as Confinement from "./Confinement.ts"
 import * as LogStore from "./LogStore.ts"
 import type { LogLine, LogsQuery } from "./LogStore.ts"
+import * as ChildEnv from "./ChildEnv.ts"
 import * as Managed from "./ManagedProcess.ts"
 import {
   KillError,
@@ -340,8 +341,8 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         if (!Fs.statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) {
           return yield* new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` })
         }
-        const dataDir = Managed.dataDirOf(stateDir, id)
-        const env = Managed.childEnv(spec, id, dataDir, supervisor.token)
+        const dataDir = ChildEnv.dataDirOf(stateDir, id)
+        const env = ChildEnv.childEnv(spec, id, dataDir, supervisor.token)
         const identity = Confinement.identity(spec.user, spec.group)
         if (identity instanceof SpawnError) return yield* identity
         const unreachable = identity === undefined ? undefined : Confinement.checkReach(identity, cwd, dataDir)

@@ -18,8 +18,9 @@
  * @since 0.4.0
  */
 import { ClusterSchema, Entity } from "effect/cluster"
-import { Effect, Queue, Schema, Semaphore, Stream } from "effect"
-import { CurrentAddress } from "effect/cluster/Entity"
+import { Context, Effect, Option, Queue, Schema, Semaphore, Stream } from "effect"
+import { CurrentAddress, KeepAliveLatch } from "effect/cluster/Entity"
+import type { Sharding } from "effect/cluster/Sharding"
 import { Rpc } from "effect/rpc"
 
 /**
@@ -151,6 +152,17 @@ export const layer = (options: Options = {}) => {
       const lastSeq = new Map<string, number>()
       // One publish at a time, so chunks keep their order for every consumer.
       const publishing = yield* Semaphore.make(1)
+      // While chunks wait for a first consumer, the topic must not passivate (they would be
+      // lost): it holds Effect's keep-alive until a consumer takes them.
+      const context = yield* Effect.context<Sharding | CurrentAddress>()
+      const latch = yield* Effect.serviceOption(KeepAliveLatch)
+      let held = false
+      const holdWhileWaiting = (hold: boolean) =>
+        Effect.suspend(() => {
+          if (held === hold || Option.isNone(latch)) return Effect.void
+          held = hold
+          return Entity.keepAlive(hold).pipe(Effect.provideContext(Context.add(context, KeepAliveLatch, latch.value)))
+        })
 
       /** Takes the chunk's bytes from the runner's budget, then queues it (gives them back if it could not). */
       const offer = (queue: Queue.Queue<Uint8Array>, chunk: Uint8Array) =>
@@ -172,7 +184,7 @@ export const layer = (options: Options = {}) => {
             lastSeq.set(payload.producer, payload.seq)
             if (contentType === undefined && payload.contentType !== undefined) contentType = payload.contentType
             for (const chunk of slices(payload.chunks)) {
-              if (consumers.size === 0) yield* offer(waiting, chunk)
+              if (consumers.size === 0) yield* Effect.andThen(holdWhileWaiting(true), offer(waiting, chunk))
               else yield* Effect.forEach([...consumers], (queue) => offer(queue, chunk), { discard: true })
             }
           })),
@@ -183,6 +195,7 @@ export const layer = (options: Options = {}) => {
             if (consumers.size === 0) {
               queue = waiting
               waiting = yield* Queue.bounded<Uint8Array>(capacity)
+              yield* holdWhileWaiting(false)
             } else {
               queue = yield* Queue.bounded<Uint8Array>(capacity)
             }

@@ -14,7 +14,8 @@ const COUNT = 2000
 const ndjson = "application/x-ndjson"
 
 describe("topics", () => {
-  const cluster = useCluster("topics", { runners: 2 })
+  // Entities passivate after a second without requests or keep-alive (Effect's reaper looks every 5 s).
+  const cluster = useCluster("topics", { runners: 2, env: { SHARDHUB_ENTITY_MAX_IDLE: "1 second" } })
 
   it("connect an instance on one runner to an instance on another, every item once, in order", async () => {
     cluster.printOnFailure()
@@ -113,5 +114,19 @@ describe("topics", () => {
     expect(result.waiting).toMatchObject({ consumers: 0, waitingChunks: 100 })
     expect(result.first).toBe(text(chunks))
     expect(result.second).toBe(text(chunks.slice(100)))
+  })
+
+  it("keep what waits for a first subscriber while the topic is idle, past the entities' idle time", async () => {
+    cluster.printOnFailure()
+    const chunks = Array.from({ length: 20 }, (_, i) => new TextEncoder().encode(`${i}\n`))
+    const received = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      yield* host.publish("idle-topic", Stream.fromIterable(chunks))
+      // The condition is time itself: the topic gets no request for longer than the idle time
+      // plus the reaper's 5 s period, which passivates any entity not kept alive.
+      yield* Effect.sleep("7 seconds")
+      return yield* host.subscribe("idle-topic").pipe(Stream.take(20), Stream.runCollect, Effect.timeout("10 seconds"))
+    }))
+    expect(received.map((chunk) => new TextDecoder().decode(chunk)).join("")).toBe(chunks.map((c) => new TextDecoder().decode(c)).join(""))
   })
 })

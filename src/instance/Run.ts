@@ -1,0 +1,142 @@
+/**
+ * One process of an `Instance` activation: its handle and claim epoch, its events (the latest of
+ * each name kept), its health, and what its program sends on the message channel.
+ *
+ * @since 0.6.0
+ */
+import { Deferred, Effect, PubSub, Stream } from "effect"
+import * as Control from "../process/Control.ts"
+import type { ChannelEvent } from "../process/ManagedProcess.ts"
+import type { ProcessHandle } from "../process/ProcessManager.ts"
+import { isTopicName } from "../topic/Topic.ts"
+import { NotRunning } from "./InstanceErrors.ts"
+import type { InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
+import * as LastEvents from "./LastEvents.ts"
+import { type Program, programOf } from "./Program.ts"
+
+/**
+ * @since 0.6.0
+ */
+export interface Run {
+  readonly handle: ProcessHandle
+  readonly epoch: number
+  /** Restarts before this process (earlier owners). */
+  readonly restartsBefore: number
+  stopRequested: boolean
+  /** Resolved with the final record once the end was reported. */
+  readonly settled: Deferred.Deferred<InstanceInfo>
+  /** Events the process emits; `undefined` marks the end. */
+  readonly events: PubSub.PubSub<InstanceEvent | undefined>
+  readonly last: LastEvents.LastEvents
+  /** What differs between a command and a sequence. */
+  readonly program: Program
+  /** The health a sequence last reported. */
+  health: { readonly healthy: boolean } | undefined
+  /** Called when a sequence asks to be kept alive during a stop. */
+  readonly keptAlive: Set<() => void>
+  /**
+   * The process (pid) the input's Content-Type header went to: a restart policy starts new
+   * processes in the same run, and each reads its own header.
+   */
+  inputHeaderTo: number | undefined
+}
+
+/**
+ * A run of `spec`'s program in `handle`, claimed with `epoch`.
+ *
+ * @since 0.6.0
+ */
+export const make = (handle: ProcessHandle, spec: InstanceSpec, epoch: number, restartsBefore: number) =>
+  Effect.map(PubSub.sliding<InstanceEvent | undefined>(64), (events): Run => ({
+    handle,
+    epoch,
+    restartsBefore,
+    stopRequested: false,
+    settled: Deferred.makeUnsafe(),
+    events,
+    last: LastEvents.make(),
+    program: programOf(spec),
+    health: undefined,
+    keptAlive: new Set(),
+    inputHeaderTo: undefined
+  }))
+
+/**
+ * What the input of process `pid` starts with, if it did not get it yet (once per process).
+ *
+ * @since 0.6.0
+ */
+export const headerFor = (run: Run, pid: number | undefined, contentType: string) => {
+  if (pid === undefined || run.inputHeaderTo === pid) return undefined
+  run.inputHeaderTo = pid
+  return run.program.header(contentType)
+}
+
+const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
+  typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
+
+/**
+ * Takes what the run's process sends: events (published, the latest of each name kept), health,
+ * keep-alive, and the topics a sequence declares (handed to `topics`).
+ *
+ * @since 0.6.0
+ */
+export const collect = <E, R>(
+  run: Run,
+  messages: Stream.Stream<ChannelEvent>,
+  topics: (wiring: NonNullable<InstanceSpec["topics"]>) => Effect.Effect<void, E, R>
+) =>
+  messages.pipe(
+    Stream.runForEach((message) => {
+      if (message._tag !== "Message") return Effect.void
+      const control = Control.fromChild(message.value)
+      switch (control?.$shardhub) {
+        case "health":
+          run.health = { healthy: control.healthy }
+          return Effect.void
+        case "keepAlive":
+          for (const kept of run.keptAlive) kept()
+          return Effect.void
+        case "topics": {
+          // STH's requires / provides.
+          const name = (value: string | null | undefined) => typeof value === "string" && isTopicName(value) ? value : undefined
+          const input = name(control.requires)
+          const output = name(control.provides)
+          return topics({
+            ...(input === undefined ? {} : { input }),
+            ...(output === undefined ? {} : { output }),
+            ...(typeof control.contentType === "string" ? { contentType: control.contentType } : {})
+          })
+        }
+      }
+      if (!isEvent(message.value)) return Effect.void
+      const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }
+      return run.last.set(event) ? PubSub.publish(run.events, event) : Effect.void
+    })
+  )
+
+/**
+ * The run's next event named `name`; fails when the process ends first.
+ *
+ * @since 0.6.0
+ */
+export const nextEvent = (run: Run, id: string, name: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const subscription = yield* PubSub.subscribe(run.events)
+    while (true) {
+      const event = yield* PubSub.take(subscription)
+      if (event === undefined) return yield* new NotRunning({ id, status: "ended" })
+      if (event.name === name) return event
+    }
+  }))
+
+/**
+ * The run's events from now on (only those named `name`, if given), ending with the process.
+ *
+ * @since 0.6.0
+ */
+export const events = (run: Run, name: string | undefined) =>
+  Stream.fromPubSub(run.events).pipe(
+    Stream.takeWhile((event): event is InstanceEvent => event !== undefined),
+    Stream.filter((event) => name === undefined || event.name === name)
+  )

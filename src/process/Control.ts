@@ -1,0 +1,70 @@
+/**
+ * The in-child control protocol: the messages on a process's message channel whose
+ * `$shardhub` key names a kind. One Schema for both directions, used by the ProcessManager
+ * (readiness, log lines, the stop message), the Instance entity (health, keep-alive, topics,
+ * kill) and checked against both in-child runners (`src/sequence/runners/node.cjs` and
+ * `python.py`) by the sequence tests. Anything else on the channel is the user's: events
+ * `{"event","data"}` or any message a command's program sends.
+ *
+ * @since 0.6.0
+ */
+import { Schema } from "effect"
+
+const kind = <K extends string>(name: K) => Schema.Literal(name)
+
+/** The child is ready (readiness `Message`). @since 0.6.0 */
+export const Ready = Schema.Struct({ $shardhub: kind("ready") })
+/** A log line of the child's own, kept apart from its output. @since 0.6.0 */
+export const Log = Schema.Struct({
+  $shardhub: kind("log"),
+  level: Schema.optionalKey(Schema.String),
+  text: Schema.optionalKey(Schema.Unknown)
+})
+/** @since 0.6.0 */
+export type Log = typeof Log.Type
+/** The child's health, with whatever details its handlers added. @since 0.6.0 */
+export const Health = Schema.StructWithRest(Schema.Struct({ $shardhub: kind("health"), healthy: Schema.Boolean }), [
+  Schema.Record(Schema.String, Schema.Unknown)
+])
+/** A sequence asks to be kept alive (from a stop handler: the stop is called off). @since 0.6.0 */
+export const KeepAlive = Schema.Struct({ $shardhub: kind("keepAlive"), ms: Schema.optionalKey(Schema.Number) })
+/** Topics a sequence declares (STH's `requires` / `provides`). @since 0.6.0 */
+export const Topics = Schema.Struct({
+  $shardhub: kind("topics"),
+  requires: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  provides: Schema.optionalKey(Schema.NullOr(Schema.String)),
+  contentType: Schema.optionalKey(Schema.NullOr(Schema.String))
+})
+
+/** What a child sends. @since 0.6.0 */
+export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics])
+/** @since 0.6.0 */
+export type FromChild = typeof FromChild.Type
+
+/** Stop within `timeoutMs`; `canCallKeepalive`: the stop handlers may call it off. @since 0.6.0 */
+export const Stop = Schema.Struct({
+  $shardhub: kind("stop"),
+  timeoutMs: Schema.Number,
+  canCallKeepalive: Schema.optionalKey(Schema.Boolean)
+})
+/** Run the kill handlers, then exit. @since 0.6.0 */
+export const Kill = Schema.Struct({ $shardhub: kind("kill") })
+
+/** What a child is sent. @since 0.6.0 */
+export const ToChild = Schema.Union([Stop, Kill])
+/** @since 0.6.0 */
+export type ToChild = typeof ToChild.Type
+
+const decodeFromChild = Schema.decodeUnknownOption(FromChild)
+
+/**
+ * The control message `value` is, or `undefined` when it is none (the user's message, or a
+ * `$shardhub` message that does not follow the protocol).
+ *
+ * @since 0.6.0
+ */
+export const fromChild = (value: unknown): FromChild | undefined => {
+  if (typeof value !== "object" || value === null || !("$shardhub" in value)) return undefined
+  const decoded = decodeFromChild(value)
+  return decoded._tag === "Some" ? decoded.value : undefined
+}

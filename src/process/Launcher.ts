@@ -1,0 +1,194 @@
+/**
+ * One run of a managed process: one OS process in its own process group, from spawn to the
+ * moment its end is settled. Facts and their sources:
+ *
+ * - A run is settled after `'exit'` was observed and after `'close'` (all output read) or a short
+ *   grace period, whichever comes first — a background grandchild holding the pipe must not delay
+ *   the status (seed 003; PROCESS-SUPERVISION §0.5).
+ * - When a run's main process exits, what is left of its process group is killed (systemd's
+ *   control-group semantics), so a run never leaves anything behind.
+ * - A stop asks once (a signal, or the `stop` control message) and SIGKILLs the group at the
+ *   earliest deadline any caller asked for.
+ *
+ * @since 0.6.0
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import type * as Net from "node:net"
+import * as Path from "node:path"
+import type { Readable, Writable } from "node:stream"
+import type { Identity } from "./Confinement.ts"
+import type { ProcessStats } from "./ProcessStatus.ts"
+import type { ResolvedSpec } from "./ProcessSpec.ts"
+
+/** The data input and output of a process with data channels. */
+export const INPUT_FD = 4
+export const OUTPUT_FD = 5
+
+/**
+ * One run. Its fields are changed only by the launcher and the process that owns it, from
+ * Node's callbacks (no locks needed: each callback runs to completion).
+ *
+ * @since 0.6.0
+ */
+export interface Run {
+  readonly child: ChildProcess.ChildProcess
+  readonly pid: number
+  readonly startedAt: number
+  readonly channel: Net.Socket | undefined
+  readonly input: Writable | undefined
+  readonly output: Readable | undefined
+  exit: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
+  closed: boolean
+  settled: boolean
+  /** Set when the manager ended the run for a reason of its own. */
+  failure: { readonly reason: "MemoryLimitExceeded" | "ReadyTimeout"; readonly message: string } | undefined
+  stopRequested: boolean
+  killTimer: ReturnType<typeof setTimeout> | undefined
+  killDeadline: number
+  readyTimer: ReturnType<typeof setTimeout> | undefined
+  usage: { ticks: number; at: number } | undefined
+  stats: ProcessStats | undefined
+}
+
+/**
+ * Sends `signal` to a process group; a group that is already gone is not an error.
+ *
+ * @since 0.6.0
+ */
+export const groupKill = (pgid: number, signal: NodeJS.Signals): string | undefined => {
+  try {
+    process.kill(-pgid, signal)
+    return undefined
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    return code === "ESRCH" ? undefined : `cannot send ${signal} to process group ${pgid}: ${code}`
+  }
+}
+
+/**
+ * What a launch needs: the resolved executable, argv, environment and identity, and whom to tell.
+ *
+ * @since 0.6.0
+ */
+export interface Launch {
+  readonly spec: ResolvedSpec
+  readonly file: string
+  readonly argv: ReadonlyArray<string>
+  readonly env: Record<string, string>
+  readonly identity: Identity | undefined
+  readonly closeGraceMs: number
+  /** The run's end is known (exit seen, output read or the grace period over). Called once. */
+  readonly settled: (run: Run) => void
+  /** All of the run's output was read. */
+  readonly closed: (run: Run) => void
+}
+
+/**
+ * Spawns a run, or returns why the OS refused.
+ *
+ * @since 0.6.0
+ */
+export const spawn = (
+  launch: Launch,
+  /** The OS refused: its error, and what it means (Node says ENOENT of the command for a missing cwd). */
+  failed: (error: NodeJS.ErrnoException, message: string) => void
+): Run | undefined => {
+  const { spec } = launch
+  let child: ChildProcess.ChildProcess
+  try {
+    child = ChildProcess.spawn(launch.file, launch.argv as Array<string>, {
+      argv0: spec.shell ? "sh" : spec.command,
+      cwd: spec.cwd,
+      env: launch.env,
+      ...(launch.identity === undefined ? {} : { uid: launch.identity.uid, gid: launch.identity.gid }),
+      detached: true,
+      stdio: [
+        spec.stdin === "pipe" ? "pipe" : "ignore",
+        "pipe",
+        "pipe",
+        ...(spec.messages || spec.dataChannels ? [spec.messages ? "pipe" as const : "ignore" as const] : []),
+        ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : [])
+      ]
+    })
+  } catch (error) {
+    failed(error as NodeJS.ErrnoException, describeSpawnError(spec, error as NodeJS.ErrnoException))
+    return undefined
+  }
+  if (child.pid === undefined) {
+    child.once("error", (error) => failed(error, describeSpawnError(spec, error)))
+    return undefined
+  }
+  const stdio = child.stdio as ReadonlyArray<Readable | Writable | null | undefined>
+  const run: Run = {
+    child,
+    pid: child.pid,
+    startedAt: Date.now(),
+    channel: spec.messages ? (stdio[3] as Net.Socket) : undefined,
+    input: spec.dataChannels ? (stdio[INPUT_FD] as Writable) : undefined,
+    output: spec.dataChannels ? (stdio[OUTPUT_FD] as Readable) : undefined,
+    exit: undefined,
+    closed: false,
+    settled: false,
+    failure: undefined,
+    stopRequested: false,
+    killTimer: undefined,
+    killDeadline: Infinity,
+    readyTimer: undefined,
+    usage: undefined,
+    stats: undefined
+  }
+  // A pipe's error (EPIPE, a reset) is the run's end, which 'exit' reports.
+  for (const stream of stdio) stream?.on("error", () => {})
+  child.on("error", () => {})
+  const settle = () => {
+    if (run.settled || run.exit === undefined) return
+    run.settled = true
+    if (run.killTimer !== undefined) clearTimeout(run.killTimer)
+    if (run.readyTimer !== undefined) clearTimeout(run.readyTimer)
+    launch.settled(run)
+  }
+  child.on("exit", (code, signal) => {
+    run.exit = { code, signal }
+    // Whatever the main process left in its group goes with it.
+    groupKill(run.pid, "SIGKILL")
+    setTimeout(settle, launch.closeGraceMs)
+  })
+  child.on("close", () => {
+    run.closed = true
+    settle()
+    launch.closed(run)
+  })
+  return run
+}
+
+const describeSpawnError = (spec: ResolvedSpec, error: NodeJS.ErrnoException): string => {
+  const cwd = Path.resolve(spec.cwd ?? process.cwd())
+  return error.code === "ENOENT" && !Fs.statSync(cwd, { throwIfNoEntry: false })?.isDirectory()
+    ? `working directory ${cwd} does not exist or is not a directory (${error.message})`
+    : error.message
+}
+
+/**
+ * Asks a run to stop with `ask` (once), and SIGKILLs its group at the earliest deadline any
+ * caller asked for. Returns why the signal could not be sent, if it could not.
+ *
+ * @since 0.6.0
+ */
+export const requestStop = (run: Run, timeoutMs: number, ask: () => string | undefined): string | undefined => {
+  if (run.exit !== undefined) return undefined
+  let error: string | undefined
+  if (!run.stopRequested) {
+    run.stopRequested = true
+    error = ask()
+  }
+  const deadline = Date.now() + timeoutMs
+  if (deadline < run.killDeadline) {
+    run.killDeadline = deadline
+    if (run.killTimer !== undefined) clearTimeout(run.killTimer)
+    run.killTimer = setTimeout(() => {
+      if (run.exit === undefined) groupKill(run.pid, "SIGKILL")
+    }, Math.max(0, timeoutMs))
+  }
+  return error
+}

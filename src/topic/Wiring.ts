@@ -1,0 +1,86 @@
+/**
+ * An instance's topics: its output published to one (from its first byte), its input fed from
+ * another — by the instance's spec (`topics`) or by what a sequence declares at start (STH's
+ * `requires` / `provides`).
+ *
+ * @since 0.6.0
+ */
+import { Effect, Schedule, type Scope, type Sink, Stream } from "effect"
+import type { StdinError } from "../process/ProcessErrors.ts"
+import type { Status } from "../process/ProcessStatus.ts"
+import type { InstanceSpec } from "../instance/InstanceSpec.ts"
+import type { Topic } from "./Topic.ts"
+
+/** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
+const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
+  publish.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }))
+
+/**
+ * The process side of the wiring.
+ *
+ * @since 0.6.0
+ */
+export interface Ends {
+  readonly id: string
+  /** Names this producer for the topic's de-duplication (one per claim of the instance). */
+  readonly producer: string
+  /** The program's output, from its first byte. */
+  readonly output: Stream.Stream<Uint8Array>
+  /** A sink into the live process's input. */
+  readonly input: Sink.Sink<void, Uint8Array, never, StdinError>
+  /** The process's status changes: each new pid gets a feed of its own. */
+  readonly changes: Stream.Stream<Status>
+  /** What the input of process `pid` starts with, if it did not get it yet. */
+  readonly header: (pid: number, contentType: string) => Uint8Array | undefined
+}
+
+/** @since 0.6.0 */
+export type TopicClient = Effect.Success<typeof Topic.client>
+
+/**
+ * Connects `ends` to the topics of `wiring` through `topics`, for as long as `scope` lasts.
+ *
+ * @since 0.6.0
+ */
+export const connect = (topics: TopicClient, ends: Ends, wiring: NonNullable<InstanceSpec["topics"]>, scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const contentType = wiring.contentType ?? "application/octet-stream"
+    const output = wiring.output
+    if (output !== undefined) {
+      let seq = 0
+      yield* Effect.forkIn(
+        ends.output.pipe(
+          Stream.runForEachArray((chunks) =>
+            retryTopic(topics(output).Publish({ producer: ends.producer, seq: seq++, contentType, chunks: [...chunks] }))
+          ),
+          Effect.catchCause((cause) => Effect.logWarning(`instance ${ends.id}: publishing to topic ${output} stopped`, cause))
+        ),
+        scope
+      )
+    }
+    const input = wiring.input
+    if (input !== undefined) {
+      // Each process (a restart policy starts new ones) reads the topic through a subscription
+      // of its own, which ends with it (it would otherwise hold chunks nobody reads); while none
+      // runs, the topic keeps what is published for the next subscriber.
+      const feed = (pid: number) =>
+        Effect.suspend(() => {
+          const first = ends.header(pid, contentType)
+          const bytes = topics(input).Subscribe()
+          return (first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)).pipe(Stream.run(ends.input))
+        }).pipe(
+          // The process ended: the next one (if any) gets its own feed.
+          Effect.catchTag("StdinError", () => Effect.void),
+          Effect.catchCause((cause) => Effect.logWarning(`instance ${ends.id}: reading topic ${input} stopped`, cause))
+        )
+      yield* Effect.forkIn(
+        ends.changes.pipe(
+          Stream.map((status) => "pid" in status ? status.pid : undefined),
+          Stream.changes,
+          Stream.switchMap((pid) => pid === undefined ? Stream.empty : Stream.fromEffectDrain(feed(pid))),
+          Stream.runDrain
+        ),
+        scope
+      )
+    }
+  })
