@@ -194,7 +194,7 @@ export const layer = (options: Options = {}) =>
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
-          yield* Effect.forkIn(Runs.collect(run, messages, (wiring) => connectTopics(run, wiring)), scope)
+          yield* Effect.forkIn(Runs.collect(id, run, messages, (wiring) => connectTopics(run, wiring)), scope)
           const started = yield* handle.info
           yield* report(run, {
             status: "running",

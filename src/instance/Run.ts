@@ -72,6 +72,14 @@ export const headerFor = (run: Run, pid: number | undefined, contentType: string
   return run.program.header(contentType)
 }
 
+/**
+ * What a runner logs about a `$shardhub` message that does not follow the protocol (the tests
+ * check that the in-child runners never cause it).
+ *
+ * @since 0.6.0
+ */
+export const CONTROL_MISMATCH = "a control message that does not follow the protocol"
+
 const isEvent = (value: unknown): value is { readonly event: string; readonly data?: unknown } =>
   typeof value === "object" && value !== null && typeof (value as { event?: unknown }).event === "string"
 
@@ -82,6 +90,7 @@ const isEvent = (value: unknown): value is { readonly event: string; readonly da
  * @since 0.6.0
  */
 export const collect = <E, R>(
+  id: string,
   run: Run,
   messages: Stream.Stream<ChannelEvent>,
   topics: (wiring: NonNullable<InstanceSpec["topics"]>) => Effect.Effect<void, E, R>
@@ -108,6 +117,9 @@ export const collect = <E, R>(
             ...(typeof control.contentType === "string" ? { contentType: control.contentType } : {})
           })
         }
+      }
+      if (Control.isControl(message.value)) {
+        return Effect.logWarning(`instance ${id}: ${CONTROL_MISMATCH}: ${JSON.stringify(message.value).slice(0, 200)}`)
       }
       if (!isEvent(message.value)) return Effect.void
       const event: InstanceEvent = { name: message.value.event, data: message.value.data ?? null }

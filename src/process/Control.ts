@@ -58,13 +58,21 @@ export type ToChild = typeof ToChild.Type
 const decodeFromChild = Schema.decodeUnknownOption(FromChild)
 
 /**
+ * Whether `value` claims to be a control message (it has the `$shardhub` key).
+ *
+ * @since 0.6.0
+ */
+export const isControl = (value: unknown): value is { readonly $shardhub: unknown } =>
+  typeof value === "object" && value !== null && "$shardhub" in value
+
+/**
  * The control message `value` is, or `undefined` when it is none (the user's message, or a
  * `$shardhub` message that does not follow the protocol).
  *
  * @since 0.6.0
  */
 export const fromChild = (value: unknown): FromChild | undefined => {
-  if (typeof value !== "object" || value === null || !("$shardhub" in value)) return undefined
+  if (!isControl(value)) return undefined
   const decoded = decodeFromChild(value)
   return decoded._tag === "Some" ? decoded.value : undefined
 }

@@ -14,6 +14,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { chunked, concat, sha256, textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
+import { CONTROL_MISMATCH } from "../../src/instance/Run.ts"
 import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
 
@@ -279,5 +280,10 @@ describe("sequences on two runners", () => {
     expect(sha256(result.out)).toBe(sha256(data))
     // The output ended with the input: the instance completed (exit 0).
     expect(result.ended).toMatchObject({ status: "stopped", exitCode: 0 })
+  })
+
+  // Runs last: what every test above made the in-child runners (node and python) send.
+  it("every control message the in-child runners sent followed the protocol (src/process/Control.ts)", () => {
+    for (const runner of cluster.runners) expect(runner.output()).not.toContain(CONTROL_MISMATCH)
   })
 })
