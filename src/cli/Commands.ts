@@ -7,17 +7,19 @@
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Console, Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
+import { Console, Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Client from "../client/Client.ts"
 import { securityConfig } from "../cluster/Config.ts"
+import * as RunnerList from "../cluster/RunnerList.ts"
 import * as Security from "../cluster/Security.ts"
 import * as Store from "../cluster/Store.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo } from "../instance/InstanceSpec.ts"
+import * as Registry from "../instance/Registry.ts"
 import { RestartPolicy } from "../process/ProcessSpec.ts"
 import * as Pack from "../sequence/Pack.ts"
 import * as Format from "./Format.ts"
@@ -26,9 +28,20 @@ import * as Format from "./Format.ts"
 export class CliFailure extends Schema.TaggedError<CliFailure>()("CliFailure", { message: Schema.String }) {}
 
 const clientLayer = Client.layerFromEnv({ applicationName: "shardhub-cli" })
+/** Commands that talk to instances join the cluster as a client-only participant. */
 const withClient = <Name extends string, Input, ContextInput, E, R>(
   self: Command.Command<Name, Input, ContextInput, E, R>
 ) => Command.provide(self, clientLayer)
+
+const storeLayer = Store.layerFromEnv({ applicationName: "shardhub-cli" })
+/** Commands that only read or write the store never boot the cluster client. */
+const withStore = <Name extends string, Input, ContextInput, E, R>(
+  self: Command.Command<Name, Input, ContextInput, E, R>
+) => Command.provide(self, storeLayer)
+/** …and those that read the registry. */
+const withRegistry = <Name extends string, Input, ContextInput, E, R>(
+  self: Command.Command<Name, Input, ContextInput, E, R>
+) => Command.provide(self, Registry.layer.pipe(Layer.provideMerge(storeLayer)))
 
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print JSON"), Flag.withDefault(false))
 const id = Argument.String("id").pipe(Argument.withDescription("Instance id"))
@@ -131,17 +144,17 @@ const ps = Command.make("ps", {
   all: Flag.Boolean("all").pipe(Flag.withAlias("a"), Flag.withDescription("Include ended instances"), Flag.withDefault(false))
 }, (flags) =>
   Effect.gen(function*() {
-    const host = yield* HostClient
-    const instances = yield* host.list(flags.all ? {} : { statuses: ["starting", "running", "stopping"] })
+    const registry = yield* Registry.Registry
+    const instances = yield* registry.list(flags.all ? {} : { statuses: ["starting", "running", "stopping"] })
     if (flags.json) return yield* print(Format.json(instances))
     const now = Date.now()
     yield* print(Format.table(["ID", "NAME", "STATUS", "PID", "RUNNER", "RESTARTS", "UPTIME", "PROGRAM"], instances.map((info) => instanceRow(info, now))))
-  })).pipe(Command.withDescription("List instances (running ones; --all for every one)"), withClient)
+  })).pipe(Command.withDescription("List instances (running ones; --all for every one)"), withRegistry)
 
 const info = Command.make("info", { id, json }, (flags) =>
   Effect.gen(function*() {
-    const instances = yield* InstanceClient
-    const record = yield* instances.info(flags.id)
+    const registry = yield* Registry.Registry
+    const record = yield* registry.get(flags.id)
     if (flags.json) return yield* print(Format.json(record))
     const now = Date.now()
     const [, name, status, pid, runner, restarts, uptime, program] = instanceRow(record, now)
@@ -158,7 +171,7 @@ const info = Command.make("info", { id, json }, (flags) =>
       ["signal", record.signal],
       ["reason", record.reason]
     ]))
-  })).pipe(Command.withDescription("Show one instance's record"), withClient)
+  })).pipe(Command.withDescription("Show one instance's record"), withRegistry)
 
 const health = Command.make("health", { id, json }, (flags) =>
   Effect.gen(function*() {
@@ -337,14 +350,14 @@ const seq = Command.make("seq").pipe(
 
 const runners = Command.make("runners", { json }, (flags) =>
   Effect.gen(function*() {
-    const host = yield* HostClient
-    const rows = yield* host.runners
+    const registry = yield* Registry.Registry
+    const rows = yield* RunnerList.withInstances(registry)
     if (flags.json) return yield* print(Format.json(rows))
     yield* print(Format.table(
       ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT"],
       rows.map((r) => [r.address, String(r.healthy), r.shards, r.instances, `${Format.age(r.heartbeatAgeMs)} ago`])
     ))
-  })).pipe(Command.withDescription("List the cluster's runners"), withClient)
+  })).pipe(Command.withDescription("List the cluster's runners"), withRegistry)
 
 const top = Command.make("top", {
   interval: Flag.Int("interval").pipe(Flag.withDescription("ms between refreshes"), Flag.withDefault(2000)),
@@ -373,10 +386,6 @@ const top = Command.make("top", {
       Effect.repeat(Schedule.spaced(flags.interval))
     )
   })).pipe(Command.withDescription("A live table of running instances' CPU and memory"), withClient)
-
-const withStore = <Name extends string, Input, ContextInput, E, R>(
-  self: Command.Command<Name, Input, ContextInput, E, R>
-) => Command.provide(self, Store.layerFromEnv({ applicationName: "shardhub-cli" }))
 
 const key = Command.make("key").pipe(
   Command.withDescription("The cluster keys that authenticate and encrypt runner and data ports (kept in the store)"),

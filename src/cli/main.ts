@@ -2,11 +2,17 @@
 /**
  * The `shardhub` command's entry point. Most of a command's time is loading modules, so Node's
  * compile cache is turned on first (V8 code for every module, kept between runs in the OS
- * temporary directory), then the CLI is loaded.
+ * temporary directory); help that was printed before is printed from its cache without loading
+ * the CLI at all (`HelpCache.ts`); anything else loads the CLI.
  *
  * @since 0.5.0
  */
 import * as Module from "node:module"
+import * as HelpCache from "./HelpCache.ts"
 
 Module.enableCompileCache?.()
-await import("./Cli.ts")
+const args = process.argv.slice(2)
+if (!HelpCache.printCached(args)) {
+  HelpCache.record(args)
+  await import("./Cli.ts")
+}

@@ -15,7 +15,7 @@ import * as Crypto from "node:crypto"
 import * as RunnerList from "../cluster/RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec, StartUnconfirmed } from "../instance/InstanceErrors.ts"
-import { InstanceId, type InstanceSpec, type InstanceStatus, isEnded } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
@@ -33,7 +33,7 @@ export const make = (options: Options = {}) =>
     const registry = yield* Registry
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
-    const runnerRows = Effect.provideService(RunnerList.list, SqlClient, yield* SqlClient)
+    const sql = yield* SqlClient
     const timeoutMs = options.timeoutMs ?? 10_000
     const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
       const id = start.id ?? Crypto.randomUUID()
@@ -78,13 +78,7 @@ export const make = (options: Options = {}) =>
        * Every registered runner: its address, whether the cluster marks it healthy, its last
        * heartbeat's age, the shards it holds and the instances it runs.
        */
-      runners: Effect.gen(function*() {
-        const [rows, live] = yield* Effect.all([runnerRows, registry.list()], { concurrency: 2 })
-        return rows.map((row) => ({
-          ...row,
-          instances: live.filter((info) => info.runner === row.address && !isEnded(info.status)).length
-        }))
-      }),
+      runners: Effect.provideService(RunnerList.withInstances(registry), SqlClient, sql),
       /**
        * Starts an instance of `spec` (with a new UUID unless `id` is given) and answers once its
        * process runs. Safe to retry: the call carries one start key, so a re-delivered start never

@@ -10,6 +10,8 @@
  */
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { isEnded } from "../instance/InstanceSpec.ts"
+import type { Registry } from "../instance/Registry.ts"
 
 /**
  * @since 0.4.0
@@ -55,3 +57,17 @@ export const list = Effect.gen(function*() {
     })
   )
 })
+
+/**
+ * Every registered runner with the instances it runs (from `registry`).
+ *
+ * @since 0.6.0
+ */
+export const withInstances = (registry: Registry["Service"]) =>
+  Effect.gen(function*() {
+    const [rows, live] = yield* Effect.all([list, registry.list()], { concurrency: 2 })
+    return rows.map((row) => ({
+      ...row,
+      instances: live.filter((info) => info.runner === row.address && !isEnded(info.status)).length
+    }))
+  })

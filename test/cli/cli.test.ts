@@ -135,6 +135,22 @@ describe("the shardhub command on two runners", () => {
     await ok("kill", sleeper)
   })
 
+  it("prints help from its cache exactly as the CLI does, and never for a command's own --help after --", async () => {
+    const cache = Path.join(cluster.home, "cache")
+    Fs.rmSync(cache, { recursive: true, force: true })
+    for (const args of [["--help"], ["run", "--help"], []]) {
+      const first = await ok(...args)
+      const cached = Fs.readdirSync(cache).length
+      expect(await ok(...args)).toBe(first)
+      expect(Fs.readdirSync(cache)).toHaveLength(cached)
+    }
+    expect(Fs.readdirSync(cache)).toHaveLength(3)
+    expect(Fs.statSync(cache).mode & 0o777).toBe(0o700)
+    const id = (await ok("run", "--", "sh", "-c", "echo $0 $1", "--help")).trim()
+    expect(Fs.readdirSync(cache)).toHaveLength(3)
+    await ok("kill", id)
+  })
+
   it("fails with one line and a non-zero code on bad input", async () => {
     for (const args of [["info", "no-such-instance"], ["stop", "no-such-instance"], ["seq", "start", "no-such-sequence"], ["seq", "send", "/no/such/file"], ["seq", "start", "x", "--args", "{"]]) {
       const result = await shardhub(args)

@@ -1,0 +1,187 @@
+/**
+ * `npm run bench:scale [-- --json --steps 100,500,1000]`: one runner process holding many
+ * instances, beside raw spawns measured in the same run.
+ *
+ * For each step the cluster grows to that many `sleep 3600` instances, started 16 at a time by
+ * a client-only participant (this process); then, with nothing asked of it for 10 s, the runner's
+ * idle CPU (from `/proc/<pid>/stat`), its RSS and open fds; then `info` p99 over 500 calls. At
+ * the end every instance is stopped (16 at a time) and the runner is SIGTERMed.
+ *
+ * Raw: `child_process.spawn("sleep", ["3600"])` 16 in flight, as many as the largest step, with
+ * this process's own idle CPU, RSS and fds holding them. CLI: `shardhub --help` and `shardhub ps`
+ * (against this cluster, with 1,000 instances) beside `node -e 0`.
+ */
+import { Effect } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Client from "../src/client/Client.ts"
+import { HostClient } from "../src/client/HostClient.ts"
+import { InstanceClient } from "../src/client/InstanceClient.ts"
+import type { InstanceSpec } from "../src/instance/InstanceSpec.ts"
+import { root } from "../test/support/processes.ts"
+import { clientRuntime, percentile, runMain, startRunner, temporaryStore } from "./support.ts"
+
+const json = process.argv.includes("--json")
+const flag = (name: string) => {
+  const at = process.argv.indexOf(`--${name}`)
+  return at < 0 ? undefined : process.argv[at + 1]
+}
+const steps = (flag("steps") ?? "100,500,1000").split(",").map(Number)
+const log = (line: string) => {
+  if (!json) console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
+}
+const IN_FLIGHT = 16
+const IDLE_MS = 10_000
+const sleepSpec: InstanceSpec = { program: { _tag: "Command", command: "sleep", args: ["3600"] } }
+const sorted = (values: Array<number>) => values.sort((a, b) => a - b)
+
+/** CPU ticks (user + system) of a process so far. */
+const ticksOf = (pid: number) => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return Number(fields[11]) + Number(fields[12])
+}
+const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
+const fdsOf = (pid: number) => Fs.readdirSync(`/proc/${pid}/fd`).length
+/** Percent of one core `pid` used over `ms` of doing nothing asked. */
+const idleCpu = async (pid: number, ms: number) => {
+  const before = ticksOf(pid)
+  const started = performance.now()
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  return ((ticksOf(pid) - before) * 10) / (performance.now() - started) * 100
+}
+
+/** Runs `count` tasks `IN_FLIGHT` at a time; each task's duration in ms. */
+const pool = async (count: number, task: (i: number) => Promise<unknown>) => {
+  const times: Array<number> = []
+  let next = 0
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < count) {
+      const i = next++
+      const started = performance.now()
+      await task(i)
+      times.push(performance.now() - started)
+    }
+  }))
+  return times
+}
+
+/** Raw spawns of `sleep 3600`, `IN_FLIGHT` at a time: starts/s and what holding them costs this process. */
+const rawScale = async (count: number) => {
+  const rssBefore = rssOf(process.pid)
+  const children: Array<ChildProcess.ChildProcess> = []
+  const started = performance.now()
+  const times = sorted(await pool(count, () =>
+    new Promise<void>((resolve) => {
+      const child = ChildProcess.spawn("sleep", ["3600"], { stdio: ["ignore", "pipe", "pipe"], detached: true })
+      children.push(child)
+      child.once("spawn", () => resolve())
+    })))
+  const seconds = (performance.now() - started) / 1000
+  const cpu = await idleCpu(process.pid, IDLE_MS)
+  const result = {
+    starts_s: count / seconds,
+    start_p50_ms: percentile(times, 50),
+    start_p99_ms: percentile(times, 99),
+    rss_per_instance_kb: (rssOf(process.pid) - rssBefore) / 1024 / count,
+    idle_cpu_percent: cpu,
+    fds: fdsOf(process.pid)
+  }
+  for (const child of children) process.kill(-child.pid!, "SIGKILL")
+  return result
+}
+
+/** Wall time of a command, p50 over `runs`. */
+const commandMs = (command: string, args: ReadonlyArray<string>, env: Record<string, string>, runs = 5) => {
+  const times: Array<number> = []
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now()
+    const result = ChildProcess.spawnSync(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: "ignore" })
+    if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.status})`)
+    times.push(performance.now() - started)
+  }
+  return percentile(sorted(times), 50)
+}
+
+const main = async () => {
+  const store = await temporaryStore()
+  const stateDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-scale-"))
+  log("starting one runner")
+  const runner = await startRunner("runner", store.databaseUrl, {
+    SHARDHUB_RUNNER_STATE_DIR: stateDir,
+    SHARDHUB_GATEWAY_ACCESS_LOG: "false"
+  })
+  const runtime = clientRuntime(store.databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-scale" }))
+  const baseline = { rss: rssOf(runner.pid), fds: fdsOf(runner.pid) }
+  const ids: Array<string> = []
+  const rows: Array<Record<string, number>> = []
+  for (const target of steps) {
+    const count = target - ids.length
+    log(`starting ${count} instances (to ${target})`)
+    const started = performance.now()
+    const times = sorted(await pool(count, async () => {
+      const info = await runtime.runPromise(Effect.flatMap(HostClient, (host) => host.start(sleepSpec)))
+      ids.push(info.id)
+    }))
+    const seconds = (performance.now() - started) / 1000
+    log(`measuring the idle runner for ${IDLE_MS / 1000} s`)
+    const cpu = await idleCpu(runner.pid, IDLE_MS)
+    const rss = rssOf(runner.pid)
+    const infoTimes = sorted(await pool(500, (i) =>
+      runtime.runPromise(Effect.flatMap(InstanceClient, (instances) => instances.info(ids[i % ids.length]!)))))
+    rows.push({
+      instances: target,
+      starts_s: count / seconds,
+      start_p50_ms: percentile(times, 50),
+      start_p99_ms: percentile(times, 99),
+      runner_rss_mb: rss / 1048576,
+      rss_per_instance_kb: (rss - baseline.rss) / 1024 / target,
+      idle_cpu_percent: cpu,
+      fds: fdsOf(runner.pid),
+      info_p99_ms: percentile(infoTimes, 99)
+    })
+  }
+  const cliEnv = { DATABASE_URL: store.databaseUrl }
+  log("CLI latency")
+  const cli = {
+    node_ms: commandMs(process.execPath, ["-e", "0"], {}),
+    help_ms: commandMs(process.execPath, ["src/cli/main.ts", "--help"], cliEnv),
+    ps_ms: commandMs(process.execPath, ["src/cli/main.ts", "ps"], cliEnv, 3)
+  }
+  log(`stopping ${ids.length} instances`)
+  const stopStarted = performance.now()
+  await pool(ids.length, (i) => runtime.runPromise(Effect.flatMap(InstanceClient, (instances) => instances.stop(ids[i]!))))
+  const stopAllS = (performance.now() - stopStarted) / 1000
+  const rssAfterStop = rssOf(runner.pid)
+  await runtime.dispose()
+  const termStarted = performance.now()
+  await runner.kill("SIGTERM")
+  const termS = (performance.now() - termStarted) / 1000
+  log(`raw spawns of ${steps.at(-1)} sleeps`)
+  const raw = await rawScale(steps.at(-1)!)
+  await store.close()
+  Fs.rmSync(stateDir, { recursive: true, force: true })
+
+  const result = { steps: rows, raw, cli, stop_all_s: stopAllS, runner_rss_after_stop_mb: rssAfterStop / 1048576, runner_sigterm_s: termS }
+  if (json) return console.log(JSON.stringify(result))
+  const f = (n: number) => n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2)
+  console.log(`\nscale: one runner, sleep 3600 instances, ${IN_FLIGHT} starts in flight (${Os.cpus().length} cores)\n`)
+  console.log("| instances | starts/s | start p50 / p99 ms | runner RSS | RSS per instance | idle CPU | fds | info p99 |")
+  console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  for (const r of rows) {
+    console.log(`| ${r["instances"]} | ${f(r["starts_s"]!)} | ${f(r["start_p50_ms"]!)} / ${f(r["start_p99_ms"]!)} | ${f(r["runner_rss_mb"]!)} MB | ` +
+      `${f(r["rss_per_instance_kb"]!)} KB | ${f(r["idle_cpu_percent"]!)} % | ${r["fds"]} | ${f(r["info_p99_ms"]!)} ms |`)
+  }
+  console.log(`| raw spawn ×${steps.at(-1)} | ${f(raw.starts_s)} | ${f(raw.start_p50_ms)} / ${f(raw.start_p99_ms)} | — | ` +
+    `${f(raw.rss_per_instance_kb)} KB | ${f(raw.idle_cpu_percent)} % | ${raw.fds} | — |`)
+  const last = rows.at(-1)!
+  console.log(`\nstarts/s: shardhub / raw = ${f(last["starts_s"]! / raw.starts_s)}×; ` +
+    `stop all ${ids.length}: ${f(stopAllS)} s; runner RSS after: ${f(rssAfterStop / 1048576)} MB (baseline ${f(baseline.rss / 1048576)} MB); ` +
+    `runner SIGTERM: ${f(termS)} s`)
+  console.log(`CLI: node -e 0 ${f(cli.node_ms)} ms; shardhub --help ${f(cli.help_ms)} ms (${f(cli.help_ms / cli.node_ms)}×); ` +
+    `shardhub ps ${f(cli.ps_ms)} ms (${f(cli.ps_ms / cli.node_ms)}×)`)
+}
+
+runMain(main)
