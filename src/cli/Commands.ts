@@ -18,7 +18,8 @@ import * as Security from "../cluster/Security.ts"
 import * as Store from "../cluster/Store.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
-import type { InstanceInfo } from "../instance/InstanceSpec.ts"
+import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors.ts"
+import type { InstanceInfo, InstanceStatus } from "../instance/InstanceSpec.ts"
 import * as Registry from "../instance/Registry.ts"
 import { RestartPolicy } from "../process/ProcessSpec.ts"
 import * as Pack from "../sequence/Pack.ts"
@@ -44,7 +45,54 @@ const withRegistry = <Name extends string, Input, ContextInput, E, R>(
 ) => Command.provide(self, Registry.layer.pipe(Layer.provideMerge(storeLayer)))
 
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print JSON"), Flag.withDefault(false))
-const id = Argument.String("id").pipe(Argument.withDescription("Instance id"))
+const id = Argument.String("id").pipe(Argument.withDescription("Instance id or name"))
+const targets = Argument.String("target").pipe(Argument.withDescription("Instance id, name, or all"))
+
+/** What reads instance records: the registry, or a HostClient. */
+interface Records {
+  readonly get: (id: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
+  readonly list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => Effect.Effect<ReadonlyArray<InstanceInfo>, RegistryError>
+}
+const live: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
+
+/**
+ * The instances `target` names, as PM2 addresses processes: an id, else every instance of that
+ * name, or `all` (every live one, or every one with `ended`).
+ */
+const resolve = (records: Records, target: string, options: { readonly ended?: boolean } = {}) =>
+  Effect.gen(function*() {
+    if (target === "all") return (yield* records.list(options.ended ? {} : { statuses: live })).map((info) => info.id)
+    const byId = yield* records.get(target).pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("InstanceNotFound", () => Effect.succeed(Option.none<InstanceInfo>()))
+    )
+    if (Option.isSome(byId)) return [byId.value.id]
+    const named = (yield* records.list()).filter((info) => info.name === target).map((info) => info.id)
+    if (named.length === 0) return yield* new InstanceNotFound({ id: target })
+    return named
+  })
+
+/** The one instance `target` names (an id, or a name only one instance has). */
+const resolveOne = (records: Records, target: string) =>
+  Effect.flatMap(resolve(records, target), (ids) =>
+    ids.length === 1
+      ? Effect.succeed(ids[0]!)
+      : Effect.fail(new CliFailure({ message: `${target} names ${ids.length} instances (${ids.join(", ")}); give an id` })))
+
+/** Runs `f` on every instance `target` names, 16 at a time, printing each outcome line. */
+const forEachTarget = <E, R>(
+  records: Records,
+  target: string,
+  f: (id: string) => Effect.Effect<string, E, R>,
+  options: { readonly ended?: boolean } = {}
+) =>
+  Effect.flatMap(resolve(records, target, options), (ids) =>
+    Effect.forEach(ids, (id) => Effect.flatMap(f(id), print), { concurrency: 16, discard: true }))
+
+const outcome = (record: InstanceInfo) =>
+  `${record.id} ${record.status}${record.exitCode === undefined ? "" : ` (exit ${record.exitCode})`}${
+    record.signal === undefined ? "" : ` (${record.signal})`
+  }`
 
 const print = (text: string) => Console.log(text)
 
@@ -154,7 +202,7 @@ const ps = Command.make("ps", {
 const info = Command.make("info", { id, json }, (flags) =>
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
-    const record = yield* registry.get(flags.id)
+    const record = yield* registry.get(yield* resolveOne(registry, flags.id))
     if (flags.json) return yield* print(Format.json(record))
     const now = Date.now()
     const [, name, status, pid, runner, restarts, uptime, program] = instanceRow(record, now)
@@ -176,7 +224,7 @@ const info = Command.make("info", { id, json }, (flags) =>
 const health = Command.make("health", { id, json }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
-    const report = yield* instances.health(flags.id)
+    const report = yield* instances.health(yield* resolveOne(yield* HostClient, flags.id))
     if (flags.json) return yield* print(Format.json(report))
     yield* print(Format.table(["FIELD", "VALUE"], [
       ["healthy", String(report.healthy)],
@@ -197,8 +245,8 @@ const logs = Command.make("logs", {
 }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
-    yield* instances.info(flags.id)
-    yield* instances.logs(flags.id, {
+    const target = yield* resolveOne(yield* HostClient, flags.id)
+    yield* instances.logs(target, {
       follow: flags.follow,
       ...Option.match(flags.tail, { onNone: () => ({}), onSome: (tail) => ({ tail }) })
     }).pipe(
@@ -208,22 +256,36 @@ const logs = Command.make("logs", {
     )
   })).pipe(Command.withDescription("Print an instance's log lines (stdout, stderr and a sequence's log)"), withClient)
 
-const stop = Command.make("stop", {
-  id,
-  timeout: Flag.Int("timeout").pipe(Flag.withDescription("ms before SIGKILL (default 10000)"), Flag.withDefault(10_000))
-}, (flags) =>
-  Effect.gen(function*() {
-    const instances = yield* InstanceClient
-    const record = yield* instances.stop(flags.id, { timeoutMs: flags.timeout })
-    yield* print(`${record.id} ${record.status}${record.exitCode === undefined ? "" : ` (exit ${record.exitCode})`}${record.signal === undefined ? "" : ` (${record.signal})`}`)
-  })).pipe(Command.withDescription("Stop an instance gracefully (SIGTERM, then SIGKILL after the timeout)"), withClient)
+const timeout = Flag.Int("timeout").pipe(Flag.withDescription("ms before SIGKILL (default 10000)"), Flag.withDefault(10_000))
 
-const kill = Command.make("kill", { id }, (flags) =>
+const stop = Command.make("stop", { target: targets, timeout }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
-    const record = yield* instances.kill(flags.id)
-    yield* print(`${record.id} ${record.status}`)
-  })).pipe(Command.withDescription("Kill an instance (SIGKILL)"), withClient)
+    yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.stop(id, { timeoutMs: flags.timeout }), outcome))
+  })).pipe(Command.withDescription("Stop instances gracefully (SIGTERM, then SIGKILL after the timeout)"), withClient)
+
+const restart = Command.make("restart", { target: targets, timeout }, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    yield* forEachTarget(yield* HostClient, flags.target, (id) =>
+      Effect.map(instances.restart(id, { timeoutMs: flags.timeout }), (record) => `${record.id} ${record.status} (restarts ${record.restarts})`))
+  })).pipe(
+    Command.withDescription("Restart instances: stop gracefully, then a new process under the same id (restarts one up, log continued)"),
+    withClient
+  )
+
+const kill = Command.make("kill", { target: targets }, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.kill(id), outcome))
+  })).pipe(Command.withDescription("Kill instances (SIGKILL)"), withClient)
+
+const remove = Command.make("rm", { target: targets }, (flags) =>
+  Effect.gen(function*() {
+    const instances = yield* InstanceClient
+    yield* forEachTarget(yield* HostClient, flags.target, (id) =>
+      Effect.as(instances.kill(id, { removeImmediately: true }), `${id} removed`), { ended: true })
+  })).pipe(Command.withDescription("Forget instances now (killing those that run); all: every instance"), withClient)
 
 const inputCommand = (name: "input" | "stdin") =>
   Command.make(name, {
@@ -446,7 +508,9 @@ export const clientCommands = [
   health,
   logs,
   stop,
+  restart,
   kill,
+  remove,
   inputCommand("input"),
   inputCommand("stdin"),
   outputCommand("output"),

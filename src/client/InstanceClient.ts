@@ -205,6 +205,14 @@ export const make = (options: Options = {}) =>
           stopMs + timeoutMs
         )
       },
+      /**
+       * Restarts: stops the process gracefully (SIGKILL after `timeoutMs`, default 10 s) and starts
+       * a new one under the same id (an ended instance is started again); answers once it runs.
+       */
+      restart: (id: string, restart: { readonly timeoutMs?: number } = {}) => {
+        const stopMs = restart.timeoutMs ?? 10_000
+        return call(id, "restart", (client) => client.Restart({ timeoutMs: stopMs }), stopMs + 2 * timeoutMs)
+      },
       kill: (id: string, kill: { readonly removeImmediately?: boolean } = {}) =>
         call(id, "kill", (client) => client.Kill({ removeImmediately: kill.removeImmediately ?? false })),
       /** Not repeated when the instance moves during the call: the event may have been delivered. */

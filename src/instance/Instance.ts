@@ -69,6 +69,19 @@ export const Kill = Rpc.make("Kill", {
   error: Schema.Union([...known, SignalFailed])
 })
 
+/**
+ * Restarts the instance: its process is stopped gracefully (SIGKILL after `timeoutMs`) if it
+ * runs, and a new one is started under the same id, its restart count one up and its log
+ * continued. An ended instance is started again. Answers once the new process runs.
+ *
+ * @since 0.6.0
+ */
+export const Restart = Rpc.make("Restart", {
+  payload: { timeoutMs: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })) },
+  success: InstanceInfo,
+  error: Schema.Union([...known, SignalFailed, StartFailed, InvalidSpec])
+})
+
 /** @since 0.3.0 */
 export const Info = Rpc.make("Info", { success: InstanceInfo, error: Schema.Union(known) })
 
@@ -163,6 +176,7 @@ export const Instance = Entity.make("Instance", [
   Start,
   Stop,
   Kill,
+  Restart,
   Info,
   GetHealth,
   Stats,

@@ -154,8 +154,8 @@ export const layer = (options: Options = {}) =>
        * it could not be started. Uninterruptible: a shard that moves meanwhile waits for the
        * process to be known here, so that the release stops it (never an untracked copy).
        */
-      const launch = (record: InstanceInfo, restartsBefore: number) =>
-        Effect.all([spawnRun(record, restartsBefore), keepAlive(true)], { concurrency: 2 }).pipe(
+      const launch = (record: InstanceInfo, restartsBefore: number, continueLog = false) =>
+        Effect.all([spawnRun(record, restartsBefore, continueLog), keepAlive(true)], { concurrency: 2 }).pipe(
           Effect.map(([started]) => started),
           Effect.tapError(() => keepAlive(false)),
           Effect.uninterruptible
@@ -176,9 +176,10 @@ export const layer = (options: Options = {}) =>
       const startFailed = (record: InstanceInfo, reason: string) =>
         Effect.asVoid(store(record.epoch, { desired: "stopped", status: "crashed", reason, endedAt: Date.now() }))
 
-      const spawnRun = (record: InstanceInfo, restartsBefore: number) =>
+      const spawnRun = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
         Effect.gen(function*() {
           const spec = yield* processSpec(id, record.spec, cacheDir).pipe(
+            Effect.map((spec) => continueLog ? { ...spec, continueLog } : spec),
             Effect.provideService(SequenceStore, sequences),
             Effect.tapError((error) => startFailed(record, error.message))
           )
@@ -246,6 +247,9 @@ export const layer = (options: Options = {}) =>
           ? Effect.fail(new NotRunning({ id, status: record.status }))
           : Effect.succeed(current))
 
+      const signalFailed = (error: KillError) =>
+        new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
+
       /** Ends the current process with `end` (terminate or kill) and answers with the final record. */
       const finish = (end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
         Effect.gen(function*() {
@@ -257,12 +261,29 @@ export const layer = (options: Options = {}) =>
           }
           run.stopRequested = true
           yield* report(run, { desired: "stopped" })
-          yield* end(run).pipe(
-            Effect.mapError((error) =>
-              new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
-            )
-          )
+          yield* end(run).pipe(Effect.mapError(signalFailed))
           return yield* Deferred.await(run.settled)
+        })
+
+      /**
+       * Stops the running process (gracefully, SIGKILL after `timeoutMs`) and starts a new one
+       * under the same id, its log continued; an ended instance is started again here.
+       */
+      const restart = (timeoutMs: number) =>
+        Effect.gen(function*() {
+          const record = yield* known
+          const previous = current
+          if (previous !== undefined && !isEnded(record.status)) {
+            previous.stopRequested = true
+            yield* previous.handle.terminate(timeoutMs).pipe(Effect.mapError(signalFailed))
+            yield* Deferred.await(previous.settled)
+          }
+          if (previous !== undefined) yield* processes.remove(previous.handle.id, { keepLogs: true }).pipe(Effect.ignore)
+          current = undefined
+          if (info!.desired !== "running") info = yield* registry.setDesired(id, "running")
+          // Ended before this activation (another runner ran it): claim it for this runner.
+          const target = previous === undefined ? yield* registry.claim(id, runner) : info!
+          return yield* launch(target, target.restarts + 1, true)
         })
 
       /**
@@ -306,6 +327,7 @@ export const layer = (options: Options = {}) =>
           payload.canCallKeepalive && current?.program.canKeepAlive === true
             ? stopOrKeep(payload.timeoutMs)
             : finish((run) => run.handle.terminate(payload.timeoutMs)),
+        Restart: ({ payload }) => restart(payload.timeoutMs),
         Kill: ({ payload }) =>
           Rpc.fork(finish((run) => run.program.kill(run.handle, killGraceMs)).pipe(
             Effect.tap((record) => {

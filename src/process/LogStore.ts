@@ -95,6 +95,8 @@ export interface LogStoreOptions {
   readonly keepFiles: number
   /** Called with true while the disk is too far behind (pause the output), then false. */
   readonly pressure?: (paused: boolean) => void
+  /** Continue the files already at `path` (a restarted process): their lines come first. */
+  readonly resume?: boolean
 }
 
 /** Bytes handed to the disk and not yet written past which the store asks for pressure. */
@@ -141,6 +143,33 @@ const filesOf = (path: string, keepFiles: number) => {
   for (let n = keepFiles; n >= 1; n--) paths.push(`${path}.${n}`)
   paths.push(path)
   return paths
+}
+
+/** The sequence number of a file's first and last line (`undefined` for an empty or missing file). */
+const seqRange = (path: string): { readonly first: number; readonly last: number } | undefined => {
+  let fd: number
+  try {
+    fd = Fs.openSync(path, "r")
+  } catch {
+    return undefined
+  }
+  try {
+    const size = Fs.fstatSync(fd).size
+    const head = Buffer.alloc(Math.min(size, 64))
+    Fs.readSync(fd, head, 0, head.length, 0)
+    // The last line is at most a line's length from the end; its start is after the previous "\n".
+    const tailBytes = Math.min(size, 1024 * 1024)
+    const tail = Buffer.alloc(tailBytes)
+    Fs.readSync(fd, tail, 0, tailBytes, size - tailBytes)
+    const text = tail.toString("utf8")
+    const end = text.lastIndexOf("\n")
+    const start = text.lastIndexOf("\n", end - 1) + 1
+    const first = Number(head.toString("latin1").split(" ", 1)[0])
+    const last = Number(text.slice(start, text.indexOf(" ", start)))
+    return Number.isInteger(first) && Number.isInteger(last) && end > 0 ? { first, last } : undefined
+  } finally {
+    Fs.closeSync(fd)
+  }
 }
 
 /**
@@ -224,6 +253,18 @@ export const make = (options: LogStoreOptions): LogStore => {
   // The first line of the current file, and of each rotated one (`.1` first).
   let currentStart = 1
   let rotatedStarts: Array<number> = []
+  if (options.resume) {
+    // Numbering goes on after the last line on disk; older lines are read from the files.
+    const ranges = files().map(seqRange)
+    const current = ranges.at(-1)
+    const last = Math.max(0, ...ranges.map((range) => range?.last ?? 0))
+    seq = last
+    writtenSeq = last
+    first = last + 1
+    currentStart = current?.first ?? last + 1
+    rotatedStarts = ranges.slice(0, -1).reverse().flatMap((range) => range === undefined ? [] : [range.first])
+    fileBytes = Fs.statSync(options.path, { throwIfNoEntry: false })?.size ?? 0
+  }
   /** Only the files that may hold lines in `(after, upTo]`: a follower reads one or two, not all. */
   const filesFor = (after: number, upTo: number) => {
     const starts = [...rotatedStarts].reverse().concat(currentStart)

@@ -360,7 +360,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         yield* Effect.try({
           try: () => {
             // A reused log name starts a fresh log.
-            if (spec.logName !== undefined) {
+            if (spec.logName !== undefined && !spec.continueLog) {
               for (const old of Fs.readdirSync(logsDir)) {
                 if (old === `${spec.logName}.log` || old.startsWith(`${spec.logName}.log.`)) Fs.rmSync(Path.join(logsDir, old), { force: true })
               }

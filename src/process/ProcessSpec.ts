@@ -136,10 +136,12 @@ export const ProcessSpec = Schema.Struct({
   stopWith: Schema.optionalKey(StopWith),
   /**
    * The name of its log files (`logs/<logName>.log`; default its process id). A process that
-   * reuses a name starts a fresh log. Its log can be read after the process was removed with
-   * `keepLogs` (see `ProcessManager.pastLogs`).
+   * reuses a name starts a fresh log, unless `continueLog`. Its log can be read after the
+   * process was removed with `keepLogs` (see `ProcessManager.pastLogs`).
    */
   logName: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/))),
+  /** Appends to the files of a reused `logName` (a restart) instead of starting a fresh log. */
+  continueLog: Schema.optionalKey(Schema.Boolean),
   /** Keep the data directory after the process ends (default: removed). */
   keepDataDir: Schema.optionalKey(Schema.Boolean),
   /** Resident memory of the whole process tree, in MB; over it the process is killed. */
@@ -179,6 +181,7 @@ export interface ResolvedSpec {
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
   readonly logName: string | undefined
+  readonly continueLog: boolean
   readonly memoryLimitBytes: number | undefined
   readonly rlimits: Rlimits
   readonly user: string | undefined
@@ -207,6 +210,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
   logName: spec.logName,
+  continueLog: spec.continueLog ?? false,
   memoryLimitBytes: spec.memoryLimitMb === undefined ? undefined : Math.round(spec.memoryLimitMb * 1024 * 1024),
   rlimits: spec.rlimits ?? {},
   user: spec.user,

@@ -99,6 +99,7 @@ export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath
     ringBytes: settings.logRingBytes,
     fileBytes: settings.logFileBytes,
     keepFiles: settings.logKeepFiles,
+    resume: spec.continueLog,
     pressure: (paused) => {
       pressure("stdout", "log")(paused)
       pressure("stderr", "log")(paused)

@@ -135,6 +135,30 @@ describe("the shardhub command on two runners", () => {
     await ok("kill", sleeper)
   })
 
+  it("restarts, stops and removes instances by id or by name, as PM2 does; a restart continues the log", async () => {
+    cluster.printOnFailure()
+    const start = async () => (await ok("run", "--name", "web", "--", "sh", "-c", "echo started; sleep 600")).trim()
+    const [a, b] = [await start(), await start()]
+    const before = JSON.parse(await ok("info", a, "--json"))
+    expect((await ok("restart", a)).trim()).toBe(`${a} running (restarts 1)`)
+    const after = JSON.parse(await ok("info", a, "--json"))
+    expect(after).toMatchObject({ status: "running", restarts: 1 })
+    expect(after.pid).not.toBe(before.pid)
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && (logs.match(/started/g) ?? []).length < 2; attempt++) logs = await ok("logs", a)
+    expect(logs.match(/started/g)).toHaveLength(2)
+    // A name shared by two instances addresses both; where one is needed, it says so.
+    expect((await ok("stop", "web")).trim().split("\n").sort()).toEqual([`${a} stopped (SIGTERM)`, `${b} stopped (SIGTERM)`].sort())
+    const ambiguous = await shardhub(["info", "web"])
+    expect(ambiguous.code).toBe(1)
+    expect(ambiguous.stderr).toContain("names 2 instances")
+    // An ended instance starts again.
+    expect((await ok("restart", b)).trim()).toBe(`${b} running (restarts 1)`)
+    expect((await ok("rm", "web")).trim().split("\n").sort()).toEqual([`${a} removed`, `${b} removed`].sort())
+    expect((await shardhub(["info", a])).code).toBe(1)
+    expect((await shardhub(["stop", "web"])).stderr).toMatch(/^shardhub: .*web/)
+  })
+
   it("prints help from its cache exactly as the CLI does, and never for a command's own --help after --", async () => {
     const cache = Path.join(cluster.home, "cache")
     Fs.rmSync(cache, { recursive: true, force: true })

@@ -173,6 +173,23 @@ describe("ProcessManager I/O", () => {
       expect(Fs.readdirSync(Path.join(stateDir, "logs"))).toEqual([])
     }))
 
+  it.live("a restart's process continues its log: numbering goes on, rotated files included, and queries read both", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager({ logFileBytes: 64 * 1024, logKeepFiles: 2, logRingLines: 100 })
+      const first = yield* pm.spawn({ ...child("burst", "5000"), logName: "restarted" })
+      yield* first.wait
+      yield* pm.remove(first.id, { keepLogs: true })
+      const second = yield* pm.spawn({ ...child("burst", "3000"), logName: "restarted", continueLog: true })
+      yield* second.wait
+      const lines = yield* Stream.runCollect(second.logs())
+      // What the rotation kept of the first run, then all of the second, numbered on.
+      expect(lines.at(-1)!.seq).toBe(8000)
+      expect(lines.every((line, i) => i === 0 || line.seq === lines[i - 1]!.seq + 1)).toBe(true)
+      const text = (seq: number) => `line ${seq <= 5000 ? seq - 1 : seq - 5001} ${"x".repeat((seq <= 5000 ? seq - 1 : seq - 5001) % 97)}`
+      expect(lines.every((line) => line.text === text(line.seq))).toBe(true)
+      expect((yield* Stream.runCollect(second.logs({ tail: 3 }))).map((line) => line.seq)).toEqual([7998, 7999, 8000])
+    }))
+
   it.live("a log named by its owner outlives its process for the retention time, then is swept; a reused name starts fresh", () =>
     Effect.gen(function*() {
       const stateDir = yield* tempDir()
