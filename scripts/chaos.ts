@@ -212,16 +212,24 @@ const main = async () => {
   /** Waits until every instance has exactly one running process, beating now. */
   const recovered = async (timeoutMs = 90_000) => {
     const deadline = Date.now() + timeoutMs
+    const healthy = (id: string, now: number) => {
+      const file = Path.join(audit, id)
+      const running = runningOf(file)
+      return running.length === 1 && (beatsOf(file).get(running[0]!)?.last ?? 0) > now - 500
+    }
     while (Date.now() < deadline) {
-      const now = Date.now()
-      const ok = ids.every((id) => {
-        const file = Path.join(audit, id)
-        const running = runningOf(file)
-        return running.length === 1 && (beatsOf(file).get(running[0]!)?.last ?? 0) > now - 500
-      })
-      if (ok) return true
+      if (ids.every((id) => healthy(id, Date.now()))) return true
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
+    // Say what is wrong: each instance's processes (state, beats) and its record.
+    const now = Date.now()
+    for (const id of ids.filter((id) => !healthy(id, now))) {
+      const record = await runtime.runPromise(Effect.flatMap(HostClient, (host) => Effect.option(host.get(id))))
+      const pids = [...beatsOf(Path.join(audit, id))].map(([pid, range]) => `${pid}:${processState(pid) ?? "gone"}:${now - range.last} ms ago`)
+      log(`  not recovered ${id}: record ${JSON.stringify(Option.map(record, ({ epoch, pid, runner, status }) => ({ status, runner, pid, epoch })))}; ` +
+        `processes ${pids.slice(-4).join(", ")}`)
+    }
+    for (const [i, runner] of runners.entries()) log(`  runner-${i} output tail:\n${runner?.output().slice(-1500)}`)
     return false
   }
 
@@ -350,7 +358,13 @@ const main = async () => {
   if (violations > 0) throw new Error(`chaos: ${violations} violations`)
 }
 
-runMain(() =>
-  main().finally(() => {
-    for (const cleanup of cleanups) cleanup()
-  }))
+const cleanUp = () => {
+  for (const cleanup of cleanups.splice(0)) cleanup()
+}
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    cleanUp()
+    process.exit(130)
+  })
+}
+runMain(() => main().finally(cleanUp))
