@@ -20,12 +20,12 @@ import * as RunnerStorage from "effect/cluster/RunnerStorage"
 import * as Runners from "effect/cluster/Runners"
 import * as ShardingConfig from "effect/cluster/ShardingConfig"
 import * as SocketRunner from "effect/cluster/SocketRunner"
-import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
 import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import { type ClusterConfig, clusterConfig, type RunnerConfig } from "./Config.ts"
 import * as Fence from "./Fence.ts"
+import * as MessageStore from "./MessageStore.ts"
 import * as Security from "./Security.ts"
 import * as Store from "./Store.ts"
 import * as Transport from "./Transport.ts"
@@ -64,7 +64,7 @@ const runnerStorage = Layer.effect(
 
 const storage = (config: ClusterConfig, runner: Option.Option<RunnerConfig>) =>
   Layer.mergeAll(
-    SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest)),
+    MessageStore.layer.pipe(Layer.provide(NodeCrypto.layerDigest)),
     Layer.orDie(runnerStorage)
   ).pipe(Layer.provideMerge(ShardingConfig.layer(shardingConfig(config, runner))))
 

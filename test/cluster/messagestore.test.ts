@@ -1,0 +1,43 @@
+/**
+ * The message store's added rule on a real Postgres: the first final reply to a request wins, a
+ * second one is a no-op (Effect's own storage fails it with a unique violation, which stalled
+ * its storage read loop in a handover race).
+ */
+import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
+import { describe, expect, layer } from "@effect/vitest"
+import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
+import { Effect, Exit, Layer, Option, Redacted } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as MessageStore from "../../src/cluster/MessageStore.ts"
+import * as Store from "../../src/cluster/Store.ts"
+import { freshDatabase } from "../support/database.ts"
+
+const storeLayer = Layer.unwrap(Effect.promise(() => freshDatabase("messages")).pipe(
+  Effect.map((url) =>
+    Layer.mergeAll(SqlMessageStorage.layerMigrations({}), NodeCrypto.layerDigest).pipe(
+      Layer.provideMerge(Store.layer(
+        { databaseUrl: Option.some(Redacted.make(url)), home: "/nonexistent", durable: false, binaryCache: "/nonexistent" },
+        { applicationName: "shardhub-test" }
+      ))
+    )
+  )
+))
+
+const withExit = (requestId: string, id: string) =>
+  ({ _tag: "WithExit", requestId, id, exit: { _tag: "Success", value: null } }) as const
+
+describe("message store", () => {
+  layer(storeLayer, { timeout: 120_000, excludeTestServices: true })((it) => {
+    it.effect("a second final reply to a request is a no-op that keeps the first (Effect's own storage refuses it)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const ours = yield* MessageStore.makeEncoded
+        const effects = yield* SqlMessageStorage.makeEncodedStorage({})
+        yield* ours.saveReply(withExit("1001", "2001"))
+        expect(yield* Effect.exit(effects.saveReply(withExit("1001", "2002")))).toMatchObject({ _tag: "Failure" })
+        expect(Exit.isSuccess(yield* Effect.exit(ours.saveReply(withExit("1001", "2003"))))).toBe(true)
+        const replies = yield* sql<{ id: string }>`SELECT id::text AS id FROM cluster_replies WHERE request_id = 1001`
+        expect(replies.map((row) => row.id)).toEqual(["2001"])
+      }))
+  })
+})
