@@ -14,7 +14,11 @@
  *   run, for the next owner. A SIGKILLed runner's processes are killed by its reaper at once,
  *   long before its lock expires. So two processes of one instance never overlap.
  * - **One run per process.** Restarts by the restart policy happen inside the ProcessManager;
- *   every status change is reported to the registry with the claim's epoch.
+ *   every status change is reported to the registry with the claim's epoch. A `Restart` request
+ *   ends the process and starts a new run under the same claim.
+ * - **Mailbox.** Start, Stop and Restart take turns (Effect's serialized mailbox); reads,
+ *   streams and Kill are `Rpc.fork`ed beside them, so a kill overtakes a slow stop. What differs
+ *   between a command and a sequence is the run's `Program`; the run itself is `Run.ts`.
  *
  * @since 0.3.0
  */
