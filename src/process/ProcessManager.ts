@@ -143,7 +143,10 @@ export interface Fencing {
 export interface Config extends Partial<Managed.Settings> {
   /** Owned by one live manager: logs, data directories, the supervisor token. */
   readonly stateDir: string
-  /** How often CPU and memory are sampled (STH's `monitorRate`). Default 1 s. */
+  /**
+   * How often CPU and memory are sampled (STH's `monitorRate`) while anyone reads them; idle,
+   * a read samples on demand. Default 1 s.
+   */
   readonly sampleIntervalMs?: number
   /** How often memory limits are checked. Default 250 ms, so a limit acts within 1 s. */
   readonly limitIntervalMs?: number
@@ -247,11 +250,15 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       )
     )
 
-    // One /proc scan per tick serves every managed: stats at `sampleIntervalMs`, limits faster.
+    // One /proc scan per tick serves every managed: stats at `sampleIntervalMs` while someone
+    // watches them (asked within `watchWindowMs`), memory limits faster. A manager whose stats
+    // nobody reads and whose processes have no memory limit does not scan at all.
     let lastStats = 0
+    let lastAsked = Number.NEGATIVE_INFINITY
+    const watchWindowMs = Math.max(10_000, 5 * sampleIntervalMs)
     const sampleAll = (force: boolean) => {
       const now = Date.now()
-      const refresh = force || now - lastStats >= sampleIntervalMs
+      const refresh = force || (now - lastStats >= sampleIntervalMs && now - lastAsked < watchWindowMs)
       const groups = new Map<number, Managed.ManagedProcess>()
       for (const managed of processes.values()) {
         const pgid = managed.liveGroup()
@@ -312,7 +319,11 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       input: (options) => managed.input({ end: options?.end ?? true }),
       logs: (query) => managed.logs(query ?? {}),
       stats: Effect.sync(() => {
-        if (managed.liveGroup() !== undefined && Option.isNone(managed.stats())) sampleAll(true)
+        const now = Date.now()
+        lastAsked = now
+        const stats = managed.stats()
+        const stale = Option.isNone(stats) || now - stats.value.sampledAt >= sampleIntervalMs
+        if (managed.liveGroup() !== undefined && stale) sampleAll(true)
         return managed.stats()
       })
     })
