@@ -344,7 +344,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
           })
         }
         const id = Crypto.randomUUID()
-        if (spec.logName !== undefined && liveLogNames().has(spec.logName)) {
+        if (spec.logName !== undefined && [...processes.values()].some((managed) => managed.spec.logName === spec.logName)) {
           return yield* new SpawnError({ reason: "InvalidSpec", message: `the log name ${spec.logName} is in use by another process` })
         }
         const logPath = logPathOf(spec.logName ?? id)
@@ -370,11 +370,11 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         const { argv, file } = confined
         yield* Effect.try({
           try: () => {
-            // A reused log name starts a fresh log.
+            // A reused log name starts a fresh log (its current and rotated files; no directory
+            // listing, which would grow with the number of processes).
             if (spec.logName !== undefined && !spec.continueLog) {
-              for (const old of Fs.readdirSync(logsDir)) {
-                if (old === `${spec.logName}.log` || old.startsWith(`${spec.logName}.log.`)) Fs.rmSync(Path.join(logsDir, old), { force: true })
-              }
+              const current = logPathOf(spec.logName)
+              for (let n = 0; n <= settings.logKeepFiles; n++) Fs.rmSync(n === 0 ? current : `${current}.${n}`, { force: true })
             }
             Fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
             if (identity !== undefined) Fs.chownSync(dataDir, identity.uid, identity.gid)
