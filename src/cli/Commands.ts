@@ -22,6 +22,7 @@ import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors
 import type { InstanceInfo, InstanceStatus } from "../instance/InstanceSpec.ts"
 import * as Registry from "../instance/Registry.ts"
 import { RestartPolicy } from "../process/ProcessSpec.ts"
+import type { LogLine } from "../process/LogStore.ts"
 import * as Pack from "../sequence/Pack.ts"
 import * as Format from "./Format.ts"
 
@@ -143,6 +144,36 @@ const rlimits = (given: ReadonlyArray<string>) =>
     return limits as { nproc?: number; nofile?: number; core?: number }
   })
 
+/** `KEY=VALUE` pairs from `--env` flags, after those of `--env-file` (dotenv lines). */
+const environment = (files: ReadonlyArray<string>, pairs: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const set: Record<string, string> = {}
+    const assign = (where: string, line: string) => {
+      const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line)
+      if (match === null) return new CliFailure({ message: `${where}: expected KEY=VALUE, got ${JSON.stringify(line.slice(0, 80))}` })
+      const raw = match[2]!
+      const quoted = /^(["'])(.*)\1$/.exec(raw)
+      set[match[1]!] = quoted === null ? raw : quoted[1] === '"' ? quoted[2]!.replace(/\\n/g, "\n") : quoted[2]!
+      return undefined
+    }
+    for (const file of files) {
+      const text = yield* Effect.try({
+        try: () => Fs.readFileSync(file, "utf8"),
+        catch: (error) => new CliFailure({ message: `could not read --env-file ${file}: ${(error as Error).message}` })
+      })
+      for (const [n, line] of text.split(/\r?\n/).entries()) {
+        if (line.trim() === "" || line.trimStart().startsWith("#")) continue
+        const failed = assign(`${file}:${n + 1}`, line)
+        if (failed !== undefined) return yield* failed
+      }
+    }
+    for (const pair of pairs) {
+      const failed = assign("--env", pair)
+      if (failed !== undefined) return yield* failed
+    }
+    return set
+  })
+
 const run = Command.make("run", {
   id: Flag.String("id").pipe(Flag.withDescription("Instance id (default: a new UUID)"), Flag.optional),
   name: Flag.String("name").pipe(Flag.withDescription("A label for humans"), Flag.optional),
@@ -157,6 +188,12 @@ const run = Command.make("run", {
   limit: Flag.String("limit").pipe(
     Flag.withDescription("A resource limit, NAME=VALUE with NAME one of nproc, nofile, core (bytes); repeatable"),
     Flag.atLeast(0)
+  ),
+  env: Flag.String("env").pipe(Flag.withDescription("Set a variable, KEY=VALUE; repeatable"), Flag.atLeast(0)),
+  envFile: Flag.String("env-file").pipe(Flag.withDescription("Set the variables of a dotenv file (KEY=VALUE lines); repeatable"), Flag.atLeast(0)),
+  instances: Flag.Int("instances").pipe(
+    Flag.withDescription("Start N copies, named NAME-0 … NAME-(N-1) (NAME: --name, or the command's)"),
+    Flag.withDefault(1)
   ),
   envPass: Flag.String("env-pass").pipe(
     Flag.withDescription("Pass this runner variable on although it is withheld by default (e.g. DATABASE_URL); repeatable"),
@@ -175,17 +212,27 @@ const run = Command.make("run", {
       ...(yield* rlimits(flags.limit)),
       ...Option.match(flags.memory, { onNone: () => ({}), onSome: (memoryMb) => ({ memoryMb }) })
     }
-    const info = yield* host.start({
-      program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
-      ...Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) }),
-      ...Option.match(restart, { onNone: () => ({}), onSome: (restart) => ({ restart }) }),
-      ...(Object.keys(limits).length === 0 ? {} : { limits }),
-      ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
-      ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),
-      ...(flags.envPass.length === 0 ? {} : { env: { pass: flags.envPass } })
-    }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) }))
-    yield* print(info.id)
-  })).pipe(Command.withDescription("Start a command as an instance on the cluster; prints its id"), withClient)
+    const set = yield* environment(flags.envFile, flags.env)
+    const env = {
+      ...(Object.keys(set).length === 0 ? {} : { set }),
+      ...(flags.envPass.length === 0 ? {} : { pass: flags.envPass })
+    }
+    if (flags.instances < 1) return yield* new CliFailure({ message: "--instances must be at least 1" })
+    if (flags.instances > 1 && Option.isSome(flags.id)) return yield* new CliFailure({ message: "--id names one instance; leave it out with --instances" })
+    const name = Option.getOrElse(flags.name, () => Path.basename(command!))
+    const started = yield* Effect.forEach(Array.from({ length: flags.instances }, (_, i) => i), (i) =>
+      host.start({
+        program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
+        ...(flags.instances > 1 ? { name: `${name}-${i}` } : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
+        ...Option.match(restart, { onNone: () => ({}), onSome: (restart) => ({ restart }) }),
+        ...(Object.keys(limits).length === 0 ? {} : { limits }),
+        ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
+        ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),
+        ...(Object.keys(env).length === 0 ? {} : { env })
+      }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) })),
+      { concurrency: 16 })
+    for (const info of started) yield* print(info.id)
+  })).pipe(Command.withDescription("Start a command as an instance on the cluster (or --instances N copies); prints each id"), withClient)
 
 const ps = Command.make("ps", {
   json,
@@ -238,23 +285,40 @@ const health = Command.make("health", { id, json }, (flags) =>
   })).pipe(Command.withDescription("Show whether an instance is healthy, and what it uses"), withClient)
 
 const logs = Command.make("logs", {
-  id,
+  id: Argument.String("id").pipe(
+    Argument.withDescription("Instance id or name (default: every running instance, each line prefixed with its name)"),
+    Argument.optional
+  ),
   follow: Flag.Boolean("follow").pipe(Flag.withAlias("f"), Flag.withDescription("Keep printing new lines"), Flag.withDefault(false)),
   tail: Flag.Int("tail").pipe(Flag.withDescription("Only the last N lines"), Flag.optional),
   json
 }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
-    const target = yield* resolveOne(yield* HostClient, flags.id)
-    yield* instances.logs(target, {
+    const host = yield* HostClient
+    const query = (tail: Option.Option<number>) => ({
       follow: flags.follow,
-      ...Option.match(flags.tail, { onNone: () => ({}), onSome: (tail) => ({ tail }) })
-    }).pipe(
-      Stream.runForEach((line) =>
-        print(flags.json ? JSON.stringify(line) : `${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${Format.escape(line.text)}`)
-      )
-    )
-  })).pipe(Command.withDescription("Print an instance's log lines (stdout, stderr and a sequence's log)"), withClient)
+      ...Option.match(tail, { onNone: () => ({}), onSome: (tail) => ({ tail }) })
+    })
+    const line = (prefix: string) => (line: LogLine) =>
+      print(flags.json ? JSON.stringify(prefix === "" ? line : { ...line, instance: prefix }) : `${prefix === "" ? "" : `${Format.escape(prefix)} | `}${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${Format.escape(line.text)}`)
+    if (Option.isSome(flags.id)) {
+      const target = yield* resolveOne(host, flags.id.value)
+      return yield* instances.logs(target, query(flags.tail)).pipe(Stream.runForEach(line("")))
+    }
+    // Every running instance, as `pm2 logs`: the last lines of each (15 unless --tail), merged.
+    const running = yield* host.list({ statuses: ["running"] })
+    yield* Stream.mergeAll(
+      running.map((info) =>
+        instances.logs(info.id, query(Option.orElse(flags.tail, () => Option.some(15)))).pipe(
+          Stream.map((entry) => [info.name ?? info.id, entry] as const),
+          // One instance ending (or moving) does not end the others' logs.
+          Stream.catchCause(() => Stream.empty)
+        )
+      ),
+      { concurrency: "unbounded" }
+    ).pipe(Stream.runForEach(([prefix, entry]) => line(prefix)(entry)))
+  })).pipe(Command.withDescription("Print an instance's log lines (stdout, stderr and a sequence's log), or every running instance's"), withClient)
 
 const timeout = Flag.Int("timeout").pipe(Flag.withDescription("ms before SIGKILL (default 10000)"), Flag.withDefault(10_000))
 

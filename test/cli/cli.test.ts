@@ -159,6 +159,23 @@ describe("the shardhub command on two runners", () => {
     expect((await shardhub(["stop", "web"])).stderr).toMatch(/^shardhub: .*web/)
   })
 
+  it("sets variables from --env and --env-file, starts --instances copies, and prints every running instance's logs", async () => {
+    cluster.printOnFailure()
+    const file = Path.join(cluster.home, "test.env")
+    Fs.writeFileSync(file, "A=from-file\n# a comment\n\nB='quoted value'\nexport C=\"two\\nlines\"\n")
+    const ids = (await ok("run", "--instances", "2", "--name", "envy", "--env-file", file, "--env", "A=from-flag", "--", "sh", "-c", "echo \"$A|$B|$C\"; sleep 600"))
+      .trim().split("\n")
+    expect(ids).toHaveLength(2)
+    expect(await Promise.all(ids.map(async (id) => JSON.parse(await ok("info", id, "--json")).name))).toEqual(["envy-0", "envy-1"])
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && !(logs.includes("envy-0 |") && logs.includes("envy-1 |")); attempt++) logs = await ok("logs")
+    for (const name of ["envy-0", "envy-1"]) expect(logs).toMatch(new RegExp(`^${name} \\| \\S+ stdout from-flag\\|quoted value\\|two$`, "m"))
+    expect(logs).toMatch(/^envy-0 \| \S+ stdout lines$/m)
+    const bad = await shardhub(["run", "--env", "not a pair", "--", "true"])
+    expect({ code: bad.code, stderr: bad.stderr }).toMatchObject({ code: 1, stderr: expect.stringContaining("--env: expected KEY=VALUE") })
+    for (const id of ids) await ok("rm", id)
+  })
+
   it("prints help from its cache exactly as the CLI does, and never for a command's own --help after --", async () => {
     const cache = Path.join(cluster.home, "cache")
     Fs.rmSync(cache, { recursive: true, force: true })
