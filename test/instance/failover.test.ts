@@ -9,6 +9,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import { type RunnerProcess, useCluster } from "../support/cluster.ts"
 import { eventually, root } from "../support/processes.ts"
@@ -142,5 +143,28 @@ describe("failover", () => {
       const alive = lives.get(info.id)!.filter((life) => at - life.last < 250)
       expect(alive.map((life) => life.pid)).toEqual([info.pid])
     }
+  })
+
+  // Last: it stops every runner. PM2 needs `save` and `resurrect` for this; shardhub nothing.
+  it("brings every instance that should run back after the whole cluster stopped and started again; stopped ones stay stopped", async () => {
+    cluster.printOnFailure()
+    const auditFile = Path.join(cluster.home, "audit-cluster-restart.log")
+    const started = await startAudited(6, "restart", auditFile)
+    const ids = started.map((info) => info.id)
+    const before = await settled(ids)
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.stop(ids[0]!)))
+    const live = cluster.runners.filter((r) => r.child.exitCode === null && r.child.signalCode === null)
+    await Promise.all(live.map((runner) => runner.kill("SIGTERM")))
+    await cluster.startRunner("runner-after-a")
+    await cluster.startRunner("runner-after-b")
+    const after = await settled(ids.slice(1))
+    for (const info of after) {
+      const was = before.find((b) => b.id === info.id)!
+      expect(info).toMatchObject({ status: "running", desired: "running" })
+      expect(info.pid).not.toBe(was.pid)
+      expect(["runner-after-a", "runner-after-b"].map((name) => cluster.runners.find((r) => r.name === name)!.address)).toContain(info.runner)
+    }
+    expect(await cluster.run(Effect.flatMap(HostClient, (host) => host.get(ids[0]!)))).toMatchObject({ status: "stopped", desired: "stopped" })
+    expectNoOverlap(auditFile)
   })
 })
