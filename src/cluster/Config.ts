@@ -92,6 +92,10 @@ export interface RunnerConfig {
    * it fails with a `Capacity` error instead of running the runner out of memory.
    */
   readonly maxInstances: number
+  /** `SHARDHUB_LOG_FILE_SIZE` (default 10 MiB): an instance's log file rotates past this many bytes. */
+  readonly logFileBytes: number
+  /** `SHARDHUB_LOG_FILES` (default 3): rotated log files kept beside the current one. */
+  readonly logKeepFiles: number
 }
 
 /**
@@ -195,5 +199,7 @@ export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
   listenHost: Config.option(Config.String("SHARDHUB_RUNNER_LISTEN_HOST")),
   stateDir: Config.option(Config.String("SHARDHUB_RUNNER_STATE_DIR").pipe(Config.map((dir) => Path.resolve(dir)))),
   dataPort: Config.Int("SHARDHUB_DATA_PORT").pipe(Config.withDefault(0)),
-  maxInstances: Config.Int("SHARDHUB_MAX_INSTANCES").pipe(Config.withDefault(2000))
+  maxInstances: Config.Int("SHARDHUB_MAX_INSTANCES").pipe(Config.withDefault(2000)),
+  logFileBytes: Config.Int("SHARDHUB_LOG_FILE_SIZE").pipe(Config.withDefault(10 * 1024 * 1024)),
+  logKeepFiles: Config.Int("SHARDHUB_LOG_FILES").pipe(Config.withDefault(3))
 })

@@ -93,6 +93,8 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
     Layer.provideMerge(ProcessManager.layer({
       stateDir: stateDirOf(config, runner),
       maxProcesses: runner.maxInstances,
+      logFileBytes: runner.logFileBytes,
+      logKeepFiles: runner.logKeepFiles,
       logRetentionMs: Duration.toMillis(config.instanceRetention)
     }))
   )
