@@ -206,6 +206,7 @@ const main = async () => {
     duplicates: number
     lostAck: number
     failedRan: number
+    died: number
     slowTerm: number
   }> = []
 
@@ -242,10 +243,14 @@ const main = async () => {
     log(`cycle ${cycle}: ${fault}${fault === "store" ? "" : ` runner-${target}`}`)
     // A start during the fault: acknowledged, failed, or unconfirmed with its id named; it must
     // tell the truth (acknowledged ⇒ runs; failed ⇒ never runs).
+    // A start that dies (a defect, not an answer) hides its outcome: that is a violation too.
     const outcome = runtime.runPromise(startBeating(probe).pipe(Effect.match({
       onSuccess: () => "acknowledged" as const,
       onFailure: (error) => error._tag === "StartUnconfirmed" && error.outcome === "unconfirmed" ? "unconfirmed" as const : "failed" as const
-    })))
+    }))).catch((defect) => {
+      log(`  the start died: ${defect}`)
+      return "died" as const
+    })
     switch (fault) {
       case "kill":
         await runners[target]!.kill("SIGKILL")
@@ -296,9 +301,10 @@ const main = async () => {
         const pids = [...beatsOf(probeFile)].map(([pid, range]) => `${pid}:${processState(pid) ?? "gone"}:${range.first}-${range.last}`)
         log(`  lost acknowledged start ${probe}: record ${JSON.stringify(record)}; processes ${pids.join(", ") || "none"}`)
       }
-    } else if (answered === "failed" && beatsOf(probeFile).size > 0) {
+    } else if ((answered === "failed" || answered === "died") && beatsOf(probeFile).size > 0) {
       failedRan = 1
     }
+    const died = answered === "died" ? 1 : 0
     await runtime.runPromise(Effect.flatMap(InstanceClient, (instances) =>
       instances.kill(probe, { removeImmediately: true }).pipe(Effect.ignore)))
     const overlapMs = Math.max(...ids.map((id) => overlapOf(Path.join(audit, id))), overlapOf(probeFile))
@@ -306,7 +312,7 @@ const main = async () => {
     // Recovery: the longest any instance went without a beat since the fault began.
     const now = Date.now()
     const downtime = Math.max(...ids.map((id) => downtimeOf(Path.join(audit, id), t0, now)))
-    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, slowTerm }
+    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, died, slowTerm }
     results.push(result)
     log(`  recovered in ${result.recoveryMs ?? "—"} ms; overlap ${overlapMs} ms; duplicates ${duplicates}; ` +
       `probe ${answered}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}`)
@@ -334,11 +340,12 @@ const main = async () => {
       duplicates: of.reduce((n, r) => n + r.duplicates, 0),
       lost_acknowledged_starts: of.reduce((n, r) => n + r.lostAck, 0),
       failed_starts_that_ran: of.reduce((n, r) => n + r.failedRan, 0),
+      starts_that_died: of.reduce((n, r) => n + r.died, 0),
       slow_sigterm: of.reduce((n, r) => n + r.slowTerm, 0)
     }
   })
   const violations = summary.reduce((n, s) =>
-    n + s.not_recovered + (s.overlap_max_ms > 0 ? 1 : 0) + s.duplicates + s.lost_acknowledged_starts + s.failed_starts_that_ran + s.slow_sigterm, 0) +
+    n + s.not_recovered + (s.overlap_max_ms > 0 ? 1 : 0) + s.duplicates + s.lost_acknowledged_starts + s.failed_starts_that_ran + s.starts_that_died + s.slow_sigterm, 0) +
     slowShutdown
   if (json) {
     console.log(JSON.stringify({ seed, cycles, instances: instanceCount, summary, slow_shutdown: slowShutdown, violations }))
@@ -346,12 +353,12 @@ const main = async () => {
     console.log(`\nchaos: ${cycles} cycles, seed ${seed}, ${instanceCount} instances, 3 runners ${
       network === undefined ? "on loopback" : "in network namespaces"
     } (${Os.cpus().length} cores)\n`)
-    console.log("| fault | cycles | recovery p50 | recovery max | not recovered | overlap max | duplicates | lost acked starts | failed starts that ran | slow SIGTERM |")
-    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    console.log("| fault | cycles | recovery p50 | recovery max | not recovered | overlap max | duplicates | lost acked starts | failed starts that ran | starts that died | slow SIGTERM |")
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (const s of summary) {
       console.log(`| ${s.fault} | ${s.cycles} | ${Number.isNaN(s.recovery_p50_ms) ? "—" : `${(s.recovery_p50_ms / 1000).toFixed(1)} s`} | ` +
         `${Number.isNaN(s.recovery_max_ms) ? "—" : `${(s.recovery_max_ms / 1000).toFixed(1)} s`} | ${s.not_recovered} | ${s.overlap_max_ms} ms | ` +
-        `${s.duplicates} | ${s.lost_acknowledged_starts} | ${s.failed_starts_that_ran} | ${s.slow_sigterm} |`)
+        `${s.duplicates} | ${s.lost_acknowledged_starts} | ${s.failed_starts_that_ran} | ${s.starts_that_died} | ${s.slow_sigterm} |`)
     }
     console.log(`\nrunners that did not stop on SIGTERM within 30 s at the end: ${slowShutdown}; violations: ${violations}`)
   }
@@ -361,6 +368,7 @@ const main = async () => {
 const cleanUp = () => {
   for (const cleanup of cleanups.splice(0)) cleanup()
 }
+process.once("exit", cleanUp)
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     cleanUp()

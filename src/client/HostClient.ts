@@ -60,6 +60,9 @@ export const make = (options: Options = {}) =>
           })
         )
       return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
+        // A defect on the way (the cluster's own storage out of reach, say) says nothing of the
+        // outcome either.
+        Effect.catchDefect((defect) => unanswered(`failed (${defect instanceof Error ? defect.message || defect.name : String(defect)})`)),
         Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered(`got no answer within ${ms} ms`) }),
         // The runner's own answers are final; anything else leaves the outcome open.
         Effect.catchIf(

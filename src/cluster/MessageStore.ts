@@ -1,6 +1,7 @@
 /**
- * Effect's SQL message storage (`cluster_messages`, `cluster_replies`) with one rule added: **the
- * first final reply to a request wins.**
+ * Effect's SQL message storage (`cluster_messages`, `cluster_replies`) with two rules added.
+ *
+ * **1. The first final reply to a request wins.**
  *
  * Why: in a handover race two runners can both take the same persisted request — the runner
  * that is losing a shard (a partition healed, a freeze ended) and its new owner. Both then save
@@ -14,6 +15,15 @@
  * Here a final reply to a request that already has one is a no-op that marks the request
  * processed (the transaction that would have done so was rolled back with the insert): the
  * outcome already stored stands, as it must for an idempotent request store.
+ *
+ * **2. A read that was lost is read again after 30 s, not 10 minutes.** A read of unprocessed
+ * messages marks them read (`last_read`) in the same statement that returns them; when the
+ * answer is lost (a connection that broke as a partition healed, a store restart), they are not
+ * read again for ten minutes, and an entity whose keep-alive was among them is not re-activated
+ * for that long (found by `npm run chaos`). Before each read, the owner's unprocessed messages
+ * marked read more than 30 s ago become readable again. A request that is still being processed
+ * here (a keep-alive) is then read and skipped (Effect checks `isProcessingFor`): a cost of one
+ * row per resident entity per 30 s.
  *
  * @since 0.6.0
  */
@@ -41,8 +51,15 @@ const isUniqueViolation = (error: unknown): boolean => {
 export const makeEncoded = Effect.gen(function*() {
   const encoded = yield* SqlMessageStorage.makeEncodedStorage({})
   const sql = yield* SqlClient
-  return {
+  const persistence = (cause: unknown) => new ClusterError.PersistenceError({ cause })
+  const storage: MessageStorage.Encoded = {
     ...encoded,
+    unprocessedMessages: (shardIds, now, options) =>
+      sql`UPDATE cluster_messages SET last_read = NULL
+        WHERE ${sql.in("shard_id", shardIds)} AND processed = false AND last_read < NOW() - INTERVAL '30 seconds'`.pipe(
+        Effect.mapError(persistence),
+        Effect.andThen(encoded.unprocessedMessages(shardIds, now, options))
+      ),
     saveReply: (reply) =>
       encoded.saveReply(reply).pipe(
         Effect.catchIf(
@@ -50,11 +67,12 @@ export const makeEncoded = Effect.gen(function*() {
           () =>
             sql`UPDATE cluster_messages SET processed = true WHERE request_id = ${reply.requestId}`.pipe(
               Effect.asVoid,
-              Effect.mapError((cause) => new ClusterError.PersistenceError({ cause }))
+              Effect.mapError(persistence)
             )
         )
       )
-  } satisfies MessageStorage.Encoded
+  }
+  return storage
 })
 
 /**

@@ -1,7 +1,8 @@
 /**
- * The message store's added rule on a real Postgres: the first final reply to a request wins, a
+ * The message store's added rules on a real Postgres: the first final reply to a request wins, a
  * second one is a no-op (Effect's own storage fails it with a unique violation, which stalled
- * its storage read loop in a handover race).
+ * its storage read loop in a handover race); and a read whose answer was lost is read again
+ * after 30 s (Effect's own storage waits ten minutes).
  */
 import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
 import { describe, expect, layer } from "@effect/vitest"
@@ -38,6 +39,31 @@ describe("message store", () => {
         expect(Exit.isSuccess(yield* Effect.exit(ours.saveReply(withExit("1001", "2003"))))).toBe(true)
         const replies = yield* sql<{ id: string }>`SELECT id::text AS id FROM cluster_replies WHERE request_id = 1001`
         expect(replies.map((row) => row.id)).toEqual(["2001"])
+      }))
+
+    it.effect("unprocessed messages marked read but not processed are read again after 30 s (Effect's own storage: 10 minutes)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const ours = yield* MessageStore.makeEncoded
+        const effects = yield* SqlMessageStorage.makeEncodedStorage({})
+        const envelope = {
+          _tag: "Request",
+          requestId: "3001",
+          address: { shardId: { group: "default", id: 7 }, entityType: "Instance", entityId: "lost-read" },
+          tag: "Start",
+          payload: {},
+          headers: {}
+        } as const
+        yield* effects.saveEnvelope({ envelope, primaryKey: null, deliverAt: null })
+        const shards: [string] = ["default:7"]
+        expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(1)
+        // Read (marked), but the answer was lost: nobody re-reads it at once…
+        expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(0)
+        yield* sql`UPDATE cluster_messages SET last_read = NOW() - INTERVAL '31 seconds' WHERE request_id = 3001`
+        expect(yield* effects.unprocessedMessages(shards, Date.now())).toHaveLength(0)
+        // …and after 30 s it is read again.
+        const again = yield* ours.unprocessedMessages(shards, Date.now())
+        expect(again.map((message) => message.envelope.requestId)).toEqual(["3001"])
       }))
   })
 })
