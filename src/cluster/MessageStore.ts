@@ -22,12 +22,23 @@
  * read again for ten minutes, and an entity whose keep-alive was among them is not re-activated
  * for that long (found by `npm run chaos`). Before each read, the owner's unprocessed messages
  * marked read more than 30 s ago become readable again. A request that is still being processed
- * here (a keep-alive) is then read and skipped (Effect checks `isProcessingFor`): a cost of one
- * row per resident entity per 30 s.
+ * here is then read and skipped.
+ *
+ * **3. A keep-alive this runner took is not handed to it again.** An entity holds Effect's
+ * keep-alive as one persisted request that stays open while it is resident; on a shard move the
+ * next owner reads it and re-activates the entity (how instances come back). But Effect reads an
+ * unprocessed request again once its last read is old (10 minutes; 30 s with rule 2), and a
+ * keep-alive delivered again to its resident entity is answered at once — which marks it
+ * processed, so after the next move nobody re-activates the entity: **an instance resident
+ * for more than ten minutes did not fail over** (`test/instance/failover.test.ts`). So the
+ * keep-alives a read returned are remembered and left out of later reads, until the shard is
+ * acquired again (`resetShards`), its address reset, or the keep-alive answered.
  *
  * @since 0.6.0
  */
 import * as ClusterError from "effect/cluster/ClusterError"
+import { KeepAliveRpc } from "effect/cluster/Entity"
+import type * as Envelope from "effect/cluster/Envelope"
 import * as MessageStorage from "effect/cluster/MessageStorage"
 import * as Snowflake from "effect/cluster/Snowflake"
 import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
@@ -52,14 +63,42 @@ export const makeEncoded = Effect.gen(function*() {
   const encoded = yield* SqlMessageStorage.makeEncodedStorage({})
   const sql = yield* SqlClient
   const persistence = (cause: unknown) => new ClusterError.PersistenceError({ cause })
+  // Keep-alives taken here: shard → request id → entity.
+  const taken = new Map<string, Map<string, string>>()
+  const shardOf = (shardId: { readonly group: string; readonly id: number }) => `${shardId.group}:${shardId.id}`
+  const entityOf = (address: { readonly entityType: string; readonly entityId: string }) => `${address.entityType}/${address.entityId}`
+  const firstTime = (envelope: Envelope.Encoded) => {
+    if (envelope._tag !== "Request" || envelope.tag !== KeepAliveRpc._tag) return true
+    const shard = shardOf(envelope.address.shardId)
+    const requests = taken.get(shard) ?? new Map<string, string>()
+    taken.set(shard, requests)
+    if (requests.has(envelope.requestId)) return false
+    requests.set(envelope.requestId, entityOf(envelope.address))
+    return true
+  }
   const storage: MessageStorage.Encoded = {
     ...encoded,
     unprocessedMessages: (shardIds, now, options) =>
       sql`UPDATE cluster_messages SET last_read = NULL
         WHERE ${sql.in("shard_id", shardIds)} AND processed = false AND last_read < NOW() - INTERVAL '30 seconds'`.pipe(
         Effect.mapError(persistence),
-        Effect.andThen(encoded.unprocessedMessages(shardIds, now, options))
+        Effect.andThen(encoded.unprocessedMessages(shardIds, now, options)),
+        Effect.map((messages) => messages.filter((message) => firstTime(message.envelope)))
       ),
+    resetShards: (shardIds) =>
+      Effect.suspend(() => {
+        for (const shard of shardIds) taken.delete(shard)
+        return encoded.resetShards(shardIds)
+      }),
+    resetAddresses: (addresses) =>
+      Effect.suspend(() => {
+        for (const address of addresses) {
+          const requests = taken.get(shardOf(address.shardId))
+          const entity = entityOf(address)
+          for (const [id, of] of requests ?? []) if (of === entity) requests!.delete(id)
+        }
+        return encoded.resetAddresses(addresses)
+      }),
     saveReply: (reply) =>
       encoded.saveReply(reply).pipe(
         Effect.catchIf(
@@ -69,6 +108,12 @@ export const makeEncoded = Effect.gen(function*() {
               Effect.asVoid,
               Effect.mapError(persistence)
             )
+        ),
+        // An answered keep-alive is done: nothing to remember.
+        Effect.tap(() =>
+          Effect.sync(() => {
+            if (reply._tag === "WithExit") for (const requests of taken.values()) requests.delete(reply.requestId)
+          })
         )
       )
   }

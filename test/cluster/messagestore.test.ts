@@ -2,7 +2,9 @@
  * The message store's added rules on a real Postgres: the first final reply to a request wins, a
  * second one is a no-op (Effect's own storage fails it with a unique violation, which stalled
  * its storage read loop in a handover race); and a read whose answer was lost is read again
- * after 30 s (Effect's own storage waits ten minutes).
+ * after 30 s (Effect's own storage waits ten minutes); and a keep-alive is never handed to the
+ * runner that took it again (a resident entity answers a repeated keep-alive at once, which
+ * ended its failover).
  */
 import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
 import { describe, expect, layer } from "@effect/vitest"
@@ -64,6 +66,33 @@ describe("message store", () => {
         // …and after 30 s it is read again.
         const again = yield* ours.unprocessedMessages(shards, Date.now())
         expect(again.map((message) => message.envelope.requestId)).toEqual(["3001"])
+      }))
+
+    it.effect("a keep-alive taken once is not handed out again until its shard is acquired anew", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const ours = yield* MessageStore.makeEncoded
+        const effects = yield* SqlMessageStorage.makeEncodedStorage({})
+        const envelope = {
+          _tag: "Request",
+          requestId: "4001",
+          address: { shardId: { group: "default", id: 9 }, entityType: "Instance", entityId: "resident" },
+          tag: "Cluster/Entity/keepAlive",
+          payload: null,
+          headers: {}
+        } as const
+        yield* effects.saveEnvelope({ envelope, primaryKey: null, deliverAt: null })
+        const shards: [string] = ["default:9"]
+        const old = sql`UPDATE cluster_messages SET last_read = NOW() - INTERVAL '11 minutes' WHERE request_id = 4001`
+        expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(1)
+        yield* old
+        // Effect's own storage hands it out again (its resident entity would answer it at once)…
+        expect(yield* effects.unprocessedMessages(shards, Date.now())).toHaveLength(1)
+        yield* old
+        expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(0)
+        // …here only a new owner of the shard gets it.
+        yield* ours.resetShards(shards)
+        expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(1)
       }))
   })
 })

@@ -13,6 +13,7 @@ import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import { type RunnerProcess, useCluster } from "../support/cluster.ts"
 import { eventually, root } from "../support/processes.ts"
+import { query } from "../support/sql.ts"
 
 const fixture = Path.join(root, "test/instance/fixtures/audited.mjs")
 
@@ -143,6 +144,29 @@ describe("failover", () => {
       const alive = lives.get(info.id)!.filter((life) => at - life.last < 250)
       expect(alive.map((life) => life.pid)).toEqual([info.pid])
     }
+  })
+
+  it("fails over an instance whose keep-alive was read again (as after 10 minutes of residency): the re-read does not end it", async () => {
+    cluster.printOnFailure()
+    while (cluster.runners.filter((r) => r.child.exitCode === null && r.child.signalCode === null).length < 3) {
+      await cluster.startRunner(`runner-${cluster.runners.length}`)
+    }
+    const [started] = await startAudited(1, "resident", Path.join(cluster.home, "audit-resident.log"))
+    const [info] = await settled([started!.id])
+    // Effect's storage reads an unprocessed message again once its last read is 10 minutes old.
+    await query(cluster.databaseUrl, (sql) =>
+      sql`UPDATE cluster_messages SET last_read = NOW() - INTERVAL '11 minutes'
+        WHERE entity_id = ${info!.id} AND tag = 'Cluster/Entity/keepAlive' AND processed = false`)
+    await eventually(async () => {
+      const rows = await query<{ fresh: boolean; processed: boolean }>(cluster.databaseUrl, (sql) =>
+        sql`SELECT last_read > NOW() - INTERVAL '1 minute' AS fresh, processed FROM cluster_messages
+          WHERE entity_id = ${info!.id} AND tag = 'Cluster/Entity/keepAlive'`)
+      return rows.some((row) => row.fresh || row.processed) ? rows : undefined
+    }, { timeoutMs: 20_000, what: "the keep-alive read again" })
+    const owner = cluster.runners.find((r) => r.address === info!.runner)!
+    await owner.kill("SIGKILL")
+    const [moved] = await movedAway([info!.id], owner, 30_000)
+    expect(moved!.epoch).toBeGreaterThan(info!.epoch)
   })
 
   // Last: it stops every runner. PM2 needs `save` and `resurrect` for this; shardhub nothing.
