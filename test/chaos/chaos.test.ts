@@ -1,7 +1,9 @@
 /**
  * The chaos suite, short: `scripts/chaos.ts` with 5 seeded cycles against three runner processes
- * on their own embedded store (runner SIGKILL, a freeze past the lock expiration, SIGTERM, a
- * killed postmaster), checked from outside. `npm run chaos -- --cycles 100` is the long run.
+ * on their own embedded store, each runner in its own network namespace when run as root (seed 5:
+ * a killed postmaster, a freeze past the lock expiration, a runner SIGKILL, a killed postmaster,
+ * a partition past the lock expiration), checked from outside. `npm run chaos -- --cycles 100` is
+ * the long run.
  */
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
