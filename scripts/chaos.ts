@@ -26,7 +26,7 @@
  */
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
+import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { HostClient } from "../src/client/HostClient.ts"
@@ -72,42 +72,61 @@ const cleanups: Array<() => void> = [() => network?.destroy()]
 const chosen = process.argv.includes("--faults") ? process.argv[process.argv.indexOf("--faults") + 1]!.split(",") : allFaults
 const faults = allFaults.filter((fault) => chosen.includes(fault) && (fault !== "partition" || network !== undefined))
 
-/** Forwards `listen` to `target` (the store, which listens on loopback only, to the bridge). */
-const forward = (listen: { host: string; port: number }, target: { host: string; port: number }) =>
-  new Promise<Net.Server>((resolve, reject) => {
-    const server = Net.createServer((socket) => {
-      const upstream = Net.connect(target.port, target.host)
-      socket.pipe(upstream).pipe(socket)
-      socket.on("error", () => upstream.destroy())
-      upstream.on("error", () => socket.destroy())
-      socket.on("close", () => upstream.destroy())
-      upstream.on("close", () => socket.destroy())
-    })
-    server.once("error", reject)
-    server.listen(listen.port, listen.host, () => resolve(server))
+/**
+ * Forwards `listen` to `target` (the store, which listens on loopback only, to the bridge), in a
+ * process of its own: this script's checks read every audit file ten times a second, and the
+ * runners' store traffic must not wait for them.
+ */
+const forwarder = "const n = require('net'); const [lh, lp, th, tp] = process.argv.slice(1); " +
+  "n.createServer((s) => { const u = n.connect(Number(tp), th); s.pipe(u).pipe(s); " +
+  "for (const [a, b] of [[s, u], [u, s]]) { a.on('error', () => b.destroy()); a.on('close', () => b.destroy()) } })" +
+  ".listen(Number(lp), lh, () => console.log('forwarding'))"
+const forward = async (listen: { host: string; port: number }, target: { host: string; port: number }) => {
+  const child = ChildProcess.spawn(process.execPath, ["-e", forwarder, listen.host, String(listen.port), target.host, String(target.port)], {
+    stdio: ["ignore", "pipe", "inherit"]
   })
+  cleanups.unshift(() => child.kill("SIGKILL"))
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once("data", () => resolve())
+    child.once("exit", (code) => reject(new Error(`the store forwarder exited (${code})`)))
+  })
+  return child
+}
 
 const beat = "const fs = require('fs'); const f = process.argv[1]; " +
   "setInterval(() => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'), 50)"
 
 
-/** Each pid of an audit file with its first and last beat. */
+/** Each pid of an audit file with its first and last beat (read on from where the last call stopped). */
+const audits = new Map<string, { offset: number; rest: string; ranges: Map<number, { first: number; last: number }> }>()
 const beatsOf = (file: string) => {
-  const ranges = new Map<number, { first: number; last: number }>()
-  let text = ""
+  const audit = audits.get(file) ?? { offset: 0, rest: "", ranges: new Map() }
+  audits.set(file, audit)
+  let fd: number
   try {
-    text = Fs.readFileSync(file, "utf8")
+    fd = Fs.openSync(file, "r")
   } catch {
-    return ranges
+    return audit.ranges
   }
-  for (const line of text.split("\n")) {
-    const [pid, time] = line.split(" ").map(Number)
-    if (!Number.isFinite(pid) || !Number.isFinite(time)) continue
-    const range = ranges.get(pid!)
-    if (range === undefined) ranges.set(pid!, { first: time!, last: time! })
-    else range.last = Math.max(range.last, time!)
+  try {
+    const size = Fs.fstatSync(fd).size
+    if (size <= audit.offset) return audit.ranges
+    const bytes = Buffer.alloc(size - audit.offset)
+    Fs.readSync(fd, bytes, 0, bytes.length, audit.offset)
+    audit.offset = size
+    const lines = (audit.rest + bytes.toString("utf8")).split("\n")
+    audit.rest = lines.pop()!
+    for (const line of lines) {
+      const [pid, time] = line.split(" ").map(Number)
+      if (!Number.isFinite(pid) || !Number.isFinite(time)) continue
+      const range = audit.ranges.get(pid!)
+      if (range === undefined) audit.ranges.set(pid!, { first: time!, last: time! })
+      else range.last = Math.max(range.last, time!)
+    }
+    return audit.ranges
+  } finally {
+    Fs.closeSync(fd)
   }
-  return ranges
 }
 
 /** The longest time without any beat of an audit file in `[from, to]` (how long it was down). */
@@ -160,7 +179,7 @@ const main = async () => {
   )
   const server = Option.getOrThrow((await runtime.runPromise(Effect.service(Store))).embedded)
   let runnerEnv: Record<string, string> = env
-  let storeForward: Net.Server | undefined
+  let storeForward: ChildProcess.ChildProcess | undefined
   if (network !== undefined) {
     const port = await freePorts(1)
     storeForward = await forward({ host: network.hostAddress, port }, { host: server.host, port: server.port })
@@ -324,7 +343,7 @@ const main = async () => {
     Promise.race([runner!.kill("SIGTERM").then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000))])))
   for (const runner of runners) await runner!.kill("SIGKILL")
   const slowShutdown = stopped.filter((ok) => !ok).length
-  storeForward?.close()
+  storeForward?.kill("SIGKILL")
   Fs.rmSync(home, { recursive: true, force: true })
 
   const summary = faults.map((fault) => {
