@@ -348,19 +348,8 @@ export const layer = (options: Options = {}) =>
         Info: () => Rpc.fork(known),
         GetHealth: () =>
           Rpc.fork(Effect.gen(function*() {
-            const record = yield* known
             const run = current
-            const stats = run === undefined ? Option.none() : yield* run.handle.stats
-            return {
-              id,
-              status: record.status,
-              healthy: record.status === "running" && run?.health?.healthy !== false,
-              ...(record.runner === undefined ? {} : { runner: record.runner }),
-              ...(record.pid === undefined ? {} : { pid: record.pid }),
-              ...(record.startedAt === undefined || isEnded(record.status) ? {} : { uptimeMs: Date.now() - record.startedAt }),
-              restarts: record.restarts,
-              ...(Option.isSome(stats) ? { stats: stats.value } : {})
-            }
+            return Runs.health(yield* known, run, run === undefined ? Option.none() : yield* run.handle.stats)
           })),
         Stats: () =>
           Rpc.fork(Effect.flatMap(live, (run) =>

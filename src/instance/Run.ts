@@ -4,13 +4,14 @@
  *
  * @since 0.6.0
  */
-import { Deferred, Effect, PubSub, Stream } from "effect"
+import { Deferred, Effect, Option, PubSub, Stream } from "effect"
 import * as Control from "../process/Control.ts"
 import type { ChannelEvent } from "../process/ManagedProcess.ts"
 import type { ProcessHandle } from "../process/ProcessManager.ts"
 import { isTopicName } from "../topic/Topic.ts"
 import { NotRunning } from "./InstanceErrors.ts"
-import type { InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
+import type { ProcessStats } from "../process/ProcessStatus.ts"
+import { type Health, type InstanceEvent, type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
 import * as LastEvents from "./LastEvents.ts"
 import { type Program, programOf } from "./Program.ts"
 
@@ -126,6 +127,22 @@ export const collect = <E, R>(
       return run.last.set(event) ? PubSub.publish(run.events, event) : Effect.void
     })
   )
+
+/**
+ * An instance's health: its record, what its program last said of its health, its usage.
+ *
+ * @since 0.6.0
+ */
+export const health = (record: InstanceInfo, run: Run | undefined, stats: Option.Option<ProcessStats>): Health => ({
+  id: record.id,
+  status: record.status,
+  healthy: record.status === "running" && run?.health?.healthy !== false,
+  ...(record.runner === undefined ? {} : { runner: record.runner }),
+  ...(record.pid === undefined ? {} : { pid: record.pid }),
+  ...(record.startedAt === undefined || isEnded(record.status) ? {} : { uptimeMs: Date.now() - record.startedAt }),
+  restarts: record.restarts,
+  ...(Option.isSome(stats) ? { stats: stats.value } : {})
+})
 
 /**
  * The run's next event named `name`; fails when the process ends first.
