@@ -246,7 +246,7 @@ const main = async () => {
     for (const id of ids.filter((id) => !healthy(id, now))) {
       const record = await runtime.runPromise(Effect.flatMap(HostClient, (host) => Effect.option(host.get(id))))
       const pids = [...beatsOf(Path.join(audit, id))].map(([pid, range]) => `${pid}:${processState(pid) ?? "gone"}:${now - range.last} ms ago`)
-      log(`  not recovered ${id}: record ${JSON.stringify(Option.map(record, ({ epoch, pid, runner, status }) => ({ status, runner, pid, epoch })))}; ` +
+      log(`  not recovered ${id}: record ${JSON.stringify(Option.map(record, ({ desired, epoch, pid, reason, runner, status }) => ({ status, desired, reason, runner, pid, epoch })))}; ` +
         `processes ${pids.slice(-4).join(", ")}`)
     }
     for (const [i, runner] of runners.entries()) log(`  runner-${i} output tail:\n${runner?.output().slice(-1500)}`)
