@@ -55,7 +55,7 @@ const isUniqueViolation = (error: unknown): boolean => {
 }
 
 /**
- * The encoded storage on the store's `SqlClient`, with the rule.
+ * The encoded storage on the store's `SqlClient`, with the rules.
  *
  * @since 0.6.0
  */

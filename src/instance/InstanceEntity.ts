@@ -25,7 +25,7 @@
 import { Entity } from "effect/cluster"
 import { Sharding } from "effect/cluster/Sharding"
 import { Rpc } from "effect/rpc"
-import { Context, Deferred, Effect, Option, PubSub, Scope, Stream } from "effect"
+import { Deferred, Effect, Option, PubSub, Scope, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Control from "../process/Control.ts"
@@ -36,6 +36,7 @@ import { ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
 import { Fence } from "../cluster/Fence.ts"
+import * as KeepAlive from "../cluster/KeepAlive.ts"
 import { InstanceNotFound, NotRunning, StartFailed, SignalFailed } from "./InstanceErrors.ts"
 import { type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
 import { processSpec } from "./Program.ts"
@@ -73,8 +74,7 @@ export const layer = (options: Options = {}) =>
     Effect.gen(function*() {
       const address = yield* Entity.CurrentAddress
       const runnerAddress = yield* Entity.CurrentRunnerAddress
-      const context = yield* Effect.context<Sharding | Entity.CurrentAddress>()
-      const latch = yield* Effect.serviceOption(Entity.KeepAliveLatch)
+      const keepAlive = yield* KeepAlive.make
       const registry = yield* Registry
       const processes = yield* ProcessManager
       const fence = yield* Effect.serviceOption(Fence)
@@ -89,11 +89,6 @@ export const layer = (options: Options = {}) =>
       const cacheDir = options.sequenceCacheDir ?? Path.join(Os.tmpdir(), "shardhub-sequences")
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
-
-      const keepAlive = (enabled: boolean) =>
-        Option.isNone(latch)
-          ? Effect.void
-          : Entity.keepAlive(enabled).pipe(Effect.provideContext(Context.add(context, Entity.KeepAliveLatch, latch.value)))
 
       /** The record as this runner knows it; `undefined` while there is none. */
       let info: InstanceInfo | undefined = yield* registry.get(id).pipe(
@@ -254,6 +249,13 @@ export const layer = (options: Options = {}) =>
       const signalFailed = (error: KillError) =>
         new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
 
+      /** Ends `run` with `end` (terminate or kill) and answers once its end was reported. */
+      const endRun = (run: Run, end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
+        Effect.suspend(() => {
+          run.stopRequested = true
+          return end(run).pipe(Effect.mapError(signalFailed), Effect.andThen(Deferred.await(run.settled)))
+        })
+
       /** Ends the current process with `end` (terminate or kill) and answers with the final record. */
       const finish = (end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
         Effect.gen(function*() {
@@ -263,10 +265,10 @@ export const layer = (options: Options = {}) =>
             if (record.desired === "running") info = yield* registry.setDesired(id, "stopped")
             return info ?? record
           }
+          // Stopping from here on: an end while the report is retried is reported as stopped.
           run.stopRequested = true
           yield* report(run, { desired: "stopped" })
-          yield* end(run).pipe(Effect.mapError(signalFailed))
-          return yield* Deferred.await(run.settled)
+          return yield* endRun(run, end)
         })
 
       /**
@@ -277,11 +279,7 @@ export const layer = (options: Options = {}) =>
         Effect.gen(function*() {
           const record = yield* known
           const previous = current
-          if (previous !== undefined && !isEnded(record.status)) {
-            previous.stopRequested = true
-            yield* previous.handle.terminate(timeoutMs).pipe(Effect.mapError(signalFailed))
-            yield* Deferred.await(previous.settled)
-          }
+          if (previous !== undefined && !isEnded(record.status)) yield* endRun(previous, (run) => run.handle.terminate(timeoutMs))
           if (previous !== undefined) yield* processes.remove(previous.handle.id, { keepLogs: true }).pipe(Effect.ignore)
           current = undefined
           if (info!.desired !== "running") info = yield* registry.setDesired(id, "running")

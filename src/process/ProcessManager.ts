@@ -278,7 +278,8 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
 
     const logsDir = Path.join(stateDir, "logs")
     const logPathOf = (logName: string) => Path.join(logsDir, `${logName}.log`)
-    const liveLogNames = () => new Set([...processes.values()].map((managed) => managed.spec.logName ?? managed.id))
+    const logNameOf = (managed: Managed.ManagedProcess) => managed.spec.logName ?? managed.id
+    const liveLogNames = () => new Set([...processes.values()].map(logNameOf))
     // Logs kept after their process was removed go once they are older than the retention.
     const logRetentionMs = config.logRetentionMs ?? 10 * 60_000
     yield* Effect.sync(() => {
@@ -344,7 +345,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
           })
         }
         const id = Crypto.randomUUID()
-        if (spec.logName !== undefined && [...processes.values()].some((managed) => managed.spec.logName === spec.logName)) {
+        if (spec.logName !== undefined && [...processes.values()].some((managed) => logNameOf(managed) === spec.logName)) {
           return yield* new SpawnError({ reason: "InvalidSpec", message: `the log name ${spec.logName} is in use by another process` })
         }
         const logPath = logPathOf(spec.logName ?? id)
@@ -437,7 +438,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         }),
       pastLogs: (logName, query) =>
         Stream.suspend(() => {
-          const managed = [...processes.values()].find((managed) => (managed.spec.logName ?? managed.id) === logName)
+          const managed = [...processes.values()].find((managed) => logNameOf(managed) === logName)
           return managed !== undefined
             ? managed.logs(query ?? {})
             : LogStore.past({ id: logName, path: logPathOf(logName), keepFiles: settings.logKeepFiles }, query ?? {})

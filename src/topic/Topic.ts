@@ -18,9 +18,9 @@
  * @since 0.4.0
  */
 import { ClusterSchema, Entity } from "effect/cluster"
-import { Context, Effect, Option, Queue, Schema, Semaphore, Stream } from "effect"
-import { CurrentAddress, KeepAliveLatch } from "effect/cluster/Entity"
-import type { Sharding } from "effect/cluster/Sharding"
+import { Effect, Queue, Schema, Semaphore, Stream } from "effect"
+import { CurrentAddress } from "effect/cluster/Entity"
+import * as KeepAlive from "../cluster/KeepAlive.ts"
 import { Rpc } from "effect/rpc"
 
 /**
@@ -154,14 +154,13 @@ export const layer = (options: Options = {}) => {
       const publishing = yield* Semaphore.make(1)
       // While chunks wait for a first consumer, the topic must not passivate (they would be
       // lost): it holds Effect's keep-alive until a consumer takes them.
-      const context = yield* Effect.context<Sharding | CurrentAddress>()
-      const latch = yield* Effect.serviceOption(KeepAliveLatch)
+      const keepAlive = yield* KeepAlive.make
       let held = false
       const holdWhileWaiting = (hold: boolean) =>
         Effect.suspend(() => {
-          if (held === hold || Option.isNone(latch)) return Effect.void
+          if (held === hold) return Effect.void
           held = hold
-          return Entity.keepAlive(hold).pipe(Effect.provideContext(Context.add(context, KeepAliveLatch, latch.value)))
+          return keepAlive(hold)
         })
 
       /** Takes the chunk's bytes from the runner's budget, then queues it (gives them back if it could not). */

@@ -8,6 +8,7 @@
  */
 import * as NodeCrypto from "@effect/platform-node/NodeCrypto"
 import { describe, expect, layer } from "@effect/vitest"
+import type * as MessageStorage from "effect/cluster/MessageStorage"
 import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
 import { Effect, Exit, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -25,6 +26,27 @@ const storeLayer = Layer.unwrap(Effect.promise(() => freshDatabase("messages")).
     )
   )
 ))
+
+/** Stores a request to `entityId` on shard `default:<shard>`, as Effect's own storage does. */
+const storeRequest = (storage: MessageStorage.Encoded, request: {
+  readonly requestId: string
+  readonly shard: number
+  readonly entityId: string
+  readonly tag: string
+  readonly payload: unknown
+}) =>
+  storage.saveEnvelope({
+    envelope: {
+      _tag: "Request",
+      requestId: request.requestId,
+      address: { shardId: { group: "default", id: request.shard }, entityType: "Instance", entityId: request.entityId },
+      tag: request.tag,
+      payload: request.payload,
+      headers: {}
+    },
+    primaryKey: null,
+    deliverAt: null
+  })
 
 const withExit = (requestId: string, id: string) =>
   ({ _tag: "WithExit", requestId, id, exit: { _tag: "Success", value: null } }) as const
@@ -48,15 +70,7 @@ describe("message store", () => {
         const sql = yield* SqlClient
         const ours = yield* MessageStore.makeEncoded
         const effects = yield* SqlMessageStorage.makeEncodedStorage({})
-        const envelope = {
-          _tag: "Request",
-          requestId: "3001",
-          address: { shardId: { group: "default", id: 7 }, entityType: "Instance", entityId: "lost-read" },
-          tag: "Start",
-          payload: {},
-          headers: {}
-        } as const
-        yield* effects.saveEnvelope({ envelope, primaryKey: null, deliverAt: null })
+        yield* storeRequest(effects, { requestId: "3001", shard: 7, entityId: "lost-read", tag: "Start", payload: {} })
         const shards: [string] = ["default:7"]
         expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(1)
         // Read (marked), but the answer was lost: nobody re-reads it at once…
@@ -73,15 +87,7 @@ describe("message store", () => {
         const sql = yield* SqlClient
         const ours = yield* MessageStore.makeEncoded
         const effects = yield* SqlMessageStorage.makeEncodedStorage({})
-        const envelope = {
-          _tag: "Request",
-          requestId: "4001",
-          address: { shardId: { group: "default", id: 9 }, entityType: "Instance", entityId: "resident" },
-          tag: "Cluster/Entity/keepAlive",
-          payload: null,
-          headers: {}
-        } as const
-        yield* effects.saveEnvelope({ envelope, primaryKey: null, deliverAt: null })
+        yield* storeRequest(effects, { requestId: "4001", shard: 9, entityId: "resident", tag: "Cluster/Entity/keepAlive", payload: null })
         const shards: [string] = ["default:9"]
         const old = sql`UPDATE cluster_messages SET last_read = NOW() - INTERVAL '11 minutes' WHERE request_id = 4001`
         expect(yield* ours.unprocessedMessages(shards, Date.now())).toHaveLength(1)
