@@ -594,7 +594,15 @@ export const acquire = (
   Effect.gen(function*() {
     const current = yield* Effect.acquireRelease(
       Effect.map(ensureRunning(options), (server) => ({ server })),
-      (current) => stopIfUnused(current.server, countClients(current.server))
+      (current) =>
+        // Another participant may have started it again since this one last looked: stop the
+        // server that owns the data directory now.
+        readPostmaster(pathsOf(options.home)).pipe(
+          Effect.map((running) =>
+            running?.status === "ready" ? { ...current.server, pid: running.pid, port: running.port } : current.server
+          ),
+          Effect.flatMap((server) => stopIfUnused(server, countClients(server)))
+        )
     )
     yield* Effect.forkScoped(heal(options, current, healEvery))
     return current.server
