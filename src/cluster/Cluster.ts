@@ -25,6 +25,7 @@ import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import { type ClusterConfig, clusterConfig, type RunnerConfig } from "./Config.ts"
 import * as Fence from "./Fence.ts"
+import * as LockStorage from "./LockStorage.ts"
 import * as MessageStore from "./MessageStore.ts"
 import * as Security from "./Security.ts"
 import * as Store from "./Store.ts"
@@ -50,13 +51,14 @@ export const shardingConfig = (
 })
 
 /**
- * Runner storage on the store; when a {@link Fence.Fence} is provided (a runner with a
- * ProcessManager), every successful lock refresh renews it.
+ * Runner storage on the store, releasing shards one at a time (see {@link LockStorage}); when a
+ * {@link Fence.Fence} is provided (a runner with a ProcessManager), every successful lock refresh
+ * renews it.
  */
 const runnerStorage = Layer.effect(
   RunnerStorage.RunnerStorage,
   Effect.gen(function*() {
-    const storage = yield* SqlRunnerStorage.make({})
+    const storage = yield* Effect.flatMap(SqlRunnerStorage.make({}), LockStorage.oneReleaseAtATime)
     const fence = yield* Effect.serviceOption(Fence.Fence)
     return Option.match(fence, { onNone: () => storage, onSome: (fence) => Fence.renewing(storage, fence) })
   })
