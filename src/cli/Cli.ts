@@ -9,13 +9,14 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
+import { applyCommands } from "./Apply.ts"
 import { clientCommands } from "./Commands.ts"
 import { version } from "../http/Handlers.ts"
 import { localCommands } from "./Local.ts"
 
 const shardhub = Command.make("shardhub").pipe(
   Command.withDescription("Run and control programs across a cluster of machines"),
-  Command.withSubcommands([...localCommands, ...clientCommands])
+  Command.withSubcommands([...localCommands, ...clientCommands, ...applyCommands])
 )
 
 Command.run(shardhub, { version }).pipe(

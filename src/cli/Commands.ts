@@ -7,15 +7,13 @@
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Console, Duration, Effect, Layer, Option, Schedule, Schema, Stream } from "effect"
+import { Console, Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as Client from "../client/Client.ts"
 import { securityConfig } from "../cluster/Config.ts"
 import * as RunnerList from "../cluster/RunnerList.ts"
 import * as Security from "../cluster/Security.ts"
-import * as Store from "../cluster/Store.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors.ts"
@@ -25,27 +23,8 @@ import { RestartPolicy } from "../process/ProcessSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import * as Pack from "../sequence/Pack.ts"
 import * as Format from "./Format.ts"
+import { CliFailure, environment, json, parseJson, print, rlimits, withClient, withRegistry, withStore } from "./Support.ts"
 
-/** A failure the CLI reports in one line. */
-export class CliFailure extends Schema.TaggedError<CliFailure>()("CliFailure", { message: Schema.String }) {}
-
-const clientLayer = Client.layerFromEnv({ applicationName: "shardhub-cli" })
-/** Commands that talk to instances join the cluster as a client-only participant. */
-const withClient = <Name extends string, Input, ContextInput, E, R>(
-  self: Command.Command<Name, Input, ContextInput, E, R>
-) => Command.provide(self, clientLayer)
-
-const storeLayer = Store.layerFromEnv({ applicationName: "shardhub-cli" })
-/** Commands that only read or write the store never boot the cluster client. */
-const withStore = <Name extends string, Input, ContextInput, E, R>(
-  self: Command.Command<Name, Input, ContextInput, E, R>
-) => Command.provide(self, storeLayer)
-/** …and those that read the registry. */
-const withRegistry = <Name extends string, Input, ContextInput, E, R>(
-  self: Command.Command<Name, Input, ContextInput, E, R>
-) => Command.provide(self, Registry.layer.pipe(Layer.provideMerge(storeLayer)))
-
-const json = Flag.Boolean("json").pipe(Flag.withDescription("Print JSON"), Flag.withDefault(false))
 const id = Argument.String("id").pipe(Argument.withDescription("Instance id or name"))
 const targets = Argument.String("target").pipe(Argument.withDescription("Instance id, name, or all"))
 
@@ -95,8 +74,6 @@ const outcome = (record: InstanceInfo) =>
     record.signal === undefined ? "" : ` (${record.signal})`
   }`
 
-const print = (text: string) => Console.log(text)
-
 const stdout = NodeSink.fromWritable<CliFailure, Uint8Array>({
   evaluate: () => process.stdout,
   onError: (error) => new CliFailure({ message: `could not write to stdout: ${String(error)}` }),
@@ -108,12 +85,6 @@ const readSource = (file: Option.Option<string>) =>
   NodeStream.fromReadable<Uint8Array, CliFailure>({
     evaluate: () => Option.isNone(file) || file.value === "-" ? process.stdin : Fs.createReadStream(file.value),
     onError: (error) => new CliFailure({ message: `could not read ${Option.getOrElse(file, () => "stdin")}: ${(error as Error).message}` })
-  })
-
-const parseJson = (what: string, text: string) =>
-  Effect.try({
-    try: () => JSON.parse(text) as unknown,
-    catch: (error) => new CliFailure({ message: `${what} is not valid JSON: ${(error as Error).message}` })
   })
 
 const instanceRow = (info: InstanceInfo, now: number) => {
@@ -129,50 +100,6 @@ const instanceRow = (info: InstanceInfo, now: number) => {
     program._tag === "Command" ? [program.command, ...(program.args ?? [])].join(" ") : `sequence ${program.sequenceId}`
   ]
 }
-
-/** `--limit NAME=VALUE` flags as rlimits. */
-const rlimits = (given: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const limits: Record<string, number> = {}
-    for (const flag of given) {
-      const match = /^(nproc|nofile|core)=(\d+)$/.exec(flag)
-      if (match === null) {
-        return yield* new CliFailure({ message: `--limit ${flag}: expected NAME=VALUE with NAME one of nproc, nofile, core and VALUE a whole number` })
-      }
-      limits[match[1]!] = Number(match[2])
-    }
-    return limits as { nproc?: number; nofile?: number; core?: number }
-  })
-
-/** `KEY=VALUE` pairs from `--env` flags, after those of `--env-file` (dotenv lines). */
-const environment = (files: ReadonlyArray<string>, pairs: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const set: Record<string, string> = {}
-    const assign = (where: string, line: string) => {
-      const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line)
-      if (match === null) return new CliFailure({ message: `${where}: expected KEY=VALUE, got ${JSON.stringify(line.slice(0, 80))}` })
-      const raw = match[2]!
-      const quoted = /^(["'])(.*)\1$/.exec(raw)
-      set[match[1]!] = quoted === null ? raw : quoted[1] === '"' ? quoted[2]!.replace(/\\n/g, "\n") : quoted[2]!
-      return undefined
-    }
-    for (const file of files) {
-      const text = yield* Effect.try({
-        try: () => Fs.readFileSync(file, "utf8"),
-        catch: (error) => new CliFailure({ message: `could not read --env-file ${file}: ${(error as Error).message}` })
-      })
-      for (const [n, line] of text.split(/\r?\n/).entries()) {
-        if (line.trim() === "" || line.trimStart().startsWith("#")) continue
-        const failed = assign(`${file}:${n + 1}`, line)
-        if (failed !== undefined) return yield* failed
-      }
-    }
-    for (const pair of pairs) {
-      const failed = assign("--env", pair)
-      if (failed !== undefined) return yield* failed
-    }
-    return set
-  })
 
 const run = Command.make("run", {
   id: Flag.String("id").pipe(Flag.withDescription("Instance id (default: a new UUID)"), Flag.optional),

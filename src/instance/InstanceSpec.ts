@@ -52,6 +52,15 @@ export const InstanceSpec = Schema.Struct({
   program: Program,
   /** A label for humans. */
   name: Schema.optionalKey(Schema.String),
+  /**
+   * Labels for tools: up to 32 pairs, keys up to 63 characters, values up to 256 (`shardhub apply`
+   * marks what it started with the file and the app).
+   */
+  labels: Schema.optionalKey(
+    Schema.Record(Schema.String.check(Schema.isMaxLength(63)), Schema.String.check(Schema.isMaxLength(256))).check(
+      Schema.isMaxProperties(32)
+    )
+  ),
   env: Schema.optionalKey(EnvSpec),
   /**
    * Memory of the whole process tree (`memoryMb`; over it the process is killed) and rlimits:

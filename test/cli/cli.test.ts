@@ -176,6 +176,83 @@ describe("the shardhub command on two runners", () => {
     for (const id of ids) await ok("rm", id)
   })
 
+  it("applies an ecosystem file: starts what is missing, replaces what changed, leaves the rest; twice changes nothing", async () => {
+    cluster.printOnFailure()
+    const dir = Path.join(cluster.home, "ecosystem")
+    Fs.mkdirSync(dir, { recursive: true })
+    Fs.writeFileSync(Path.join(dir, "worker.js"), "console.log(JSON.stringify(process.argv.slice(2)), process.env.FOO); setInterval(() => {}, 1000)\n")
+    const file = Path.join(dir, "shardhub.config.json")
+    const web = { name: "eco-web", command: "sh", args: ["-c", "echo $GREETING; sleep 600"], env: { GREETING: "hi" }, instances: 2, restart: "always" }
+    // PM2's keys: script run by node, args as one string, a memory size, autorestart.
+    const worker = { name: "eco-worker", script: "worker.js", args: "--a 'b c'", max_memory_restart: "100M", autorestart: false }
+    const extra = { name: "eco-extra", command: "sleep", args: ["600"] }
+    const write = (apps: ReadonlyArray<object>) => Fs.writeFileSync(file, JSON.stringify({ apps }))
+    const lines = (out: string) => out.trim().split("\n").sort()
+    const byName = async () => {
+      const listed: Array<{ id: string; name: string; spec: Record<string, unknown> }> = JSON.parse(await ok("ps", "--json"))
+      return Object.fromEntries(listed.filter((info) => info.name.startsWith("eco-")).map((info) => [info.name, info]))
+    }
+
+    write([web, worker, extra])
+    expect(lines(await ok("apply", file, "--dry-run"))).toEqual(["+ eco-extra started", "+ eco-web-0 started", "+ eco-web-1 started", "+ eco-worker started"])
+    expect(await byName()).toEqual({})
+    expect(lines(await ok("apply", file)).map((line) => line.replace(/ \S+$/, ""))).toEqual(
+      ["+ eco-extra started", "+ eco-web-0 started", "+ eco-web-1 started", "+ eco-worker started"]
+    )
+    const first = await byName()
+    expect(Object.keys(first).sort()).toEqual(["eco-extra", "eco-web-0", "eco-web-1", "eco-worker"])
+    expect(first["eco-worker"]!.spec).toMatchObject({
+      program: { _tag: "Command", command: "node", args: [Path.join(dir, "worker.js"), "--a", "b c"], cwd: dir },
+      limits: { memoryMb: 100 },
+      restart: { mode: "never" },
+      labels: { "shardhub.apply/file": file, "shardhub.apply/app": "eco-worker" }
+    })
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && !logs.includes("b c"); attempt++) logs = await ok("logs", first["eco-worker"]!.id)
+    expect(logs).toContain(`["--a","b c"] undefined`)
+
+    // Applying again changes nothing.
+    expect(lines(await ok("apply", file))).toEqual(Object.values(first).map((info) => `= ${info.name} unchanged ${info.id}`).sort())
+    expect(await byName()).toEqual(first)
+
+    // The worker changed, extra is no longer listed: the worker is replaced, extra left alone…
+    write([web, { ...worker, env: { FOO: "bar" } }])
+    const replaced = lines(await ok("apply", file))
+    expect(replaced).toEqual([
+      `= eco-web-0 unchanged ${first["eco-web-0"]!.id}`,
+      `= eco-web-1 unchanged ${first["eco-web-1"]!.id}`,
+      expect.stringMatching(new RegExp(`^~ eco-worker replaced ${first["eco-worker"]!.id} → \\S+$`))
+    ])
+    const second = await byName()
+    expect(second["eco-worker"]!.id).not.toBe(first["eco-worker"]!.id)
+    expect(JSON.parse(await ok("info", first["eco-worker"]!.id, "--json"))).toMatchObject({ status: "stopped" })
+    expect(second["eco-extra"]).toEqual(first["eco-extra"])
+    // …until --prune, which stops it; then nothing is left to do.
+    expect(lines(await ok("apply", file, "--prune"))).toContain(`- eco-extra stopped ${first["eco-extra"]!.id}`)
+    expect(Object.keys(await byName()).sort()).toEqual(["eco-web-0", "eco-web-1", "eco-worker"])
+    expect(lines(await ok("apply", file, "--prune")).every((line) => line.startsWith("= "))).toBe(true)
+
+    // YAML and JavaScript files too; keys neither shardhub nor PM2 uses are named, not used.
+    Fs.writeFileSync(Path.join(dir, "apps.yaml"), "apps:\n  - name: eco-yaml\n    command: sleep\n    args: [\"600\"]\n    watch: true\n")
+    Fs.writeFileSync(Path.join(dir, "ecosystem.config.cjs"), "module.exports = { apps: [{ name: 'eco-js', script: 'worker.js', exec_mode: 'fork' }] }\n")
+    const yaml = await shardhub(["apply", Path.join(dir, "apps.yaml"), "--dry-run"])
+    expect({ code: yaml.code, stdout: yaml.stdout.trim(), stderr: yaml.stderr.trim() }).toEqual({
+      code: 0,
+      stdout: "+ eco-yaml started",
+      stderr: `shardhub: ${Path.join(dir, "apps.yaml")}: app eco-yaml: not used: watch`
+    })
+    expect((await ok("apply", Path.join(dir, "ecosystem.config.cjs"), "--dry-run")).trim()).toBe("+ eco-js started")
+
+    // A file that cannot be applied says why in one line and changes nothing.
+    write([{ name: "eco-both", command: "sleep", script: "worker.js" }])
+    const bad = await shardhub(["apply", file])
+    expect({ code: bad.code, stderr: bad.stderr.trim() }).toEqual({
+      code: 1,
+      stderr: `shardhub: ${file}: app eco-both: give exactly one of command, script or sequence`
+    })
+    for (const info of Object.values(await byName())) await ok("rm", info.id)
+  })
+
   it("prints help from its cache exactly as the CLI does, and never for a command's own --help after --", async () => {
     const cache = Path.join(cluster.home, "cache")
     Fs.rmSync(cache, { recursive: true, force: true })
