@@ -13,10 +13,11 @@ import { applyCommands } from "./Apply.ts"
 import { clientCommands } from "./Commands.ts"
 import { version } from "../http/Handlers.ts"
 import { localCommands } from "./Local.ts"
+import { serviceCommands } from "./Service.ts"
 
 const shardhub = Command.make("shardhub").pipe(
   Command.withDescription("Run and control programs across a cluster of machines"),
-  Command.withSubcommands([...localCommands, ...clientCommands, ...applyCommands])
+  Command.withSubcommands([...localCommands, ...clientCommands, ...applyCommands, ...serviceCommands])
 )
 
 Command.run(shardhub, { version }).pipe(

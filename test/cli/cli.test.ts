@@ -253,6 +253,26 @@ describe("the shardhub command on two runners", () => {
     for (const info of Object.values(await byName())) await ok("rm", info.id)
   })
 
+  it("prints or writes a systemd unit for the cluster, its settings only in a 0600 file beside it", async () => {
+    const printed = await shardhub(["service", "install"])
+    expect(printed.code).toBe(0)
+    expect(printed.stdout).toContain(`ExecStart=${process.execPath} ${Path.join(root, "src/cli/main.ts")} up\n`)
+    expect(printed.stdout).toMatch(/^KillMode=mixed$/m)
+    const databaseUrl = clusterEnv(cluster.databaseUrl, cluster.home).DATABASE_URL!
+    expect(printed.stdout + printed.stderr).not.toContain(databaseUrl)
+    const dir = Path.join(cluster.home, "units")
+    const written = (await ok("service", "install", "--runner", "--write", "--unit-dir", dir)).trim().split("\n")
+    expect(written).toEqual([Path.join(dir, "shardhub-runner.service"), Path.join(dir, "shardhub-runner.env")])
+    const unitText = Fs.readFileSync(written[0]!, "utf8")
+    expect(unitText).toContain(`EnvironmentFile=${written[1]}\n`)
+    expect(unitText).toMatch(/^ExecStart=\S+ \S+main\.ts runner$/m)
+    expect(unitText).not.toContain(databaseUrl)
+    expect(Fs.statSync(written[1]!).mode & 0o777).toBe(0o600)
+    const settings = Fs.readFileSync(written[1]!, "utf8")
+    expect(settings).toContain(`DATABASE_URL="${databaseUrl}"\n`)
+    expect(settings).toContain(`SHARDHUB_HOME="${cluster.home}"\n`)
+  })
+
   it("prints help from its cache exactly as the CLI does, and never for a command's own --help after --", async () => {
     const cache = Path.join(cluster.home, "cache")
     Fs.rmSync(cache, { recursive: true, force: true })
