@@ -15,14 +15,33 @@ import * as Crypto from "node:crypto"
 import * as RunnerList from "../cluster/RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec, StartUnconfirmed } from "../instance/InstanceErrors.ts"
-import { InstanceId, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
-import { invalidName, isTopicName, Topic } from "../topic/Topic.ts"
+import { invalidName, isTopicName, Topic, TopicError } from "../topic/Topic.ts"
+import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import { type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
+
+const liveStatuses: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
+
+const storeDown = (error: { readonly message: string }) =>
+  new TopicError({ topic: "*", reason: "StoreUnavailable", message: error.message })
+
+/** The topics the specs of `instances` name, with their content types. */
+const topicsOf = (instances: ReadonlyArray<InstanceInfo>) => {
+  const topics = new Map<string, string>()
+  for (const info of instances) {
+    const declared = info.spec.topics
+    if (declared === undefined) continue
+    for (const topic of [declared.input, declared.output]) {
+      if (topic !== undefined) topics.set(topic, declared.contentType ?? "application/octet-stream")
+    }
+  }
+  return topics
+}
 
 /**
  * @since 0.3.0
@@ -33,6 +52,7 @@ export const make = (options: Options = {}) =>
     const registry = yield* Registry
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
+    const knownTopics = yield* TopicRegistry.make
     const sql = yield* SqlClient
     const timeoutMs = options.timeoutMs ?? 10_000
     const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
@@ -93,18 +113,45 @@ export const make = (options: Options = {}) =>
         if (!isTopicName(topic)) return Effect.fail(invalidName(topic))
         const producer = Crypto.randomUUID()
         let seq = 0
-        return Stream.runForEachArray(bytes, (chunks) =>
+        return Effect.andThen(
+          knownTopics.note(topic, publish.contentType ?? "application/octet-stream", "publish"),
+          Stream.runForEachArray(bytes, (chunks) =>
           topics(topic).Publish({
             producer,
             seq: seq++,
             ...(publish.contentType === undefined ? {} : { contentType: publish.contentType }),
             chunks: [...chunks]
           }))
+        )
       },
       /** Every chunk published to a topic from now on (for the first consumer, what waited too). */
       subscribe: (topic: string) => isTopicName(topic) ? topics(topic).Subscribe() : Stream.fail(invalidName(topic)),
       /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
       describeTopic: (topic: string) => isTopicName(topic) ? topics(topic).Describe() : Effect.fail(invalidName(topic)),
+      /**
+       * Every topic the cluster knows of: created, published to, or wired to an instance (the
+       * topics of live instances' specs too), by name.
+       */
+      listTopics: Effect.gen(function*() {
+        const [known, live] = yield* Effect.all([knownTopics.list, Effect.mapError(registry.list({ statuses: liveStatuses }), storeDown)], {
+          concurrency: 2
+        })
+        const listed = new Map(known.map((record) => [record.name, { name: record.name, contentType: record.contentType }]))
+        for (const [name, contentType] of topicsOf(live)) if (!listed.has(name)) listed.set(name, { name, contentType })
+        return [...listed.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+      }),
+      /** Creates a topic (STH's `POST /topics`); fails if it is known already. */
+      createTopic: (topic: string, contentType = "application/octet-stream") => knownTopics.create(topic, contentType),
+      /** Forgets a topic; refused while a live instance is wired to it. */
+      deleteTopic: (topic: string) =>
+        Effect.gen(function*() {
+          const users = (yield* Effect.mapError(registry.list({ statuses: liveStatuses }), storeDown))
+            .filter((info) => info.spec.topics?.input === topic || info.spec.topics?.output === topic)
+          if (users.length > 0) {
+            return yield* new TopicError({ topic, reason: "InUse", message: `topic ${topic} is used by instances ${users.map((info) => info.id).join(", ")}` })
+          }
+          yield* knownTopics.remove(topic)
+        }),
       /**
        * Checks and stores a sequence package (tar.gz or tar), given whole or as a stream (which
        * is never held in memory whole); any runner can then start it.
@@ -115,6 +162,9 @@ export const make = (options: Options = {}) =>
       getSequence: (id: string) => sequences.get(id),
       /** Refused while instances of it run, unless `force`. */
       deleteSequence: (id: string, remove: { readonly force?: boolean } = {}) => sequences.remove(id, remove),
+      /** Replaces a sequence's package, keeping its id; refused while instances of it run. */
+      replaceSequence: <E = never>(id: string, archive: Uint8Array | Stream.Stream<Uint8Array, E>) =>
+        sequences.replace(id, archive instanceof Uint8Array ? Stream.make(archive) : archive),
       /**
        * Starts an instance of a stored sequence and answers once it can take input (its runner
        * loaded the package).

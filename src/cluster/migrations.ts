@@ -91,6 +91,20 @@ const migrations = {
       created_at timestamptz NOT NULL DEFAULT now(),
       retired_at timestamptz
     )`
+  }),
+  /**
+   * Topics known to the cluster: created through the API, published to, or wired to an
+   * instance (by its spec or a sequence's declaration). A topic itself needs no row; the rows
+   * are what `GET /topics` lists beside the topics of live instances.
+   */
+  "5_topics": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_topics (
+      name text PRIMARY KEY,
+      content_type text NOT NULL,
+      origin text NOT NULL CHECK (origin IN ('api', 'publish', 'instance')),
+      created_at timestamptz NOT NULL DEFAULT now()
+    )`
   })
 }
 

@@ -33,12 +33,25 @@ export class HostApi extends HttpApiGroup.make("host")
   .add(
     HttpApiEndpoint.get("version", "/version", { success: Sth.Version, error }),
     HttpApiEndpoint.get("loadCheck", "/load-check", { success: Sth.LoadCheck, error }),
+    HttpApiEndpoint.get("config", "/config", { success: Sth.HostConfig, error }),
+    HttpApiEndpoint.get("status", "/status", { success: Sth.HostStatus, error }),
+    HttpApiEndpoint.get("entities", "/entities", { success: Sth.Entities, error }),
+    HttpApiEndpoint.get("hubLog", "/log", { success: ndjson, error })
+      .annotate(OpenApi.Description, "The gateway's log as NDJSON {level, msg, ts, from}: the last 100 records, then live."),
+    HttpApiEndpoint.get("audit", "/audit", { success: ndjson, error })
+      .annotate(OpenApi.Description, "One NDJSON record per API operation once answered: the last 100, then live."),
     HttpApiEndpoint.get("listSequences", "/sequences", { success: Schema.Array(Sth.Sequence), error }),
     HttpApiEndpoint.post("sendSequence", "/sequence", {
       payload: HttpApiSchema.StreamUint8Array({ contentType: ["application/octet-stream", "application/gzip"] }),
       success: Schema.Struct({ id: Schema.String }),
       error
     }).annotate(OpenApi.Description, "Upload a sequence package (tar.gz or tar, up to 256 MiB)."),
+    HttpApiEndpoint.put("replaceSequence", "/sequence/:id", {
+      params: id,
+      payload: HttpApiSchema.StreamUint8Array({ contentType: ["application/octet-stream", "application/gzip"] }),
+      success: Schema.Struct({ id: Schema.String }),
+      error
+    }).annotate(OpenApi.Description, "Replace a sequence's package, keeping its id; refused (409) while instances of it run."),
     HttpApiEndpoint.get("getSequence", "/sequence/:id", { params: id, success: Sth.Sequence, error }),
     HttpApiEndpoint.get("sequenceInstances", "/sequence/:id/instances", {
       params: id,
@@ -58,10 +71,15 @@ export class HostApi extends HttpApiGroup.make("host")
       error
     }).annotate(OpenApi.Description, "Answers once the instance can take input. `:id` may be the sequence's name."),
     HttpApiEndpoint.get("listInstances", "/instances", { success: Schema.Array(Sth.Instance), error }),
-    HttpApiEndpoint.get("topics", "/topics", {
-      success: Schema.Array(Schema.Struct({ topic: Schema.String, contentType: Schema.String })),
+    HttpApiEndpoint.get("topics", "/topics", { success: Schema.Array(Sth.TopicInfo), error })
+      .annotate(OpenApi.Description, "Topics created, published to, or wired to an instance."),
+    HttpApiEndpoint.post("createTopic", "/topics", { payload: Sth.CreateTopicBody, success: Sth.CreatedTopic, error })
+      .annotate(OpenApi.Description, "400 if it exists already."),
+    HttpApiEndpoint.delete("deleteTopic", "/topics/:topic", {
+      params: { topic: Schema.String },
+      success: Schema.Struct({ message: Schema.String }),
       error
-    }),
+    }).annotate(OpenApi.Description, "Refused (409) while a live instance is wired to it."),
     HttpApiEndpoint.post("publish", "/topic/:topic", {
       params: { topic: Schema.String },
       headers: endStream,
@@ -120,7 +138,17 @@ export class InstanceApi extends HttpApiGroup.make("instance")
       .annotate(OpenApi.Description, "Waits for the next event of that name."),
     HttpApiEndpoint.get("event", "/instance/:id/event/:name", { params: idAndName, success: Sth.Event, error })
       .annotate(OpenApi.Description, "The last event of that name, or waits for the next one."),
-    HttpApiEndpoint.get("events", "/instance/:id/events/:name", { params: idAndName, success: ndjson, error })
+    HttpApiEndpoint.get("events", "/instance/:id/events/:name", { params: idAndName, success: ndjson, error }),
+    HttpApiEndpoint.get("monitoring", "/instance/:id/monitoring", { params: id, success: ndjson, error }).annotate(
+      OpenApi.Description,
+      "NDJSON [3001, {healthy, processId}] at the instance's monitoring rate (default 1/s) and [5001, {eventName, message}] for its events, until it ends."
+    ),
+    HttpApiEndpoint.post("monitoringRate", "/instance/:id/_monitoring_rate", {
+      params: id,
+      payload: Sth.MonitoringRateBody,
+      success: Schema.Struct({ accepted: Schema.Boolean }).pipe(HttpApiSchema.status(202)),
+      error
+    }).annotate(OpenApi.Description, "Messages per second on /monitoring (at most 10).")
   ) {}
 
 /**

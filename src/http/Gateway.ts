@@ -17,7 +17,7 @@
  * @since 0.4.0
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Cause, Config, Console, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Cause, Config, Console, Duration, Effect, Layer, Option, PubSub, Redacted, Schema } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
@@ -26,6 +26,7 @@ import { createServer, type Server } from "node:http"
 import * as Os from "node:os"
 import { Api } from "./Api.ts"
 import * as Handlers from "./Handlers.ts"
+import * as HubFeed from "./HubFeed.ts"
 import * as HttpErrors from "./HttpErrors.ts"
 import * as Metrics from "./Metrics.ts"
 
@@ -272,19 +273,46 @@ const authorized = <E, R>(
 /**
  * The global middleware: {@link answer}, and a line in the access log once it is ready.
  */
-const guard = (config: GatewayConfig) => {
+const guard = (config: GatewayConfig, feed: HubFeed.HubFeed["Service"]) => {
   const who = access(config)
   return HttpRouter.middleware((effect) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest
-      if (!config.accessLog) return yield* answer(who, config.token, request, effect)
+      const receivedAt = Date.now()
       const started = performance.now()
       return yield* answer(who, config.token, request, effect).pipe(
         Effect.onExit((exit) =>
-          Console.log(accessLine(request, exit._tag === "Success" ? exit.value.status : 499, performance.now() - started))
+          Effect.suspend(() => {
+            const status = exit._tag === "Success" ? exit.value.status : 499
+            audit(feed, request, status, receivedAt)
+            if (!config.accessLog) return Effect.void
+            const line = accessLine(request, status, performance.now() - started)
+            PubSub.publishUnsafe(feed.log, { level: "INFO", msg: line, ts: Date.now(), from: "gateway" })
+            return Console.log(line)
+          })
         )
       )
     }), { global: true })
+}
+
+/** The audit record of an API operation (the feeds themselves are not audited). */
+const audit = (feed: HubFeed.HubFeed["Service"], request: HttpServerRequest, status: number, receivedAt: number) => {
+  const path = request.url.split("?")[0]!
+  if (!path.startsWith("/api/v1/") || path === "/api/v1/audit" || path === "/api/v1/log") return
+  const object = /^\/api\/v1\/(?:instance|sequence|topics?)\/([^/]+)/.exec(path)?.[1]
+  const declared = Number(request.headers["content-length"])
+  PubSub.publishUnsafe(feed.audit, {
+    opState: "REQUEST_END",
+    opCode: `${request.method} ${path.slice("/api/v1".length).replace(/^(\/(?:instance|sequence|topics?))\/[^/]+/, "$1/:id")}`,
+    requestId: Crypto.randomUUID(),
+    ...(object === undefined ? {} : { objectId: decodeURIComponent(object) }),
+    method: request.method,
+    path: loggedUrl(path),
+    status,
+    rx: Number.isFinite(declared) ? declared : 0,
+    receivedAt,
+    endedAt: Date.now()
+  })
 }
 
 /**
@@ -293,16 +321,17 @@ const guard = (config: GatewayConfig) => {
  * @since 0.4.0
  */
 export const routes = (config: GatewayConfig) =>
-  Layer.mergeAll(
-    HttpApiBuilder.layer(Api, { openapiPath: "/api/v1/openapi.json" }).pipe(Layer.provide(Handlers.layer)),
-    HttpApiScalar.layer(Api, { path: "/api/v1/docs" }),
-    HttpRouter.add(
-      "GET",
-      "/metrics",
-      Effect.map(Metrics.collect, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
-    ),
-    guard(config)
-  )
+  Layer.unwrap(Effect.map(Effect.service(HubFeed.HubFeed), (feed) =>
+    Layer.mergeAll(
+      HttpApiBuilder.layer(Api, { openapiPath: "/api/v1/openapi.json" }).pipe(Layer.provide(Handlers.layer)),
+      HttpApiScalar.layer(Api, { path: "/api/v1/docs" }),
+      HttpRouter.add(
+        "GET",
+        "/metrics",
+        Effect.map(Metrics.collect, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
+      ),
+      guard(config, feed)
+    )))
 
 /**
  * The HTTP server with its bounds: headers must arrive within `headersTimeout` (checked every
@@ -356,6 +385,8 @@ export const layer = (config: GatewayConfig) =>
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
     }))
     return Layer.mergeAll(HttpRouter.serve(routes(config), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }), announce).pipe(
-      Layer.provide(NodeHttpServer.layer(() => boundedServer(config), { port: config.port, host: config.host }))
+      Layer.provide(NodeHttpServer.layer(() => boundedServer(config), { port: config.port, host: config.host })),
+      Layer.provide(HubFeed.loggerLayer),
+      Layer.provide(HubFeed.layer)
     )
   }))

@@ -17,6 +17,7 @@ import type { LogLine } from "../process/LogStore.ts"
 import { invalidName, isTopicName } from "../topic/Topic.ts"
 import { Api } from "./Api.ts"
 import * as Body from "./Body.ts"
+import * as HubFeed from "./HubFeed.ts"
 import { fromDomain, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
 
@@ -72,6 +73,7 @@ export const hostHandlers = HttpApiBuilder.group(
   "host",
   Effect.fn(function*(handlers) {
     const host = yield* HostClient
+    const feed = yield* HubFeed.HubFeed
 
     /** A sequence by id, or by name (the newest of that name), like STH's start. */
     const findSequence = (idOrName: string) =>
@@ -100,6 +102,23 @@ export const hostHandlers = HttpApiBuilder.group(
             fsSize: []
           }
         }))
+      .handle("config", () =>
+        Effect.succeed({ service: "shardhub", version, apiBase: "/api/v1", runtimeAdapter: "process", maxPackageBytes }))
+      .handle("status", () =>
+        http(Effect.map(host.runners, (runners) => ({
+          cpm: { connected: false },
+          runners: { total: runners.length, healthy: runners.filter((runner) => runner.healthy).length }
+        }))))
+      .handle("entities", () =>
+        http(Effect.gen(function*() {
+          const [sequences, instances] = yield* Effect.all([host.listSequences, host.list()], { concurrency: 2 })
+          return {
+            sequences: sequences.map((info) => Sth.toSequence(info, liveInstancesOf(instances, info.id))),
+            instances: instances.map(Sth.toInstance)
+          }
+        })))
+      .handleRaw("hubLog", () => Effect.succeed(streamResponse(HubFeed.ndjson(feed.log), "application/x-ndjson")))
+      .handleRaw("audit", () => Effect.succeed(streamResponse(HubFeed.ndjson(feed.audit), "application/x-ndjson")))
       .handle("listSequences", () =>
         http(Effect.gen(function*() {
           const [sequences, instances] = yield* Effect.all([host.listSequences, host.list()], { concurrency: 2 })
@@ -113,6 +132,15 @@ export const hostHandlers = HttpApiBuilder.group(
             required: true
           })
           const info = yield* http(host.sendSequence(Body.bounded(request, maxPackageBytes, "the package")))
+          return { id: info.id }
+        }))
+      .handleRaw("replaceSequence", ({ params, request }) =>
+        Effect.gen(function*() {
+          yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"], {
+            required: true
+          })
+          const info = yield* http(findSequence(params.id))
+          yield* http(host.replaceSequence(info.id, Body.bounded(request, maxPackageBytes, "the package")))
           return { id: info.id }
         }))
       .handle("getSequence", ({ params }) =>
@@ -149,17 +177,20 @@ export const hostHandlers = HttpApiBuilder.group(
         }))
       .handle("listInstances", () => http(Effect.map(host.list(), (all) => all.map(Sth.toInstance))))
       .handle("topics", () =>
-        http(Effect.map(host.list(), (all) => {
-          const topics = new Map<string, string>()
-          for (const info of all) {
-            const declared = info.spec.topics
-            if (declared === undefined || isEnded(info.status)) continue
-            for (const topic of [declared.input, declared.output]) {
-              if (topic !== undefined) topics.set(topic, declared.contentType ?? "application/octet-stream")
-            }
-          }
-          return [...topics].map(([topic, contentType]) => ({ topic, contentType }))
-        })))
+        http(Effect.map(host.listTopics, (topics) =>
+          topics.map((topic) => ({ topic: topic.name, topicName: topic.name, contentType: topic.contentType, localProvider: "shardhub" })))))
+      .handleRaw("createTopic", ({ request }) =>
+        Effect.gen(function*() {
+          const body = yield* Body.json(request, Sth.CreateTopicBody)
+          const created = yield* http(host.createTopic(body.id, body["content-type"] ?? "application/x-ndjson"))
+          return { id: created.name, origin: { id: "shardhub", type: "hub" }, state: "flowing", contentType: created.contentType }
+        }))
+      .handleRaw("deleteTopic", ({ params, request }) =>
+        Effect.gen(function*() {
+          yield* Body.json(request, Schema.Struct({}))
+          yield* http(host.deleteTopic(params.topic))
+          return { message: `Topic ${params.topic} removed` }
+        }))
       .handleRaw("publish", ({ params, request }) =>
         Effect.gen(function*() {
           const contentType = yield* Body.streamType(request, topicTypes, { failure: "400" })
@@ -177,6 +208,9 @@ const isInstanceId = Schema.is(InstanceId)
 
 const topicTypes = ["application/x-ndjson", "text/x-ndjson", "text/plain", "application/octet-stream"]
 const inputTypes = ["application/octet-stream", "text/plain", "application/x-ndjson", "text/x-ndjson"]
+
+/** How many instances' monitoring rates the gateway keeps. */
+const maxRates = 10_000
 
 /** @since 0.4.0 */
 export const instanceHandlers = HttpApiBuilder.group(
@@ -222,10 +256,35 @@ export const instanceHandlers = HttpApiBuilder.group(
         ? http(host.get(id))
         : Effect.fail(new NotFound({ error: `no instance with id ${JSON.stringify(String(id).slice(0, 200))}`, code: "ERR_NOT_FOUND" }))
 
+    /** STH answers 404 for the health of an instance that has ended. */
+    const ended404 = (id: string) =>
+      Effect.flatMap(exists(id), (info) =>
+        isEnded(info.status)
+          ? Effect.fail(new NotFound({ error: `instance ${id} has ended (${info.status})`, code: "ERR_NOT_FOUND" }))
+          : Effect.succeed(info))
+
+    /** Monitoring rates set by `_monitoring_rate` (messages per second), the newest `maxRates`. */
+    const rates = new Map<string, number>()
+
+    /**
+     * STH's monitoring feed of an instance: `[3001, {healthy, processId}]` at its rate, and
+     * `[5001, event]` for each event, until it ends.
+     */
+    const monitoring = (id: string) => {
+      const beats = Stream.fromEffectRepeat(
+        Effect.andThen(Effect.suspend(() => Effect.sleep(1000 / (rates.get(id) ?? 1))), instances.health(id))
+      ).pipe(
+        Stream.takeUntil((health) => isEnded(health.status)),
+        Stream.map((health) => [3001, { healthy: health.healthy, ...(health.pid === undefined ? {} : { processId: health.pid }) }] as const)
+      )
+      const events = instances.events(id).pipe(Stream.map((event) => [5001, Sth.toEvent(event)] as const))
+      return Stream.merge(beats, events, { haltStrategy: "left" })
+    }
+
     return handlers
       .handle("info", ({ params }) => Effect.andThen(exists(params.id), http(Effect.map(instances.info(params.id), Sth.toInstance))))
       .handle("health", ({ params }) =>
-        Effect.andThen(exists(params.id), http(Effect.map(instances.health(params.id), (health) => ({
+        Effect.andThen(ended404(params.id), http(Effect.map(instances.health(params.id), (health) => ({
           healthy: health.healthy,
           ...(health.pid === undefined ? {} : { processId: health.pid }),
           status: Sth.sthStatus(health.status),
@@ -287,6 +346,16 @@ export const instanceHandlers = HttpApiBuilder.group(
           exists(params.id),
           ndjsonResponse(instances.events(params.id, params.name).pipe(Stream.map(Sth.toEvent)))
         ))
+      .handleRaw("monitoring", ({ params }) => Effect.as(exists(params.id), ndjsonResponse(monitoring(params.id))))
+      .handleRaw("monitoringRate", ({ params, request }) =>
+        Effect.gen(function*() {
+          const { monitoringRate } = Sth.unwrap(yield* Body.json(request, Sth.MonitoringRateBody))
+          yield* exists(params.id)
+          rates.delete(params.id)
+          if (rates.size >= maxRates) rates.delete(rates.keys().next().value!)
+          rates.set(params.id, Math.min(10, monitoringRate))
+          return HttpServerResponse.jsonUnsafe({ accepted: true }, { status: 202 })
+        }))
   })
 )
 

@@ -133,11 +133,15 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
     case "PackageError":
       return new Unprocessable(body)
     case "StartFailed":
-    case "TopicError":
-      // A full runner is not the request's fault.
-      return "reason" in error && (error.reason === "Capacity" || error.reason === "TooManyTopics")
+    case "TopicError": {
+      const reason = "reason" in error ? error.reason : undefined
+      if (reason === "NotFound") return new NotFound({ ...body, code: "ERR_NOT_FOUND" })
+      if (reason === "InUse") return new Conflict(body)
+      // A full runner or a store out of reach is not the request's fault.
+      return reason === "Capacity" || reason === "TooManyTopics" || reason === "StoreUnavailable"
         ? new Unavailable(body)
         : new BadRequest(body)
+    }
     case "NotRunning":
       return new BadRequest(body)
     case "CallTimeout":

@@ -11,7 +11,7 @@ import { Rlimits } from "../process/ProcessSpec.ts"
 import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 
 /** STH's message codes in the array bodies of `_stop`, `_kill` and `_event`. */
-const codes = { stop: 4001, kill: 4002, event: 5001 } as const
+const codes = { stop: 4001, kill: 4002, monitoringRate: 4003, event: 5001 } as const
 
 /** `[code, body]` or `body`. */
 const messageBody = <S extends Schema.Top>(code: number, body: S) =>
@@ -233,3 +233,65 @@ export const Health = Schema.Struct({
   cpuPercent: Schema.optionalKey(Schema.Number),
   rssBytes: Schema.optionalKey(Schema.Number)
 })
+
+/**
+ * `GET /config`: what a client may know of the hub's setup (no secrets).
+ *
+ * @since 0.6.0
+ */
+export const HostConfig = Schema.Struct({
+  service: Schema.String,
+  version: Schema.String,
+  apiBase: Schema.String,
+  runtimeAdapter: Schema.String,
+  /** The largest sequence package `POST /sequence` takes, in bytes. */
+  maxPackageBytes: Schema.Number
+})
+
+/**
+ * `GET /status`: STH reports its connection to a Manager (CPM); shardhub has none, and adds its
+ * runners.
+ *
+ * @since 0.6.0
+ */
+export const HostStatus = Schema.Struct({
+  cpm: Schema.Struct({ connected: Schema.Boolean }),
+  runners: Schema.Struct({ total: Schema.Int, healthy: Schema.Int })
+})
+
+/** @since 0.6.0 */
+export const Entities = Schema.Struct({ sequences: Schema.Array(Sequence), instances: Schema.Array(Instance) })
+
+/** @since 0.6.0 */
+export const TopicInfo = Schema.Struct({
+  topic: Schema.String,
+  topicName: Schema.String,
+  contentType: Schema.String,
+  localProvider: Schema.String
+})
+
+/**
+ * `POST /topics`.
+ *
+ * @since 0.6.0
+ */
+export const CreateTopicBody = Schema.Struct({
+  id: Schema.String,
+  "content-type": Schema.optionalKey(Schema.String)
+})
+
+/** @since 0.6.0 */
+export const CreatedTopic = Schema.Struct({
+  id: Schema.String,
+  origin: Schema.Struct({ id: Schema.String, type: Schema.String }),
+  state: Schema.String,
+  contentType: Schema.String
+})
+
+/**
+ * `POST /instance/:id/_monitoring_rate`: `[4003, {monitoringRate}]` (messages per second), or
+ * the object alone.
+ *
+ * @since 0.6.0
+ */
+export const MonitoringRateBody = messageBody(codes.monitoringRate, Schema.Struct({ monitoringRate: Schema.Finite.check(Schema.isGreaterThan(0)) }))

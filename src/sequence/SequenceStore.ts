@@ -15,7 +15,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import type { SqlError } from "effect/sql/SqlError"
+import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import * as Package from "./Package.ts"
 
 /**
@@ -94,6 +94,14 @@ export class SequenceStore extends Context.Service<SequenceStore, {
     archive: Stream.Stream<Uint8Array, E>,
     options?: { readonly id?: string }
   ) => Effect.Effect<SequenceInfo, Package.PackageError | SequenceAlreadyExists | SequenceStoreError | E>
+  /**
+   * Replaces the package of the sequence `id` with the one streamed from `archive` (STH's
+   * `PUT /sequence/:id`); refused while instances of it run.
+   */
+  readonly replace: <E>(
+    id: string,
+    archive: Stream.Stream<Uint8Array, E>
+  ) => Effect.Effect<SequenceInfo, Package.PackageError | SequenceNotFound | SequenceInUse | SequenceStoreError | E>
   readonly get: (id: string) => Effect.Effect<SequenceInfo, SequenceNotFound | SequenceStoreError>
   /** Every sequence, newest first. */
   readonly list: Effect.Effect<ReadonlyArray<SequenceInfo>, SequenceStoreError>
@@ -213,48 +221,104 @@ export const make = (options: Options = {}) =>
         })
       ))
 
-    return SequenceStore.of({
-      add: (archive, addOptions) =>
-        Effect.scoped(Effect.gen(function*() {
-          const id = addOptions?.id ?? Crypto.randomUUID()
-          if (!validId(id)) return yield* new SequenceStoreError({ message: `invalid sequence id ${JSON.stringify(id)}` })
-          const upload = yield* spool(archive)
-          const { manifest } = yield* Package.check(Fs.createReadStream(upload.path), limits, sourceError)
-          const file = yield* Effect.acquireRelease(
-            Effect.tryPromise({
-              try: () => Fs.promises.open(upload.path, "r"),
-              catch: (error) => new SequenceStoreError({ message: `could not read the upload: ${(error as Error).message}` })
-            }),
-            (handle) => Effect.promise(() => handle.close())
-          )
-          const piece = (n: number) =>
-            Effect.tryPromise({
-              try: async () => {
-                const buffer = Buffer.alloc(Math.min(CHUNK, upload.size - n * CHUNK))
-                await file.read(buffer, 0, buffer.length, n * CHUNK)
-                return buffer
-              },
-              catch: (error) => new SequenceStoreError({ message: `could not read the upload: ${(error as Error).message}` })
-            })
-          const rows = yield* sql.withTransaction(Effect.gen(function*() {
-            const known = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM shardhub_sequence_chunks WHERE hash = ${upload.hash}`
-            if (known[0]!.n === 0) {
-              for (let n = 0; n * CHUNK < upload.size || n === 0; n++) {
-                const data = yield* piece(n)
-                yield* sql`INSERT INTO shardhub_sequence_chunks (hash, n, data) VALUES (${upload.hash}, ${n}, ${data})
-                  ON CONFLICT DO NOTHING`
-              }
+    /** The ids of the instances of sequence `id` that have not ended. */
+    const runningOf = (id: string) =>
+      sql<{ id: string }>`
+        SELECT id FROM shardhub_instances
+        WHERE spec->'program'->>'sequenceId' = ${id} AND status NOT IN ('stopped', 'crashed')
+        ORDER BY id`.pipe(Effect.map((rows) => rows.map((row) => row.id)))
+
+    /** Deletes the chunks of `hash` unless a sequence still names them (in a transaction). */
+    const dropUnusedChunks = (hash: string) =>
+      sql`DELETE FROM shardhub_sequence_chunks WHERE hash = ${hash}
+        AND NOT EXISTS (SELECT 1 FROM shardhub_sequences WHERE hash = ${hash})`
+
+    /**
+     * Checks the package streamed from `archive`, stores its bytes (once per content hash), and
+     * runs `write` on it in the same transaction: the sequence row it returns is the answer.
+     */
+    const store = <E, E2>(
+      archive: Stream.Stream<Uint8Array, E>,
+      id: string,
+      write: (upload: { readonly hash: string; readonly size: number }, manifest: Package.Manifest) => Effect.Effect<ReadonlyArray<Row>, E2 | SqlError>
+    ): Effect.Effect<ReadonlyArray<Row>, E | E2 | Package.PackageError | SequenceStoreError> =>
+      Effect.scoped(Effect.gen(function*() {
+        if (!validId(id)) return yield* new SequenceStoreError({ message: `invalid sequence id ${JSON.stringify(id)}` })
+        const upload = yield* spool(archive)
+        const { manifest } = yield* Package.check(Fs.createReadStream(upload.path), limits, sourceError)
+        const file = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => Fs.promises.open(upload.path, "r"),
+            catch: (error) => new SequenceStoreError({ message: `could not read the upload: ${(error as Error).message}` })
+          }),
+          (handle) => Effect.promise(() => handle.close())
+        )
+        const piece = (n: number) =>
+          Effect.tryPromise({
+            try: async () => {
+              const buffer = Buffer.alloc(Math.min(CHUNK, upload.size - n * CHUNK))
+              await file.read(buffer, 0, buffer.length, n * CHUNK)
+              return buffer
+            },
+            catch: (error) => new SequenceStoreError({ message: `could not read the upload: ${(error as Error).message}` })
+          })
+        return yield* sql.withTransaction(Effect.gen(function*() {
+          const known = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM shardhub_sequence_chunks WHERE hash = ${upload.hash}`
+          if (known[0]!.n === 0) {
+            for (let n = 0; n * CHUNK < upload.size || n === 0; n++) {
+              const data = yield* piece(n)
+              yield* sql`INSERT INTO shardhub_sequence_chunks (hash, n, data) VALUES (${upload.hash}, ${n}, ${data})
+                ON CONFLICT DO NOTHING`
             }
-            return yield* sql<Row>`
-              INSERT INTO shardhub_sequences (id, name, version, engine, main, args, hash, size)
-              VALUES (${id}, ${manifest.name ?? null}, ${manifest.version ?? null}, ${manifest.engine}, ${manifest.main},
-                ${JSON.stringify(manifest.args)}::jsonb, ${upload.hash}, ${upload.size})
-              ON CONFLICT (id) DO NOTHING
+          }
+          return yield* write(upload, manifest)
+        })).pipe(Effect.mapError((error) => isSqlError(error) ? storeError(error) : error as E2 | SequenceStoreError))
+      }))
+
+    const fields = (upload: { readonly hash: string; readonly size: number }, manifest: Package.Manifest) => ({
+      name: manifest.name ?? null,
+      version: manifest.version ?? null,
+      engine: manifest.engine,
+      main: manifest.main,
+      args: JSON.stringify(manifest.args),
+      hash: upload.hash,
+      size: upload.size
+    })
+
+    const add = <E>(archive: Stream.Stream<Uint8Array, E>, id: string) =>
+      store<E, never>(archive, id, (upload, manifest) => {
+        const row = fields(upload, manifest)
+        return sql<Row>`
+          INSERT INTO shardhub_sequences (id, name, version, engine, main, args, hash, size)
+          VALUES (${id}, ${row.name}, ${row.version}, ${row.engine}, ${row.main}, ${row.args}::jsonb, ${row.hash}, ${row.size})
+          ON CONFLICT (id) DO NOTHING
+          RETURNING *`
+      }).pipe(Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SequenceAlreadyExists({ id })) : Effect.succeed(toInfo(rows[0]!))))
+
+    const replace = <E>(id: string, archive: Stream.Stream<Uint8Array, E>) =>
+      Effect.andThen(
+        get(id),
+        store(archive, id, (upload, manifest) =>
+          Effect.gen(function*() {
+            // The row stays locked while it is checked and replaced.
+            const old = yield* sql<{ hash: string }>`SELECT hash FROM shardhub_sequences WHERE id = ${id} FOR UPDATE`
+            if (old.length === 0) return yield* new SequenceNotFound({ id })
+            const running = yield* runningOf(id)
+            if (running.length > 0) return yield* new SequenceInUse({ id, instances: running })
+            const row = fields(upload, manifest)
+            const replaced = yield* sql<Row>`
+              UPDATE shardhub_sequences SET name = ${row.name}, version = ${row.version}, engine = ${row.engine},
+                main = ${row.main}, args = ${row.args}::jsonb, hash = ${row.hash}, size = ${row.size}, created_at = now()
+              WHERE id = ${id}
               RETURNING *`
-          })).pipe(Effect.mapError((error) => error._tag === "SequenceStoreError" ? error : storeError(error)))
-          if (rows.length === 0) return yield* new SequenceAlreadyExists({ id })
-          return toInfo(rows[0]!)
-        })),
+            if (old[0]!.hash !== upload.hash) yield* dropUnusedChunks(old[0]!.hash)
+            return replaced
+          })).pipe(Effect.map((rows) => toInfo(rows[0]!)))
+      )
+
+    return SequenceStore.of({
+      add: (archive, addOptions) => add(archive, addOptions?.id ?? Crypto.randomUUID()),
+      replace,
       get,
       list: sql<Row>`SELECT * FROM shardhub_sequences ORDER BY created_at DESC, id`.pipe(
         Effect.mapError(storeError),
@@ -264,16 +328,12 @@ export const make = (options: Options = {}) =>
         Effect.gen(function*() {
           const info = yield* get(id)
           if (removeOptions?.force !== true) {
-            const running = yield* sql<{ id: string }>`
-              SELECT id FROM shardhub_instances
-              WHERE spec->'program'->>'sequenceId' = ${id} AND status NOT IN ('stopped', 'crashed')
-              ORDER BY id`.pipe(Effect.mapError(storeError))
-            if (running.length > 0) return yield* new SequenceInUse({ id, instances: running.map((row) => row.id) })
+            const running = yield* Effect.mapError(runningOf(id), storeError)
+            if (running.length > 0) return yield* new SequenceInUse({ id, instances: running })
           }
           yield* sql.withTransaction(Effect.gen(function*() {
             yield* sql`DELETE FROM shardhub_sequences WHERE id = ${id}`
-            yield* sql`DELETE FROM shardhub_sequence_chunks WHERE hash = ${info.hash}
-              AND NOT EXISTS (SELECT 1 FROM shardhub_sequences WHERE hash = ${info.hash})`
+            yield* dropUnusedChunks(info.hash)
           })).pipe(Effect.mapError(storeError))
         }),
       unpacked: (id, cacheDir) =>

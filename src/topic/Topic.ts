@@ -41,7 +41,7 @@ export const isTopicName = Schema.is(TopicName)
  */
 export class TopicError extends Schema.TaggedError<TopicError>()("TopicError", {
   topic: Schema.String,
-  reason: Schema.Literals(["InvalidName", "TooManyTopics"]),
+  reason: Schema.Literals(["InvalidName", "TooManyTopics", "Exists", "NotFound", "InUse", "StoreUnavailable"]),
   message: Schema.String
 }) {}
 

@@ -177,6 +177,74 @@ describe("the HTTP gateway", () => {
     Fs.rmSync(home, { recursive: true, force: true })
   })
 
+  it("serves STH 1.0.1's hub endpoints: config, status, entities, log, audit, topics, sequence overwrite, monitoring", async () => {
+    cluster.printOnFailure()
+    const host = new StHostClient(api)
+    expect(await host.getConfig()).toMatchObject({ service: "shardhub", apiBase: "/api/v1", runtimeAdapter: "process" })
+    expect((await call("GET", "/status")).json).toEqual({ cpm: { connected: false }, runners: { total: 2, healthy: 2 } })
+
+    // The hub log (the access log among it) and the audit feed, read while the rest happens.
+    const log = readUntil(await host.getLogStream(), (text) => text.includes("GET /api/v1/entities 200"))
+    const audit = readUntil(Readable.fromWeb((await fetch(`${api}/audit`)).body! as any), (text) => text.includes("POST /topics") && text.endsWith("\n"))
+
+    // Topics: created through the API, published to, wired to an instance; listed, deleted.
+    const created = await call("POST", "/topics", { headers: jsonHeaders, body: JSON.stringify({ id: "made-here", "content-type": "text/plain" }) })
+    expect(created).toMatchObject({ status: 200, json: { id: "made-here", origin: { type: "hub" }, state: "flowing", contentType: "text/plain" } })
+    expect((await call("POST", "/topics", { headers: jsonHeaders, body: JSON.stringify({ id: "made-here" }) })).status).toBe(400)
+    expect((await call("POST", "/topics", { headers: jsonHeaders, body: JSON.stringify({ id: "no spaces" }) })).status).toBe(400)
+    await host.sendNamedData("published-here", Readable.from(["x\n"]), {}, "application/x-ndjson", true)
+    const wired = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (client) =>
+        client.start({ program: { _tag: "Command", command: "cat" }, topics: { input: "wired-here", contentType: "text/plain" } })),
+      (info) => info.id
+    ))
+    const topics = await host.getTopics() as Array<{ topic: string; contentType: string }>
+    for (const [topic, contentType] of [["made-here", "text/plain"], ["published-here", "application/x-ndjson"], ["wired-here", "text/plain"]]) {
+      expect(topics).toContainEqual(expect.objectContaining({ topic, topicName: topic, contentType }))
+    }
+    expect(await call("DELETE", "/topics/made-here", { headers: jsonHeaders })).toMatchObject({ status: 200, json: { message: "Topic made-here removed" } })
+    expect((await call("DELETE", "/topics/made-here", { headers: jsonHeaders })).status).toBe(404)
+    expect((await call("DELETE", "/topics/wired-here", { headers: jsonHeaders })).status).toBe(409)
+    expect((await host.getTopics() as Array<{ topic: string }>).map((t) => t.topic)).not.toContain("made-here")
+
+    // A sequence is overwritten in place, unless an instance of it runs.
+    const sequence = await host.sendSequence(Readable.from([fixture("passthrough")]))
+    const before = (await call("GET", `/sequence/${sequence.id}`)).json
+    const instance = await sequence.start({})
+    const put = (id: string) =>
+      call("PUT", `/sequence/${id}`, { headers: { "content-type": "application/octet-stream" }, body: fixture("features") as unknown as string })
+    expect((await put(sequence.id)).status).toBe(409)
+    expect((await put("no-such-sequence")).status).toBe(404)
+
+    // Entities: every sequence and instance.
+    const entities = (await call("GET", "/entities")).json
+    expect(entities.sequences.map((s: { id: string }) => s.id)).toContain(sequence.id)
+    expect(entities.instances.map((i: { id: string }) => i.id)).toEqual(expect.arrayContaining([instance.id, wired]))
+
+    // Monitoring at a rate of 5 per second.
+    expect(await call("POST", `/instance/${instance.id}/_monitoring_rate`, { headers: jsonHeaders, body: JSON.stringify([4003, { monitoringRate: 5 }]) }))
+      .toMatchObject({ status: 202, json: { accepted: true } })
+    const monitoring = await fetch(`${api}/instance/${instance.id}/monitoring`)
+    const feed = Readable.fromWeb(monitoring.body! as any)
+    const beats = await readUntil(feed, (text) => text.split("\n").length > 3)
+    expect(JSON.parse(beats.split("\n")[0]!)).toEqual([3001, { healthy: true, processId: expect.any(Number) }])
+    feed.destroy()
+
+    // Once it has ended, its health is 404 (as STH), and its sequence can be overwritten.
+    await instance.kill({ removeImmediately: false })
+    expect((await call("GET", `/instance/${instance.id}/health`)).status).toBe(404)
+    expect(await put(sequence.id)).toMatchObject({ status: 200, json: { id: sequence.id } })
+    const after = (await call("GET", `/sequence/${sequence.id}`)).json
+    expect(after.config.name).not.toBe(before.config.name)
+    expect(after.hash).not.toBe(before.hash)
+
+    expect(await log).toMatch(/"level":"INFO","msg":"\S+ GET \/api\/v1\/entities 200 [\d.]+ ms [^"]+","ts":\d+,"from":"gateway"/)
+    const records = (await audit).trim().split("\n").map((line) => JSON.parse(line))
+    expect(records).toContainEqual(expect.objectContaining({ opState: "REQUEST_END", opCode: "POST /topics", status: 200, method: "POST" }))
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(wired)))
+    await host.deleteSequence(sequence.id)
+  })
+
   it("answers _stop at once, and kills an instance that is still stopping", async () => {
     cluster.printOnFailure()
     const id = await cluster.run(Effect.gen(function*() {
