@@ -246,6 +246,41 @@ describe("sequences on two runners", () => {
     expect(result.second).toMatchObject({ status: "running", restarts: 1 })
   })
 
+  it("runs an STH Python sequence unchanged: a scramjet Stream input, awaited emit and keep_alive, stop timeouts in seconds, a health check", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("sth-py"))
+      const { id } = yield* host.startSequence(seq.id, { appConfig: { k: 1 } })
+      // Lines cut across chunks, and a character cut across them too.
+      const output = instances.output(id)
+      yield* instances.input(id, text("hel"), { contentType: "text/plain", end: false })
+      yield* instances.input(id, Stream.make(new Uint8Array([0x6c, 0x6f, 0x0a, 0xc3])), { contentType: "text/plain", end: false })
+      yield* instances.input(id, Stream.make(Buffer.concat([Buffer.from([0xa9]), Buffer.from(" \u00e9t\u00e9\nlast\n")])), { contentType: "text/plain", end: false })
+      const upper = yield* textUntil(output, "HELLO\n\u00c9 \u00c9T\u00c9\nLAST\n".length).pipe(within("20 seconds", () => `the output of ${id}`))
+      yield* instances.sendEvent(id, "ping", "x")
+      const pong = yield* instances.lastEvent(id, "pong")
+      const health = yield* awaitInfo(id, () => true, "5 seconds", "info").pipe(Effect.andThen(
+        instances.health(id).pipe(Effect.repeat({ until: (h) => h.healthy, schedule: Schedule.spaced("100 millis") }))
+      ))
+      // A stop that allows a keep-alive: the handler gets seconds, keeps it alive; then a plain stop ends it.
+      const kept = yield* instances.stop(id, { timeoutMs: 4000, canCallKeepalive: true })
+      const stopEvent = yield* instances.lastEvent(id, "stopping")
+      const stopped = yield* instances.stop(id, { timeoutMs: 4000 })
+      const batch = yield* host.startSequence(seq.id, { args: ["batch"] })
+      const batched = yield* instances.inout(batch.id, text("a\nb!\nc\nd\ne!\nf\n"), { contentType: "text/plain" }).pipe(Stream.runCollect)
+      return { upper, pong, health, kept, stopEvent, stopped, batched: decode(batched) }
+    }))
+    expect(result.upper).toBe("HELLO\n\u00c9 \u00c9T\u00c9\nLAST\n")
+    expect(result.pong.data).toEqual({ got: "x", config: { k: 1 } })
+    expect(result.health).toMatchObject({ healthy: true })
+    expect(result.stopEvent.data).toEqual({ timeout: 4, canKeepAlive: true })
+    expect(result.kept.status).toBe("running")
+    expect(result.stopped).toMatchObject({ status: "stopped", exitCode: 138 })
+    expect(result.batched).toBe("a b!\nc d e!\nf\n")
+  })
+
   it("runs a sequence on runners that never saw it, and passes 50 MiB through it byte-exact", async () => {
     cluster.printOnFailure()
     const data = Crypto.randomBytes(50 * 1024 * 1024)

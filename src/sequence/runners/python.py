@@ -4,14 +4,20 @@
     env SHARDHUB_SEQUENCE_ARGS (JSON array), SHARDHUB_APP_CONFIG (JSON object), SHARDHUB_INSTANCE_ID
 
 The same protocol as the Node runner (node.cjs): fd 3 is the NDJSON message channel, fd 4 the
-input (a `Content-Type: <type>\\r\\n\\r\\n` header, then the body), fd 5 the output; stdio stays
+input (a `Content-Type: <type>\\r\\n\\n` header, then the body), fd 5 the output; stdio stays
 the process's own.
 
 The programming model is STH's: `async def run(context, input, *args)` in the main module. The
-context offers on/emit, add_stop_handler, add_kill_handler, keep_alive, add_monitoring_handler,
-logger, config, instance_id, end, destroy (camelCase aliases too). What `run` returns (an async
-iterable, a value) is the output: bytes and str raw, anything else as NDJSON. Text input comes
-as lines, NDJSON as objects, anything else as bytes.
+context offers STH's on, emit (awaitable), set_stop_handler (timeout in seconds),
+set_health_check, keep_alive (seconds, awaitable), logger and config, and shardhub's
+add_stop_handler (ms), add_kill_handler, add_monitoring_handler, instance_id, end, destroy. The
+input is a `Stream` with the methods of scramjet's (map, filter, each, flatmap, batch, sequence,
+decode, split, parse, match, pipe, to_list, reduce, `async for`); `from scramjet.streams import
+Stream` gets the same class unless the package brings scramjet itself. Text input comes as
+decoded chunks (as in STH), NDJSON as objects, anything else as bytes. What `run` returns (a
+stream, an async iterable, a value) is the output: bytes and str raw, anything else as NDJSON
+(everything as NDJSON when its `content_type` or the module's `output_type` says so). Module-level
+`requires` / `provides` dicts (STH's `{"requires": name, "contentType": …}`) wire topics.
 
 Exit codes (STH's): 0 the output ended, 21 bad main, 22 failed on start, 23 failed while running,
 101 uncaught exception, 137 killed, 138 stopped.
@@ -23,7 +29,9 @@ import json
 import os
 import socket
 import sys
+import re
 import traceback
+import types
 
 EXIT_DONE, EXIT_BAD_MAIN, EXIT_START_FAILED, EXIT_FAILED = 0, 21, 22, 23
 EXIT_UNCAUGHT, EXIT_KILLED, EXIT_STOPPED = 101, 137, 138
@@ -36,6 +44,7 @@ class Runner:
         self.stop_handlers = []
         self.kill_handlers = []
         self.monitoring_handlers = []
+        self.health_check = None
         self.keep_alive_ms = 0
         self.leaving = False
         self.done = loop.create_future()
@@ -69,9 +78,10 @@ class Runner:
     async def stop(self, timeout_ms, can_call_keepalive):
         self.keep_alive_ms = 0
         deadline = self.loop.time() + timeout_ms / 1000
-        for handler in self.stop_handlers:
+        for handler, unit in self.stop_handlers:
+            timeout = timeout_ms / 1000 if unit == "s" else timeout_ms
             try:
-                await asyncio.wait_for(self.call(handler, timeout_ms, can_call_keepalive), max(0, deadline - self.loop.time()))
+                await asyncio.wait_for(self.call(handler, timeout, can_call_keepalive), max(0, deadline - self.loop.time()))
             except Exception as error:  # a failing handler does not block the stop
                 print(f"stop handler failed: {error!r}", file=sys.stderr)
         if can_call_keepalive and self.keep_alive_ms > 0:
@@ -83,7 +93,7 @@ class Runner:
             try:
                 result = handler()
                 if inspect.isawaitable(result):
-                    self.loop.create_task(result)
+                    asyncio.ensure_future(result)
             except Exception:
                 pass
         self.leave(EXIT_KILLED)
@@ -110,19 +120,22 @@ class Runner:
                     try:
                         result = listener(message.get("data"))
                         if inspect.isawaitable(result):
-                            self.loop.create_task(result)
+                            asyncio.ensure_future(result)
                     except Exception as error:
                         self.fatal(EXIT_FAILED, error)
 
     async def health(self):
         while True:
             await asyncio.sleep(1)
-            if not self.monitoring_handlers:
+            checks = [(handler, ({"healthy": True},)) for handler in self.monitoring_handlers]
+            if self.health_check is not None:
+                checks.append((self.health_check, ()))
+            if not checks:
                 continue
             healthy, details = True, {}
-            for handler in self.monitoring_handlers:
+            for handler, args in checks:
                 try:
-                    result = await self.call(handler, {"healthy": healthy})
+                    result = await self.call(handler, *args)
                     if result is False or (isinstance(result, dict) and result.get("healthy") is False):
                         healthy = False
                     if isinstance(result, dict):
@@ -151,28 +164,39 @@ class Runner:
             name, _, value = line.partition(":")
             if name.strip().lower() == "content-type":
                 content_type = value.split(";")[0].strip().lower()
-        if "x-ndjson" in content_type or content_type.startswith("text/"):
-            parse = json.loads if "x-ndjson" in content_type else (lambda line: line)
+        if "x-ndjson" in content_type:
             rest = body
             while True:
                 *lines, rest = rest.split(b"\n")
                 for line in lines:
                     text = line.decode("utf-8", errors="replace")
-                    if "x-ndjson" in content_type and text.strip() == "":
+                    if text.strip() == "":
                         continue
                     try:
-                        await queue.put(parse(text))
+                        await queue.put(json.loads(text))
                     except ValueError:
                         pass
                 chunk = await reader.read(65536)
                 if not chunk:
-                    if rest:
+                    if rest.strip():
                         try:
-                            await queue.put(parse(rest.decode("utf-8", errors="replace")))
+                            await queue.put(json.loads(rest.decode("utf-8", errors="replace")))
                         except ValueError:
                             pass
                     break
                 rest += chunk
+        elif content_type.startswith("text/"):
+            # As STH: decoded chunks, split however they came (a character is never cut).
+            import codecs
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            chunk = body
+            while True:
+                text = decoder.decode(chunk)
+                if text:
+                    await queue.put(text)
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
         else:
             if body:
                 await queue.put(body)
@@ -183,14 +207,17 @@ class Runner:
                 await queue.put(chunk)
         await queue.put(None)
 
-    async def ship(self, result):
+    async def ship(self, result, ndjson=False):
         writer = self.output_writer
         if result is None:
             return
-        if inspect.isawaitable(result):
-            return await self.ship(await result)
+        if inspect.isawaitable(result) and not isinstance(result, Stream):
+            return await self.ship(await result, ndjson)
+        ndjson = ndjson or "x-ndjson" in str(getattr(result, "content_type", "") or "")
 
         def encode(item):
+            if ndjson:
+                return (json.dumps(item, default=str) + "\n").encode()
             if isinstance(item, (bytes, bytearray, memoryview)):
                 return bytes(item)
             if isinstance(item, str):
@@ -213,21 +240,243 @@ class Runner:
         self.leave(EXIT_DONE)
 
 
-class Input:
-    """The input: an async iterator of lines, objects or bytes."""
+_END = object()
 
-    def __init__(self, queue):
-        self.queue = queue
+
+class Stream:
+    """The part of scramjet's Python DataStream / StringStream that sequences use.
+
+    A stream is read once: each method (map, filter, ...) consumes it and returns a new one, and
+    the functions given to them may be async. `Stream()` is writable: `write` (awaitable,
+    resolves when there is room) and `end`.
+    """
+
+    def __init__(self, max_parallel=64, upstream=None, origin=None, name="datastream", source=None):
+        self.name = name
+        self._consumed = False
+        self._queue = None
+        if source is None:
+            self._queue = asyncio.Queue()
+            self._room = max(1, max_parallel)
+            source = self._drain_queue()
+        self._source = source
+
+    async def _drain_queue(self):
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            yield item
+
+    # ---- making streams ----
+
+    @classmethod
+    def read_from(cls, source, max_parallel=64, chunk_size=None):
+        if chunk_size and hasattr(source, "read"):
+            async def chunks():
+                while True:
+                    chunk = await _result(source.read(chunk_size))
+                    if chunk in (b"", "", None):
+                        return
+                    yield chunk
+            return cls(source=chunks())
+        return cls.from_iterable(source)
+
+    @classmethod
+    def from_iterable(cls, iterable, max_parallel=64):
+        if hasattr(iterable, "__aiter__"):
+            return cls(source=iterable.__aiter__())
+
+        async def items():
+            for item in iterable:
+                yield item
+        return cls(source=items())
+
+    def write(self, chunk):
+        if self._queue is None:
+            raise TypeError("this stream is not writable")
+        self._queue.put_nowait(chunk)
+        room = asyncio.get_running_loop().create_future()
+        if self._queue.qsize() <= self._room:
+            room.set_result(None)
+        else:
+            async def wait():
+                while self._queue.qsize() > self._room:
+                    await asyncio.sleep(0.001)
+                room.set_result(None)
+            asyncio.ensure_future(wait())
+        return room
+
+    def end(self):
+        if self._queue is not None:
+            self._queue.put_nowait(_END)
+
+    # ---- transforming ----
+
+    def _take(self):
+        if self._consumed:
+            raise RuntimeError(f"stream {self.name} was already consumed")
+        self._consumed = True
+        return self._source
 
     def __aiter__(self):
-        return self
+        return self._take().__aiter__()
 
-    async def __anext__(self):
-        item = await self.queue.get()
-        if item is None:
-            await self.queue.put(None)
-            raise StopAsyncIteration
-        return item
+    def __await__(self):
+        raise TypeError("a stream cannot be awaited; use a sink method (such as .to_list()) and await that")
+
+    def _then(self, transform, name):
+        return Stream(source=transform(self._take()), name=f"{self.name}+{name}")
+
+    def map(self, func, *args):
+        async def mapped(source):
+            async for item in source:
+                yield await _result(func(item, *args))
+        return self._then(mapped, "m")
+
+    __or__ = map
+
+    def filter(self, func, *args):
+        async def kept(source):
+            async for item in source:
+                if await _result(func(item, *args)):
+                    yield item
+        return self._then(kept, "f")
+
+    __mod__ = filter
+
+    def each(self, func, *args):
+        async def seen(source):
+            async for item in source:
+                await _result(func(item, *args))
+                yield item
+        return self._then(seen, "e")
+
+    def flatmap(self, func, *args):
+        async def flat(source):
+            async for item in source:
+                results = await _result(func(item, *args))
+                if hasattr(results, "__aiter__"):
+                    async for result in results:
+                        yield result
+                else:
+                    for result in results:
+                        yield result
+        return self._then(flat, "fm")
+
+    def batch(self, func, *args):
+        async def batches(source):
+            batch = []
+            async for item in source:
+                batch.append(item)
+                if func(item, *args):
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        return self._then(batches, "b")
+
+    def sequence(self, sequencer, initialPartial=None):
+        async def chopped(source):
+            partial = initialPartial
+            async for item in source:
+                chunks = await _result(sequencer(partial, item))
+                for chunk in chunks[:-1]:
+                    yield chunk
+                partial = chunks[-1]
+            if partial:
+                yield partial
+        return self._then(chopped, "s")
+
+    def decode(self, encoding="utf-8"):
+        import codecs
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+
+        async def decoded(source):
+            async for item in source:
+                text = item if isinstance(item, str) else decoder.decode(bytes(item))
+                if text:
+                    yield text
+        return self._then(decoded, "d")
+
+    def split(self, separator=None):
+        def splitter(part, chunk):
+            words = (part + chunk).split(sep=separator)
+            if not separator and chunk and chunk[-1].isspace():
+                words.append("")
+            return words
+        return self.sequence(splitter, "")
+
+    def parse(self, func, *args):
+        return self.map(func, *args)
+
+    def match(self, pattern):
+        regex = re.compile(pattern)
+
+        def found(chunk):
+            matches = regex.findall(chunk)
+            if regex.groups <= 1:
+                return matches
+            return [part for group in matches for part in group]
+        return self.flatmap(found)
+
+    def use(self, func):
+        return func(self)
+
+    # ---- sinks ----
+
+    def pipe(self, target):
+        source = self._take()
+
+        async def forward():
+            async for item in source:
+                await target.write(item)
+            target.end()
+        asyncio.ensure_future(forward())
+        return target
+
+    async def to_list(self, result=None):
+        result = [] if result is None else result
+        async for item in self:
+            result.append(item)
+        return result
+
+    async def reduce(self, func, initial=None):
+        source = self.__aiter__()
+        accumulator = initial
+        if accumulator is None:
+            try:
+                accumulator = await source.__anext__()
+            except StopAsyncIteration:
+                return None
+        async for item in source:
+            accumulator = await _result(func(accumulator, item))
+        return accumulator
+
+    async def write_to(self, target):
+        async for item in self:
+            target.write(item)
+            if hasattr(target, "drain"):
+                await target.drain()
+
+
+async def _result(value):
+    return await value if inspect.isawaitable(value) else value
+
+
+def install_scramjet():
+    """`from scramjet.streams import Stream`, for packages that do not bring scramjet themselves."""
+    try:
+        if importlib.util.find_spec("scramjet") is not None:
+            return
+    except (ImportError, ValueError):
+        return
+    package = types.ModuleType("scramjet")
+    streams = types.ModuleType("scramjet.streams")
+    streams.Stream = streams.DataStream = streams.StringStream = Stream
+    package.streams = streams
+    sys.modules["scramjet"] = package
+    sys.modules["scramjet.streams"] = streams
 
 
 class Logger:
@@ -247,6 +496,20 @@ class Logger:
     def fatal(self, *v): self._log("fatal", *v)
 
 
+class _Done:
+    """What an STH call that is awaitable there returns here: awaiting it is a no-op, and the
+    context's methods still chain on it."""
+
+    def __init__(self, context):
+        self._context = context
+
+    def __await__(self):
+        return iter(())
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+
 class Context:
     def __init__(self, runner, config, instance_id):
         self._runner = runner
@@ -260,10 +523,21 @@ class Context:
 
     def emit(self, name, data=None):
         self._runner.send({"event": str(name), "data": data})
+        return _Done(self)
+
+    def set_stop_handler(self, handler, *_):
+        """STH: handler(timeout in seconds, can_keep_alive), awaited before the instance stops."""
+        self._runner.stop_handlers.append((handler, "s"))
         return self
 
     def add_stop_handler(self, handler):
-        self._runner.stop_handlers.append(handler)
+        """handler(timeout in ms, can_keep_alive)."""
+        self._runner.stop_handlers.append((handler, "ms"))
+        return self
+
+    def set_health_check(self, check):
+        """STH: check() returns {"healthy": bool, ...}; asked every second."""
+        self._runner.health_check = check
         return self
 
     def add_kill_handler(self, handler):
@@ -274,10 +548,13 @@ class Context:
         self._runner.monitoring_handlers.append(handler)
         return self
 
-    def keep_alive(self, ms=0):
-        self._runner.keep_alive_ms = max(1, int(ms or 0))
+    def keep_alive(self, timeout=0):
+        """STH: keep the instance alive past a stop that allows it, for `timeout` seconds;
+        awaiting it waits that long."""
+        seconds = max(0, float(timeout or 0))
+        self._runner.keep_alive_ms = max(1, int(seconds * 1000))
         self._runner.send({"$shardhub": "keepAlive", "ms": self._runner.keep_alive_ms})
-        return self
+        return asyncio.ensure_future(asyncio.sleep(seconds))
 
     def end(self):
         self._runner.leave(EXIT_DONE)
@@ -290,6 +567,8 @@ class Context:
     addStopHandler = add_stop_handler
     addKillHandler = add_kill_handler
     addMonitoringHandler = add_monitoring_handler
+    setStopHandler = set_stop_handler
+    setHealthCheck = set_health_check
     keepAlive = keep_alive
 
 
@@ -298,6 +577,7 @@ def load(directory, main):
     if not os.path.isfile(path):
         return None
     sys.path.insert(0, os.path.dirname(path))
+    install_scramjet()
     spec = importlib.util.spec_from_file_location("__sequence__", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -336,22 +616,37 @@ async def main():
         tasks.append(loop.create_task(runner.read_input(input_reader, queue)))
         context = Context(runner, config, os.environ.get("SHARDHUB_INSTANCE_ID", ""))
 
-        # STH: module-level `requires` / `provides` ({"topic", "contentType"}) wire topics.
-        for key in ("requires", "provides"):
-            declared = getattr(module, key, None)
-            if isinstance(declared, dict) and isinstance(declared.get("topic"), str):
-                runner.send({"$shardhub": "topics", key: declared["topic"], "contentType": declared.get("contentType")})
+        def declare(source, keys=("requires", "provides")):
+            """STH: `requires` / `provides` dicts ({"requires": name, "contentType": …}; shardhub
+            also takes {"topic": name, …}) on the module or the returned stream wire topics."""
+            for key in keys:
+                declared = getattr(source, key, None)
+                name = declared.get(key, declared.get("topic")) if isinstance(declared, dict) else None
+                if isinstance(name, str) and name:
+                    runner.send({"$shardhub": "topics", key: name, "contentType": declared.get("contentType")})
+
+        declare(module)
+
+        async def items():
+            while True:
+                item = await queue.get()
+                if item is None:
+                    await queue.put(None)
+                    return
+                yield item
 
         async def start():
             try:
-                result = module.run(context, Input(queue), *args)
+                result = module.run(context, Stream(source=items(), name="input"), *args)
                 runner.send({"$shardhub": "ready"})
-                if inspect.isawaitable(result):
+                if inspect.isawaitable(result) and not isinstance(result, Stream):
                     result = await result
+                if not isinstance(getattr(module, "provides", None), dict):
+                    declare(result, ("provides",))
             except Exception as error:
                 return runner.fatal(EXIT_FAILED, error)
             try:
-                await runner.ship(result)
+                await runner.ship(result, ndjson="x-ndjson" in str(getattr(module, "output_type", "") or ""))
             except Exception as error:
                 runner.fatal(EXIT_FAILED, error)
 
