@@ -246,6 +246,22 @@ describe("sequences on two runners", () => {
     expect(result.second).toMatchObject({ status: "running", restarts: 1 })
   })
 
+  it("runs an STH Node pipeline unchanged: a scramjet StringStream input, each stage's result a DataStream", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("sth-node"))
+      const { id } = yield* host.startSequence(seq.id, { args: [3] })
+      const output = yield* instances.inout(id, Stream.make(...["a\nb", "\nc\nd\n", "e\n"].map((part) => new TextEncoder().encode(part))), {
+        contentType: "text/plain"
+      }).pipe(Stream.runCollect, within("20 seconds", () => `the output of ${id}`))
+      return { output: decode(output), info: yield* awaitInfo(id, isOver, "10 seconds", "the end") }
+    }))
+    expect(result.output).toBe("A,B,C\nD,E\n")
+    expect(result.info).toMatchObject({ status: "stopped", exitCode: 0 })
+  })
+
   it("runs an STH Python sequence unchanged: a scramjet Stream input, awaited emit and keep_alive, stop timeouts in seconds, a health check", async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {

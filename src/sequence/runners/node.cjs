@@ -1,7 +1,7 @@
 "use strict"
 /**
- * shardhub's in-child runner for Node sequences. Plain JavaScript with no dependencies, so an
- * instance starts almost as fast as bare `node`.
+ * shardhub's in-child runner for Node sequences. Plain JavaScript that loads nothing else until
+ * a sequence uses scramjet's DataStream, so an instance starts almost as fast as bare `node`.
  *
  *   node node.cjs <package dir> <main>
  *   env SHARDHUB_SEQUENCE_ARGS (JSON array), SHARDHUB_APP_CONFIG (JSON object), SHARDHUB_INSTANCE_ID
@@ -18,9 +18,11 @@
  *
  * The programming model is STH's: `module.exports = function (input, ...args)` (or an array of
  * such functions, a pipeline); `this` offers on/emit, addStopHandler, addKillHandler, keepAlive,
- * addMonitoringHandler, logger, config, instanceId, end, destroy. Whatever the function returns
- * (a stream, async iterable, promise or value) is the output: Buffers and strings as raw
- * bytes, anything else as NDJSON.
+ * addMonitoringHandler, logger, config, instanceId, end, destroy. The input (and what each stage
+ * passes to the next) becomes a scramjet DataStream when a DataStream method is used on it, as
+ * in STH (scramjet is loaded only then). Whatever the function returns (a stream, async
+ * iterable, promise or value) is the output: Buffers and strings as raw bytes, anything else as
+ * NDJSON.
  *
  * Exit codes (STH's): 0 the output ended, 21 bad `main`, 22 failed on start, 23 failed while
  * running, 101 uncaught exception, 137 killed, 138 stopped.
@@ -282,6 +284,58 @@ const makeInput = () => {
   return input
 }
 
+// ---- STH's DataStream --------------------------------------------------------------------
+
+/**
+ * The methods of scramjet's DataStream / StringStream / BufferStream that a Readable does not
+ * have (or has with other semantics: map, filter, flatMap, reduce, toArray). Using one on the
+ * input (or on what a pipeline stage passes on) makes it a scramjet stream, as STH hands it;
+ * scramjet is loaded then, not before, so a sequence that does not use it starts as fast.
+ */
+const dataStreamMethods = new Set([
+  "CSVParse", "CSVStringify", "JSONParse", "JSONStringify", "accumulate", "all", "append", "assign", "batch", "breakup",
+  "bufferify", "concat", "consume", "copy", "debug", "delegate", "distribute", "do", "dropTransform", "each", "empty",
+  "endWith", "exec", "filter", "flatMap", "flatten", "graph", "group", "into", "join", "keep", "lines", "map", "match",
+  "nagle", "parse", "peek", "pop", "prepend", "pull", "pushTransform", "race", "raise", "rate", "reduce", "reduceNow",
+  "remap", "rewind", "run", "separate", "separateInto", "setOptions", "shift", "slice", "split", "stack", "stringify",
+  "tap", "tee", "timeBatch", "toArray", "toBufferStream", "toDataStream", "toGenerator", "toJSONArray", "toJSONObject",
+  "toStringStream", "unorder", "until", "use", "whenDrained", "whenEnd", "whenError", "whenFinished", "whenRead",
+  "whenWrote", "while", "window"
+])
+/** Methods only a StringStream has: an input of unknown type used with one is text. */
+const stringStreamMethods = new Set(["split", "lines", "match", "JSONParse", "CSVParse", "parse", "append", "prepend"])
+
+let scramjet
+/** The sequence's own scramjet if it brings one, else shardhub's. */
+const loadScramjet = () => (scramjet ??= require(require.resolve("scramjet", { paths: [dir, __dirname] })))
+
+/** `value` as the scramjet stream STH would hand on: by the input's content type, or by use. */
+const toScramjet = (value, method) => {
+  const { DataStream, StringStream, BufferStream } = loadScramjet()
+  if (value instanceof DataStream) return value
+  const type = value.contentType
+  if (type === undefined ? stringStreamMethods.has(method) : /^text\//.test(type)) return StringStream.from(value)
+  if (type !== undefined && !/x-ndjson/.test(type) && value.readableObjectMode) return BufferStream.from(value)
+  return DataStream.from(value)
+}
+
+/**
+ * `value` (the input, or a stage's result) as itself, until a DataStream method is used on it:
+ * from then on, as a scramjet stream.
+ */
+const dataStreamOnUse = (value) => {
+  if (value === null || typeof value !== "object") return value
+  let converted
+  return new Proxy(value, {
+    get(target, prop) {
+      const useScramjet = converted !== undefined || (typeof prop === "string" && dataStreamMethods.has(prop))
+      const source = useScramjet ? (converted ??= toScramjet(target, prop)) : target
+      const found = Reflect.get(source, prop, source)
+      return typeof found === "function" ? found.bind(source) : found
+    }
+  })
+}
+
 // ---- output -----------------------------------------------------------------------------
 
 const encode = (chunk) =>
@@ -345,12 +399,13 @@ const start = async () => {
     process.stderr.write(`Sequence ${main} exports no function\n`)
     return leave(EXIT.startFailed)
   }
-  let stream = makeInput()
+  let stream = dataStreamOnUse(makeInput())
   healthTimer = setInterval(checkHealth, 1000)
   healthTimer.unref()
   send({ $shardhub: "ready" })
   try {
-    for (const stage of stages) stream = await stage.call(context, stream, ...args)
+    // STH: each stage gets what the one before returned as a DataStream.
+    for (const [i, stage] of stages.entries()) stream = await stage.call(context, i === 0 ? stream : dataStreamOnUse(stream), ...args)
   } catch (error) {
     return fatal(EXIT.failed, error)
   }
