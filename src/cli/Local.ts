@@ -28,6 +28,10 @@ const gatewayLayer = (port: Option.Option<number>) =>
     return Gateway.layer({ ...config, port: Option.getOrElse(port, () => config.port) })
   }))
 
+/** How a process of this machine reaches a server bound to `host`. */
+const localHost = (host: string) =>
+  host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host
+
 /** Prints each line of a child's output with a prefix. */
 const prefixLines = (prefix: string, chunk: Buffer, carry: { text: string }, write: (line: string) => void) => {
   carry.text += chunk.toString("utf8")
@@ -40,11 +44,15 @@ const prefixLines = (prefix: string, chunk: Buffer, carry: { text: string }, wri
  * A runner child process on `port`; acquired once it printed `ready`, released by SIGTERM (and
  * waiting for it to leave).
  */
-const runnerProcess = (index: number, port: number) =>
+const runnerProcess = (index: number, port: number, gatewayUrl: string | undefined) =>
   Effect.acquireRelease(
     Effect.callback<ChildProcess.ChildProcess, RunnerStartError>((resume) => {
       const child = ChildProcess.spawn(process.execPath, [main, "runner"], {
-        env: { ...process.env, SHARDHUB_RUNNER_PORT: String(port) },
+        env: {
+          ...process.env,
+          SHARDHUB_RUNNER_PORT: String(port),
+          ...(gatewayUrl === undefined || process.env["SHARDHUB_GATEWAY_URL"] ? {} : { SHARDHUB_GATEWAY_URL: gatewayUrl })
+        },
         stdio: ["ignore", "pipe", "pipe"]
       })
       const prefix = `runner-${index} |`
@@ -79,10 +87,14 @@ const up = Command.make("up", { runners, port: gatewayPort }, (flags) =>
   Effect.gen(function*() {
     if (flags.runners < 1) return yield* new RunnerStartError({ message: "--runners must be at least 1" })
     const runner = yield* runnerConfig
+    // The runners' sequences reach the gateway as `this.hub` (unless its port is chosen at bind).
+    const gateway = yield* (yield* Effect.promise(() => import("../http/Gateway.ts"))).gatewayConfig
+    const gatewayPort = Option.getOrElse(flags.port, () => gateway.port)
+    const gatewayUrl = gatewayPort === 0 ? undefined : `http://${localHost(gateway.host)}:${gatewayPort}/api/v1`
     // The runners, each on its own port after the first, then the gateway; Ctrl-C stops all.
     yield* Effect.forEach(
       Array.from({ length: flags.runners }, (_, i) => i),
-      (i) => runnerProcess(i, runner.port + i),
+      (i) => runnerProcess(i, runner.port + i, gatewayUrl),
       { concurrency: "unbounded", discard: true }
     )
     yield* Console.log(`shardhub up      ${flags.runners} runner${flags.runners === 1 ? "" : "s"}; Ctrl-C stops the cluster`)

@@ -48,7 +48,9 @@ export const processSpec = (
   const set: Record<string, string> = {
     SHARDHUB_INSTANCE_ID: instanceId,
     SHARDHUB_SEQUENCE_ARGS: JSON.stringify(start.args ?? info.args),
-    SHARDHUB_APP_CONFIG: JSON.stringify(start.appConfig ?? {})
+    SHARDHUB_APP_CONFIG: JSON.stringify(start.appConfig ?? {}),
+    // `this.hub` of a Node sequence: the gateway this runner knows, if any.
+    ...(process.env["SHARDHUB_GATEWAY_URL"] ? { SHARDHUB_HUB_URL: process.env["SHARDHUB_GATEWAY_URL"] } : {})
   }
   if (info.engine === "python3") {
     set["PYTHONPATH"] = [Path.join(dir, "__pypackages__"), dir, process.env["PYTHONPATH"]].filter(Boolean).join(Path.delimiter)

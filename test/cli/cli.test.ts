@@ -6,10 +6,13 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { HostClient as StHostClient } from "@scramjet/api-client"
+import { Readable } from "node:stream"
 import { describe, expect, it, onTestFailed } from "vitest"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { freshDatabase } from "../support/database.ts"
 import { fastTimings, freePorts, root, spawnNode } from "../support/processes.ts"
+import { fixture } from "../sequence/fixtures.ts"
 
 interface Result {
   readonly code: number
@@ -303,9 +306,11 @@ describe("shardhub up", () => {
   it("brings up the store, two runners and the gateway, and takes them down on SIGTERM", async () => {
     const databaseUrl = await freshDatabase("up")
     const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-up-"))
+    const runnerPort = await freePorts(2)
+    const gatewayPort = await freePorts(1)
     const up = spawnNode("up", "src/cli/main.ts", {
-      args: ["up", "--runners", "2", "--port", "0"],
-      env: { ...clusterEnv(databaseUrl, home), SHARDHUB_RUNNER_PORT: String(await freePorts(2)) }
+      args: ["up", "--runners", "2", "--port", String(gatewayPort)],
+      env: { ...clusterEnv(databaseUrl, home), SHARDHUB_RUNNER_PORT: String(runnerPort) }
     })
     // A hang (even one that ends in vitest's timeout) shows what `up` and its runners printed.
     onTestFailed(() => console.error(`----- output of shardhub up -----\n${up.output()}`))
@@ -315,6 +320,18 @@ describe("shardhub up", () => {
       expect(version).toMatchObject({ service: "shardhub" })
       expect(up.output()).toMatch(/runner-0 \| ready/)
       expect(up.output()).toMatch(/runner-1 \| ready/)
+      // A sequence reaches the gateway that runs it as STH's `this.hub`.
+      const host = new StHostClient(`${url}/api/v1`)
+      const instance = await (await host.sendSequence(Readable.from([fixture("hub")]))).start({})
+      const reported = await new Promise<string>((resolve, reject) => {
+        let text = ""
+        instance.getStream("output").then((output) => {
+          output.on("data", (chunk: Buffer) => (text += chunk))
+          output.on("end", () => resolve(text))
+          output.on("error", reject)
+        }, reject)
+      })
+      expect(JSON.parse(reported)).toEqual({ service: "shardhub", listed: true })
       const runnerPids = [...up.output().matchAll(/runner-\d \| shardhub runner .* \(pid (\d+)\)/g)].map((m) => Number(m[1]))
       expect(runnerPids).toHaveLength(2)
       // Interrupted like Ctrl-C: exit code 130, after the runners left.

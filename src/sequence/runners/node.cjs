@@ -92,6 +92,7 @@ const logger = Object.fromEntries(["trace", "debug", "info", "warn", "error", "f
 ]))
 logger.log = logger.info
 
+let hub
 const context = {
   instanceId,
   config: appConfig,
@@ -127,6 +128,17 @@ const context = {
     keepAliveMs = Math.max(1, Number(ms) || 0)
     send({ $shardhub: "keepAlive", ms: keepAliveMs })
     return this
+  },
+  /**
+   * STH's `this.hub`: a HostClient of `@scramjet/api-client` on the gateway the runner knows
+   * (`SHARDHUB_GATEWAY_URL` on the runner; `shardhub up` sets it), made on first use.
+   */
+  get hub() {
+    if (hub !== undefined) return hub
+    const url = process.env.SHARDHUB_HUB_URL
+    if (!url) throw new Error("this.hub: this runner knows no gateway (set SHARDHUB_GATEWAY_URL on the runner; shardhub up sets it)")
+    const { HostClient } = require(require.resolve("@scramjet/api-client", { paths: [dir, __dirname] }))
+    return (hub = new HostClient(url))
   },
   /** Ends the instance as completed. */
   end() {
