@@ -13,8 +13,13 @@
  * await host.close()
  * ```
  *
- * Failed calls reject with shardhub's tagged errors (`InstanceNotFound`, `CallTimeout`, …);
- * streams emit them as `error` events. Every call has a timeout (see `connect`'s options).
+ * The `HostClient` also has the sequence and topic calls of `@scramjet/api-client`'s
+ * (`sendSequence` → a `SequenceClient` to `start`, `listSequences`, `deleteSequence`,
+ * `sendNamedData`, `getNamedData`, `getTopics`, `createTopic`, `deleteTopic`).
+ *
+ * Failed calls reject with shardhub's tagged errors (`InstanceNotFound`, `CallTimeout`, …),
+ * which also carry the `code` and `status` STH's client gives the same failure (`NOT_FOUND`,
+ * 404); streams emit them as `error` events. Every call has a timeout (see `connect`'s options).
  *
  * @since 0.3.0
  */
@@ -22,7 +27,9 @@ import * as NodeStream from "@effect/platform-node/NodeStream"
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Stream } from "effect"
 import type { Readable } from "node:stream"
 import type { InstanceEvent, InstanceInfo, InstanceSpec, InstanceStatus } from "../instance/InstanceSpec.ts"
+import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 import * as Client from "./Client.ts"
+import { httpStatus, sthCode } from "./ErrorStatus.ts"
 import * as Host from "./HostClient.ts"
 import * as Instances from "./InstanceClient.ts"
 
@@ -54,6 +61,18 @@ const inputStream = (input: Input): Stream.Stream<Uint8Array, Error> => {
     )
   }
   return Stream.fromIterable(input as Iterable<Uint8Array | string>).pipe(Stream.map(toBytes))
+}
+
+/** A tagged error with the `code` and `status` of STH's client added. */
+const withCode = (error: unknown): unknown => {
+  if (typeof error !== "object" || error === null || typeof (error as { _tag?: unknown })._tag !== "string") return error
+  const status = httpStatus(error as { _tag: string; reason?: unknown })
+  try {
+    Object.assign(error, { code: sthCode(status), status })
+  } catch {
+    // a frozen error stays as it is
+  }
+  return error
 }
 
 const ndjson = <A>(stream: Stream.Stream<A, unknown>) =>
@@ -115,8 +134,14 @@ export class InstanceClient {
     return this.#run((c) => c.input(this.id, inputStream(stream), { stream: streamId, ...options }))
   }
 
-  sendInput(stream: Input, requestInit?: unknown, options?: { readonly end?: boolean }): Promise<void> {
-    return this.sendStream("input", stream, requestInit, options)
+  /** Writes to the input; `type` is the content type a sequence decodes it by (STH's option). */
+  sendInput(stream: Input, _requestInit?: unknown, options: { readonly end?: boolean; readonly type?: string } = {}): Promise<void> {
+    return this.#run((c) =>
+      c.input(this.id, inputStream(stream), {
+        stream: "input",
+        ...(options.end === undefined ? {} : { end: options.end }),
+        ...(options.type === undefined ? {} : { contentType: options.type })
+      }))
   }
 
   sendStdin(stream: Input): Promise<void> {
@@ -154,6 +179,57 @@ export class InstanceClient {
 }
 
 /**
+ * One stored sequence, as `@scramjet/api-client`'s `SequenceClient`.
+ *
+ * @since 0.6.0
+ */
+export class SequenceClient {
+  readonly id: string
+  readonly #host: HostClient
+
+  constructor(id: string, host: HostClient) {
+    this.id = id
+    this.#host = host
+  }
+
+  #run<A>(f: (host: Host.HostClient["Service"]) => Effect.Effect<A, unknown>): Promise<A> {
+    return this.#host.run(Effect.flatMap(Host.HostClient, f))
+  }
+
+  /** Starts an instance (`instanceId` names it) and resolves once it can take input. */
+  async start(payload: {
+    readonly appConfig?: Readonly<Record<string, unknown>>
+    readonly args?: ReadonlyArray<unknown>
+    readonly instanceId?: string
+  } = {}): Promise<InstanceClient> {
+    const { instanceId, ...start } = payload
+    const info = await this.#run((h) => h.startSequence(this.id, { ...start, ...(instanceId === undefined ? {} : { id: instanceId }) }))
+    return InstanceClient.from(info.id, this.#host)
+  }
+
+  /** The ids of its instances that have not ended. */
+  listInstances(): Promise<ReadonlyArray<string>> {
+    return this.#run((h) =>
+      Effect.map(h.list({ statuses: ["starting", "running", "stopping"] }), (all) =>
+        all.filter((info) => info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === this.id).map((info) => info.id)))
+  }
+
+  getInstance(id: string): InstanceClient {
+    return InstanceClient.from(id, this.#host)
+  }
+
+  getInfo(): Promise<SequenceInfo> {
+    return this.#run((h) => h.getSequence(this.id))
+  }
+
+  /** Replaces its package, keeping its id; refused while instances of it run. */
+  async overwrite(archive: Input): Promise<SequenceClient> {
+    await this.#run((h) => h.replaceSequence(this.id, inputStream(archive)))
+    return this
+  }
+}
+
+/**
  * A client-only participant of the cluster. `close()` it when done.
  *
  * @since 0.3.0
@@ -179,7 +255,58 @@ export class HostClient {
 
   /** @internal */
   run<A>(effect: Effect.Effect<A, unknown, Services>): Promise<A> {
-    return this.#runtime.runPromise(effect)
+    return this.#runtime.runPromise(effect).catch((error: unknown) => Promise.reject(withCode(error)))
+  }
+
+  #host<A>(f: (host: Host.HostClient["Service"]) => Effect.Effect<A, unknown>): Promise<A> {
+    return this.run(Effect.flatMap(Host.HostClient, f))
+  }
+
+  /** Checks and stores a sequence package (tar.gz or tar); resolves with its client. */
+  async sendSequence(archive: Input, options: { readonly id?: string } = {}): Promise<SequenceClient> {
+    const info = await this.#host((h) => h.sendSequence(inputStream(archive), options))
+    return new SequenceClient(info.id, this)
+  }
+
+  getSequenceClient(id: string): SequenceClient {
+    return new SequenceClient(id, this)
+  }
+
+  listSequences(): Promise<ReadonlyArray<SequenceInfo>> {
+    return this.#host((h) => h.listSequences)
+  }
+
+  getSequence(id: string): Promise<SequenceInfo> {
+    return this.#host((h) => h.getSequence(id))
+  }
+
+  /** Refused while instances of it run, unless `force`. */
+  async deleteSequence(id: string, options: { readonly force?: boolean } = {}): Promise<{ readonly id: string }> {
+    await this.#host((h) => h.deleteSequence(id, options))
+    return { id }
+  }
+
+  /** Publishes `stream` to a topic (STH's `sendNamedData`); resolves once all of it is published. */
+  sendNamedData(topic: string, stream: Input, _requestInit?: unknown, contentType?: string): Promise<void> {
+    return this.#host((h) => h.publish(topic, inputStream(stream), contentType === undefined ? {} : { contentType }))
+  }
+
+  /** What is published to a topic from now on (STH's `getNamedData`). */
+  getNamedData(topic: string): Promise<Readable> {
+    return this.#host((h) => Effect.succeed(NodeStream.toReadableNever(h.subscribe(topic))))
+  }
+
+  getTopics(): Promise<ReadonlyArray<{ readonly name: string; readonly contentType: string }>> {
+    return this.#host((h) => h.listTopics)
+  }
+
+  createTopic(id: string, contentType?: string): Promise<{ readonly id: string; readonly contentType: string }> {
+    return this.#host((h) => Effect.map(h.createTopic(id, contentType), (topic) => ({ id: topic.name, contentType: topic.contentType })))
+  }
+
+  async deleteTopic(id: string): Promise<{ readonly message: string }> {
+    await this.#host((h) => h.deleteTopic(id))
+    return { message: `Topic ${id} removed` }
   }
 
   listInstances(statuses?: ReadonlyArray<InstanceStatus>): Promise<ReadonlyArray<InstanceInfo>> {

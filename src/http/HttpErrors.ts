@@ -8,6 +8,7 @@
  */
 import { Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
+import { httpStatus } from "../client/ErrorStatus.ts"
 
 const fields = {
   /** What went wrong, for a human. */
@@ -111,6 +112,7 @@ export const isHttpError = (u: unknown): u is HttpError => all.some((error) => u
 interface Tagged {
   readonly _tag: string
   readonly message: string
+  readonly reason?: unknown
 }
 
 /**
@@ -121,31 +123,16 @@ interface Tagged {
 export const fromDomain = (error: Tagged | HttpError): HttpError => {
   if (isHttpError(error)) return error
   const body = { error: error.message, code: error._tag }
-  switch (error._tag) {
-    case "InstanceNotFound":
-    case "SequenceNotFound":
+  switch (httpStatus(error)) {
+    case 404:
       return new NotFound({ ...body, code: "ERR_NOT_FOUND" })
-    case "InstanceAlreadyExists":
-    case "SequenceAlreadyExists":
-    case "SequenceInUse":
+    case 409:
       return new Conflict(body)
-    case "InvalidSpec":
-    case "PackageError":
+    case 422:
       return new Unprocessable(body)
-    case "StartFailed":
-    case "TopicError": {
-      const reason = "reason" in error ? error.reason : undefined
-      if (reason === "NotFound") return new NotFound({ ...body, code: "ERR_NOT_FOUND" })
-      if (reason === "InUse") return new Conflict(body)
-      // A full runner or a store out of reach is not the request's fault.
-      return reason === "Capacity" || reason === "TooManyTopics" || reason === "StoreUnavailable"
-        ? new Unavailable(body)
-        : new BadRequest(body)
-    }
-    case "NotRunning":
+    case 400:
       return new BadRequest(body)
-    case "CallTimeout":
-    case "StartUnconfirmed":
+    case 503:
       return new Unavailable(body)
     default:
       return new InternalError(body)

@@ -7,6 +7,7 @@ import * as Path from "node:path"
 import type { Readable } from "node:stream"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/PromiseClient.ts"
+import { fixture as packageOf } from "../sequence/fixtures.ts"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { root } from "../support/processes.ts"
 
@@ -32,9 +33,16 @@ const take = (stream: Readable, count: number) =>
     })
   })
 
-const readAll = async (stream: Readable) => {
+/** A stream's text until it ends (or, given `until`, until the text holds it). */
+const readAll = async (stream: Readable, until?: string) => {
   const chunks: Array<Buffer> = []
-  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  for await (const chunk of stream) {
+    chunks.push(chunk as Buffer)
+    if (until !== undefined && Buffer.concat(chunks).toString("utf8").includes(until)) {
+      stream.destroy()
+      break
+    }
+  }
   return Buffer.concat(chunks).toString("utf8")
 }
 
@@ -88,6 +96,41 @@ describe("shardhub as a library", () => {
       expect(await sleeper.kill({ removeImmediately: true })).toMatchObject({ status: "stopped", signal: "SIGKILL" })
       await expect(host.getInstanceInfo(sleeper.id)).rejects.toMatchObject({ _tag: "InstanceNotFound" })
       await expect(host.getInstanceClient("nope").getInfo()).rejects.toMatchObject({ _tag: "InstanceNotFound", id: "nope" })
+    } finally {
+      await host.close()
+    }
+  })
+
+  it("offers @scramjet/api-client's sequence and topic calls as Promises, with its error codes", async () => {
+    cluster.printOnFailure()
+    const host = await HostClient.connect({ env: clusterEnv(cluster.databaseUrl, cluster.home) })
+    try {
+      const sequence = await host.sendSequence(packageOf("passthrough"))
+      expect((await host.listSequences()).map((info) => info.id)).toContain(sequence.id)
+      const instance = await sequence.start({ appConfig: {}, args: [] })
+      expect(await sequence.listInstances()).toEqual([instance.id])
+      const output = readAll(await instance.getStream("output"))
+      await instance.sendInput("as text\n", {}, { type: "text/plain" })
+      expect(await output).toBe("as text\n")
+
+      // A sequence in use: 409, STH's REQUEST_ERROR; an unknown one: 404, NOT_FOUND.
+      const running = await sequence.start({})
+      await expect(host.deleteSequence(sequence.id)).rejects.toMatchObject({ _tag: "SequenceInUse", code: "REQUEST_ERROR", status: 409 })
+      await expect(host.getSequence("nope")).rejects.toMatchObject({ _tag: "SequenceNotFound", code: "NOT_FOUND", status: 404 })
+      await expect(host.getInstanceInfo("nope")).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 })
+      await running.kill()
+      await expect(sequence.overwrite(packageOf("features"))).resolves.toBe(sequence)
+      expect((await sequence.getInfo()).name).toBe("features")
+      expect(await host.deleteSequence(sequence.id)).toEqual({ id: sequence.id })
+
+      await host.createTopic("promised", "text/plain")
+      await expect(host.createTopic("promised")).rejects.toMatchObject({ _tag: "TopicError", code: "BAD_PARAMETERS" })
+      expect(await host.getTopics()).toContainEqual({ name: "promised", contentType: "text/plain" })
+      const received = readAll(await host.getNamedData("promised"), "over the topic\n")
+      await host.sendNamedData("promised", ["over ", "the topic\n"], {}, "text/plain")
+      expect(await received).toBe("over the topic\n")
+      expect(await host.deleteTopic("promised")).toEqual({ message: "Topic promised removed" })
+      await expect(host.deleteTopic("promised")).rejects.toMatchObject({ code: "NOT_FOUND" })
     } finally {
       await host.close()
     }
