@@ -99,7 +99,7 @@ export class InstanceApi extends HttpApiGroup.make("instance")
     HttpApiEndpoint.get("stderr", "/instance/:id/stderr", { params: id, success: bytes, error }),
     HttpApiEndpoint.get("output", "/instance/:id/output", { params: id, success: bytes, error }),
     HttpApiEndpoint.get("log", "/instance/:id/log", { params: id, success: ndjson, error })
-      .annotate(OpenApi.Description, "NDJSON log records {level, msg, ts, stream}, live until the process ends."),
+      .annotate(OpenApi.Description, "NDJSON log records {level, msg, ts, from, stream}, live until the process ends."),
     HttpApiEndpoint.post("stdin", "/instance/:id/stdin", {
       params: id,
       headers: endStream,

@@ -44,13 +44,16 @@ const ndjsonResponse = <A, E>(values: Stream.Stream<A, E>) =>
     "application/x-ndjson"
   )
 
-/** An STH log record from a log line: sequences' own records carry their level first. */
+/**
+ * An STH log record (`level`, `msg`, `ts`, `from`) from a log line: a sequence's logger records
+ * carry their level first and come `from` "Sequence"; output lines come from their stream.
+ */
 const logRecord = (line: LogLine) => {
   if (line.stream === "log") {
     const space = line.text.indexOf(" ")
-    return { level: line.text.slice(0, space), msg: line.text.slice(space + 1), ts: line.time, stream: line.stream }
+    return { level: line.text.slice(0, space), msg: line.text.slice(space + 1), ts: line.time, from: "Sequence", stream: line.stream }
   }
-  return { level: line.stream === "stderr" ? "ERROR" : "INFO", msg: line.text, ts: line.time, stream: line.stream }
+  return { level: line.stream === "stderr" ? "ERROR" : "INFO", msg: line.text, ts: line.time, from: line.stream, stream: line.stream }
 }
 
 /** An instance's limits from STH's start `limits` (memory in MB; gpu is not supported and ignored). */

@@ -47,6 +47,7 @@ import * as Runs from "./Run.ts"
 import type { Run } from "./Run.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { Topic } from "../topic/Topic.ts"
+import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import * as Wiring from "../topic/Wiring.ts"
 
 /**
@@ -89,6 +90,7 @@ export const layer = (options: Options = {}) =>
       const cacheDir = options.sequenceCacheDir ?? Path.join(Os.tmpdir(), "shardhub-sequences")
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
+      const knownTopics = yield* TopicRegistry.make
 
       /** The record as this runner knows it; `undefined` while there is none. */
       let info: InstanceInfo | undefined = yield* registry.get(id).pipe(
@@ -160,16 +162,20 @@ export const layer = (options: Options = {}) =>
           Effect.uninterruptible
         )
 
-      /** Connects the run to its topics, for as long as the activation lasts. */
+      /** Connects the run to its topics (noted as known), for as long as the activation lasts. */
       const connectTopics = (run: Run, wiring: NonNullable<InstanceSpec["topics"]>) =>
-        Wiring.connect(topics, {
+        Effect.forEach(
+          [wiring.input, wiring.output].filter((name) => name !== undefined),
+          (name) => knownTopics.note(name, wiring.contentType ?? "application/octet-stream", "instance"),
+          { discard: true }
+        ).pipe(Effect.andThen(Wiring.connect(topics, {
           id,
           producer: `${id}/${run.epoch}`,
           output: run.program.output(run.handle)({ replay: true }),
           input: run.program.input(run.handle)({ end: false }),
           changes: run.handle.changes,
           header: (pid, contentType) => Runs.headerFor(run, pid, contentType)
-        }, wiring, scope)
+        }, wiring, scope)))
 
       /** Records that the process of `record` could not be started. */
       const startFailed = (record: InstanceInfo, reason: string) =>

@@ -102,6 +102,14 @@ describe("the HTTP gateway", () => {
     expect(await sequence.listInstances()).toEqual([instance.id])
     expect(await instance.getInfo()).toMatchObject({ id: instance.id, status: "running", args: ["a", "keepalive"] })
     expect(await instance.getHealth()).toMatchObject({ healthy: true })
+    // Its log: STH's records, the sequence's logger lines from "Sequence".
+    const logged = await readUntil(await instance.getStream("log"), (text) => text.includes("started with"))
+    expect(JSON.parse(logged.split("\n").find((line) => line.includes("started with"))!)).toMatchObject({
+      level: expect.any(String),
+      msg: expect.stringContaining("started with"),
+      ts: expect.any(Number),
+      from: "Sequence"
+    })
 
     // Input and output: text in, upper-cased text out; the input stays open.
     const output = await instance.getStream("output")

@@ -50,7 +50,7 @@ describe("topics", () => {
   for (const consumerFixture of [{ fixture: "requires", topic: "declared" }, { fixture: "requires-py", topic: "declared-py" }]) {
     it(`connect sequences that declare their topics (${consumerFixture.fixture} requires, a generator provides)`, async () => {
       cluster.printOnFailure()
-      const lines = await cluster.run(Effect.gen(function*() {
+      const result = await cluster.run(Effect.gen(function*() {
         const host = yield* HostClient
         const instances = yield* InstanceClient
         const generator = yield* host.sendSequence(fixture("generator"))
@@ -58,9 +58,12 @@ describe("topics", () => {
         const consumer = yield* host.startSequence(requires.id)
         const producer = yield* host.startSequence(generator.id, { args: [100, consumerFixture.topic] })
         yield* instances.sendEvent(producer.id, "go")
-        return yield* instances.output(consumer.id).pipe(Stream.decodeText(), Stream.splitLines, Stream.take(100), Stream.runCollect)
+        const lines = yield* instances.output(consumer.id).pipe(Stream.decodeText(), Stream.splitLines, Stream.take(100), Stream.runCollect)
+        return { lines, listed: yield* host.listTopics }
       }))
-      expect(lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: 100 }, (_, n) => n))
+      expect(result.lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: 100 }, (_, n) => n))
+      // A topic a sequence declared is listed as the cluster's.
+      expect(result.listed).toContainEqual({ name: consumerFixture.topic, contentType: "application/x-ndjson" })
     })
   }
 
