@@ -108,8 +108,15 @@ export const make = (options: Options = {}) =>
        * runs a second process.
        */
       start,
-      /** Publishes `bytes` to a topic (each chunk once, in order); ends when they are published. */
-      publish: <E, R>(topic: string, bytes: Stream.Stream<Uint8Array, E, R>, publish: { readonly contentType?: string } = {}) => {
+      /**
+       * Publishes `bytes` to a topic (each chunk once, in order); ends when they are published.
+       * With `end`, their end also ends the stream of the topic's consumers.
+       */
+      publish: <E, R>(
+        topic: string,
+        bytes: Stream.Stream<Uint8Array, E, R>,
+        publish: { readonly contentType?: string; readonly end?: boolean } = {}
+      ) => {
         if (!isTopicName(topic)) return Effect.fail(invalidName(topic))
         const producer = Crypto.randomUUID()
         let seq = 0
@@ -121,7 +128,12 @@ export const make = (options: Options = {}) =>
             seq: seq++,
             ...(publish.contentType === undefined ? {} : { contentType: publish.contentType }),
             chunks: [...chunks]
-          }))
+          })).pipe(
+            // The end of these bytes ends the topic's stream for its consumers.
+            Effect.andThen(Effect.suspend(() =>
+              publish.end === true ? topics(topic).Publish({ producer, seq: seq++, chunks: [], end: true }) : Effect.void
+            ))
+          )
         )
       },
       /** Every chunk published to a topic from now on (for the first consumer, what waited too). */

@@ -286,9 +286,16 @@ export class HostClient {
     return { id }
   }
 
-  /** Publishes `stream` to a topic (STH's `sendNamedData`); resolves once all of it is published. */
-  sendNamedData(topic: string, stream: Input, _requestInit?: unknown, contentType?: string): Promise<void> {
-    return this.#host((h) => h.publish(topic, inputStream(stream), contentType === undefined ? {} : { contentType }))
+  /**
+   * Publishes `stream` to a topic (STH's `sendNamedData`); resolves once all of it is published.
+   * `end` ends the topic's stream for its consumers after it.
+   */
+  sendNamedData(topic: string, stream: Input, _requestInit?: unknown, contentType?: string, end?: boolean): Promise<void> {
+    return this.#host((h) =>
+      h.publish(topic, inputStream(stream), {
+        ...(contentType === undefined ? {} : { contentType }),
+        ...(end === undefined ? {} : { end })
+      }))
   }
 
   /** What is published to a topic from now on (STH's `getNamedData`). */

@@ -82,7 +82,11 @@ export class HostApi extends HttpApiGroup.make("host")
     }).annotate(OpenApi.Description, "Refused (409) while a live instance is wired to it."),
     HttpApiEndpoint.post("publish", "/topic/:topic", {
       params: { topic: Schema.String },
-      headers: endStream,
+      headers: {
+        "x-end-stream": Schema.optionalKey(Schema.Literals(["true", "false"])).annotate({
+          description: "Whether the end of this body ends the topic's stream for its consumers (default false)."
+        })
+      },
       payload: input,
       success: HttpApiSchema.Empty(200),
       error

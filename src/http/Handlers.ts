@@ -197,7 +197,9 @@ export const hostHandlers = HttpApiBuilder.group(
       .handleRaw("publish", ({ params, request }) =>
         Effect.gen(function*() {
           const contentType = yield* Body.streamType(request, topicTypes, { failure: "400" })
-          yield* http(host.publish(params.topic, Body.stream(request), { contentType }))
+          // A topic lives on after a publish unless the request says `x-end-stream: true`.
+          const end = request.headers["x-end-stream"] === "true"
+          yield* http(host.publish(params.topic, Body.stream(request), { contentType, end }))
           return HttpServerResponse.empty({ status: 200 })
         }))
       .handleRaw("subscribe", ({ params }) =>

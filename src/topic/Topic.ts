@@ -18,7 +18,7 @@
  * @since 0.4.0
  */
 import { ClusterSchema, Entity } from "effect/cluster"
-import { Effect, Queue, Schema, Semaphore, Stream } from "effect"
+import { type Cause, Effect, Queue, Schema, Semaphore, Stream } from "effect"
 import { CurrentAddress } from "effect/cluster/Entity"
 import * as KeepAlive from "../cluster/KeepAlive.ts"
 import { Rpc } from "effect/rpc"
@@ -63,7 +63,9 @@ export const Publish = Rpc.make("Publish", {
     producer: Schema.String,
     seq: Schema.Int,
     contentType: Schema.optionalKey(Schema.String),
-    chunks: Schema.Array(Schema.Uint8Array)
+    chunks: Schema.Array(Schema.Uint8Array),
+    /** After these chunks, the topic's stream ends (STH's `x-end-stream: true`). */
+    end: Schema.optionalKey(Schema.Boolean)
   },
   error: TopicError
 })
@@ -147,8 +149,11 @@ export const layer = (options: Options = {}) => {
         yield* Effect.addFinalizer(() => Effect.sync(() => topics--))
       }
       let contentType: string | undefined
-      let waiting = yield* Queue.bounded<Uint8Array>(capacity)
-      const consumers = new Set<Queue.Queue<Uint8Array>>()
+      const newQueue = () => Queue.bounded<Uint8Array, Cause.Done>(capacity)
+      let waiting = yield* newQueue()
+      // The waiting chunks end the stream of whoever takes them (an end came while nobody read).
+      let waitingEnds = false
+      const consumers = new Set<Queue.Queue<Uint8Array, Cause.Done>>()
       const lastSeq = new Map<string, number>()
       // One publish at a time, so chunks keep their order for every consumer.
       const publishing = yield* Semaphore.make(1)
@@ -164,11 +169,11 @@ export const layer = (options: Options = {}) => {
         })
 
       /** Takes the chunk's bytes from the runner's budget, then queues it (gives them back if it could not). */
-      const offer = (queue: Queue.Queue<Uint8Array>, chunk: Uint8Array) =>
+      const offer = (queue: Queue.Queue<Uint8Array, Cause.Done>, chunk: Uint8Array) =>
         Effect.flatMap(budget.take(chunk.length), () =>
           Effect.flatMap(Queue.offer(queue, chunk), (queued) => queued ? Effect.void : budget.release(chunk.length)))
       /** Empties a queue no one will read, giving its bytes back. */
-      const discard = (queue: Queue.Queue<Uint8Array>) =>
+      const discard = (queue: Queue.Queue<Uint8Array, Cause.Done>) =>
         Effect.gen(function*() {
           const left = yield* Queue.clear(queue).pipe(Effect.orElseSucceed(() => [] as Array<Uint8Array>))
           yield* Queue.shutdown(queue)
@@ -186,19 +191,33 @@ export const layer = (options: Options = {}) => {
               if (consumers.size === 0) yield* Effect.andThen(holdWhileWaiting(true), offer(waiting, chunk))
               else yield* Effect.forEach([...consumers], (queue) => offer(queue, chunk), { discard: true })
             }
+            if (payload.end !== true) return
+            // The end: every consumer's stream ends after what it holds; with none, the first to
+            // come gets what waits and then the end. What is published next starts anew.
+            if (consumers.size === 0) {
+              yield* Queue.end(waiting)
+              waitingEnds = true
+              yield* holdWhileWaiting(true)
+            } else {
+              yield* Effect.forEach([...consumers], Queue.end, { discard: true })
+              consumers.clear()
+            }
           })),
         Subscribe: () =>
           refused !== undefined ? Stream.fail(refused) : Stream.unwrap(Effect.gen(function*() {
             // The first consumer takes what waited, in order.
-            let queue: Queue.Queue<Uint8Array>
+            let queue: Queue.Queue<Uint8Array, Cause.Done>
+            const ended = waitingEnds
             if (consumers.size === 0) {
               queue = waiting
-              waiting = yield* Queue.bounded<Uint8Array>(capacity)
+              waiting = yield* newQueue()
+              waitingEnds = false
               yield* holdWhileWaiting(false)
             } else {
-              queue = yield* Queue.bounded<Uint8Array>(capacity)
+              queue = yield* newQueue()
             }
-            consumers.add(queue)
+            // A stream that already ended takes no new chunks.
+            if (!ended) consumers.add(queue)
             return Stream.fromQueue(queue).pipe(
               Stream.tap((chunk) => budget.release(chunk.length)),
               // A consumer that leaves takes its queue along: a producer waiting on it goes on.

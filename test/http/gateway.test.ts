@@ -215,6 +215,15 @@ describe("the HTTP gateway", () => {
     expect((await call("DELETE", "/topics/wired-here", { headers: jsonHeaders })).status).toBe(409)
     expect((await host.getTopics() as Array<{ topic: string }>).map((t) => t.topic)).not.toContain("made-here")
 
+    // x-end-stream: true ends the topic's stream for its consumers; what comes next starts anew.
+    const ended = fetch(`${api}/topic/ended-here`).then((response) => response.text())
+    await host.sendNamedData("ended-here", Readable.from(["last words\n"]), {}, "text/plain", true)
+    expect(await ended).toBe("last words\n")
+    await host.sendNamedData("ended-here", Readable.from(["again\n"]), {}, "text/plain")
+    const again = Readable.fromWeb((await fetch(`${api}/topic/ended-here`)).body! as any)
+    expect(await readUntil(again, (text) => text.includes("again"))).toBe("again\n")
+    again.destroy()
+
     // A sequence is overwritten in place, unless an instance of it runs.
     const sequence = await host.sendSequence(Readable.from([fixture("passthrough")]))
     const before = (await call("GET", `/sequence/${sequence.id}`)).json

@@ -119,6 +119,30 @@ describe("topics", () => {
     expect(result.second).toBe(text(chunks.slice(100)))
   })
 
+  it("end the stream of their consumers when a publish says so (before or after they subscribed); what comes next starts anew", async () => {
+    cluster.printOnFailure()
+    const bytes = (text: string) => Stream.make(new TextEncoder().encode(text))
+    const text = (all: ReadonlyArray<Uint8Array>) => all.map((c) => new TextDecoder().decode(c)).join("")
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      // Subscribed first: the stream ends after the last chunk.
+      const live = yield* host.subscribe("ending-topic").pipe(Stream.runCollect, Effect.forkChild)
+      yield* host.describeTopic("ending-topic").pipe(
+        Effect.repeat({ until: (topic) => topic.consumers === 1, schedule: Schedule.spaced("20 millis") })
+      )
+      yield* host.publish("ending-topic", bytes("one\n"), { end: true })
+      const first = text(yield* Fiber.join(live))
+      // Published and ended before anyone subscribed: the first to come gets it, then the end.
+      yield* host.publish("ending-topic", bytes("two\n"), { end: true })
+      const second = text(yield* host.subscribe("ending-topic").pipe(Stream.runCollect))
+      // After an end, chunks wait for a new consumer as on a new topic.
+      yield* host.publish("ending-topic", bytes("three\n"))
+      const third = text(yield* host.subscribe("ending-topic").pipe(Stream.take(1), Stream.runCollect))
+      return { first, second, third }
+    }))
+    expect(result).toEqual({ first: "one\n", second: "two\n", third: "three\n" })
+  })
+
   it("keep what waits for a first subscriber while the topic is idle, past the entities' idle time", async () => {
     cluster.printOnFailure()
     const chunks = Array.from({ length: 20 }, (_, i) => new TextEncoder().encode(`${i}\n`))
