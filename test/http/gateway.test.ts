@@ -156,6 +156,18 @@ describe("the HTTP gateway", () => {
     expect(sha256(bytes)).toBe(sha256(data))
   })
 
+  it("runs STH-style sequences (Node pipeline, Python context) unchanged through the api-client 0.26.1", async () => {
+    cluster.printOnFailure()
+    const host = new StHostClient(api)
+    for (const [name, args, expected] of [["sth-node", [2], "A,B\nC\n"], ["sth-py", [], "A\nB\nC\n"]] as const) {
+      const sequence = await host.sendSequence(Readable.from([fixture(name)]))
+      const instance = await sequence.start({ args: [...args] })
+      const output = readAll(await instance.getStream("output"))
+      await instance.sendInput(Readable.from(["a\nb", "\nc\n"]), {}, { type: "text/plain", end: true })
+      expect((await output).toString("utf8")).toBe(expected)
+    }
+  })
+
   it("drives the same flow with the si command (0.26.1)", async () => {
     cluster.printOnFailure()
     const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-si-"))
