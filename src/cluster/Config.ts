@@ -96,6 +96,11 @@ export interface RunnerConfig {
   readonly logFileBytes: number
   /** `SHARDHUB_LOG_FILES` (default 3): rotated log files kept beside the current one. */
   readonly logKeepFiles: number
+  /**
+   * `SHARDHUB_METRICS_PORT`: where this runner serves its own Prometheus `/metrics` (unset:
+   * not served), on `SHARDHUB_METRICS_HOST` (default 127.0.0.1).
+   */
+  readonly metrics: Option.Option<{ readonly host: string; readonly port: number }>
 }
 
 /**
@@ -201,5 +206,9 @@ export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
   dataPort: Config.Int("SHARDHUB_DATA_PORT").pipe(Config.withDefault(0)),
   maxInstances: Config.Int("SHARDHUB_MAX_INSTANCES").pipe(Config.withDefault(2000)),
   logFileBytes: Config.Int("SHARDHUB_LOG_FILE_SIZE").pipe(Config.withDefault(10 * 1024 * 1024)),
+  metrics: Config.all({
+    host: Config.String("SHARDHUB_METRICS_HOST").pipe(Config.withDefault("127.0.0.1")),
+    port: Config.Int("SHARDHUB_METRICS_PORT")
+  }).pipe(Config.option),
   logKeepFiles: Config.Int("SHARDHUB_LOG_FILES").pipe(Config.withDefault(3))
 })

@@ -15,6 +15,7 @@ import * as InstanceEntity from "../instance/InstanceEntity.ts"
 import * as Registry from "../instance/Registry.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as Topic from "../topic/Topic.ts"
+import * as RunnerMetrics from "../metrics/RunnerMetrics.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
@@ -81,7 +82,7 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  * @since 0.3.0
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
-  Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty).pipe(
+  Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
     Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer())),
     Layer.provide(DataPort.layer({
       host: runner.host,

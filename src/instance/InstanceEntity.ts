@@ -48,6 +48,7 @@ import type { Run } from "./Run.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { Topic } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
+import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 import * as Wiring from "../topic/Wiring.ts"
 
 /**
@@ -128,19 +129,24 @@ export const layer = (options: Options = {}) =>
           ))
 
       /** Reports every status change of the run's process until it ended. */
-      const watch = (run: Run) =>
-        run.handle.changes.pipe(
+      const watch = (run: Run) => {
+        let restartsSeen = run.restartsBefore
+        return run.handle.changes.pipe(
           Stream.runForEach((status) =>
             Effect.gen(function*() {
               if (isTerminal(status)) {
                 if (releasing) return
-                yield* report(run, endReport(status, run.stopRequested))
+                const ending = endReport(status, run.stopRequested)
+                yield* report(run, ending)
+                if (ending.status === "stopped" || ending.status === "crashed") yield* InstanceMetrics.ended(ending.status)
                 yield* PubSub.publish(run.events, undefined)
                 yield* keepAlive(false)
                 if (info !== undefined) yield* Deferred.succeed(run.settled, info)
                 return
               }
               const restarts = run.restartsBefore + (yield* run.handle.info).restarts
+              yield* InstanceMetrics.restarted(restarts - restartsSeen)
+              restartsSeen = restarts
               const update = liveReport(status, restarts)
               if (update !== undefined && (update.status !== info?.status || update.pid !== info?.pid)) {
                 yield* report(run, update)
@@ -148,6 +154,7 @@ export const layer = (options: Options = {}) =>
             })
           )
         )
+      }
 
       /**
        * Starts the process of `record` (claimed with its epoch) and waits until it runs. The
@@ -157,6 +164,7 @@ export const layer = (options: Options = {}) =>
        */
       const launch = (record: InstanceInfo, restartsBefore: number, continueLog = false) =>
         Effect.all([spawnRun(record, restartsBefore, continueLog), keepAlive(true)], { concurrency: 2 }).pipe(
+          InstanceMetrics.timedStart,
           Effect.map(([started]) => started),
           Effect.tapError(() => keepAlive(false)),
           Effect.uninterruptible
@@ -242,6 +250,7 @@ export const layer = (options: Options = {}) =>
       if (info !== undefined && info.desired === "running" && !isEnded(info.status)) {
         const claimed = yield* registry.claim(id, runner).pipe(Effect.orDie)
         yield* launch(claimed, claimed.restarts + (claimed.startedAt === undefined ? 0 : 1)).pipe(
+          Effect.andThen(InstanceMetrics.tookOver),
           Effect.catchCause((cause) => Effect.logWarning(`instance ${id} could not be restarted`, cause))
         )
       }

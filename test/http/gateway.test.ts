@@ -65,7 +65,7 @@ const closedAfter = (url: string, bytes: string) =>
   })
 
 describe("the HTTP gateway", () => {
-  const cluster = useCluster("gateway", { runners: 2 })
+  const cluster = useCluster("gateway", { runners: 2, env: { SHARDHUB_METRICS_PORT: "0" } })
   let api = ""
   let gateway: Spawned
 
@@ -404,11 +404,24 @@ describe("the HTTP gateway", () => {
     const docs = await fetch(`${api}/docs`)
     expect(docs.status).toBe(200)
     expect(docs.headers.get("content-type")).toContain("text/html")
+    // The gateway: the cluster as the store sees it.
     const metrics = await fetch(api.replace("/api/v1", "/metrics")).then((r) => r.text())
     expect(metrics).toMatch(/^shardhub_instances\{status="running"\} \d+$/m)
     expect(metrics).toMatch(/^shardhub_runners\{healthy="true"\} 2$/m)
-    expect(metrics).toMatch(new RegExp(`^shardhub_instance_rss_bytes\\{id="${sleeper}",runner="127\\.0\\.0\\.1:\\d+"\\} [1-9]\\d*$`, "m"))
+    // Each runner: what happened on it (Effect's metrics, cluster ones included) and its processes.
+    const runnerMetrics = () =>
+      Promise.all(cluster.runners.map(async (runner) => {
+        const [, url] = await runner.waitFor(/^metrics\s+(http:\S+)$/m)
+        return fetch(url!).then((r) => r.text())
+      }))
+    const owner = (await runnerMetrics()).find((text) => text.includes(`name="${sleeper}"`))!
+    expect(owner).toMatch(new RegExp(`^shardhub_process_rss_bytes\\{process="[^"]+",name="${sleeper}"\\} [1-9]\\d*$`, "m"))
+    expect(owner).toMatch(/^shardhub_instance_starts_total\{outcome="started"\} [1-9]\d*$/m)
+    expect(owner).toMatch(/^shardhub_instance_start_duration_bucket\{.*le="\+Inf".*\} [1-9]\d*$/m)
+    expect(owner).toMatch(/^effect_cluster_shards(\{[^}]*\})? [1-9]\d*$/m)
     await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(sleeper)))
+    const after = await runnerMetrics()
+    expect(after.some((text) => /^shardhub_instance_ends_total\{status="stopped"\} [1-9]\d*$/m.test(text))).toBe(true)
     // The access log: time, method, path, status, time to the answer, client address.
     expect((await call("GET", "/no-such-endpoint")).status).toBe(404)
     for (const line of ["GET /api/v1/openapi.json 200", "GET /metrics 200", "GET /api/v1/no-such-endpoint 404"]) {
