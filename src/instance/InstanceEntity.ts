@@ -28,10 +28,8 @@ import { Rpc } from "effect/rpc"
 import { Deferred, Effect, Option, PubSub, Scope, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Control from "../process/Control.ts"
 import type { KillError } from "../process/ProcessErrors.ts"
-import type { Terminal } from "../process/ProcessStatus.ts"
-import { isTerminal } from "../process/ProcessStatus.ts"
+import { isTerminal, type Terminal } from "../process/ProcessStatus.ts"
 import { ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort } from "./DataPort.ts"
 import { Instance } from "./Instance.ts"
@@ -44,7 +42,7 @@ import { type Report, Registry } from "./Registry.ts"
 import { endReport, liveReport, reportRetry } from "./Reports.ts"
 import { sessionOf } from "./Sessions.ts"
 import * as Runs from "./Run.ts"
-import type { Run } from "./Run.ts"
+import { type Run } from "./Run.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { Topic } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
@@ -170,20 +168,16 @@ export const layer = (options: Options = {}) =>
           Effect.uninterruptible
         )
 
-      /** Connects the run to its topics (noted as known), for as long as the activation lasts. */
+      /** Connects the run to its topics, for as long as the activation lasts. */
       const connectTopics = (run: Run, wiring: NonNullable<InstanceSpec["topics"]>) =>
-        Effect.forEach(
-          [wiring.input, wiring.output].filter((name) => name !== undefined),
-          (name) => knownTopics.note(name, wiring.contentType ?? "application/octet-stream", "instance"),
-          { discard: true }
-        ).pipe(Effect.andThen(Wiring.connect(topics, {
+        Wiring.connect({ topics, known: knownTopics }, {
           id,
           producer: `${id}/${run.epoch}`,
           output: run.program.output(run.handle)({ replay: true }),
           input: run.program.input(run.handle)({ end: false }),
           changes: run.handle.changes,
           header: (pid, contentType) => Runs.headerFor(run, pid, contentType)
-        }, wiring, scope)))
+        }, wiring, scope)
 
       /** Records that the process of `record` could not be started. */
       const startFailed = (record: InstanceInfo, reason: string) =>
@@ -313,18 +307,8 @@ export const layer = (options: Options = {}) =>
           const run = current
           const record = yield* known
           if (run === undefined || isEnded(record.status)) return yield* finish((run) => run.handle.terminate(timeoutMs))
-          const kept = Deferred.makeUnsafe<void>()
-          const onKeepAlive = () => Deferred.doneUnsafe(kept, Effect.void)
-          run.keptAlive.add(onKeepAlive)
           run.stopRequested = true
-          const stop: Control.ToChild = { $shardhub: "stop", timeoutMs, canCallKeepalive: true }
-          const outcome = yield* run.handle.send(stop).pipe(
-            Effect.andThen(Effect.raceFirst(Effect.as(Deferred.await(kept), "kept" as const), Effect.as(run.handle.wait, "ended" as const))),
-            Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.succeed("late" as const) }),
-            Effect.catchTag("WriteMessageError", () => Effect.succeed("late" as const)),
-            Effect.ensuring(Effect.sync(() => run.keptAlive.delete(onKeepAlive)))
-          )
-          if (outcome === "kept") {
+          if ((yield* Runs.askToStop(run, timeoutMs)) === "kept") {
             run.stopRequested = false
             return info!
           }

@@ -169,3 +169,22 @@ export const events = (run: Run, name: string | undefined) =>
     Stream.takeWhile((event): event is InstanceEvent => event !== undefined),
     Stream.filter((event) => name === undefined || event.name === name)
   )
+
+/**
+ * Asks the sequence of `run` to stop, allowing it to call `keepAlive` from its stop handlers:
+ * `kept` if one did, `ended` if the process ended, `late` if neither happened within
+ * `timeoutMs` (or the ask could not be sent).
+ */
+export const askToStop = (run: Run, timeoutMs: number) =>
+  Effect.suspend(() => {
+    const kept = Deferred.makeUnsafe<void>()
+    const onKeepAlive = () => Deferred.doneUnsafe(kept, Effect.void)
+    run.keptAlive.add(onKeepAlive)
+    const stop: Control.ToChild = { $shardhub: "stop", timeoutMs, canCallKeepalive: true }
+    return run.handle.send(stop).pipe(
+      Effect.andThen(Effect.raceFirst(Effect.as(Deferred.await(kept), "kept" as const), Effect.as(run.handle.wait, "ended" as const))),
+      Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.succeed("late" as const) }),
+      Effect.catchTag("WriteMessageError", () => Effect.succeed("late" as const)),
+      Effect.ensuring(Effect.sync(() => run.keptAlive.delete(onKeepAlive)))
+    )
+  })

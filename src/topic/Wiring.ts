@@ -10,6 +10,7 @@ import type { StdinError } from "../process/ProcessErrors.ts"
 import type { Status } from "../process/ProcessStatus.ts"
 import type { InstanceSpec } from "../instance/InstanceSpec.ts"
 import type { Topic } from "./Topic.ts"
+import type * as TopicRegistry from "./TopicRegistry.ts"
 
 /** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
 const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
@@ -37,14 +38,25 @@ export interface Ends {
 /** @since 0.6.0 */
 export type TopicClient = Effect.Success<typeof Topic.client>
 
+/** @since 0.6.0 */
+export type KnownTopics = Effect.Success<typeof TopicRegistry.make>
+
 /**
- * Connects `ends` to the topics of `wiring` through `topics`, for as long as `scope` lasts.
+ * Connects `ends` to the topics of `wiring` through `topics`, for as long as `scope` lasts, and
+ * notes them as the cluster's known topics.
  *
  * @since 0.6.0
  */
-export const connect = (topics: TopicClient, ends: Ends, wiring: NonNullable<InstanceSpec["topics"]>, scope: Scope.Scope) =>
+export const connect = (
+  { known, topics }: { readonly topics: TopicClient; readonly known: KnownTopics },
+  ends: Ends,
+  wiring: NonNullable<InstanceSpec["topics"]>,
+  scope: Scope.Scope
+) =>
   Effect.gen(function*() {
     const contentType = wiring.contentType ?? "application/octet-stream"
+    // Listed as the cluster's topics from now on.
+    for (const name of [wiring.input, wiring.output]) if (name !== undefined) yield* known.note(name, contentType, "instance")
     const output = wiring.output
     if (output !== undefined) {
       let seq = 0
