@@ -14,6 +14,7 @@ import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as HostClient from "./HostClient.ts"
 import * as InstanceClient from "./InstanceClient.ts"
 import type { Security } from "../cluster/Security.ts"
+import * as Tracing from "../cluster/Tracing.ts"
 
 /**
  * The two clients on a participant that is already in the cluster (a runner, or an app that
@@ -44,4 +45,7 @@ export const layer = (config: ClusterConfig, options: InstanceClient.Options & {
  * @since 0.3.0
  */
 export const layerFromEnv = (options: InstanceClient.Options & { readonly applicationName?: string | undefined } = {}) =>
-  Layer.unwrap(Effect.map(clusterConfig, (config) => layer(config, options)))
+  Layer.unwrap(Effect.map(clusterConfig, (config) => layer(config, options))).pipe(
+    // Merged: the spans of whoever uses the clients are exported too.
+    Layer.provideMerge(Tracing.layer(options.applicationName ?? "shardhub-client"))
+  )

@@ -80,6 +80,7 @@ export const make = (options: Options = {}) =>
           })
         )
       return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
+        Effect.withSpan("shardhub.start", { attributes: { "shardhub.instance": id } }),
         // A defect on the way (the cluster's own storage out of reach, say) says nothing of the
         // outcome either.
         Effect.catchDefect((defect) => unanswered(`failed (${defect instanceof Error ? defect.message || defect.name : String(defect)})`)),

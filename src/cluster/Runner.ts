@@ -25,6 +25,7 @@ import * as Pruning from "./Pruning.ts"
 import { isLoopback } from "./Security.ts"
 import { plainOffLoopback } from "./Transport.ts"
 import * as Store from "./Store.ts"
+import * as Tracing from "./Tracing.ts"
 
 /**
  * The runner could not listen on its address.
@@ -150,6 +151,7 @@ export const layerFromEnv = (options: Options & {
     }
     return announce(`${runner.host}:${runner.port}`, stateDirOf(config, runner)).pipe(
       Layer.provide(layer(config, runner, options)),
+      Layer.provide(Tracing.layer(options.applicationName ?? "shardhub-runner")),
       Layer.catchTag("SocketServerError", (error) =>
         Layer.effectDiscard(Effect.fail(
           new RunnerListenError({

@@ -28,6 +28,7 @@ import {
   SignalFailed
 } from "./InstanceErrors.ts"
 import { ByteStream, Health, InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
+import * as Tracing from "../cluster/Tracing.ts"
 
 const known = [InstanceNotFound, RegistryError] as const
 
@@ -168,7 +169,8 @@ export const Open = Rpc.make("Open", {
 })
 
 /**
- * The entity.
+ * The entity. A call carries its span to the runner (one trace per start) only when traces are
+ * collected: it costs otherwise.
  *
  * @since 0.3.0
  */
@@ -186,4 +188,4 @@ export const Instance = Entity.make("Instance", [
   Events,
   Logs,
   Open
-]).annotate(ClusterSchema.ClientTracingEnabled, false)
+]).annotate(ClusterSchema.ClientTracingEnabled, Tracing.enabled)

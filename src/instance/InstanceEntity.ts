@@ -163,6 +163,7 @@ export const layer = (options: Options = {}) =>
       const launch = (record: InstanceInfo, restartsBefore: number, continueLog = false) =>
         Effect.all([spawnRun(record, restartsBefore, continueLog), keepAlive(true)], { concurrency: 2 }).pipe(
           InstanceMetrics.timedStart,
+          Effect.withSpan("shardhub.instance.launch", { attributes: { "shardhub.instance": id, "shardhub.epoch": record.epoch } }),
           Effect.map(([started]) => started),
           Effect.tapError(() => keepAlive(false)),
           Effect.uninterruptible

@@ -413,7 +413,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       Stream.unwrap(Effect.map(find(id), (managed) => f(handle(managed))))
 
     return ProcessManager.of({
-      spawn,
+      spawn: (spec) => Effect.withSpan(spawn(spec), "shardhub.process.spawn", { attributes: { "shardhub.process.command": spec.command } }),
       get: (id) => Effect.map(find(id), handle),
       list: Effect.sync(() => [...processes.values()].map((managed) => managed.info())),
       info: (id) => Effect.map(find(id), (managed) => managed.info()),
