@@ -11,6 +11,7 @@
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
 import * as HttpErrors from "./HttpErrors.ts"
+import { NativeApi } from "./NativeApi.ts"
 import * as Sth from "./Sth.ts"
 
 const error = HttpErrors.all
@@ -159,11 +160,12 @@ export class InstanceApi extends HttpApiGroup.make("instance")
  * @since 0.4.0
  */
 export class Api extends HttpApi.make("shardhub")
-  .add(HostApi)
-  .add(InstanceApi)
-  .prefix("/api/v1")
+  .add(HostApi.prefix("/api/v1"))
+  .add(InstanceApi.prefix("/api/v1"))
+  .add(NativeApi)
   .annotateMerge(OpenApi.annotations({
     title: "shardhub gateway",
     version: "v1",
-    description: "Scramjet Transform Hub's /api/v1 on a shardhub cluster. Errors are JSON {error, code}."
+    description: "Scramjet Transform Hub's /api/v1, and shardhub's own /api/shardhub/v1, on a shardhub cluster. " +
+      "Errors are JSON {error, code}."
   })) {}

@@ -298,12 +298,14 @@ const guard = (config: GatewayConfig, feed: HubFeed.HubFeed["Service"]) => {
 /** The audit record of an API operation (the feeds themselves are not audited). */
 const audit = (feed: HubFeed.HubFeed["Service"], request: HttpServerRequest, status: number, receivedAt: number) => {
   const path = request.url.split("?")[0]!
-  if (!path.startsWith("/api/v1/") || path === "/api/v1/audit" || path === "/api/v1/log") return
-  const object = /^\/api\/v1\/(?:instance|sequence|topics?)\/([^/]+)/.exec(path)?.[1]
+  const api = /^\/api\/(?:v1|shardhub\/v1)(?=\/)/.exec(path)?.[0]
+  if (api === undefined || path === "/api/v1/audit" || path === "/api/v1/log") return
+  const operation = path.slice(api.length)
+  const object = /^\/(?:instances?|sequence|topics?)\/([^/]+)/.exec(operation)?.[1]
   const declared = Number(request.headers["content-length"])
   PubSub.publishUnsafe(feed.audit, {
     opState: "REQUEST_END",
-    opCode: `${request.method} ${path.slice("/api/v1".length).replace(/^(\/(?:instance|sequence|topics?))\/[^/]+/, "$1/:id")}`,
+    opCode: `${request.method} ${operation.replace(/^(\/(?:instances?|sequence|topics?))\/[^/]+/, "$1/:id")}`,
     requestId: Crypto.randomUUID(),
     ...(object === undefined ? {} : { objectId: decodeURIComponent(object) }),
     method: request.method,

@@ -18,6 +18,7 @@ import { invalidName, isTopicName } from "../topic/Topic.ts"
 import { Api } from "./Api.ts"
 import * as Body from "./Body.ts"
 import * as HubFeed from "./HubFeed.ts"
+import { nativeHandlers } from "./NativeHandlers.ts"
 import { fromDomain, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
 
@@ -365,9 +366,9 @@ export const instanceHandlers = HttpApiBuilder.group(
 )
 
 /**
- * Both groups' handlers.
+ * Every group's handlers: STH's host and instance groups, and shardhub's own.
  *
  * @since 0.4.0
  */
-export const layer = Layer.mergeAll(hostHandlers, instanceHandlers)
+export const layer = Layer.mergeAll(hostHandlers, instanceHandlers, nativeHandlers)
 

@@ -18,7 +18,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { concat, sha256 } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
-import { root, type Spawned } from "../support/processes.ts"
+import { eventually, root, type Spawned } from "../support/processes.ts"
 import { fixture } from "../sequence/fixtures.ts"
 
 /** Reads a node-fetch body until `done(text so far)`. */
@@ -166,6 +166,49 @@ describe("the HTTP gateway", () => {
       await instance.sendInput(Readable.from(["a\nb", "\nc\n"]), {}, { type: "text/plain", end: true })
       expect((await output).toString("utf8")).toBe(expected)
     }
+  })
+
+  it("serves shardhub's own API: commands with their full spec, records, logs, stats, restart, stop, kill, remove, runners", async () => {
+    cluster.printOnFailure()
+    const native = (method: string, path: string, body?: unknown) =>
+      call(method, `/../shardhub/v1${path}`, body === undefined ? {} : { headers: jsonHeaders, body: JSON.stringify(body) })
+    const started = await native("POST", "/instances", {
+      spec: {
+        program: { _tag: "Command", command: "sh", args: ["-c", "echo one; echo two; echo $GREETING; sleep 600"] },
+        name: "native",
+        env: { set: { GREETING: "three" } },
+        restart: { mode: "always" },
+        labels: { team: "api" }
+      }
+    })
+    expect(started).toMatchObject({ status: 200, json: { name: "native", status: "running", spec: { labels: { team: "api" } } } })
+    const id: string = started.json.id
+    expect((await native("GET", "/instances")).json.map((info: { id: string }) => info.id)).toContain(id)
+    expect((await native("GET", `/instances/${id}`)).json).toMatchObject({ id, runner: expect.stringMatching(/^127\.0\.0\.1:\d+$/), restarts: 0 })
+
+    // The last lines, then (follow) live ones.
+    await eventually(async () => (await native("GET", `/instances/${id}/logs`)).text.includes("three") || undefined, { what: "the log" })
+    const tail = (await native("GET", `/instances/${id}/logs?tail=2`)).text.trim().split("\n").map((line) => JSON.parse(line).text)
+    expect(tail).toEqual(["two", "three"])
+    expect((await native("GET", `/instances/${id}/stats`)).json).toMatchObject({ rssBytes: expect.any(Number) })
+
+    const restarted = await native("POST", `/instances/${id}/restart`, { timeoutMs: 2000 })
+    expect(restarted).toMatchObject({ status: 200, json: { id, status: "running", restarts: 1 } })
+    await eventually(async () => (await native("GET", `/instances/${id}/logs?tail=1`)).text.includes("three") || undefined, { what: "the new process's log" })
+    // Following: the last line, then live until the process ends.
+    const follow = fetch(`${api}/../shardhub/v1/instances/${id}/logs?tail=1&follow=true`).then((response) => response.text())
+    const stopped = await native("POST", `/instances/${id}/stop`, { timeoutMs: 2000 })
+    expect(stopped).toMatchObject({ status: 200, json: { id, status: "stopped", signal: "SIGTERM" } })
+    expect((await follow).trim().split("\n").map((line) => JSON.parse(line).text)).toEqual(["three"])
+    expect((await native("GET", "/instances")).json.map((info: { id: string }) => info.id)).not.toContain(id)
+    expect((await native("GET", "/instances?all=true")).json.map((info: { id: string }) => info.id)).toContain(id)
+    expect((await native("DELETE", `/instances/${id}`)).status).toBe(200)
+    expect((await native("GET", `/instances/${id}`)).status).toBe(404)
+    expect((await native("POST", "/instances", { spec: { program: { _tag: "Command", command: "" } } })).status).toBe(400)
+
+    const runners = (await native("GET", "/runners")).json
+    expect(runners).toHaveLength(2)
+    expect(runners[0]).toMatchObject({ address: expect.any(String), healthy: true, shards: expect.any(Number), instances: expect.any(Number) })
   })
 
   it("drives the same flow with the si command (0.26.1)", async () => {

@@ -1,0 +1,65 @@
+/**
+ * shardhub's own HTTP API, beside STH's: `/api/shardhub/v1` does what the CLI does — start a
+ * command (or sequence) instance with the full spec, list and read records (runner, restarts,
+ * labels), stop, kill, restart and forget instances, read logs (the last lines, then live as
+ * NDJSON), stats, runners. The same guard as STH's endpoints applies (token, Host and Origin
+ * checks, JSON bodies).
+ *
+ * @since 0.6.0
+ */
+import { Schema } from "effect"
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "effect/http-api"
+import { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
+import { ProcessStats } from "../process/ProcessStatus.ts"
+import * as HttpErrors from "./HttpErrors.ts"
+
+const error = HttpErrors.all
+const id = { id: Schema.String }
+const ndjson = HttpApiSchema.StreamUint8Array({ contentType: "application/x-ndjson" })
+const Timeout = Schema.Struct({
+  timeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })))
+})
+
+/** A runner as the store sees it. @since 0.6.0 */
+export const Runner = Schema.Struct({
+  address: Schema.String,
+  healthy: Schema.Boolean,
+  heartbeatAgeMs: Schema.Number,
+  shards: Schema.Number,
+  instances: Schema.Number
+})
+
+/** @since 0.6.0 */
+export class NativeApi extends HttpApiGroup.make("native")
+  .add(
+    HttpApiEndpoint.get("list", "/instances", {
+      query: { all: Schema.optionalKey(Schema.Literals(["true", "false"])) },
+      success: Schema.Array(InstanceInfo),
+      error
+    }).annotate(OpenApi.Description, "Live instances, newest first (all=true: ended ones too)."),
+    HttpApiEndpoint.post("start", "/instances", {
+      payload: Schema.Struct({ spec: InstanceSpec, id: Schema.optionalKey(Schema.String) }),
+      success: InstanceInfo,
+      error
+    }).annotate(OpenApi.Description, "Starts an instance of the spec; answers once its process runs."),
+    HttpApiEndpoint.get("get", "/instances/:id", { params: id, success: InstanceInfo, error }),
+    HttpApiEndpoint.post("stop", "/instances/:id/stop", { params: id, payload: Timeout, success: InstanceInfo, error })
+      .annotate(OpenApi.Description, "SIGTERM, SIGKILL after timeoutMs (default 10000); answers with the final record."),
+    HttpApiEndpoint.post("kill", "/instances/:id/kill", { params: id, success: InstanceInfo, error }),
+    HttpApiEndpoint.post("restart", "/instances/:id/restart", { params: id, payload: Timeout, success: InstanceInfo, error })
+      .annotate(OpenApi.Description, "A graceful stop, then a new process under the same id (its log continued)."),
+    HttpApiEndpoint.delete("remove", "/instances/:id", { params: id, success: InstanceInfo, error })
+      .annotate(OpenApi.Description, "Forgets the instance now, killing its process if it runs."),
+    HttpApiEndpoint.get("logs", "/instances/:id/logs", {
+      params: id,
+      query: {
+        tail: Schema.optionalKey(Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 100_000 }))),
+        follow: Schema.optionalKey(Schema.Literals(["true", "false"]))
+      },
+      success: ndjson,
+      error
+    }).annotate(OpenApi.Description, "Log lines {seq, time, stream, text} as NDJSON: the last `tail` (default all kept), then live with follow=true."),
+    HttpApiEndpoint.get("stats", "/instances/:id/stats", { params: id, success: ProcessStats, error }),
+    HttpApiEndpoint.get("runners", "/runners", { success: Schema.Array(Runner), error })
+  )
+  .prefix("/api/shardhub/v1") {}

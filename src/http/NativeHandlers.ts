@@ -1,0 +1,47 @@
+/**
+ * The handlers of `/api/shardhub/v1` (`NativeApi.ts`), on the same clients as the CLI.
+ *
+ * @since 0.6.0
+ */
+import { Effect, Stream } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApiBuilder } from "effect/http-api"
+import { HostClient } from "../client/HostClient.ts"
+import { InstanceClient } from "../client/InstanceClient.ts"
+import { Api } from "./Api.ts"
+import { fromDomain } from "./HttpErrors.ts"
+
+const http = <A, E extends { readonly _tag: string; readonly message: string }, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.mapError(effect, fromDomain)
+
+/** @since 0.6.0 */
+export const nativeHandlers = HttpApiBuilder.group(
+  Api,
+  "native",
+  Effect.fn(function*(handlers) {
+    const host = yield* HostClient
+    const instances = yield* InstanceClient
+    return handlers
+      .handle("list", ({ query }) => http(host.list(query.all === "true" ? {} : { statuses: ["starting", "running", "stopping"] })))
+      .handle("start", ({ payload }) => http(host.start(payload.spec, payload.id === undefined ? {} : { id: payload.id })))
+      .handle("get", ({ params }) => http(host.get(params.id)))
+      .handle("stop", ({ params, payload }) => http(instances.stop(params.id, { timeoutMs: payload.timeoutMs ?? 10_000 })))
+      .handle("kill", ({ params }) => http(instances.kill(params.id)))
+      .handle("restart", ({ params, payload }) => http(instances.restart(params.id, { timeoutMs: payload.timeoutMs ?? 10_000 })))
+      .handle("remove", ({ params }) => http(instances.kill(params.id, { removeImmediately: true })))
+      .handleRaw("logs", ({ params, query }) =>
+        Effect.as(
+          http(host.get(params.id)),
+          HttpServerResponse.stream(
+            // An empty first chunk sends the headers at once (a follower waits for them).
+            Stream.concat(Stream.make(new Uint8Array(0)), instances.logs(params.id, {
+              ...(query.tail === undefined ? {} : { tail: query.tail }),
+              ...(query.follow === "true" ? { follow: true } : {})
+            }).pipe(Stream.map((line) => new TextEncoder().encode(JSON.stringify(line) + "\n")))),
+            { contentType: "application/x-ndjson" }
+          )
+        ))
+      .handle("stats", ({ params }) => http(instances.stats(params.id)))
+      .handle("runners", () => http(host.runners))
+  })
+)
