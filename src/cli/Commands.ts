@@ -87,20 +87,6 @@ const readSource = (file: Option.Option<string>) =>
     onError: (error) => new CliFailure({ message: `could not read ${Option.getOrElse(file, () => "stdin")}: ${(error as Error).message}` })
   })
 
-const instanceRow = (info: InstanceInfo, now: number) => {
-  const program = info.spec.program
-  return [
-    info.id,
-    info.name,
-    info.status,
-    info.pid,
-    info.runner,
-    info.restarts,
-    info.status === "running" && info.startedAt !== undefined ? Format.age(now - info.startedAt) : undefined,
-    program._tag === "Command" ? [program.command, ...(program.args ?? [])].join(" ") : `sequence ${program.sequenceId}`
-  ]
-}
-
 const run = Command.make("run", {
   id: Flag.String("id").pipe(Flag.withDescription("Instance id (default: a new UUID)"), Flag.optional),
   name: Flag.String("name").pipe(Flag.withDescription("A label for humans"), Flag.optional),
@@ -168,31 +154,14 @@ const ps = Command.make("ps", {
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
     const instances = yield* registry.list(flags.all ? {} : { statuses: ["starting", "running", "stopping"] })
-    if (flags.json) return yield* print(Format.json(instances))
-    const now = Date.now()
-    yield* print(Format.table(["ID", "NAME", "STATUS", "PID", "RUNNER", "RESTARTS", "UPTIME", "PROGRAM"], instances.map((info) => instanceRow(info, now))))
+    yield* print(flags.json ? Format.json(instances) : Format.instances(instances))
   })).pipe(Command.withDescription("List instances (running ones; --all for every one)"), withRegistry)
 
 const info = Command.make("info", { id, json }, (flags) =>
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
     const record = yield* registry.get(yield* resolveOne(registry, flags.id))
-    if (flags.json) return yield* print(Format.json(record))
-    const now = Date.now()
-    const [, name, status, pid, runner, restarts, uptime, program] = instanceRow(record, now)
-    yield* print(Format.table(["FIELD", "VALUE"], [
-      ["id", record.id],
-      ["name", name],
-      ["status", status],
-      ["program", program],
-      ["pid", pid],
-      ["runner", runner],
-      ["restarts", restarts],
-      ["uptime", uptime],
-      ["exit code", record.exitCode],
-      ["signal", record.signal],
-      ["reason", record.reason]
-    ]))
+    yield* print(flags.json ? Format.json(record) : Format.record(record))
   })).pipe(Command.withDescription("Show one instance's record"), withRegistry)
 
 const health = Command.make("health", { id, json }, (flags) =>
@@ -227,8 +196,7 @@ const logs = Command.make("logs", {
       follow: flags.follow,
       ...Option.match(tail, { onNone: () => ({}), onSome: (tail) => ({ tail }) })
     })
-    const line = (prefix: string) => (line: LogLine) =>
-      print(flags.json ? JSON.stringify(prefix === "" ? line : { ...line, instance: prefix }) : `${prefix === "" ? "" : `${Format.escape(prefix)} | `}${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${Format.escape(line.text)}`)
+    const line = (prefix: string) => (line: LogLine) => print(Format.logLine(line, { prefix, json: flags.json }))
     if (Option.isSome(flags.id)) {
       const target = yield* resolveOne(host, flags.id.value)
       return yield* instances.logs(target, query(flags.tail)).pipe(Stream.runForEach(line("")))
@@ -405,11 +373,7 @@ const runners = Command.make("runners", { json }, (flags) =>
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
     const rows = yield* RunnerList.withInstances(registry)
-    if (flags.json) return yield* print(Format.json(rows))
-    yield* print(Format.table(
-      ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT"],
-      rows.map((r) => [r.address, String(r.healthy), r.shards, r.instances, `${Format.age(r.heartbeatAgeMs)} ago`])
-    ))
+    yield* print(flags.json ? Format.json(rows) : Format.runners(rows))
   })).pipe(Command.withDescription("List the cluster's runners"), withRegistry)
 
 const top = Command.make("top", {

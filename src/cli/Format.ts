@@ -2,8 +2,13 @@
  * How the CLI prints: aligned tables for people, JSON with `--json`, sizes and ages in short
  * human units.
  *
+ * Loads nothing at run time (its imports are types): the quick path (`Quick.ts`) prints with it
+ * before any of Effect is loaded.
+ *
  * @since 0.4.0
  */
+import type { InstanceInfo } from "../instance/InstanceSpec.ts"
+import type { LogLine } from "../process/LogStore.ts"
 
 // Every C0 control but tab, DEL and the C1 controls (0x80-0x9f, which some terminals obey too).
 const controls = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g
@@ -63,3 +68,72 @@ export const age = (ms: number | undefined): string | undefined => {
 
 /** @since 0.4.0 */
 export const json = (value: unknown): string => JSON.stringify(value, null, 2)
+
+/** An instance's row of `ps`: id, name, status, pid, runner, restarts, uptime, program. */
+const instanceRow = (info: InstanceInfo, now: number) => {
+  const program = info.spec.program
+  return [
+    info.id,
+    info.name,
+    info.status,
+    info.pid,
+    info.runner,
+    info.restarts,
+    info.status === "running" && info.startedAt !== undefined ? age(now - info.startedAt) : undefined,
+    program._tag === "Command" ? [program.command, ...(program.args ?? [])].join(" ") : `sequence ${program.sequenceId}`
+  ] as const
+}
+
+/**
+ * `ps`: a row per instance.
+ *
+ * @since 0.6.0
+ */
+export const instances = (infos: ReadonlyArray<InstanceInfo>, now = Date.now()): string =>
+  table(["ID", "NAME", "STATUS", "PID", "RUNNER", "RESTARTS", "UPTIME", "PROGRAM"], infos.map((info) => instanceRow(info, now)))
+
+/**
+ * `info`: one instance's record, a field per row.
+ *
+ * @since 0.6.0
+ */
+export const record = (info: InstanceInfo, now = Date.now()): string => {
+  const [, name, status, pid, runner, restarts, uptime, program] = instanceRow(info, now)
+  return table(["FIELD", "VALUE"], [
+    ["id", info.id],
+    ["name", name],
+    ["status", status],
+    ["program", program],
+    ["pid", pid],
+    ["runner", runner],
+    ["restarts", restarts],
+    ["uptime", uptime],
+    ["exit code", info.exitCode],
+    ["signal", info.signal],
+    ["reason", info.reason]
+  ])
+}
+
+/**
+ * `runners`: a row per runner.
+ *
+ * @since 0.6.0
+ */
+export const runners = (
+  rows: ReadonlyArray<{ readonly address: string; readonly healthy: boolean; readonly shards: number; readonly instances: number; readonly heartbeatAgeMs: number }>
+): string =>
+  table(
+    ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT"],
+    rows.map((r) => [r.address, String(r.healthy), r.shards, r.instances, `${age(r.heartbeatAgeMs)} ago`])
+  )
+
+/**
+ * `logs`: one log line, prefixed with its instance's name when `prefix` is given.
+ *
+ * @since 0.6.0
+ */
+export const logLine = (line: LogLine, options: { readonly prefix?: string; readonly json?: boolean } = {}): string => {
+  const prefix = options.prefix ?? ""
+  if (options.json) return JSON.stringify(prefix === "" ? line : { ...line, instance: prefix })
+  return `${prefix === "" ? "" : `${escape(prefix)} | `}${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${escape(line.text)}`
+}

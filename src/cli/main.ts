@@ -3,16 +3,18 @@
  * The `shardhub` command's entry point. Most of a command's time is loading modules, so Node's
  * compile cache is turned on first (V8 code for every module, kept between runs in the OS
  * temporary directory); help that was printed before is printed from its cache without loading
- * the CLI at all (`HelpCache.ts`); anything else loads the CLI.
+ * the CLI at all (`HelpCache.ts`); `ps`, `info`, `runners` and `logs` are asked of the local
+ * gateway when one serves this cluster (`Quick.ts`); anything else loads the CLI.
  *
  * @since 0.5.0
  */
 import * as Module from "node:module"
 import * as HelpCache from "./HelpCache.ts"
+import * as Quick from "./Quick.ts"
 
 Module.enableCompileCache?.()
 const args = process.argv.slice(2)
-if (!HelpCache.printCached(args)) {
+if (!HelpCache.printCached(args) && !(await Quick.answer(args))) {
   HelpCache.record(args)
   await import("./Cli.ts")
 }

@@ -25,6 +25,7 @@ import * as Crypto from "node:crypto"
 import { createServer, type Server } from "node:http"
 import * as Os from "node:os"
 import { Api } from "./Api.ts"
+import * as GatewayFile from "./GatewayFile.ts"
 import * as Handlers from "./Handlers.ts"
 import * as HubFeed from "./HubFeed.ts"
 import * as HttpErrors from "./HttpErrors.ts"
@@ -385,6 +386,15 @@ export const layer = (config: GatewayConfig) =>
       const server = yield* HttpServer.HttpServer
       const port = "port" in server.address ? server.address.port : config.port
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
+      // The CLI of this machine asks it instead of joining the cluster (GatewayFile.ts).
+      const home = GatewayFile.homeOf(process.env)
+      const local = isWildcard(config.host) ? (config.host === "::" ? "[::1]" : "127.0.0.1") : config.host.includes(":") ? `[${config.host}]` : config.host
+      yield* Effect.acquireRelease(
+        Effect.sync(() => GatewayFile.write(home, { url: `http://${local}:${port}`, pid: process.pid, cluster: GatewayFile.cluster(process.env) })).pipe(
+          Effect.catchDefect((error) => Effect.logWarning(`could not write ${home}/gateway.json: ${String(error)}`))
+        ),
+        () => Effect.sync(() => GatewayFile.remove(home, process.pid)).pipe(Effect.ignore)
+      )
     }))
     return Layer.mergeAll(HttpRouter.serve(routes(config), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }), announce).pipe(
       Layer.provide(NodeHttpServer.layer(() => boundedServer(config), { port: config.port, host: config.host })),

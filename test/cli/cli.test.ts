@@ -11,7 +11,7 @@ import { Readable } from "node:stream"
 import { describe, expect, it, onTestFailed } from "vitest"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { freshDatabase } from "../support/database.ts"
-import { fastTimings, freePorts, root, spawnNode } from "../support/processes.ts"
+import { eventually, fastTimings, freePorts, root, spawnNode } from "../support/processes.ts"
 import { fixture } from "../sequence/fixtures.ts"
 
 interface Result {
@@ -332,11 +332,34 @@ describe("shardhub up", () => {
         }, reject)
       })
       expect(JSON.parse(reported)).toEqual({ service: "shardhub", listed: true })
+
+      // The CLI asks this gateway for ps, info, logs and runners (the quick path), and prints what
+      // the full CLI prints (forced here by a gateway URL nobody answers).
+      const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+        new Promise<string>((resolve, reject) => {
+          ChildProcess.execFile(process.execPath, [Path.join(root, "src/cli/main.ts"), ...args], {
+            env: { ...process.env, ...clusterEnv(databaseUrl, home), ...env }
+          }, (error, stdout) => error ? reject(error) : resolve(stdout))
+        })
+      const full = { SHARDHUB_GATEWAY_URL: "http://127.0.0.1:1" }
+      const id = (await cli(["run", "--name", "quick", "--", "sh", "-c", "echo one; echo two; sleep 600"])).trim()
+      await eventually(async () => (await cli(["logs", id])).includes("two") || undefined, { what: "the log" })
+      for (const args of [["ps", "--json"], ["ps", "-a", "--json"], ["info", id, "--json"], ["logs", id, "--tail", "1"], ["logs", id, "--json"]]) {
+        expect({ args, quick: await cli(args) }).toEqual({ args, quick: await cli(args, full) })
+      }
+      expect(JSON.parse(await cli(["runners", "--json"])).map((r: { address: string }) => r.address))
+        .toEqual(JSON.parse(await cli(["runners", "--json"], full)).map((r: { address: string }) => r.address))
+      // It was the gateway that answered: its access log has the quick path's requests.
+      expect(up.output()).toMatch(new RegExp(`GET /api/shardhub/v1/instances/${id}/logs\\?tail=1 200`))
+      expect(up.output()).toMatch(/GET \/api\/shardhub\/v1\/instances 200/)
       const runnerPids = [...up.output().matchAll(/runner-\d \| shardhub runner .* \(pid (\d+)\)/g)].map((m) => Number(m[1]))
       expect(runnerPids).toHaveLength(2)
       // Interrupted like Ctrl-C: exit code 130, after the runners left.
+      expect(Fs.statSync(Path.join(home, "gateway.json")).mode & 0o777).toBe(0o600)
       const exit = await up.kill("SIGTERM")
       expect(exit.code).toBe(130)
+      // The gateway's file goes with it: no CLI asks a gateway that is gone.
+      expect(Fs.existsSync(Path.join(home, "gateway.json"))).toBe(false)
       for (const pid of runnerPids) expect(() => process.kill(pid, 0)).toThrow()
       expect(up.output()).not.toMatch(/Error/)
     } finally {
