@@ -69,11 +69,6 @@ const forEachTarget = <E, R>(
   Effect.flatMap(resolve(records, target, options), (ids) =>
     Effect.forEach(ids, (id) => Effect.flatMap(f(id), print), { concurrency: 16, discard: true }))
 
-const outcome = (record: InstanceInfo) =>
-  `${record.id} ${record.status}${record.exitCode === undefined ? "" : ` (exit ${record.exitCode})`}${
-    record.signal === undefined ? "" : ` (${record.signal})`
-  }`
-
 const stdout = NodeSink.fromWritable<CliFailure, Uint8Array>({
   evaluate: () => process.stdout,
   onError: (error) => new CliFailure({ message: `could not write to stdout: ${String(error)}` }),
@@ -220,14 +215,14 @@ const timeout = Flag.Int("timeout").pipe(Flag.withDescription("ms before SIGKILL
 const stop = Command.make("stop", { target: targets, timeout }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
-    yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.stop(id, { timeoutMs: flags.timeout }), outcome))
+    yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.stop(id, { timeoutMs: flags.timeout }), Format.outcome))
   })).pipe(Command.withDescription("Stop instances gracefully (SIGTERM, then SIGKILL after the timeout)"), withClient)
 
 const restart = Command.make("restart", { target: targets, timeout }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
     yield* forEachTarget(yield* HostClient, flags.target, (id) =>
-      Effect.map(instances.restart(id, { timeoutMs: flags.timeout }), (record) => `${record.id} ${record.status} (restarts ${record.restarts})`))
+      Effect.map(instances.restart(id, { timeoutMs: flags.timeout }), Format.restarted))
   })).pipe(
     Command.withDescription("Restart instances: stop gracefully, then a new process under the same id (restarts one up, log continued)"),
     withClient
@@ -236,7 +231,7 @@ const restart = Command.make("restart", { target: targets, timeout }, (flags) =>
 const kill = Command.make("kill", { target: targets }, (flags) =>
   Effect.gen(function*() {
     const instances = yield* InstanceClient
-    yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.kill(id), outcome))
+    yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.kill(id), Format.outcome))
   })).pipe(Command.withDescription("Kill instances (SIGKILL)"), withClient)
 
 const remove = Command.make("rm", { target: targets }, (flags) =>

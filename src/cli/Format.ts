@@ -137,3 +137,20 @@ export const logLine = (line: LogLine, options: { readonly prefix?: string; read
   if (options.json) return JSON.stringify(prefix === "" ? line : { ...line, instance: prefix })
   return `${prefix === "" ? "" : `${escape(prefix)} | `}${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${escape(line.text)}`
 }
+
+/**
+ * `stop` and `kill`: how an instance ended.
+ *
+ * @since 0.6.0
+ */
+export const outcome = (record: InstanceInfo): string =>
+  `${record.id} ${record.status}${record.exitCode === undefined ? "" : ` (exit ${record.exitCode})`}${
+    record.signal === undefined ? "" : ` (${record.signal})`
+  }`
+
+/**
+ * `restart`: the instance running again.
+ *
+ * @since 0.6.0
+ */
+export const restarted = (record: InstanceInfo): string => `${record.id} ${record.status} (restarts ${record.restarts})`

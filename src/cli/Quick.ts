@@ -1,5 +1,6 @@
 /**
- * The quick path of the CLI: `ps`, `info ID`, `runners` and `logs ID` are asked of the gateway
+ * The quick path of the CLI: `ps`, `info ID`, `runners`, `logs ID` and `stop`/`kill`/`restart ID`
+ * are asked of the gateway
  * this machine's cluster runs (`shardhub up`; found through `$SHARDHUB_HOME/gateway.json`, or
  * `SHARDHUB_GATEWAY_URL`) over its `/api/shardhub/v1`, and printed exactly as the full CLI prints
  * them — without loading Effect or joining the cluster, which is most of a command's time.
@@ -12,27 +13,37 @@ import * as Http from "node:http"
 import * as GatewayFile from "../http/GatewayFile.ts"
 import * as Format from "./Format.ts"
 
+type Quick = "ps" | "info" | "runners" | "logs" | "stop" | "kill" | "restart"
+const quick = new Set<string>(["ps", "info", "runners", "logs", "stop", "kill", "restart"])
+/** Commands that name one instance. */
+const targeted = new Set<string>(["info", "logs", "stop", "kill", "restart"])
+
 interface Parsed {
-  readonly command: "ps" | "info" | "runners" | "logs"
+  readonly command: Quick
   readonly id?: string
   readonly json: boolean
   readonly all: boolean
   readonly follow: boolean
   readonly tail?: number
+  readonly timeoutMs?: number
 }
 
 /** The command line, if it is one the quick path answers. */
 const parse = (args: ReadonlyArray<string>): Parsed | undefined => {
   const [command, ...rest] = args
-  if (command !== "ps" && command !== "info" && command !== "runners" && command !== "logs") return undefined
+  if (command === undefined || !quick.has(command)) return undefined
   let json = false
   let all = false
   let follow = false
   let tail: number | undefined
+  let timeoutMs: number | undefined
   const positional: Array<string> = []
+  const timed = command === "stop" || command === "restart"
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]!
-    if (arg === "--json") json = true
+    if (arg === "--json" && !timed && command !== "kill") json = true
+    else if (arg === "--timeout" && timed && /^\d{1,7}$/.test(rest[i + 1] ?? "")) timeoutMs = Number(rest[++i])
+    else if (/^--timeout=\d{1,7}$/.test(arg) && timed) timeoutMs = Number(arg.slice(10))
     else if ((arg === "--all" || arg === "-a") && command === "ps") all = true
     else if ((arg === "--follow" || arg === "-f") && command === "logs") follow = true
     else if (arg === "--tail" && command === "logs" && /^\d{1,6}$/.test(rest[i + 1] ?? "")) tail = Number(rest[++i])
@@ -40,9 +51,17 @@ const parse = (args: ReadonlyArray<string>): Parsed | undefined => {
     else if (!arg.startsWith("-") && /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(arg)) positional.push(arg)
     else return undefined
   }
-  const wanted = command === "info" || command === "logs" ? 1 : 0
-  if (positional.length !== wanted) return undefined
-  return { command, json, all, follow, ...(positional[0] === undefined ? {} : { id: positional[0] }), ...(tail === undefined ? {} : { tail }) }
+  // `all` names every instance: the full CLI resolves it.
+  if (positional.length !== (targeted.has(command) ? 1 : 0) || positional[0] === "all") return undefined
+  return {
+    command: command as Quick,
+    json,
+    all,
+    follow,
+    ...(positional[0] === undefined ? {} : { id: positional[0] }),
+    ...(tail === undefined ? {} : { tail }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs })
+  }
 }
 
 /** The gateway to ask, if one serves the cluster this environment joins. */
@@ -52,13 +71,26 @@ const gateway = (env: NodeJS.ProcessEnv): string | undefined => {
   return file !== undefined && file.cluster === GatewayFile.cluster(env) ? file.url : undefined
 }
 
-/** GETs `path`; the body's lines as they come (`onLine`), or `undefined` for anything but a 200. */
-const get = (base: string, path: string, env: NodeJS.ProcessEnv, onLine?: (line: string) => void) =>
+/**
+ * Asks `path` (GET, or POST with `body`); the body's lines as they come (`onLine`), or
+ * `undefined` for anything but a 200.
+ */
+const ask = (
+  base: string,
+  path: string,
+  env: NodeJS.ProcessEnv,
+  options: { readonly onLine?: (line: string) => void; readonly body?: unknown; readonly timeoutMs?: number } = {}
+) =>
   new Promise<string | undefined>((resolve) => {
+    const { body: payload, onLine } = options
     const token = env["SHARDHUB_TOKEN"]
-    const request = Http.get(`${base}/api/shardhub/v1${path}`, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      timeout: 2000,
+    const request = Http.request(`${base}/api/shardhub/v1${path}`, {
+      method: payload === undefined ? "GET" : "POST",
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(payload === undefined ? {} : { "content-type": "application/json" })
+      },
+      timeout: options.timeoutMs ?? 2000,
       // No keep-alive: the connection must not hold the process once it answered.
       agent: false
     }, (response) => {
@@ -86,6 +118,7 @@ const get = (base: string, path: string, env: NodeJS.ProcessEnv, onLine?: (line:
     })
     request.on("timeout", () => request.destroy())
     request.on("error", () => resolve(undefined))
+    request.end(payload === undefined ? undefined : JSON.stringify(payload))
   })
 
 /** JSON, or `undefined` for a body cut short. */
@@ -111,19 +144,19 @@ export const answer = async (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv
   const write = (text: string) => process.stdout.write(text + "\n")
   switch (parsed.command) {
     case "ps": {
-      const instances = parseJson(await get(base, parsed.all ? "/instances?all=true" : "/instances", env))
+      const instances = parseJson(await ask(base, parsed.all ? "/instances?all=true" : "/instances", env))
       if (!Array.isArray(instances)) return false
       write(parsed.json ? Format.json(instances) : Format.instances(instances))
       return true
     }
     case "info": {
-      const record = parseJson(await get(base, `/instances/${parsed.id}`, env))
+      const record = parseJson(await ask(base, `/instances/${parsed.id}`, env))
       if (typeof record !== "object" || record === null) return false
       write(parsed.json ? Format.json(record) : Format.record(record as never))
       return true
     }
     case "runners": {
-      const rows = parseJson(await get(base, "/runners", env))
+      const rows = parseJson(await ask(base, "/runners", env))
       if (!Array.isArray(rows)) return false
       write(parsed.json ? Format.json(rows) : Format.runners(rows))
       return true
@@ -136,9 +169,23 @@ export const answer = async (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv
         const entry = parseJson(text)
         if (typeof entry === "object" && entry !== null) write(Format.logLine(entry as never, { json: parsed.json }))
       }
-      const rest = await get(base, `/instances/${parsed.id}/logs${query === "" ? "" : `?${query}`}`, env, line)
+      const rest = await ask(base, `/instances/${parsed.id}/logs${query === "" ? "" : `?${query}`}`, env, { onLine: line })
       if (rest === undefined) return false
       line(rest)
+      return true
+    }
+    case "stop":
+    case "kill":
+    case "restart": {
+      // A name (404 here) is the full CLI's to resolve; an answer cut short leaves it too
+      // (stopping twice is harmless).
+      const timeoutMs = parsed.timeoutMs ?? 10_000
+      const record = parseJson(await ask(base, `/instances/${parsed.id}/${parsed.command}`, env, {
+        body: parsed.command === "kill" ? {} : { timeoutMs },
+        timeoutMs: timeoutMs + 30_000
+      }))
+      if (typeof record !== "object" || record === null) return false
+      write(parsed.command === "restart" ? Format.restarted(record as never) : Format.outcome(record as never))
       return true
     }
   }

@@ -349,6 +349,13 @@ describe("shardhub up", () => {
       }
       expect(JSON.parse(await cli(["runners", "--json"])).map((r: { address: string }) => r.address))
         .toEqual(JSON.parse(await cli(["runners", "--json"], full)).map((r: { address: string }) => r.address))
+      // stop, restart and kill of one id too (stopping an ended instance again prints the same).
+      const stopped = await cli(["stop", id, "--timeout", "2000"])
+      expect(stopped).toBe(`${id} stopped (SIGTERM)\n`)
+      expect(await cli(["stop", id, "--timeout", "2000"], full)).toBe(stopped)
+      expect(await cli(["restart", id])).toBe(`${id} running (restarts 1)\n`)
+      expect(await cli(["kill", id])).toBe(`${id} stopped (SIGKILL)\n`)
+      expect(up.output()).toMatch(new RegExp(`POST /api/shardhub/v1/instances/${id}/kill 200`))
       // It was the gateway that answered: its access log has the quick path's requests.
       expect(up.output()).toMatch(new RegExp(`GET /api/shardhub/v1/instances/${id}/logs\\?tail=1 200`))
       expect(up.output()).toMatch(/GET \/api\/shardhub\/v1\/instances 200/)
