@@ -10,11 +10,10 @@
  */
 import * as Module from "node:module"
 import * as HelpCache from "./HelpCache.ts"
-import * as Quick from "./Quick.ts"
 
 Module.enableCompileCache?.()
 const args = process.argv.slice(2)
-if (!HelpCache.printCached(args) && !(await Quick.answer(args))) {
+if (!HelpCache.printCached(args) && !(await (await import("./Quick.ts")).answer(args))) {
   HelpCache.record(args)
   await import("./Cli.ts")
 }
