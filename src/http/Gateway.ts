@@ -25,6 +25,7 @@ import * as Crypto from "node:crypto"
 import { createServer, type Server } from "node:http"
 import * as Os from "node:os"
 import { Api } from "./Api.ts"
+import * as Dashboard from "./Dashboard.ts"
 import * as GatewayFile from "./GatewayFile.ts"
 import * as Handlers from "./Handlers.ts"
 import * as HubFeed from "./HubFeed.ts"
@@ -242,7 +243,9 @@ const answer = <E, R>(
     if (cors !== undefined && request.method === "OPTIONS") {
       return HttpServerResponse.empty({ status: 204, headers: { ...cors, ...corsPreflight } })
     }
-    const response = yield* authorized(token, request, effect)
+    // The dashboard's files hold no data: a browser loads them without the token (it asks for
+    // the token when the API wants it).
+    const response = yield* (request.method === "GET" && Dashboard.isAsset(request.url) ? effect : authorized(token, request, effect))
     return cors === undefined ? response : HttpServerResponse.setHeaders(response, cors)
   })
 
@@ -328,6 +331,7 @@ export const routes = (config: GatewayConfig) =>
     Layer.mergeAll(
       HttpApiBuilder.layer(Api, { openapiPath: "/api/v1/openapi.json" }).pipe(Layer.provide(Handlers.layer)),
       HttpApiScalar.layer(Api, { path: "/api/v1/docs" }),
+      Dashboard.routes,
       HttpRouter.add(
         "GET",
         "/metrics",
@@ -385,7 +389,7 @@ export const layer = (config: GatewayConfig) =>
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const server = yield* HttpServer.HttpServer
       const port = "port" in server.address ? server.address.port : config.port
-      yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (docs /api/v1/docs, metrics /metrics)`)
+      yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (dashboard /, docs /api/v1/docs, metrics /metrics)`)
       // The CLI of this machine asks it instead of joining the cluster (GatewayFile.ts).
       const home = GatewayFile.homeOf(process.env)
       const local = isWildcard(config.host) ? (config.host === "::" ? "[::1]" : "127.0.0.1") : config.host.includes(":") ? `[${config.host}]` : config.host

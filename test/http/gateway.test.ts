@@ -491,6 +491,12 @@ describe("the HTTP gateway", () => {
     }
     const ok = await fetch(`${base}/api/v1/instances`, { headers: { authorization: "Bearer s3cret" } })
     expect(ok.status).toBe(200)
+    // shardhub's own API too; only the dashboard's files (no data) load without it.
+    expect((await fetch(`${base}/api/shardhub/v1/instances`)).status).toBe(401)
+    const page = await fetch(`${base}/`)
+    expect({ status: page.status, type: page.headers.get("content-type") }).toEqual({ status: 200, type: "text/html; charset=utf-8" })
+    expect((await fetch(`${base}/dashboard.js?x`)).status).toBe(200)
+    expect((await fetch(`${base}/dashboard.json`)).status).toBe(401)
     // The published client sends it through its default headers.
     const { ClientUtils } = await import("@scramjet/client-utils")
     ClientUtils.setDefaultHeaders({ Authorization: "Bearer s3cret" })
