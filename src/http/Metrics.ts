@@ -22,7 +22,7 @@ export const collect = Effect.gen(function*() {
   const [all, runners, sequences] = yield* Effect.all([host.list(), host.runners, host.listSequences], {
     concurrency: 3
   })
-  return render([
+  return yield* render([
     {
       name: "shardhub_instances",
       help: "Instances in the registry, by status.",

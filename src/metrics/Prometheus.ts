@@ -1,18 +1,19 @@
 /**
- * Prometheus' text format (0.0.4) for samples kept outside Effect's metric registry: values read
- * at scrape time (the cluster's records, each process's resource use), which would otherwise
- * leave one registry entry behind per instance that ever ran.
+ * Samples read at scrape time (the cluster's records, each process's resource use) as Effect
+ * gauges in a registry of their own, made for the scrape and formatted with Effect's
+ * `PrometheusMetrics`: nothing outlives the scrape, so an instance or runner that is gone leaves
+ * no series behind, and no exposition format is written by hand.
  *
  * @since 0.6.0
  */
+import { Effect, Metric } from "effect"
+import { PrometheusMetrics } from "effect/observability"
 
-const escape = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
-
-const labels = (values: Record<string, string>) => {
-  const entries = Object.entries(values)
-  return entries.length === 0 ? "" : `{${entries.map(([k, v]) => `${k}="${escape(v)}"`).join(",")}}`
-}
-
+/**
+ * A gauge family: its samples, each with its labels.
+ *
+ * @since 0.6.0
+ */
 export interface Family {
   readonly name: string
   readonly help: string
@@ -20,15 +21,15 @@ export interface Family {
 }
 
 /**
- * Renders metric families (all gauges) in the Prometheus text format 0.0.4.
+ * The families in Prometheus' text format.
  *
  * @since 0.6.0
  */
-export const render = (families: ReadonlyArray<Family>): string =>
-  families.map((family) =>
-    [
-      `# HELP ${family.name} ${family.help}`,
-      `# TYPE ${family.name} gauge`,
-      ...family.samples.map(([values, value]) => `${family.name}${labels(values)} ${value}`)
-    ].join("\n")
-  ).join("\n") + "\n"
+export const render = (families: ReadonlyArray<Family>): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    for (const family of families) {
+      const gauge = Metric.gauge(family.name, { description: family.help })
+      for (const [labels, value] of family.samples) yield* Metric.update(Metric.withAttributes(gauge, labels), value)
+    }
+    return yield* PrometheusMetrics.format()
+  }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))

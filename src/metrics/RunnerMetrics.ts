@@ -28,7 +28,7 @@ const processFamilies = Effect.gen(function*() {
     ), { concurrency: 16 })
   const labels = (info: (typeof live)[number]) => ({ process: info.id, name: info.name })
   const withStats = sampled.flatMap(({ info, stats }) => Option.isSome(stats) ? [{ info, stats: stats.value }] : [])
-  return render([
+  return yield* render([
     {
       name: "shardhub_process_cpu_percent",
       help: "CPU of a process group of this runner, in percent of one core.",

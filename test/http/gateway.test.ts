@@ -5,6 +5,7 @@
  */
 import { HostClient as StHostClient } from "@scramjet/api-client"
 import { Effect, Stream } from "effect"
+import parsePrometheus from "parse-prometheus-text-format"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -447,24 +448,29 @@ describe("the HTTP gateway", () => {
     const docs = await fetch(`${api}/docs`)
     expect(docs.status).toBe(200)
     expect(docs.headers.get("content-type")).toContain("text/html")
-    // The gateway: the cluster as the store sees it.
-    const metrics = await fetch(api.replace("/api/v1", "/metrics")).then((r) => r.text())
-    expect(metrics).toMatch(/^shardhub_instances\{status="running"\} \d+$/m)
-    expect(metrics).toMatch(/^shardhub_runners\{healthy="true"\} 2$/m)
+    // The gateway: the cluster as the store sees it (read with a Prometheus text parser).
+    const family = (families: ReturnType<typeof parsePrometheus>, name: string) => families.find((f) => f.name === name)
+    const gatewayMetrics = parsePrometheus(await fetch(api.replace("/api/v1", "/metrics")).then((r) => r.text()))
+    expect(family(gatewayMetrics, "shardhub_instances")?.metrics).toContainEqual({ labels: { status: "running" }, value: expect.stringMatching(/^[1-9]\d*$/) })
+    expect(family(gatewayMetrics, "shardhub_runners")?.metrics).toContainEqual({ labels: { healthy: "true" }, value: "2" })
     // Each runner: what happened on it (Effect's metrics, cluster ones included) and its processes.
     const runnerMetrics = () =>
       Promise.all(cluster.runners.map(async (runner) => {
         const [, url] = await runner.waitFor(/^metrics\s+(http:\S+)$/m)
         return fetch(url!).then((r) => r.text())
       }))
-    const owner = (await runnerMetrics()).find((text) => text.includes(`name="${sleeper}"`))!
-    expect(owner).toMatch(new RegExp(`^shardhub_process_rss_bytes\\{process="[^"]+",name="${sleeper}"\\} [1-9]\\d*$`, "m"))
-    expect(owner).toMatch(/^shardhub_instance_starts_total\{outcome="started"\} [1-9]\d*$/m)
-    expect(owner).toMatch(/^shardhub_instance_start_duration_bucket\{.*le="\+Inf".*\} [1-9]\d*$/m)
-    expect(owner).toMatch(/^effect_cluster_shards(\{[^}]*\})? [1-9]\d*$/m)
+    const owner = parsePrometheus((await runnerMetrics()).find((text) => text.includes(`name="${sleeper}"`))!)
+    const rss = family(owner, "shardhub_process_rss_bytes")?.metrics.find((m) => m.labels?.["name"] === sleeper)
+    expect(Number(rss?.value)).toBeGreaterThan(0)
+    expect(family(owner, "shardhub_instance_starts_total")).toMatchObject({ type: "COUNTER" })
+    expect(Number(family(owner, "shardhub_instance_starts_total")?.metrics.find((m) => m.labels?.["outcome"] === "started")?.value)).toBeGreaterThan(0)
+    expect(family(owner, "shardhub_instance_start_duration")).toMatchObject({ type: "HISTOGRAM" })
+    expect(Number(family(owner, "shardhub_instance_start_duration")?.metrics[0]?.count)).toBeGreaterThan(0)
+    expect(Number(family(owner, "effect_cluster_shards")?.metrics[0]?.value)).toBeGreaterThan(0)
     await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(sleeper)))
-    const after = await runnerMetrics()
-    expect(after.some((text) => /^shardhub_instance_ends_total\{status="stopped"\} [1-9]\d*$/m.test(text))).toBe(true)
+    const ended = (await runnerMetrics()).map(parsePrometheus).map((families) =>
+      family(families, "shardhub_instance_ends_total")?.metrics.find((m) => m.labels?.["status"] === "stopped")?.value)
+    expect(ended.some((value) => Number(value) > 0)).toBe(true)
     // The access log: time, method, path, status, time to the answer, client address.
     expect((await call("GET", "/no-such-endpoint")).status).toBe(404)
     for (const line of ["GET /api/v1/openapi.json 200", "GET /metrics 200", "GET /api/v1/no-such-endpoint 404"]) {
