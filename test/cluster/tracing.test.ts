@@ -90,4 +90,25 @@ describe("tracing", () => {
     expect(trace.filter((span) => span.parentSpanId === undefined).map((span) => span.name)).toEqual(["shardhub.start"])
     expect(id).toMatch(/^[0-9a-f-]{36}$/)
   })
+
+  it("exports one connected trace per start across the gateway and the runner", async () => {
+    cluster.printOnFailure()
+    const { url } = await cluster.gateway("traced-gateway", { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint })
+    const response = await fetch(`${url}/api/shardhub/v1/instances`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ spec: { program: { _tag: "Command", command: "sleep", args: ["30"] } } })
+    })
+    expect(response.status).toBe(200)
+    const trace = await eventually(async () => {
+      const start = otlp.spans.find((span) => span.name === "shardhub.start" && span.service === "shardhub-gateway")
+      if (start === undefined) return undefined
+      const inTrace = otlp.spans.filter((span) => span.traceId === start.traceId)
+      return inTrace.some((span) => span.name === "shardhub.process.spawn") ? inTrace : undefined
+    }, { what: "a trace from the gateway's start to the spawn", timeoutMs: 30_000 })
+    expect([...new Set(trace.map((span) => span.service))].sort()).toEqual(["shardhub-gateway", "shardhub-runner"])
+    const ids = new Set(trace.map((span) => span.spanId))
+    expect(trace.filter((span) => span.parentSpanId !== undefined && !ids.has(span.parentSpanId))).toEqual([])
+    expect(trace.filter((span) => span.parentSpanId === undefined)).toHaveLength(1)
+  })
 })
