@@ -2,7 +2,7 @@
  * shardhub's own HTTP API, beside STH's: `/api/shardhub/v1` does what the CLI does — start a
  * command (or sequence) instance with the full spec, list and read records (runner, restarts,
  * labels), stop, kill, restart and forget instances, read logs (the last lines, then live as
- * NDJSON), stats, runners. The same guard as STH's endpoints applies (token, Host and Origin
+ * NDJSON) and events, stats, runners. The same guard as STH's endpoints applies (token, Host and Origin
  * checks, JSON bodies).
  *
  * @since 0.6.0
@@ -60,6 +60,8 @@ export class NativeApi extends HttpApiGroup.make("native")
       error
     }).annotate(OpenApi.Description, "Log lines {seq, time, stream, text} as NDJSON: the last `tail` (default all kept), then live with follow=true."),
     HttpApiEndpoint.get("stats", "/instances/:id/stats", { params: id, success: ProcessStats, error }),
+    HttpApiEndpoint.get("events", "/instances/:id/events", { params: id, success: ndjson, error })
+      .annotate(OpenApi.Description, "Every event the instance emits from now on, as NDJSON {name, data}, until it ends."),
     HttpApiEndpoint.get("runners", "/runners", { success: Schema.Array(Runner), error })
   )
   .prefix("/api/shardhub/v1") {}

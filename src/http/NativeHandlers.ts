@@ -14,6 +14,13 @@ import { fromDomain } from "./HttpErrors.ts"
 const http = <A, E extends { readonly _tag: string; readonly message: string }, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.mapError(effect, fromDomain)
 
+/** Values as NDJSON; an empty first chunk sends the headers at once (a follower waits for them). */
+const ndjson = <A, E>(values: Stream.Stream<A, E>) =>
+  HttpServerResponse.stream(
+    Stream.concat(Stream.make(new Uint8Array(0)), values.pipe(Stream.map((value) => new TextEncoder().encode(JSON.stringify(value) + "\n")))),
+    { contentType: "application/x-ndjson" }
+  )
+
 /** @since 0.6.0 */
 export const nativeHandlers = HttpApiBuilder.group(
   Api,
@@ -32,16 +39,14 @@ export const nativeHandlers = HttpApiBuilder.group(
       .handleRaw("logs", ({ params, query }) =>
         Effect.as(
           http(host.get(params.id)),
-          HttpServerResponse.stream(
-            // An empty first chunk sends the headers at once (a follower waits for them).
-            Stream.concat(Stream.make(new Uint8Array(0)), instances.logs(params.id, {
-              ...(query.tail === undefined ? {} : { tail: query.tail }),
-              ...(query.follow === "true" ? { follow: true } : {})
-            }).pipe(Stream.map((line) => new TextEncoder().encode(JSON.stringify(line) + "\n")))),
-            { contentType: "application/x-ndjson" }
-          )
+          ndjson(instances.logs(params.id, {
+            ...(query.tail === undefined ? {} : { tail: query.tail }),
+            ...(query.follow === "true" ? { follow: true } : {})
+          }))
         ))
       .handle("stats", ({ params }) => http(instances.stats(params.id)))
+      .handleRaw("events", ({ params }) =>
+        Effect.as(http(host.get(params.id)), ndjson(instances.events(params.id))))
       .handle("runners", () => http(host.runners))
   })
 )

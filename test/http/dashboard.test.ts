@@ -2,7 +2,8 @@
  * The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed here when
  * missing) driven by puppeteer-core against a gateway of a two-runner cluster — the runners
  * and a running instance appear, its live log follows, the Stop button stops it, and a sequence
- * is uploaded and started from the page. Screenshots go to `test-artifacts/`.
+ * is uploaded and started from the page, its events shown as they come. Screenshots go to
+ * `test-artifacts/`.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -49,7 +50,7 @@ describe("the dashboard in a browser", () => {
   const shot = (name: string) => page.screenshot({ path: Path.join(artifacts, `dashboard-${name}.png`), fullPage: true })
   const text = (selector: string) => page.$eval(selector, (node) => node.textContent ?? "")
 
-  it("shows runners and instances live, follows a log, stops an instance, uploads and starts a sequence", async () => {
+  it("shows runners and instances live, follows a log, stops an instance, uploads and starts a sequence, shows its events", async () => {
     cluster.printOnFailure()
     const errors: Array<string> = []
     page.on("pageerror", (error) => errors.push(String(error)))
@@ -82,8 +83,8 @@ describe("the dashboard in a browser", () => {
     expect(await text("[data-field=signal]")).toBe("SIGTERM")
 
     // A sequence: upload, then start; its page shows it running.
-    const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-dashboard-")), "passthrough.tar.gz")
-    Fs.writeFileSync(file, fixture("passthrough"))
+    const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-dashboard-")), "features.tar.gz")
+    Fs.writeFileSync(file, fixture("features"))
     await page.goto(`${url}/#/sequences`)
     const input = await page.waitForSelector("input[type=file]")
     await input!.uploadFile(file)
@@ -94,6 +95,15 @@ describe("the dashboard in a browser", () => {
     await startButton!.click()
     await page.waitForFunction(() => location.hash.startsWith("#/instance/"), { timeout: 30_000 })
     await page.waitForFunction(() => document.querySelector("[data-field=status]")?.textContent === "running", { timeout: 20_000 })
+    // Its events, live: a ping sent through the API is answered with a pong on the page.
+    const sequenceInstance = decodeURIComponent((await page.evaluate(() => location.hash)).slice("#/instance/".length))
+    const pinged = await fetch(`${url}/api/v1/instance/${sequenceInstance}/_event`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([5001, { eventName: "ping", message: "from the test" }])
+    })
+    expect(pinged.status).toBe(200)
+    await page.waitForFunction(() => document.getElementById("events")?.textContent?.includes("from the test"), { timeout: 20_000 })
     await shot("sequence-instance")
     expect(errors).toEqual([])
   }, 180_000)

@@ -133,7 +133,33 @@ const cluster = () => {
   return every(2000, render)
 }
 
-// ---- one instance: record, stats over time, live log, buttons ----------------------------
+// ---- one instance: record, stats over time, live log and events, buttons ----------------
+
+/** Reads an NDJSON stream into `onItem` while `signal` lasts; `onStart` before each (re)read. */
+const follow = async (path, signal, onStart, onItem) => {
+  while (!signal.aborted) {
+    try {
+      const response = await api(path, { signal })
+      onStart()
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+      let rest = ""
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        rest += value
+        let newline
+        while ((newline = rest.indexOf("\n")) >= 0) {
+          const line = rest.slice(0, newline)
+          rest = rest.slice(newline + 1)
+          if (line.trim() !== "") onItem(JSON.parse(line))
+        }
+      }
+    } catch {
+      if (signal.aborted) return
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+  }
+}
 
 const sparkline = (values, max) => {
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg")
@@ -153,6 +179,7 @@ const instance = (id) => {
   const record = el("tbody")
   const stats = el("div", { class: "bar" })
   const log = el("pre", { class: "log", id: "log" })
+  const events = el("tbody", { id: "events" })
   const act = (what) => async () => {
     try {
       await json(`${native}/instances/${encodeURIComponent(id)}/${what}`, { method: "POST", json: what === "kill" ? {} : { timeoutMs: 5000 } })
@@ -166,7 +193,8 @@ const instance = (id) => {
       el("div", { class: "bar" }, el("button", { onclick: act("stop") }, "Stop"), el("button", { onclick: act("restart") }, "Restart"), el("button", { class: "danger", onclick: act("kill") }, "Kill")),
       el("table", {}, record)),
     el("section", {}, el("h2", {}, "Usage"), stats),
-    el("section", {}, el("h2", {}, "Log"), log)
+    el("section", {}, el("h2", {}, "Log"), log),
+    el("section", {}, el("h2", {}, "Events"), el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "at"), el("th", {}, "name"), el("th", {}, "data"))), events))
   )
   const cpu = []
   const rss = []
@@ -187,36 +215,17 @@ const instance = (id) => {
       el("span", {}, `CPU ${sample.cpuPercent.toFixed(1)} %`), sparkline(cpu, Math.max(100, ...cpu)),
       el("span", {}, `RSS ${bytes(sample.rssBytes)}`), sparkline(rss, Math.max(...rss)))
   })
-  // The log: the last 200 lines, then live, until the process ends (then follow the next one).
+  // The log (the last 200 lines, then live) and the events, until the process ends; then again
+  // (a restart's next process).
   const reading = new AbortController()
-  const follow = async () => {
-    while (!reading.signal.aborted) {
-      try {
-        const response = await api(`${native}/instances/${encodeURIComponent(id)}/logs?tail=200&follow=true`, { signal: reading.signal })
-        log.replaceChildren()
-        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
-        let rest = ""
-        for (;;) {
-          const { done, value } = await reader.read()
-          if (done) break
-          rest += value
-          let newline
-          while ((newline = rest.indexOf("\n")) >= 0) {
-            const line = rest.slice(0, newline)
-            rest = rest.slice(newline + 1)
-            if (line.trim() === "") continue
-            const entry = JSON.parse(line)
-            log.append(el("span", { class: entry.stream }, `${new Date(entry.time).toISOString()} ${entry.stream.padEnd(6)} ${entry.text}\n`))
-            log.scrollTop = log.scrollHeight
-          }
-        }
-      } catch (error) {
-        if (reading.signal.aborted) return
-      }
-      await new Promise((resolve) => setTimeout(resolve, 2000))
-    }
-  }
-  follow()
+  follow(`${native}/instances/${encodeURIComponent(id)}/logs?tail=200&follow=true`, reading.signal, () => log.replaceChildren(), (entry) => {
+    log.append(el("span", { class: entry.stream }, `${new Date(entry.time).toISOString()} ${entry.stream.padEnd(6)} ${entry.text}\n`))
+    log.scrollTop = log.scrollHeight
+  })
+  follow(`${native}/instances/${encodeURIComponent(id)}/events`, reading.signal, () => {}, (event) => {
+    events.prepend(el("tr", {}, el("td", {}, new Date().toLocaleTimeString()), el("td", { class: "mono" }, event.name), el("td", { class: "mono" }, JSON.stringify(event.data))))
+    while (events.children.length > 100) events.lastChild.remove()
+  })
   return () => {
     stopPolling()
     reading.abort()
