@@ -18,6 +18,7 @@ import { Security } from "../cluster/Security.ts"
 import { DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
 import type { LogsQuery } from "../process/LogStore.ts"
+import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 
 /**
  * A call got no answer in time: its runner is gone and no other runner took the instance
@@ -105,7 +106,7 @@ export const make = (options: Options = {}) =>
         })
       )
     const call = <A, E>(id: string, operation: string, f: (client: Client) => Effect.Effect<A, E>, ms = timeoutMs) =>
-      callOnce(id, operation, (client) => retryMoved(Effect.suspend(() => f(client))), ms)
+      callOnce(id, operation, (client) => retryMoved(Effect.suspend(() => f(client))), ms).pipe(InstanceMetrics.timedCall(operation))
 
     /** Opens a byte stream on the owner's data port. */
     const open = (

@@ -3,11 +3,12 @@
  * instances by status, runners with their health, shards, instances and heartbeat age, and
  * sequences. What happens on a runner (starts, ends, restarts, start latency, each process's CPU
  * and memory) is served by that runner's own `/metrics` (`RunnerMetrics.ts`), so a scrape never
- * fans out to instances.
+ * fans out to instances. The gateway's own metrics follow (how long its calls to instances take).
  *
  * @since 0.4.0
  */
 import { Effect } from "effect"
+import { PrometheusMetrics } from "effect/observability"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceStatus } from "../instance/InstanceSpec.ts"
 import { render } from "../metrics/Prometheus.ts"
@@ -22,7 +23,9 @@ export const collect = Effect.gen(function*() {
   const [all, runners, sequences] = yield* Effect.all([host.list(), host.runners, host.listSequences], {
     concurrency: 3
   })
-  return yield* render([
+  // The gateway's own metrics (calls to instances, Effect cluster's client side) come after.
+  const own = yield* PrometheusMetrics.format()
+  const view = yield* render([
     {
       name: "shardhub_instances",
       help: "Instances in the registry, by status.",
@@ -53,4 +56,5 @@ export const collect = Effect.gen(function*() {
     },
     { name: "shardhub_sequences", help: "Stored sequences.", samples: [[{}, sequences.length]] }
   ])
+  return own === "" ? view : `${view}${view.endsWith("\n") ? "" : "\n"}${own}`
 })

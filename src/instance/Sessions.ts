@@ -12,6 +12,7 @@ import type { ProcessHandle } from "../process/ProcessManager.ts"
 import { DataPortError } from "./DataPort.ts"
 import type { ByteStream } from "./InstanceSpec.ts"
 import { headerFor, type Run } from "./Run.ts"
+import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 
 /**
  * Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done.
@@ -35,6 +36,7 @@ export const inputSession = (
     return first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)
   })
     .pipe(
+      InstanceMetrics.countBytes("in"),
       Stream.run(sink({ end })),
       Effect.matchEffect({
         onFailure: (error) => Effect.sync(() => answer && socket.end(`ERR ${error.message}\n`)),
@@ -49,6 +51,7 @@ export const inputSession = (
  */
 export const outputSession = (output: Stream.Stream<Uint8Array>) => (socket: Net.Socket) =>
   output.pipe(
+    InstanceMetrics.countBytes("out"),
     Stream.run(NodeSink.fromWritable({ evaluate: () => socket, onError: () => undefined, endOnDone: true })),
     Effect.ignore
   )

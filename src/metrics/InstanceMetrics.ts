@@ -1,10 +1,12 @@
 /**
- * What happens to instances on a runner, recorded where it happens with Effect's `Metric`
- * module and served by the runner's own `/metrics` (`RunnerMetrics.ts`).
+ * What happens to instances, recorded where it happens with Effect's `Metric` module: on a
+ * runner (starts, ends, restarts, takeovers, start latency, bytes through the data port; served
+ * by its `/metrics`, `RunnerMetrics.ts`), and on a client (how long calls to instances take;
+ * the gateway serves its own).
  *
  * @since 0.6.0
  */
-import { Duration, Effect, Metric } from "effect"
+import { Duration, Effect, Metric, Stream } from "effect"
 
 const starts = Metric.counter("shardhub_instance_starts_total", {
   description: "Process starts of instances on this runner (a start, a restart on request, a takeover), by outcome.",
@@ -57,3 +59,37 @@ export const restarted = (count: number) => count > 0 ? Metric.update(restarts, 
 
 /** @since 0.6.0 */
 export const tookOver = Metric.update(takeovers, 1)
+
+const bytes = Metric.counter("shardhub_instance_bytes_total", {
+  description: "Bytes through this runner's data port, into processes (in) and out of them (out).",
+  incremental: true
+})
+
+/**
+ * Counts the bytes of `stream` as going `direction`.
+ *
+ * @since 0.6.0
+ */
+export const countBytes = (direction: "in" | "out") => {
+  const counter = Metric.withAttributes(bytes, { direction })
+  return <E, R>(stream: Stream.Stream<Uint8Array, E, R>) => Stream.tap(stream, (chunk) => Metric.update(counter, chunk.length))
+}
+
+const calls = Metric.timer("shardhub_instance_call_duration", {
+  description: "Calls from this participant to instances, by operation, until answered.",
+  boundaries: [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000]
+})
+
+/**
+ * Records how long a call to an instance took.
+ *
+ * @since 0.6.0
+ */
+export const timedCall = (operation: string) => {
+  const timer = Metric.withAttributes(calls, { operation })
+  return <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      const began = performance.now()
+      return Effect.onExit(call, () => Metric.update(timer, Duration.millis(performance.now() - began)))
+    })
+}

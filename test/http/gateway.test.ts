@@ -448,11 +448,22 @@ describe("the HTTP gateway", () => {
     const docs = await fetch(`${api}/docs`)
     expect(docs.status).toBe(200)
     expect(docs.headers.get("content-type")).toContain("text/html")
+    // Bytes through a data port, and a call through the gateway, for the counters below.
+    const echoed = await cluster.run(Effect.gen(function*() {
+      const info = yield* Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "cat" } }))
+      const instances = yield* InstanceClient
+      const out = yield* instances.inout(info.id, Stream.make(new TextEncoder().encode("12345"))).pipe(Stream.runCollect)
+      return out.reduce((sum, chunk) => sum + chunk.length, 0)
+    }))
+    expect(echoed).toBe(5)
+    expect((await call("GET", `/instance/${sleeper}`)).status).toBe(200)
     // The gateway: the cluster as the store sees it (read with a Prometheus text parser).
     const family = (families: ReturnType<typeof parsePrometheus>, name: string) => families.find((f) => f.name === name)
     const gatewayMetrics = parsePrometheus(await fetch(api.replace("/api/v1", "/metrics")).then((r) => r.text()))
     expect(family(gatewayMetrics, "shardhub_instances")?.metrics).toContainEqual({ labels: { status: "running" }, value: expect.stringMatching(/^[1-9]\d*$/) })
     expect(family(gatewayMetrics, "shardhub_runners")?.metrics).toContainEqual({ labels: { healthy: "true" }, value: "2" })
+    // …and its own: how long its calls to instances took.
+    expect(family(gatewayMetrics, "shardhub_instance_call_duration")).toMatchObject({ type: "HISTOGRAM" })
     // Each runner: what happened on it (Effect's metrics, cluster ones included) and its processes.
     const runnerMetrics = () =>
       Promise.all(cluster.runners.map(async (runner) => {
@@ -468,6 +479,10 @@ describe("the HTTP gateway", () => {
     expect(Number(family(owner, "shardhub_instance_start_duration")?.metrics[0]?.count)).toBeGreaterThan(0)
     expect(Number(family(owner, "effect_cluster_shards")?.metrics[0]?.value)).toBeGreaterThan(0)
     await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(sleeper)))
+    const bytes = (await runnerMetrics()).map(parsePrometheus).flatMap((families) => family(families, "shardhub_instance_bytes_total")?.metrics ?? [])
+    for (const direction of ["in", "out"]) {
+      expect(bytes.filter((m) => m.labels?.["direction"] === direction).reduce((sum, m) => sum + Number(m.value), 0)).toBeGreaterThanOrEqual(5)
+    }
     const ended = (await runnerMetrics()).map(parsePrometheus).map((families) =>
       family(families, "shardhub_instance_ends_total")?.metrics.find((m) => m.labels?.["status"] === "stopped")?.value)
     expect(ended.some((value) => Number(value) > 0)).toBe(true)
