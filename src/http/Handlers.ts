@@ -18,6 +18,7 @@ import { invalidName, isTopicName } from "../topic/Topic.ts"
 import { Api } from "./Api.ts"
 import * as Body from "./Body.ts"
 import * as HubFeed from "./HubFeed.ts"
+import * as Responses from "./Responses.ts"
 import { nativeHandlers } from "./NativeHandlers.ts"
 import { fromDomain, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
@@ -31,19 +32,6 @@ export const maxPackageBytes = 256 * 1024 * 1024
 /** Maps shardhub's typed errors to HTTP errors. */
 const http = <A, E extends { readonly _tag: string; readonly message: string } | HttpError, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.mapError(effect, fromDomain)
-
-/**
- * A long-lived byte stream. An empty first chunk makes the server send the headers at once, so
- * a client waiting for them (STH's client resolves on them) does not wait for the first byte.
- */
-const streamResponse = <E>(bytes: Stream.Stream<Uint8Array, E>, contentType = "application/octet-stream") =>
-  HttpServerResponse.stream(Stream.concat(Stream.make(new Uint8Array(0)), bytes), { contentType })
-
-const ndjsonResponse = <A, E>(values: Stream.Stream<A, E>) =>
-  streamResponse(
-    values.pipe(Stream.map((value) => new TextEncoder().encode(JSON.stringify(value) + "\n"))),
-    "application/x-ndjson"
-  )
 
 /**
  * An STH log record (`level`, `msg`, `ts`, `from`) from a log line: a sequence's logger records
@@ -121,8 +109,8 @@ export const hostHandlers = HttpApiBuilder.group(
             instances: instances.map(Sth.toInstance)
           }
         })))
-      .handleRaw("hubLog", () => Effect.succeed(streamResponse(HubFeed.ndjson(feed.log), "application/x-ndjson")))
-      .handleRaw("audit", () => Effect.succeed(streamResponse(HubFeed.ndjson(feed.audit), "application/x-ndjson")))
+      .handleRaw("hubLog", () => Effect.succeed(Responses.ndjson(Stream.fromPubSub(feed.log))))
+      .handleRaw("audit", () => Effect.succeed(Responses.ndjson(Stream.fromPubSub(feed.audit))))
       .handle("listSequences", () =>
         http(Effect.gen(function*() {
           const [sequences, instances] = yield* Effect.all([host.listSequences, host.list()], { concurrency: 2 })
@@ -205,7 +193,7 @@ export const hostHandlers = HttpApiBuilder.group(
         }))
       .handleRaw("subscribe", ({ params }) =>
         isTopicName(params.topic)
-          ? Effect.succeed(streamResponse(host.subscribe(params.topic)))
+          ? Effect.succeed(Responses.stream(host.subscribe(params.topic)))
           : Effect.fail(fromDomain(invalidName(params.topic))))
   })
 )
@@ -229,7 +217,7 @@ export const instanceHandlers = HttpApiBuilder.group(
     const background = yield* FiberSet.make()
 
     const output = (id: string, stream: OutputStream) =>
-      Effect.andThen(exists(id), http(Effect.map(instances.openOutput(id, stream), (bytes) => streamResponse(bytes))))
+      Effect.andThen(exists(id), http(Effect.map(instances.openOutput(id, stream), (bytes) => Responses.stream(bytes))))
 
     const input = (id: string, request: HttpServerRequest, stream: "stdin" | "input") =>
       Effect.gen(function*() {
@@ -247,7 +235,7 @@ export const instanceHandlers = HttpApiBuilder.group(
         const send = yield* http(instances.openInput(id, { stream, end, contentType }))
         // Answer at once (the client resolves on the headers); the body ends when the process
         // took every byte, or fails the response when it could not.
-        return streamResponse(
+        return Responses.stream(
           Stream.fromEffectDrain(send(Body.stream(request))) as Stream.Stream<Uint8Array, unknown>,
           "application/octet-stream"
         ).pipe(HttpServerResponse.setStatus(end ? 200 : 202))
@@ -305,7 +293,7 @@ export const instanceHandlers = HttpApiBuilder.group(
       .handleRaw("log", ({ params }) =>
         Effect.as(
           exists(params.id),
-          ndjsonResponse(instances.logs(params.id, { follow: true }).pipe(Stream.map(logRecord)))
+          Responses.ndjson(instances.logs(params.id, { follow: true }).pipe(Stream.map(logRecord)))
         ))
       .handleRaw("stdin", ({ params, request }) => input(params.id, request, "stdin"))
       .handleRaw("input", ({ params, request }) => input(params.id, request, "input"))
@@ -314,7 +302,7 @@ export const instanceHandlers = HttpApiBuilder.group(
           const contentType = yield* Body.streamType(request, inputTypes)
           yield* exists(params.id)
           const exchange = yield* http(instances.openInout(params.id, { contentType }))
-          return streamResponse(exchange(Body.stream(request)))
+          return Responses.stream(exchange(Body.stream(request)))
         }))
       .handleRaw("stop", ({ params, request }) =>
         Effect.gen(function*() {
@@ -350,9 +338,9 @@ export const instanceHandlers = HttpApiBuilder.group(
       .handleRaw("events", ({ params }) =>
         Effect.as(
           exists(params.id),
-          ndjsonResponse(instances.events(params.id, params.name).pipe(Stream.map(Sth.toEvent)))
+          Responses.ndjson(instances.events(params.id, params.name).pipe(Stream.map(Sth.toEvent)))
         ))
-      .handleRaw("monitoring", ({ params }) => Effect.as(exists(params.id), ndjsonResponse(monitoring(params.id))))
+      .handleRaw("monitoring", ({ params }) => Effect.as(exists(params.id), Responses.ndjson(monitoring(params.id))))
       .handleRaw("monitoringRate", ({ params, request }) =>
         Effect.gen(function*() {
           const { monitoringRate } = Sth.unwrap(yield* Body.json(request, Sth.MonitoringRateBody))

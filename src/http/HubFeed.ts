@@ -6,7 +6,7 @@
  *
  * @since 0.6.0
  */
-import { Cause, Context, Effect, Layer, Logger, PubSub, Stream } from "effect"
+import { Cause, Context, Effect, Layer, Logger, PubSub } from "effect"
 
 /**
  * A record of the hub log (STH's fields: level, msg, ts, from).
@@ -70,7 +70,3 @@ export const loggerLayer = Layer.unwrap(Effect.map(Effect.service(HubFeed), ({ l
       })
     })
   ], { mergeWithExisting: true })))
-
-/** A feed's records from now on, after the last 100, as NDJSON bytes. */
-export const ndjson = <A>(pubsub: PubSub.PubSub<A>): Stream.Stream<Uint8Array> =>
-  Stream.fromPubSub(pubsub).pipe(Stream.map((record) => new TextEncoder().encode(JSON.stringify(record) + "\n")))

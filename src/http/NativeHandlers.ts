@@ -3,23 +3,16 @@
  *
  * @since 0.6.0
  */
-import { Effect, Stream } from "effect"
-import { HttpServerResponse } from "effect/http"
+import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import { Api } from "./Api.ts"
 import { fromDomain } from "./HttpErrors.ts"
+import * as Responses from "./Responses.ts"
 
 const http = <A, E extends { readonly _tag: string; readonly message: string }, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.mapError(effect, fromDomain)
-
-/** Values as NDJSON; an empty first chunk sends the headers at once (a follower waits for them). */
-const ndjson = <A, E>(values: Stream.Stream<A, E>) =>
-  HttpServerResponse.stream(
-    Stream.concat(Stream.make(new Uint8Array(0)), values.pipe(Stream.map((value) => new TextEncoder().encode(JSON.stringify(value) + "\n")))),
-    { contentType: "application/x-ndjson" }
-  )
 
 /** @since 0.6.0 */
 export const nativeHandlers = HttpApiBuilder.group(
@@ -39,14 +32,14 @@ export const nativeHandlers = HttpApiBuilder.group(
       .handleRaw("logs", ({ params, query }) =>
         Effect.as(
           http(host.get(params.id)),
-          ndjson(instances.logs(params.id, {
+          Responses.ndjson(instances.logs(params.id, {
             ...(query.tail === undefined ? {} : { tail: query.tail }),
             ...(query.follow === "true" ? { follow: true } : {})
           }))
         ))
       .handle("stats", ({ params }) => http(instances.stats(params.id)))
       .handleRaw("events", ({ params }) =>
-        Effect.as(http(host.get(params.id)), ndjson(instances.events(params.id))))
+        Effect.as(http(host.get(params.id)), Responses.ndjson(instances.events(params.id))))
       .handle("runners", () => http(host.runners))
   })
 )
