@@ -28,10 +28,6 @@ const gatewayLayer = (port: Option.Option<number>) =>
     return Gateway.layer({ ...config, port: Option.getOrElse(port, () => config.port) })
   }))
 
-/** How a process of this machine reaches a server bound to `host`. */
-const localHost = (host: string) =>
-  host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host
-
 /** Prints each line of a child's output with a prefix. */
 const prefixLines = (prefix: string, chunk: Buffer, carry: { text: string }, write: (line: string) => void) => {
   carry.text += chunk.toString("utf8")
@@ -88,9 +84,10 @@ const up = Command.make("up", { runners, port: gatewayPort }, (flags) =>
     if (flags.runners < 1) return yield* new RunnerStartError({ message: "--runners must be at least 1" })
     const runner = yield* runnerConfig
     // The runners' sequences reach the gateway as `this.hub` (unless its port is chosen at bind).
-    const gateway = yield* (yield* Effect.promise(() => import("../http/Gateway.ts"))).gatewayConfig
+    const Gateway = yield* Effect.promise(() => import("../http/Gateway.ts"))
+    const gateway = yield* Gateway.gatewayConfig
     const gatewayPort = Option.getOrElse(flags.port, () => gateway.port)
-    const gatewayUrl = gatewayPort === 0 ? undefined : `http://${localHost(gateway.host)}:${gatewayPort}/api/v1`
+    const gatewayUrl = gatewayPort === 0 ? undefined : `http://${Gateway.localHost(gateway.host)}:${gatewayPort}/api/v1`
     // The runners, each on its own port after the first, then the gateway; Ctrl-C stops all.
     yield* Effect.forEach(
       Array.from({ length: flags.runners }, (_, i) => i),

@@ -10,6 +10,7 @@
  * @since 0.6.0
  */
 import * as Http from "node:http"
+import * as Home from "../cluster/Home.ts"
 import * as GatewayFile from "../http/GatewayFile.ts"
 import * as Format from "./Format.ts"
 
@@ -67,7 +68,7 @@ const parse = (args: ReadonlyArray<string>): Parsed | undefined => {
 /** The gateway to ask, if one serves the cluster this environment joins. */
 const gateway = (env: NodeJS.ProcessEnv): string | undefined => {
   if (env["SHARDHUB_GATEWAY_URL"]) return env["SHARDHUB_GATEWAY_URL"].replace(/\/api\/v1\/?$/, "").replace(/\/+$/, "")
-  const file = GatewayFile.read(GatewayFile.homeOf(env))
+  const file = GatewayFile.read(Home.homeOf(env))
   return file !== undefined && file.cluster === GatewayFile.cluster(env) ? file.url : undefined
 }
 

@@ -26,7 +26,7 @@
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Stream } from "effect"
 import type { Readable } from "node:stream"
-import type { InstanceEvent, InstanceInfo, InstanceSpec, InstanceStatus } from "../instance/InstanceSpec.ts"
+import { type InstanceEvent, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveInstancesOf } from "../instance/InstanceSpec.ts"
 import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 import * as Client from "./Client.ts"
 import { httpStatus, sthCode } from "./ErrorStatus.ts"
@@ -192,10 +192,6 @@ export class SequenceClient {
     this.#host = host
   }
 
-  #run<A>(f: (host: Host.HostClient["Service"]) => Effect.Effect<A, unknown>): Promise<A> {
-    return this.#host.run(Effect.flatMap(Host.HostClient, f))
-  }
-
   /** Starts an instance (`instanceId` names it) and resolves once it can take input. */
   async start(payload: {
     readonly appConfig?: Readonly<Record<string, unknown>>
@@ -203,15 +199,13 @@ export class SequenceClient {
     readonly instanceId?: string
   } = {}): Promise<InstanceClient> {
     const { instanceId, ...start } = payload
-    const info = await this.#run((h) => h.startSequence(this.id, { ...start, ...(instanceId === undefined ? {} : { id: instanceId }) }))
+    const info = await this.#host.withHost((h) => h.startSequence(this.id, { ...start, ...(instanceId === undefined ? {} : { id: instanceId }) }))
     return InstanceClient.from(info.id, this.#host)
   }
 
   /** The ids of its instances that have not ended. */
   listInstances(): Promise<ReadonlyArray<string>> {
-    return this.#run((h) =>
-      Effect.map(h.list({ statuses: ["starting", "running", "stopping"] }), (all) =>
-        all.filter((info) => info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === this.id).map((info) => info.id)))
+    return this.#host.withHost((h) => Effect.map(h.list({ statuses: ["starting", "running", "stopping"] }), (live) => liveInstancesOf(live, this.id)))
   }
 
   getInstance(id: string): InstanceClient {
@@ -219,12 +213,12 @@ export class SequenceClient {
   }
 
   getInfo(): Promise<SequenceInfo> {
-    return this.#run((h) => h.getSequence(this.id))
+    return this.#host.withHost((h) => h.getSequence(this.id))
   }
 
   /** Replaces its package, keeping its id; refused while instances of it run. */
   async overwrite(archive: Input): Promise<SequenceClient> {
-    await this.#run((h) => h.replaceSequence(this.id, inputStream(archive)))
+    await this.#host.withHost((h) => h.replaceSequence(this.id, inputStream(archive)))
     return this
   }
 }
@@ -258,13 +252,14 @@ export class HostClient {
     return this.#runtime.runPromise(effect).catch((error: unknown) => Promise.reject(withCode(error)))
   }
 
-  #host<A>(f: (host: Host.HostClient["Service"]) => Effect.Effect<A, unknown>): Promise<A> {
+  /** @internal */
+  withHost<A>(f: (host: Host.HostClient["Service"]) => Effect.Effect<A, unknown>): Promise<A> {
     return this.run(Effect.flatMap(Host.HostClient, f))
   }
 
   /** Checks and stores a sequence package (tar.gz or tar); resolves with its client. */
   async sendSequence(archive: Input, options: { readonly id?: string } = {}): Promise<SequenceClient> {
-    const info = await this.#host((h) => h.sendSequence(inputStream(archive), options))
+    const info = await this.withHost((h) => h.sendSequence(inputStream(archive), options))
     return new SequenceClient(info.id, this)
   }
 
@@ -273,16 +268,16 @@ export class HostClient {
   }
 
   listSequences(): Promise<ReadonlyArray<SequenceInfo>> {
-    return this.#host((h) => h.listSequences)
+    return this.withHost((h) => h.listSequences)
   }
 
   getSequence(id: string): Promise<SequenceInfo> {
-    return this.#host((h) => h.getSequence(id))
+    return this.withHost((h) => h.getSequence(id))
   }
 
   /** Refused while instances of it run, unless `force`. */
   async deleteSequence(id: string, options: { readonly force?: boolean } = {}): Promise<{ readonly id: string }> {
-    await this.#host((h) => h.deleteSequence(id, options))
+    await this.withHost((h) => h.deleteSequence(id, options))
     return { id }
   }
 
@@ -291,7 +286,7 @@ export class HostClient {
    * `end` ends the topic's stream for its consumers after it.
    */
   sendNamedData(topic: string, stream: Input, _requestInit?: unknown, contentType?: string, end?: boolean): Promise<void> {
-    return this.#host((h) =>
+    return this.withHost((h) =>
       h.publish(topic, inputStream(stream), {
         ...(contentType === undefined ? {} : { contentType }),
         ...(end === undefined ? {} : { end })
@@ -300,34 +295,34 @@ export class HostClient {
 
   /** What is published to a topic from now on (STH's `getNamedData`). */
   getNamedData(topic: string): Promise<Readable> {
-    return this.#host((h) => Effect.succeed(NodeStream.toReadableNever(h.subscribe(topic))))
+    return this.withHost((h) => Effect.succeed(NodeStream.toReadableNever(h.subscribe(topic))))
   }
 
   getTopics(): Promise<ReadonlyArray<{ readonly name: string; readonly contentType: string }>> {
-    return this.#host((h) => h.listTopics)
+    return this.withHost((h) => h.listTopics)
   }
 
   createTopic(id: string, contentType?: string): Promise<{ readonly id: string; readonly contentType: string }> {
-    return this.#host((h) => Effect.map(h.createTopic(id, contentType), (topic) => ({ id: topic.name, contentType: topic.contentType })))
+    return this.withHost((h) => Effect.map(h.createTopic(id, contentType), (topic) => ({ id: topic.name, contentType: topic.contentType })))
   }
 
   async deleteTopic(id: string): Promise<{ readonly message: string }> {
-    await this.#host((h) => h.deleteTopic(id))
+    await this.withHost((h) => h.deleteTopic(id))
     return { message: `Topic ${id} removed` }
   }
 
   listInstances(statuses?: ReadonlyArray<InstanceStatus>): Promise<ReadonlyArray<InstanceInfo>> {
-    return this.run(Effect.flatMap(Host.HostClient, (h) => h.list(statuses === undefined ? {} : { statuses })))
+    return this.withHost((h) => h.list(statuses === undefined ? {} : { statuses }))
   }
 
   /** Starts an instance and resolves once its process runs. */
   async startInstance(spec: InstanceSpec, options: { readonly id?: string } = {}): Promise<InstanceClient> {
-    const info = await this.run(Effect.flatMap(Host.HostClient, (h) => h.start(spec, options)))
+    const info = await this.withHost((h) => h.start(spec, options))
     return InstanceClient.from(info.id, this)
   }
 
   getInstanceInfo(id: string): Promise<InstanceInfo> {
-    return this.run(Effect.flatMap(Host.HostClient, (h) => h.get(id)))
+    return this.withHost((h) => h.get(id))
   }
 
   getInstanceClient(id: string): InstanceClient {

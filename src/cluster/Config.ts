@@ -5,8 +5,8 @@
  * @since 0.1.0
  */
 import { Config, Duration, Option, type Redacted } from "effect"
-import * as Os from "node:os"
 import * as Path from "node:path"
+import { defaultHome } from "./Home.ts"
 
 /**
  * Where the cluster store is.
@@ -145,7 +145,7 @@ const duration = (name: string, fallback: Duration.Duration) =>
 export const storeConfig: Config.Config<StoreConfig> = Config.all({
   databaseUrl: Config.option(Config.Redacted("DATABASE_URL")),
   home: Config.String("SHARDHUB_HOME").pipe(
-    Config.withDefault(Path.join(Os.homedir(), ".shardhub")),
+    Config.withDefault(defaultHome()),
     Config.map((home) => Path.resolve(home))
   ),
   durable: Config.Boolean("SHARDHUB_STORE_DURABLE").pipe(Config.withDefault(true)),

@@ -24,6 +24,7 @@ import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
 import * as Crypto from "node:crypto"
 import { createServer, type Server } from "node:http"
 import * as Os from "node:os"
+import * as Home from "../cluster/Home.ts"
 import { Api } from "./Api.ts"
 import * as Dashboard from "./Dashboard.ts"
 import * as GatewayFile from "./GatewayFile.ts"
@@ -93,6 +94,14 @@ export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()
 export const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
 
 const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
+
+/**
+ * How a process of this machine reaches a server bound to `host` (as a URL's host part).
+ *
+ * @since 0.6.0
+ */
+export const localHost = (host: string) =>
+  isWildcard(host) ? (host === "::" ? "[::1]" : "127.0.0.1") : host.includes(":") ? `[${host}]` : host
 
 /** The name part of a `Host` header, lower-cased: without the port, IPv6 without brackets. */
 const hostName = (header: string) => {
@@ -391,10 +400,9 @@ export const layer = (config: GatewayConfig) =>
       const port = "port" in server.address ? server.address.port : config.port
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (dashboard /, docs /api/v1/docs, metrics /metrics)`)
       // The CLI of this machine asks it instead of joining the cluster (GatewayFile.ts).
-      const home = GatewayFile.homeOf(process.env)
-      const local = isWildcard(config.host) ? (config.host === "::" ? "[::1]" : "127.0.0.1") : config.host.includes(":") ? `[${config.host}]` : config.host
+      const home = Home.homeOf(process.env)
       yield* Effect.acquireRelease(
-        Effect.sync(() => GatewayFile.write(home, { url: `http://${local}:${port}`, pid: process.pid, cluster: GatewayFile.cluster(process.env) })).pipe(
+        Effect.sync(() => GatewayFile.write(home, { url: `http://${localHost(config.host)}:${port}`, pid: process.pid, cluster: GatewayFile.cluster(process.env) })).pipe(
           Effect.catchDefect((error) => Effect.logWarning(`could not write ${home}/gateway.json: ${String(error)}`))
         ),
         () => Effect.sync(() => GatewayFile.remove(home, process.pid)).pipe(Effect.ignore)

@@ -8,8 +8,8 @@
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
+import { homeOf } from "../cluster/Home.ts"
 
 /**
  * @since 0.6.0
@@ -20,9 +20,6 @@ export interface GatewayFile {
   /** Which cluster: see {@link cluster}. */
   readonly cluster: string
 }
-
-/** `SHARDHUB_HOME` as the configuration resolves it. */
-export const homeOf = (env: NodeJS.ProcessEnv): string => Path.resolve(env["SHARDHUB_HOME"] ?? Path.join(Os.homedir(), ".shardhub"))
 
 /**
  * The cluster a participant with this environment joins: its `DATABASE_URL`, else the embedded

@@ -12,7 +12,7 @@ import { HttpApiBuilder } from "effect/http-api"
 import * as Os from "node:os"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
-import { InstanceId, type InstanceInfo, isEnded } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceInfo, isEnded, liveInstancesOf } from "../instance/InstanceSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import { invalidName, isTopicName } from "../topic/Topic.ts"
 import { Api } from "./Api.ts"
@@ -20,7 +20,7 @@ import * as Body from "./Body.ts"
 import * as HubFeed from "./HubFeed.ts"
 import * as Responses from "./Responses.ts"
 import { nativeHandlers } from "./NativeHandlers.ts"
-import { fromDomain, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
+import { fromDomain, http, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
 
 /** The version `GET /version` reports. */
@@ -28,10 +28,6 @@ export const version = "0.4.0"
 
 /** The largest sequence package the gateway takes. */
 export const maxPackageBytes = 256 * 1024 * 1024
-
-/** Maps shardhub's typed errors to HTTP errors. */
-const http = <A, E extends { readonly _tag: string; readonly message: string } | HttpError, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.mapError(effect, fromDomain)
 
 /**
  * An STH log record (`level`, `msg`, `ts`, `from`) from a log line: a sequence's logger records
@@ -51,13 +47,6 @@ const limitsOf = ({ gpu: _, memory, ...rlimits }: NonNullable<Sth.StartBody["lim
   ...rlimits
 })
 
-/** The ids of the instances of a sequence that have not ended. */
-const liveInstancesOf = (instances: ReadonlyArray<InstanceInfo>, sequenceId: string) =>
-  instances
-    .filter((info) =>
-      info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === sequenceId && !isEnded(info.status)
-    )
-    .map((info) => info.id)
 
 /** @since 0.4.0 */
 export const hostHandlers = HttpApiBuilder.group(

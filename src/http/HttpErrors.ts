@@ -6,7 +6,7 @@
  *
  * @since 0.4.0
  */
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { httpStatus } from "../client/ErrorStatus.ts"
 
@@ -138,3 +138,11 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
       return new InternalError(body)
   }
 }
+
+/**
+ * `effect` with shardhub's typed errors mapped to HTTP errors ({@link fromDomain}).
+ *
+ * @since 0.6.0
+ */
+export const http = <A, E extends Tagged | HttpError, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, HttpError, R> =>
+  Effect.mapError(effect, fromDomain)

@@ -8,11 +8,8 @@ import { HttpApiBuilder } from "effect/http-api"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import { Api } from "./Api.ts"
-import { fromDomain } from "./HttpErrors.ts"
+import { http } from "./HttpErrors.ts"
 import * as Responses from "./Responses.ts"
-
-const http = <A, E extends { readonly _tag: string; readonly message: string }, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.mapError(effect, fromDomain)
 
 /** @since 0.6.0 */
 export const nativeHandlers = HttpApiBuilder.group(

@@ -150,6 +150,18 @@ export type InstanceInfo = typeof InstanceInfo.Type
 export const isEnded = (status: InstanceStatus): boolean => status === "stopped" || status === "crashed"
 
 /**
+ * The ids of the instances of sequence `sequenceId` among `instances` that have not ended.
+ *
+ * @since 0.6.0
+ */
+export const liveInstancesOf = (instances: ReadonlyArray<InstanceInfo>, sequenceId: string): Array<string> =>
+  instances
+    .filter((info) =>
+      info.spec.program._tag === "Sequence" && info.spec.program.sequenceId === sequenceId && !isEnded(info.status)
+    )
+    .map((info) => info.id)
+
+/**
  * How an instance is doing right now: its status, whether it is healthy (running, and not
  * restarting), and what its process tree uses.
  *
