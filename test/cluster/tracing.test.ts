@@ -48,6 +48,24 @@ const receiver = () => {
   return { server, spans }
 }
 
+/**
+ * The spans of the trace `service`'s `shardhub.start` began, once they include `names` and
+ * every parent they name (the spans of one trace come in several exports, children first).
+ */
+const traceOf = (spans: ReadonlyArray<ReceivedSpan>, service: string, names: ReadonlyArray<string>) =>
+  eventually(async () => {
+    const start = spans.find((span) => span.name === "shardhub.start" && span.service === service)
+    if (start === undefined) return undefined
+    const inTrace = spans.filter((span) => span.traceId === start.traceId)
+    const ids = new Set(inTrace.map((span) => span.spanId))
+    const found = new Set(inTrace.map((span) => span.name))
+    const complete = names.every((name) => found.has(name)) &&
+      inTrace.every((span) => span.parentSpanId === undefined || ids.has(span.parentSpanId))
+    return complete ? inTrace : undefined
+  }, { what: `a connected trace from ${service}'s start with ${names.join(", ")}`, timeoutMs: 30_000 }).catch((error) => {
+    throw new Error(`${error.message}; received: ${JSON.stringify(spans.filter((span) => span.name !== "postgres" && span.name !== "sql.transaction").map((span) => [span.service, span.name, span.traceId.slice(0, 8), span.parentSpanId?.slice(0, 6)]))}`)
+  })
+
 describe("tracing", () => {
   const cluster = useCluster("tracing", { runners: 0 })
   const otlp = receiver()
@@ -73,15 +91,7 @@ describe("tracing", () => {
       child.stderr.on("data", (chunk) => (err += chunk))
       child.on("exit", (code) => code === 0 ? resolve(out.trim()) : reject(new Error(`shardhub run exited ${code}: ${err}`)))
     })
-    const trace = await eventually(async () => {
-      const start = otlp.spans.find((span) => span.name === "shardhub.start" && span.service === "shardhub-cli")
-      if (start === undefined) return undefined
-      const inTrace = otlp.spans.filter((span) => span.traceId === start.traceId)
-      const names = new Set(inTrace.map((span) => span.name))
-      return names.has("shardhub.instance.launch") && names.has("shardhub.process.spawn") ? inTrace : undefined
-    }, { what: "a trace with the CLI's start, the runner's launch and the spawn", timeoutMs: 30_000 }).catch((error) => {
-      throw new Error(`${error.message}; received: ${JSON.stringify(otlp.spans.filter((span) => span.name !== "postgres" && span.name !== "sql.transaction").map((span) => [span.service, span.name, span.traceId.slice(0, 8), span.parentSpanId?.slice(0, 6)]))}`)
-    })
+    const trace = await traceOf(otlp.spans, "shardhub-cli", ["shardhub.instance.launch", "shardhub.process.spawn"])
     const services = new Set(trace.map((span) => span.service))
     expect([...services].sort()).toEqual(["shardhub-cli", "shardhub-runner"])
     // Connected: every span but the root has its parent in the trace.
@@ -100,12 +110,7 @@ describe("tracing", () => {
       body: JSON.stringify({ spec: { program: { _tag: "Command", command: "sleep", args: ["30"] } } })
     })
     expect(response.status).toBe(200)
-    const trace = await eventually(async () => {
-      const start = otlp.spans.find((span) => span.name === "shardhub.start" && span.service === "shardhub-gateway")
-      if (start === undefined) return undefined
-      const inTrace = otlp.spans.filter((span) => span.traceId === start.traceId)
-      return inTrace.some((span) => span.name === "shardhub.process.spawn") ? inTrace : undefined
-    }, { what: "a trace from the gateway's start to the spawn", timeoutMs: 30_000 })
+    const trace = await traceOf(otlp.spans, "shardhub-gateway", ["shardhub.process.spawn"])
     expect([...new Set(trace.map((span) => span.service))].sort()).toEqual(["shardhub-gateway", "shardhub-runner"])
     const ids = new Set(trace.map((span) => span.spanId))
     expect(trace.filter((span) => span.parentSpanId !== undefined && !ids.has(span.parentSpanId))).toEqual([])
