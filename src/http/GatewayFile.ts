@@ -45,9 +45,14 @@ export const remove = (home: string, pid: number): void => {
   if (read(home)?.pid === pid) Fs.rmSync(fileOf(home), { force: true })
 }
 
-/** The gateway of `home`, if its file is there and its process alive. */
+/**
+ * The gateway of `home`, if its file is there, this user's and private (another user who could
+ * write it would point the CLI, and its token, elsewhere), and its process alive.
+ */
 export const read = (home: string): GatewayFile | undefined => {
   try {
+    const stat = Fs.statSync(fileOf(home))
+    if (stat.uid !== process.getuid?.() || (stat.mode & 0o077) !== 0) return undefined
     const file = JSON.parse(Fs.readFileSync(fileOf(home), "utf8")) as GatewayFile
     if (typeof file.url !== "string" || typeof file.pid !== "number" || typeof file.cluster !== "string") return undefined
     process.kill(file.pid, 0)

@@ -359,6 +359,16 @@ describe("shardhub up", () => {
       // It was the gateway that answered: its access log has the quick path's requests.
       expect(up.output()).toMatch(new RegExp(`GET /api/shardhub/v1/instances/${id}/logs\\?tail=1 200`))
       expect(up.output()).toMatch(/GET \/api\/shardhub\/v1\/instances 200/)
+      // A gateway file others could have written is not trusted: the full path answers. (Asked
+      // once more after, through the gateway: its access log then shows exactly one more.)
+      const asked = () => up.output().match(/GET \/api\/shardhub\/v1\/instances\?all=true 200/g)?.length ?? 0
+      const before = asked()
+      Fs.chmodSync(Path.join(home, "gateway.json"), 0o644)
+      expect(JSON.parse(await cli(["ps", "-a", "--json"])).map((info: { id: string }) => info.id)).toContain(id)
+      Fs.chmodSync(Path.join(home, "gateway.json"), 0o600)
+      await cli(["ps", "-a", "--json"])
+      await eventually(async () => asked() > before || undefined, { what: "the gateway's access log line" })
+      expect(asked()).toBe(before + 1)
       const runnerPids = [...up.output().matchAll(/runner-\d \| shardhub runner .* \(pid (\d+)\)/g)].map((m) => Number(m[1]))
       expect(runnerPids).toHaveLength(2)
       // Interrupted like Ctrl-C: exit code 130, after the runners left.
