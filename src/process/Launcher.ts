@@ -12,7 +12,6 @@
  *
  * @since 0.6.0
  */
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Path from "node:path"
@@ -20,6 +19,7 @@ import type { Readable, Writable } from "node:stream"
 import type { Identity } from "./Confinement.ts"
 import type { ProcessStats } from "./ProcessStatus.ts"
 import type { ResolvedSpec } from "./ProcessSpec.ts"
+import type { Spawner } from "./Spawner.ts"
 
 /** The data input and output of a process with data channels. */
 export const INPUT_FD = 4
@@ -32,9 +32,11 @@ export const OUTPUT_FD = 5
  * @since 0.6.0
  */
 export interface Run {
-  readonly child: ChildProcess.ChildProcess
   readonly pid: number
   readonly startedAt: number
+  readonly stdin: Writable | undefined
+  readonly stdout: Readable
+  readonly stderr: Readable
   readonly channel: Net.Socket | undefined
   readonly input: Writable | undefined
   readonly output: Readable | undefined
@@ -72,6 +74,7 @@ export const groupKill = (pgid: number, signal: NodeJS.Signals): string | undefi
  * @since 0.6.0
  */
 export interface Launch {
+  readonly spawner: Spawner
   readonly spec: ResolvedSpec
   readonly file: string
   readonly argv: ReadonlyArray<string>
@@ -85,81 +88,73 @@ export interface Launch {
 }
 
 /**
- * Spawns a run, or returns why the OS refused.
+ * Spawns a run (through the spawner): `spawned` gets it, or `failed` why the OS refused.
  *
  * @since 0.6.0
  */
 export const spawn = (
   launch: Launch,
+  spawned: (run: Run) => void,
   /** The OS refused: its error, and what it means (Node says ENOENT of the command for a missing cwd). */
   failed: (error: NodeJS.ErrnoException, message: string) => void
-): Run | undefined => {
+): void => {
   const { spec } = launch
-  let child: ChildProcess.ChildProcess
-  try {
-    child = ChildProcess.spawn(launch.file, launch.argv as Array<string>, {
-      argv0: spec.shell ? "sh" : spec.command,
-      cwd: spec.cwd,
-      env: launch.env,
-      ...(launch.identity === undefined ? {} : { uid: launch.identity.uid, gid: launch.identity.gid }),
-      detached: true,
-      stdio: [
-        spec.stdin === "pipe" ? "pipe" : "ignore",
-        "pipe",
-        "pipe",
-        ...(spec.messages || spec.dataChannels ? [spec.messages ? "pipe" as const : "ignore" as const] : []),
-        ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : [])
-      ]
+  launch.spawner.spawn(launch.file, launch.argv, {
+    argv0: spec.shell ? "sh" : spec.command,
+    ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+    env: launch.env,
+    ...(launch.identity === undefined ? {} : { uid: launch.identity.uid, gid: launch.identity.gid }),
+    detached: true,
+    stdio: [
+      spec.stdin === "pipe" ? "pipe" : "ignore",
+      "pipe",
+      "pipe",
+      ...(spec.messages || spec.dataChannels ? [spec.messages ? "pipe" as const : "ignore" as const] : []),
+      ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : [])
+    ]
+  }, (child) => {
+    if (child instanceof Error) return failed(child, describeSpawnError(spec, child))
+    const { stdio } = child
+    const run: Run = {
+      pid: child.pid,
+      startedAt: Date.now(),
+      stdin: stdio[0],
+      stdout: stdio[1]!,
+      stderr: stdio[2]!,
+      channel: spec.messages ? stdio[3] : undefined,
+      input: spec.dataChannels ? stdio[INPUT_FD] : undefined,
+      output: spec.dataChannels ? stdio[OUTPUT_FD] : undefined,
+      exit: undefined,
+      closed: false,
+      settled: false,
+      failure: undefined,
+      stopRequested: false,
+      killTimer: undefined,
+      killDeadline: Infinity,
+      readyTimer: undefined,
+      usage: undefined,
+      stats: undefined
+    }
+    const settle = () => {
+      if (run.settled || run.exit === undefined) return
+      run.settled = true
+      if (run.killTimer !== undefined) clearTimeout(run.killTimer)
+      if (run.readyTimer !== undefined) clearTimeout(run.readyTimer)
+      launch.settled(run)
+    }
+    child.on("exit", (code: number | null, signal: NodeJS.Signals | null) => {
+      run.exit = { code, signal }
+      // Whatever the main process left in its group goes with it.
+      groupKill(run.pid, "SIGKILL")
+      setTimeout(settle, launch.closeGraceMs)
     })
-  } catch (error) {
-    failed(error as NodeJS.ErrnoException, describeSpawnError(spec, error as NodeJS.ErrnoException))
-    return undefined
-  }
-  if (child.pid === undefined) {
-    child.once("error", (error) => failed(error, describeSpawnError(spec, error)))
-    return undefined
-  }
-  const stdio = child.stdio as ReadonlyArray<Readable | Writable | null | undefined>
-  const run: Run = {
-    child,
-    pid: child.pid,
-    startedAt: Date.now(),
-    channel: spec.messages ? (stdio[3] as Net.Socket) : undefined,
-    input: spec.dataChannels ? (stdio[INPUT_FD] as Writable) : undefined,
-    output: spec.dataChannels ? (stdio[OUTPUT_FD] as Readable) : undefined,
-    exit: undefined,
-    closed: false,
-    settled: false,
-    failure: undefined,
-    stopRequested: false,
-    killTimer: undefined,
-    killDeadline: Infinity,
-    readyTimer: undefined,
-    usage: undefined,
-    stats: undefined
-  }
-  // A pipe's error (EPIPE, a reset) is the run's end, which 'exit' reports.
-  for (const stream of stdio) stream?.on("error", () => {})
-  child.on("error", () => {})
-  const settle = () => {
-    if (run.settled || run.exit === undefined) return
-    run.settled = true
-    if (run.killTimer !== undefined) clearTimeout(run.killTimer)
-    if (run.readyTimer !== undefined) clearTimeout(run.readyTimer)
-    launch.settled(run)
-  }
-  child.on("exit", (code, signal) => {
-    run.exit = { code, signal }
-    // Whatever the main process left in its group goes with it.
-    groupKill(run.pid, "SIGKILL")
-    setTimeout(settle, launch.closeGraceMs)
+    child.on("close", () => {
+      run.closed = true
+      settle()
+      launch.closed(run)
+    })
+    spawned(run)
   })
-  child.on("close", () => {
-    run.closed = true
-    settle()
-    launch.closed(run)
-  })
-  return run
 }
 
 const describeSpawnError = (spec: ResolvedSpec, error: NodeJS.ErrnoException): string => {

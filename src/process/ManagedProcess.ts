@@ -29,6 +29,7 @@ import { cpuPercent, type GroupUsage } from "./ProcStats.ts"
 import * as RestartPolicy from "./RestartPolicy.ts"
 import * as StatusMachine from "./StatusMachine.ts"
 import * as Stdio from "./Stdio.ts"
+import type { Spawner } from "./Spawner.ts"
 import type { Supervisor } from "./Supervisor.ts"
 
 export { type ChannelEvent, type Settings } from "./Stdio.ts"
@@ -96,6 +97,7 @@ export const make = (options: {
   readonly logPath: string
   readonly settings: Stdio.Settings
   readonly supervisor: Supervisor
+  readonly spawner: Spawner
   readonly onFirstSpawn: (result: FirstSpawn) => void
   /** Says loudly what should never happen (an illegal status transition is a bug). */
   readonly reportBug: (message: string) => void
@@ -186,7 +188,8 @@ export const make = (options: {
   }
 
   const startRun = () => {
-    const current = spawn({
+    spawn({
+      spawner: options.spawner,
       spec,
       file: options.file,
       argv: options.argv,
@@ -199,14 +202,21 @@ export const make = (options: {
         runEnded(observed(ended), Date.now() - ended.startedAt)
       },
       closed: endOutput
-    }, spawnFailed)
-    if (current === undefined) return
+    }, spawned, spawnFailed)
+  }
+
+  const spawned = (current: Run) => {
     run = current
     lastRun = current
     supervisor.watch(current.pid)
     stdio.attach(current, () => markReady(current))
     status.spawned(current.pid, current.startedAt)
-    if (spec.readiness._tag === "Immediate") {
+    if (wanted !== "run") {
+      // A stop or kill asked for while the spawn was under way: this run goes at once.
+      status.stopping()
+      current.stopRequested = true
+      groupKill(current.pid, "SIGKILL")
+    } else if (spec.readiness._tag === "Immediate") {
       markReady(current)
     } else {
       const { timeoutMs } = spec.readiness

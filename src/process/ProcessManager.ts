@@ -37,6 +37,7 @@ import {
 import { ProcessSpec, resolve } from "./ProcessSpec.ts"
 import { isTerminal, type ProcessInfo, type ProcessStats, type Status, type Terminal } from "./ProcessStatus.ts"
 import { readGroups } from "./ProcStats.ts"
+import * as Spawner from "./Spawner.ts"
 import * as Supervisor from "./Supervisor.ts"
 
 /**
@@ -218,6 +219,8 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
     const sampleIntervalMs = config.sampleIntervalMs ?? 1000
     const limitIntervalMs = config.limitIntervalMs ?? 250
     const supervisor = yield* Supervisor.acquire(stateDir)
+    // Released after the processes' shutdown below (finalizers run in reverse): their ends come through it.
+    const spawner = yield* Spawner.acquire
     yield* Effect.try({
       try: () => {
         // Logs are the runner's alone; data holds each child's own directory (0700, owned by the
@@ -394,6 +397,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             logPath,
             settings,
             supervisor,
+            spawner,
             reportBug,
             onFirstSpawn: (result) => {
               if (result._tag === "Spawned") return resume(Effect.succeed(handle(managed)))

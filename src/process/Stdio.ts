@@ -81,7 +81,7 @@ export interface Stdio {
 export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath: string, current: () => Run | undefined): Stdio => {
   const holders = new Map<Output, Set<"tap" | "log">>()
   const readableOf = (run: Run | undefined, name: Output): Readable | null | undefined =>
-    name === "output" ? run?.output : run?.child[name]
+    name === "output" ? run?.output : run?.[name]
   const pressure = (name: Output, holder: "tap" | "log") => (paused: boolean) => {
     const held = holders.get(name) ?? new Set()
     holders.set(name, held)
@@ -119,7 +119,7 @@ export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath
   const frames = spec.messages === undefined ? undefined : codec(spec.messages)
 
   const wireOutput = (run: Run, name: "stdout" | "stderr") => {
-    const readable = run.child[name]!
+    const readable = run[name]
     if (!spec.log[name]) {
       readable.on("data", taps[name].publish)
       return
@@ -200,7 +200,7 @@ export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath
     writer: (run, name, end) =>
       Sink.unwrap(Effect.suspend(() => {
         const live = run()
-        const stdin = live?.exit === undefined ? (name === "stdin" ? live?.child.stdin : live?.input) : undefined
+        const stdin = live?.exit === undefined ? (name === "stdin" ? live?.stdin : live?.input) : undefined
         if (stdin === undefined || stdin === null) {
           return Effect.fail(new StdinError({ id, reason: "NotRunning", message: "the process is not running" }))
         }

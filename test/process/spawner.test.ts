@@ -1,0 +1,77 @@
+/**
+ * The spawner: children are forked by a small helper process that hands the manager their pipes.
+ * What it must never do is mix up whose pipe is whose under concurrency, lose a byte a child
+ * wrote before its pipes arrived, or — when the helper itself dies — leave children running
+ * that nobody watches.
+ */
+import * as Fs from "node:fs"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Stream } from "effect"
+import { isRunning, manager, until } from "../support/processManager.ts"
+
+const text = <E>(stream: Stream.Stream<Uint8Array, E>) => stream.pipe(Stream.decodeText(), Stream.mkString)
+
+/** The parent of `pid`: the spawner, for a child of the manager. */
+const parentOf = (pid: number): number => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+}
+const commandOf = (pid: number) => Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")
+
+describe("ProcessManager spawner", () => {
+  it.live("many concurrent spawns each get their own pipes, and every byte", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      for (let round = 0; round < 3; round++) {
+        const results = yield* Effect.forEach(Array.from({ length: 48 }, (_, i) => `${round}-${i}`), (n) =>
+          Effect.gen(function*() {
+            // Output written at once (before the manager has the pipes), then the stdin echoed.
+            const handle = yield* pm.spawn({
+              command: "sh",
+              args: ["-c", "echo \"early-$N\"; echo \"err-$N\" >&2; read x; echo \"$x\""],
+              env: { set: { N: n } }
+            })
+            yield* Stream.run(Stream.make(new TextEncoder().encode(`input-${n}\n`)), handle.stdin())
+            const [stdout, stderr] = yield* Effect.all([text(handle.stdout()), text(handle.stderr())], { concurrency: 2 })
+            const status = yield* handle.wait
+            return { n, stdout, stderr, status }
+          }), { concurrency: "unbounded" })
+        for (const { n, status, stderr, stdout } of results) {
+          expect(stdout).toBe(`early-${n}\ninput-${n}\n`)
+          expect(stderr).toBe(`err-${n}\n`)
+          expect(status).toMatchObject({ _tag: "Exited", code: 0 })
+        }
+      }
+    }), 60_000)
+
+  it.live("a spawner that dies takes its children with it, reports them killed, and is replaced", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      const once = yield* pm.spawn({ command: "sleep", args: ["3600"] })
+      const always = yield* pm.spawn({
+        command: "sleep",
+        args: ["3600"],
+        restart: { mode: "always", maxRestarts: 5, backoffMs: 20, backoffFactor: 1 }
+      })
+      const oncePid = (yield* once.info).pid!
+      const firstPid = (yield* always.info).pid!
+      const spawner = parentOf(oncePid)
+      expect(parentOf(firstPid)).toBe(spawner)
+      expect(commandOf(spawner)).toContain("spawner.js")
+      process.kill(spawner, "SIGKILL")
+
+      // Its exit statuses are gone with it: the children are killed, never left unwatched.
+      expect(yield* once.wait).toMatchObject({ _tag: "Killed", signal: "SIGKILL" })
+      yield* until(() => !isRunning(oncePid) && !isRunning(firstPid), "the children of the dead spawner are gone")
+      // The restart policy goes on through a new spawner.
+      yield* until(() => {
+        const pid = Effect.runSync(always.info).pid
+        return pid !== undefined && pid !== firstPid && isRunning(pid)
+      }, "the restarted run is running")
+      const replaced = parentOf((yield* always.info).pid!)
+      expect(replaced).not.toBe(spawner)
+      expect(commandOf(replaced)).toContain("spawner.js")
+      const after = yield* pm.spawn({ command: "sh", args: ["-c", "echo fine"] })
+      expect(yield* text(after.stdout())).toBe("fine\n")
+    }), 30_000)
+})
