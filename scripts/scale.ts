@@ -3,9 +3,13 @@
  * instances, beside raw spawns measured in the same run.
  *
  * For each step the cluster grows to that many `sleep 3600` instances, started 16 at a time by
- * a client-only participant (this process); then, with nothing asked of it for 10 s, the runner's
- * idle CPU (from `/proc/<pid>/stat`), its RSS and open fds; then `info` p99 over 500 calls. At
- * the end every instance is stopped (16 at a time) and the runner is SIGTERMed.
+ * a client-only participant (this process); then, once it settled (5 s: the collector finishing
+ * what the burst of starts left) and with nothing asked of it for 10 s, the runner's idle CPU
+ * (from `/proc/<pid>/stat`, all its threads), its RSS and open fds; then `info` p99 over 500
+ * calls. At the end every instance is stopped (16 at a time); once the ended ones left memory
+ * (their entities passivate after `SHARDHUB_ENTITY_MAX_IDLE`, set to 5 s here instead of a
+ * minute) the runner is filled once more with as many — is their memory reused? — those are
+ * stopped, and the runner is SIGTERMed.
  *
  * Raw: `child_process.spawn("sleep", ["3600"])` 16 in flight, as many as the largest step, with
  * this process's own idle CPU, RSS and fds holding them. CLI: `shardhub --help` and `shardhub ps`
@@ -34,6 +38,8 @@ const log = (line: string) => {
 }
 const IN_FLIGHT = 16
 const IDLE_MS = 10_000
+const SETTLE_MS = 5_000
+const PASSIVATE_S = 5
 const sleepSpec: InstanceSpec = { program: { _tag: "Command", command: "sleep", args: ["3600"] } }
 const sorted = (values: Array<number>) => values.sort((a, b) => a - b)
 
@@ -111,8 +117,16 @@ const main = async () => {
   log("starting one runner")
   const runner = await startRunner("runner", store.databaseUrl, {
     SHARDHUB_RUNNER_STATE_DIR: stateDir,
-    SHARDHUB_GATEWAY_ACCESS_LOG: "false"
+    SHARDHUB_GATEWAY_ACCESS_LOG: "false",
+    SHARDHUB_ENTITY_MAX_IDLE: `${PASSIVATE_S} seconds`
   })
+  const startAll = (count: number, into: Array<string>) =>
+    pool(count, async () => {
+      const info = await runtime.runPromise(Effect.flatMap(HostClient, (host) => host.start(sleepSpec)))
+      into.push(info.id)
+    })
+  const stopAll = (of: ReadonlyArray<string>) =>
+    pool(of.length, (i) => runtime.runPromise(Effect.flatMap(InstanceClient, (instances) => instances.stop(of[i]!))))
   const runtime = clientRuntime(store.databaseUrl, Client.layerFromEnv({ applicationName: "shardhub-scale" }))
   const baseline = { rss: rssOf(runner.pid), fds: fdsOf(runner.pid) }
   const ids: Array<string> = []
@@ -121,12 +135,10 @@ const main = async () => {
     const count = target - ids.length
     log(`starting ${count} instances (to ${target})`)
     const started = performance.now()
-    const times = sorted(await pool(count, async () => {
-      const info = await runtime.runPromise(Effect.flatMap(HostClient, (host) => host.start(sleepSpec)))
-      ids.push(info.id)
-    }))
+    const times = sorted(await startAll(count, ids))
     const seconds = (performance.now() - started) / 1000
     log(`measuring the idle runner for ${IDLE_MS / 1000} s`)
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
     const cpu = await idleCpu(runner.pid, IDLE_MS)
     const rss = rssOf(runner.pid)
     const infoTimes = sorted(await pool(500, (i) =>
@@ -152,9 +164,16 @@ const main = async () => {
   }
   log(`stopping ${ids.length} instances`)
   const stopStarted = performance.now()
-  await pool(ids.length, (i) => runtime.runPromise(Effect.flatMap(InstanceClient, (instances) => instances.stop(ids[i]!))))
+  await stopAll(ids)
   const stopAllS = (performance.now() - stopStarted) / 1000
+  // Passivation runs on Effect's idle check: allow it two rounds.
+  await new Promise((resolve) => setTimeout(resolve, 3 * PASSIVATE_S * 1000))
   const rssAfterStop = rssOf(runner.pid)
+  log(`starting ${ids.length} again, then stopping them`)
+  const again: Array<string> = []
+  await startAll(ids.length, again)
+  const rssRefilled = rssOf(runner.pid)
+  await stopAll(again)
   await runtime.dispose()
   const termStarted = performance.now()
   await runner.kill("SIGTERM")
@@ -164,7 +183,8 @@ const main = async () => {
   await store.close()
   Fs.rmSync(stateDir, { recursive: true, force: true })
 
-  const result = { steps: rows, raw, cli, stop_all_s: stopAllS, runner_rss_after_stop_mb: rssAfterStop / 1048576, runner_sigterm_s: termS }
+  const result = { steps: rows, raw, cli, stop_all_s: stopAllS, runner_rss_after_stop_mb: rssAfterStop / 1048576,
+    runner_rss_refilled_mb: rssRefilled / 1048576, runner_sigterm_s: termS }
   if (json) return console.log(JSON.stringify(result))
   const f = (n: number) => n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2)
   console.log(`\nscale: one runner, sleep 3600 instances, ${IN_FLIGHT} starts in flight (${Os.cpus().length} cores)\n`)
@@ -179,7 +199,7 @@ const main = async () => {
   const last = rows.at(-1)!
   console.log(`\nstarts/s: shardhub / raw = ${f(last["starts_s"]! / raw.starts_s)}×; ` +
     `stop all ${ids.length}: ${f(stopAllS)} s; runner RSS after: ${f(rssAfterStop / 1048576)} MB (baseline ${f(baseline.rss / 1048576)} MB); ` +
-    `runner SIGTERM: ${f(termS)} s`)
+    `filled again with ${ids.length}: ${f(rssRefilled / 1048576)} MB (first fill ${f(last["runner_rss_mb"]!)} MB); runner SIGTERM: ${f(termS)} s`)
   console.log(`CLI: node -e 0 ${f(cli.node_ms)} ms; shardhub --help ${f(cli.help_ms)} ms (${f(cli.help_ms / cli.node_ms)}×); ` +
     `shardhub ps ${f(cli.ps_ms)} ms (${f(cli.ps_ms / cli.node_ms)}×)`)
 }

@@ -203,7 +203,10 @@ export const past = (
  * @since 0.2.0
  */
 export const make = (options: LogStoreOptions): LogStore => {
-  const ring: Array<LogLine | undefined> = new Array(options.ringLines)
+  // The ring grows (doubling) up to `ringLines` slots as lines come: a process that prints
+  // little costs little (a full-size ring is 80 KB of slots per process).
+  let capacity = Math.min(64, options.ringLines)
+  let ring: Array<LogLine | undefined> = new Array(capacity)
   let seq = 0
   // The oldest line the ring holds, and the characters it holds.
   let first = 1
@@ -232,21 +235,32 @@ export const make = (options: LogStoreOptions): LogStore => {
   }
 
   const evict = () => {
-    const slot = first % options.ringLines
+    const slot = first % capacity
     held -= cost(ring[slot]!)
     ring[slot] = undefined
     first++
   }
   const keep = (line: LogLine) => {
-    if (line.seq - first >= options.ringLines) evict()
-    ring[line.seq % options.ringLines] = line
+    if (line.seq - first >= capacity) {
+      if (capacity < options.ringLines) grow(line.seq)
+      else evict()
+    }
+    ring[line.seq % capacity] = line
     held += cost(line)
     while (held > options.ringBytes && first < line.seq) evict()
   }
 
+  /** Doubles the ring (up to `ringLines`), keeping the lines before `seq` in their new slots. */
+  const grow = (seq: number) => {
+    const next = Math.min(capacity * 2, options.ringLines)
+    const grown: Array<LogLine | undefined> = new Array(next)
+    for (let s = first; s < seq; s++) grown[s % next] = ring[s % capacity]
+    ring = grown
+    capacity = next
+  }
   const fromRing = (after: number, upTo: number): Array<LogLine> => {
     const lines: Array<LogLine> = []
-    for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(ring[s % options.ringLines]!)
+    for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(ring[s % capacity]!)
     return lines
   }
   const files = () => filesOf(options.path, options.keepFiles)
@@ -372,7 +386,7 @@ export const make = (options: LogStoreOptions): LogStore => {
     Effect.gen(function*() {
       const keep = matcher(query)
       const inRing = fromRing(0, upTo).filter(keep)
-      const oldest = ring[first % options.ringLines]
+      const oldest = ring[first % capacity]
       const complete = first === 1 ||
         (query.since !== undefined && oldest !== undefined && oldest.time < query.since) ||
         (query.tail !== undefined && inRing.length >= query.tail)

@@ -257,11 +257,14 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
     // watches them (asked within `watchWindowMs`), memory limits faster. A manager whose stats
     // nobody reads and whose processes have no memory limit does not scan at all.
     let lastStats = 0
+    /** The processes with a memory limit (checked each tick even when nobody watches stats). */
+    const limited = new Set<string>()
     let lastAsked = Number.NEGATIVE_INFINITY
     const watchWindowMs = Math.max(10_000, 5 * sampleIntervalMs)
     const sampleAll = (force: boolean) => {
       const now = Date.now()
       const refresh = force || (now - lastStats >= sampleIntervalMs && now - lastAsked < watchWindowMs)
+      if (!refresh && limited.size === 0) return
       const groups = new Map<number, Managed.ManagedProcess>()
       for (const managed of processes.values()) {
         const pgid = managed.liveGroup()
@@ -402,11 +405,13 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             onFirstSpawn: (result) => {
               if (result._tag === "Spawned") return resume(Effect.succeed(handle(managed)))
               processes.delete(id)
+              limited.delete(id)
               managed.remove()
               resume(Effect.fail(spawnErrorOf(result.error)))
             }
           })
           processes.set(id, managed)
+          if (spec.memoryLimitBytes !== undefined) limited.add(id)
           managed.start()
         })
       })
@@ -437,6 +442,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         withProcess(id, (managed) => {
           if (!managed.isFinal()) return Effect.fail(new StillRunning({ id }))
           processes.delete(id)
+          limited.delete(id)
           managed.remove(options?.keepLogs ?? false)
           return Effect.void
         }),

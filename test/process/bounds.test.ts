@@ -51,6 +51,23 @@ describe("bounded buffers", () => {
     expect(all.map((l) => l.seq)).toEqual(Array.from({ length: 2000 }, (_, i) => i + 1))
   })
 
+  it("the ring grows with the lines that come, up to its line bound, and keeps the newest in order across every growth", () => {
+    // 1,000 is not a doubling of the ring's first size: the last growth stops short of double.
+    const logs = store({ ringLines: 1000 })
+    let total = 0
+    for (let batch = 0; total < 3000; batch++) {
+      const count = 1 + ((batch * 37) % 97)
+      logs.append("stdout", Array.from({ length: count }, (_, i) => `line ${total + i + 1}`), Date.now())
+      total += count
+      const held = logs.tail(5000)
+      expect(held.map((line) => line.seq)).toEqual(
+        Array.from({ length: Math.min(total, 1000) }, (_, i) => total - Math.min(total, 1000) + i + 1)
+      )
+      expect(held.every((line) => line.text === `line ${line.seq}`)).toBe(true)
+    }
+    logs.end()
+  })
+
   it("keeps rotating files in order: a reader far behind gets what the kept files hold, in order, without a gap", async () => {
     const logs = store({ ringLines: 16, ringBytes: 4096, fileBytes: 4096, keepFiles: 2 })
     for (let i = 0; i < 400; i++) logs.append("stdout", [`line ${i} `.padEnd(100, ".")], Date.now())
