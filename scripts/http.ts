@@ -5,8 +5,12 @@
  *
  * - `http_start_ms`: `SequenceClient.start` → instance id (answered once it can take input), p50
  *   of 30, vs a bare `node` child that pipes stdin to stdout: spawn → first byte back.
+ * - `http_first_byte_ms`: `SequenceClient.start` → the first output byte for one byte of input.
  * - `http_stream_mib_s`: 50 MiB through a pass-through sequence (`sendInput` and the `output`
  *   stream), vs the same bytes through a bare `node` pass-through child's pipes.
+ * - `sth_start_ms`, `sth_first_byte_ms`, `sth_stream_mib_s`: the same client code against STH
+ *   0.18.7's host with its process adapter (installed from npm on first use, see `sth.ts`;
+ *   `--no-sth` leaves it out).
  */
 import { HostClient } from "@scramjet/api-client"
 import * as Os from "node:os"
@@ -14,9 +18,11 @@ import * as Path from "node:path"
 import { Readable } from "node:stream"
 import { packDirectory } from "../src/sequence/Pack.ts"
 import { spawnNode } from "../test/support/processes.ts"
+import { startSth } from "./sth.ts"
 import { nodePassThrough, percentile, pipeThroughput, printTable, rawNodeFirstByte, runMain, startRunner, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
+const sthBaseline = !process.argv.includes("--no-sth")
 const log = (line: string) => {
   if (!json) console.error(line)
 }
@@ -27,56 +33,93 @@ const chunk = Buffer.alloc(CHUNK, 7)
 const passthrough = Path.join(import.meta.dirname, "../test/sequence/fixtures/passthrough")
 
 
+/** What one host scores, driven by the published api-client: starts, first bytes, a stream. */
+const drive = async (apiBase: string, exact: boolean) => {
+  const host = new HostClient(apiBase)
+  const sequence = await host.sendSequence(Readable.from([packDirectory(passthrough)]))
+  const start = async () => {
+    const started = performance.now()
+    const instance = await sequence.start({})
+    const took = performance.now() - started
+    await instance.kill({ removeImmediately: true })
+    return took
+  }
+  /** Start → the first byte of output, for one byte of input sent as soon as the start answered. */
+  const firstByte = async () => {
+    const started = performance.now()
+    const instance = await sequence.start({})
+    const output = await instance.getStream("output")
+    const first = new Promise<number>((resolve, reject) => {
+      output.once("data", () => resolve(performance.now() - started))
+      output.once("error", reject)
+    })
+    await instance.sendInput(Readable.from([Buffer.from("x")]), {}, { type: "application/octet-stream" })
+    const took = await first
+    // The output ends with the instance (cutting it off would reset the client's pooled socket).
+    const ended = new Promise((resolve) => output.once("close", resolve).once("end", resolve).resume())
+    await instance.kill({ removeImmediately: true })
+    await ended
+    return took
+  }
+  // Warm up: every runner unpacks the package, connections open.
+  for (let i = 0; i < 10; i++) await start()
+  const starts: Array<number> = []
+  const firstBytes: Array<number> = []
+  for (let i = 0; i < STARTS; i++) {
+    starts.push(await start())
+    firstBytes.push(await firstByte())
+  }
+  const instance = await sequence.start({})
+  const output = await instance.getStream("output")
+  const begun = performance.now()
+  const received = new Promise<number>((resolve, reject) => {
+    let n = 0
+    output.on("data", (data: Buffer) => (n += data.length))
+    output.on("end", () => resolve(n))
+    output.on("error", reject)
+  })
+  await instance.sendInput(Readable.from(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk)), {}, { type: "application/octet-stream" })
+  const bytes = await received
+  const streamMiBs = STREAM_BYTES / 1024 / 1024 / ((performance.now() - begun) / 1000)
+  // shardhub must pass the bytes exactly; what STH does is recorded (0.18.7 sends more than it got).
+  if (exact && bytes !== STREAM_BYTES) throw new Error(`received ${bytes} of ${STREAM_BYTES} bytes`)
+  await instance.kill({ removeImmediately: true }).catch(() => undefined)
+  return { starts: starts.sort((a, b) => a - b), firstBytes: firstBytes.sort((a, b) => a - b), streamMiBs, bytes }
+}
+
 const main = async () => {
   const store = await temporaryStore()
   const runners = await Promise.all([1, 2].map((i) => startRunner(`runner-${i}`, store.databaseUrl)))
   const gateway = spawnNode("gateway", "src/cli/main.ts", { args: ["gateway", "--port", "0"], env: { DATABASE_URL: store.databaseUrl } })
+  const sth = sthBaseline ? await startSth() : { unavailable: "left out (--no-sth)" }
   try {
     const [, url] = await gateway.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 60_000)
-    const host = new HostClient(`${url}/api/v1`)
-    const sequence = await host.sendSequence(Readable.from([packDirectory(passthrough)]))
-    const start = async () => {
-      const started = performance.now()
-      const instance = await sequence.start({})
-      const took = performance.now() - started
-      await instance.kill({ removeImmediately: true })
-      return took
-    }
-    // Warm up: every runner unpacks the package, connections open.
-    for (let i = 0; i < 10; i++) await start()
+    log("raw: bare node spawn → first byte, and a node child's pipes")
     for (let i = 0; i < 5; i++) await rawNodeFirstByte()
-
-    log("api-client start → instance id")
     const raw: Array<number> = []
-    const starts: Array<number> = []
-    for (let i = 0; i < STARTS; i++) {
-      raw.push(await rawNodeFirstByte())
-      starts.push(await start())
-    }
+    for (let i = 0; i < STARTS; i++) raw.push(await rawNodeFirstByte())
     raw.sort((a, b) => a - b)
-    starts.sort((a, b) => a - b)
-
-    log(`${STREAM_BYTES / 1024 / 1024} MiB through a pass-through sequence with the api-client`)
     const rawMiBs = await pipeThroughput(nodePassThrough(), STREAM_BYTES, chunk)
-    const instance = await sequence.start({})
-    const output = await instance.getStream("output")
-    const begun = performance.now()
-    const received = new Promise<number>((resolve, reject) => {
-      let n = 0
-      output.on("data", (data: Buffer) => (n += data.length))
-      output.on("end", () => resolve(n))
-      output.on("error", reject)
-    })
-    await instance.sendInput(Readable.from(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk)), {}, { type: "application/octet-stream" })
-    const bytes = await received
-    const streamMiBs = STREAM_BYTES / 1024 / 1024 / ((performance.now() - begun) / 1000)
-    if (bytes !== STREAM_BYTES) throw new Error(`received ${bytes} of ${STREAM_BYTES} bytes`)
+    log("shardhub: api-client starts, first bytes, and 50 MiB through a pass-through sequence")
+    const shardhub = await drive(`${url}/api/v1`, true)
+    let sthScores: Awaited<ReturnType<typeof drive>> | undefined
+    if ("url" in sth) {
+      log("STH 0.18.7 (process adapter): the same")
+      sthScores = await drive(sth.url, false)
+    } else log(`STH: ${sth.unavailable}`)
 
     const result = {
-      http_start_ms: percentile(starts, 50),
+      http_start_ms: percentile(shardhub.starts, 50),
+      http_first_byte_ms: percentile(shardhub.firstBytes, 50),
       raw_node_start_ms: percentile(raw, 50),
-      http_stream_mib_s: streamMiBs,
-      raw_node_pipe_mib_s: rawMiBs
+      http_stream_mib_s: shardhub.streamMiBs,
+      raw_node_pipe_mib_s: rawMiBs,
+      ...(sthScores === undefined ? {} : {
+        sth_start_ms: percentile(sthScores.starts, 50),
+        sth_first_byte_ms: percentile(sthScores.firstBytes, 50),
+        sth_stream_mib_s: sthScores.streamMiBs,
+        sth_stream_bytes_out: sthScores.bytes
+      })
     }
     if (json) {
       console.log(JSON.stringify(result))
@@ -84,10 +127,22 @@ const main = async () => {
     }
     printTable(`HTTP gateway with @scramjet/api-client: 2 runners (${Os.cpus().length} cores, node ${process.version})`, [
       ["api-client start → instance id p50 (raw: bare node spawn → first byte)", result.raw_node_start_ms, result.http_start_ms, "ms"],
-      ["api-client start → instance id p99", percentile(raw, 99), percentile(starts, 99), "ms"],
+      ["api-client start → instance id p99", percentile(raw, 99), percentile(shardhub.starts, 99), "ms"],
+      ["api-client start → first output byte p50", result.raw_node_start_ms, result.http_first_byte_ms, "ms"],
       ["50 MiB through a pass-through (raw: node child pipes)", result.raw_node_pipe_mib_s, result.http_stream_mib_s, "MiB/s"]
     ])
+    if (sthScores === undefined) return
+    console.log(`\nbeside STH ${"0.18.7"} (its process adapter, same client, same run)\n`)
+    console.log("| metric | STH | shardhub | shardhub / STH |")
+    console.log("| --- | ---: | ---: | ---: |")
+    const row = (metric: string, sthValue: number, value: number, unit: string) =>
+      console.log(`| ${metric} | ${sthValue.toFixed(1)} ${unit} | ${value.toFixed(1)} ${unit} | ${(value / sthValue).toFixed(2)}× |`)
+    row("start → instance id p50", result.sth_start_ms!, result.http_start_ms, "ms")
+    row("start → first output byte p50", result.sth_first_byte_ms!, result.http_first_byte_ms, "ms")
+    row("50 MiB through a pass-through", result.sth_stream_mib_s!, result.http_stream_mib_s, "MiB/s")
+    if (sthScores.bytes !== STREAM_BYTES) console.log(`\nSTH sent ${sthScores.bytes} bytes out for the ${STREAM_BYTES} it got (shardhub: exactly ${STREAM_BYTES})`)
   } finally {
+    if ("host" in sth) await sth.host.kill("SIGTERM")
     await gateway.kill("SIGTERM")
     await Promise.all(runners.map((r) => r.kill("SIGTERM")))
     await store.close()

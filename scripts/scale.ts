@@ -24,7 +24,7 @@ import * as Client from "../src/client/Client.ts"
 import { HostClient } from "../src/client/HostClient.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
 import type { InstanceSpec } from "../src/instance/InstanceSpec.ts"
-import { root } from "../test/support/processes.ts"
+import { root, spawnNode } from "../test/support/processes.ts"
 import { clientRuntime, percentile, runMain, startRunner, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
@@ -155,12 +155,22 @@ const main = async () => {
       info_p99_ms: percentile(infoTimes, 99)
     })
   }
-  const cliEnv = { DATABASE_URL: store.databaseUrl }
+  // `ps` as a user of `shardhub up` / `npm start` runs it (its gateway answers: the quick path),
+  // and with no gateway to ask (the full CLI joins the cluster as a client).
+  const gateway = spawnNode("gateway", "src/cli/main.ts", {
+    args: ["gateway", "--port", "0"],
+    env: { DATABASE_URL: store.databaseUrl, SHARDHUB_GATEWAY_ACCESS_LOG: "false" }
+  })
+  const [, gatewayUrl] = await gateway.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 60_000)
+  const cliEnv = { DATABASE_URL: store.databaseUrl, SHARDHUB_GATEWAY_URL: gatewayUrl! }
+  const noGateway = { ...cliEnv, SHARDHUB_GATEWAY_URL: "http://127.0.0.1:1" }
   log("CLI latency")
   const cli = {
     node_ms: commandMs(process.execPath, ["-e", "0"], {}),
     help_ms: commandMs(process.execPath, ["src/cli/main.ts", "--help"], cliEnv),
-    ps_ms: commandMs(process.execPath, ["src/cli/main.ts", "ps"], cliEnv, 3)
+    ps_ms: commandMs(process.execPath, ["src/cli/main.ts", "ps"], cliEnv),
+    info_ms: commandMs(process.execPath, ["src/cli/main.ts", "info", ids[0]!], cliEnv),
+    ps_no_gateway_ms: commandMs(process.execPath, ["src/cli/main.ts", "ps"], noGateway, 3)
   }
   log(`stopping ${ids.length} instances`)
   const stopStarted = performance.now()
@@ -174,6 +184,7 @@ const main = async () => {
   await startAll(ids.length, again)
   const rssRefilled = rssOf(runner.pid)
   await stopAll(again)
+  await gateway.kill("SIGTERM")
   await runtime.dispose()
   const termStarted = performance.now()
   await runner.kill("SIGTERM")
@@ -201,7 +212,8 @@ const main = async () => {
     `stop all ${ids.length}: ${f(stopAllS)} s; runner RSS after: ${f(rssAfterStop / 1048576)} MB (baseline ${f(baseline.rss / 1048576)} MB); ` +
     `filled again with ${ids.length}: ${f(rssRefilled / 1048576)} MB (first fill ${f(last["runner_rss_mb"]!)} MB); runner SIGTERM: ${f(termS)} s`)
   console.log(`CLI: node -e 0 ${f(cli.node_ms)} ms; shardhub --help ${f(cli.help_ms)} ms (${f(cli.help_ms / cli.node_ms)}×); ` +
-    `shardhub ps ${f(cli.ps_ms)} ms (${f(cli.ps_ms / cli.node_ms)}×)`)
+    `shardhub ps (${ids.length} instances) ${f(cli.ps_ms)} ms (${f(cli.ps_ms / cli.node_ms)}×), info ${f(cli.info_ms)} ms ` +
+    `— through the gateway of \`shardhub up\`; with no gateway, ps ${f(cli.ps_no_gateway_ms)} ms`)
 }
 
 runMain(main)
