@@ -167,10 +167,10 @@ const main = async () => {
   log("CLI latency")
   const cli = {
     node_ms: commandMs(process.execPath, ["-e", "0"], {}),
-    help_ms: commandMs(process.execPath, ["src/cli/main.ts", "--help"], cliEnv),
-    ps_ms: commandMs(process.execPath, ["src/cli/main.ts", "ps"], cliEnv),
-    info_ms: commandMs(process.execPath, ["src/cli/main.ts", "info", ids[0]!], cliEnv),
-    ps_no_gateway_ms: commandMs(process.execPath, ["src/cli/main.ts", "ps"], noGateway, 3)
+    help_ms: commandMs(process.execPath, ["src/cli/bin.js", "--help"], cliEnv),
+    ps_ms: commandMs(process.execPath, ["src/cli/bin.js", "ps"], cliEnv),
+    info_ms: commandMs(process.execPath, ["src/cli/bin.js", "info", ids[0]!], cliEnv),
+    ps_no_gateway_ms: commandMs(process.execPath, ["src/cli/bin.js", "ps"], noGateway, 3)
   }
   log(`stopping ${ids.length} instances`)
   const stopStarted = performance.now()
