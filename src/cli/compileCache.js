@@ -19,3 +19,6 @@ export const enable = () => {
   }
   Module.enableCompileCache(dir)
 }
+
+/** Writes what was compiled so far (a long-lived process may never exit cleanly). */
+export const flush = () => Module.flushCompileCache?.()
