@@ -123,14 +123,14 @@ export const make = (options: {
     if (final !== undefined && (lastRun === undefined || lastRun.closed)) stdio.end()
   }
 
-  /** Most children leave their data directory empty: one rmdir, else a recursive removal. */
+  /**
+   * Most children leave their data directory empty: one rmdir, else a recursive removal — both
+   * off the event loop (a synchronous rmdir took ~1 ms of it per ended process).
+   */
   const removeDataDir = () => {
-    try {
-      Fs.rmdirSync(options.dataDir)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code !== "ENOENT") Fs.rm(options.dataDir, { recursive: true, force: true }, () => {})
-    }
+    Fs.rmdir(options.dataDir, (error) => {
+      if (error !== null && error.code !== "ENOENT") Fs.rm(options.dataDir, { recursive: true, force: true }, () => {})
+    })
   }
 
   const finalize = (terminal: Terminal) => {

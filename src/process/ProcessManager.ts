@@ -282,18 +282,45 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       Effect.forkScoped
     )
 
+    // A PATH search costs an access() per directory (~0.5 ms a spawn here); a burst of starts of
+    // the same command reuses the answer for a few seconds, still checked to be executable.
+    const locations = new Map<string, { readonly path: string; readonly at: number }>()
+    const located = (command: string, cwd: string, pathVariable: string | undefined) => {
+      if (command.includes("/")) return locate(command, cwd, pathVariable)
+      const key = `${cwd}\0${pathVariable}\0${command}`
+      const now = Date.now()
+      const known = locations.get(key)
+      if (known !== undefined && now - known.at < 5000 && isExecutable(known.path)) return known.path
+      const found = locate(command, cwd, pathVariable)
+      if (typeof found === "string") {
+        if (locations.size >= 1000) locations.clear()
+        locations.set(key, { path: found, at: now })
+      }
+      return found
+    }
+
     const logsDir = Path.join(stateDir, "logs")
     const logPathOf = (logName: string) => Path.join(logsDir, `${logName}.log`)
     const logNameOf = (managed: Managed.ManagedProcess) => managed.spec.logName ?? managed.id
-    const liveLogNames = () => new Set([...processes.values()].map(logNameOf))
+    /** The managed processes by log name (a spawn checks it: no scan of every process). */
+    const byLogName = new Map<string, Managed.ManagedProcess>()
+    const add = (managed: Managed.ManagedProcess) => {
+      processes.set(managed.id, managed)
+      byLogName.set(logNameOf(managed), managed)
+      if (managed.spec.memoryLimitBytes !== undefined) limited.add(managed.id)
+    }
+    const forget = (managed: Managed.ManagedProcess) => {
+      processes.delete(managed.id)
+      byLogName.delete(logNameOf(managed))
+      limited.delete(managed.id)
+    }
     // Logs kept after their process was removed go once they are older than the retention.
     const logRetentionMs = config.logRetentionMs ?? 10 * 60_000
     yield* Effect.sync(() => {
-      const live = liveLogNames()
       const oldest = Date.now() - logRetentionMs
       for (const file of Fs.readdirSync(logsDir)) {
         const name = file.replace(/\.log(\.\d+)?$/, "")
-        if (live.has(name)) continue
+        if (byLogName.has(name)) continue
         const path = Path.join(logsDir, file)
         if ((Fs.statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Infinity) < oldest) Fs.rmSync(path, { force: true })
       }
@@ -351,7 +378,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
           })
         }
         const id = Crypto.randomUUID()
-        if (spec.logName !== undefined && [...processes.values()].some((managed) => logNameOf(managed) === spec.logName)) {
+        if (spec.logName !== undefined && byLogName.has(spec.logName)) {
           return yield* new SpawnError({ reason: "InvalidSpec", message: `the log name ${spec.logName} is in use by another process` })
         }
         const logPath = logPathOf(spec.logName ?? id)
@@ -365,13 +392,13 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         if (identity instanceof SpawnError) return yield* identity
         const unreachable = identity === undefined ? undefined : Confinement.checkReach(identity, cwd, dataDir)
         if (unreachable !== undefined) return yield* unreachable
-        const program = spec.shell ? "/bin/sh" : locate(spec.command, cwd, env["PATH"])
+        const program = spec.shell ? "/bin/sh" : located(spec.command, cwd, env["PATH"])
         if (typeof program !== "string") return yield* program
         const confined = Confinement.withRlimits(
           program,
           spec.shell ? ["-c", spec.command, "sh", ...spec.args] : spec.args,
           spec.rlimits,
-          () => locate("prlimit", cwd, env["PATH"])
+          () => located("prlimit", cwd, env["PATH"])
         )
         if (confined instanceof SpawnError) return yield* confined
         const { argv, file } = confined
@@ -404,14 +431,12 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             reportBug,
             onFirstSpawn: (result) => {
               if (result._tag === "Spawned") return resume(Effect.succeed(handle(managed)))
-              processes.delete(id)
-              limited.delete(id)
+              forget(managed)
               managed.remove()
               resume(Effect.fail(spawnErrorOf(result.error)))
             }
           })
-          processes.set(id, managed)
-          if (spec.memoryLimitBytes !== undefined) limited.add(id)
+          add(managed)
           managed.start()
         })
       })
@@ -441,14 +466,13 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       remove: (id, options) =>
         withProcess(id, (managed) => {
           if (!managed.isFinal()) return Effect.fail(new StillRunning({ id }))
-          processes.delete(id)
-          limited.delete(id)
+          forget(managed)
           managed.remove(options?.keepLogs ?? false)
           return Effect.void
         }),
       pastLogs: (logName, query) =>
         Stream.suspend(() => {
-          const managed = [...processes.values()].find((managed) => logNameOf(managed) === logName)
+          const managed = byLogName.get(logName)
           return managed !== undefined
             ? managed.logs(query ?? {})
             : LogStore.past({ id: logName, path: logPathOf(logName), keepFiles: settings.logKeepFiles }, query ?? {})
