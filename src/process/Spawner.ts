@@ -9,7 +9,7 @@
  *   exit statuses of its children with it: they are SIGKILLed by process group and reported as
  *   killed, and spawns in flight fail (`ESPAWNER`).
  *
- * @since 0.9.0
+ * @since 0.7.0
  */
 import * as ChildProcess from "node:child_process"
 import { EventEmitter } from "node:events"
@@ -21,7 +21,7 @@ import { Effect, type Scope } from "effect"
  * A child spawned through the spawner: what the Launcher needs of Node's `ChildProcess`.
  * Emits `'exit'` (code, signal) and then `'close'`.
  *
- * @since 0.9.0
+ * @since 0.7.0
  */
 export interface Child extends EventEmitter {
   readonly pid: number
@@ -32,7 +32,7 @@ export interface Child extends EventEmitter {
 /**
  * What a spawn may ask for: Node's spawn options with pipes or nothing on each fd.
  *
- * @since 0.9.0
+ * @since 0.7.0
  */
 export interface Options {
   readonly argv0?: string
@@ -45,7 +45,7 @@ export interface Options {
 }
 
 /**
- * @since 0.9.0
+ * @since 0.7.0
  */
 export interface Spawner {
   /** Spawns `file` with `args`; `done` gets the child, or the OS's refusal. */
@@ -55,8 +55,6 @@ export interface Spawner {
     options: Options,
     done: (result: Child | NodeJS.ErrnoException) => void
   ) => void
-  /** The helper's pid while it runs. */
-  readonly pid: () => number | undefined
 }
 
 const spawnerPath = Path.join(import.meta.dirname, "spawner.js")
@@ -114,7 +112,7 @@ const exit = (entry: Pending, code: number | null, signal: NodeJS.Signals | null
 /**
  * A spawner for the surrounding scope; closing the scope ends the helper.
  *
- * @since 0.9.0
+ * @since 0.7.0
  */
 export const acquire: Effect.Effect<Spawner, never, Scope.Scope> = Effect.acquireRelease(
   Effect.sync(() => {
@@ -205,8 +203,7 @@ export const acquire: Effect.Effect<Spawner, never, Scope.Scope> = Effect.acquir
         pending.set(id, { done, stdio: [], handles: [], exited: () => {}, child: undefined, awaited: -1 })
         helper.channel?.ref()
         helper.send({ id, file, args, options })
-      },
-      pid: () => helper?.pid
+      }
     }
     return {
       spawner,
