@@ -3,7 +3,7 @@
  * instances, beside raw spawns measured in the same run.
  *
  * For each step the cluster grows to that many `sleep 3600` instances, started 16 at a time by
- * a client-only participant (this process); then, once it settled (5 s: the collector finishing
+ * a client-only participant (this process); then, once it settled (20 s: V8 finishing
  * what the burst of starts left) and with nothing asked of it for 10 s, the runner's idle CPU
  * (from `/proc/<pid>/stat`, all its threads), its RSS and open fds; then `info` p99 over 500
  * calls. At the end every instance is stopped (16 at a time); once the ended ones left memory
@@ -38,7 +38,7 @@ const log = (line: string) => {
 }
 const IN_FLIGHT = 16
 const IDLE_MS = 10_000
-const SETTLE_MS = 5_000
+const SETTLE_MS = 20_000
 const PASSIVATE_S = 5
 const sleepSpec: InstanceSpec = { program: { _tag: "Command", command: "sleep", args: ["3600"] } }
 const sorted = (values: Array<number>) => values.sort((a, b) => a - b)
