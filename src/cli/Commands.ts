@@ -17,7 +17,7 @@ import * as Security from "../cluster/Security.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors.ts"
-import type { InstanceInfo, InstanceStatus } from "../instance/InstanceSpec.ts"
+import { type InstanceInfo, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import * as Registry from "../instance/Registry.ts"
 import { RestartPolicy } from "../process/ProcessSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
@@ -33,7 +33,6 @@ interface Records {
   readonly get: (id: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
   readonly list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => Effect.Effect<ReadonlyArray<InstanceInfo>, RegistryError>
 }
-const live: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
 
 /**
  * The instances `target` names, as PM2 addresses processes: an id, else every instance of that
@@ -41,7 +40,7 @@ const live: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
  */
 const resolve = (records: Records, target: string, options: { readonly ended?: boolean } = {}) =>
   Effect.gen(function*() {
-    if (target === "all") return (yield* records.list(options.ended ? {} : { statuses: live })).map((info) => info.id)
+    if (target === "all") return (yield* records.list(options.ended ? {} : { statuses: liveStatuses })).map((info) => info.id)
     const byId = yield* records.get(target).pipe(
       Effect.map(Option.some),
       Effect.catchTag("InstanceNotFound", () => Effect.succeed(Option.none<InstanceInfo>()))
@@ -148,7 +147,7 @@ const ps = Command.make("ps", {
 }, (flags) =>
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
-    const instances = yield* registry.list(flags.all ? {} : { statuses: ["starting", "running", "stopping"] })
+    const instances = yield* registry.list(flags.all ? {} : { statuses: liveStatuses })
     yield* print(flags.json ? Format.json(instances) : Format.instances(instances))
   })).pipe(Command.withDescription("List instances (running ones; --all for every one)"), withRegistry)
 

@@ -15,7 +15,7 @@ import * as Crypto from "node:crypto"
 import * as RunnerList from "../cluster/RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
 import { InvalidSpec, StartUnconfirmed } from "../instance/InstanceErrors.ts"
-import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
@@ -25,7 +25,6 @@ import { type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
 
-const liveStatuses: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
 
 const storeDown = (error: { readonly message: string }) =>
   new TopicError({ topic: "*", reason: "StoreUnavailable", message: error.message })

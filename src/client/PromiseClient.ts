@@ -26,7 +26,7 @@
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Stream } from "effect"
 import type { Readable } from "node:stream"
-import { type InstanceEvent, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveInstancesOf } from "../instance/InstanceSpec.ts"
+import { type InstanceEvent, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveInstancesOf, liveStatuses } from "../instance/InstanceSpec.ts"
 import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 import * as Client from "./Client.ts"
 import { httpStatus, sthCode } from "./ErrorStatus.ts"
@@ -205,7 +205,7 @@ export class SequenceClient {
 
   /** The ids of its instances that have not ended. */
   listInstances(): Promise<ReadonlyArray<string>> {
-    return this.#host.withHost((h) => Effect.map(h.list({ statuses: ["starting", "running", "stopping"] }), (live) => liveInstancesOf(live, this.id)))
+    return this.#host.withHost((h) => Effect.map(h.list({ statuses: liveStatuses }), (live) => liveInstancesOf(live, this.id)))
   }
 
   getInstance(id: string): InstanceClient {

@@ -7,6 +7,7 @@ import { Effect } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
+import { liveStatuses } from "../instance/InstanceSpec.ts"
 import { Api } from "./Api.ts"
 import { http } from "./HttpErrors.ts"
 import * as Responses from "./Responses.ts"
@@ -19,7 +20,7 @@ export const nativeHandlers = HttpApiBuilder.group(
     const host = yield* HostClient
     const instances = yield* InstanceClient
     return handlers
-      .handle("list", ({ query }) => http(host.list(query.all === "true" ? {} : { statuses: ["starting", "running", "stopping"] })))
+      .handle("list", ({ query }) => http(host.list(query.all === "true" ? {} : { statuses: liveStatuses })))
       .handle("start", ({ payload }) => http(host.start(payload.spec, payload.id === undefined ? {} : { id: payload.id })))
       .handle("get", ({ params }) => http(host.get(params.id)))
       .handle("stop", ({ params, payload }) => http(instances.stop(params.id, { timeoutMs: payload.timeoutMs ?? 10_000 })))

@@ -143,6 +143,13 @@ export const InstanceInfo = Schema.Struct({
 export type InstanceInfo = typeof InstanceInfo.Type
 
 /**
+ * The statuses of an instance that has not ended.
+ *
+ * @since 0.7.0
+ */
+export const liveStatuses: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
+
+/**
  * Whether a status is final.
  *
  * @since 0.3.0

@@ -16,6 +16,7 @@ import { EventEmitter } from "node:events"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { Effect, type Scope } from "effect"
+import { groupKill } from "./Launcher.ts"
 
 /**
  * A child spawned through the spawner: what the Launcher needs of Node's `ChildProcess`.
@@ -125,22 +126,15 @@ export const acquire: Effect.Effect<Spawner, never, Scope.Scope> = Effect.acquir
 
     const lost = (from: ChildProcess.ChildProcess) => {
       if (helper === from) helper = undefined
-      const killGroup = (pid: number) => {
-        try {
-          process.kill(-pid, "SIGKILL")
-        } catch {
-          // already gone
-        }
-      }
       for (const [id, entry] of pending) {
         pending.delete(id)
-        if (entry.child !== undefined) killGroup(entry.child.pid)
+        if (entry.child !== undefined) groupKill(entry.child.pid, "SIGKILL")
         for (const [, raw] of entry.handles) (raw as { close(): void }).close()
         entry.done(Object.assign(new Error("the process spawner exited before the spawn completed"), { code: "ESPAWNER" }))
       }
       for (const [id, entry] of live) {
         live.delete(id)
-        killGroup(entry.child!.pid)
+        groupKill(entry.child!.pid, "SIGKILL")
         exit(entry, null, "SIGKILL")
       }
     }
