@@ -46,9 +46,9 @@ const json = process.argv.includes("--json")
 const cycles = flag("cycles", 10)
 const seed = flag("seed", 1)
 const instanceCount = flag("instances", 24)
-const log = (line: string) => {
-  if (!json) console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
-}
+// Progress goes to stderr in every mode (with --json, stdout carries only the result), so that a
+// failed run says which cycle went wrong and how.
+const log = (line: string) => console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
 
 /** mulberry32: the same seed, the same faults. */
 const random = (() => {

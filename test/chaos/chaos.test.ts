@@ -7,19 +7,22 @@
  */
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, onTestFailed } from "vitest"
 import { root } from "../support/processes.ts"
 
 describe("chaos", () => {
   it("5 seeded fault cycles: no overlap, no duplicate, no lost or phantom start, every runner recovers and stops", async () => {
-    const output = await new Promise<string>((resolve, reject) => {
+    let stderr = ""
+    let output = ""
+    // A failure shows each cycle's log and the whole result (the assertion shows only its head).
+    onTestFailed(() => console.error(`----- chaos -----\n${stderr}\n${output}`))
+    output = await new Promise<string>((resolve, reject) => {
       const child = ChildProcess.spawn(
         process.execPath,
         [Path.join(root, "scripts/chaos.ts"), "--cycles", "5", "--seed", "5", "--instances", "12", "--json"],
         { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
       )
       let stdout = ""
-      let stderr = ""
       child.stdout.on("data", (chunk) => (stdout += chunk))
       child.stderr.on("data", (chunk) => (stderr += chunk))
       child.on("exit", (code) => {
