@@ -217,17 +217,24 @@ describe("transport security", () => {
     const tlsRunner = await cluster.startRunner("runner-tls", { SHARDHUB_TRANSPORT: "tls" })
     try {
       // A participant that dials with TLS even on loopback: the CLI, through both runners.
-      const cli = async (...args: Array<string>) => {
-        const process = cluster.spawn("cli-tls", "src/cli/main.ts", { args, env: { SHARDHUB_TRANSPORT: "tls" } })
+      const spawnCli = (...args: Array<string>) =>
+        cluster.spawn("cli-tls", "src/cli/main.ts", { args, env: { SHARDHUB_TRANSPORT: "tls" } })
+      const ended = async (process: ReturnType<typeof spawnCli>, args: Array<string>) => {
         const exit = await process.exited
         expect({ args, exit, output: process.output() }).toMatchObject({ args, exit: { code: 0 } })
         return process.output()
       }
+      const cli = (...args: Array<string>) => ended(spawnCli(...args), args)
       const expected = Array.from({ length: 20_000 }, (_, i) => `${i + 1}\n`).join("")
       for (let i = 0; i < 4; i++) {
-        const id = (await cli("run", "--", "sh", "-c", "seq 1 20000; sleep 1")).trim()
-        // The bytes so far, then live until the process ends.
-        expect(await cli("stdout", id)).toBe(expected)
+        // The program waits for its stdin to close, so it runs until the reader has attached.
+        const id = (await cli("run", "--", "sh", "-c", "seq 1 20000; read line")).trim()
+        // The bytes so far, then live until the process ends ...
+        const reader = spawnCli("stdout", id)
+        await reader.waitFor(/^20000$/m, 60_000)
+        // ... which it does when another participant closes its stdin (over TLS as well).
+        await cli("stdin", id, "/dev/null")
+        expect(await ended(reader, ["stdout", id])).toBe(expected)
       }
       // The TLS-only runner refuses the loopback handshake (the default dial on loopback).
       const attempt = await intrude("foreign", tlsRunner.address)
