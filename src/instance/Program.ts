@@ -88,6 +88,10 @@ export interface Program {
   readonly input: (handle: ProcessHandle) => (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
   /** Where its output comes from: a sequence's data output, a command's stdout. */
   readonly output: (handle: ProcessHandle) => (options: { readonly replay: boolean }) => Stream.Stream<Uint8Array>
+  /** Which input of the process that is (see `ProcessHandle.pipeInput`). */
+  readonly inputName: "stdin" | "input"
+  /** The same output, written straight into a socket (see `ProcessHandle.pipeOutput`). */
+  readonly outputName: "stdout" | "output"
   /** What each process's input starts with: a sequence reads how to decode the rest. */
   readonly header: (contentType: string) => Uint8Array | undefined
   /** Completes a start: a sequence takes input once its runner loaded the package. */
@@ -101,6 +105,8 @@ export interface Program {
 const command: Program = {
   input: (handle) => handle.stdin,
   output: (handle) => handle.stdout,
+  outputName: "stdout",
+  inputName: "stdin",
   header: () => undefined,
   started: () => Effect.void,
   canKeepAlive: false,
@@ -110,6 +116,8 @@ const command: Program = {
 const sequence: Program = {
   input: (handle) => handle.input,
   output: (handle) => handle.output,
+  outputName: "output",
+  inputName: "input",
   header: inputHeader,
   started: (id, handle) =>
     handle.ready.pipe(

@@ -4,9 +4,7 @@
  *
  * @since 0.5.0
  */
-import * as NodeSink from "@effect/platform-node/NodeSink"
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import type * as Net from "node:net"
 import type { ProcessHandle } from "../process/ProcessManager.ts"
 import { DataPortError } from "./DataPort.ts"
@@ -15,46 +13,48 @@ import { headerFor, type Run } from "./Run.ts"
 import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 
 /**
- * Pipes a socket's bytes into a process's stdin; answers `DONE` or `ERR <reason>` when done.
+ * Pipes a socket's bytes into a process's stdin or data input; answers `DONE` or
+ * `ERR <reason>` when done (unless `answer` is false: an `inout` socket carries output).
  *
  * @since 0.5.0
  */
 export const inputSession = (
-  sink: (options: { readonly end: boolean }) => ReturnType<ProcessHandle["stdin"]>,
+  handle: ProcessHandle,
+  name: "stdin" | "input",
   end: boolean,
   answer: boolean,
   header: () => Uint8Array | undefined = () => undefined
 ) =>
 (socket: Net.Socket) =>
-  Stream.suspend(() => {
-    const bytes = NodeStream.fromReadable<Uint8Array, DataPortError>({
-      evaluate: () => socket,
-      onError: (error) => new DataPortError({ message: `the input connection broke: ${(error as Error)?.message ?? String(error)}` }),
-      closeOnDone: false
-    })
-    const first = header()
-    return first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)
-  })
-    .pipe(
-      InstanceMetrics.countBytes("in"),
-      Stream.run(sink({ end })),
+  Effect.flatMap(InstanceMetrics.byteTally("in"), (tally) =>
+    handle.pipeInput(name, socket, {
+      end,
+      header: header(),
+      read: tally.add,
+      onError: (error) => new DataPortError({ message: `the input connection broke: ${(error as Error)?.message ?? String(error)}` })
+    }).pipe(
+      Effect.ensuring(tally.flush),
       Effect.matchEffect({
         onFailure: (error) => Effect.sync(() => answer && socket.end(`ERR ${error.message}\n`)),
         onSuccess: () => Effect.sync(() => answer && socket.end("DONE\n"))
       })
-    )
+    ))
 
 /**
- * Pipes a process output into a socket, ending it when the output ends.
+ * Pipes a process output into a socket, ending it when the output ends (an `inout` client
+ * learns the process ended while its input may still be open).
  *
  * @since 0.5.0
  */
-export const outputSession = (output: Stream.Stream<Uint8Array>) => (socket: Net.Socket) =>
-  output.pipe(
-    InstanceMetrics.countBytes("out"),
-    Stream.run(NodeSink.fromWritable({ evaluate: () => socket, onError: () => undefined, endOnDone: true })),
-    Effect.ignore
-  )
+export const outputSession = (
+  pipe: (socket: Net.Socket, written: (bytes: number) => void) => Effect.Effect<void>
+) =>
+(socket: Net.Socket) =>
+  Effect.flatMap(InstanceMetrics.byteTally("out"), (tally) =>
+    pipe(socket, tally.add).pipe(
+      Effect.andThen(Effect.sync(() => socket.end())),
+      Effect.ensuring(tally.flush)
+    ))
 
 /**
  * The session of an `Open` request on `run`: its stdio, or its program's input and output (a
@@ -69,26 +69,27 @@ export const sessionOf = (run: Run, pid: number | undefined, request: {
   readonly contentType?: string | undefined
 }): (socket: Net.Socket) => Effect.Effect<void> => {
   const { handle, program } = run
-  const replay = { replay: request.replay ?? true }
+  const replay = request.replay ?? true
+  const output = (name: "stdout" | "stderr" | "output") =>
+    outputSession((socket, written) => handle.pipeOutput(name, socket, { replay, written }))
   const end = request.end ?? true
   const header = () => headerFor(run, pid, request.contentType ?? "application/octet-stream")
   switch (request.stream) {
     case "stdin":
-      return inputSession(handle.stdin, end, true)
+      return inputSession(handle, "stdin", end, true)
     case "input":
-      return inputSession(program.input(handle), end, true, header)
+      return inputSession(handle, program.inputName, end, true, header)
     case "stdout":
-      return outputSession(handle.stdout(replay))
-    case "output":
-      return outputSession(program.output(handle)(replay))
     case "stderr":
-      return outputSession(handle.stderr(replay))
+      return output(request.stream)
+    case "output":
+      return output(program.outputName)
     case "inout":
       // The output first: it is subscribed before any input can make output.
       return (socket) =>
         Effect.all([
-          outputSession(program.output(handle)(replay))(socket),
-          inputSession(program.input(handle), end, false, header)(socket)
+          output(program.outputName)(socket),
+          inputSession(handle, program.inputName, end, false, header)(socket)
         ], { concurrency: 2, discard: true })
   }
 }

@@ -6,7 +6,7 @@
  *
  * @since 0.6.0
  */
-import { Duration, Effect, Metric, Stream } from "effect"
+import { Duration, Effect, Metric } from "effect"
 
 const starts = Metric.counter("shardhub_instance_starts_total", {
   description: "Process starts of instances on this runner (a start, a restart on request, a takeover), by outcome.",
@@ -66,14 +66,27 @@ const bytes = Metric.counter("shardhub_instance_bytes_total", {
 })
 
 /**
- * Counts the bytes of `stream` as going `direction`.
+ * Counts bytes going `direction`: `add` is called per chunk and updates the counter once per
+ * MiB (an update per chunk costs more than moving the chunk); `flush` adds the rest.
  *
- * @since 0.6.0
+ * @since 0.7.0
  */
-export const countBytes = (direction: "in" | "out") => {
-  const counter = Metric.withAttributes(bytes, { direction })
-  return <E, R>(stream: Stream.Stream<Uint8Array, E, R>) => Stream.tap(stream, (chunk) => Metric.update(counter, chunk.length))
-}
+export const byteTally = (direction: "in" | "out") =>
+  Effect.map(Effect.context<never>(), (context) => {
+    const counter = Metric.withAttributes(bytes, { direction })
+    let pending = 0
+    const flush = () => {
+      if (pending > 0) counter.updateUnsafe(pending, context)
+      pending = 0
+    }
+    return {
+      add: (count: number) => {
+        pending += count
+        if (pending >= 1024 * 1024) flush()
+      },
+      flush: Effect.sync(flush)
+    }
+  })
 
 const calls = Metric.timer("shardhub_instance_call_duration", {
   description: "Calls from this participant to instances, by operation, until answered.",

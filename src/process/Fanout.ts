@@ -13,6 +13,7 @@
  */
 import { Cause, Channel, Effect, Scope, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import type { Writable } from "node:stream"
 
 interface Subscriber<A> {
   items: Array<A>
@@ -148,8 +149,26 @@ export interface Lossless {
    * start while less than `retainBytes` was produced).
    */
   readonly subscribe: (replay: boolean) => Stream.Stream<Uint8Array>
+  /**
+   * The same bytes as {@link Lossless.subscribe}, written straight into `writable` as they are
+   * published: no fiber per chunk, which is what a byte stream to a socket needs to keep up with
+   * the pipe. The writable's queue is the reader's backlog (the producer pauses when it reaches
+   * `highWaterBytes`). Succeeds when the broadcast ended and everything was handed to the
+   * writable, or when the writable closed first (nobody reads any more); `written` is told of
+   * every chunk handed over. The writable is not ended here.
+   *
+   * @since 0.7.0
+   */
+  readonly pipe: (replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
   /** Whether anything was dropped from the replay buffer. */
   readonly truncated: () => boolean
+}
+
+/** What the broadcast sees of a reader: where a chunk goes, and whether it is behind. */
+interface Reader {
+  readonly push: (chunk: Buffer) => void
+  readonly end: () => void
+  readonly behind: () => boolean
 }
 
 /**
@@ -161,7 +180,7 @@ export const lossless = (options: {
   /** Called with `true` to pause the producer and `false` to resume it. */
   readonly pressure: (paused: boolean) => void
 }): Lossless => {
-  const subscribers = new Set<Subscriber<Buffer>>()
+  const readers = new Set<Reader>()
   const retained: Array<Buffer> = []
   let retainedBytes = 0
   let dropped = false
@@ -170,14 +189,24 @@ export const lossless = (options: {
 
   const update = () => {
     let behind = false
-    for (const subscriber of subscribers) {
-      if (subscriber.bytes >= options.highWaterBytes) behind = true
+    for (const reader of readers) {
+      if (reader.behind()) behind = true
     }
     if (behind !== paused) {
       paused = behind
       options.pressure(paused)
     }
   }
+
+  const streamReader = (subscriber: Subscriber<Buffer>): Reader => ({
+    push: (chunk) => {
+      subscriber.items.push(chunk)
+      subscriber.bytes += chunk.length
+      notify(subscriber)
+    },
+    end: () => notify(subscriber),
+    behind: () => subscriber.bytes >= options.highWaterBytes
+  })
 
   return {
     publish(chunk) {
@@ -189,19 +218,16 @@ export const lossless = (options: {
           dropped = true
         }
       }
-      for (const subscriber of subscribers) {
-        subscriber.items.push(chunk)
-        subscriber.bytes += chunk.length
-        notify(subscriber)
-      }
+      for (const reader of readers) reader.push(chunk)
       update()
     },
     end() {
       ended = true
-      for (const subscriber of subscribers) notify(subscriber)
+      for (const reader of readers) reader.end()
     },
-    subscribe: (replay) =>
-      subscriberStream<Buffer>(
+    subscribe: (replay) => {
+      const bySubscriber = new Map<Subscriber<Buffer>, Reader>()
+      return subscriberStream<Buffer>(
         () => {
           const subscriber: Subscriber<Buffer> = {
             items: replay ? [...retained] : [],
@@ -210,16 +236,56 @@ export const lossless = (options: {
             wake: undefined
           }
           if (ended && subscriber.items.length === 0) return undefined
-          if (!ended) subscribers.add(subscriber)
+          if (!ended) {
+            const reader = streamReader(subscriber)
+            bySubscriber.set(subscriber, reader)
+            readers.add(reader)
+          }
           return subscriber
         },
         (subscriber) => {
-          subscribers.delete(subscriber)
+          const reader = bySubscriber.get(subscriber)
+          if (reader !== undefined) readers.delete(reader)
+          bySubscriber.delete(subscriber)
           update()
         },
         () => ended,
         update
-      ),
+      )
+    },
+    pipe: (replay, writable, written) =>
+      Effect.callback<void>((resume) => {
+        const write = (chunk: Buffer) => {
+          written(chunk.length)
+          writable.write(chunk)
+        }
+        const reader: Reader = {
+          push: write,
+          end: () => finish(),
+          behind: () => writable.writableLength >= options.highWaterBytes
+        }
+        const onDrain = () => update()
+        let done = false
+        const finish = () => {
+          if (done) return
+          done = true
+          readers.delete(reader)
+          writable.off("drain", onDrain)
+          writable.off("close", finish)
+          update()
+          resume(Effect.void)
+        }
+        if (replay) for (const chunk of retained) write(chunk)
+        if (ended || writable.destroyed) {
+          finish()
+          return
+        }
+        readers.add(reader)
+        writable.on("drain", onDrain)
+        writable.once("close", finish)
+        update()
+        return Effect.sync(finish)
+      }),
     truncated: () => dropped
   }
 }

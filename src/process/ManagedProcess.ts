@@ -16,6 +16,7 @@
  * @since 0.2.0
  */
 import * as Fs from "node:fs"
+import type { Readable, Writable } from "node:stream"
 import { Deferred, Effect, Option, type Scope, Sink, Stream } from "effect"
 import type { Identity } from "./Confinement.ts"
 import * as Control from "./Control.ts"
@@ -62,6 +63,10 @@ export interface ManagedProcess {
   readonly stdin: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
   /** The data output (fd 5) of a process with data channels; empty otherwise. */
   readonly output: (replay: boolean) => Stream.Stream<Uint8Array>
+  /** The bytes of `stdout`, `stderr` or `output`, written straight into `writable`. */
+  readonly pipe: (name: Stdio.Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
+  /** Pumps a readable into stdin or the data input (see `Stdio.pump`). */
+  readonly pump: <E>(name: "stdin" | "input", source: Readable, options: Stdio.PumpOptions<E>) => Effect.Effect<void, StdinError | E>
   /** Writes the data input (fd 4) of a process with data channels. */
   readonly input: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query: LogStore.LogsQuery) => Stream.Stream<LogStore.LogLine, LogsError>
@@ -117,6 +122,12 @@ export const make = (options: {
   const finalDeferred = Deferred.makeUnsafe<Terminal>()
   const readyDeferred = Deferred.makeUnsafe<void, NotReady>()
   const stdio = Stdio.make(id, spec, settings, options.logPath, () => run)
+  const notPiped = (name: "stdin" | "input") =>
+    new StdinError({
+      id,
+      reason: "NotPiped",
+      message: name === "stdin" ? "the process was started with stdin closed" : "the process was started without data channels"
+    })
 
   /** Readers end once the process is final and its last run's output was all read. */
   const endOutput = () => {
@@ -311,15 +322,15 @@ export const make = (options: {
     messages: stdio.messages,
     stdout: (replay) => stdio.subscribe("stdout", replay),
     stderr: (replay) => stdio.subscribe("stderr", replay),
-    stdin: ({ end }) =>
-      spec.stdin === "pipe"
-        ? stdio.writer(() => run, "stdin", end)
-        : Sink.fail(new StdinError({ id, reason: "NotPiped", message: "the process was started with stdin closed" })),
+    stdin: ({ end }) => spec.stdin === "pipe" ? stdio.writer(() => run, "stdin", end) : Sink.fail(notPiped("stdin")),
     output: (replay) => spec.dataChannels ? stdio.subscribe("output", replay) : Stream.empty,
-    input: ({ end }) =>
-      spec.dataChannels
-        ? stdio.writer(() => run, "input", end)
-        : Sink.fail(new StdinError({ id, reason: "NotPiped", message: "the process was started without data channels" })),
+    pipe: (name, replay, writable, written) =>
+      name === "output" && !spec.dataChannels ? Effect.void : stdio.pipe(name, replay, writable, written),
+    pump: (name, source, options) =>
+      (name === "stdin" ? spec.stdin === "pipe" : spec.dataChannels)
+        ? stdio.pump(() => run, name, source, options)
+        : Effect.fail(notPiped(name)),
+    input: ({ end }) => spec.dataChannels ? stdio.writer(() => run, "input", end) : Sink.fail(notPiped("input")),
     logs: (query) => stdio.logs.query(query),
     stats: () => Option.fromUndefinedOr(run?.stats),
     sample: (usage, at, refreshStats) => {

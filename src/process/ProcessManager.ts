@@ -17,6 +17,7 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import type { Readable, Writable } from "node:stream"
 import { Context, Duration, Effect, Layer, Option, Schedule, Schema, Scope, Sink, Stream } from "effect"
 import * as Confinement from "./Confinement.ts"
 import * as LogStore from "./LogStore.ts"
@@ -62,6 +63,31 @@ export interface ProcessHandle {
   readonly stdin: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
   /** The data output (fd 5) of a process spawned with `dataChannels`. */
   readonly output: (options?: OutputOptions) => Stream.Stream<Uint8Array>
+  /**
+   * The bytes `stdout`, `stderr` or `output` would stream, written straight into a Node
+   * writable (a socket) with its backpressure, without a fiber per chunk: how a data-port
+   * session keeps up with the pipe. Succeeds when the output ended (or the writable closed);
+   * `written` hears each chunk's size. The writable is not ended.
+   */
+  /**
+   * Pumps a Node readable (a socket) into `stdin` or the data `input` without a fiber per
+   * chunk, `header` first; closes the input when the readable ends, unless `end` is false.
+   * Succeeds once every byte was handed to the pipe; a broken readable fails with `onError`.
+   */
+  readonly pipeInput: <E>(
+    name: "stdin" | "input",
+    readable: Readable,
+    options: StdinOptions & {
+      readonly header?: Uint8Array | undefined
+      readonly read?: (bytes: number) => void
+      readonly onError: (error: unknown) => E
+    }
+  ) => Effect.Effect<void, StdinError | E>
+  readonly pipeOutput: (
+    name: "stdout" | "stderr" | "output",
+    writable: Writable,
+    options?: OutputOptions & { readonly written?: (bytes: number) => void }
+  ) => Effect.Effect<void>
   /** The data input (fd 4) of a process spawned with `dataChannels`. */
   readonly input: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
@@ -350,6 +376,15 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       stderr: (options) => managed.stderr(options?.replay ?? true),
       stdin: (options) => managed.stdin({ end: options?.end ?? true }),
       output: (options) => managed.output(options?.replay ?? true),
+      pipeInput: (name, readable, options) =>
+        managed.pump(name, readable, {
+          end: options.end ?? true,
+          first: options.header,
+          read: options.read,
+          onError: options.onError
+        }),
+      pipeOutput: (name, writable, options) =>
+        managed.pipe(name, options?.replay ?? true, writable, options?.written ?? (() => {})),
       input: (options) => managed.input({ end: options?.end ?? true }),
       logs: (query) => managed.logs(query ?? {}),
       stats: Effect.sync(() => {

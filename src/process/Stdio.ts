@@ -54,7 +54,8 @@ export interface Settings {
 
 const STDIN_BUFFER_BYTES = 1024 * 1024
 
-type Output = "stdout" | "stderr" | "output"
+/** @since 0.7.0 */
+export type Output = "stdout" | "stderr" | "output"
 
 /**
  * @since 0.6.0
@@ -66,11 +67,38 @@ export interface Stdio {
   /** Ends every reader and the log (the process is over and its last run's output was read). */
   readonly end: () => void
   readonly subscribe: (name: Output, replay: boolean) => Stream.Stream<Uint8Array>
+  /** The same bytes as `subscribe`, written straight into `writable` (see `Fanout.Lossless.pipe`). */
+  readonly pipe: (name: Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
   readonly messages: Effect.Effect<Stream.Stream<ChannelEvent>, never, Scope.Scope>
   /** A sink into the live run's stdin or data input; `end` closes it when the stream ends. */
   readonly writer: (run: () => Run | undefined, name: "stdin" | "input", end: boolean) => Sink.Sink<void, Uint8Array, never, StdinError>
+  /**
+   * Pumps a Node readable (a socket) into the live run's stdin or data input, with `first`
+   * before it, without a fiber per chunk; `end` closes the input when the readable ends.
+   * Succeeds once everything was handed to the pipe; fails with `onError` of what broke the
+   * readable (a premature close too), or with the input's own error.
+   */
+  readonly pump: <E>(
+    run: () => Run | undefined,
+    name: "stdin" | "input",
+    source: Readable,
+    options: PumpOptions<E>
+  ) => Effect.Effect<void, StdinError | E>
   /** Writes one message to the run's channel, waiting for it to drain when the pipe is full. */
   readonly send: (run: Run | undefined, message: unknown) => Effect.Effect<void, WriteMessageError>
+}
+
+/**
+ * How {@link Stdio.pump} reads its source.
+ *
+ * @since 0.7.0
+ */
+export interface PumpOptions<E> {
+  readonly end: boolean
+  readonly first?: Uint8Array | undefined
+  /** Hears the size of every chunk read. */
+  readonly read?: ((bytes: number) => void) | undefined
+  readonly onError: (error: unknown) => E
 }
 
 /**
@@ -180,6 +208,55 @@ export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath
       more()
     })
 
+  /** The live run's stdin or data input, or why there is none. */
+  const liveInput = (run: () => Run | undefined, name: "stdin" | "input") => {
+    const live = run()
+    const stdin = live?.exit === undefined ? (name === "stdin" ? live?.stdin : live?.input) : undefined
+    return stdin === undefined || stdin === null
+      ? Effect.fail(new StdinError({ id, reason: "NotRunning", message: "the process is not running" }))
+      : Effect.succeed(stdin)
+  }
+
+  const pumpInto = <E>(stdin: Writable, name: string, source: Readable, options: PumpOptions<E>) =>
+    Effect.callback<void, StdinError | E>((resume) => {
+      let done = false
+      const finish = (exit: Effect.Effect<void, StdinError | E>) => {
+        if (done) return
+        done = true
+        source.off("data", onData)
+        source.off("end", onEnd)
+        source.off("error", onSourceError)
+        source.off("close", onSourceClose)
+        stdin.off("drain", onDrain)
+        stdin.off("close", onClosed)
+        resume(exit)
+      }
+      const onData = (chunk: Buffer) => {
+        options.read?.(chunk.length)
+        stdin.write(chunk)
+        // Like STDIN_BUFFER_BYTES in writeAll: a pipe's own high-water mark would pause per chunk.
+        if (stdin.writableLength > STDIN_BUFFER_BYTES) source.pause()
+      }
+      const onDrain = () => source.resume()
+      const onEnd = () => {
+        if (options.end && !stdin.writableEnded) stdin.end()
+        finish(Effect.void)
+      }
+      const onSourceError = (error: unknown) => finish(Effect.fail(options.onError(error)))
+      const onSourceClose = () => finish(Effect.fail(options.onError(new Error("closed before its end"))))
+      const onClosed = () => finish(Effect.fail(closed(name)))
+      if (stdin.destroyed || stdin.writableEnded) return finish(Effect.fail(closed(name)))
+      if (options.first !== undefined) stdin.write(options.first)
+      stdin.on("drain", onDrain)
+      stdin.once("close", onClosed)
+      source.on("end", onEnd)
+      source.on("error", onSourceError)
+      source.on("close", onSourceClose)
+      source.on("data", onData)
+      source.resume()
+      return Effect.sync(() => finish(Effect.void))
+    })
+
   const sendFailure = (reason: WriteMessageError["reason"], message: string) => Effect.fail(new WriteMessageError({ id, reason, message }))
 
   return {
@@ -196,22 +273,17 @@ export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath
       logs.end()
     },
     subscribe: (name, replay) => taps[name].subscribe(replay),
+    pipe: (name, replay, writable, written) => taps[name].pipe(replay, writable, written),
     messages: spec.messages === undefined ? Effect.succeed(Stream.empty) : messageHub.subscribe,
     writer: (run, name, end) =>
-      Sink.unwrap(Effect.suspend(() => {
-        const live = run()
-        const stdin = live?.exit === undefined ? (name === "stdin" ? live?.stdin : live?.input) : undefined
-        if (stdin === undefined || stdin === null) {
-          return Effect.fail(new StdinError({ id, reason: "NotRunning", message: "the process is not running" }))
-        }
-        return Effect.succeed(
-          Sink.forEachArray(writeAll(stdin, name)).pipe(Sink.mapEffect(() =>
-            Effect.sync(() => {
-              if (end && !stdin.writableEnded) stdin.end()
-            })
-          ))
-        )
-      })),
+      Sink.unwrap(Effect.map(Effect.suspend(() => liveInput(run, name)), (stdin) =>
+        Sink.forEachArray(writeAll(stdin, name)).pipe(Sink.mapEffect(() =>
+          Effect.sync(() => {
+            if (end && !stdin.writableEnded) stdin.end()
+          })
+        )))),
+    pump: (run, name, source, options) =>
+      Effect.flatMap(Effect.suspend(() => liveInput(run, name)), (stdin) => pumpInto(stdin, name, source, options)),
     send: (run, message) =>
       Effect.suspend(() => {
         if (frames === undefined) return sendFailure("NoChannel", "the process has no message channel")

@@ -5,12 +5,31 @@
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Stream } from "effect"
 import type { ChannelEvent } from "../../src/process/ManagedProcess.ts"
 import { sha256 } from "../support/bytes.ts"
 import { child, manager, tempDir, until } from "../support/processManager.ts"
+
+/** Two ends of a loopback TCP connection, destroyed with the scope. */
+const socketPair = Effect.acquireRelease(
+  Effect.callback<readonly [Net.Socket, Net.Socket]>((resume) => {
+    const server = Net.createServer({ allowHalfOpen: true }, (near) => {
+      server.close()
+      resume(Effect.succeed([near, far] as const))
+    })
+    let far: Net.Socket
+    server.listen(0, "127.0.0.1", () => {
+      far = Net.connect({ host: "127.0.0.1", port: (server.address() as Net.AddressInfo).port, allowHalfOpen: true })
+    })
+  }),
+  ([near, far]) => Effect.sync(() => {
+    near.destroy()
+    far.destroy()
+  })
+)
 
 const text = (stream: Stream.Stream<Uint8Array>) => stream.pipe(Stream.decodeText(), Stream.mkString)
 
@@ -71,6 +90,48 @@ describe("ProcessManager I/O", () => {
       const refused = yield* Stream.run(Stream.make(new Uint8Array(1)), plain.input()).pipe(Effect.flip)
       expect(refused).toMatchObject({ _tag: "StdinError", reason: "NotPiped" })
       yield* plain.kill
+    }))
+
+  it.live("piped straight into a socket: a reader that stops holds cat at the high-water mark, then gets every byte", () =>
+    Effect.gen(function*() {
+      const highWater = 1024 * 1024
+      const pm = yield* manager({ outputHighWaterBytes: highWater })
+      // More than the kernel's socket and pipe buffers hold between here and the reader.
+      const input = Crypto.randomBytes(48 * 1024 * 1024)
+      const [near, far] = yield* socketPair
+      far.pause()
+      const cat = yield* pm.spawn({ command: "cat", log: [] })
+      // The backlog each chunk lands on: what the socket still queues, plus the chunk.
+      let handed = 0
+      let worstBacklog = 0
+      const output = yield* Effect.forkChild(cat.pipeOutput("stdout", near, {
+        written: (bytes) => {
+          handed += bytes
+          worstBacklog = Math.max(worstBacklog, near.writableLength + bytes)
+        }
+      }))
+      const pumped = yield* Effect.forkChild(cat.pipeInput("stdin", near, { onError: (error) => error }))
+      far.end(input)
+      // The reader reads nothing: cat's output is held once the backlog reached the mark ...
+      yield* until(() => near.writableLength >= highWater, "the reader's backlog to reach the mark")
+      expect(handed).toBeLessThan(input.length)
+      // ... and then everything comes, in order, once it reads.
+      const received = yield* Effect.promise(() =>
+        new Promise<Buffer>((resolve) => {
+          const chunks: Array<Buffer> = []
+          far.on("data", (chunk: Buffer) => chunks.push(chunk))
+          far.on("end", () => resolve(Buffer.concat(chunks)))
+          far.resume()
+          // cat ends once its stdin ended and it wrote everything; the pipe then ends the socket.
+          void Effect.runPromise(Fiber.join(output)).then(() => near.end())
+        })
+      )
+      yield* Fiber.join(pumped)
+      expect(received.length).toBe(input.length)
+      expect(sha256(received)).toBe(sha256(input))
+      // A chunk lands past the mark at most once more before the pause takes hold.
+      expect(worstBacklog).toBeLessThanOrEqual(highWater + 2 * 65536)
+      expect(yield* cat.wait).toMatchObject({ _tag: "Exited", code: 0 })
     }))
 
   for (const codec of ["ndjson", "msgpack"] as const) {
