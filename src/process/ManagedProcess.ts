@@ -100,6 +100,8 @@ export const make = (options: {
   readonly identity: Identity | undefined
   readonly dataDir: string
   readonly logPath: string
+  /** Takes a rotated-out log file away (see `LogStoreOptions.discard`). */
+  readonly discardLog?: (path: string) => void
   readonly settings: Stdio.Settings
   readonly supervisor: Supervisor
   readonly spawner: Spawner
@@ -121,7 +123,7 @@ export const make = (options: {
   let firstSpawnReported = false
   const finalDeferred = Deferred.makeUnsafe<Terminal>()
   const readyDeferred = Deferred.makeUnsafe<void, NotReady>()
-  const stdio = Stdio.make(id, spec, settings, options.logPath, () => run)
+  const stdio = Stdio.make(id, spec, settings, { path: options.logPath, discard: options.discardLog }, () => run)
   const notPiped = (name: "stdin" | "input") =>
     new StdinError({
       id,

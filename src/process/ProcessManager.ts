@@ -243,6 +243,18 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
     const settings: Managed.Settings = { ...defaults, ...config }
     const stateDir = Path.resolve(config.stateDir)
     const sampleIntervalMs = config.sampleIntervalMs ?? 1000
+    const trash = Path.join(stateDir, "trash")
+    /** Deletes a rotated-out log file off the event loop: moved aside at once, removed in the thread pool. */
+    const discard = (path: string) => {
+      const doomed = Path.join(trash, Crypto.randomUUID())
+      try {
+        Fs.renameSync(path, doomed)
+      } catch {
+        Fs.rmSync(path, { force: true })
+        return
+      }
+      Fs.rm(doomed, { force: true }, () => {})
+    }
     const limitIntervalMs = config.limitIntervalMs ?? 250
     const supervisor = yield* Supervisor.acquire(stateDir)
     // Released after the processes' shutdown below (finalizers run in reverse): their ends come through it.
@@ -255,6 +267,9 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         Fs.mkdirSync(Path.join(stateDir, "data"), { recursive: true, mode: 0o711 })
         Fs.chmodSync(Path.join(stateDir, "logs"), 0o700)
         Fs.chmodSync(Path.join(stateDir, "data"), 0o711)
+        // What an earlier incarnation was still deleting.
+        Fs.rmSync(trash, { recursive: true, force: true })
+        Fs.mkdirSync(trash, { mode: 0o700 })
       },
       catch: (error) => new StateDirError({ path: stateDir, message: (error as Error).message })
     })
@@ -460,6 +475,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
             identity,
             dataDir,
             logPath,
+            discardLog: discard,
             settings,
             supervisor,
             spawner,

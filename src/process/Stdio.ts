@@ -106,7 +106,13 @@ export interface PumpOptions<E> {
  *
  * @since 0.6.0
  */
-export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath: string, current: () => Run | undefined): Stdio => {
+export const make = (
+  id: string,
+  spec: ResolvedSpec,
+  settings: Settings,
+  logFiles: { readonly path: string; readonly discard?: ((path: string) => void) | undefined },
+  current: () => Run | undefined
+): Stdio => {
   const holders = new Map<Output, Set<"tap" | "log">>()
   const readableOf = (run: Run | undefined, name: Output): Readable | null | undefined =>
     name === "output" ? run?.output : run?.[name]
@@ -122,7 +128,8 @@ export const make = (id: string, spec: ResolvedSpec, settings: Settings, logPath
   }
   const logs = LogStore.make({
     id,
-    path: logPath,
+    path: logFiles.path,
+    discard: logFiles.discard,
     ringLines: settings.logRingLines,
     ringBytes: settings.logRingBytes,
     fileBytes: settings.logFileBytes,

@@ -232,6 +232,8 @@ describe("ProcessManager I/O", () => {
       )
       yield* pm.remove(burst.id)
       expect(Fs.readdirSync(Path.join(stateDir, "logs"))).toEqual([])
+      // Rotated-out files were moved aside and deleted off the event loop.
+      yield* until(() => Fs.readdirSync(Path.join(stateDir, "trash")).length === 0, "the rotated-out files to be deleted")
     }))
 
   it.live("a restart's process continues its log: numbering goes on, rotated files included, and queries read both", () =>
