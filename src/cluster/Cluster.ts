@@ -25,6 +25,7 @@ import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import { type ClusterConfig, clusterConfig, type RunnerConfig } from "./Config.ts"
 import * as Fence from "./Fence.ts"
+import * as CrashDetection from "./CrashDetection.ts"
 import * as LockStorage from "./LockStorage.ts"
 import * as MessageStore from "./MessageStore.ts"
 import * as Security from "./Security.ts"
@@ -58,7 +59,10 @@ export const shardingConfig = (
 const runnerStorage = Layer.effect(
   RunnerStorage.RunnerStorage,
   Effect.gen(function*() {
-    const storage = yield* Effect.flatMap(SqlRunnerStorage.make({}), LockStorage.oneReleaseAtATime)
+    const storage = yield* SqlRunnerStorage.make({}).pipe(
+      Effect.flatMap(LockStorage.oneReleaseAtATime),
+      Effect.flatMap(CrashDetection.detectingCrashes)
+    )
     const fence = yield* Effect.serviceOption(Fence.Fence)
     return Option.match(fence, { onNone: () => storage, onSome: (fence) => Fence.renewing(storage, fence) })
   })
