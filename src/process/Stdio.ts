@@ -234,6 +234,8 @@ export const make = (
         source.off("end", onEnd)
         source.off("error", onSourceError)
         source.off("close", onSourceClose)
+        // What was not taken stays unread: the writer learns it from the backpressure.
+        source.pause()
         stdin.off("drain", onDrain)
         stdin.off("close", onClosed)
         resume(exit)

@@ -134,6 +134,19 @@ describe("ProcessManager I/O", () => {
       expect(yield* cat.wait).toMatchObject({ _tag: "Exited", code: 0 })
     }))
 
+  it.live("a pipe into stdin that the process closes early fails, and leaves the rest of the socket unread", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      const [near, far] = yield* socketPair
+      const head = yield* pm.spawn({ command: "head", args: ["-c", "10"], log: [] })
+      const pumped = yield* Effect.forkChild(head.pipeInput("stdin", near, { onError: (error) => error }))
+      far.write(Crypto.randomBytes(16 * 1024 * 1024))
+      expect(yield* Effect.flip(Fiber.join(pumped))).toMatchObject({ _tag: "StdinError", reason: "Closed" })
+      // The writer learns it from the backpressure: nothing reads the socket any more.
+      expect(near.readableFlowing).toBe(false)
+      expect(yield* head.wait).toMatchObject({ _tag: "Exited", code: 0 })
+    }))
+
   for (const codec of ["ndjson", "msgpack"] as const) {
     it.live(`1 MiB messages round-trip whole over ${codec}, in order`, () =>
       Effect.gen(function*() {
