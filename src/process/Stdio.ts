@@ -102,7 +102,7 @@ export interface PumpOptions<E> {
 }
 
 /**
- * The streams of process `id`, its log at `logPath`.
+ * The streams of process `id`, its log at `logFiles.path` (rotated-out files go to `logFiles.discard`).
  *
  * @since 0.6.0
  */
