@@ -22,7 +22,8 @@ import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
 import * as Crypto from "node:crypto"
-import { createServer, type Server } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { Socket } from "node:net"
 import * as Os from "node:os"
 import * as Home from "../cluster/Home.ts"
 import { Api } from "./Api.ts"
@@ -364,19 +365,38 @@ const boundedServer = (config: GatewayConfig): Server => {
     connectionsCheckingInterval: Math.max(100, Math.min(headersTimeout / 4, 5_000))
   })
   server.maxConnections = config.maxConnections
-  const perAddress = new Map<string, number>()
-  server.on("connection", (socket) => {
+  // An address at its cap first loses its idle keep-alive connections (between requests): a
+  // client that pools connections without reusing them (the published api-client does, leaving
+  // response bodies unread) would otherwise be refused after 128 requests in Node's 5 s of idle
+  // keep-alive. Connections with a request in progress (a stream) are never taken.
+  const perAddress = new Map<string, Set<Socket>>()
+  const idle = new Set<Socket>()
+  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket
+    idle.delete(socket)
+    response.once("finish", () => {
+      if (!socket.destroyed) idle.add(socket)
+    })
+  })
+  server.on("connection", (socket: Socket) => {
     const address = socket.remoteAddress ?? "-"
-    const open = (perAddress.get(address) ?? 0) + 1
-    if (open > config.maxConnectionsPerAddress) {
-      socket.destroy()
-      return
+    const open = perAddress.get(address) ?? new Set<Socket>()
+    if (open.size >= config.maxConnectionsPerAddress) {
+      const spare = [...open].find((other) => idle.has(other))
+      if (spare === undefined) {
+        socket.destroy()
+        return
+      }
+      open.delete(spare)
+      idle.delete(spare)
+      spare.destroy()
     }
+    open.add(socket)
     perAddress.set(address, open)
     socket.once("close", () => {
-      const left = (perAddress.get(address) ?? 1) - 1
-      if (left === 0) perAddress.delete(address)
-      else perAddress.set(address, left)
+      idle.delete(socket)
+      open.delete(socket)
+      if (open.size === 0 && perAddress.get(address) === open) perAddress.delete(address)
     })
   })
   return server

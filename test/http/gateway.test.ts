@@ -621,6 +621,45 @@ describe("the HTTP gateway", () => {
     output.destroy()
   })
 
+  it("at the per-address cap, idle keep-alive connections give way to a new one; connections in the middle of a request never do", async () => {
+    cluster.printOnFailure()
+    const { url } = await cluster.gateway("pooling-gateway", { SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: "4" })
+    const { hostname, port } = new URL(url)
+    /** A keep-alive connection that made one request, got its answer, and stays open. */
+    const pooled = () =>
+      new Promise<{ readonly socket: Net.Socket; readonly closed: Promise<void> }>((resolve, reject) => {
+        const socket = Net.connect({ host: hostname, port: Number(port) }, () =>
+          socket.write(`GET /api/v1/version HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`))
+        const closed = new Promise<void>((done) => socket.once("close", () => done()))
+        socket.once("close", () => reject(new Error("closed before its answer")))
+        let received = ""
+        socket.on("data", (chunk) => {
+          received += chunk
+          if (/^HTTP\/1\.1 200[\s\S]*\r\n\r\n[\s\S]*\}$/.test(received)) resolve({ socket, closed })
+        })
+        socket.on("error", reject)
+      })
+    // A client that pools connections without reusing them: 12 requests, 3 times the cap, all answered.
+    const idle: Array<Awaited<ReturnType<typeof pooled>>> = []
+    for (let i = 0; i < 12; i++) idle.push(await pooled())
+    // The cap held: the 8 oldest were closed to make room, the newest 4 are open.
+    await Promise.all(idle.slice(0, 8).map((connection) => connection.closed))
+    expect(idle.slice(8).map((connection) => connection.socket.readyState)).toEqual(["open", "open", "open", "open"])
+    for (const connection of idle) connection.socket.destroy()
+
+    // Four connections in the middle of a request (output streams) are never taken: a fifth is refused.
+    const id = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "cat" } })),
+      (info) => info.id
+    ))
+    await eventually(async () => (await request(`${url}/api/v1/version`)).status === 200 || undefined, { what: "the closed connections to be gone" })
+    const streams = await Promise.all([1, 2, 3, 4].map(() =>
+      new Promise<Http.IncomingMessage>((resolve, reject) => Http.get(`${url}/api/v1/instance/${id}/stdout`, { agent: false }, resolve).on("error", reject))))
+    await expect(request(`${url}/api/v1/version`)).rejects.toThrow(/socket hang up|ECONNRESET/)
+    for (const stream of streams) stream.destroy()
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(id)))
+  })
+
   it("keeps serving, and loses no instance's data, through thousands of malformed requests", async () => {
     cluster.printOnFailure()
     const data = Crypto.randomBytes(4 * 1024 * 1024)
