@@ -2,7 +2,7 @@
 /**
  * The `shardhub` command, after `bin.js` (the bin) turned Node's compile cache on. Most of a
  * command's time is loading modules, so the cache is turned on here too when this file is run
- * directly (V8 code for every module, kept between runs in the OS temporary directory); help
+ * directly (V8 code for every module, kept between runs in `$SHARDHUB_HOME/cache/node`); help
  * that was printed before is printed from its cache without loading
  * the CLI at all (`HelpCache.ts`); `ps`, `info`, `runners` and `logs` are asked of the local
  * gateway when one serves this cluster (`Quick.ts`); anything else loads the CLI.

@@ -174,8 +174,8 @@ export const layer = (options: Options = {}) =>
         Wiring.connect({ topics, known: knownTopics }, {
           id,
           producer: `${id}/${run.epoch}`,
-          output: run.program.output(run.handle)({ replay: true }),
-          input: run.program.input(run.handle)({ end: false }),
+          output: run.handle[run.program.outputName]({ replay: true }),
+          input: run.handle[run.program.inputName]({ end: false }),
           changes: run.handle.changes,
           header: (pid, contentType) => Runs.headerFor(run, pid, contentType)
         }, wiring, scope)

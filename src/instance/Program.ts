@@ -6,9 +6,9 @@
  *
  * @since 0.5.0
  */
-import { Effect, type Sink, type Stream } from "effect"
+import { Effect } from "effect"
 import type * as Control from "../process/Control.ts"
-import type { KillError, StdinError } from "../process/ProcessErrors.ts"
+import type { KillError } from "../process/ProcessErrors.ts"
 import type { ProcessHandle } from "../process/ProcessManager.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Terminal } from "../process/ProcessStatus.ts"
@@ -84,13 +84,9 @@ export const inputHeader = (contentType: string) => new TextEncoder().encode(`Co
  * @since 0.6.0
  */
 export interface Program {
-  /** Where a client's or a topic's input goes: a sequence's data input, a command's stdin. */
-  readonly input: (handle: ProcessHandle) => (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
-  /** Where its output comes from: a sequence's data output, a command's stdout. */
-  readonly output: (handle: ProcessHandle) => (options: { readonly replay: boolean }) => Stream.Stream<Uint8Array>
-  /** Which input of the process that is (see `ProcessHandle.pipeInput`). */
+  /** The handle input a client's or a topic's bytes go to: a sequence's data input, a command's stdin. */
   readonly inputName: "stdin" | "input"
-  /** The same output, written straight into a socket (see `ProcessHandle.pipeOutput`). */
+  /** The handle output its output is: a sequence's data output, a command's stdout. */
   readonly outputName: "stdout" | "output"
   /** What each process's input starts with: a sequence reads how to decode the rest. */
   readonly header: (contentType: string) => Uint8Array | undefined
@@ -103,10 +99,8 @@ export interface Program {
 }
 
 const command: Program = {
-  input: (handle) => handle.stdin,
-  output: (handle) => handle.stdout,
-  outputName: "stdout",
   inputName: "stdin",
+  outputName: "stdout",
   header: () => undefined,
   started: () => Effect.void,
   canKeepAlive: false,
@@ -114,10 +108,8 @@ const command: Program = {
 }
 
 const sequence: Program = {
-  input: (handle) => handle.input,
-  output: (handle) => handle.output,
-  outputName: "output",
   inputName: "input",
+  outputName: "output",
   header: inputHeader,
   started: (id, handle) =>
     handle.ready.pipe(

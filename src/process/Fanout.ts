@@ -180,7 +180,8 @@ export const lossless = (options: {
   /** Called with `true` to pause the producer and `false` to resume it. */
   readonly pressure: (paused: boolean) => void
 }): Lossless => {
-  const readers = new Set<Reader>()
+  /** By what they read for: a stream's subscriber, or a writable. */
+  const readers = new Map<object, Reader>()
   const retained: Array<Buffer> = []
   let retainedBytes = 0
   let dropped = false
@@ -189,7 +190,7 @@ export const lossless = (options: {
 
   const update = () => {
     let behind = false
-    for (const reader of readers) {
+    for (const reader of readers.values()) {
       if (reader.behind()) behind = true
     }
     if (behind !== paused) {
@@ -218,16 +219,15 @@ export const lossless = (options: {
           dropped = true
         }
       }
-      for (const reader of readers) reader.push(chunk)
+      for (const reader of readers.values()) reader.push(chunk)
       update()
     },
     end() {
       ended = true
-      for (const reader of readers) reader.end()
+      for (const reader of readers.values()) reader.end()
     },
-    subscribe: (replay) => {
-      const bySubscriber = new Map<Subscriber<Buffer>, Reader>()
-      return subscriberStream<Buffer>(
+    subscribe: (replay) =>
+      subscriberStream<Buffer>(
         () => {
           const subscriber: Subscriber<Buffer> = {
             items: replay ? [...retained] : [],
@@ -236,23 +236,16 @@ export const lossless = (options: {
             wake: undefined
           }
           if (ended && subscriber.items.length === 0) return undefined
-          if (!ended) {
-            const reader = streamReader(subscriber)
-            bySubscriber.set(subscriber, reader)
-            readers.add(reader)
-          }
+          if (!ended) readers.set(subscriber, streamReader(subscriber))
           return subscriber
         },
         (subscriber) => {
-          const reader = bySubscriber.get(subscriber)
-          if (reader !== undefined) readers.delete(reader)
-          bySubscriber.delete(subscriber)
+          readers.delete(subscriber)
           update()
         },
         () => ended,
         update
-      )
-    },
+      ),
     pipe: (replay, writable, written) =>
       Effect.callback<void>((resume) => {
         const write = (chunk: Buffer) => {
@@ -269,7 +262,7 @@ export const lossless = (options: {
         const finish = () => {
           if (done) return
           done = true
-          readers.delete(reader)
+          readers.delete(writable)
           writable.off("drain", onDrain)
           writable.off("close", finish)
           update()
@@ -280,7 +273,7 @@ export const lossless = (options: {
           finish()
           return
         }
-        readers.add(reader)
+        readers.set(writable, reader)
         writable.on("drain", onDrain)
         writable.once("close", finish)
         update()

@@ -64,12 +64,6 @@ export interface ProcessHandle {
   /** The data output (fd 5) of a process spawned with `dataChannels`. */
   readonly output: (options?: OutputOptions) => Stream.Stream<Uint8Array>
   /**
-   * The bytes `stdout`, `stderr` or `output` would stream, written straight into a Node
-   * writable (a socket) with its backpressure, without a fiber per chunk: how a data-port
-   * session keeps up with the pipe. Succeeds when the output ended (or the writable closed);
-   * `written` hears each chunk's size. The writable is not ended.
-   */
-  /**
    * Pumps a Node readable (a socket) into `stdin` or the data `input` without a fiber per
    * chunk, `header` first; closes the input when the readable ends, unless `end` is false.
    * Succeeds once every byte was handed to the pipe; a broken readable fails with `onError`.
@@ -83,6 +77,12 @@ export interface ProcessHandle {
       readonly onError: (error: unknown) => E
     }
   ) => Effect.Effect<void, StdinError | E>
+  /**
+   * The bytes `stdout`, `stderr` or `output` would stream, written straight into a Node
+   * writable (a socket) with its backpressure, without a fiber per chunk: how a data-port
+   * session keeps up with the pipe. Succeeds when the output ended (or the writable closed);
+   * `written` hears each chunk's size. The writable is not ended.
+   */
   readonly pipeOutput: (
     name: "stdout" | "stderr" | "output",
     writable: Writable,
