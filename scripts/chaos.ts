@@ -73,16 +73,16 @@ const chosen = process.argv.includes("--faults") ? process.argv[process.argv.ind
 const faults = allFaults.filter((fault) => chosen.includes(fault) && (fault !== "partition" || network !== undefined))
 
 /**
- * Forwards `listen` to `target` (the store, which listens on loopback only, to the bridge), in a
- * process of its own: this script's checks read every audit file ten times a second, and the
- * runners' store traffic must not wait for them.
+ * Forwards `listen` to `target` (the store's unix socket, to the bridge), in a process of its
+ * own: this script's checks read every audit file ten times a second, and the runners' store
+ * traffic must not wait for them.
  */
-const forwarder = "const n = require('net'); const [lh, lp, th, tp] = process.argv.slice(1); " +
-  "n.createServer((s) => { const u = n.connect(Number(tp), th); s.pipe(u).pipe(s); " +
+const forwarder = "const n = require('net'); const [lh, lp, path] = process.argv.slice(1); " +
+  "n.createServer((s) => { const u = n.connect({ path }); s.pipe(u).pipe(s); " +
   "for (const [a, b] of [[s, u], [u, s]]) { a.on('error', () => b.destroy()); a.on('close', () => b.destroy()) } })" +
   ".listen(Number(lp), lh, () => console.log('forwarding'))"
-const forward = async (listen: { host: string; port: number }, target: { host: string; port: number }) => {
-  const child = ChildProcess.spawn(process.execPath, ["-e", forwarder, listen.host, String(listen.port), target.host, String(target.port)], {
+const forward = async (listen: { host: string; port: number }, socket: string) => {
+  const child = ChildProcess.spawn(process.execPath, ["-e", forwarder, listen.host, String(listen.port), socket], {
     stdio: ["ignore", "pipe", "inherit"]
   })
   cleanups.unshift(() => child.kill("SIGKILL"))
@@ -182,7 +182,7 @@ const main = async () => {
   let storeForward: ChildProcess.ChildProcess | undefined
   if (network !== undefined) {
     const port = await freePorts(1)
-    storeForward = await forward({ host: network.hostAddress, port }, { host: server.host, port: server.port })
+    storeForward = await forward({ host: network.hostAddress, port }, EmbeddedPostgres.socketPath(server))
     const url = EmbeddedPostgres.url({ ...server, host: network.hostAddress, port }, "shardhub")
     runnerEnv = { ...env, DATABASE_URL: Redacted.value(url) }
   }

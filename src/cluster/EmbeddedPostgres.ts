@@ -6,9 +6,15 @@
  * **How processes share it**
  *
  * - The first process that needs the store initialises the data directory and starts Postgres
- *   detached (its own session, so a Ctrl-C in a terminal reaches shardhub, not Postgres) on a free
- *   loopback port. Later processes read `postmaster.pid` — Postgres' own lock file, which holds
- *   the pid, port and status — and connect to the same server.
+ *   detached (its own session, so a Ctrl-C in a terminal reaches shardhub, not Postgres). Later
+ *   processes read `postmaster.pid` — Postgres' own lock file, which holds the pid, port, socket
+ *   directory and status — and connect to the same server.
+ * - **No door for other users**: the server has no TCP listener. It listens on a unix socket in
+ *   `$SHARDHUB_HOME/postgres/socket`, a directory only its owner can enter (0700), so no other
+ *   local user can reach it, fill its connection slots or squat its address after a crash
+ *   (a TCP port is free for anyone to bind the moment the postmaster dies). Passwords are
+ *   still checked (SCRAM), and `authentication_timeout` is 5 s. A participant on another
+ *   machine uses an outside Postgres (`DATABASE_URL`).
  * - Races between processes are settled by Postgres and the file system, not by us: `initdb` runs
  *   into a private directory that is renamed into place (one rename wins), and two postmasters
  *   can never own one data directory (the loser exits and its process joins the winner).
@@ -16,7 +22,7 @@
  *   (smart shutdown: a late client keeps it alive until it disconnects).
  * - The store heals itself: every process that acquired it checks each second that its
  *   postmaster is alive, and when it is gone (killed, crashed, stopped by hand) starts it again
- *   through the same protocol, on the same port, so every open pool reconnects to it.
+ *   through the same protocol, on the same socket, so every open pool reconnects to it.
  *
  * **Root**: Postgres refuses to run as root. As root, shardhub runs it as the system user
  * `shardhub` (created on first use) through `setpriv`, with the one capability
@@ -33,7 +39,6 @@ import { Duration, Effect, Redacted, Schedule, Schema, Scope } from "effect"
 import * as ChildProcess from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { promisify } from "node:util"
 
@@ -76,7 +81,9 @@ export interface Options {
  */
 export interface Server {
   readonly pid: number
+  /** The directory of its unix socket (or, for a forwarded copy of it, a TCP host). */
   readonly host: string
+  /** The port: with a socket directory, it names the socket (`.s.PGSQL.<port>`). */
   readonly port: number
   readonly user: string
   readonly password: Redacted.Redacted<string>
@@ -86,25 +93,39 @@ export interface Server {
 /** Name of the superuser inside the embedded server, and of the OS user that runs it as root. */
 export const superuser = "shardhub"
 
-const host = "127.0.0.1"
+/** The port the server's socket is named for: its directory is private, so no other server contends for it. */
+const socketPort = 5432
 
 /**
- * A connection URL to `database` on `server`.
+ * A connection URL to `database` on `server`: through its unix socket when `host` is a
+ * directory (`?host=<dir>`, as libpq and psql read it), else over TCP.
  *
  * @since 0.1.0
  */
-export const url = (server: Server, database: string): Redacted.Redacted<string> =>
-  Redacted.make(
-    `postgres://${server.user}:${encodeURIComponent(Redacted.value(server.password))}@${server.host}:${server.port}/${
-      encodeURIComponent(database)
-    }`
+export const url = (server: Server, database: string): Redacted.Redacted<string> => {
+  const login = `${server.user}:${encodeURIComponent(Redacted.value(server.password))}`
+  const path = `/${encodeURIComponent(database)}`
+  return Redacted.make(
+    server.host.startsWith("/")
+      ? `postgres://${login}@localhost:${server.port}${path}?host=${encodeURIComponent(server.host)}`
+      : `postgres://${login}@${server.host.includes(":") ? `[${server.host}]` : server.host}:${server.port}${path}`
   )
+}
+
+/**
+ * The path of the server's unix socket.
+ *
+ * @since 0.8.0
+ */
+export const socketPath = (server: Server) => Path.join(server.host, `.s.PGSQL.${server.port}`)
 
 interface Paths {
   readonly root: string
   readonly data: string
   readonly password: string
   readonly log: string
+  /** The socket's directory: owned by the server's identity, 0700. */
+  readonly socket: string
 }
 
 const pathsOf = (home: string): Paths => {
@@ -113,9 +134,13 @@ const pathsOf = (home: string): Paths => {
     root,
     data: Path.join(root, "data"),
     password: Path.join(root, "password"),
-    log: Path.join(root, "postgres.log")
+    log: Path.join(root, "postgres.log"),
+    socket: Path.join(root, "socket")
   }
 }
+
+/** The longest unix socket path the kernel takes (`sun_path` is 108 bytes with its NUL). */
+const maxSocketPath = 107
 
 const fail = (message: string, extra?: { readonly log?: string | undefined; readonly cause?: unknown }) =>
   new EmbeddedPostgresError({ message, ...extra })
@@ -370,6 +395,8 @@ const hint = (log: string): string => {
 interface Postmaster {
   readonly pid: number
   readonly port: number
+  /** Where its socket is (`unix_socket_directories`); empty for a server of an older shardhub. */
+  readonly socket: string
   readonly status: string
 }
 
@@ -381,7 +408,7 @@ const readPostmaster = (paths: Paths): Effect.Effect<Postmaster | undefined> =>
     const pid = Number.parseInt(lines[0] ?? "", 10)
     const port = Number.parseInt(lines[3] ?? "", 10)
     if (!Number.isInteger(pid) || !Number.isInteger(port)) return undefined
-    return isAlive(pid) ? { pid, port, status: (lines[7] ?? "").trim() } : undefined
+    return isAlive(pid) ? { pid, port, socket: (lines[4] ?? "").trim(), status: (lines[7] ?? "").trim() } : undefined
   })
 
 /**
@@ -398,44 +425,61 @@ export const isAlive = (pid: number): boolean => {
   }
 }
 
-const freePort = Effect.callback<number, EmbeddedPostgresError>((resume) => {
-  const server = Net.createServer()
-  server.once("error", (cause) => resume(Effect.fail(fail("could not find a free loopback port", { cause }))))
-  server.listen(0, host, () => {
-    const port = (server.address() as Net.AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
 const tail = (path: string, bytes = 4000) =>
   Effect.promise(() =>
     Fs.readFile(path, "utf8").then((text) => text.slice(-bytes), () => "")
   )
 
 type Launch =
-  | { readonly _tag: "Started"; readonly pid: number; readonly port: number }
+  | { readonly _tag: "Started"; readonly pid: number }
   | { readonly _tag: "Lost" } // another postmaster owns the data directory
-  | { readonly _tag: "PortTaken" }
+
+/**
+ * The socket's directory, private to the server's identity: created 0700 and owned by it, or
+ * checked to be so (anything else there is refused, not used).
+ */
+const ensureSocketDirectory = Effect.fnUntraced(function*(paths: Paths, id: Identity) {
+  const socket = Path.join(paths.socket, `.s.PGSQL.${socketPort}`)
+  if (Buffer.byteLength(socket) > maxSocketPath) {
+    return yield* fail(
+      `the store's socket path ${socket} is longer than the ${maxSocketPath} bytes a unix socket may have: ` +
+        "choose a shorter SHARDHUB_HOME, or set DATABASE_URL to use your own Postgres"
+    )
+  }
+  yield* attempt("could not create the store's socket directory", async () => {
+    await Fs.mkdir(paths.socket, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error
+    })
+    const stat = await Fs.lstat(paths.socket)
+    if (!stat.isDirectory()) throw new Error(`${paths.socket} is not a directory`)
+    if (stat.uid !== id.uid) await Fs.chown(paths.socket, id.uid, id.gid)
+    if ((stat.mode & 0o777) !== 0o700) await Fs.chmod(paths.socket, 0o700)
+  })
+})
 
 /** Spawns one postmaster, detached, and waits until it is ready or has exited. */
 const launch = Effect.fnUntraced(function*(
   paths: Paths,
   id: Identity,
   binaries: Binaries,
-  port: number,
   durable: boolean
 ) {
   const { postgres } = binaries
+  yield* ensureSocketDirectory(paths, id)
   const logStart = yield* Effect.promise(() => Fs.stat(paths.log).then((s) => s.size, () => 0))
   const [command, args] = id.wrap(postgres, [
     "-D",
     paths.data,
     "-p",
-    String(port),
+    String(socketPort),
     "-c",
-    `listen_addresses=${host}`,
+    "listen_addresses=",
     "-c",
-    "unix_socket_directories=",
+    `unix_socket_directories=${paths.socket}`,
+    "-c",
+    "unix_socket_permissions=0700",
+    "-c",
+    "authentication_timeout=5s",
     "-c",
     "max_connections=400",
     ...(durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
@@ -460,14 +504,11 @@ const launch = Effect.fnUntraced(function*(
   while (Date.now() < deadline) {
     const postmaster = yield* readPostmaster(paths)
     if (postmaster !== undefined && postmaster.pid === child.pid && postmaster.status === "ready") {
-      return { _tag: "Started", pid: postmaster.pid, port } as Launch
+      return { _tag: "Started", pid: postmaster.pid } as Launch
     }
     if (hasExited) {
       const output = (yield* tail(paths.log, 1_000_000)).slice(logStart)
       if (/lock file "postmaster\.pid" already exists/.test(output)) return { _tag: "Lost" } as Launch
-      if (/could not bind|Address already in use|could not create any TCP\/IP sockets/.test(output)) {
-        return { _tag: "PortTaken" } as Launch
-      }
       return yield* fail(`Postgres exited while starting: ${hint(output.slice(-2000))}`, { log: output.slice(-4000) })
     }
     yield* Effect.sleep(25)
@@ -482,20 +523,18 @@ const launch = Effect.fnUntraced(function*(
  *
  * @since 0.1.0
  */
-export const ensureRunning = Effect.fnUntraced(function*(options: Options & {
-  /** The port to start on (a restart keeps its clients' port); default any free port. */
-  readonly port?: number | undefined
-}) {
+export const ensureRunning = Effect.fnUntraced(function*(options: Options) {
   const paths = pathsOf(options.home)
   const durable = options.durable ?? true
   const id = yield* identity
   const binaries = yield* binariesFor(id, options.binaryCache ?? defaultBinaryCache)
   const password = yield* ensurePassword(paths)
   yield* ensureInitialised(paths, id, binaries, durable)
-  const server = (pid: number, port: number): Server => ({
-    pid,
-    host,
-    port,
+  const server = (running: Postmaster): Server => ({
+    pid: running.pid,
+    // A server an older shardhub started listens on loopback TCP only.
+    host: running.socket === "" ? "127.0.0.1" : running.socket,
+    port: running.port,
     user: superuser,
     password,
     dataDirectory: paths.data
@@ -504,16 +543,15 @@ export const ensureRunning = Effect.fnUntraced(function*(options: Options & {
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
     const running = yield* readPostmaster(paths)
-    if (running?.status === "ready") return server(running.pid, running.port)
+    if (running?.status === "ready") return server(running)
     if (running !== undefined) {
       // starting, or stopping: wait for it to settle either way.
       yield* Effect.sleep(50)
       continue
     }
-    const outcome = yield* launch(paths, id, binaries, options.port ?? (yield* freePort), durable)
-    if (outcome._tag === "Started") return server(outcome.pid, outcome.port)
-    if (outcome._tag === "PortTaken" && options.port !== undefined) {
-      return yield* fail(`port ${options.port} of the embedded store is taken by another program`, { log: yield* tail(paths.log) })
+    const outcome = yield* launch(paths, id, binaries, durable)
+    if (outcome._tag === "Started") {
+      return server({ pid: outcome.pid, port: socketPort, socket: paths.socket, status: "ready" })
     }
   }
   return yield* fail(`the embedded store in ${paths.root} did not settle within 60 s`, { log: yield* tail(paths.log) })
@@ -561,8 +599,8 @@ export const stop = (server: Server, timeout: Duration.Input = "10 seconds"): Ef
 }
 
 /**
- * Watches the server in `current` and starts it again (on its port) whenever its postmaster is
- * gone; `current` then holds the new one.
+ * Watches the server in `current` and starts it again (on its socket) whenever its postmaster
+ * is gone; `current` then holds the new one.
  */
 const heal = (options: Options, current: { server: Server }, every: Duration.Input) =>
   Effect.gen(function*() {
@@ -570,8 +608,8 @@ const heal = (options: Options, current: { server: Server }, every: Duration.Inp
       yield* Effect.sleep(every)
       const gone = current.server
       if (isAlive(gone.pid)) continue
-      yield* Effect.logWarning(`the embedded store (pid ${gone.pid}) is gone; starting it again on port ${gone.port}`)
-      const next = yield* ensureRunning({ ...options, port: gone.port }).pipe(
+      yield* Effect.logWarning(`the embedded store (pid ${gone.pid}) is gone; starting it again`)
+      const next = yield* ensureRunning(options).pipe(
         Effect.tapError((error) => Effect.logError(`could not start the embedded store again: ${error.message}`)),
         Effect.option
       )
@@ -599,7 +637,7 @@ export const acquire = (
         // server that owns the data directory now.
         readPostmaster(pathsOf(options.home)).pipe(
           Effect.map((running) =>
-            running?.status === "ready" ? { ...current.server, pid: running.pid, port: running.port } : current.server
+            running?.status === "ready" ? { ...current.server, pid: running.pid } : current.server
           ),
           Effect.flatMap((server) => stopIfUnused(server, countClients(server)))
         )

@@ -73,8 +73,11 @@ describe("the embedded store", () => {
     expect(servers.size).toBe(1)
     const { pid } = opened[0]!.described
     expect(isAlive(pid)).toBe(true)
-    expect(opened[0]!.described.displayUrl).toMatch(/^postgres:\/\/shardhub:\*\*\*@127\.0\.0\.1:\d+\/shardhub$/)
-    expect(await Fs.readdir(Path.join(home, "postgres"))).toEqual(["data", "password", "postgres.log"])
+    // Reached through its unix socket in a private directory: no TCP listener.
+    const socketDirectory = Path.join(home, "postgres", "socket")
+    expect(opened[0]!.described.displayUrl).toBe(`postgres://shardhub:***@localhost:5432/shardhub?host=${encodeURIComponent(socketDirectory)}`)
+    expect((await Fs.readdir(Path.join(home, "postgres"))).sort()).toEqual(["data", "password", "postgres.log", "socket"])
+    expect((await Fs.stat(socketDirectory)).mode & 0o777).toBe(0o700)
 
     // Three leave; the fourth is still connected, so the server stays and serves it.
     for (const { process } of opened.slice(0, 3)) expect(await close(process)).toEqual({ code: 0, signal: null })
@@ -86,7 +89,7 @@ describe("the embedded store", () => {
     expect(isAlive(pid)).toBe(false)
   })
 
-  it("starts again on its port when its postmaster is killed, and its users' queries work again", async () => {
+  it("starts again on its socket when its postmaster is killed, and its users' queries work again", async () => {
     const home = await tempHome()
     const [a, b] = await Promise.all([open("heal-a", home), open("heal-b", home)])
     expect(await sql(a!.process, "CREATE TABLE survived (v text)")).toEqual({ rows: [] })
@@ -95,7 +98,7 @@ describe("the embedded store", () => {
     expect(await sql(a!.process, "CHECKPOINT")).toEqual({ rows: [] })
     const { pid, port } = a!.described
     process.kill(pid, "SIGKILL")
-    // A participant starts it again, on the same port: both pools reconnect.
+    // A participant starts it again, on the same socket: both pools reconnect.
     const postmaster = Path.join(home, "postgres", "data", "postmaster.pid")
     const restarted = await eventually(async () => {
       const lines = (await Fs.readFile(postmaster, "utf8")).split("\n")
