@@ -294,9 +294,9 @@ const event = Command.make("event").pipe(
         const instances = yield* InstanceClient
         if (flags.once) {
           const next = yield* instances.nextEvent(flags.id, flags.name)
-          return yield* print(JSON.stringify(next.data))
+          return yield* print(Format.jsonLine(next.data))
         }
-        yield* instances.events(flags.id, flags.name).pipe(Stream.runForEach((e) => print(JSON.stringify(e.data))))
+        yield* instances.events(flags.id, flags.name).pipe(Stream.runForEach((e) => print(Format.jsonLine(e.data))))
       })).pipe(Command.withDescription("Print an instance's events of that name (one JSON per line)"), withClient)
   ])
 )

@@ -67,7 +67,22 @@ export const age = (ms: number | undefined): string | undefined => {
 }
 
 /** @since 0.4.0 */
-export const json = (value: unknown): string => JSON.stringify(value, null, 2)
+export const json = (value: unknown): string => terminalSafe(JSON.stringify(value, null, 2))
+
+/**
+ * JSON on one line, as safe for a terminal as {@link json}.
+ *
+ * @since 0.8.0
+ */
+export const jsonLine = (value: unknown): string => terminalSafe(JSON.stringify(value))
+
+/**
+ * JSON text with DEL and the C1 controls (U+007F–U+009F, which JSON leaves raw and some
+ * terminals obey: U+009B is CSI) written as `\uXXXX` escapes — the same JSON, nothing for a
+ * terminal to act on. JSON already escapes the C0 controls.
+ */
+const terminalSafe = (text: string): string =>
+  text.replace(/[\x7f-\x9f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
 
 /** An instance's row of `ps`: id, name, status, pid, runner, restarts, uptime, program. */
 const instanceRow = (info: InstanceInfo, now: number) => {
@@ -134,7 +149,7 @@ export const runners = (
  */
 export const logLine = (line: LogLine, options: { readonly prefix?: string; readonly json?: boolean } = {}): string => {
   const prefix = options.prefix ?? ""
-  if (options.json) return JSON.stringify(prefix === "" ? line : { ...line, instance: prefix })
+  if (options.json) return jsonLine(prefix === "" ? line : { ...line, instance: prefix })
   return `${prefix === "" ? "" : `${escape(prefix)} | `}${new Date(line.time).toISOString()} ${line.stream.padEnd(6)} ${escape(line.text)}`
 }
 

@@ -4,6 +4,7 @@
  *
  * @since 0.6.0
  */
+import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
@@ -16,3 +17,59 @@ export const defaultHome = (): string => Path.join(Os.homedir(), ".shardhub")
  * @since 0.6.0
  */
 export const homeOf = (env: NodeJS.ProcessEnv): string => Path.resolve(env["SHARDHUB_HOME"] ?? defaultHome())
+
+/**
+ * Creates the home if it is missing: 0700, whoever creates it first (a runner, the gateway, the
+ * store), so no other user can enter it.
+ *
+ * @since 0.8.0
+ */
+export const ensure = (home: string): void => {
+  Fs.mkdirSync(home, { recursive: true, mode: 0o700 })
+}
+
+/**
+ * Why other users could change what is in the home, or `undefined`: the home writable by its
+ * group or by others, or owned by another user (not root); a parent directory writable by others
+ * without the sticky bit (they could rename the home away and put their own in its place).
+ *
+ * @since 0.8.0
+ */
+export const exposure = (home: string): string | undefined => {
+  const self = process.getuid?.()
+  if (self === undefined) return undefined
+  const resolved = Path.resolve(home)
+  for (let dir = resolved; ; dir = Path.dirname(dir)) {
+    const stat = (() => {
+      try {
+        return Fs.statSync(dir)
+      } catch {
+        return undefined
+      }
+    })()
+    if (stat !== undefined) {
+      const mode = (stat.mode & 0o7777).toString(8).padStart(4, "0")
+      const sticky = (stat.mode & 0o1000) !== 0
+      const writable = (stat.mode & 0o022) !== 0
+      if (stat.uid !== self && stat.uid !== 0) return `${dir} belongs to uid ${stat.uid}, not to this user (uid ${self})`
+      if (writable && (dir === resolved || !sticky)) return `${dir} (mode ${mode}) is writable by other users`
+    }
+    if (Path.dirname(dir) === dir) return undefined
+  }
+}
+
+/**
+ * {@link ensure}, and the one-line warning of {@link exposure} if there is one (or of a home
+ * that could not be created).
+ *
+ * @since 0.8.0
+ */
+export const prepare = (home: string): string | undefined => {
+  try {
+    ensure(home)
+  } catch (error) {
+    return `could not create SHARDHUB_HOME ${home}: ${error instanceof Error ? error.message : String(error)}`
+  }
+  const why = exposure(home)
+  return why === undefined ? undefined : `SHARDHUB_HOME ${home} is not private: ${why}; other users could change the cluster's state (chmod go-w, or choose another SHARDHUB_HOME)`
+}

@@ -20,6 +20,7 @@ import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "./Config.ts"
 import * as Fence from "./Fence.ts"
+import * as Home from "./Home.ts"
 import * as Probe from "./Probe.ts"
 import * as Pruning from "./Pruning.ts"
 import { isLoopback } from "./Security.ts"
@@ -143,6 +144,8 @@ export const layerFromEnv = (options: Options & {
 } = {}) =>
   Layer.unwrap(Effect.gen(function*() {
     const [config, fromEnv] = yield* Effect.all([clusterConfig, runnerConfig])
+    const exposed = Home.prepare(config.store.home)
+    if (exposed !== undefined) yield* Console.error(`warning          ${exposed}`)
     const runner = options.port === undefined ? fromEnv : { ...fromEnv, port: options.port }
     const listenHost = Option.getOrElse(runner.listenHost, () => runner.host)
     const address = `${listenHost}:${runner.port}`

@@ -12,6 +12,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { type StoreConfig, storeConfig } from "./Config.ts"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
 import * as Migrations from "./migrations.ts"
+import * as ScramOnly from "./ScramOnly.ts"
 
 /**
  * The store could not be reached, created or migrated.
@@ -65,10 +66,19 @@ const describeCause = (cause: unknown): string => {
   return messages.length > 0 ? messages.join(": ") : String(cause)
 }
 
+/**
+ * How this process connects to `url`: through {@link ScramOnly.connection}, so that no server
+ * is sent the password in cleartext or as MD5 (a TLS URL connects as it says).
+ */
+const connectionOptions = (url: Redacted.Redacted<string>) => {
+  const target = ScramOnly.targetOf(Redacted.value(url))
+  return { url, ...(target === undefined ? {} : { stream: () => ScramOnly.connection(target) }) }
+}
+
 /** A short-lived single connection, for administrative statements. */
 const withAdminClient = <A>(url: Redacted.Redacted<string>, f: (client: PgClient.PgClient) => Effect.Effect<A, unknown>) =>
   Effect.scoped(
-    PgClient.makeClient({ url, applicationName: "shardhub-admin", connectTimeout: "5 seconds" }).pipe(
+    PgClient.makeClient({ ...connectionOptions(url), applicationName: "shardhub-admin", connectTimeout: "5 seconds" }).pipe(
       Effect.flatMap(f)
     )
   ).pipe(Effect.provide(Reactivity.layer))
@@ -131,7 +141,7 @@ export const layer = (config: StoreConfig, options: { readonly applicationName: 
         onSome: (server) => EmbeddedPostgres.url(server, embeddedDatabase)
       })
       const client = yield* PgClient.make({
-        url,
+        ...connectionOptions(url),
         applicationName: options.applicationName,
         minConnections: 1,
         connectTimeout: "5 seconds"

@@ -2,14 +2,19 @@
  * The HTTP gateway: a client-only participant serving STH's `/api/v1` (see `Api`), its OpenAPI
  * document (`/api/v1/openapi.json`) and docs page (`/api/v1/docs`), and `/metrics`.
  *
- * - Binds `127.0.0.1` by default. Bound to any other address it **requires** a bearer token
- *   (`SHARDHUB_TOKEN`) and refuses to start without one; with a token set, every request needs
- *   `Authorization: Bearer <token>`.
+ * - **Who may call**: the gateway's owner — a process of this machine that runs as the
+ *   gateway's own user (or root), found by the peer's socket owner in the kernel's socket table
+ *   (`PeerCredentials`) — with no token and no setup; anyone else (other users, programs confined
+ *   to another user, other machines) with `Authorization: Bearer <token>`: `SHARDHUB_TOKEN`, or
+ *   the token in `$SHARDHUB_HOME/gateway.token` (made on first start, 0600). Binds `127.0.0.1`
+ *   by default; bound to any other address it prints how remote callers send the token.
  * - Web pages cannot drive it: a request whose `Host` is not one of this machine's names (DNS
  *   rebinding) or that comes from another origin (`Origin`, `Sec-Fetch-Site`) gets 403 before any
  *   work. CORS is off unless `SHARDHUB_GATEWAY_CORS_ORIGINS` lists origins.
  * - Bounded: request headers must arrive within `SHARDHUB_GATEWAY_HEADERS_TIMEOUT`; connections
- *   are capped per client address and in all. Long-lived streams are not timed out.
+ *   are capped per client address (an IPv6 /64) and in all, and connections no admitted request
+ *   has vouched for have a budget and a deadline of their own (`Connections`), so they cannot
+ *   starve the callers who are in. Long-lived streams are not timed out.
  * - Every 4xx/5xx answer is JSON `{error, code}`, including unknown routes and bodies the API
  *   could not decode.
  * - Every request gets a line on stdout (unless `SHARDHUB_GATEWAY_ACCESS_LOG=false`).
@@ -22,11 +27,12 @@ import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder, HttpApiError, HttpApiScalar } from "effect/http-api"
 import * as Crypto from "node:crypto"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { Socket } from "node:net"
+import { createServer, type IncomingMessage } from "node:http"
 import * as Os from "node:os"
 import * as Home from "../cluster/Home.ts"
+import { isLoopback } from "../cluster/Security.ts"
 import { Api } from "./Api.ts"
+import * as Connections from "./Connections.ts"
 import * as Dashboard from "./Dashboard.ts"
 import * as GatewayFile from "./GatewayFile.ts"
 import * as Handlers from "./Handlers.ts"
@@ -42,7 +48,7 @@ export interface GatewayConfig {
   readonly host: string
   /** `SHARDHUB_GATEWAY_PORT` (default 8000, like STH; 0 picks a free port). */
   readonly port: number
-  /** `SHARDHUB_TOKEN`: the bearer token requests must carry. */
+  /** `SHARDHUB_TOKEN`: the bearer token of callers other than the owner (default: `$SHARDHUB_HOME/gateway.token`). */
   readonly token: Option.Option<Redacted.Redacted<string>>
   /** `SHARDHUB_GATEWAY_ACCESS_LOG` (default true): a line per request on stdout. */
   readonly accessLog: boolean
@@ -54,12 +60,19 @@ export interface GatewayConfig {
   readonly allowedHosts: ReadonlyArray<string>
   /** `SHARDHUB_GATEWAY_CORS_ORIGINS` (comma-separated, e.g. `https://ops.example.com`): web origins allowed to call. */
   readonly corsOrigins: ReadonlyArray<string>
-  /** `SHARDHUB_GATEWAY_HEADERS_TIMEOUT` (default 10 seconds): a request's headers must arrive within it. */
+  /**
+   * `SHARDHUB_GATEWAY_HEADERS_TIMEOUT` (default 5 seconds): a request's headers must arrive
+   * within it, and a connection no admitted request has vouched for is closed after it.
+   */
   readonly headersTimeout: Duration.Duration
-  /** `SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS` (default 128): open connections from one client address. */
+  /** `SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS` (default 128): open connections from one client address (an IPv6 /64). */
   readonly maxConnectionsPerAddress: number
   /** `SHARDHUB_GATEWAY_MAX_CONNECTIONS` (default 1000): open connections in all. */
   readonly maxConnections: number
+  /** `SHARDHUB_GATEWAY_MAX_UNPROVEN` (default 256): connections not yet vouched for by an admitted request, in all. */
+  readonly maxUnproven: number
+  /** `SHARDHUB_GATEWAY_MAX_UNPROVEN_PER_ADDRESS` (default 32): such connections from one client address. */
+  readonly maxUnprovenPerAddress: number
 }
 
 const list = (name: string) =>
@@ -76,23 +89,13 @@ export const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
   accessLog: Config.Boolean("SHARDHUB_GATEWAY_ACCESS_LOG").pipe(Config.withDefault(true)),
   allowedHosts: list("SHARDHUB_GATEWAY_ALLOWED_HOSTS").pipe(Config.map((hosts) => hosts.map((host) => host.toLowerCase()))),
   corsOrigins: list("SHARDHUB_GATEWAY_CORS_ORIGINS").pipe(Config.map((origins) => origins.map((origin) => origin.toLowerCase()))),
-  headersTimeout: Config.Duration("SHARDHUB_GATEWAY_HEADERS_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+  headersTimeout: Config.Duration("SHARDHUB_GATEWAY_HEADERS_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
   maxConnectionsPerAddress: Config.Int("SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS").pipe(Config.withDefault(128)),
-  maxConnections: Config.Int("SHARDHUB_GATEWAY_MAX_CONNECTIONS").pipe(Config.withDefault(1000))
+  maxConnections: Config.Int("SHARDHUB_GATEWAY_MAX_CONNECTIONS").pipe(Config.withDefault(1000)),
+  maxUnproven: Config.Int("SHARDHUB_GATEWAY_MAX_UNPROVEN").pipe(Config.withDefault(256)),
+  maxUnprovenPerAddress: Config.Int("SHARDHUB_GATEWAY_MAX_UNPROVEN_PER_ADDRESS").pipe(Config.withDefault(32))
 })
 
-
-/**
- * The gateway cannot start as configured.
- *
- * @since 0.4.0
- */
-export class GatewayConfigError extends Schema.TaggedError<GatewayConfigError>()("GatewayConfigError", {
-  message: Schema.String
-}) {}
-
-/** Whether `host` only accepts connections from this machine. */
-export const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)
 
 const isWildcard = (host: string) => host === "0.0.0.0" || host === "::" || host === ""
 
@@ -234,12 +237,42 @@ const accessLine = (request: HttpServerRequest, status: number, ms: number) =>
   `${new Date().toISOString()} ${request.method} ${loggedUrl(request.url)} ${status} ${ms.toFixed(1)} ms ${request.remoteAddress.pipe(Option.getOrElse(() => "-"))}`
 
 /**
- * The answer to a request: the Host and Origin checks, a CORS preflight, the token check, then
- * a JSON body for every error answer.
+ * Who is let in: the owner's processes by their uid, everyone else by the token.
+ */
+interface Admission {
+  readonly token: Redacted.Redacted<string>
+  /** The uids admitted without a token: the gateway's own, and root. */
+  readonly owners: ReadonlySet<number>
+  readonly connections: Connections.Connections
+}
+
+/** Whether `request` is let in; a request that is proves its connection. */
+const admitted = (admission: Admission, request: HttpServerRequest) =>
+  Effect.gen(function*() {
+    const socket = (request.source as IncomingMessage).socket
+    const header = request.headers["authorization"] ?? ""
+    const given = header.startsWith("Bearer ") ? header.slice(7).trim() : ""
+    const ok = (given !== "" && sameToken(given, Redacted.value(admission.token))) ||
+      admission.owners.has((yield* Effect.promise(() => admission.connections.peerUid(socket))) ?? -1)
+    if (ok) admission.connections.prove(socket)
+    return ok
+  })
+
+const ownerName = (() => {
+  try {
+    return Os.userInfo().username
+  } catch {
+    return `uid ${process.getuid?.()}`
+  }
+})()
+
+/**
+ * The answer to a request: the Host and Origin checks, a CORS preflight, the admission check,
+ * then a JSON body for every error answer.
  */
 const answer = <E, R>(
   access: Access,
-  token: Option.Option<Redacted.Redacted<string>>,
+  admission: Admission,
   request: HttpServerRequest,
   effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 ) =>
@@ -255,24 +288,24 @@ const answer = <E, R>(
     }
     // The dashboard's files hold no data: a browser loads them without the token (it asks for
     // the token when the API wants it).
-    const response = yield* (request.method === "GET" && Dashboard.isAsset(request.url) ? effect : authorized(token, request, effect))
+    const response = yield* (request.method === "GET" && Dashboard.isAsset(request.url) ? effect : authorized(admission, request, effect))
     return cors === undefined ? response : HttpServerResponse.setHeaders(response, cors)
   })
 
-/** The token check, then a JSON body for every error answer. */
+/** The admission check, then a JSON body for every error answer. */
 const authorized = <E, R>(
-  token: Option.Option<Redacted.Redacted<string>>,
+  admission: Admission,
   request: HttpServerRequest,
   effect: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 ) =>
   Effect.gen(function*() {
-    if (Option.isSome(token)) {
-      const header = request.headers["authorization"] ?? ""
-      const given = header.startsWith("Bearer ") ? header.slice(7).trim() : ""
-      if (!sameToken(given, Redacted.value(token.value))) {
-        return HttpErrors.response(401, "a valid bearer token is required (Authorization: Bearer $SHARDHUB_TOKEN)", "ERR_UNAUTHORIZED")
-          .pipe(HttpServerResponse.setHeader("www-authenticate", "Bearer"))
-      }
+    if (!(yield* admitted(admission, request))) {
+      return HttpErrors.response(
+        401,
+        `only processes of this machine's user ${ownerName} are let in without a token; send Authorization: Bearer <token> ` +
+          "(SHARDHUB_TOKEN, or the gateway.token file in the gateway's SHARDHUB_HOME)",
+        "ERR_UNAUTHORIZED"
+      ).pipe(HttpServerResponse.setHeader("www-authenticate", "Bearer"))
     }
     const response = yield* effect.pipe(
       Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : failureResponse(cause, request))
@@ -287,14 +320,14 @@ const authorized = <E, R>(
 /**
  * The global middleware: {@link answer}, and a line in the access log once it is ready.
  */
-const guard = (config: GatewayConfig, feed: HubFeed.HubFeed["Service"]) => {
+const guard = (config: GatewayConfig, admission: Admission, feed: HubFeed.HubFeed["Service"]) => {
   const who = access(config)
   return HttpRouter.middleware((effect) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest
       const receivedAt = Date.now()
       const started = performance.now()
-      return yield* answer(who, config.token, request, effect).pipe(
+      return yield* answer(who, admission, request, effect).pipe(
         Effect.onExit((exit) =>
           Effect.suspend(() => {
             const status = exit._tag === "Success" ? exit.value.status : 499
@@ -336,7 +369,7 @@ const audit = (feed: HubFeed.HubFeed["Service"], request: HttpServerRequest, sta
  *
  * @since 0.4.0
  */
-export const routes = (config: GatewayConfig) =>
+export const routes = (config: GatewayConfig, admission: Admission) =>
   Layer.unwrap(Effect.map(Effect.service(HubFeed.HubFeed), (feed) =>
     Layer.mergeAll(
       HttpApiBuilder.layer(Api, { openapiPath: "/api/v1/openapi.json" }).pipe(Layer.provide(Handlers.layer)),
@@ -347,17 +380,18 @@ export const routes = (config: GatewayConfig) =>
         "/metrics",
         Effect.map(Metrics.collect, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
       ),
-      guard(config, feed)
+      guard(config, admission, feed)
     )))
 
 /**
  * The HTTP server with its bounds: headers must arrive within `headersTimeout` (checked every
- * quarter of it), connections are capped per address and in all. There is no request timeout
- * (output streams live as long as their instance) and no idle timeout on a request in progress
- * (an instance may be silent for hours); an idle keep-alive connection closes after 5 s
- * (Node's default), and bodies read whole have their own idle deadline (`Body`).
+ * quarter of it), connections are capped per address and in all, and unproven ones apart
+ * (`Connections`). There is no request timeout (output streams live as long as their instance)
+ * and no idle timeout on a request in progress (an instance may be silent for hours); an idle
+ * keep-alive connection closes after 5 s (Node's default), and bodies read whole have their own
+ * idle deadline (`Body`).
  */
-const boundedServer = (config: GatewayConfig): Server => {
+const boundedServer = (config: GatewayConfig) => {
   const headersTimeout = Math.max(1, Duration.toMillis(config.headersTimeout))
   const server = createServer({
     requestTimeout: 0,
@@ -365,42 +399,36 @@ const boundedServer = (config: GatewayConfig): Server => {
     connectionsCheckingInterval: Math.max(100, Math.min(headersTimeout / 4, 5_000))
   })
   server.maxConnections = config.maxConnections
-  // An address at its cap first loses its idle keep-alive connections (between requests): a
-  // client that pools connections without reusing them (the published api-client does, leaving
-  // response bodies unread) would otherwise be refused after 128 requests in Node's 5 s of idle
-  // keep-alive. Connections with a request in progress (a stream) are never taken.
-  const perAddress = new Map<string, Set<Socket>>()
-  const idle = new Set<Socket>()
-  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
-    const socket = request.socket
-    idle.delete(socket)
-    response.once("finish", () => {
-      if (!socket.destroyed) idle.add(socket)
-    })
+  const connections = Connections.track(server, {
+    maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+    maxUnproven: Math.min(config.maxUnproven, config.maxConnections),
+    maxUnprovenPerAddress: config.maxUnprovenPerAddress,
+    unprovenTimeoutMs: headersTimeout
   })
-  server.on("connection", (socket: Socket) => {
-    const address = socket.remoteAddress ?? "-"
-    const open = perAddress.get(address) ?? new Set<Socket>()
-    if (open.size >= config.maxConnectionsPerAddress) {
-      const spare = [...open].find((other) => idle.has(other))
-      if (spare === undefined) {
-        socket.destroy()
-        return
-      }
-      open.delete(spare)
-      idle.delete(spare)
-      spare.destroy()
-    }
-    open.add(socket)
-    perAddress.set(address, open)
-    socket.once("close", () => {
-      idle.delete(socket)
-      open.delete(socket)
-      if (open.size === 0 && perAddress.get(address) === open) perAddress.delete(address)
-    })
-  })
-  return server
+  return { server, connections }
 }
+
+/**
+ * The token of callers other than the owner: `SHARDHUB_TOKEN`, else the home's token file.
+ */
+const tokenOf = (config: GatewayConfig, home: string) =>
+  Option.match(config.token, {
+    onSome: (token) => Effect.succeed({ token, file: undefined }),
+    onNone: () =>
+      Effect.try({
+        try: () => ({ token: Redacted.make(GatewayFile.ensureToken(home).token), file: GatewayFile.tokenFile(home) }),
+        catch: (error) => new GatewayTokenError({ message: `the gateway's token: ${error instanceof Error ? error.message : String(error)}` })
+      })
+  })
+
+/**
+ * The gateway's token could not be read or made.
+ *
+ * @since 0.8.0
+ */
+export class GatewayTokenError extends Schema.TaggedError<GatewayTokenError>()("GatewayTokenError", {
+  message: Schema.String
+}) {}
 
 /**
  * The gateway on `config.host:config.port`, on the clients of a cluster participant.
@@ -409,18 +437,22 @@ const boundedServer = (config: GatewayConfig): Server => {
  */
 export const layer = (config: GatewayConfig) =>
   Layer.unwrap(Effect.gen(function*() {
-    if (!isLoopback(config.host) && Option.isNone(config.token)) {
-      return yield* new GatewayConfigError({
-        message: `the gateway would listen on ${config.host}, which other machines can reach: set SHARDHUB_TOKEN to a secret ` +
-          "every request must carry as a bearer token, or bind 127.0.0.1"
-      })
-    }
+    const home = Home.homeOf(process.env)
+    const exposed = Home.prepare(home)
+    if (exposed !== undefined) yield* Console.error(`warning          ${exposed}`)
+    const { token, file } = yield* tokenOf(config, home)
+    const { server, connections } = boundedServer(config)
+    const owners = new Set([0, process.getuid?.() ?? 0])
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const server = yield* HttpServer.HttpServer
       const port = "port" in server.address ? server.address.port : config.port
       yield* Console.log(`gateway          http://${config.host}:${port}/api/v1 (dashboard /, docs /api/v1/docs, metrics /metrics)`)
+      if (!isLoopback(config.host)) {
+        yield* Console.log(
+          `                 other machines and users send Authorization: Bearer <token> (${file === undefined ? "SHARDHUB_TOKEN" : `the token in ${file}`})`
+        )
+      }
       // The CLI of this machine asks it instead of joining the cluster (GatewayFile.ts).
-      const home = Home.homeOf(process.env)
       yield* Effect.acquireRelease(
         Effect.sync(() => GatewayFile.write(home, { url: `http://${localHost(config.host)}:${port}`, pid: process.pid, cluster: GatewayFile.cluster(process.env) })).pipe(
           Effect.catchDefect((error) => Effect.logWarning(`could not write ${home}/gateway.json: ${String(error)}`))
@@ -428,8 +460,11 @@ export const layer = (config: GatewayConfig) =>
         () => Effect.sync(() => GatewayFile.remove(home, process.pid)).pipe(Effect.ignore)
       )
     }))
-    return Layer.mergeAll(HttpRouter.serve(routes(config), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }), announce).pipe(
-      Layer.provide(NodeHttpServer.layer(() => boundedServer(config), { port: config.port, host: config.host })),
+    return Layer.mergeAll(
+      HttpRouter.serve(routes(config, { token, owners, connections }), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }),
+      announce
+    ).pipe(
+      Layer.provide(NodeHttpServer.layer(() => server, { port: config.port, host: config.host })),
       Layer.provide(HubFeed.loggerLayer),
       Layer.provide(HubFeed.layer)
     )

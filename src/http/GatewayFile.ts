@@ -1,15 +1,20 @@
 /**
- * `$SHARDHUB_HOME/gateway.json`: where a running gateway of this machine's cluster answers, so
- * that the CLI can ask it (`Quick.ts`) instead of loading the cluster client. Written by the
- * gateway once it listens (mode 0600; no secrets: the URL, its pid and which cluster it serves),
- * removed when it stops. Plain Node: the CLI reads it before loading any of Effect.
+ * The gateway's files in `$SHARDHUB_HOME`. Plain Node: the CLI reads them before loading any of
+ * Effect.
+ *
+ * - `gateway.json`: where a running gateway of this machine's cluster answers, so that the CLI
+ *   can ask it (`Quick.ts`) instead of loading the cluster client. Written by the gateway once it
+ *   listens (mode 0600; no secrets: the URL, its pid and which cluster it serves), removed when
+ *   it stops.
+ * - `gateway.token`: the bearer token of callers that are not the gateway's owner (other users,
+ *   other machines) when `SHARDHUB_TOKEN` is not set: made once (0600), kept across restarts.
  *
  * @since 0.6.0
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { homeOf } from "../cluster/Home.ts"
+import { ensure as ensureHome, homeOf } from "../cluster/Home.ts"
 
 /**
  * @since 0.6.0
@@ -34,7 +39,7 @@ const fileOf = (home: string) => Path.join(home, "gateway.json")
 
 /** @since 0.6.0 */
 export const write = (home: string, file: GatewayFile): void => {
-  Fs.mkdirSync(home, { recursive: true, mode: 0o700 })
+  ensureHome(home)
   const draft = `${fileOf(home)}.${process.pid}`
   Fs.writeFileSync(draft, JSON.stringify(file), { mode: 0o600 })
   Fs.renameSync(draft, fileOf(home))
@@ -60,4 +65,41 @@ export const read = (home: string): GatewayFile | undefined => {
   } catch {
     return undefined
   }
+}
+
+/**
+ * The path of the gateway's token file.
+ *
+ * @since 0.8.0
+ */
+export const tokenFile = (home: string) => Path.join(home, "gateway.token")
+
+/**
+ * The gateway's token from its file, made first if there is none (the first writer wins; every
+ * gateway of the home reads the winner's). A file another user owns or could read is refused,
+ * not used: it would hand them the gateway.
+ *
+ * @since 0.8.0
+ */
+export const ensureToken = (home: string): { readonly token: string; readonly created: boolean } => {
+  ensureHome(home)
+  const path = tokenFile(home)
+  const draft = `${path}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
+  Fs.writeFileSync(draft, `${Crypto.randomBytes(32).toString("base64url")}\n`, { mode: 0o600 })
+  let created = true
+  try {
+    Fs.linkSync(draft, path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    created = false
+  } finally {
+    Fs.rmSync(draft, { force: true })
+  }
+  const stat = Fs.lstatSync(path)
+  if (!stat.isFile() || stat.uid !== process.getuid?.() || (stat.mode & 0o077) !== 0) {
+    throw new Error(`${path} is not a private file of this user (owner uid ${stat.uid}, mode ${(stat.mode & 0o777).toString(8)}): remove it, or set SHARDHUB_TOKEN`)
+  }
+  const token = Fs.readFileSync(path, "utf8").trim()
+  if (token.length < 16) throw new Error(`${path} holds no usable token (at least 16 characters): remove it, or set SHARDHUB_TOKEN`)
+  return { token, created }
 }

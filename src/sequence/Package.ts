@@ -140,9 +140,13 @@ const paxRecords = (data: Uint8Array): Map<string, string> => {
   return records
 }
 
+/** The longest path or link target an entry may have, in bytes (Linux's `PATH_MAX`). */
+const maxPathBytes = 4096
+
 /** A path inside the package, normalized; refuses absolute paths and `..`. */
 const safePath = (raw: string): string => {
   if (raw.includes("\0")) throw fail("Corrupt", "a path contains a NUL byte")
+  if (Buffer.byteLength(raw) > maxPathBytes) throw fail("Corrupt", `a path is longer than ${maxPathBytes} bytes`)
   if (raw.startsWith("/") || /^[A-Za-z]:[\\/]/.test(raw)) {
     throw fail("AbsolutePath", `the package contains an absolute path: ${raw}`)
   }
@@ -183,8 +187,14 @@ const resolvesInside = (path: string, links: ReadonlyMap<string, string>): boole
   return true
 }
 
-/** The largest pax, long-name or package.json payload read into memory. */
+/** The largest package.json read into memory. */
 const maxMetaBytes = 1024 * 1024
+
+/** The largest pax or GNU long-name payload: a few paths' worth. */
+const maxHeaderBytes = 64 * 1024
+
+/** All pax and GNU long-name payloads of one package together. */
+const maxHeadersTotal = 1024 * 1024
 
 /**
  * Exactly-sized reads over a chunked source: headers whole, file data in the pieces it came in.
@@ -303,20 +313,24 @@ const discard: Sink = {
   directory: async () => {}
 }
 
-/** Writes into `dir` (created here; it must not exist): files exclusively, never through a link. */
+/**
+ * Writes into `dir` (created here; it must not exist): files exclusively, never through a link.
+ * Private to the runner's user, whatever the archive says: directories 0700, files 0600 (0700
+ * when executable) — a package may carry secrets (`config.env`).
+ */
 const writer = (dir: string): Sink => {
   const inside = (path: string) => Path.join(dir, ...path.split("/"))
   return {
     directory: async (path) => {
-      await Fs.promises.mkdir(inside(path), { recursive: true, mode: 0o755 })
+      await Fs.promises.mkdir(inside(path), { recursive: true, mode: 0o700 })
     },
     file: async (path, mode, data) => {
       const target = inside(path)
-      await Fs.promises.mkdir(Path.dirname(target), { recursive: true, mode: 0o755 })
+      await Fs.promises.mkdir(Path.dirname(target), { recursive: true, mode: 0o700 })
       const handle = await Fs.promises.open(
         target,
         Fs.constants.O_WRONLY | Fs.constants.O_CREAT | Fs.constants.O_EXCL | Fs.constants.O_NOFOLLOW,
-        mode | 0o600
+        (mode & 0o111) === 0 ? 0o600 : 0o700
       )
       try {
         for await (const piece of data) await handle.write(piece)
@@ -338,8 +352,8 @@ const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sin
   let longName: string | undefined
   let longLink: string | undefined
   let pax = new Map<string, string>()
+  let headerBytes = 0
   const meta = async (size: number) => {
-    if (size > maxMetaBytes) throw fail("Corrupt", `a tar metadata entry of ${size} bytes is over the limit of ${maxMetaBytes}`)
     const data = (await reader.exact(size)) ?? new Uint8Array(0)
     if (data.length < size) throw fail("Corrupt", "the archive is truncated")
     await reader.skip(padding(size))
@@ -352,6 +366,11 @@ const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sin
     const size = octal(header, 124, 12)
     const type = String.fromCharCode(header[156]!)
     at += BLOCK + size + padding(size)
+    if (type === "x" || type === "g" || type === "L" || type === "K") {
+      if (size > maxHeaderBytes) throw fail("Corrupt", `a tar metadata entry of ${size} bytes is over the limit of ${maxHeaderBytes}`)
+      headerBytes += size
+      if (headerBytes > maxHeadersTotal) throw fail("Corrupt", `the package's tar metadata is over the limit of ${maxHeadersTotal} bytes`)
+    }
     if (type === "x") {
       pax = paxRecords(await meta(size))
       continue
@@ -396,7 +415,7 @@ const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sin
         entry = { type: "directory", path }
         break
       case "2":
-        if (link === "" || link.includes("\0")) throw fail("Corrupt", `the symlink ${path} has no valid target`)
+        if (link === "" || link.includes("\0") || Buffer.byteLength(link) > maxPathBytes) throw fail("Corrupt", `the symlink ${path} has no valid target`)
         entry = { type: "symlink", path, target: link }
         break
       case "1":
@@ -555,13 +574,13 @@ export const unpack = <E = never>(
   onSource: (cause: unknown) => E = (cause) => { throw cause }
 ): Effect.Effect<Package, PackageError | E> =>
   run(async () => {
-    await Fs.promises.mkdir(dir, { recursive: false, mode: 0o755 })
+    await Fs.promises.mkdir(dir, { recursive: false, mode: 0o700 })
     try {
       const pkg = await scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, writer(dir))
       for (const entry of pkg.entries) {
         if (entry.type !== "symlink") continue
         const target = Path.join(dir, ...entry.path.split("/"))
-        await Fs.promises.mkdir(Path.dirname(target), { recursive: true, mode: 0o755 })
+        await Fs.promises.mkdir(Path.dirname(target), { recursive: true, mode: 0o700 })
         await Fs.promises.symlink(entry.target, target)
       }
       return pkg

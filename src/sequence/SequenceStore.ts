@@ -343,7 +343,7 @@ export const make = (options: Options = {}) =>
           if (Fs.existsSync(dir)) return { info, dir }
           const temporary = `${dir}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
           yield* Effect.try({
-            try: () => Fs.mkdirSync(cacheDir, { recursive: true }),
+            try: () => Fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 }),
             catch: (error) => new SequenceStoreError({ message: `sequence cache ${cacheDir}: ${(error as Error).message}` })
           })
           yield* Package.unpack(archiveOf(info), temporary, limits, sourceError)

@@ -74,17 +74,20 @@ describe("the shardhub command on two runners", () => {
 
   it("prints names and log lines with their control characters escaped (no terminal escape injection)", async () => {
     cluster.printOnFailure()
-    const hostile = "\x1b]0;owned\x07\x1b[2J"
+    // C0 escapes, and U+009B: the one-character CSI of the C1 controls, which terminals obey too.
+    const hostile = "\x1b]0;owned\x07\x1b[2J\u009b2J"
     const id = (await ok("run", "--name", `evil${hostile}`, "--", "printf", `title${hostile}\\n`)).trim()
     let logs = ""
     for (let attempt = 0; attempt < 100 && !logs.includes("title"); attempt++) logs = await ok("logs", id)
     const listed = await ok("ps", "--all")
     for (const printed of [logs, listed]) {
-      expect(printed).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/)
-      expect(printed).toContain("\\x1b]0;owned\\x07\\x1b[2J")
+      expect(printed).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/)
+      expect(printed).toContain("\\x1b]0;owned\\x07\\x1b[2J\\x9b2J")
     }
-    // --json keeps the exact text (JSON escapes it).
-    expect(JSON.parse(await ok("info", id, "--json")).name).toBe(`evil${hostile}`)
+    // --json keeps the exact text (JSON escapes it: the C0 controls by itself, DEL and C1 by us).
+    const json = await ok("info", id, "--json")
+    expect(json).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/)
+    expect(JSON.parse(json).name).toBe(`evil${hostile}`)
   })
 
   it("runs a command as another user with rlimits (--user, --limit), or says why it cannot", async () => {

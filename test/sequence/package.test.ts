@@ -38,19 +38,22 @@ const refused = async (archive: Uint8Array, limits?: Package.Limits) => {
 }
 
 describe("sequence packages", () => {
-  it("unpacks a good package: files, directories, modes, an inside symlink, long names", async () => {
+  it("unpacks a good package: files, directories, modes (private to the runner's user), an inside symlink, long names", async () => {
     const long = `deep/${"d".repeat(120)}/file.txt`
     const { exit, target } = await attempt(gz([
       pkg("lib/main.js"),
       { type: "directory", path: "lib" },
       { type: "file", path: "lib/main.js", data: "module.exports = () => 1\n", mode: 0o4755 },
+      { type: "file", path: "config.env", data: "SECRET=1\n", mode: 0o644 },
       { type: "file", path: long, data: "long" },
       { type: "symlink", path: "entry.js", target: "lib/main.js" }
     ]))
     expect(exit._tag).toBe("Success")
     expect(Fs.readFileSync(Path.join(target, "lib/main.js"), "utf8")).toBe("module.exports = () => 1\n")
-    // setuid is dropped.
-    expect(Fs.statSync(Path.join(target, "lib/main.js")).mode & 0o7777).toBe(0o755)
+    // setuid is dropped, and nothing is readable by other users: a package may carry secrets.
+    expect(Fs.statSync(Path.join(target, "lib/main.js")).mode & 0o7777).toBe(0o700)
+    expect(Fs.statSync(Path.join(target, "config.env")).mode & 0o7777).toBe(0o600)
+    for (const dir of [target, Path.join(target, "lib"), Path.join(target, "deep")]) expect(Fs.statSync(dir).mode & 0o7777).toBe(0o700)
     expect(Fs.readFileSync(Path.join(target, long), "utf8")).toBe("long")
     expect(Fs.readlinkSync(Path.join(target, "entry.js"))).toBe("lib/main.js")
   })
@@ -107,6 +110,18 @@ describe("sequence packages", () => {
     expect(await refused(gz([{ type: "file", path: "package.json", data: "{ not json" }, index]))).toMatchObject({ reason: "InvalidPackageJson" })
     expect(await refused(gz([{ type: "file", path: "package.json", data: JSON.stringify({ main: "index.js", engines: { node: "1", python3: "3" } }) }, index])))
       .toMatchObject({ reason: "InvalidPackageJson" })
+  })
+
+  it("bounds tar metadata: a name past PATH_MAX, a pax header over 64 KiB, names that add up past 1 MiB", async () => {
+    const dir = (path: string) => ({ type: "directory" as const, path })
+    expect((await refused(gz([pkg(), index, dir("a/".repeat(2100))]))).message).toMatch(/a path is longer than 4096 bytes/)
+    expect((await refused(gz([pkg(), index, { type: "symlink", path: "l", target: "a/".repeat(2100) }]))).message).toMatch(/no valid target/)
+    // The attack that took a gateway to 0.74 GB: each entry named by a 1 MiB pax path.
+    expect((await refused(gz([pkg(), index, ...Array.from({ length: 4 }, (_, i) => dir(`${i}${"a".repeat(1024 * 1024)}`))]))).message)
+      .toMatch(/a tar metadata entry of \d+ bytes is over the limit of 65536/)
+    const many = Array.from({ length: 300 }, (_, i) => dir(`${i}/${"a/".repeat(1990)}`))
+    const checked = await Effect.runPromise(Effect.flip(Package.check(Package.fromBytes(gz([pkg(), index, ...many])), { maxUnpackedBytes: 1 << 30, maxEntries: 10_000 })))
+    expect(checked.message).toMatch(/the package's tar metadata is over the limit of 1048576 bytes/)
   })
 
   it("refuses archives over the limits, corrupt and truncated ones", async () => {
