@@ -62,7 +62,7 @@ export interface GatewayConfig {
   readonly corsOrigins: ReadonlyArray<string>
   /**
    * `SHARDHUB_GATEWAY_HEADERS_TIMEOUT` (default 5 seconds): a request's headers must arrive
-   * within it, and a connection no admitted request has vouched for is closed after it.
+   * within it, and a connection no admitted request has vouched for is closed after twice it.
    */
   readonly headersTimeout: Duration.Duration
   /** `SHARDHUB_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS` (default 128): open connections from one client address (an IPv6 /64). */
@@ -401,9 +401,12 @@ const boundedServer = (config: GatewayConfig) => {
   server.maxConnections = config.maxConnections
   const connections = Connections.track(server, {
     maxConnectionsPerAddress: config.maxConnectionsPerAddress,
-    maxUnproven: Math.min(config.maxUnproven, config.maxConnections),
+    // Half the slots at most: Node drops a connection past maxConnections before anyone sees
+    // it, so the unproven must leave room for the new ones that evict them.
+    maxUnproven: Math.max(1, Math.min(config.maxUnproven, Math.floor(config.maxConnections / 2))),
     maxUnprovenPerAddress: config.maxUnprovenPerAddress,
-    unprovenTimeoutMs: headersTimeout
+    // Past Node's own deadline for the headers, so that a slow request still gets its 408.
+    unprovenTimeoutMs: 2 * headersTimeout
   })
   return { server, connections }
 }

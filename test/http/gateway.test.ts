@@ -18,6 +18,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { concat, sha256 } from "../support/bytes.ts"
+import * as Attacker from "../support/attacker.ts"
 import { useCluster } from "../support/cluster.ts"
 import { eventually, root, type Spawned } from "../support/processes.ts"
 import { fixture } from "../sequence/fixtures.ts"
@@ -493,34 +494,51 @@ describe("the HTTP gateway", () => {
     }
   })
 
-  it("requires the bearer token when bound beyond loopback, and refuses to start without one", async () => {
+  it.skipIf(Attacker.reason !== undefined)("beyond loopback: makes a token when none is set; other users and machines need it, the owner does not", async () => {
     cluster.printOnFailure()
-    const refused = cluster.spawn("open-gateway", "src/cli/main.ts", {
-      args: ["gateway", "--port", "0"],
-      env: { SHARDHUB_GATEWAY_HOST: "0.0.0.0" }
-    })
-    const exit = await refused.exited
-    expect(exit.code).not.toBe(0)
-    expect(refused.output()).toContain("SHARDHUB_TOKEN")
-
-    const { url } = await cluster.gateway("token-gateway", { SHARDHUB_GATEWAY_HOST: "0.0.0.0", SHARDHUB_TOKEN: "s3cret" })
+    const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-open-gateway-"))
+    const { process: open, url } = await cluster.gateway("open-gateway", { SHARDHUB_GATEWAY_HOST: "0.0.0.0", SHARDHUB_HOME: home })
+    const tokenFile = Path.join(home, "gateway.token")
+    await open.waitFor(new RegExp(`other machines and users send Authorization: Bearer <token> \\(the token in ${tokenFile.replaceAll(".", "\\.")}\\)`), 10_000)
+    expect(Fs.statSync(tokenFile).mode & 0o777).toBe(0o600)
+    const token = Fs.readFileSync(tokenFile, "utf8").trim()
     const base = url.replace("0.0.0.0", "127.0.0.1")
-    for (const authorization of [undefined, "Bearer wrong", "s3cret"]) {
-      const response = await fetch(`${base}/api/v1/instances`, { headers: authorization === undefined ? {} : { authorization } })
+    // The owner (this test runs as the gateway's user) needs nothing.
+    expect((await fetch(`${base}/api/v1/instances`)).status).toBe(200)
+    // Another user: refused without the token or with a wrong one, let in with it.
+    for (const authorization of [undefined, "Bearer wrong", token]) {
+      const response = await Attacker.request(`${base}/api/v1/instances`, { headers: authorization === undefined ? {} : { authorization } })
       expect(response.status).toBe(401)
-      expect((await response.json()).code).toBe("ERR_UNAUTHORIZED")
+      expect(JSON.parse(response.body)).toMatchObject({ code: "ERR_UNAUTHORIZED", error: expect.stringMatching(/send Authorization: Bearer <token>/) })
     }
-    const ok = await fetch(`${base}/api/v1/instances`, { headers: { authorization: "Bearer s3cret" } })
+    expect((await Attacker.request(`${base}/api/v1/instances`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
+    // A gateway restarted on the same home keeps the token.
+    open.child.kill("SIGTERM")
+    await open.exited
+    await cluster.gateway("open-gateway-again", { SHARDHUB_GATEWAY_HOST: "0.0.0.0", SHARDHUB_HOME: home })
+    expect(Fs.readFileSync(tokenFile, "utf8").trim()).toBe(token)
+  })
+
+  it.skipIf(Attacker.reason !== undefined)("with SHARDHUB_TOKEN set, another user needs exactly it on every endpoint but the dashboard's files", async () => {
+    cluster.printOnFailure()
+    const { url } = await cluster.gateway("token-gateway", { SHARDHUB_GATEWAY_HOST: "0.0.0.0", SHARDHUB_TOKEN: "s3cret-s3cret-s3cret" })
+    const base = url.replace("0.0.0.0", "127.0.0.1")
+    for (const authorization of [undefined, "Bearer wrong", "s3cret-s3cret-s3cret"]) {
+      const response = await Attacker.request(`${base}/api/v1/instances`, { headers: authorization === undefined ? {} : { authorization } })
+      expect(response.status).toBe(401)
+    }
+    const ok = await Attacker.request(`${base}/api/v1/instances`, { headers: { authorization: "Bearer s3cret-s3cret-s3cret" } })
     expect(ok.status).toBe(200)
     // shardhub's own API too; only the dashboard's files (no data) load without it.
-    expect((await fetch(`${base}/api/shardhub/v1/instances`)).status).toBe(401)
-    const page = await fetch(`${base}/`)
-    expect({ status: page.status, type: page.headers.get("content-type") }).toEqual({ status: 200, type: "text/html; charset=utf-8" })
-    expect((await fetch(`${base}/dashboard.js?x`)).status).toBe(200)
-    expect((await fetch(`${base}/dashboard.json`)).status).toBe(401)
-    // The published client sends it through its default headers.
+    expect((await Attacker.request(`${base}/api/shardhub/v1/instances`)).status).toBe(401)
+    expect((await Attacker.request(`${base}/metrics`)).status).toBe(401)
+    const page = await Attacker.request(`${base}/`)
+    expect(page.status).toBe(200)
+    expect((await Attacker.request(`${base}/dashboard.js?x`)).status).toBe(200)
+    expect((await Attacker.request(`${base}/dashboard.json`)).status).toBe(401)
+    // The published client sends it through its default headers (run as the owner here).
     const { ClientUtils } = await import("@scramjet/client-utils")
-    ClientUtils.setDefaultHeaders({ Authorization: "Bearer s3cret" })
+    ClientUtils.setDefaultHeaders({ Authorization: "Bearer s3cret-s3cret-s3cret" })
     try {
       expect(await new StHostClient(`${base}/api/v1`).getVersion()).toMatchObject({ service: "shardhub" })
     } finally {
