@@ -8,11 +8,16 @@
  * - `http_first_byte_ms`: `SequenceClient.start` → the first output byte for one byte of input.
  * - `http_stream_mib_s`: 50 MiB through a pass-through sequence (`sendInput` and the `output`
  *   stream), vs the same bytes through a bare `node` pass-through child's pipes.
+ * - `http_owner_request_ms` vs `http_token_request_ms`: `GET /api/v1/version` on a new connection
+ *   (p50 of 300 each, interleaved), let in as the owner (the peer's uid looked up in the kernel's
+ *   socket table, once per connection) vs by the bearer token (no lookup): the peer check's cost.
  * - `sth_start_ms`, `sth_first_byte_ms`, `sth_stream_mib_s`: the same client code against STH
  *   0.18.7's host with its process adapter (installed from npm on first use, see `sth.ts`;
  *   `--no-sth` leaves it out).
  */
 import { HostClient } from "@scramjet/api-client"
+import * as Crypto from "node:crypto"
+import * as Http from "node:http"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Readable } from "node:stream"
@@ -87,10 +92,38 @@ const drive = async (apiBase: string, exact: boolean) => {
   return { starts: starts.sort((a, b) => a - b), firstBytes: firstBytes.sort((a, b) => a - b), streamMiBs, bytes }
 }
 
+/** One GET on a new connection: milliseconds to the end of its answer. */
+const freshGet = (url: string, headers: Record<string, string>) =>
+  new Promise<number>((resolve, reject) => {
+    const started = performance.now()
+    Http.get(url, { agent: false, headers }, (response) => {
+      if (response.statusCode !== 200) reject(new Error(`${url}: ${response.statusCode}`))
+      response.resume()
+      response.once("end", () => resolve(performance.now() - started))
+    }).once("error", reject)
+  })
+
+/** The peer check's cost: the owner (uid lookup) vs the token (none), interleaved. */
+const peerCheck = async (url: string, token: string) => {
+  const owner: Array<number> = []
+  const byToken: Array<number> = []
+  const version = `${url}/api/v1/version`
+  for (let i = 0; i < 50; i++) await freshGet(version, {})
+  for (let i = 0; i < 300; i++) {
+    owner.push(await freshGet(version, {}))
+    byToken.push(await freshGet(version, { authorization: `Bearer ${token}` }))
+  }
+  return { owner: owner.sort((a, b) => a - b), byToken: byToken.sort((a, b) => a - b) }
+}
+
 const main = async () => {
   const store = await temporaryStore()
   const runners = await Promise.all([1, 2].map((i) => startRunner(`runner-${i}`, store.databaseUrl)))
-  const gateway = spawnNode("gateway", "src/cli/main.ts", { args: ["gateway", "--port", "0"], env: { DATABASE_URL: store.databaseUrl } })
+  const token = Crypto.randomBytes(24).toString("base64url")
+  const gateway = spawnNode("gateway", "src/cli/main.ts", {
+    args: ["gateway", "--port", "0"],
+    env: { DATABASE_URL: store.databaseUrl, SHARDHUB_TOKEN: token, SHARDHUB_GATEWAY_ACCESS_LOG: "false" }
+  })
   const sth = sthBaseline ? await startSth() : { unavailable: "left out (--no-sth)" }
   try {
     const [, url] = await gateway.waitFor(/gateway\s+(http:\/\/[^/\s]+)/, 60_000)
@@ -102,6 +135,8 @@ const main = async () => {
     const rawMiBs = await pipeThroughput(nodePassThrough(), STREAM_BYTES, chunk)
     log("shardhub: api-client starts, first bytes, and 50 MiB through a pass-through sequence")
     const shardhub = await drive(`${url}/api/v1`, true)
+    log("shardhub: the peer check (owner by uid vs bearer token), a new connection per request")
+    const check = await peerCheck(url!, token)
     let sthScores: Awaited<ReturnType<typeof drive>> | undefined
     if ("url" in sth) {
       log("STH 0.18.7 (process adapter): the same")
@@ -114,6 +149,8 @@ const main = async () => {
       raw_node_start_ms: percentile(raw, 50),
       http_stream_mib_s: shardhub.streamMiBs,
       raw_node_pipe_mib_s: rawMiBs,
+      http_owner_request_ms: percentile(check.owner, 50),
+      http_token_request_ms: percentile(check.byToken, 50),
       ...(sthScores === undefined ? {} : {
         sth_start_ms: percentile(sthScores.starts, 50),
         sth_first_byte_ms: percentile(sthScores.firstBytes, 50),
@@ -129,7 +166,8 @@ const main = async () => {
       ["api-client start → instance id p50 (raw: bare node spawn → first byte)", result.raw_node_start_ms, result.http_start_ms, "ms"],
       ["api-client start → instance id p99", percentile(raw, 99), percentile(shardhub.starts, 99), "ms"],
       ["api-client start → first output byte p50", result.raw_node_start_ms, result.http_first_byte_ms, "ms"],
-      ["50 MiB through a pass-through (raw: node child pipes)", result.raw_node_pipe_mib_s, result.http_stream_mib_s, "MiB/s"]
+      ["50 MiB through a pass-through (raw: node child pipes)", result.raw_node_pipe_mib_s, result.http_stream_mib_s, "MiB/s"],
+      ["GET version, new connection, p50: owner by peer uid (raw: by token, no lookup)", result.http_token_request_ms, result.http_owner_request_ms, "ms"]
     ])
     if (sthScores === undefined) return
     console.log(`\nbeside STH ${"0.18.7"} (its process adapter, same client, same run)\n`)

@@ -59,7 +59,9 @@ export const App = Schema.Struct({
   limits: Schema.optionalKey(Rlimits),
   instances: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))),
   user: Schema.optionalKey(Schema.NonEmptyString),
-  group: Schema.optionalKey(Schema.NonEmptyString)
+  group: Schema.optionalKey(Schema.NonEmptyString),
+  /** The gateway and a credential for the app's own instance and topics (`hub: true` of its spec). */
+  hub: Schema.optionalKey(Schema.Boolean)
 })
 /** @since 0.6.0 */
 export type App = typeof App.Type
@@ -182,6 +184,7 @@ const desired = (file: string, app: App) =>
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...(app.user === undefined ? {} : { user: app.user }),
         ...(app.group === undefined ? {} : { group: app.group }),
+        ...(app.hub === undefined ? {} : { hub: app.hub }),
         ...(mode === undefined ? {} : { restart: { mode } })
       }
       return { name, spec }

@@ -92,6 +92,10 @@ const run = Command.make("run", {
   shell: Flag.Boolean("shell").pipe(Flag.withDescription("Run the command through /bin/sh -c"), Flag.withDefault(false)),
   user: Flag.String("user").pipe(Flag.withDescription("Run as this user (name or uid; the runner must be root)"), Flag.optional),
   group: Flag.String("group").pipe(Flag.withDescription("Run with this group (default the user's)"), Flag.optional),
+  hub: Flag.Boolean("hub").pipe(
+    Flag.withDescription("Give the program the gateway and a credential for its own instance and topics (SHARDHUB_HUB_URL, SHARDHUB_HUB_TOKEN)"),
+    Flag.withDefault(false)
+  ),
   limit: Flag.String("limit").pipe(
     Flag.withDescription("A resource limit, NAME=VALUE with NAME one of nproc, nofile, core (bytes); repeatable"),
     Flag.atLeast(0)
@@ -135,6 +139,7 @@ const run = Command.make("run", {
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
         ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),
+        ...(flags.hub ? { hub: true } : {}),
         ...(Object.keys(env).length === 0 ? {} : { env })
       }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) })),
       { concurrency: 16 })

@@ -86,7 +86,18 @@ export class Security extends Context.Service<Security, {
   readonly createServer: (options: { readonly allowHalfOpen?: boolean }, onConnection: (socket: Net.Socket) => void) => Net.Server
   /** Dials and authenticates; the socket is handed over paused, nothing of the peer's data read. */
   readonly connect: (options: DialOptions) => Effect.Effect<Net.Socket, DialError>
+  /**
+   * A signature of `message` under the dialers' key (`<key id>.<HMAC-SHA256>`, base64url): a
+   * credential any participant can check and none can forge without the cluster key.
+   * `undefined` without keys (`plain`).
+   */
+  readonly sign: (message: string) => string | undefined
+  /** Whether `signature` is {@link sign}'s of `message` under an active key. */
+  readonly verify: (message: string, signature: string) => boolean
 }>()("shardhub/cluster/Security") {}
+
+/** The HMAC of `message` under `key`, base64url. */
+const mac = (key: ClusterKey, message: string) => Crypto.createHmac("sha256", key.secret).update(message).digest("base64url")
 
 /**
  * How long a new key waits before dialers use it, as a multiple of the refresh interval: every
@@ -266,7 +277,9 @@ export const plain: Security["Service"] = Security.of({
   mode: "plain",
   createServer: (options, onConnection) => Net.createServer({ ...options, noDelay: true }, onConnection),
   connect: (options) =>
-    dialWith(options, () => Net.connect({ host: options.host, port: options.port, allowHalfOpen: options.allowHalfOpen ?? false }), "connect")
+    dialWith(options, () => Net.connect({ host: options.host, port: options.port, allowHalfOpen: options.allowHalfOpen ?? false }), "connect"),
+  sign: () => undefined,
+  verify: () => false
 })
 
 /**
@@ -397,7 +410,19 @@ export const make = Effect.fnUntraced(function*(config: SecurityConfig) {
         options,
         () => dialKey(keys, activationMs),
         config.mode === "auto" && isLoopback(options.host) ? "handshake" : "tls"
-      )
+      ),
+    sign: (message) => {
+      const key = dialKey(keys, activationMs)
+      return key === undefined ? undefined : `${key.id}.${mac(key, message)}`
+    },
+    verify: (message, signature) => {
+      const dot = signature.indexOf(".")
+      const key = dot < 0 ? undefined : byId.get(signature.slice(0, dot))
+      if (key === undefined) return false
+      const expected = Buffer.from(mac(key, message))
+      const given = Buffer.from(signature.slice(dot + 1))
+      return given.length === expected.length && Crypto.timingSafeEqual(given, expected)
+    }
   })
 })
 

@@ -30,7 +30,8 @@ import * as Crypto from "node:crypto"
 import { createServer, type IncomingMessage } from "node:http"
 import * as Os from "node:os"
 import * as Home from "../cluster/Home.ts"
-import { isLoopback } from "../cluster/Security.ts"
+import { isLoopback, Security } from "../cluster/Security.ts"
+import * as HubCredential from "../instance/HubCredential.ts"
 import { Api } from "./Api.ts"
 import * as Connections from "./Connections.ts"
 import * as Dashboard from "./Dashboard.ts"
@@ -241,6 +242,8 @@ const accessLine = (request: HttpServerRequest, status: number, ms: number) =>
  */
 interface Admission {
   readonly token: Redacted.Redacted<string>
+  /** Checks an instance's hub credential (`Security.verify`). */
+  readonly verify: (message: string, signature: string) => boolean
   /** The uids admitted without a token: the gateway's own, and root. */
   readonly owners: ReadonlySet<number>
   readonly connections: Connections.Connections
@@ -252,7 +255,9 @@ const admitted = (admission: Admission, request: HttpServerRequest) =>
     const socket = (request.source as IncomingMessage).socket
     const header = request.headers["authorization"] ?? ""
     const given = header.startsWith("Bearer ") ? header.slice(7).trim() : ""
+    const hubInstance = given === "" ? undefined : HubCredential.instanceOf(admission.verify, given)
     const ok = (given !== "" && sameToken(given, Redacted.value(admission.token))) ||
+      (hubInstance !== undefined && HubCredential.allows(hubInstance, request.method, request.url)) ||
       admission.owners.has((yield* Effect.promise(() => admission.connections.peerUid(socket))) ?? -1)
     if (ok) admission.connections.prove(socket)
     return ok
@@ -446,6 +451,7 @@ export const layer = (config: GatewayConfig) =>
     const { token, file } = yield* tokenOf(config, home)
     const { server, connections } = boundedServer(config)
     const owners = new Set([0, process.getuid?.() ?? 0])
+    const { verify } = yield* Security
     const announce = Layer.effectDiscard(Effect.gen(function*() {
       const server = yield* HttpServer.HttpServer
       const port = "port" in server.address ? server.address.port : config.port
@@ -464,7 +470,7 @@ export const layer = (config: GatewayConfig) =>
       )
     }))
     return Layer.mergeAll(
-      HttpRouter.serve(routes(config, { token, owners, connections }), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }),
+      HttpRouter.serve(routes(config, { token, verify, owners, connections }), { disableLogger: true, disableListenLog: true, routerConfig: { maxParamLength } }),
       announce
     ).pipe(
       Layer.provide(NodeHttpServer.layer(() => server, { port: config.port, host: config.host })),

@@ -72,6 +72,11 @@ export const InstanceSpec = Schema.Struct({
   })),
   /** Run as this user (name or uid) and group (default the user's); needs a root runner. */
   user: Schema.optionalKey(Schema.NonEmptyString),
+  /**
+   * Give the program the gateway (`SHARDHUB_HUB_URL`) and a credential for it scoped to this
+   * instance and to topics (`SHARDHUB_HUB_TOKEN`; STH's `this.hub` sends it): see `HubCredential`.
+   */
+  hub: Schema.optionalKey(Schema.Boolean),
   group: Schema.optionalKey(Schema.NonEmptyString),
   restart: Schema.optionalKey(RestartPolicy),
   /** Which outputs are kept as log lines (default both). Raw bytes are available either way. */

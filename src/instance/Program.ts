@@ -7,6 +7,7 @@
  * @since 0.5.0
  */
 import { Effect } from "effect"
+import { Security } from "../cluster/Security.ts"
 import type * as Control from "../process/Control.ts"
 import type { KillError } from "../process/ProcessErrors.ts"
 import type { ProcessHandle } from "../process/ProcessManager.ts"
@@ -14,6 +15,7 @@ import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Terminal } from "../process/ProcessStatus.ts"
 import * as Launch from "../sequence/Launch.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
+import * as HubCredential from "./HubCredential.ts"
 import { InvalidSpec, StartFailed } from "./InstanceErrors.ts"
 import type { InstanceSpec } from "./InstanceSpec.ts"
 
@@ -43,6 +45,7 @@ const common = (id: string, spec: InstanceSpec) => {
 export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
   Effect.gen(function*() {
     const program = spec.program
+    const env = spec.hub === true ? withHub(spec.env, HubCredential.mint((yield* Security).sign, id)) : spec.env
     if (program._tag === "Command") {
       return {
         ...common(id, spec),
@@ -50,7 +53,7 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
         ...(program.args === undefined ? {} : { args: program.args }),
         ...(program.shell === undefined ? {} : { shell: program.shell }),
         ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
-        ...(spec.env === undefined ? {} : { env: spec.env }),
+        ...(env === undefined ? {} : { env }),
         ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
         messages: "ndjson"
       } satisfies ProcessSpec
@@ -67,9 +70,25 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
     return {
       ...common(id, spec),
       ...launch,
-      env: { ...spec.env, set: { ...spec.env?.set, ...launch.env?.set } }
+      env: { ...env, set: { ...env?.set, ...launch.env?.set } }
     } satisfies ProcessSpec
   })
+
+/**
+ * The environment of an instance whose spec asks for the hub: the gateway this runner knows
+ * (`SHARDHUB_GATEWAY_URL`) and the instance's own credential for it.
+ */
+const withHub = (env: InstanceSpec["env"], token: string | undefined): InstanceSpec["env"] => {
+  const url = process.env["SHARDHUB_GATEWAY_URL"]
+  return {
+    ...env,
+    set: {
+      ...env?.set,
+      ...(url === undefined || url === "" ? {} : { SHARDHUB_HUB_URL: url }),
+      ...(token === undefined ? {} : { SHARDHUB_HUB_TOKEN: token })
+    }
+  }
+}
 
 /**
  * What a sequence's input starts with (STH's IN channel preamble): how to decode the rest.

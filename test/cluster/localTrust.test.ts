@@ -7,6 +7,7 @@
  * gateway's callers.
  */
 import { Effect, Stream } from "effect"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Os from "node:os"
@@ -17,6 +18,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import * as ScramOnly from "../../src/cluster/ScramOnly.ts"
 import * as Connections from "../../src/http/Connections.ts"
+import * as HubCredential from "../../src/instance/HubCredential.ts"
 import * as PeerCredentials from "../../src/http/PeerCredentials.ts"
 import { tar } from "../../src/sequence/Pack.ts"
 import * as Attacker from "../support/attacker.ts"
@@ -102,6 +104,38 @@ describe.skipIf(Attacker.reason !== undefined)("local trust: only the cluster's 
     })).finally(() => Fs.chmodSync(cluster.home, 0o700))
     expect(Array.from(lines)).toEqual(["401", "401"])
     expect(Fs.existsSync(proof)).toBe(false)
+  })
+
+  it("a confined program given the hub (hub: true) reaches its own instance and topics with its credential, nothing else", async () => {
+    cluster.printOnFailure()
+    const base = await gatewayUrl()
+    const id = `hub-${process.pid}-${Date.now()}`
+    const code = (path: string, extra = "") =>
+      `curl -s -o /dev/null -w '%{http_code}\\n' -H "authorization: Bearer $SHARDHUB_HUB_TOKEN" ${extra} '${base}${path}'`
+    const script = [
+      `test -n "$SHARDHUB_HUB_TOKEN" && echo has-token`,
+      code(`/api/shardhub/v1/instances/${id}`),
+      code(`/api/v1/instance/${id}/health`),
+      code("/api/shardhub/v1/instances/some-other-instance"),
+      code("/api/shardhub/v1/instances"),
+      code("/api/shardhub/v1/instances", `-H 'content-type: application/json' -d '${startBody("/tmp/never")}'`),
+      code("/api/v1/topics"),
+      code(`/api/v1/instance/${id}/../../instances`, "--path-as-is"),
+      // Another instance's credential is not this one's, and a forged one is nothing.
+      `curl -s -o /dev/null -w '%{http_code}\\n' -H "authorization: Bearer shh1.some-other-instance.$(echo $SHARDHUB_HUB_TOKEN | cut -d. -f3-)" '${base}/api/shardhub/v1/instances/some-other-instance'`
+    ].join("; ")
+    Fs.chmodSync(cluster.home, 0o711)
+    const lines = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      yield* host.start({ user: "nobody", hub: true, program: { _tag: "Command", command: "sh", args: ["-c", script], cwd: "/" } }, { id })
+      return yield* instances.logs(id, { follow: true }).pipe(
+        Stream.filter((line) => line.stream === "stdout"),
+        Stream.map((line) => line.text),
+        Stream.runCollect
+      )
+    })).finally(() => Fs.chmodSync(cluster.home, 0o700))
+    expect(Array.from(lines)).toEqual(["has-token", "200", "200", "401", "401", "401", "200", "401", "401"])
   })
 
   it("the embedded store has no door for other users: no TCP listener, a socket they cannot reach", async () => {
@@ -274,6 +308,39 @@ describe("local trust: the rules underneath", () => {
     expect(PeerCredentials.ownerIn(tcp6, { address: "::1", port: 40000 }, { address: "::1", port: 8000 })).toBe(1000)
     expect(PeerCredentials.isLoopbackPeer("::ffff:127.0.0.9")).toBe(true)
     expect(PeerCredentials.isLoopbackPeer("10.0.0.1")).toBe(false)
+  })
+
+  it("scopes an instance's hub credential to its own endpoints and to topics; a forged or altered one is nothing", () => {
+    const secret = "not-the-cluster-key"
+    const sign = (message: string) => `k-1.${Crypto.createHmac("sha256", secret).update(message).digest("base64url")}`
+    const verify = (message: string, signature: string) => signature === sign(message)
+    const token = HubCredential.mint(sign, "a.b-1")!
+    expect(HubCredential.instanceOf(verify, token)).toBe("a.b-1")
+    expect(HubCredential.instanceOf(verify, token.replace("a.b-1", "a.b-2"))).toBeUndefined()
+    expect(HubCredential.instanceOf(verify, `${token}x`)).toBeUndefined()
+    expect(HubCredential.instanceOf(verify, "s3cret")).toBeUndefined()
+    const allowed: Array<[string, string]> = [
+      ["GET", "/api/v1/instance/a.b-1/stdout"],
+      ["POST", "/api/v1/instance/a.b-1/_event"],
+      ["POST", "/api/shardhub/v1/instances/a.b-1/stop"],
+      ["GET", "/api/v1/topic/orders"],
+      ["POST", "/api/v1/topic/orders"],
+      ["GET", "/api/v1/topics"]
+    ]
+    const refused: Array<[string, string]> = [
+      ["GET", "/api/v1/instance/a.b-2/stdout"],
+      ["GET", "/api/v1/instance/a.b-1x/stdout"],
+      ["GET", "/api/v1/instances"],
+      ["POST", "/api/shardhub/v1/instances"],
+      ["GET", "/api/v1/instance/a.b-1/../../instances"],
+      ["GET", "/api/v1/instance/a.b-1%2F..%2F..%2Finstances"],
+      ["DELETE", "/api/v1/topics/orders"],
+      ["POST", "/api/v1/sequence"],
+      ["GET", "/api/v1/log"],
+      ["GET", "/metrics"]
+    ]
+    for (const [method, path] of allowed) expect([method, path, HubCredential.allows("a.b-1", method, path)]).toEqual([method, path, true])
+    for (const [method, path] of refused) expect([method, path, HubCredential.allows("a.b-1", method, path)]).toEqual([method, path, false])
   })
 
   it("counts IPv6 clients per /64 and IPv4(-mapped) clients per address", () => {

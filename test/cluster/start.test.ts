@@ -27,8 +27,9 @@ describe("npm start", () => {
       const { main, home, port } = await start()
       await main.waitFor(/^ready/m, 60_000)
       expect(main.output()).toContain(`shardhub runner  127.0.0.1:${port} (pid ${main.pid})`)
-      expect(main.output()).toMatch(
-        new RegExp(`cluster store    postgres://shardhub:\\*\\*\\*@127\\.0\\.0\\.1:\\d+/shardhub \\(embedded, data in ${home}/postgres/data\\)`)
+      // The embedded store is reached through its unix socket: no TCP port.
+      expect(main.output()).toContain(
+        `cluster store    postgres://shardhub:***@localhost:5432/shardhub?host=${encodeURIComponent(`${home}/postgres/socket`)} (embedded, data in ${home}/postgres/data)`
       )
       expect(main.output()).toMatch(new RegExp(`probe            answered from 127\\.0\\.0\\.1:${port} in \\d+ ms`))
       const postgresPid = (await postmasterPid(home))!

@@ -131,13 +131,21 @@ const context = {
   },
   /**
    * STH's `this.hub`: a HostClient of `@scramjet/api-client` on the gateway the runner knows
-   * (`SHARDHUB_GATEWAY_URL` on the runner; `shardhub up` sets it), made on first use.
+   * (`SHARDHUB_GATEWAY_URL` on the runner; `shardhub up` sets it), made on first use. With the
+   * instance's hub credential (`SHARDHUB_HUB_TOKEN`, when its spec has `hub: true`) it sends
+   * that; without it, the gateway lets it in only when it runs as the gateway's own user.
    */
   get hub() {
     if (hub !== undefined) return hub
     const url = process.env.SHARDHUB_HUB_URL
     if (!url) throw new Error("this.hub: this runner knows no gateway (set SHARDHUB_GATEWAY_URL on the runner; shardhub up sets it)")
-    const { HostClient } = require(require.resolve("@scramjet/api-client", { paths: [dir, __dirname] }))
+    const client = require.resolve("@scramjet/api-client", { paths: [dir, __dirname] })
+    const { HostClient } = require(client)
+    const token = process.env.SHARDHUB_HUB_TOKEN
+    if (token) {
+      const { ClientUtils } = require(require.resolve("@scramjet/client-utils", { paths: [Path.dirname(client)] }))
+      ClientUtils.setDefaultHeaders({ Authorization: `Bearer ${token}` })
+    }
     return (hub = new HostClient(url))
   },
   /** Ends the instance as completed. */
