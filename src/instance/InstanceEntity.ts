@@ -19,13 +19,18 @@
  * - **Mailbox.** Start, Stop and Restart take turns (Effect's serialized mailbox); reads,
  *   streams and Kill are `Rpc.fork`ed beside them, so a kill overtakes a slow stop. What differs
  *   between a command and a sequence is the run's `Program`; the run itself is `Run.ts`.
+ * - **One owner of the state.** What the activation knows — the record, the current run, whether
+ *   the shard is being released, how many kills it took — is one {@link Activation} value in a
+ *   `Ref`, read afresh after every wait: a handler never assumes what it read before a wait still
+ *   holds (a Kill that removes the instance may have landed meanwhile; a restart overtaken by a
+ *   kill does not start again).
  *
  * @since 0.3.0
  */
 import { Entity } from "effect/cluster"
 import { Sharding } from "effect/cluster/Sharding"
 import { Rpc } from "effect/rpc"
-import { Deferred, Effect, Option, PubSub, Scope, Stream } from "effect"
+import { Deferred, Effect, Option, PubSub, Ref, Scope, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { KillError } from "../process/ProcessErrors.ts"
@@ -63,6 +68,18 @@ export interface Options {
   readonly killGraceMs?: number
 }
 
+/** What an activation knows; see the module's "One owner of the state". */
+interface Activation {
+  /** The record as this runner knows it; `undefined` while there is none (or once removed). */
+  readonly info: InstanceInfo | undefined
+  /** The process run of this activation, while there is one. */
+  readonly current: Run | undefined
+  /** The shard is leaving: the end of the process is not reported (the next owner runs it). */
+  readonly releasing: boolean
+  /** Kills asked for so far: a restart that sees it change while it waits does not start again. */
+  readonly kills: number
+}
+
 /**
  * The entity's behaviour, to be provided with a runner's cluster layer, a ProcessManager, a
  * Registry and a DataPort.
@@ -91,14 +108,16 @@ export const layer = (options: Options = {}) =>
       const topics = yield* Topic.client
       const knownTopics = yield* TopicRegistry.make
 
-      /** The record as this runner knows it; `undefined` while there is none. */
-      let info: InstanceInfo | undefined = yield* registry.get(id).pipe(
+      const initial: InstanceInfo | undefined = yield* registry.get(id).pipe(
         Effect.map((found): InstanceInfo | undefined => found),
         Effect.catchTag("InstanceNotFound", () => Effect.succeed(undefined)),
         Effect.orDie
       )
-      let current: Run | undefined
-      let releasing = false
+      const state = yield* Ref.make<Activation>({ info: initial, current: undefined, releasing: false, kills: 0 })
+      const now = Ref.get(state)
+      const change = (f: (activation: Activation) => Partial<Activation>) =>
+        Ref.update(state, (activation) => ({ ...activation, ...f(activation) }))
+      const setInfo = (info: InstanceInfo | undefined) => change(() => ({ info }))
 
       /**
        * Writes a report with `epoch`, again until the store takes it (reports are epoch-fenced
@@ -109,12 +128,9 @@ export const layer = (options: Options = {}) =>
         registry.report(id, epoch, update).pipe(
           Effect.tapError((error) => Effect.logWarning(`instance ${id}: report not stored yet, retrying: ${error.message}`)),
           Effect.retry({ schedule: reportRetry }),
-          Effect.map(Option.match({
-            onNone: () => false,
-            onSome: (stored) => {
-              info = stored
-              return true
-            }
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.succeed(false),
+            onSome: (stored) => Effect.as(setInfo(stored), true)
           }))
         )
 
@@ -133,12 +149,13 @@ export const layer = (options: Options = {}) =>
           Stream.runForEach((status) =>
             Effect.gen(function*() {
               if (isTerminal(status)) {
-                if (releasing) return
+                if ((yield* now).releasing) return
                 const ending = endReport(status, run.stopRequested)
                 yield* report(run, ending)
                 if (ending.status === "stopped" || ending.status === "crashed") yield* InstanceMetrics.ended(ending.status)
                 yield* PubSub.publish(run.events, undefined)
                 yield* keepAlive(false)
+                const { info } = yield* now
                 if (info !== undefined) yield* Deferred.succeed(run.settled, info)
                 return
               }
@@ -146,6 +163,7 @@ export const layer = (options: Options = {}) =>
               yield* InstanceMetrics.restarted(restarts - restartsSeen)
               restartsSeen = restarts
               const update = liveReport(status, restarts)
+              const { info } = yield* now
               if (update !== undefined && (update.status !== info?.status || update.pid !== info?.pid)) {
                 yield* report(run, update)
               }
@@ -198,8 +216,7 @@ export const layer = (options: Options = {}) =>
               ))
           )
           const run = yield* Runs.make(handle, record.spec, record.epoch, restartsBefore)
-          current = run
-          info = record
+          yield* change(() => ({ current: run, info: record }))
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
@@ -219,30 +236,28 @@ export const layer = (options: Options = {}) =>
           yield* Effect.forkIn(watch(run), scope)
           if (record.spec.topics !== undefined) yield* connectTopics(run, record.spec.topics)
           yield* run.program.started(id, handle)
-          return info!
+          return (yield* now).info ?? record
         })
 
       // A shard that leaves this runner takes the process with it, gracefully; the record keeps
       // wanting it to run, for the next owner.
       yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          const run = current
-          if (run === undefined) return Effect.void
-          return Effect.gen(function*() {
-            if (isTerminal((yield* run.handle.info).status)) {
-              yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
-              return
-            }
-            releasing = true
-            yield* run.handle.terminate(handoverTimeoutMs).pipe(Effect.ignore)
-            yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
+        Effect.gen(function*() {
+          const run = (yield* now).current
+          if (run === undefined) return
+          if (isTerminal((yield* run.handle.info).status)) {
             yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
-          })
+            return
+          }
+          yield* change(() => ({ releasing: true }))
+          yield* run.handle.terminate(handoverTimeoutMs).pipe(Effect.ignore)
+          yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
+          yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
         })
       )
 
       // Activation after a failover or handover: bring the process back.
-      if (info !== undefined && info.desired === "running" && !isEnded(info.status)) {
+      if (initial !== undefined && initial.desired === "running" && !isEnded(initial.status)) {
         const claimed = yield* registry.claim(id, runner).pipe(Effect.orDie)
         yield* launch(claimed, claimed.restarts + (claimed.startedAt === undefined ? 0 : 1)).pipe(
           Effect.andThen(InstanceMetrics.tookOver),
@@ -250,11 +265,16 @@ export const layer = (options: Options = {}) =>
         )
       }
 
-      const known = Effect.suspend(() => info === undefined ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(info))
-      const live = Effect.flatMap(known, (record) =>
-        current === undefined
-          ? Effect.fail(new NotRunning({ id, status: record.status }))
+      const known = Effect.flatMap(now, ({ info }) => info === undefined ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(info))
+      const live = Effect.flatMap(now, ({ info, current }): Effect.Effect<Run, InstanceNotFound | NotRunning> =>
+        info === undefined
+          ? Effect.fail(new InstanceNotFound({ id }))
+          : current === undefined
+          ? Effect.fail(new NotRunning({ id, status: info.status }))
           : Effect.succeed(current))
+      /** Why the run cannot serve a request after all, as the state is now: ended, or removed. */
+      const notRunning = Effect.flatMap(now, ({ info }): Effect.Effect<never, InstanceNotFound | NotRunning> =>
+        Effect.fail(info === undefined ? new InstanceNotFound({ id }) : new NotRunning({ id, status: info.status })))
 
       const signalFailed = (error: KillError) =>
         new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
@@ -270,10 +290,12 @@ export const layer = (options: Options = {}) =>
       const finish = (end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
         Effect.gen(function*() {
           const record = yield* known
-          const run = current
+          const run = (yield* now).current
           if (run === undefined || isEnded(record.status)) {
-            if (record.desired === "running") info = yield* registry.setDesired(id, "stopped")
-            return info ?? record
+            if (record.desired !== "running") return record
+            const stopped = yield* registry.setDesired(id, "stopped")
+            yield* setInfo(stopped)
+            return stopped
           }
           // Stopping from here on: an end while the report is retried is reported as stopped.
           run.stopRequested = true
@@ -288,13 +310,18 @@ export const layer = (options: Options = {}) =>
       const restart = (timeoutMs: number) =>
         Effect.gen(function*() {
           const record = yield* known
-          const previous = current
+          const { current: previous, kills } = yield* now
           if (previous !== undefined && !isEnded(record.status)) yield* endRun(previous, (run) => run.handle.terminate(timeoutMs))
+          // A kill overtook the restart while it waited: the kill wins, nothing starts again.
+          const after = yield* now
+          if (after.info === undefined) return yield* new InstanceNotFound({ id })
+          if (after.kills !== kills) return after.info
           if (previous !== undefined) yield* processes.remove(previous.handle.id, { keepLogs: true }).pipe(Effect.ignore)
-          current = undefined
-          if (info!.desired !== "running") info = yield* registry.setDesired(id, "running")
+          yield* change(() => ({ current: undefined }))
+          const wanted = after.info.desired === "running" ? after.info : yield* registry.setDesired(id, "running")
+          yield* setInfo(wanted)
           // Ended before this activation (another runner ran it): claim it for this runner.
-          const target = previous === undefined ? yield* registry.claim(id, runner) : info!
+          const target = previous === undefined ? yield* registry.claim(id, runner) : wanted
           return yield* launch(target, target.restarts + 1, true)
         })
 
@@ -305,13 +332,13 @@ export const layer = (options: Options = {}) =>
        */
       const stopOrKeep = (timeoutMs: number) =>
         Effect.gen(function*() {
-          const run = current
           const record = yield* known
+          const run = (yield* now).current
           if (run === undefined || isEnded(record.status)) return yield* finish((run) => run.handle.terminate(timeoutMs))
           run.stopRequested = true
           if ((yield* Runs.askToStop(run, timeoutMs)) === "kept") {
             run.stopRequested = false
-            return info!
+            return yield* known
           }
           return yield* finish((run) => run.handle.kill)
         })
@@ -322,42 +349,44 @@ export const layer = (options: Options = {}) =>
         Start: ({ payload }) =>
           Effect.gen(function*() {
             const created = yield* registry.create(id, payload.spec, payload.startKey, runner)
-            if (!created.created) return info ?? created.info
+            if (!created.created) return (yield* now).info ?? created.info
             return yield* launch(created.info, 0)
           }),
         Stop: ({ payload }) =>
-          payload.canCallKeepalive && current?.program.canKeepAlive === true
-            ? stopOrKeep(payload.timeoutMs)
-            : finish((run) => run.handle.terminate(payload.timeoutMs)),
+          Effect.flatMap(now, ({ current }) =>
+            payload.canCallKeepalive && current?.program.canKeepAlive === true
+              ? stopOrKeep(payload.timeoutMs)
+              : finish((run) => run.handle.terminate(payload.timeoutMs))),
         Restart: ({ payload }) => restart(payload.timeoutMs),
         Kill: ({ payload }) =>
-          Rpc.fork(finish((run) => run.program.kill(run.handle, killGraceMs)).pipe(
+          Rpc.fork(change(({ kills }) => ({ kills: kills + 1 })).pipe(
+            Effect.andThen(finish((run) => run.program.kill(run.handle, killGraceMs))),
             Effect.tap((record) => {
               if (!payload.removeImmediately) return Effect.void
-              const run = current
-              current = undefined
-              info = undefined
-              return Effect.all([
-                registry.remove(id),
-                run === undefined ? Effect.void : processes.remove(run.handle.id).pipe(Effect.ignore)
-              ], { discard: true }).pipe(Effect.as(record))
+              return Ref.getAndUpdate(state, (activation) => ({ ...activation, current: undefined, info: undefined })).pipe(
+                Effect.flatMap(({ current: run }) =>
+                  Effect.all([
+                    registry.remove(id),
+                    run === undefined ? Effect.void : processes.remove(run.handle.id).pipe(Effect.ignore)
+                  ], { discard: true })
+                ),
+                Effect.as(record)
+              )
             })
           )),
         Info: () => Rpc.fork(known),
         GetHealth: () =>
           Rpc.fork(Effect.gen(function*() {
-            const run = current
-            return Runs.health(yield* known, run, run === undefined ? Option.none() : yield* run.handle.stats)
+            const record = yield* known
+            const run = (yield* now).current
+            return Runs.health(record, run, run === undefined ? Option.none() : yield* run.handle.stats)
           })),
         Stats: () =>
           Rpc.fork(Effect.flatMap(live, (run) =>
-            Effect.flatMap(run.handle.stats, (stats) =>
-              Option.isSome(stats) ? Effect.succeed(stats.value) : Effect.fail(new NotRunning({ id, status: info!.status }))))),
+            Effect.flatMap(run.handle.stats, (stats) => Option.isSome(stats) ? Effect.succeed(stats.value) : notRunning))),
         SendEvent: ({ payload }) =>
           Rpc.fork(Effect.flatMap(live, (run) =>
-            run.handle.send({ event: payload.name, data: payload.data }).pipe(
-              Effect.mapError(() => new NotRunning({ id, status: info!.status }))
-            ))),
+            run.handle.send({ event: payload.name, data: payload.data }).pipe(Effect.catch(() => notRunning)))),
         NextEvent: ({ payload }) => Rpc.fork(Effect.flatMap(live, (run) => Runs.nextEvent(run, id, payload.name))),
         LastEvent: ({ payload }) =>
           Rpc.fork(Effect.flatMap(live, (run) => {
@@ -367,8 +396,8 @@ export const layer = (options: Options = {}) =>
         Events: ({ payload }) => Rpc.fork(Stream.unwrap(Effect.map(live, (run) => Runs.events(run, payload.name)))),
         // An ended instance's log outlives its process here (for the retention time): its files.
         Logs: ({ payload }) =>
-          Rpc.fork(Stream.unwrap(Effect.map(known, () =>
-            current === undefined ? processes.pastLogs(id, payload.query) : current.handle.logs(payload.query)))),
+          Rpc.fork(Stream.unwrap(Effect.flatMap(known, () =>
+            Effect.map(now, ({ current }) => current === undefined ? processes.pastLogs(id, payload.query) : current.handle.logs(payload.query))))),
         Open: ({ payload }) =>
           Rpc.fork(Effect.gen(function*() {
             const run = yield* live

@@ -2,8 +2,9 @@
  * The Instance entity through a client-only participant (this test process) on three runner
  * processes: placement, every operation, byte-exact streams, events, stop escalation, errors.
  */
-import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
@@ -248,5 +249,93 @@ describe("instances on three runners", () => {
     expect(errors.invalid).toMatchObject({ _tag: "InvalidSpec" })
     expect(errors.sequence).toMatchObject({ _tag: "InvalidSpec" })
     expect(Exit.isFailure(errors.removed)).toBe(true)
+  })
+
+  // Reads run beside Kill (Rpc.fork): one that removes the record must leave them a typed
+  // answer (NotRunning, InstanceNotFound), never a defect. Many rounds, many readers at once.
+  it("answers reads racing a kill that removes the instance with typed errors, never a defect", async () => {
+    cluster.printOnFailure()
+    const outcomes = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const round = Effect.gen(function*() {
+        const { id } = yield* host.start(cat)
+        // Each reader asks again and again until it is refused, so some ask while the kill lands.
+        const reader = <A, E>(read: Effect.Effect<A, E>): Effect.Effect<Exit.Exit<unknown, unknown>> =>
+          Effect.exit(read).pipe(Effect.repeat({ while: Exit.isSuccess }))
+        const reads = [
+          ...Array.from({ length: 6 }, () => reader(instances.stats(id))),
+          ...Array.from({ length: 6 }, () => reader(instances.sendEvent(id, "ping"))),
+          ...Array.from({ length: 2 }, () => reader(instances.health(id))),
+          ...Array.from({ length: 2 }, () => reader(instances.info(id)))
+        ]
+        const kill = Effect.sleep(Math.floor(Math.random() * 20)).pipe(Effect.andThen(Effect.exit(instances.kill(id, { removeImmediately: true }))))
+        const exits = yield* Effect.all([kill, ...reads], { concurrency: "unbounded" })
+        return exits.map((exit: Exit.Exit<unknown, unknown>) =>
+          Exit.isSuccess(exit) ? "ok" : Cause.hasDies(exit.cause) ? `defect: ${Cause.pretty(exit.cause)}` : "typed"
+        )
+      })
+      return (yield* Effect.forEach(Array.from({ length: 40 }), () => round, { concurrency: 1 })).flat()
+    }))
+    expect(outcomes.filter((outcome) => outcome.startsWith("defect"))).toEqual([])
+    expect(outcomes).toContain("typed")
+  })
+
+  // Restart takes its turn in the mailbox; Kill overtakes it. A kill that removes the instance
+  // while a restart waits for the old process to end must leave the restart a typed answer.
+  it("lets a kill that removes the instance win over a restart it overtook: a typed answer, no process left", async () => {
+    cluster.printOnFailure()
+    const stubborn = (marker: string): InstanceSpec => ({
+      program: {
+        _tag: "Command",
+        command: process.execPath,
+        args: ["-e", "process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000)", marker]
+      }
+    })
+    /** Processes of this machine whose command line carries `marker`. */
+    const carrying = (marker: string) =>
+      Fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+        try {
+          return Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(marker)
+        } catch {
+          return false
+        }
+      })
+    const outcomes = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const round = Effect.gen(function*() {
+        const marker = `marker-${Crypto.randomUUID()}`
+        const { id } = yield* host.start(stubborn(marker))
+        yield* instances.logs(id, { follow: true }).pipe(Stream.filter((line) => line.text === "ready"), Stream.take(1), Stream.runDrain)
+        const restart = yield* Effect.forkChild(Effect.exit(instances.restart(id, { timeoutMs: 10_000 })))
+        // The restart has asked the process to stop (it ignores SIGTERM) before the kill.
+        yield* instances.info(id).pipe(
+          Effect.repeat({ until: (info) => info.status === "stopping", schedule: Schedule.spaced("5 millis") }),
+          Effect.timeout("10 seconds")
+        )
+        const killed = yield* Effect.exit(instances.kill(id, { removeImmediately: true }))
+        const restarted: Exit.Exit<unknown, unknown> = yield* Fiber.join(restart)
+        const gone = yield* Effect.exit(host.get(id))
+        // No copy of the program is left running (a restart that went on would have started one).
+        const left = yield* Effect.sync(() => carrying(marker)).pipe(
+          Effect.repeat({ until: (pids) => pids.length === 0, schedule: Schedule.spaced("50 millis") }),
+          Effect.timeoutOption("3 seconds")
+        )
+        return [
+          ...[killed, restarted].map((exit: Exit.Exit<unknown, unknown>) =>
+            Exit.isSuccess(exit) ? "ok" : Cause.hasDies(exit.cause) ? `defect: ${Cause.pretty(exit.cause)}` : "typed"
+          ),
+          Exit.isFailure(gone) ? "removed" : `still there: ${JSON.stringify(gone.value)}`,
+          left._tag === "None" ? "a process left running" : "no process left"
+        ]
+      })
+      return yield* Effect.forEach(Array.from({ length: 5 }), () => round, { concurrency: 1 })
+    }))
+    for (const outcome of outcomes) {
+      expect(outcome[0]).toBe("ok")
+      expect(outcome[1]).not.toMatch(/^defect/)
+      expect(outcome.slice(2)).toEqual(["removed", "no process left"])
+    }
   })
 })
