@@ -317,10 +317,11 @@ const seq = Command.make("seq").pipe(
         const host = yield* HostClient
         const unreadable = (error: unknown) => new CliFailure({ message: `could not read ${flags.path}: ${(error as Error).message}` })
         const stat = yield* Effect.try({ try: () => Fs.statSync(flags.path), catch: unreadable })
-        // A directory is packed in memory; a package file is streamed.
-        const archive = stat.isDirectory()
-          ? Stream.make(yield* Effect.try({ try: () => Pack.packDirectory(flags.path), catch: unreadable }))
-          : NodeStream.fromReadable({ evaluate: () => Fs.createReadStream(flags.path), onError: unreadable })
+        // Streamed either way: a directory is packed as it is sent.
+        const archive = NodeStream.fromReadable({
+          evaluate: () => stat.isDirectory() ? Pack.packStream(flags.path) : Fs.createReadStream(flags.path),
+          onError: unreadable
+        })
         if (!flags.json) yield* Console.error(`sending ${Path.basename(flags.path)}${stat.isDirectory() ? "" : ` (${Format.bytes(stat.size)})`}…`)
         const info = yield* host.sendSequence(archive)
         yield* print(flags.json ? Format.json(info) : info.id)

@@ -7,6 +7,7 @@
 import { Console, Effect, Layer, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
+import * as Util from "node:util"
 import * as Client from "../client/Client.ts"
 import * as Store from "../cluster/Store.ts"
 import * as Registry from "../instance/Registry.ts"
@@ -53,32 +54,53 @@ export const rlimits = (given: ReadonlyArray<string>) =>
     return limits as { nproc?: number; nofile?: number; core?: number }
   })
 
-/** `KEY=VALUE` pairs from `--env` flags, after those of `--env-file` (dotenv lines). */
+/**
+ * The lines of a dotenv file that are not an assignment, a comment, a blank line or the
+ * continuation of a quoted multi-line value, as `line number: text` (Node's `util.parseEnv`,
+ * which reads the values, skips such lines silently).
+ */
+const strayLines = (text: string): Array<string> => {
+  const stray: Array<string> = []
+  let open: string | undefined
+  for (const [n, line] of text.split(/\r?\n/).entries()) {
+    if (open !== undefined) {
+      if (line.includes(open)) open = undefined
+      continue
+    }
+    if (line.trim() === "" || line.trimStart().startsWith("#")) continue
+    const match = /^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_.-]*\s*=\s*(.*)$/.exec(line)
+    if (match === null) {
+      stray.push(`${n + 1}: ${JSON.stringify(line.slice(0, 80))}`)
+      continue
+    }
+    const value = match[1]!
+    const quote = value[0]
+    if ((quote === '"' || quote === "'" || quote === "`") && !value.slice(1).includes(quote)) open = quote
+  }
+  return stray
+}
+
+/**
+ * `KEY=VALUE` pairs from `--env` flags, after those of `--env-file`: dotenv files as Node reads
+ * them (`util.parseEnv`: `#` comments, also after an unquoted value; quoted values, multi-line
+ * in double quotes; `export`), a line that is none of these an error that names it.
+ */
 export const environment = (files: ReadonlyArray<string>, pairs: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const set: Record<string, string> = {}
-    const assign = (where: string, line: string) => {
-      const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line)
-      if (match === null) return new CliFailure({ message: `${where}: expected KEY=VALUE, got ${JSON.stringify(line.slice(0, 80))}` })
-      const raw = match[2]!
-      const quoted = /^(["'])(.*)\1$/.exec(raw)
-      set[match[1]!] = quoted === null ? raw : quoted[1] === '"' ? quoted[2]!.replace(/\\n/g, "\n") : quoted[2]!
-      return undefined
-    }
     for (const file of files) {
       const text = yield* Effect.try({
         try: () => Fs.readFileSync(file, "utf8"),
         catch: (error) => new CliFailure({ message: `could not read --env-file ${file}: ${(error as Error).message}` })
       })
-      for (const [n, line] of text.split(/\r?\n/).entries()) {
-        if (line.trim() === "" || line.trimStart().startsWith("#")) continue
-        const failed = assign(`${file}:${n + 1}`, line)
-        if (failed !== undefined) return yield* failed
-      }
+      const [stray] = strayLines(text)
+      if (stray !== undefined) return yield* new CliFailure({ message: `${file}:${stray.replace(/^(\d+): /, "$1: expected KEY=VALUE, got ")}` })
+      Object.assign(set, Util.parseEnv(text))
     }
     for (const pair of pairs) {
-      const failed = assign("--env", pair)
-      if (failed !== undefined) return yield* failed
+      const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair)
+      if (match === null) return yield* new CliFailure({ message: `--env: expected KEY=VALUE, got ${JSON.stringify(pair.slice(0, 80))}` })
+      set[match[1]!] = match[2]!
     }
     return set
   })

@@ -1,11 +1,15 @@
 /**
  * Packing sequence packages: a directory into a tar.gz with `package.json` at its root (what
- * `si seq pack` does), and the tar writer under it.
+ * `si seq pack` does), and the tar writer under it. {@link packStream} streams (what `shardhub
+ * seq send DIR` sends: a big `node_modules` is read file by file in pieces and gzipped in the
+ * thread pool, never held whole nor blocking the event loop); {@link packDirectory} and
+ * {@link tar} build small archives in memory (tests, benchmarks).
  *
  * @since 0.4.0
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { pipeline, Readable } from "node:stream"
 import * as Zlib from "node:zlib"
 
 /**
@@ -57,6 +61,33 @@ const pax = (records: Record<string, string>) => {
   return [header("PaxHeader", "x", data.length, 0o644), ...padded(data)]
 }
 
+/** What an entry's header says (a file's data follows it). */
+type EntryHeader =
+  | { readonly type: "file"; readonly path: string; readonly size: number; readonly mode: number }
+  | { readonly type: "directory"; readonly path: string }
+  | { readonly type: "symlink" | "hardlink"; readonly path: string; readonly target: string }
+
+/** An entry's header blocks: a pax header first when a name is too long for the ustar fields. */
+const headerBlocks = (entry: EntryHeader): Array<Buffer> => {
+  const link = entry.type === "symlink" || entry.type === "hardlink" ? entry.target : ""
+  const long: Record<string, string> = {}
+  if (Buffer.byteLength(entry.path) > 99) long["path"] = entry.path
+  if (Buffer.byteLength(link) > 99) long["linkpath"] = link
+  const blocks = Object.keys(long).length > 0 ? pax(long) : []
+  switch (entry.type) {
+    case "file":
+      return [...blocks, header(entry.path.slice(0, 99), "0", entry.size, entry.mode)]
+    case "directory":
+      return [...blocks, header(entry.path.slice(0, 99), "5", 0, 0o755)]
+    case "symlink":
+    case "hardlink":
+      return [...blocks, header(entry.path.slice(0, 99), entry.type === "symlink" ? "2" : "1", 0, 0o777, link.slice(0, 99))]
+  }
+}
+
+/** The two zero blocks that end an archive. */
+const end = () => Buffer.alloc(BLOCK * 2)
+
 /**
  * A tar of `entries`.
  *
@@ -65,28 +96,62 @@ const pax = (records: Record<string, string>) => {
 export const tar = (entries: ReadonlyArray<TarEntry>): Buffer => {
   const blocks: Array<Buffer> = []
   for (const entry of entries) {
-    const link = entry.type === "symlink" || entry.type === "hardlink" ? entry.target : ""
-    const long: Record<string, string> = {}
-    if (Buffer.byteLength(entry.path) > 99) long["path"] = entry.path
-    if (Buffer.byteLength(link) > 99) long["linkpath"] = link
-    if (Object.keys(long).length > 0) blocks.push(...pax(long))
-    switch (entry.type) {
-      case "file": {
-        const data = typeof entry.data === "string" ? Buffer.from(entry.data) : entry.data
-        blocks.push(header(entry.path.slice(0, 99), "0", data.length, entry.mode ?? 0o644), ...padded(data))
-        break
-      }
-      case "directory":
-        blocks.push(header(entry.path.slice(0, 99), "5", 0, 0o755))
-        break
-      case "symlink":
-      case "hardlink":
-        blocks.push(header(entry.path.slice(0, 99), entry.type === "symlink" ? "2" : "1", 0, 0o777, link.slice(0, 99)))
+    if (entry.type !== "file") {
+      blocks.push(...headerBlocks(entry))
+      continue
     }
+    const data = typeof entry.data === "string" ? Buffer.from(entry.data) : entry.data
+    blocks.push(...headerBlocks({ type: "file", path: entry.path, size: data.length, mode: entry.mode ?? 0o644 }), ...padded(data))
   }
-  blocks.push(Buffer.alloc(BLOCK * 2))
+  blocks.push(end())
   return Buffer.concat(blocks)
 }
+
+/**
+ * The tar of a directory, read as it is written: entries in name order, a file's bytes in the
+ * pieces it is read in. A file that shrinks while it is read is padded with zeros and one that
+ * grows is cut at the size it had, so the archive is always well-formed.
+ */
+async function* tarOf(dir: string): AsyncGenerator<Buffer> {
+  async function* walk(relative: string): AsyncGenerator<Buffer> {
+    const dirents = (await Fs.promises.readdir(Path.join(dir, relative), { withFileTypes: true }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    for (const dirent of dirents) {
+      const path = relative === "" ? dirent.name : `${relative}/${dirent.name}`
+      const full = Path.join(dir, path)
+      if (dirent.isSymbolicLink()) {
+        yield* headerBlocks({ type: "symlink", path, target: await Fs.promises.readlink(full) })
+      } else if (dirent.isDirectory()) {
+        yield* headerBlocks({ type: "directory", path })
+        yield* walk(path)
+      } else if (dirent.isFile()) {
+        const stat = await Fs.promises.stat(full)
+        yield* headerBlocks({ type: "file", path, size: stat.size, mode: stat.mode & 0o777 })
+        let left = stat.size
+        if (left > 0) {
+          for await (const piece of Fs.createReadStream(full, { start: 0, end: stat.size - 1 }) as AsyncIterable<Buffer>) {
+            const taken = piece.length > left ? piece.subarray(0, left) : piece
+            left -= taken.length
+            yield taken
+          }
+        }
+        if (left > 0) yield Buffer.alloc(left)
+        if (stat.size % BLOCK !== 0) yield Buffer.alloc(BLOCK - (stat.size % BLOCK))
+      }
+    }
+  }
+  yield* walk("")
+  yield end()
+}
+
+/**
+ * The tar.gz of a directory as a stream, entries relative to it (symlinks kept as symlinks);
+ * an unreadable file fails the stream.
+ *
+ * @since 0.8.0
+ */
+export const packStream = (dir: string): Readable =>
+  pipeline(Readable.from(tarOf(dir), { objectMode: false }), Zlib.createGzip(), () => {})
 
 /**
  * The tar.gz of a directory, entries relative to it (symlinks kept as symlinks).
