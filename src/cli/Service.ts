@@ -35,6 +35,15 @@ const settings = (env: NodeJS.ProcessEnv, home: string): Record<string, string> 
 /** A value as systemd's environment files and `Environment=` read it: quoted, `\` and `"` escaped. */
 const quote = (value: string) => `"${value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")}"`
 
+/** A value as a unit file setting takes it literally: systemd expands `%` specifiers in most settings. */
+const literal = (value: string) => value.replaceAll("%", "%%")
+
+/** A word of `ExecStart=` as given: no specifiers, no `$VAR` expansion, quoted when it must be. */
+const execWord = (word: string) => {
+  const escaped = literal(word).replaceAll("$", "$$$$")
+  return /[\s"\\']/.test(escaped) ? quote(escaped) : escaped
+}
+
 /**
  * The unit's text.
  *
@@ -50,17 +59,17 @@ export const unit = (options: {
 }) =>
   [
     "[Unit]",
-    `Description=shardhub (${options.command.slice(2).join(" ")})`,
+    `Description=${literal(`shardhub (${options.command.slice(2).join(" ")})`)}`,
     "After=network-online.target",
     "Wants=network-online.target",
     "",
     "[Service]",
     "Type=simple",
-    ...(options.user === undefined ? [] : [`User=${options.user}`]),
-    `WorkingDirectory=${options.workingDirectory}`,
-    `Environment=${quote(`PATH=${options.path}`)}`,
-    `EnvironmentFile=${options.environmentFile}`,
-    `ExecStart=${options.command.map((word) => /[\s"\\]/.test(word) ? quote(word) : word).join(" ")}`,
+    ...(options.user === undefined ? [] : [`User=${literal(options.user)}`]),
+    `WorkingDirectory=${literal(options.workingDirectory)}`,
+    `Environment=${quote(literal(`PATH=${options.path}`))}`,
+    `EnvironmentFile=${literal(options.environmentFile)}`,
+    `ExecStart=${options.command.map(execWord).join(" ")}`,
     "KillMode=mixed",
     "KillSignal=SIGTERM",
     "TimeoutStopSec=90",

@@ -65,7 +65,9 @@ export const track = (server: Server, limits: Limits): Connections => {
   const idle = new Set<Socket>()
   /** Unproven connections past their time, closed when their request in progress ends. */
   const expired = new WeakSet<Socket>()
+  /** Each connection's peer uid, once looked up. */
   const uids = new WeakMap<Socket, Promise<number | undefined>>()
+  const acceptedAt = new WeakMap<Socket, number>()
 
   const add = (map: Map<string, Set<Socket>>, key: string, socket: Socket) => {
     const set = map.get(key) ?? new Set<Socket>()
@@ -113,6 +115,7 @@ export const track = (server: Server, limits: Limits): Connections => {
     const mine = unprovenPerAddress.get(key)
     if (mine !== undefined && mine.size >= limits.maxUnprovenPerAddress) mine.values().next().value?.destroy()
     if (unproven.size >= limits.maxUnproven) unproven.values().next().value?.destroy()
+    acceptedAt.set(socket, performance.now())
     add(perAddress, key, socket)
     add(unprovenPerAddress, key, socket)
     unproven.add(socket)
@@ -136,7 +139,7 @@ export const track = (server: Server, limits: Limits): Connections => {
     peerUid: (socket) => {
       let uid = uids.get(socket)
       if (uid === undefined) {
-        uid = PeerCredentials.peerUid(socket)
+        uid = PeerCredentials.peerUid(socket, acceptedAt.get(socket) ?? 0)
         uids.set(socket, uid)
       }
       return uid

@@ -103,3 +103,21 @@ export const ensureToken = (home: string): { readonly token: string; readonly cr
   if (token.length < 16) throw new Error(`${path} holds no usable token (at least 16 characters): remove it, or set SHARDHUB_TOKEN`)
   return { token, created }
 }
+
+/**
+ * The token in the home's token file, if this user may read it and it is private; `undefined`
+ * otherwise. Never made here.
+ *
+ * @since 0.8.0
+ */
+export const readToken = (home: string): string | undefined => {
+  try {
+    const path = tokenFile(home)
+    const stat = Fs.statSync(path)
+    if (stat.uid !== process.getuid?.() || (stat.mode & 0o077) !== 0) return undefined
+    const token = Fs.readFileSync(path, "utf8").trim()
+    return token === "" ? undefined : token
+  } catch {
+    return undefined
+  }
+}

@@ -13,10 +13,17 @@
  * address of this machine reached over a network interface is not trusted by this rule).
  * Linux only; elsewhere the answer is `undefined` (unknown), which admits nobody.
  *
+ * **Cost.** The kernel writes the table by walking every bucket of its established-connections
+ * hash (262,144 on this 24 GiB machine): 4–9 ms a read however few sockets are open, spent in
+ * the thread pool, not on the event loop. So it is paid once per connection, only by a request
+ * that brings no valid token, and lookups share reads (see `read`): a read begun after a
+ * connection was accepted is sure to list its socket.
+ *
  * @since 0.8.0
  */
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
+import { isLoopback } from "../cluster/Security.ts"
 
 /** An address as a comparable string: IPv4 dotted (also for IPv4-mapped IPv6), IPv6 as 8 full hex groups. */
 export const canonicalAddress = (address: string): string => {
@@ -47,12 +54,6 @@ export const expandIPv6 = (address: string): Array<string> => {
   return [...left, ...Array.from({ length: missing }, () => "0"), ...right].map((group) => group.padStart(4, "0"))
 }
 
-/** Whether a peer address is on this machine's loopback. */
-export const isLoopbackPeer = (address: string) => {
-  const canonical = canonicalAddress(address)
-  return canonical.startsWith("127.") || canonical === "0000:0000:0000:0000:0000:0000:0000:0001"
-}
-
 const littleEndian = Os.endianness() === "LE"
 
 /** An address of `/proc/net/tcp{,6}` (32-bit words in host byte order, in hex) as {@link canonicalAddress}. */
@@ -80,8 +81,10 @@ export const ownerIn = (
   const selfAddress = canonicalAddress(self.address)
   const peerPort = peer.port.toString(16).toUpperCase().padStart(4, "0")
   const selfPort = self.port.toString(16).toUpperCase().padStart(4, "0")
-  for (const line of table.split("\n")) {
-    // "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid ..."
+  // Only lines holding both ports are split: "  sl  local_address rem_address   st ... uid ...".
+  const needle = `:${peerPort} `
+  for (let at = table.indexOf(needle); at >= 0; at = table.indexOf(needle, at + 1)) {
+    const line = table.slice(table.lastIndexOf("\n", at) + 1, (table.indexOf("\n", at) + 1 || table.length + 1) - 1)
     const fields = line.trim().split(/\s+/)
     const local = fields[1]
     const remote = fields[2]
@@ -95,9 +98,45 @@ export const ownerIn = (
 
 const tables = ["/proc/net/tcp", "/proc/net/tcp6"] as const
 
+/** The read in flight per table, with when it began, and the one queued behind it. */
+const inflight = new Map<string, { readonly began: number; readonly text: Promise<string> }>()
+const queued = new Map<string, Promise<string>>()
+
+const begin = (table: string): Promise<string> => {
+  const entry = {
+    began: performance.now(),
+    text: Fs.readFile(table, "latin1").catch(() => "").finally(() => {
+      if (inflight.get(table) === entry) inflight.delete(table)
+    })
+  }
+  inflight.set(table, entry)
+  return entry.text
+}
+
 /**
- * The uid of the process that owns the peer's end of a loopback TCP connection, or `undefined`
- * when the peer is not on loopback or cannot be found (it has gone, or this is not Linux).
+ * The text of `table` from a read begun at or after `notBefore` (`performance.now()` time). At
+ * most one read of a table runs, and one waits behind it for everyone who came too late for
+ * the running one: however many connections arrive, the kernel walks its table back to back,
+ * never in parallel.
+ */
+const read = (table: string, notBefore: number): Promise<string> => {
+  const current = inflight.get(table)
+  if (current === undefined) return begin(table)
+  if (current.began >= notBefore) return current.text
+  const waiting = queued.get(table)
+  if (waiting !== undefined) return waiting
+  const next = current.text.then(() => {
+    queued.delete(table)
+    return begin(table)
+  })
+  queued.set(table, next)
+  return next
+}
+
+/**
+ * The uid of the process that owns the peer's end of a loopback TCP connection accepted at
+ * `acceptedAt` (`performance.now()` time), or `undefined` when the peer is not on loopback or
+ * cannot be found (it has gone, or this is not Linux).
  *
  * @since 0.8.0
  */
@@ -106,17 +145,16 @@ export const peerUid = async (socket: {
   readonly remotePort?: number | undefined
   readonly localAddress?: string | undefined
   readonly localPort?: number | undefined
-}): Promise<number | undefined> => {
+}, acceptedAt: number): Promise<number | undefined> => {
   const { remoteAddress, remotePort, localAddress, localPort } = socket
   if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined
-  if (!isLoopbackPeer(remoteAddress)) return undefined
+  if (!isLoopback(remoteAddress)) return undefined
   const peer = { address: remoteAddress, port: remotePort }
   const self = { address: localAddress, port: localPort }
   // The peer's socket is of its own family: an IPv4 client of a dual-stack server is in `tcp`.
   const order = canonicalAddress(remoteAddress).includes(".") ? tables : [...tables].reverse()
   for (const table of order) {
-    const text = await Fs.readFile(table, "latin1").catch(() => "")
-    const uid = ownerIn(text, peer, self)
+    const uid = ownerIn(await read(table, acceptedAt), peer, self)
     if (uid !== undefined) return uid
   }
   return undefined

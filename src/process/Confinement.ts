@@ -11,6 +11,7 @@
  *
  * @since 0.5.0
  */
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { SpawnError } from "./ProcessErrors.ts"
@@ -37,10 +38,26 @@ const table = (path: string): Array<Array<string>> => {
   }
 }
 
+/**
+ * The entry for `key` in the `passwd` or `group` database: the local file first (no process
+ * spawned for the usual case), then every source the system's NSS configuration names
+ * (`getent`: LDAP, SSSD, systemd's userdb, …).
+ */
+const lookup = (database: "passwd" | "group", key: string): Array<string> | undefined => {
+  const local = table(`/etc/${database}`).find((fields) => fields[0] === key || (numeric(key) !== undefined && fields[2] === key))
+  if (local !== undefined) return local
+  try {
+    const line = ChildProcess.execFileSync("getent", [database, key], { encoding: "utf8", timeout: 5000 }).split("\n")[0]
+    return line === undefined || line === "" ? undefined : line.split(":")
+  } catch {
+    return undefined
+  }
+}
+
 const numeric = (text: string) => /^\d+$/.test(text) ? Number(text) : undefined
 
 /**
- * The uid and gid for `user`/`group` (names from `/etc/passwd` and `/etc/group`, or numbers);
+ * The uid and gid for `user`/`group` (names from the system's user and group databases, or numbers);
  * `undefined` when neither is asked for. A user's own group is the default group.
  *
  * @since 0.5.0
@@ -51,13 +68,13 @@ export const identity = (user: string | undefined, group: string | undefined): I
   let uid = self.uid
   let gid: number | undefined
   if (user !== undefined) {
-    const row = table("/etc/passwd").find((fields) => fields[0] === user || (numeric(user) !== undefined && fields[2] === user))
+    const row = lookup("passwd", user)
     if (row === undefined && numeric(user) === undefined) return invalid(`no such user: ${user}`)
     uid = numeric(row?.[2] ?? user)!
     gid = row === undefined ? undefined : numeric(row[3] ?? "")
   }
   if (group !== undefined) {
-    const row = table("/etc/group").find((fields) => fields[0] === group)
+    const row = numeric(group) === undefined ? lookup("group", group) : undefined
     const id = row === undefined ? numeric(group) : numeric(row[2] ?? "")
     if (id === undefined) return invalid(`no such group: ${group}`)
     gid = id

@@ -7,11 +7,52 @@
  *
  * @since 0.2.0
  */
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 
-const CLOCK_TICKS = 100
-const PAGE_SIZE = 4096
+/**
+ * The kernel's page size, in bytes, as the kernel states it for this process's first mapping
+ * (`KernelPageSize` in `/proc/self/smaps`): 4 KiB on x86-64, 16 or 64 KiB on some arm64
+ * kernels, where a hard-coded 4096 would read every RSS 4–16× low and under-enforce memory
+ * limits.
+ *
+ * @since 0.8.0
+ */
+export const pageSize: number = (() => {
+  try {
+    const fd = Fs.openSync("/proc/self/smaps", "r")
+    try {
+      const head = Buffer.alloc(8192)
+      const read = Fs.readSync(fd, head, 0, head.length, 0)
+      const kb = /KernelPageSize:\s+(\d+) kB/.exec(head.subarray(0, read).toString("latin1"))?.[1]
+      return kb === undefined ? 4096 : Number(kb) * 1024
+    } finally {
+      Fs.closeSync(fd)
+    }
+  } catch {
+    return 4096
+  }
+})()
 
+let ticksPerSecond: number | undefined
+
+/**
+ * Clock ticks a second (`sysconf(_SC_CLK_TCK)`, what `/proc` counts CPU time in), asked of
+ * `getconf` once, on first use; 100 (Linux's USER_HZ nearly everywhere) when it cannot say.
+ *
+ * @since 0.8.0
+ */
+export const clockTicks = (): number => {
+  if (ticksPerSecond === undefined) {
+    try {
+      const answer = Number(ChildProcess.execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 2000 }).trim())
+      ticksPerSecond = Number.isInteger(answer) && answer > 0 ? answer : 100
+    } catch {
+      ticksPerSecond = 100
+    }
+  }
+  return ticksPerSecond
+}
 /**
  * Totals for one process group at one moment.
  *
@@ -56,7 +97,7 @@ export const readGroups = (pgids: ReadonlySet<number>): Map<number, GroupUsage> 
     const total = usage.get(pgrp) ?? { processes: 0, ticks: 0, rssBytes: 0 }
     total.processes++
     total.ticks += Number(fields[11]) + Number(fields[12])
-    total.rssBytes += Number(fields[21]) * PAGE_SIZE
+    total.rssBytes += Number(fields[21]) * pageSize
     usage.set(pgrp, total)
   }
   return usage
@@ -68,7 +109,7 @@ export const readGroups = (pgids: ReadonlySet<number>): Map<number, GroupUsage> 
  * @since 0.2.0
  */
 export const cpuPercent = (ticksBefore: number, ticksNow: number, elapsedMs: number): number =>
-  elapsedMs <= 0 ? 0 : Math.max(0, ((ticksNow - ticksBefore) / CLOCK_TICKS) / (elapsedMs / 1000) * 100)
+  elapsedMs <= 0 ? 0 : Math.max(0, ((ticksNow - ticksBefore) / clockTicks()) / (elapsedMs / 1000) * 100)
 
 /**
  * The start time of a process (clock ticks since boot), to tell a pid from a reused one.

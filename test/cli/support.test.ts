@@ -6,6 +6,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
+import { unit } from "../../src/cli/Service.ts"
 import { environment } from "../../src/cli/Support.ts"
 
 const envFile = (text: string) => {
@@ -41,5 +42,23 @@ describe("--env-file and --env", () => {
     expect(refused.message).toBe(`${file}:2: expected KEY=VALUE, got "this is not an assignment"`)
     expect(await Effect.runPromise(environment([], ["A=x # not a comment", "B=c=d"]))).toEqual({ A: "x # not a comment", B: "c=d" })
     expect((await Effect.runPromise(Effect.flip(environment([], ["no pair"])))).message).toMatch(/--env: expected KEY=VALUE/)
+  })
+})
+
+describe("the systemd unit", () => {
+  it("writes paths with %, $ and spaces so systemd takes them literally", () => {
+    const text = unit({
+      name: "shardhub",
+      command: ["/opt/node 24/bin/node", "/srv/50%off/$HOME/src/cli/main.ts", "up"],
+      environmentFile: "/etc/shardhub/50%.env",
+      user: undefined,
+      workingDirectory: "/srv/50%off/$HOME",
+      path: "/opt/node 24/bin:/usr/bin"
+    })
+    // `%%` is a literal %, `$$` a literal $ (ExecStart expands $VAR); quoted words keep their spaces.
+    expect(text).toContain('ExecStart="/opt/node 24/bin/node" /srv/50%%off/$$HOME/src/cli/main.ts up\n')
+    expect(text).toContain("WorkingDirectory=/srv/50%%off/$HOME\n")
+    expect(text).toContain("EnvironmentFile=/etc/shardhub/50%%.env\n")
+    expect(text).toContain('Environment="PATH=/opt/node 24/bin:/usr/bin"\n')
   })
 })

@@ -17,6 +17,7 @@ import { describe, expect, inject, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import * as ScramOnly from "../../src/cluster/ScramOnly.ts"
+import { isLoopback } from "../../src/cluster/Security.ts"
 import * as Connections from "../../src/http/Connections.ts"
 import * as HubCredential from "../../src/instance/HubCredential.ts"
 import * as PeerCredentials from "../../src/http/PeerCredentials.ts"
@@ -306,8 +307,9 @@ describe("local trust: the rules underneath", () => {
     expect(PeerCredentials.ownerIn(tcp, { address: "127.0.0.1", port: 40001 }, { address: "127.0.0.1", port: 8000 })).toBeUndefined()
     const tcp6 = "   0: 00000000000000000000000001000000:9C40 00000000000000000000000001000000:1F40 01 00000000:00000000 00:00000000 00000000  1000        0 2"
     expect(PeerCredentials.ownerIn(tcp6, { address: "::1", port: 40000 }, { address: "::1", port: 8000 })).toBe(1000)
-    expect(PeerCredentials.isLoopbackPeer("::ffff:127.0.0.9")).toBe(true)
-    expect(PeerCredentials.isLoopbackPeer("10.0.0.1")).toBe(false)
+    // One loopback rule (the gateway's, the transport's): IPv4-mapped loopback included.
+    expect(["::ffff:127.0.0.9", "127.1.2.3", "::1"].map(isLoopback)).toEqual([true, true, true])
+    expect(["10.0.0.1", "::ffff:10.0.0.1", "::2"].map(isLoopback)).toEqual([false, false, false])
   })
 
   it("scopes an instance's hub credential to its own endpoints and to topics; a forged or altered one is nothing", () => {
