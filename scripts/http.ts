@@ -54,14 +54,17 @@ const drive = async (apiBase: string, exact: boolean) => {
     const started = performance.now()
     const instance = await sequence.start({})
     const output = await instance.getStream("output")
+    // Listened for from the start: the output may end (the input's end ends the pass-through)
+    // right after its first byte, before a listener added later would hear it.
+    const ended = new Promise((resolve) => output.once("close", resolve).once("end", resolve).once("error", resolve))
     const first = new Promise<number>((resolve, reject) => {
       output.once("data", () => resolve(performance.now() - started))
       output.once("error", reject)
     })
     await instance.sendInput(Readable.from([Buffer.from("x")]), {}, { type: "application/octet-stream" })
     const took = await first
+    output.resume()
     // The output ends with the instance (cutting it off would reset the client's pooled socket).
-    const ended = new Promise((resolve) => output.once("close", resolve).once("end", resolve).resume())
     await instance.kill({ removeImmediately: true })
     await ended
     return took

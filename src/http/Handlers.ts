@@ -22,9 +22,8 @@ import * as Responses from "./Responses.ts"
 import { nativeHandlers } from "./NativeHandlers.ts"
 import { fromDomain, http, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
+import { version } from "../Version.ts"
 
-/** The version `GET /version` reports. */
-export const version = "0.4.0"
 
 /** The largest sequence package the gateway takes. */
 export const maxPackageBytes = 256 * 1024 * 1024
