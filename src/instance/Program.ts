@@ -9,7 +9,8 @@
 import { Effect } from "effect"
 import { Security } from "../cluster/Security.ts"
 import type * as Control from "../process/Control.ts"
-import type { KillError } from "../process/ProcessErrors.ts"
+import * as Confinement from "../process/Confinement.ts"
+import { type KillError, SpawnError } from "../process/ProcessErrors.ts"
 import type { ProcessHandle } from "../process/ProcessManager.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Terminal } from "../process/ProcessStatus.ts"
@@ -59,7 +60,10 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
       } satisfies ProcessSpec
     }
     const store = yield* SequenceStore
-    const unpacked = yield* store.unpacked(program.sequenceId, cacheDir).pipe(
+    // A confined process gets a copy of the package it owns (the runner's own copy is 0700).
+    // (An identity that cannot be had fails the spawn itself, which says why.)
+    const confined = Confinement.identity(spec.user, spec.group)
+    const unpacked = yield* store.unpacked(program.sequenceId, cacheDir, confined instanceof SpawnError ? undefined : confined).pipe(
       Effect.mapError((error) =>
         error._tag === "SequenceNotFound" || error._tag === "PackageError"
           ? new InvalidSpec({ message: error.message })

@@ -110,10 +110,15 @@ export class SequenceStore extends Context.Service<SequenceStore, {
     id: string,
     options?: { readonly force?: boolean }
   ) => Effect.Effect<void, SequenceNotFound | SequenceInUse | SequenceStoreError>
-  /** The package of a sequence, unpacked in `cacheDir` (once per content hash). */
+  /**
+   * The package of a sequence, unpacked in `cacheDir` (once per content hash), private to the
+   * runner's user (0700/0600) — or, for a process confined to another user (`owner`), a copy of
+   * its own owned by that user (once per hash and user).
+   */
   readonly unpacked: (
     id: string,
-    cacheDir: string
+    cacheDir: string,
+    owner?: { readonly uid: number; readonly gid: number }
   ) => Effect.Effect<{ readonly info: SequenceInfo; readonly dir: string }, SequenceNotFound | Package.PackageError | SequenceStoreError>
 }>()("shardhub/SequenceStore") {}
 
@@ -336,17 +341,28 @@ export const make = (options: Options = {}) =>
             yield* dropUnusedChunks(info.hash)
           })).pipe(Effect.mapError(storeError))
         }),
-      unpacked: (id, cacheDir) =>
+      unpacked: (id, cacheDir, owner) =>
         Effect.gen(function*() {
           const info = yield* get(id)
-          const dir = Path.join(cacheDir, info.hash)
+          const mine = owner === undefined || (owner.uid === process.getuid?.() && owner.gid === process.getgid?.())
+          const dir = Path.join(cacheDir, mine ? info.hash : `${info.hash}-${owner.uid}-${owner.gid}`)
           if (Fs.existsSync(dir)) return { info, dir }
           const temporary = `${dir}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
           yield* Effect.try({
-            try: () => Fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 }),
+            // Passable (a confined process reaches its own copy below), not listable.
+            try: () => {
+              Fs.mkdirSync(cacheDir, { recursive: true, mode: 0o711 })
+              Fs.chmodSync(cacheDir, 0o711)
+            },
             catch: (error) => new SequenceStoreError({ message: `sequence cache ${cacheDir}: ${(error as Error).message}` })
           })
           yield* Package.unpack(archiveOf(info), temporary, limits, sourceError)
+          if (!mine) {
+            yield* Effect.tryPromise({
+              try: () => chownTree(temporary, owner.uid, owner.gid),
+              catch: (error) => new SequenceStoreError({ message: `could not hand the package to uid ${owner.uid}: ${(error as Error).message}` })
+            })
+          }
           yield* Effect.sync(() => {
             try {
               Fs.renameSync(temporary, dir)
@@ -359,6 +375,12 @@ export const make = (options: Options = {}) =>
         })
     })
   })
+
+/** Hands every entry under `dir` (itself included; symlinks themselves, not their targets) to `uid`:`gid`. */
+const chownTree = async (dir: string, uid: number, gid: number) => {
+  for (const entry of await Fs.promises.readdir(dir, { recursive: true })) await Fs.promises.lchown(Path.join(dir, entry), uid, gid)
+  await Fs.promises.chown(dir, uid, gid)
+}
 
 /**
  * @since 0.4.0
