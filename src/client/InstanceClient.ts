@@ -31,6 +31,10 @@ export class CallTimeout extends Schema.TaggedError<CallTimeout>()("CallTimeout"
   operation: Schema.String,
   timeoutMs: Schema.Number
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 503
+  }
   override get message() {
     return `${this.operation} of instance ${this.id} got no answer within ${this.timeoutMs} ms`
   }

@@ -29,7 +29,7 @@ import type { Readable } from "node:stream"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveInstancesOf, liveStatuses } from "../instance/InstanceSpec.ts"
 import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 import * as Client from "./Client.ts"
-import { httpStatus, sthCode } from "./ErrorStatus.ts"
+import { httpStatus, sthCode } from "../HttpStatus.ts"
 import * as Host from "./HostClient.ts"
 import * as Instances from "./InstanceClient.ts"
 
@@ -66,7 +66,7 @@ const inputStream = (input: Input): Stream.Stream<Uint8Array, Error> => {
 /** A tagged error with the `code` and `status` of STH's client added. */
 const withCode = (error: unknown): unknown => {
   if (typeof error !== "object" || error === null || typeof (error as { _tag?: unknown })._tag !== "string") return error
-  const status = httpStatus(error as { _tag: string; reason?: unknown })
+  const status = httpStatus(error)
   try {
     Object.assign(error, { code: sthCode(status), status })
   } catch {

@@ -8,7 +8,7 @@
  */
 import { Effect, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
-import { httpStatus } from "../client/ErrorStatus.ts"
+import { httpStatus, type Statused } from "../HttpStatus.ts"
 
 const fields = {
   /** What went wrong, for a human. */
@@ -109,18 +109,12 @@ export const response = (status: number, error: string, code: string) =>
 /** @since 0.4.0 */
 export const isHttpError = (u: unknown): u is HttpError => all.some((error) => u instanceof error)
 
-interface Tagged {
-  readonly _tag: string
-  readonly message: string
-  readonly reason?: unknown
-}
-
 /**
  * The HTTP error for one of shardhub's typed errors.
  *
  * @since 0.4.0
  */
-export const fromDomain = (error: Tagged | HttpError): HttpError => {
+export const fromDomain = (error: Statused | HttpError): HttpError => {
   if (isHttpError(error)) return error
   const body = { error: error.message, code: error._tag }
   switch (httpStatus(error)) {
@@ -144,5 +138,5 @@ export const fromDomain = (error: Tagged | HttpError): HttpError => {
  *
  * @since 0.6.0
  */
-export const http = <A, E extends Tagged | HttpError, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, HttpError, R> =>
+export const http = <A, E extends Statused | HttpError, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, HttpError, R> =>
   Effect.mapError(effect, fromDomain)

@@ -63,7 +63,12 @@ export class DataPort extends Context.Service<DataPort, {
  */
 export class DataPortError extends Schema.TaggedError<DataPortError>()("DataPortError", {
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 500
+  }
+}
 
 /**
  * @since 0.3.0

@@ -4,6 +4,7 @@
  *
  * @since 0.3.0
  */
+import { reasonStatus } from "../HttpStatus.ts"
 import { Schema } from "effect"
 
 /**
@@ -12,6 +13,10 @@ import { Schema } from "effect"
 export class InstanceNotFound extends Schema.TaggedError<InstanceNotFound>()("InstanceNotFound", {
   id: Schema.String
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 404
+  }
   override get message() {
     return `no instance with id ${this.id}`
   }
@@ -25,6 +30,10 @@ export class InstanceNotFound extends Schema.TaggedError<InstanceNotFound>()("In
 export class InstanceAlreadyExists extends Schema.TaggedError<InstanceAlreadyExists>()("InstanceAlreadyExists", {
   id: Schema.String
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 409
+  }
   override get message() {
     return `an instance with id ${this.id} already exists`
   }
@@ -39,6 +48,10 @@ export class NotRunning extends Schema.TaggedError<NotRunning>()("NotRunning", {
   id: Schema.String,
   status: Schema.String
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 400
+  }
   override get message() {
     return `instance ${this.id} is not running (${this.status})`
   }
@@ -51,7 +64,12 @@ export class NotRunning extends Schema.TaggedError<NotRunning>()("NotRunning", {
  */
 export class InvalidSpec extends Schema.TaggedError<InvalidSpec>()("InvalidSpec", {
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 422
+  }
+}
 
 /**
  * The cluster store failed; the operation may be retried.
@@ -60,7 +78,12 @@ export class InvalidSpec extends Schema.TaggedError<InvalidSpec>()("InvalidSpec"
  */
 export class RegistryError extends Schema.TaggedError<RegistryError>()("RegistryError", {
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 500
+  }
+}
 
 /**
  * The process of a new instance could not be started (missing program, bad working
@@ -72,7 +95,12 @@ export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed"
   id: Schema.String,
   reason: Schema.String,
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with, by its reason. */
+  get httpStatus(): number {
+    return reasonStatus(this.reason)
+  }
+}
 
 /**
  * A start whose answer was lost (no answer in time, the store or the runner out of reach). It
@@ -88,6 +116,10 @@ export class StartUnconfirmed extends Schema.TaggedError<StartUnconfirmed>()("St
   reason: Schema.String,
   outcome: Schema.Literals(["cancelled", "unconfirmed"])
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 503
+  }
   override get message() {
     return this.outcome === "cancelled"
       ? `start of instance ${this.id} ${this.reason} and was called off: nothing runs under this id`
@@ -105,4 +137,9 @@ export class StartUnconfirmed extends Schema.TaggedError<StartUnconfirmed>()("St
 export class SignalFailed extends Schema.TaggedError<SignalFailed>()("SignalFailed", {
   id: Schema.String,
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 500
+  }
+}

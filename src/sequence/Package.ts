@@ -40,7 +40,12 @@ export class PackageError extends Schema.TaggedError<PackageError>()("PackageErr
     "InvalidMain"
   ]),
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 422
+  }
+}
 
 /**
  * What a package declares.

@@ -43,6 +43,10 @@ export type SequenceInfo = typeof SequenceInfo.Type
 export class SequenceNotFound extends Schema.TaggedError<SequenceNotFound>()("SequenceNotFound", {
   id: Schema.String
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 404
+  }
   override get message() {
     return `no sequence with id ${this.id}`
   }
@@ -52,6 +56,10 @@ export class SequenceNotFound extends Schema.TaggedError<SequenceNotFound>()("Se
 export class SequenceAlreadyExists extends Schema.TaggedError<SequenceAlreadyExists>()("SequenceAlreadyExists", {
   id: Schema.String
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 409
+  }
   override get message() {
     return `a sequence with id ${this.id} already exists`
   }
@@ -66,6 +74,10 @@ export class SequenceInUse extends Schema.TaggedError<SequenceInUse>()("Sequence
   id: Schema.String,
   instances: Schema.Array(Schema.String)
 }) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 409
+  }
   override get message() {
     return `sequence ${this.id} is used by running instances: ${this.instances.join(", ")}`
   }
@@ -74,7 +86,12 @@ export class SequenceInUse extends Schema.TaggedError<SequenceInUse>()("Sequence
 /** @since 0.4.0 */
 export class SequenceStoreError extends Schema.TaggedError<SequenceStoreError>()("SequenceStoreError", {
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 500
+  }
+}
 
 /**
  * @since 0.4.0

@@ -21,6 +21,7 @@ import { ClusterSchema, Entity } from "effect/cluster"
 import { type Cause, Effect, Queue, Schema, Semaphore, Stream } from "effect"
 import { CurrentAddress } from "effect/cluster/Entity"
 import * as KeepAlive from "../cluster/KeepAlive.ts"
+import { reasonStatus } from "../HttpStatus.ts"
 import { Rpc } from "effect/rpc"
 
 /**
@@ -43,7 +44,12 @@ export class TopicError extends Schema.TaggedError<TopicError>()("TopicError", {
   topic: Schema.String,
   reason: Schema.Literals(["InvalidName", "TooManyTopics", "Exists", "NotFound", "InUse", "StoreUnavailable"]),
   message: Schema.String
-}) {}
+}) {
+  /** The HTTP status the gateway answers it with, by its reason. */
+  get httpStatus(): number {
+    return reasonStatus(this.reason)
+  }
+}
 
 /** @since 0.5.0 */
 export const invalidName = (topic: string) =>
