@@ -10,6 +10,7 @@
  * @since 0.3.0
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
+import type * as Stdio from "../process/Stdio.ts"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { Sharding } from "effect/cluster/Sharding"
 import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
@@ -52,10 +53,10 @@ export interface Options {
   readonly waitTimeoutMs?: number
 }
 
-/** @since 0.3.0 */
-export type OutputStream = "stdout" | "stderr" | "output"
-/** @since 0.3.0 */
-export type InputStream = "stdin" | "input"
+/** A process's outputs (the ProcessManager's `Output`): stdout, stderr, a sequence's data output. @since 0.3.0 */
+export type OutputStream = Stdio.Output
+/** A process's inputs (the ProcessManager's `Input`): stdin, a sequence's data input. @since 0.3.0 */
+export type InputStream = Stdio.Input
 
 /** @since 0.4.0 */
 export interface InputFlags {

@@ -11,7 +11,7 @@ import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder } from "effect/http-api"
 import * as Os from "node:os"
 import { HostClient } from "../client/HostClient.ts"
-import { InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
+import { type InputStream, InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
 import { InstanceId, type InstanceInfo, isEnded, liveInstancesOf } from "../instance/InstanceSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import { invalidName, isTopicName } from "../topic/Topic.ts"
@@ -207,7 +207,7 @@ export const instanceHandlers = HttpApiBuilder.group(
     const output = (id: string, stream: OutputStream) =>
       Effect.andThen(exists(id), http(Effect.map(instances.openOutput(id, stream), (bytes) => Responses.stream(bytes))))
 
-    const input = (id: string, request: HttpServerRequest, stream: "stdin" | "input") =>
+    const input = (id: string, request: HttpServerRequest, stream: InputStream) =>
       Effect.gen(function*() {
         const contentType = stream === "stdin"
           ? yield* Body.streamType(request, ["application/octet-stream"])

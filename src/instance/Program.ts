@@ -7,11 +7,12 @@
  * @since 0.5.0
  */
 import { Effect } from "effect"
+import type * as Stdio from "../process/Stdio.ts"
 import { Security } from "../cluster/Security.ts"
 import type * as Control from "../process/Control.ts"
 import * as Confinement from "../process/Confinement.ts"
 import { type KillError, SpawnError } from "../process/ProcessErrors.ts"
-import type { ProcessHandle } from "../process/ProcessManager.ts"
+import type { ProcessHandle } from "../process/ProcessHandle.ts"
 import type { ProcessSpec } from "../process/ProcessSpec.ts"
 import type { Terminal } from "../process/ProcessStatus.ts"
 import * as Launch from "../sequence/Launch.ts"
@@ -108,7 +109,7 @@ export const inputHeader = (contentType: string) => new TextEncoder().encode(`Co
  */
 export interface Program {
   /** The handle input a client's or a topic's bytes go to: a sequence's data input, a command's stdin. */
-  readonly inputName: "stdin" | "input"
+  readonly inputName: Stdio.Input
   /** The handle output its output is: a sequence's data output, a command's stdout. */
   readonly outputName: "stdout" | "output"
   /** What each process's input starts with: a sequence reads how to decode the rest. */

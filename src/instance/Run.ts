@@ -7,7 +7,7 @@
 import { Deferred, Effect, Option, PubSub, Stream } from "effect"
 import * as Control from "../process/Control.ts"
 import type { ChannelEvent } from "../process/ManagedProcess.ts"
-import type { ProcessHandle } from "../process/ProcessManager.ts"
+import type { ProcessHandle } from "../process/ProcessHandle.ts"
 import { isTopicName } from "../topic/Topic.ts"
 import { NotRunning } from "./InstanceErrors.ts"
 import type { ProcessStats } from "../process/ProcessStatus.ts"

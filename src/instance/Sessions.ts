@@ -5,8 +5,9 @@
  * @since 0.5.0
  */
 import { Effect } from "effect"
+import type * as Stdio from "../process/Stdio.ts"
 import type * as Net from "node:net"
-import type { ProcessHandle } from "../process/ProcessManager.ts"
+import type { ProcessHandle } from "../process/ProcessHandle.ts"
 import { DataPortError } from "./DataPort.ts"
 import type { ByteStream } from "./InstanceSpec.ts"
 import { headerFor, type Run } from "./Run.ts"
@@ -20,7 +21,7 @@ import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
  */
 export const inputSession = (
   handle: ProcessHandle,
-  name: "stdin" | "input",
+  name: Stdio.Input,
   end: boolean,
   answer: boolean,
   header: () => Uint8Array | undefined = () => undefined

@@ -30,9 +30,9 @@ import { LogsError } from "./ProcessErrors.ts"
  *
  * @since 0.2.0
  */
-export const OutputStream = Schema.Literals(["stdout", "stderr", "log"])
+export const LogSource = Schema.Literals(["stdout", "stderr", "log"])
 /** @since 0.2.0 */
-export type OutputStream = typeof OutputStream.Type
+export type LogSource = typeof LogSource.Type
 
 /**
  * One line of output.
@@ -44,7 +44,7 @@ export const LogLine = Schema.Struct({
   seq: Schema.Int,
   /** When the line was complete (ms since the epoch). */
   time: Schema.Number,
-  stream: OutputStream,
+  stream: LogSource,
   text: Schema.String
 })
 /** @since 0.2.0 */
@@ -57,7 +57,7 @@ export type LogLine = typeof LogLine.Type
  * @since 0.2.0
  */
 export const LogsQuery = Schema.Struct({
-  streams: Schema.optionalKey(Schema.Array(OutputStream)),
+  streams: Schema.optionalKey(Schema.Array(LogSource)),
   since: Schema.optionalKey(Schema.Number),
   until: Schema.optionalKey(Schema.Number),
   tail: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
@@ -70,7 +70,7 @@ export type LogsQuery = typeof LogsQuery.Type
  * @since 0.2.0
  */
 export interface LogStore {
-  readonly append: (stream: OutputStream, lines: ReadonlyArray<string>, time: number) => void
+  readonly append: (stream: LogSource, lines: ReadonlyArray<string>, time: number) => void
   /** No more lines will come; followers finish. */
   readonly end: () => void
   /** The last `count` lines of both streams. */
@@ -110,8 +110,8 @@ const maxBacklogBytes = 8 * 1024 * 1024
 /** What a line in the ring is counted as: its text and the object around it. */
 const cost = (line: LogLine) => line.text.length + 64
 
-const streamCode = (stream: OutputStream) => stream === "stdout" ? "o" : stream === "stderr" ? "e" : "l"
-const streamOf = (code: string | undefined): OutputStream => code === "o" ? "stdout" : code === "e" ? "stderr" : "log"
+const streamCode = (stream: LogSource) => stream === "stdout" ? "o" : stream === "stderr" ? "e" : "l"
+const streamOf = (code: string | undefined): LogSource => code === "o" ? "stdout" : code === "e" ? "stderr" : "log"
 
 const parseFile = (text: string, out: Array<LogLine>, after: number, upTo: number) => {
   let start = 0

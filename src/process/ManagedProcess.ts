@@ -64,9 +64,13 @@ export interface ManagedProcess {
   /** The data output (fd 5) of a process with data channels; empty otherwise. */
   readonly output: (replay: boolean) => Stream.Stream<Uint8Array>
   /** The bytes of `stdout`, `stderr` or `output`, written straight into `writable`. */
-  readonly pipe: (name: Stdio.Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
-  /** Pumps a readable into stdin or the data input (see `Stdio.pump`). */
-  readonly pump: <E>(name: "stdin" | "input", source: Readable, options: Stdio.PumpOptions<E>) => Effect.Effect<void, StdinError | E>
+  readonly pipeOutput: (name: Stdio.Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
+  /** Pipes a readable into stdin or the data input (see `Stdio.pipeInput`). */
+  readonly pipeInput: <E>(
+    name: Stdio.Input,
+    source: Readable,
+    options: Stdio.PipeInputOptions<E> & { readonly end: boolean }
+  ) => Effect.Effect<void, StdinError | E>
   /** Writes the data input (fd 4) of a process with data channels. */
   readonly input: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query: LogStore.LogsQuery) => Stream.Stream<LogStore.LogLine, LogsError>
@@ -124,7 +128,7 @@ export const make = (options: {
   const finalDeferred = Deferred.makeUnsafe<Terminal>()
   const readyDeferred = Deferred.makeUnsafe<void, NotReady>()
   const stdio = Stdio.make(id, spec, settings, { path: options.logPath, discard: options.discardLog }, () => run)
-  const notPiped = (name: "stdin" | "input") =>
+  const notPiped = (name: Stdio.Input) =>
     new StdinError({
       id,
       reason: "NotPiped",
@@ -326,11 +330,11 @@ export const make = (options: {
     stderr: (replay) => stdio.subscribe("stderr", replay),
     stdin: ({ end }) => spec.stdin === "pipe" ? stdio.writer(() => run, "stdin", end) : Sink.fail(notPiped("stdin")),
     output: (replay) => spec.dataChannels ? stdio.subscribe("output", replay) : Stream.empty,
-    pipe: (name, replay, writable, written) =>
-      name === "output" && !spec.dataChannels ? Effect.void : stdio.pipe(name, replay, writable, written),
-    pump: (name, source, options) =>
+    pipeOutput: (name, replay, writable, written) =>
+      name === "output" && !spec.dataChannels ? Effect.void : stdio.pipeOutput(name, replay, writable, written),
+    pipeInput: (name, source, options) =>
       (name === "stdin" ? spec.stdin === "pipe" : spec.dataChannels)
-        ? stdio.pump(() => run, name, source, options)
+        ? stdio.pipeInput(() => run, name, source, options)
         : Effect.fail(notPiped(name)),
     input: ({ end }) => spec.dataChannels ? stdio.writer(() => run, "input", end) : Sink.fail(notPiped("input")),
     logs: (query) => stdio.logs.query(query),

@@ -54,8 +54,20 @@ export interface Settings {
 
 const STDIN_BUFFER_BYTES = 1024 * 1024
 
-/** @since 0.7.0 */
+/**
+ * A process's outputs: stdout, stderr, and the data output (fd 5) of a process with data
+ * channels.
+ *
+ * @since 0.7.0
+ */
 export type Output = "stdout" | "stderr" | "output"
+
+/**
+ * A process's inputs: stdin, and the data input (fd 4) of a process with data channels.
+ *
+ * @since 0.8.0
+ */
+export type Input = "stdin" | "input"
 
 /**
  * @since 0.6.0
@@ -68,34 +80,34 @@ export interface Stdio {
   readonly end: () => void
   readonly subscribe: (name: Output, replay: boolean) => Stream.Stream<Uint8Array>
   /** The same bytes as `subscribe`, written straight into `writable` (see `Fanout.Lossless.pipe`). */
-  readonly pipe: (name: Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
+  readonly pipeOutput: (name: Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
   readonly messages: Effect.Effect<Stream.Stream<ChannelEvent>, never, Scope.Scope>
   /** A sink into the live run's stdin or data input; `end` closes it when the stream ends. */
-  readonly writer: (run: () => Run | undefined, name: "stdin" | "input", end: boolean) => Sink.Sink<void, Uint8Array, never, StdinError>
+  readonly writer: (run: () => Run | undefined, name: Input, end: boolean) => Sink.Sink<void, Uint8Array, never, StdinError>
   /**
-   * Pumps a Node readable (a socket) into the live run's stdin or data input, with `first`
+   * Pipes a Node readable (a socket) into the live run's stdin or data input, with `header`
    * before it, without a fiber per chunk; `end` closes the input when the readable ends.
    * Succeeds once everything was handed to the pipe; fails with `onError` of what broke the
    * readable (a premature close too), or with the input's own error.
    */
-  readonly pump: <E>(
+  readonly pipeInput: <E>(
     run: () => Run | undefined,
-    name: "stdin" | "input",
+    name: Input,
     source: Readable,
-    options: PumpOptions<E>
+    options: PipeInputOptions<E> & { readonly end: boolean }
   ) => Effect.Effect<void, StdinError | E>
   /** Writes one message to the run's channel, waiting for it to drain when the pipe is full. */
   readonly send: (run: Run | undefined, message: unknown) => Effect.Effect<void, WriteMessageError>
 }
 
 /**
- * How {@link Stdio.pump} reads its source.
+ * How {@link Stdio.pipeInput} reads its source.
  *
- * @since 0.7.0
+ * @since 0.8.0
  */
-export interface PumpOptions<E> {
-  readonly end: boolean
-  readonly first?: Uint8Array | undefined
+export interface PipeInputOptions<E> {
+  /** Written before the source's bytes (a sequence's input header). */
+  readonly header?: Uint8Array | undefined
   /** Hears the size of every chunk read. */
   readonly read?: ((bytes: number) => void) | undefined
   readonly onError: (error: unknown) => E
@@ -216,7 +228,7 @@ export const make = (
     })
 
   /** The live run's stdin or data input, or why there is none. */
-  const liveInput = (run: () => Run | undefined, name: "stdin" | "input") => {
+  const liveInput = (run: () => Run | undefined, name: Input) => {
     const live = run()
     const stdin = live?.exit === undefined ? (name === "stdin" ? live?.stdin : live?.input) : undefined
     return stdin === undefined || stdin === null
@@ -224,7 +236,7 @@ export const make = (
       : Effect.succeed(stdin)
   }
 
-  const pumpInto = <E>(stdin: Writable, name: string, source: Readable, options: PumpOptions<E>) =>
+  const pipeInto = <E>(stdin: Writable, name: string, source: Readable, options: PipeInputOptions<E> & { readonly end: boolean }) =>
     Effect.callback<void, StdinError | E>((resume) => {
       let done = false
       const finish = (exit: Effect.Effect<void, StdinError | E>) => {
@@ -255,7 +267,7 @@ export const make = (
       const onSourceClose = () => finish(Effect.fail(options.onError(new Error("closed before its end"))))
       const onClosed = () => finish(Effect.fail(closed(name)))
       if (stdin.destroyed || stdin.writableEnded) return finish(Effect.fail(closed(name)))
-      if (options.first !== undefined) stdin.write(options.first)
+      if (options.header !== undefined) stdin.write(options.header)
       stdin.on("drain", onDrain)
       stdin.once("close", onClosed)
       source.on("end", onEnd)
@@ -282,7 +294,7 @@ export const make = (
       logs.end()
     },
     subscribe: (name, replay) => taps[name].subscribe(replay),
-    pipe: (name, replay, writable, written) => taps[name].pipe(replay, writable, written),
+    pipeOutput: (name, replay, writable, written) => taps[name].pipe(replay, writable, written),
     messages: spec.messages === undefined ? Effect.succeed(Stream.empty) : messageHub.subscribe,
     writer: (run, name, end) =>
       Sink.unwrap(Effect.map(Effect.suspend(() => liveInput(run, name)), (stdin) =>
@@ -291,8 +303,8 @@ export const make = (
             if (end && !stdin.writableEnded) stdin.end()
           })
         )))),
-    pump: (run, name, source, options) =>
-      Effect.flatMap(Effect.suspend(() => liveInput(run, name)), (stdin) => pumpInto(stdin, name, source, options)),
+    pipeInput: (run, name, source, options) =>
+      Effect.flatMap(Effect.suspend(() => liveInput(run, name)), (stdin) => pipeInto(stdin, name, source, options)),
     send: (run, message) =>
       Effect.suspend(() => {
         if (frames === undefined) return sendFailure("NoChannel", "the process has no message channel")

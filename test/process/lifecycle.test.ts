@@ -257,7 +257,7 @@ describe("ProcessManager lifecycle", () => {
       expect(yield* ok.wait).toMatchObject({ _tag: "Exited", code: 0 })
 
       const unknown = "00000000-0000-4000-8000-000000000000"
-      for (const operation of [pm.info(unknown), pm.kill(unknown), pm.terminate(unknown, "1 second"), pm.send(unknown, 1), pm.remove(unknown)]) {
+      for (const operation of [pm.get(unknown), pm.remove(unknown)]) {
         expect(yield* Effect.flip(operation as Effect.Effect<unknown, { _tag: string }>)).toMatchObject({ _tag: "ProcessNotFound", id: unknown })
       }
       const running = yield* pm.spawn({ command: "sleep", args: ["100"] })
