@@ -19,7 +19,7 @@ import type { Readable, Writable } from "node:stream"
 import type { Identity } from "./Confinement.ts"
 import type { ProcessStats } from "./ProcessStatus.ts"
 import type { ResolvedSpec } from "./ProcessSpec.ts"
-import type { Spawner } from "./Spawner.ts"
+import { groupKill, type Spawner } from "./Spawner.ts"
 
 /** The data input and output of a process with data channels. */
 export const INPUT_FD = 4
@@ -51,21 +51,6 @@ export interface Run {
   readyTimer: ReturnType<typeof setTimeout> | undefined
   usage: { ticks: number; at: number } | undefined
   stats: ProcessStats | undefined
-}
-
-/**
- * Sends `signal` to a process group; a group that is already gone is not an error.
- *
- * @since 0.6.0
- */
-export const groupKill = (pgid: number, signal: NodeJS.Signals): string | undefined => {
-  try {
-    process.kill(-pgid, signal)
-    return undefined
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    return code === "ESRCH" ? undefined : `cannot send ${signal} to process group ${pgid}: ${code}`
-  }
 }
 
 /**

@@ -16,7 +16,6 @@ import { EventEmitter } from "node:events"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { Effect, type Scope } from "effect"
-import { groupKill } from "./Launcher.ts"
 
 /**
  * A child spawned through the spawner: what the Launcher needs of Node's `ChildProcess`.
@@ -59,6 +58,21 @@ export interface Spawner {
 }
 
 const spawnerPath = Path.join(import.meta.dirname, "spawner.js")
+
+/**
+ * Sends `signal` to a process group; a group that is already gone is not an error.
+ *
+ * @since 0.6.0
+ */
+export const groupKill = (pgid: number, signal: NodeJS.Signals): string | undefined => {
+  try {
+    process.kill(-pgid, signal)
+    return undefined
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    return code === "ESRCH" ? undefined : `cannot send ${signal} to process group ${pgid}: ${code}`
+  }
+}
 
 interface Pending {
   readonly done: (result: Child | NodeJS.ErrnoException) => void
