@@ -14,7 +14,7 @@
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { parseArgs } from "node:util"
-import * as Probe from "../src/cluster/Probe.ts"
+import * as Probe from "../src/node/Probe.ts"
 import { clientRuntime, percentile, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" }, idle: { type: "string", default: "30" } } })

@@ -11,7 +11,7 @@
 import { Effect, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Client from "../src/client/Client.ts"
+import * as Client from "../src/node/Client.ts"
 import { HostClient } from "../src/client/HostClient.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
 import { packDirectory } from "../src/sequence/Pack.ts"

@@ -7,9 +7,9 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Cluster from "../src/cluster/Cluster.ts"
-import * as EmbeddedPostgres from "../src/cluster/EmbeddedPostgres.ts"
-import * as Store from "../src/cluster/Store.ts"
+import * as Cluster from "../src/node/Cluster.ts"
+import * as EmbeddedPostgres from "../src/store/EmbeddedPostgres.ts"
+import * as Store from "../src/store/Store.ts"
 import { type Spawned, startRunnerProcess } from "../test/support/processes.ts"
 
 /** A durable embedded store in a temporary home, with one database; `close` removes it all. */

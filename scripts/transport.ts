@@ -10,8 +10,8 @@
 import { Effect, Stream } from "effect"
 import * as Net from "node:net"
 import { parseArgs } from "node:util"
-import * as Cluster from "../src/cluster/Cluster.ts"
-import * as Probe from "../src/cluster/Probe.ts"
+import * as Cluster from "../src/node/Cluster.ts"
+import * as Probe from "../src/node/Probe.ts"
 import { spawnNode } from "../test/support/processes.ts"
 import { clientRuntime, percentile, printTable, runMain, startRunner, temporaryStore } from "./support.ts"
 

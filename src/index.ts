@@ -6,19 +6,19 @@
  */
 
 /** Runner composition: `Runner.layerFromEnv({ entities })`, `Runner.layer(config, runner)`. */
-export * as Runner from "./cluster/Runner.ts"
+export * as Runner from "./node/Runner.ts"
 /** Cluster participants on the cluster store: `runnerLayer`, `clientLayer`. */
-export * as Cluster from "./cluster/Cluster.ts"
+export * as Cluster from "./node/Cluster.ts"
 /** Settings read from the environment. */
-export * as Config from "./cluster/Config.ts"
+export * as Config from "./base/Config.ts"
 /** `HostClient` + `InstanceClient` as a client-only participant, or on a runner. */
-export * as Client from "./client/Client.ts"
+export * as Client from "./node/Client.ts"
 /** list / start / get instances. */
 export * as HostClient from "./client/HostClient.ts"
 /** Every operation on an instance. */
 export * as InstanceClient from "./client/InstanceClient.ts"
 /** The Promise facade for Node code that does not use Effect. */
-export * as PromiseClient from "./client/PromiseClient.ts"
+export * as PromiseClient from "./node/PromiseClient.ts"
 /** The Instance entity's RPCs. */
 export * as Instance from "./instance/Instance.ts"
 /** Instance schemas: spec, info, status, health, events. */

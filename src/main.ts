@@ -9,7 +9,7 @@ enable()
 const [NodeRuntime, { Console, Effect, Layer }, Runner] = await Promise.all([
   import("@effect/platform-node/NodeRuntime"),
   import("effect"),
-  import("./cluster/Runner.ts")
+  import("./node/Runner.ts")
 ])
 flush()
 

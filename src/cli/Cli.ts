@@ -11,7 +11,7 @@ import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import { applyCommands } from "./Apply.ts"
 import { clientCommands } from "./Commands.ts"
-import { version } from "../Version.ts"
+import { version } from "../base/Version.ts"
 import { localCommands } from "./Local.ts"
 import { serviceCommands } from "./Service.ts"
 

@@ -9,8 +9,8 @@ import { Console, Effect, Layer, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
-import * as Client from "../client/Client.ts"
-import { runnerConfig } from "../cluster/Config.ts"
+import * as Client from "../node/Client.ts"
+import { runnerConfig } from "../base/Config.ts"
 
 /** A runner process of `up` failed to start. */
 export class RunnerStartError extends Schema.TaggedError<RunnerStartError>()("RunnerStartError", { message: Schema.String }) {}
@@ -106,7 +106,7 @@ const runner = Command.make("runner", {
   port: Flag.Int("port").pipe(Flag.withDescription("Runner port (default 34431, or SHARDHUB_RUNNER_PORT)"), Flag.optional)
 }, (flags) =>
   Layer.launch(Layer.unwrap(Effect.map(
-    Effect.promise(() => import("../cluster/Runner.ts")),
+    Effect.promise(() => import("../node/Runner.ts")),
     (Runner) => Runner.layerFromEnv(Option.match(flags.port, { onNone: () => ({}), onSome: (port) => ({ port }) }))
   )))).pipe(
     Command.withDescription("Run a runner: serve shards of the cluster and run their instances")

@@ -10,7 +10,7 @@
  * @since 0.6.0
  */
 import * as Http from "node:http"
-import * as Home from "../cluster/Home.ts"
+import * as Home from "../base/Home.ts"
 import * as GatewayFile from "../http/GatewayFile.ts"
 import * as Format from "./Format.ts"
 

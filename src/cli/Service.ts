@@ -17,7 +17,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { storeConfig } from "../cluster/Config.ts"
+import { storeConfig } from "../base/Config.ts"
 import { CliFailure, print } from "./Support.ts"
 
 const main = fileURLToPath(new URL("./main.ts", import.meta.url))

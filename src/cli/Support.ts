@@ -8,8 +8,8 @@ import { Console, Effect, Layer, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Util from "node:util"
-import * as Client from "../client/Client.ts"
-import * as Store from "../cluster/Store.ts"
+import * as Client from "../node/Client.ts"
+import * as Store from "../store/Store.ts"
 import * as Registry from "../instance/Registry.ts"
 
 /** A failure the CLI reports in one line. */

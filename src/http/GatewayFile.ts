@@ -14,7 +14,7 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { ensure as ensureHome, homeOf } from "../cluster/Home.ts"
+import { ensure as ensureHome, homeOf } from "../base/Home.ts"
 
 /**
  * @since 0.6.0

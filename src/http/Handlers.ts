@@ -22,7 +22,7 @@ import * as Responses from "./Responses.ts"
 import { nativeHandlers } from "./NativeHandlers.ts"
 import { fromDomain, http, type HttpError, MethodNotAllowed, NotFound } from "./HttpErrors.ts"
 import * as Sth from "./Sth.ts"
-import { version } from "../Version.ts"
+import { version } from "../base/Version.ts"
 
 
 /** The largest sequence package the gateway takes. */

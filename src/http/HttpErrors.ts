@@ -8,7 +8,7 @@
  */
 import { Effect, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
-import { httpStatus, type Statused } from "../HttpStatus.ts"
+import { httpStatus, type Statused } from "../base/HttpStatus.ts"
 
 const fields = {
   /** What went wrong, for a human. */

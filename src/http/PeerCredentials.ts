@@ -23,7 +23,7 @@
  */
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
-import { isLoopback } from "../cluster/Security.ts"
+import { isLoopback } from "../transport/Security.ts"
 
 /** An address as a comparable string: IPv4 dotted (also for IPv4-mapped IPv6), IPv6 as 8 full hex groups. */
 export const canonicalAddress = (address: string): string => {

@@ -24,8 +24,8 @@
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import { Context, Effect, FiberSet, Layer, Schema } from "effect"
-import { readLine } from "../cluster/Handshake.ts"
-import { Security } from "../cluster/Security.ts"
+import { readLine } from "../transport/Handshake.ts"
+import { Security } from "../transport/Security.ts"
 
 /**
  * Where a session waits, and the ticket that opens it.

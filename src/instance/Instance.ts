@@ -28,7 +28,7 @@ import {
   SignalFailed
 } from "./InstanceErrors.ts"
 import { ByteStream, Health, InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
-import * as Tracing from "../cluster/Tracing.ts"
+import * as Tracing from "../metrics/Tracing.ts"
 
 const known = [InstanceNotFound, RegistryError] as const
 

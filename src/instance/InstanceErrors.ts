@@ -4,7 +4,7 @@
  *
  * @since 0.3.0
  */
-import { reasonStatus } from "../HttpStatus.ts"
+import { reasonStatus } from "../base/HttpStatus.ts"
 import { Schema } from "effect"
 
 /**

@@ -8,7 +8,7 @@
  */
 import { Effect } from "effect"
 import type * as Stdio from "../process/Stdio.ts"
-import { Security } from "../cluster/Security.ts"
+import { Security } from "../transport/Security.ts"
 import type * as Control from "../process/Control.ts"
 import * as Confinement from "../process/Confinement.ts"
 import { type KillError, SpawnError } from "../process/ProcessErrors.ts"

@@ -20,8 +20,8 @@
 import { ClusterSchema, Entity } from "effect/cluster"
 import { type Cause, Effect, Queue, Schema, Semaphore, Stream } from "effect"
 import { CurrentAddress } from "effect/cluster/Entity"
-import * as KeepAlive from "../cluster/KeepAlive.ts"
-import { reasonStatus } from "../HttpStatus.ts"
+import * as KeepAlive from "../liveness/KeepAlive.ts"
+import { reasonStatus } from "../base/HttpStatus.ts"
 import { Rpc } from "effect/rpc"
 
 /**

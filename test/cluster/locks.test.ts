@@ -11,8 +11,8 @@ import * as ShardId from "effect/cluster/ShardId"
 import * as ShardingConfig from "effect/cluster/ShardingConfig"
 import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option, Redacted } from "effect"
-import * as LockStorage from "../../src/cluster/LockStorage.ts"
-import * as Store from "../../src/cluster/Store.ts"
+import * as LockStorage from "../../src/store/LockStorage.ts"
+import * as Store from "../../src/store/Store.ts"
 import { freshDatabase } from "../support/database.ts"
 
 const shards = 300

@@ -12,8 +12,8 @@ import type * as MessageStorage from "effect/cluster/MessageStorage"
 import * as SqlMessageStorage from "effect/cluster/SqlMessageStorage"
 import { Effect, Exit, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as MessageStore from "../../src/cluster/MessageStore.ts"
-import * as Store from "../../src/cluster/Store.ts"
+import * as MessageStore from "../../src/store/MessageStore.ts"
+import * as Store from "../../src/store/Store.ts"
 import { freshDatabase } from "../support/database.ts"
 
 const storeLayer = Layer.unwrap(Effect.promise(() => freshDatabase("messages")).pipe(

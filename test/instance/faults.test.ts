@@ -12,7 +12,7 @@ import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { useCluster } from "../support/cluster.ts"
 import { eventually } from "../support/processes.ts"
 import { query } from "../support/sql.ts"
-import * as Pruning from "../../src/cluster/Pruning.ts"
+import * as Pruning from "../../src/store/Pruning.ts"
 
 describe("instance fault paths", () => {
   const cluster = useCluster("faults", { runners: 1 })

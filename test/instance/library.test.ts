@@ -6,7 +6,7 @@
 import * as Path from "node:path"
 import type { Readable } from "node:stream"
 import { describe, expect, it } from "vitest"
-import { HostClient } from "../../src/client/PromiseClient.ts"
+import { HostClient } from "../../src/node/PromiseClient.ts"
 import { fixture as packageOf } from "../sequence/fixtures.ts"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { root } from "../support/processes.ts"

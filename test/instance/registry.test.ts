@@ -5,7 +5,7 @@
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, Redacted } from "effect"
-import * as Store from "../../src/cluster/Store.ts"
+import * as Store from "../../src/store/Store.ts"
 import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import * as Registry from "../../src/instance/Registry.ts"
 import { freshDatabase } from "../support/database.ts"

@@ -9,8 +9,8 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Stream } from "effect"
 import * as Readline from "node:readline"
-import * as Cluster from "../../src/cluster/Cluster.ts"
-import * as Probe from "../../src/cluster/Probe.ts"
+import * as Cluster from "../../src/node/Cluster.ts"
+import * as Probe from "../../src/node/Probe.ts"
 
 interface Request {
   readonly id: number

@@ -4,7 +4,7 @@
 import { Effect, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { inject } from "vitest"
-import * as Store from "../../src/cluster/Store.ts"
+import * as Store from "../../src/store/Store.ts"
 
 /**
  * Creates a new, empty database and returns its URL.

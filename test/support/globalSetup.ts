@@ -7,7 +7,7 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { TestProject } from "vitest/node"
-import * as EmbeddedPostgres from "../../src/cluster/EmbeddedPostgres.ts"
+import * as EmbeddedPostgres from "../../src/store/EmbeddedPostgres.ts"
 
 declare module "vitest" {
   export interface ProvidedContext {

@@ -20,8 +20,8 @@ import * as SocketRunner from "effect/cluster/SocketRunner"
 import { Duration, Effect, Layer } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as Crypto from "node:crypto"
-import * as Security from "../../src/cluster/Security.ts"
-import * as Transport from "../../src/cluster/Transport.ts"
+import * as Security from "../../src/transport/Security.ts"
+import * as Transport from "../../src/transport/Transport.ts"
 import * as Instance from "../../src/instance/Instance.ts"
 
 const [target = "", proof = "", credentials = "plain"] = process.argv.slice(2)

@@ -181,7 +181,7 @@ export const eventually = async <A>(
   throw new Error(`timed out waiting for ${options.what ?? "a condition"}${last ? `: ${String(last)}` : ""}`)
 }
 
-export { isAlive } from "../../src/cluster/EmbeddedPostgres.ts"
+export { isAlive } from "../../src/store/EmbeddedPostgres.ts"
 
 /** The state letter of `/proc/<pid>/stat` (R, S, T, Z…), or `undefined` once the pid is gone. */
 export const processState = (pid: number): string | undefined => {

@@ -8,7 +8,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Option, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Readline from "node:readline"
-import * as Store from "../../src/cluster/Store.ts"
+import * as Store from "../../src/store/Store.ts"
 
 const program = Effect.gen(function*() {
   const store = yield* Store.Store

@@ -9,7 +9,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql/SqlClient"
-import { type StoreConfig, storeConfig } from "./Config.ts"
+import { type StoreConfig, storeConfig } from "../base/Config.ts"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
 import * as Migrations from "./migrations.ts"
 import * as ScramOnly from "./ScramOnly.ts"
@@ -34,7 +34,7 @@ export class Store extends Context.Service<Store, {
   readonly displayUrl: string
   /** The embedded server, when this process uses the embedded store. */
   readonly embedded: Option.Option<EmbeddedPostgres.Server>
-}>()("shardhub/cluster/Store") {}
+}>()("shardhub/store/Store") {}
 
 /** Name of the database shardhub uses inside the embedded server. */
 const embeddedDatabase = "shardhub"

@@ -4,7 +4,7 @@
  *
  * @since 0.8.0
  */
-import manifest from "../package.json" with { type: "json" }
+import manifest from "../../package.json" with { type: "json" }
 
 /** @since 0.8.0 */
 export const version: string = manifest.version

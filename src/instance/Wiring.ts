@@ -8,9 +8,9 @@
 import { Effect, Schedule, type Scope, type Sink, Stream } from "effect"
 import type { StdinError } from "../process/ProcessErrors.ts"
 import type { Status } from "../process/ProcessStatus.ts"
-import type { InstanceSpec } from "../instance/InstanceSpec.ts"
-import type { Topic } from "./Topic.ts"
-import type * as TopicRegistry from "./TopicRegistry.ts"
+import type { InstanceSpec } from "./InstanceSpec.ts"
+import type { Topic } from "../topic/Topic.ts"
+import type * as TopicRegistry from "../topic/TopicRegistry.ts"
 
 /** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
 const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>

@@ -7,14 +7,14 @@
 import type { Sharding } from "effect/cluster/Sharding"
 import { Effect, Layer } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
-import * as Cluster from "../cluster/Cluster.ts"
-import { type ClusterConfig, clusterConfig } from "../cluster/Config.ts"
+import * as Cluster from "./Cluster.ts"
+import { type ClusterConfig, clusterConfig } from "../base/Config.ts"
 import * as Registry from "../instance/Registry.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
-import * as HostClient from "./HostClient.ts"
-import * as InstanceClient from "./InstanceClient.ts"
-import type { Security } from "../cluster/Security.ts"
-import * as Tracing from "../cluster/Tracing.ts"
+import * as HostClient from "../client/HostClient.ts"
+import * as InstanceClient from "../client/InstanceClient.ts"
+import type { Security } from "../transport/Security.ts"
+import * as Tracing from "../metrics/Tracing.ts"
 
 /**
  * The two clients on a participant that is already in the cluster (a runner, or an app that

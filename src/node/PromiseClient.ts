@@ -29,9 +29,9 @@ import type { Readable } from "node:stream"
 import { type InstanceEvent, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveInstancesOf, liveStatuses } from "../instance/InstanceSpec.ts"
 import type { SequenceInfo } from "../sequence/SequenceStore.ts"
 import * as Client from "./Client.ts"
-import { httpStatus, sthCode } from "../HttpStatus.ts"
-import * as Host from "./HostClient.ts"
-import * as Instances from "./InstanceClient.ts"
+import { httpStatus, sthCode } from "../base/HttpStatus.ts"
+import * as Host from "../client/HostClient.ts"
+import * as Instances from "../client/InstanceClient.ts"
 
 type Services = Host.HostClient | Instances.InstanceClient
 

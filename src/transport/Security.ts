@@ -35,7 +35,7 @@ import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { Context, Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import type { SecurityConfig } from "./Config.ts"
+import type { SecurityConfig } from "../base/Config.ts"
 import * as Handshake from "./Handshake.ts"
 
 /**
@@ -94,7 +94,7 @@ export class Security extends Context.Service<Security, {
   readonly sign: (message: string) => string | undefined
   /** Whether `signature` is {@link sign}'s of `message` under an active key. */
   readonly verify: (message: string, signature: string) => boolean
-}>()("shardhub/cluster/Security") {}
+}>()("shardhub/transport/Security") {}
 
 /** The HMAC of `message` under `key`, base64url. */
 const mac = (key: ClusterKey, message: string) => Crypto.createHmac("sha256", key.secret).update(message).digest("base64url")
