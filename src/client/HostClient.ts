@@ -10,16 +10,33 @@
  */
 import type { Sharding } from "effect/cluster/Sharding"
 import { Context, Duration, Effect, Layer, Schema, Stream } from "effect"
+import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import * as Crypto from "node:crypto"
 import * as RunnerList from "./RunnerList.ts"
 import { Instance } from "../instance/Instance.ts"
-import { InvalidSpec, StartUnconfirmed } from "../instance/InstanceErrors.ts"
+import {
+  type InstanceAlreadyExists,
+  type InstanceNotFound,
+  InvalidSpec,
+  type RegistryError,
+  type StartFailed,
+  StartUnconfirmed
+} from "../instance/InstanceErrors.ts"
 import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
-import { SequenceStore } from "../sequence/SequenceStore.ts"
-import { invalidName, isTopicName, Topic, TopicError } from "../topic/Topic.ts"
+import type { PackageError } from "../sequence/Package.ts"
+import {
+  type SequenceAlreadyExists,
+  type SequenceInfo,
+  type SequenceInUse,
+  type SequenceNotFound,
+  SequenceStore,
+  type SequenceStoreError
+} from "../sequence/SequenceStore.ts"
+import { invalidName, isTopicName, Topic, type TopicDescription, TopicError } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import { type Options, retryMoved } from "./InstanceClient.ts"
 
@@ -41,6 +58,88 @@ const topicsOf = (instances: ReadonlyArray<InstanceInfo>) => {
   }
   return topics
 }
+
+/** What every call to an entity may fail with besides its own errors: the cluster moving or busy. */
+type EntityError = AlreadyProcessingMessage | EntityNotAssignedToRunner | MailboxFull | PersistenceError
+
+/**
+ * The cluster as a whole: instances (list, start, records), runners, topics and sequences.
+ * What one instance does is `InstanceClient`'s.
+ *
+ * @since 0.8.0
+ */
+export interface HostClientService {
+  /** Every instance in the cluster, newest first; optionally only those in `statuses`. */
+  readonly list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => Effect.Effect<ReadonlyArray<InstanceInfo>, RegistryError>
+  /** The record of one instance. */
+  readonly get: (id: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
+  /**
+   * Every registered runner: its address, whether the cluster marks it healthy, its last
+   * heartbeat's age, the shards it holds and the instances it runs.
+   */
+  readonly runners: Effect.Effect<ReadonlyArray<RunnerList.RunnerWithInstances>, SqlError | RegistryError>
+  /**
+   * Starts an instance of `spec` (with a new UUID unless `id` is given) and answers once its
+   * process runs. Safe to retry: the call carries one start key, so a re-delivered start never
+   * runs a second process.
+   */
+  readonly start: (
+    spec: InstanceSpec,
+    start?: { readonly id?: string; readonly timeoutMs?: number }
+  ) => Effect.Effect<InstanceInfo, InstanceAlreadyExists | InvalidSpec | StartFailed | StartUnconfirmed>
+  /**
+   * Publishes `bytes` to a topic (each chunk once, in order); ends when they are published.
+   * With `end`, their end also ends the stream of the topic's consumers.
+   */
+  readonly publish: <E, R>(
+    topic: string,
+    bytes: Stream.Stream<Uint8Array, E, R>,
+    publish?: { readonly contentType?: string; readonly end?: boolean }
+  ) => Effect.Effect<void, EntityError | TopicError | E, R>
+  /** Every chunk published to a topic from now on (for the first consumer, what waited too). */
+  readonly subscribe: (topic: string) => Stream.Stream<Uint8Array, EntityError | TopicError>
+  /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
+  readonly describeTopic: (topic: string) => Effect.Effect<TopicDescription, EntityError | TopicError>
+  /**
+   * Every topic the cluster knows of: created, published to, or wired to an instance (the
+   * topics of live instances' specs too), by name.
+   */
+  readonly listTopics: Effect.Effect<ReadonlyArray<{ readonly name: string; readonly contentType: string }>, TopicError>
+  /** Creates a topic (STH's `POST /topics`); fails if it is known already. */
+  readonly createTopic: (topic: string, contentType?: string) => Effect.Effect<TopicRegistry.TopicRecord, TopicError>
+  /** Forgets a topic; refused while a live instance is wired to it. */
+  readonly deleteTopic: (topic: string) => Effect.Effect<void, TopicError>
+  /**
+   * Checks and stores a sequence package (tar.gz or tar), given whole or as a stream (which
+   * is never held in memory whole); any runner can then start it.
+   */
+  readonly sendSequence: <E = never>(
+    archive: Uint8Array | Stream.Stream<Uint8Array, E>,
+    send?: { readonly id?: string }
+  ) => Effect.Effect<SequenceInfo, PackageError | SequenceAlreadyExists | SequenceStoreError | E>
+  readonly listSequences: Effect.Effect<ReadonlyArray<SequenceInfo>, SequenceStoreError>
+  readonly getSequence: (id: string) => Effect.Effect<SequenceInfo, SequenceNotFound | SequenceStoreError>
+  /** Refused while instances of it run, unless `force`. */
+  readonly deleteSequence: (id: string, remove?: { readonly force?: boolean }) => Effect.Effect<void, SequenceNotFound | SequenceInUse | SequenceStoreError>
+  /** Replaces a sequence's package, keeping its id; refused while instances of it run. */
+  readonly replaceSequence: <E = never>(
+    id: string,
+    archive: Uint8Array | Stream.Stream<Uint8Array, E>
+  ) => Effect.Effect<SequenceInfo, PackageError | SequenceNotFound | SequenceInUse | SequenceStoreError | E>
+  /**
+   * Starts an instance of a stored sequence and answers once it can take input (its runner
+   * loaded the package).
+   */
+  readonly startSequence: (
+    sequenceId: string,
+    options?: SequenceStart & Omit<InstanceSpec, "program"> & { readonly id?: string; readonly timeoutMs?: number }
+  ) => Effect.Effect<InstanceInfo, InstanceAlreadyExists | InvalidSpec | StartFailed | StartUnconfirmed | SequenceNotFound | SequenceStoreError>
+}
+
+/**
+ * @since 0.3.0
+ */
+export class HostClient extends Context.Service<HostClient, HostClientService>()("shardhub/HostClient") {}
 
 /**
  * @since 0.3.0
@@ -92,7 +191,7 @@ export const make = (options: Options = {}) =>
         )
       )
     }
-    return {
+    return HostClient.of({
       /** Every instance in the cluster, newest first; optionally only those in `statuses`. */
       list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => registry.list(filter),
       /** The record of one instance. */
@@ -199,15 +298,9 @@ export const make = (options: Options = {}) =>
           }, { ...(id === undefined ? {} : { id }), timeoutMs: ms ?? 30_000 })
         )
       }
-    }
+    })
   })
 
-/**
- * @since 0.3.0
- */
-export class HostClient extends Context.Service<HostClient, Effect.Success<ReturnType<typeof make>>>()(
-  "shardhub/HostClient"
-) {}
 
 /**
  * @since 0.3.0

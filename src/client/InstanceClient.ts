@@ -12,13 +12,18 @@
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import type * as Stdio from "../process/Stdio.ts"
 import * as NodeStream from "@effect/platform-node/NodeStream"
+import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, type Scope, Stream } from "effect"
 import type * as Net from "node:net"
 import { Security } from "../transport/Security.ts"
 import { DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
-import type { LogsQuery } from "../process/LogStore.ts"
+import type { InstanceNotFound, InvalidSpec, NotRunning, RegistryError, SignalFailed, StartFailed } from "../instance/InstanceErrors.ts"
+import type { Health, InstanceEvent, InstanceInfo } from "../instance/InstanceSpec.ts"
+import type { LogLine, LogsQuery } from "../process/LogStore.ts"
+import type { LogsError } from "../process/ProcessErrors.ts"
+import type { ProcessStats } from "../process/ProcessStatus.ts"
 import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 
 /**
@@ -92,6 +97,81 @@ export const retryMoved = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect
     )
   )
 
+
+/** What every call to an entity may fail with besides its own errors: the cluster moving or busy. */
+type EntityError = AlreadyProcessingMessage | EntityNotAssignedToRunner | MailboxFull | PersistenceError
+
+/** What a call about an instance may fail with whatever it asks. */
+type CallError = EntityError | InstanceNotFound | RegistryError | CallTimeout
+
+/** What opening one of an instance's byte streams may fail with. */
+type OpenError = DataPortError | CallError | NotRunning
+
+/**
+ * One instance, by id: its record, health and stats, stop/restart/kill, events, logs, and its
+ * bytes (input, output, both on one connection) over its runner's data port.
+ *
+ * @since 0.8.0
+ */
+export interface InstanceClientService {
+  readonly info: (id: string) => Effect.Effect<InstanceInfo, CallError>
+  readonly health: (id: string) => Effect.Effect<Health, CallError>
+  readonly stats: (id: string) => Effect.Effect<ProcessStats, CallError | NotRunning>
+  /** Stops gracefully: SIGKILL after `timeoutMs` (default 10 s); answers with the final record. */
+  readonly stop: (
+    id: string,
+    stop?: { readonly timeoutMs?: number; readonly canCallKeepalive?: boolean }
+  ) => Effect.Effect<InstanceInfo, CallError | SignalFailed>
+  /**
+   * Restarts: stops the process gracefully (SIGKILL after `timeoutMs`, default 10 s) and starts
+   * a new one under the same id (an ended instance is started again); answers once it runs.
+   */
+  readonly restart: (id: string, restart?: { readonly timeoutMs?: number }) => Effect.Effect<InstanceInfo, CallError | InvalidSpec | StartFailed | SignalFailed>
+  readonly kill: (id: string, kill?: { readonly removeImmediately?: boolean }) => Effect.Effect<InstanceInfo, CallError | SignalFailed>
+  /** Not repeated when the instance moves during the call: the event may have been delivered. */
+  readonly sendEvent: (id: string, name: string, data?: unknown) => Effect.Effect<void, CallError | NotRunning>
+  /** The next event of that name (waiting up to `ms`, default 5 minutes). */
+  readonly nextEvent: (id: string, name: string, ms?: number) => Effect.Effect<InstanceEvent, CallError | NotRunning>
+  /** The last event of that name, or the next one if there was none yet. */
+  readonly lastEvent: (id: string, name: string, ms?: number) => Effect.Effect<InstanceEvent, CallError | NotRunning>
+  /** Events from now on (only `name`, if given); ends when the process ends. */
+  readonly events: (id: string, name?: string) => Stream.Stream<InstanceEvent, EntityError | InstanceNotFound | NotRunning | RegistryError>
+  readonly logs: (id: string, query?: LogsQuery) => Stream.Stream<LogLine, LogsError | EntityError | InstanceNotFound | NotRunning | RegistryError>
+  /**
+   * An output stream: the retained recent output first (unless `replay: false`; everything
+   * while less than 1 MiB was written), then live and lossless (a slow reader pauses the
+   * process) to the end. To write input and read output without a gap, use `inout`.
+   */
+  readonly output: (id: string, stream?: OutputStream, flags?: { readonly replay?: boolean }) => Stream.Stream<Uint8Array, OpenError>
+  /** `output`, its connection open once this succeeds. */
+  readonly openOutput: (
+    id: string,
+    stream?: OutputStream,
+    flags?: { readonly replay?: boolean }
+  ) => Effect.Effect<Stream.Stream<Uint8Array, DataPortError>, OpenError>
+  /**
+   * Writes `bytes` to the process's stdin (`input` and `stdin` are the same for a command),
+   * then closes it unless `end: false`; succeeds once the process took every byte.
+   */
+  readonly input: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags?: InputFlags) => Effect.Effect<void, OpenError | E, R>
+  /** `input`, its connection open once this succeeds. */
+  readonly openInput: (
+    id: string,
+    flags?: InputFlags
+  ) => Effect.Effect<<E, R>(bytes: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<void, DataPortError | E, R>, OpenError>
+  /** Writes `bytes` to the input and streams the output back, on one connection. */
+  readonly inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags?: InoutFlags) => Stream.Stream<Uint8Array, OpenError | E, Exclude<R, Scope.Scope>>
+  /** `inout`, its connection open once this succeeds. */
+  readonly openInout: (
+    id: string,
+    flags?: InoutFlags
+  ) => Effect.Effect<<E, R>(bytes: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Uint8Array, DataPortError | E, Exclude<R, Scope.Scope>>, OpenError>
+}
+
+/**
+ * @since 0.3.0
+ */
+export class InstanceClient extends Context.Service<InstanceClient, InstanceClientService>()("shardhub/InstanceClient") {}
 
 /**
  * @since 0.3.0
@@ -196,7 +276,7 @@ export const make = (options: Options = {}) =>
     const nextEvent = (id: string, name: string, ms = waitTimeoutMs) =>
       call(id, "nextEvent", (client) => client.NextEvent({ name }), ms)
 
-    return {
+    return InstanceClient.of({
       info: (id: string) =>
         call(id, "info", (client) => client.Info()),
       health: (id: string) => call(id, "health", (client) => client.GetHealth()),
@@ -250,15 +330,9 @@ export const make = (options: Options = {}) =>
       inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: InoutFlags = {}) =>
         Stream.unwrap(Effect.map(openInout(id, flags), (exchange) => exchange(bytes))),
       openInout
-    }
+    })
   })
 
-/**
- * @since 0.3.0
- */
-export class InstanceClient extends Context.Service<InstanceClient, Effect.Success<ReturnType<typeof make>>>()(
-  "shardhub/InstanceClient"
-) {}
 
 /**
  * @since 0.3.0

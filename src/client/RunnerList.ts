@@ -59,6 +59,19 @@ export const list = Effect.gen(function*() {
 })
 
 /**
+ * A registered runner and how many instances it runs.
+ *
+ * @since 0.8.0
+ */
+export interface RunnerWithInstances {
+  readonly address: string
+  readonly healthy: boolean
+  readonly heartbeatAgeMs: number
+  readonly shards: number
+  readonly instances: number
+}
+
+/**
  * Every registered runner with the instances it runs (from `registry`).
  *
  * @since 0.6.0

@@ -88,16 +88,25 @@ export const Subscribe = Rpc.make("Subscribe", {
 })
 
 /**
+ * A topic's content type, its consumers, and the chunks waiting for a first consumer.
+ *
+ * @since 0.8.0
+ */
+export const TopicDescription = Schema.Struct({
+  contentType: Schema.optionalKey(Schema.String),
+  consumers: Schema.Int,
+  waitingChunks: Schema.Int
+})
+/** @since 0.8.0 */
+export type TopicDescription = typeof TopicDescription.Type
+
+/**
  * The topic's content type and state.
  *
  * @since 0.4.0
  */
 export const Describe = Rpc.make("Describe", {
-  success: Schema.Struct({
-    contentType: Schema.optionalKey(Schema.String),
-    consumers: Schema.Int,
-    waitingChunks: Schema.Int
-  }),
+  success: TopicDescription,
   error: TopicError
 })
 
