@@ -18,7 +18,8 @@
  *   ends the process and starts a new run under the same claim.
  * - **Mailbox.** Start, Stop and Restart take turns (Effect's serialized mailbox); reads,
  *   streams and Kill are `Rpc.fork`ed beside them, so a kill overtakes a slow stop. What differs
- *   between a command and a sequence is the run's `Program`; the run itself is `Run.ts`.
+ *   between a command and a sequence is the incarnation's `Program`; the process itself is its
+ *   `Incarnation`.
  * - **One owner of the state.** What the activation knows — the record, the current run, whether
  *   the shard is being released, how many kills it took — is one {@link Activation} value in a
  *   `Ref`, read afresh after every wait: a handler never assumes what it read before a wait still
@@ -46,8 +47,8 @@ import { processSpec } from "./Program.ts"
 import { type Report, Registry } from "./Registry.ts"
 import { endReport, liveReport, reportRetry } from "./Reports.ts"
 import { sessionOf } from "./Sessions.ts"
-import * as Runs from "./Run.ts"
-import { type Run } from "./Run.ts"
+import * as Incarnations from "./Incarnation.ts"
+import type { Incarnation } from "./Incarnation.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { Topic } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
@@ -73,7 +74,7 @@ interface Activation {
   /** The record as this runner knows it; `undefined` while there is none (or once removed). */
   readonly info: InstanceInfo | undefined
   /** The process run of this activation, while there is one. */
-  readonly current: Run | undefined
+  readonly current: Incarnation | undefined
   /** The shard is leaving: the end of the process is not reported (the next owner runs it). */
   readonly releasing: boolean
   /** Kills asked for so far: a restart that sees it change while it waits does not start again. */
@@ -135,7 +136,7 @@ export const layer = (options: Options = {}) =>
         )
 
       /** Writes a report of the run; a fenced-out run kills its process. */
-      const report = (run: Run, update: Report) =>
+      const report = (run: Incarnation, update: Report) =>
         Effect.flatMap(store(run.epoch, update), (landed) =>
           landed ? Effect.void : Effect.logWarning(`instance ${id}: another runner took it over; killing this copy`).pipe(
             Effect.andThen(run.handle.kill),
@@ -143,7 +144,7 @@ export const layer = (options: Options = {}) =>
           ))
 
       /** Reports every status change of the run's process until it ended. */
-      const watch = (run: Run) => {
+      const watch = (run: Incarnation) => {
         let restartsSeen = run.restartsBefore
         return run.handle.changes.pipe(
           Stream.runForEach((status) =>
@@ -188,14 +189,14 @@ export const layer = (options: Options = {}) =>
         )
 
       /** Connects the run to its topics, for as long as the activation lasts. */
-      const connectTopics = (run: Run, wiring: NonNullable<InstanceSpec["topics"]>) =>
+      const connectTopics = (run: Incarnation, wiring: NonNullable<InstanceSpec["topics"]>) =>
         Wiring.connect({ topics, known: knownTopics }, {
           id,
           producer: `${id}/${run.epoch}`,
           output: run.handle[run.program.outputName]({ replay: true }),
           input: run.handle[run.program.inputName]({ end: false }),
           changes: run.handle.changes,
-          header: (pid, contentType) => Runs.headerFor(run, pid, contentType)
+          header: (pid, contentType) => Incarnations.headerFor(run, pid, contentType)
         }, wiring, scope)
 
       /** Records that the process of `record` could not be started. */
@@ -215,12 +216,12 @@ export const layer = (options: Options = {}) =>
                 Effect.andThen(Effect.fail(new StartFailed({ id, reason: error.reason, message: error.message })))
               ))
           )
-          const run = yield* Runs.make(handle, record.spec, record.epoch, restartsBefore)
+          const run = yield* Incarnations.make(handle, record.spec, record.epoch, restartsBefore)
           yield* change(() => ({ current: run, info: record }))
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
-          yield* Effect.forkIn(Runs.collect(id, run, messages, (wiring) => connectTopics(run, wiring)), scope)
+          yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring)), scope)
           const started = yield* handle.info
           yield* report(run, {
             status: "running",
@@ -266,7 +267,7 @@ export const layer = (options: Options = {}) =>
       }
 
       const known = Effect.flatMap(now, ({ info }) => info === undefined ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(info))
-      const live = Effect.flatMap(now, ({ info, current }): Effect.Effect<Run, InstanceNotFound | NotRunning> =>
+      const live = Effect.flatMap(now, ({ info, current }): Effect.Effect<Incarnation, InstanceNotFound | NotRunning> =>
         info === undefined
           ? Effect.fail(new InstanceNotFound({ id }))
           : current === undefined
@@ -280,14 +281,14 @@ export const layer = (options: Options = {}) =>
         new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })
 
       /** Ends `run` with `end` (terminate or kill) and answers once its end was reported. */
-      const endRun = (run: Run, end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
+      const endRun = (run: Incarnation, end: (run: Incarnation) => Effect.Effect<Terminal, KillError>) =>
         Effect.suspend(() => {
           run.stopRequested = true
           return end(run).pipe(Effect.mapError(signalFailed), Effect.andThen(Deferred.await(run.settled)))
         })
 
       /** Ends the current process with `end` (terminate or kill) and answers with the final record. */
-      const finish = (end: (run: Run) => Effect.Effect<Terminal, KillError>) =>
+      const finish = (end: (run: Incarnation) => Effect.Effect<Terminal, KillError>) =>
         Effect.gen(function*() {
           const record = yield* known
           const run = (yield* now).current
@@ -336,7 +337,7 @@ export const layer = (options: Options = {}) =>
           const run = (yield* now).current
           if (run === undefined || isEnded(record.status)) return yield* finish((run) => run.handle.terminate(timeoutMs))
           run.stopRequested = true
-          if ((yield* Runs.askToStop(run, timeoutMs)) === "kept") {
+          if ((yield* Incarnations.askToStop(run, timeoutMs)) === "kept") {
             run.stopRequested = false
             return yield* known
           }
@@ -379,7 +380,7 @@ export const layer = (options: Options = {}) =>
           Rpc.fork(Effect.gen(function*() {
             const record = yield* known
             const run = (yield* now).current
-            return Runs.health(record, run, run === undefined ? Option.none() : yield* run.handle.stats)
+            return Incarnations.health(record, run, run === undefined ? Option.none() : yield* run.handle.stats)
           })),
         Stats: () =>
           Rpc.fork(Effect.flatMap(live, (run) =>
@@ -387,13 +388,13 @@ export const layer = (options: Options = {}) =>
         SendEvent: ({ payload }) =>
           Rpc.fork(Effect.flatMap(live, (run) =>
             run.handle.send({ event: payload.name, data: payload.data }).pipe(Effect.catch(() => notRunning)))),
-        NextEvent: ({ payload }) => Rpc.fork(Effect.flatMap(live, (run) => Runs.nextEvent(run, id, payload.name))),
+        NextEvent: ({ payload }) => Rpc.fork(Effect.flatMap(live, (run) => Incarnations.nextEvent(run, id, payload.name))),
         LastEvent: ({ payload }) =>
           Rpc.fork(Effect.flatMap(live, (run) => {
             const last = run.last.get(payload.name)
-            return last === undefined ? Runs.nextEvent(run, id, payload.name) : Effect.succeed(last)
+            return last === undefined ? Incarnations.nextEvent(run, id, payload.name) : Effect.succeed(last)
           })),
-        Events: ({ payload }) => Rpc.fork(Stream.unwrap(Effect.map(live, (run) => Runs.events(run, payload.name)))),
+        Events: ({ payload }) => Rpc.fork(Stream.unwrap(Effect.map(live, (run) => Incarnations.events(run, payload.name)))),
         // An ended instance's log outlives its process here (for the retention time): its files.
         Logs: ({ payload }) =>
           Rpc.fork(Stream.unwrap(Effect.flatMap(known, () =>

@@ -10,7 +10,7 @@ import type * as Net from "node:net"
 import type { ProcessHandle } from "../process/ProcessHandle.ts"
 import { DataPortError } from "./DataPort.ts"
 import type { ByteStream } from "./InstanceSpec.ts"
-import { headerFor, type Run } from "./Run.ts"
+import { headerFor, type Incarnation } from "./Incarnation.ts"
 import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 
 /**
@@ -63,7 +63,7 @@ export const outputSession = (
  *
  * @since 0.6.0
  */
-export const sessionOf = (run: Run, pid: number | undefined, request: {
+export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
   readonly stream: ByteStream
   readonly end?: boolean | undefined
   readonly replay?: boolean | undefined

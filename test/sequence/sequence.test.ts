@@ -14,7 +14,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { chunked, concat, sha256, textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
-import { CONTROL_MISMATCH } from "../../src/instance/Run.ts"
+import { CONTROL_MISMATCH } from "../../src/instance/Incarnation.ts"
 import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
 

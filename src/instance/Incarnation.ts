@@ -1,6 +1,8 @@
 /**
- * One process of an `Instance` activation: its handle and claim epoch, its events (the latest of
- * each name kept), its health, and what its program sends on the message channel.
+ * An incarnation: the process an `Instance` activation runs under one claim (epoch), kept
+ * across the restarts its restart policy makes — its handle, its events (the latest of each name
+ * kept), its health, and what its program sends on the message channel. (A `Run` of the
+ * ProcessManager is one OS process; an incarnation may span several.)
  *
  * @since 0.6.0
  */
@@ -18,7 +20,7 @@ import { type Program, programOf } from "./Program.ts"
 /**
  * @since 0.6.0
  */
-export interface Run {
+export interface Incarnation {
   readonly handle: ProcessHandle
   readonly epoch: number
   /** Restarts before this process (earlier owners). */
@@ -48,7 +50,7 @@ export interface Run {
  * @since 0.6.0
  */
 export const make = (handle: ProcessHandle, spec: InstanceSpec, epoch: number, restartsBefore: number) =>
-  Effect.map(PubSub.sliding<InstanceEvent | undefined>(64), (events): Run => ({
+  Effect.map(PubSub.sliding<InstanceEvent | undefined>(64), (events): Incarnation => ({
     handle,
     epoch,
     restartsBefore,
@@ -67,7 +69,7 @@ export const make = (handle: ProcessHandle, spec: InstanceSpec, epoch: number, r
  *
  * @since 0.6.0
  */
-export const headerFor = (run: Run, pid: number | undefined, contentType: string) => {
+export const headerFor = (run: Incarnation, pid: number | undefined, contentType: string) => {
   if (pid === undefined || run.inputHeaderTo === pid) return undefined
   run.inputHeaderTo = pid
   return run.program.header(contentType)
@@ -92,7 +94,7 @@ const isEvent = (value: unknown): value is { readonly event: string; readonly da
  */
 export const collect = <E, R>(
   id: string,
-  run: Run,
+  run: Incarnation,
   messages: Stream.Stream<ChannelEvent>,
   topics: (wiring: NonNullable<InstanceSpec["topics"]>) => Effect.Effect<void, E, R>
 ) =>
@@ -133,7 +135,7 @@ export const collect = <E, R>(
  *
  * @since 0.6.0
  */
-export const health = (record: InstanceInfo, run: Run | undefined, stats: Option.Option<ProcessStats>): Health => ({
+export const health = (record: InstanceInfo, run: Incarnation | undefined, stats: Option.Option<ProcessStats>): Health => ({
   id: record.id,
   status: record.status,
   healthy: record.status === "running" && run?.health?.healthy !== false,
@@ -149,7 +151,7 @@ export const health = (record: InstanceInfo, run: Run | undefined, stats: Option
  *
  * @since 0.6.0
  */
-export const nextEvent = (run: Run, id: string, name: string) =>
+export const nextEvent = (run: Incarnation, id: string, name: string) =>
   Effect.scoped(Effect.gen(function*() {
     const subscription = yield* PubSub.subscribe(run.events)
     while (true) {
@@ -164,7 +166,7 @@ export const nextEvent = (run: Run, id: string, name: string) =>
  *
  * @since 0.6.0
  */
-export const events = (run: Run, name: string | undefined) =>
+export const events = (run: Incarnation, name: string | undefined) =>
   Stream.fromPubSub(run.events).pipe(
     Stream.takeWhile((event): event is InstanceEvent => event !== undefined),
     Stream.filter((event) => name === undefined || event.name === name)
@@ -175,7 +177,7 @@ export const events = (run: Run, name: string | undefined) =>
  * `kept` if one did, `ended` if the process ended, `late` if neither happened within
  * `timeoutMs` (or the ask could not be sent).
  */
-export const askToStop = (run: Run, timeoutMs: number) =>
+export const askToStop = (run: Incarnation, timeoutMs: number) =>
   Effect.suspend(() => {
     const kept = Deferred.makeUnsafe<void>()
     const onKeepAlive = () => Deferred.doneUnsafe(kept, Effect.void)
