@@ -31,7 +31,10 @@ import { isTerminal, type ProcessInfo } from "./ProcessStatus.ts"
 import * as Sampler from "./Sampler.ts"
 import * as SpawnPlan from "./SpawnPlan.ts"
 import * as Spawner from "./Spawner.ts"
+import { type Config, defaults } from "./ManagerConfig.ts"
 import * as Supervisor from "./Supervisor.ts"
+
+export type { Config } from "./ManagerConfig.ts"
 
 /**
  * @since 0.2.0
@@ -49,63 +52,9 @@ export class ProcessManager extends Context.Service<ProcessManager, {
   readonly pastLogs: (logName: string, query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
   /** Processes a previous incarnation left behind, killed when this manager started. */
   readonly swept: number
-  /** The fence over every process (see {@link Fencing}). */
-  readonly fencing: Fencing
+  /** The fence over every process (see `Supervisor.Fencing`). */
+  readonly fencing: Supervisor.Fencing
 }>()("shardhub/ProcessManager") {}
-
-/**
- * The fence: a watchdog outside the manager's process (its reaper) that stops (SIGSTOP) every
- * process unless `renew` is called again within the time it gives. Whoever owns the processes'
- * right to run (a runner's shard locks) renews it each time it proved that right, and continues
- * (`thaw`) the processes it still has a right to after a freeze.
- *
- * @since 0.5.0
- */
-export interface Fencing {
-  /** Stops every process `ms` from now, unless renewed before. */
-  readonly renew: (ms: number) => void
-  /** Called each time the fence stopped the processes. */
-  readonly onFreeze: (listener: () => void) => void
-  /** Continues (SIGCONT) the live process group of `id`, if any. */
-  readonly thaw: (id: string) => void
-}
-
-/**
- * Settings of a manager. Only `stateDir` is required.
- *
- * @since 0.2.0
- */
-export interface Config extends Partial<Managed.Settings> {
-  /** Owned by one live manager: logs, data directories, the supervisor token. */
-  readonly stateDir: string
-  /**
-   * How often CPU and memory are sampled (STH's `monitorRate`) while anyone reads them; idle,
-   * a read samples on demand. Default 1 s.
-   */
-  readonly sampleIntervalMs?: number
-  /** How often memory limits are checked. Default 250 ms, so a limit acts within 1 s. */
-  readonly limitIntervalMs?: number
-  /** How long the log files of a removed process are kept (`keepLogs`). Default 10 minutes. */
-  readonly logRetentionMs?: number
-  /** Graceful stop granted to each managed when the manager shuts down. Default 5 s. */
-  readonly shutdownTimeoutMs?: number
-  /** Processes it runs at once at most; a spawn beyond is refused. Default 2000. */
-  readonly maxProcesses?: number
-}
-
-const defaults: Managed.Settings = {
-  logRingLines: 10_000,
-  logRingBytes: 256 * 1024,
-  logFileBytes: 10 * 1024 * 1024,
-  logKeepFiles: 3,
-  maxLineBytes: 64 * 1024,
-  outputRetainBytes: 1024 * 1024,
-  outputHighWaterBytes: 1024 * 1024,
-  messageBuffer: 1024,
-  maxMessageBytes: 4 * 1024 * 1024,
-  closeGraceMs: 100,
-  crashLogLines: 20
-}
 
 const decodeSpec = Schema.decodeUnknownEffect(ProcessSpec)
 

@@ -141,3 +141,20 @@ export const acquire = (stateDir: string): Effect.Effect<Supervisor, StateDirErr
       onFreeze: (listener) => freezeListeners.push(listener)
     }
   })
+
+/**
+ * The fence: a watchdog outside the manager's process (its reaper) that stops (SIGSTOP) every
+ * process unless `renew` is called again within the time it gives. Whoever owns the processes'
+ * right to run (a runner's shard locks) renews it each time it proved that right, and continues
+ * (`thaw`) the processes it still has a right to after a freeze.
+ *
+ * @since 0.5.0
+ */
+export interface Fencing {
+  /** Stops every process `ms` from now, unless renewed before. */
+  readonly renew: (ms: number) => void
+  /** Called each time the fence stopped the processes. */
+  readonly onFreeze: (listener: () => void) => void
+  /** Continues (SIGCONT) the live process group of `id`, if any. */
+  readonly thaw: (id: string) => void
+}

@@ -25,15 +25,17 @@ describe("topics", () => {
       const generator = yield* host.sendSequence(fixture("generator"))
       const passthrough = yield* host.sendSequence(fixture("passthrough"))
       const consumer = yield* host.startSequence(passthrough.id, { topics: { input: "numbers", contentType: ndjson } })
-      // Producers wait for "go"; keep one on the other runner.
-      const producers = yield* Effect.forEach(
-        Array.from({ length: 6 }, () => host.startSequence(generator.id, { args: [COUNT], topics: { output: "numbers", contentType: ndjson } })),
-        (start) => start,
-        { concurrency: 6 }
-      )
-      const producer = producers.find((p) => p.runner !== consumer.runner)
-      if (producer === undefined) return yield* Effect.die("every producer landed on the consumer's runner")
-      yield* Effect.forEach(producers.filter((p) => p !== producer), (p) => instances.kill(p.id), { discard: true })
+      // Producers wait for "go". Started one at a time (each on the runner its id hashes to)
+      // until one lands on the other runner; those on the consumer's runner are killed unused.
+      const producerElsewhere = Effect.gen(function*() {
+        for (let attempt = 0; attempt < 40; attempt++) {
+          const started = yield* host.startSequence(generator.id, { args: [COUNT], topics: { output: "numbers", contentType: ndjson } })
+          if (started.runner !== consumer.runner) return started
+          yield* instances.kill(started.id)
+        }
+        return yield* Effect.die("40 producers in a row landed on the consumer's runner")
+      })
+      const producer = yield* producerElsewhere
       yield* instances.sendEvent(producer.id, "go")
       const lines = yield* instances.output(consumer.id).pipe(
         Stream.decodeText(),
