@@ -25,7 +25,7 @@ import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Rlimits } from "../process/ProcessSpec.ts"
 import * as Format from "./Format.ts"
-import { CliFailure, environment, json, print, withClient } from "./Support.ts"
+import { CliFailure, environment, json, print, withClient, withCopyIndex } from "./Support.ts"
 
 const Scalar = Schema.Union([Schema.String, Schema.Finite, Schema.Boolean])
 
@@ -180,7 +180,8 @@ const desired = (file: string, app: App) =>
         program,
         name,
         labels: { [fileLabel]: file, [appLabel]: app.name },
-        ...(Object.keys(env).length === 0 ? {} : { env }),
+        // Each copy knows its index, as under PM2 (NODE_APP_INSTANCE).
+        env: withCopyIndex(env, i),
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...(app.user === undefined ? {} : { user: app.user }),
         ...(app.group === undefined ? {} : { group: app.group }),

@@ -22,8 +22,9 @@ import * as Registry from "../instance/Registry.ts"
 import { RestartPolicy } from "../process/ProcessSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import * as Pack from "../sequence/Pack.ts"
+import { appLabel as ecosystemAppLabel } from "./Apply.ts"
 import * as Format from "./Format.ts"
-import { CliFailure, environment, json, parseJson, print, rlimits, withClient, withRegistry, withStore } from "./Support.ts"
+import { appLabel, CliFailure, environment, json, parseJson, print, rlimits, withClient, withCopyIndex, withRegistry, withStore } from "./Support.ts"
 
 const id = Argument.String("id").pipe(Argument.withDescription("Instance id or name"))
 const targets = Argument.String("target").pipe(Argument.withDescription("Instance id, name, or all"))
@@ -36,7 +37,8 @@ interface Records {
 
 /**
  * The instances `target` names, as PM2 addresses processes: an id, else every instance of that
- * name, or `all` (every live one, or every one with `ended`).
+ * name or every copy of that app (`run --instances`, an ecosystem app with `instances`), or
+ * `all` (every live one, or every one with `ended`).
  */
 const resolve = (records: Records, target: string, options: { readonly ended?: boolean } = {}) =>
   Effect.gen(function*() {
@@ -46,7 +48,9 @@ const resolve = (records: Records, target: string, options: { readonly ended?: b
       Effect.catchTag("InstanceNotFound", () => Effect.succeed(Option.none<InstanceInfo>()))
     )
     if (Option.isSome(byId)) return [byId.value.id]
-    const named = (yield* records.list()).filter((info) => info.name === target).map((info) => info.id)
+    const named = (yield* records.list())
+      .filter((info) => info.name === target || info.spec.labels?.[appLabel] === target || info.spec.labels?.[ecosystemAppLabel] === target)
+      .map((info) => info.id)
     if (named.length === 0) return yield* new InstanceNotFound({ id: target })
     return named
   })
@@ -134,13 +138,15 @@ const run = Command.make("run", {
     const started = yield* Effect.forEach(Array.from({ length: flags.instances }, (_, i) => i), (i) =>
       host.start({
         program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
-        ...(flags.instances > 1 ? { name: `${name}-${i}` } : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
+        ...(flags.instances > 1
+          ? { name: `${name}-${i}`, labels: { [appLabel]: name } }
+          : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
         ...Option.match(restart, { onNone: () => ({}), onSome: (restart) => ({ restart }) }),
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
         ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),
         ...(flags.hub ? { hub: true } : {}),
-        ...(Object.keys(env).length === 0 ? {} : { env })
+        ...(flags.instances > 1 ? { env: withCopyIndex(env, i) } : Object.keys(env).length === 0 ? {} : { env })
       }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) })),
       { concurrency: 16 })
     for (const info of started) yield* print(info.id)
@@ -238,12 +244,16 @@ const kill = Command.make("kill", { target: targets }, (flags) =>
     yield* forEachTarget(yield* HostClient, flags.target, (id) => Effect.map(instances.kill(id), Format.outcome))
   })).pipe(Command.withDescription("Kill instances (SIGKILL)"), withClient)
 
-const remove = Command.make("rm", { target: targets }, (flags) =>
-  Effect.gen(function*() {
-    const instances = yield* InstanceClient
-    yield* forEachTarget(yield* HostClient, flags.target, (id) =>
-      Effect.as(instances.kill(id, { removeImmediately: true }), `${id} removed`), { ended: true })
-  })).pipe(Command.withDescription("Forget instances now (killing those that run); all: every instance"), withClient)
+const removeCommand = (name: "rm" | "delete") =>
+  Command.make(name, { target: targets }, (flags) =>
+    Effect.gen(function*() {
+      const instances = yield* InstanceClient
+      yield* forEachTarget(yield* HostClient, flags.target, (id) =>
+        Effect.as(instances.kill(id, { removeImmediately: true }), `${id} removed`), { ended: true })
+    })).pipe(
+      Command.withDescription(`Forget instances now (killing those that run); all: every instance${name === "delete" ? " (as PM2's delete)" : ""}`),
+      withClient
+    )
 
 const inputCommand = (name: "input" | "stdin") =>
   Command.make(name, {
@@ -465,7 +475,8 @@ export const clientCommands = [
   stop,
   restart,
   kill,
-  remove,
+  removeCommand("rm"),
+  removeCommand("delete"),
   inputCommand("input"),
   inputCommand("stdin"),
   outputCommand("output"),

@@ -104,3 +104,22 @@ export const environment = (files: ReadonlyArray<string>, pairs: ReadonlyArray<s
     }
     return set
   })
+
+/**
+ * The label that names the app an instance is a copy of (`run --instances N --name APP`): the
+ * app's name then targets every copy, as in PM2.
+ *
+ * @since 0.8.0
+ */
+export const appLabel = "shardhub.app"
+
+/**
+ * The environment of copy `index` of an app: `SHARDHUB_INSTANCE_INDEX`, and PM2's
+ * `NODE_APP_INSTANCE` (programs written for PM2 pick their shard or port by it).
+ *
+ * @since 0.8.0
+ */
+export const withCopyIndex = <Env extends { readonly set?: Readonly<Record<string, string>> }>(env: Env, index: number): Env => ({
+  ...env,
+  set: { ...env.set, SHARDHUB_INSTANCE_INDEX: String(index), NODE_APP_INSTANCE: String(index) }
+})

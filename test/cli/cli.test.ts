@@ -182,6 +182,36 @@ describe("the shardhub command on two runners", () => {
     for (const id of ids) await ok("rm", id)
   })
 
+  it("targets every copy of an app by the app's name (run --instances, an ecosystem app); each copy knows its index; delete is rm", async () => {
+    cluster.printOnFailure()
+    const ids = (await ok("run", "--instances", "2", "--name", "ticker", "--", "sh", "-c", "echo index=$SHARDHUB_INSTANCE_INDEX pm2=$NODE_APP_INSTANCE; sleep 600"))
+      .trim().split("\n")
+    expect(ids).toHaveLength(2)
+    let logs = ""
+    for (let attempt = 0; attempt < 100 && !(logs.includes("ticker-0 |") && logs.includes("ticker-1 |")); attempt++) logs = await ok("logs")
+    expect(logs).toMatch(/^ticker-0 \| \S+ stdout index=0 pm2=0$/m)
+    expect(logs).toMatch(/^ticker-1 \| \S+ stdout index=1 pm2=1$/m)
+    // The app's name acts on every copy (it named none of them before: "no instance with id ticker").
+    const restarted = await ok("restart", "ticker", "--timeout", "2000")
+    for (const id of ids) expect(restarted).toContain(id)
+    const stopped = await ok("stop", "ticker", "--timeout", "2000")
+    for (const id of ids) expect(stopped).toContain(`${id} stopped`)
+    const deleted = await ok("delete", "ticker")
+    for (const id of ids) expect(deleted).toContain(`${id} removed`)
+    const listed = JSON.parse(await ok("ps", "--all", "--json")).map((info: { id: string }) => info.id)
+    for (const id of ids) expect(listed).not.toContain(id)
+
+    // An ecosystem app with instances: the same.
+    const dir = Path.join(cluster.home, "ecosystem-app-target")
+    Fs.mkdirSync(dir, { recursive: true })
+    const file = Path.join(dir, "apps.json")
+    Fs.writeFileSync(file, JSON.stringify({ apps: [{ name: "eco-ticker", command: "sh", args: ["-c", "echo copy=$NODE_APP_INSTANCE; sleep 600"], instances: 2 }] }))
+    await ok("apply", file)
+    const restartedApp = await ok("restart", "eco-ticker", "--timeout", "2000")
+    expect(restartedApp.trim().split("\n")).toHaveLength(2)
+    expect((await ok("delete", "eco-ticker")).trim().split("\n")).toHaveLength(2)
+  })
+
   it("applies an ecosystem file: starts what is missing, replaces what changed, leaves the rest; twice changes nothing", async () => {
     cluster.printOnFailure()
     const dir = Path.join(cluster.home, "ecosystem")
