@@ -379,6 +379,45 @@ const seq = Command.make("seq").pipe(
   ])
 )
 
+/** The index of a copy of app `name`: its `SHARDHUB_INSTANCE_INDEX`, else its name's `-N`, else 0. */
+const copyIndex = (info: InstanceInfo, name: string) => {
+  const given = Number(info.spec.env?.set?.["SHARDHUB_INSTANCE_INDEX"])
+  if (Number.isInteger(given)) return given
+  const suffix = info.name?.startsWith(`${name}-`) ? Number(info.name.slice(name.length + 1)) : Number.NaN
+  return Number.isInteger(suffix) ? suffix : 0
+}
+
+const scale = Command.make("scale", {
+  name: Argument.String("name").pipe(Argument.withDescription("An app's name (run --instances --name, an ecosystem app) or an instance's")),
+  count: Argument.Int("count").pipe(Argument.withDescription("How many copies should run"))
+}, (flags) =>
+  Effect.gen(function*() {
+    if (flags.count < 0) return yield* new CliFailure({ message: `scale ${flags.name}: the count must be 0 or more, not ${flags.count}` })
+    const host = yield* HostClient
+    const instances = yield* InstanceClient
+    const copies = (yield* host.list({ statuses: liveStatuses }))
+      .filter((info) => info.spec.labels?.[appLabel] === flags.name || info.spec.labels?.[ecosystemAppLabel] === flags.name || info.name === flags.name)
+      .map((info) => ({ info, index: copyIndex(info, flags.name) }))
+      .sort((a, b) => a.index - b.index)
+    if (copies.length === 0) return yield* new CliFailure({ message: `scale ${flags.name}: no running app or instance of that name` })
+    // Down: the highest indexes go first. Up: the missing indexes, each a copy of the lowest.
+    for (const { info } of copies.filter(({ index }) => index >= flags.count).reverse()) {
+      yield* instances.kill(info.id, { removeImmediately: true })
+      yield* print(`- ${info.name ?? info.id} removed ${info.id}`)
+    }
+    const template = copies[0]!.info.spec
+    const taken = new Set(copies.map(({ index }) => index))
+    const missing = Array.from({ length: flags.count }, (_, i) => i).filter((i) => !taken.has(i))
+    const started = yield* Effect.forEach(missing, (i) =>
+      host.start({
+        ...template,
+        name: `${flags.name}-${i}`,
+        labels: { ...template.labels, [appLabel]: flags.name },
+        env: withCopyIndex(template.env ?? {}, i)
+      }), { concurrency: 16 })
+    for (const info of started) yield* print(`+ ${info.name} started ${info.id}`)
+  })).pipe(Command.withDescription("Run N copies of an app: start the missing indexes, remove the highest first"), withClient)
+
 const runners = Command.make("runners", { json }, (flags) =>
   Effect.gen(function*() {
     const registry = yield* Registry.Registry
@@ -477,6 +516,7 @@ export const clientCommands = [
   kill,
   removeCommand("rm"),
   removeCommand("delete"),
+  scale,
   inputCommand("input"),
   inputCommand("stdin"),
   outputCommand("output"),

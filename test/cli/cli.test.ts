@@ -182,7 +182,7 @@ describe("the shardhub command on two runners", () => {
     for (const id of ids) await ok("rm", id)
   })
 
-  it("targets every copy of an app by the app's name (run --instances, an ecosystem app); each copy knows its index; delete is rm", async () => {
+  it("targets every copy of an app by the app's name (run --instances, an ecosystem app); each copy knows its index; scale; delete is rm", async () => {
     cluster.printOnFailure()
     const ids = (await ok("run", "--instances", "2", "--name", "ticker", "--", "sh", "-c", "echo index=$SHARDHUB_INSTANCE_INDEX pm2=$NODE_APP_INSTANCE; sleep 600"))
       .trim().split("\n")
@@ -191,6 +191,18 @@ describe("the shardhub command on two runners", () => {
     for (let attempt = 0; attempt < 100 && !(logs.includes("ticker-0 |") && logs.includes("ticker-1 |")); attempt++) logs = await ok("logs")
     expect(logs).toMatch(/^ticker-0 \| \S+ stdout index=0 pm2=0$/m)
     expect(logs).toMatch(/^ticker-1 \| \S+ stdout index=1 pm2=1$/m)
+    // Scale: up starts the missing indexes, down removes the highest first.
+    const up = await ok("scale", "ticker", "3")
+    expect(up).toMatch(/^\+ ticker-2 started \S+$/m)
+    for (let attempt = 0; attempt < 100 && !logs.includes("ticker-2 |"); attempt++) logs = await ok("logs")
+    expect(logs).toMatch(/^ticker-2 \| \S+ stdout index=2 pm2=2$/m)
+    expect(await ok("scale", "ticker", "2")).toMatch(/^- ticker-2 removed \S+$/m)
+    expect(JSON.parse(await ok("ps", "--json")).filter((info: { name?: string }) => info.name?.startsWith("ticker-")).map((info: { id: string }) => info.id).sort())
+      .toEqual([...ids].sort())
+    for (const [args, message] of [[["scale", "ticker", "-1"], "the count must be 0 or more"], [["scale", "no-such-app", "2"], "no running app or instance of that name"]] as const) {
+      const refused = await shardhub(args)
+      expect({ code: refused.code, stderr: refused.stderr }).toMatchObject({ code: 1, stderr: expect.stringContaining(message) })
+    }
     // The app's name acts on every copy (it named none of them before: "no instance with id ticker").
     const restarted = await ok("restart", "ticker", "--timeout", "2000")
     for (const id of ids) expect(restarted).toContain(id)
