@@ -87,6 +87,19 @@ export const track = (server: Server, limits: Limits): Connections => {
     timers.delete(socket)
   }
   const keyOf = new WeakMap<Socket, string>()
+  /**
+   * Closes `socket` and stops counting it at once (its `close` event comes later: a burst of
+   * new connections would otherwise find the budget still full of sockets already closed).
+   */
+  const evict = (socket: Socket) => {
+    const key = keyOf.get(socket)
+    if (key !== undefined) {
+      settle(socket, key)
+      remove(perAddress, key, socket)
+    }
+    idle.delete(socket)
+    socket.destroy()
+  }
 
   const inProgress = new WeakSet<Socket>()
   const active = (socket: Socket) => inProgress.has(socket)
@@ -110,11 +123,11 @@ export const track = (server: Server, limits: Limits): Connections => {
         socket.destroy()
         return
       }
-      spare.destroy()
+      evict(spare)
     }
     const mine = unprovenPerAddress.get(key)
-    if (mine !== undefined && mine.size >= limits.maxUnprovenPerAddress) mine.values().next().value?.destroy()
-    if (unproven.size >= limits.maxUnproven) unproven.values().next().value?.destroy()
+    if (mine !== undefined && mine.size >= limits.maxUnprovenPerAddress) evict(mine.values().next().value!)
+    if (unproven.size >= limits.maxUnproven) evict(unproven.values().next().value!)
     acceptedAt.set(socket, performance.now())
     add(perAddress, key, socket)
     add(unprovenPerAddress, key, socket)
