@@ -49,7 +49,11 @@ describe("the embedded store", () => {
       env: { SHARDHUB_HOME: home, DATABASE_URL: "", SHARDHUB_STORE_DURABLE: "false", ...options.env },
       ...(wrapper ? { wrapper } : {})
     })
-    const line = await process.waitFor(/^\{"ready".*$/m, 60_000)
+    // A participant that never gets ready: the store's own log says why (the home is gone after).
+    const line = await process.waitFor(/^\{"ready".*$/m, 60_000).catch(async (error: Error) => {
+      const log = await Fs.readFile(Path.join(home, "postgres", "postgres.log"), "utf8").catch(() => "(no postgres.log)")
+      throw new Error(`${error.message}\n----- postgres.log -----\n${log.slice(-4000)}`)
+    })
     return { process, described: JSON.parse(line[0]) as Described }
   }
 
