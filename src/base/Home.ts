@@ -4,6 +4,7 @@
  *
  * @since 0.6.0
  */
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -57,6 +58,33 @@ export const exposure = (home: string): string | undefined => {
     if (Path.dirname(dir) === dir) return undefined
   }
 }
+
+/**
+ * Writes `content` to `path` (0600) unless the file exists: the first writer wins, every later
+ * one keeps the winner's (a private draft hard-linked into place, so no reader sees half a file).
+ *
+ * @since 0.8.0
+ */
+export const publishOnce = (path: string, content: string): void => {
+  const draft = `${path}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
+  Fs.writeFileSync(draft, content, { mode: 0o600 })
+  try {
+    Fs.linkSync(draft, path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+  } finally {
+    Fs.rmSync(draft, { force: true })
+  }
+}
+
+/**
+ * Whether a file is this user's and nobody else's: another user who could write or read it
+ * could redirect or impersonate whoever trusts it.
+ *
+ * @since 0.8.0
+ */
+export const isPrivateFile = (stat: Fs.Stats): boolean =>
+  stat.isFile() && stat.uid === process.getuid?.() && (stat.mode & 0o077) === 0
 
 /**
  * {@link ensure}, and the one-line warning of {@link exposure} if there is one (or of a home

@@ -4,8 +4,8 @@
  * both use it, so a failure reads the same through either.
  *
  * shardhub's own errors carry their status (`httpStatus` on each error class). The errors of
- * Effect's cluster and SQL modules that reach a caller are listed here, in one table typed by
- * their tags; {@link Statused} is what an HTTP handler may fail with, so a new error that says
+ * Effect's cluster and SQL modules that reach a caller are listed here by type (they answer
+ * 500); {@link Statused} is what an HTTP handler may fail with, so a new error that says
  * nothing about its status does not compile there, instead of silently becoming a 500.
  *
  * @since 0.8.0
@@ -14,19 +14,12 @@ import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, 
 import type { SqlError } from "effect/sql/SqlError"
 
 /**
- * Effect's errors that reach a caller of the clients, by tag.
+ * Effect's errors that reach a caller of the clients: each answers 500 (the cluster or the
+ * store failed the request, not the caller).
  *
  * @since 0.8.0
  */
 export type EffectError = AlreadyProcessingMessage | EntityNotAssignedToRunner | MailboxFull | PersistenceError | SqlError
-
-const effectStatus: { readonly [Tag in EffectError["_tag"]]: number } = {
-  AlreadyProcessingMessage: 500,
-  EntityNotAssignedToRunner: 500,
-  MailboxFull: 500,
-  PersistenceError: 500,
-  SqlError: 500
-}
 
 /**
  * An error that says what it means in HTTP terms: one of shardhub's (with `httpStatus`) or one
@@ -52,16 +45,14 @@ export const reasonStatus = (reason: string): number =>
     : 400
 
 /**
- * The HTTP status of `error`; 500 for anything that is not a {@link Statused} error.
+ * The HTTP status of `error`: its own `httpStatus`, else 500 (Effect's {@link EffectError}s,
+ * and anything unexpected).
  *
  * @since 0.6.0
  */
 export const httpStatus = (error: unknown): number => {
-  if (typeof error !== "object" || error === null) return 500
-  const own = (error as { readonly httpStatus?: unknown }).httpStatus
-  if (typeof own === "number") return own
-  const tag = (error as { readonly _tag?: unknown })._tag
-  return typeof tag === "string" && Object.hasOwn(effectStatus, tag) ? effectStatus[tag as EffectError["_tag"]] : 500
+  const own = typeof error === "object" && error !== null ? (error as { readonly httpStatus?: unknown }).httpStatus : undefined
+  return typeof own === "number" ? own : 500
 }
 
 /**

@@ -35,6 +35,10 @@ interface Records {
   readonly list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => Effect.Effect<ReadonlyArray<InstanceInfo>, RegistryError>
 }
 
+/** Whether `info` is named `name`, or is a copy of the app `name` (`run --instances`, an ecosystem app). */
+const isCopyOf = (info: InstanceInfo, name: string) =>
+  info.name === name || info.spec.labels?.[appLabel] === name || info.spec.labels?.[ecosystemAppLabel] === name
+
 /**
  * The instances `target` names, as PM2 addresses processes: an id, else every instance of that
  * name or every copy of that app (`run --instances`, an ecosystem app with `instances`), or
@@ -48,9 +52,7 @@ const resolve = (records: Records, target: string, options: { readonly ended?: b
       Effect.catchTag("InstanceNotFound", () => Effect.succeed(Option.none<InstanceInfo>()))
     )
     if (Option.isSome(byId)) return [byId.value.id]
-    const named = (yield* records.list())
-      .filter((info) => info.name === target || info.spec.labels?.[appLabel] === target || info.spec.labels?.[ecosystemAppLabel] === target)
-      .map((info) => info.id)
+    const named = (yield* records.list()).filter((info) => isCopyOf(info, target)).map((info) => info.id)
     if (named.length === 0) return yield* new InstanceNotFound({ id: target })
     return named
   })
@@ -396,7 +398,7 @@ const scale = Command.make("scale", {
     const host = yield* HostClient
     const instances = yield* InstanceClient
     const copies = (yield* host.list({ statuses: liveStatuses }))
-      .filter((info) => info.spec.labels?.[appLabel] === flags.name || info.spec.labels?.[ecosystemAppLabel] === flags.name || info.name === flags.name)
+      .filter((info) => isCopyOf(info, flags.name))
       .map((info) => ({ info, index: copyIndex(info, flags.name) }))
       .sort((a, b) => a.index - b.index)
     if (copies.length === 0) return yield* new CliFailure({ message: `scale ${flags.name}: no running app or instance of that name` })

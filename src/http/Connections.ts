@@ -47,8 +47,6 @@ export interface Connections {
   readonly peerUid: (socket: Socket) => Promise<number | undefined>
   /** Marks a connection proven: a request on it was admitted. */
   readonly prove: (socket: Socket) => void
-  /** How many connections are unproven now. */
-  readonly unproven: () => number
 }
 
 /**
@@ -160,7 +158,6 @@ export const track = (server: Server, limits: Limits): Connections => {
     prove: (socket) => {
       const key = keyOf.get(socket)
       if (key !== undefined && unproven.has(socket)) settle(socket, key)
-    },
-    unproven: () => unproven.size
+    }
   }
 }

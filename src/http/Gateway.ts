@@ -424,7 +424,7 @@ const tokenOf = (config: GatewayConfig, home: string) =>
     onSome: (token) => Effect.succeed({ token, file: undefined }),
     onNone: () =>
       Effect.try({
-        try: () => ({ token: Redacted.make(GatewayFile.ensureToken(home).token), file: GatewayFile.tokenFile(home) }),
+        try: () => ({ token: Redacted.make(GatewayFile.ensureToken(home)), file: GatewayFile.tokenFile(home) }),
         catch: (error) => new GatewayTokenError({ message: `the gateway's token: ${error instanceof Error ? error.message : String(error)}` })
       })
   })

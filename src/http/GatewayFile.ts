@@ -14,7 +14,7 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { ensure as ensureHome, homeOf } from "../base/Home.ts"
+import { ensure as ensureHome, homeOf, isPrivateFile, publishOnce } from "../base/Home.ts"
 
 /**
  * @since 0.6.0
@@ -56,8 +56,7 @@ export const remove = (home: string, pid: number): void => {
  */
 export const read = (home: string): GatewayFile | undefined => {
   try {
-    const stat = Fs.statSync(fileOf(home))
-    if (stat.uid !== process.getuid?.() || (stat.mode & 0o077) !== 0) return undefined
+    if (!isPrivateFile(Fs.statSync(fileOf(home)))) return undefined
     const file = JSON.parse(Fs.readFileSync(fileOf(home), "utf8")) as GatewayFile
     if (typeof file.url !== "string" || typeof file.pid !== "number" || typeof file.cluster !== "string") return undefined
     process.kill(file.pid, 0)
@@ -81,27 +80,17 @@ export const tokenFile = (home: string) => Path.join(home, "gateway.token")
  *
  * @since 0.8.0
  */
-export const ensureToken = (home: string): { readonly token: string; readonly created: boolean } => {
+export const ensureToken = (home: string): string => {
   ensureHome(home)
   const path = tokenFile(home)
-  const draft = `${path}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
-  Fs.writeFileSync(draft, `${Crypto.randomBytes(32).toString("base64url")}\n`, { mode: 0o600 })
-  let created = true
-  try {
-    Fs.linkSync(draft, path)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-    created = false
-  } finally {
-    Fs.rmSync(draft, { force: true })
-  }
+  publishOnce(path, `${Crypto.randomBytes(32).toString("base64url")}\n`)
   const stat = Fs.lstatSync(path)
-  if (!stat.isFile() || stat.uid !== process.getuid?.() || (stat.mode & 0o077) !== 0) {
+  if (!isPrivateFile(stat)) {
     throw new Error(`${path} is not a private file of this user (owner uid ${stat.uid}, mode ${(stat.mode & 0o777).toString(8)}): remove it, or set SHARDHUB_TOKEN`)
   }
   const token = Fs.readFileSync(path, "utf8").trim()
   if (token.length < 16) throw new Error(`${path} holds no usable token (at least 16 characters): remove it, or set SHARDHUB_TOKEN`)
-  return { token, created }
+  return token
 }
 
 /**
@@ -113,8 +102,7 @@ export const ensureToken = (home: string): { readonly token: string; readonly cr
 export const readToken = (home: string): string | undefined => {
   try {
     const path = tokenFile(home)
-    const stat = Fs.statSync(path)
-    if (stat.uid !== process.getuid?.() || (stat.mode & 0o077) !== 0) return undefined
+    if (!isPrivateFile(Fs.statSync(path))) return undefined
     const token = Fs.readFileSync(path, "utf8").trim()
     return token === "" ? undefined : token
   } catch {

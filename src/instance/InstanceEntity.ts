@@ -267,15 +267,13 @@ export const layer = (options: Options = {}) =>
       }
 
       const known = Effect.flatMap(now, ({ info }) => info === undefined ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(info))
+      /** Why no process serves a request, as the record stands: removed, or not running. */
+      const refusal = (info: InstanceInfo | undefined) =>
+        info === undefined ? new InstanceNotFound({ id }) : new NotRunning({ id, status: info.status })
       const live = Effect.flatMap(now, ({ info, current }): Effect.Effect<Incarnation, InstanceNotFound | NotRunning> =>
-        info === undefined
-          ? Effect.fail(new InstanceNotFound({ id }))
-          : current === undefined
-          ? Effect.fail(new NotRunning({ id, status: info.status }))
-          : Effect.succeed(current))
-      /** Why the run cannot serve a request after all, as the state is now: ended, or removed. */
-      const notRunning = Effect.flatMap(now, ({ info }): Effect.Effect<never, InstanceNotFound | NotRunning> =>
-        Effect.fail(info === undefined ? new InstanceNotFound({ id }) : new NotRunning({ id, status: info.status })))
+        info !== undefined && current !== undefined ? Effect.succeed(current) : Effect.fail(refusal(info)))
+      /** Why the process cannot serve a request after all, as the state is now: ended, or removed. */
+      const notRunning = Effect.flatMap(now, ({ info }) => Effect.fail(refusal(info)))
 
       const signalFailed = (error: KillError) =>
         new SignalFailed({ id, message: `the process of instance ${id} could not be signalled: ${error.message}` })

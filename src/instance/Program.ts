@@ -83,17 +83,10 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
  * The environment of an instance whose spec asks for the hub: the gateway this runner knows
  * (`SHARDHUB_GATEWAY_URL`) and the instance's own credential for it.
  */
-const withHub = (env: InstanceSpec["env"], token: string | undefined): InstanceSpec["env"] => {
-  const url = process.env["SHARDHUB_GATEWAY_URL"]
-  return {
-    ...env,
-    set: {
-      ...env?.set,
-      ...(url === undefined || url === "" ? {} : { SHARDHUB_HUB_URL: url }),
-      ...(token === undefined ? {} : { SHARDHUB_HUB_TOKEN: token })
-    }
-  }
-}
+const withHub = (env: InstanceSpec["env"], token: string | undefined): InstanceSpec["env"] => ({
+  ...env,
+  set: { ...env?.set, ...Launch.hubUrl(), ...(token === undefined ? {} : { SHARDHUB_HUB_TOKEN: token }) }
+})
 
 /**
  * What a sequence's input starts with (STH's IN channel preamble): how to decode the rest.

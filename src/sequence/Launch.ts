@@ -30,6 +30,17 @@ export interface SequenceStart {
   readonly appConfig?: Readonly<Record<string, unknown>> | undefined
 }
 
+/**
+ * `SHARDHUB_HUB_URL`: the gateway this runner knows (`SHARDHUB_GATEWAY_URL`, which `shardhub up`
+ * sets), for a program that talks to the hub; empty when it knows none.
+ *
+ * @since 0.8.0
+ */
+export const hubUrl = (): Record<string, string> => {
+  const url = process.env["SHARDHUB_GATEWAY_URL"]
+  return url ? { SHARDHUB_HUB_URL: url } : {}
+}
+
 /** How long an in-child runner may take to load the package before the start fails. */
 const readyTimeoutMs = 30_000
 
@@ -50,7 +61,7 @@ export const processSpec = (
     SHARDHUB_SEQUENCE_ARGS: JSON.stringify(start.args ?? info.args),
     SHARDHUB_APP_CONFIG: JSON.stringify(start.appConfig ?? {}),
     // `this.hub` of a Node sequence: the gateway this runner knows, if any.
-    ...(process.env["SHARDHUB_GATEWAY_URL"] ? { SHARDHUB_HUB_URL: process.env["SHARDHUB_GATEWAY_URL"] } : {})
+    ...hubUrl()
   }
   if (info.engine === "python3") {
     set["PYTHONPATH"] = [Path.join(dir, "__pypackages__"), dir, process.env["PYTHONPATH"]].filter(Boolean).join(Path.delimiter)

@@ -41,6 +41,7 @@ import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { promisify } from "node:util"
+import { publishOnce } from "../base/Home.ts"
 
 const execFile = promisify(ChildProcess.execFile)
 
@@ -328,15 +329,7 @@ const identity: Effect.Effect<Identity, EmbeddedPostgresError> = Effect.suspend(
 const ensurePassword = (paths: Paths) =>
   attempt("could not create the store's password file", async () => {
     await Fs.mkdir(paths.root, { recursive: true, mode: 0o700 })
-    const draft = `${paths.password}.${process.pid}.${randomBytes(4).toString("hex")}`
-    await Fs.writeFile(draft, randomBytes(24).toString("base64url"), { mode: 0o600 })
-    try {
-      await Fs.link(draft, paths.password)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-    } finally {
-      await Fs.rm(draft, { force: true })
-    }
+    publishOnce(paths.password, randomBytes(24).toString("base64url"))
     return Redacted.make((await Fs.readFile(paths.password, "utf8")).trim())
   })
 
