@@ -20,12 +20,13 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Url from "node:url"
+import { applyAppLabel as appLabel, applyFileLabel as fileLabel, withCopyIndex } from "../client/Apps.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Rlimits } from "../process/ProcessSpec.ts"
 import * as Format from "./Format.ts"
-import { CliFailure, environment, json, print, withClient, withCopyIndex } from "./Support.ts"
+import { CliFailure, environment, json, print, splitWords, withClient } from "./Support.ts"
 
 const Scalar = Schema.Union([Schema.String, Schema.Finite, Schema.Boolean])
 
@@ -68,9 +69,6 @@ export type App = typeof App.Type
 
 const EcosystemFile = Schema.Struct({ apps: Schema.Array(Schema.Unknown) })
 
-/** The labels `apply` marks its instances with. */
-export const fileLabel = "shardhub.apply/file"
-export const appLabel = "shardhub.apply/app"
 
 /** Reads an ecosystem file as data: JSON, YAML, or a module's export. */
 const load = (file: string) =>
@@ -90,33 +88,6 @@ const load = (file: string) =>
     },
     catch: (error) => new CliFailure({ message: `could not read ${file}: ${(error as Error).message}` })
   })
-
-/** Words of a command line, as a shell splits them (quotes and backslashes; no expansion). */
-export const splitWords = (line: string): Array<string> => {
-  const words: Array<string> = []
-  let word: string | undefined
-  let quote: string | undefined
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!
-    if (quote !== undefined) {
-      if (c === quote) quote = undefined
-      else if (c === "\\" && quote === "\"" && i + 1 < line.length) word += line[++i]
-      else word += c
-    } else if (c === "'" || c === "\"") {
-      quote = c
-      word ??= ""
-    } else if (c === "\\" && i + 1 < line.length) {
-      word = (word ?? "") + line[++i]
-    } else if (/\s/.test(c)) {
-      if (word !== undefined) words.push(word)
-      word = undefined
-    } else {
-      word = (word ?? "") + c
-    }
-  }
-  if (word !== undefined) words.push(word)
-  return words
-}
 
 /** PM2's `max_memory_restart` in MB: a number of bytes, or a string with K, M or G. */
 const megabytes = (value: number | string): number | undefined => {

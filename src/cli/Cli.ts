@@ -11,13 +11,14 @@ import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import { applyCommands } from "./Apply.ts"
 import { clientCommands } from "./Commands.ts"
+import { deployCommands } from "./Deploy.ts"
 import { version } from "../base/Version.ts"
 import { localCommands } from "./Local.ts"
 import { serviceCommands } from "./Service.ts"
 
 const shardhub = Command.make("shardhub").pipe(
   Command.withDescription("Run and control programs across a cluster of machines"),
-  Command.withSubcommands([...localCommands, ...clientCommands, ...applyCommands, ...serviceCommands])
+  Command.withSubcommands([...localCommands, ...clientCommands, ...deployCommands, ...applyCommands, ...serviceCommands])
 )
 
 Command.run(shardhub, { version }).pipe(

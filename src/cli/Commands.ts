@@ -7,24 +7,25 @@
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Console, Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
+import { Console, Duration, Effect, Option, Schedule, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { securityConfig } from "../base/Config.ts"
 import * as RunnerList from "../client/RunnerList.ts"
 import * as Security from "../transport/Security.ts"
+import { appLabel, copiesOf, copySpec, isCopyOf, withCopyIndex } from "../client/Apps.ts"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors.ts"
 import { type InstanceInfo, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import * as Registry from "../instance/Registry.ts"
-import { RestartPolicy } from "../process/ProcessSpec.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import * as Pack from "../sequence/Pack.ts"
-import { appLabel as ecosystemAppLabel } from "./Apply.ts"
+import { deployFlags, deployFromFlags } from "./Deploy.ts"
 import * as Format from "./Format.ts"
-import { appLabel, CliFailure, environment, json, parseJson, print, rlimits, withClient, withCopyIndex, withRegistry, withStore } from "./Support.ts"
+import { CliFailure, environment, json, parseJson, print, rlimits, withClient, withRegistry, withStore } from "./Support.ts"
 
 const id = Argument.String("id").pipe(Argument.withDescription("Instance id or name"))
 const targets = Argument.String("target").pipe(Argument.withDescription("Instance id, name, or all"))
@@ -34,10 +35,6 @@ interface Records {
   readonly get: (id: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
   readonly list: (filter?: { readonly statuses?: ReadonlyArray<InstanceStatus> }) => Effect.Effect<ReadonlyArray<InstanceInfo>, RegistryError>
 }
-
-/** Whether `info` is named `name`, or is a copy of the app `name` (`run --instances`, an ecosystem app). */
-const isCopyOf = (info: InstanceInfo, name: string) =>
-  info.name === name || info.spec.labels?.[appLabel] === name || info.spec.labels?.[ecosystemAppLabel] === name
 
 /**
  * The instances `target` names, as PM2 addresses processes: an id, else every instance of that
@@ -108,10 +105,11 @@ const run = Command.make("run", {
   ),
   env: Flag.String("env").pipe(Flag.withDescription("Set a variable, KEY=VALUE; repeatable"), Flag.atLeast(0)),
   envFile: Flag.String("env-file").pipe(Flag.withDescription("Set the variables of a dotenv file (KEY=VALUE lines); repeatable"), Flag.atLeast(0)),
-  instances: Flag.Int("instances").pipe(
-    Flag.withDescription("Start N copies, named NAME-0 … NAME-(N-1) (NAME: --name, or the command's)"),
-    Flag.withDefault(1)
+  instances: Flag.String("instances").pipe(
+    Flag.withDescription("Start N copies, named NAME-0 … NAME-(N-1) (NAME: --name, or the command's); max: one per CPU of this machine"),
+    Flag.withDefault("1")
   ),
+  ...deployFlags,
   envPass: Flag.String("env-pass").pipe(
     Flag.withDescription("Pass this runner variable on although it is withheld by default (e.g. DATABASE_URL); repeatable"),
     Flag.atLeast(0)
@@ -124,7 +122,7 @@ const run = Command.make("run", {
   Effect.gen(function*() {
     const host = yield* HostClient
     const [command, ...args] = flags.command
-    const restart = Option.map(flags.restart, (mode) => Schema.decodeSync(RestartPolicy)({ mode }))
+    const deploy = yield* deployFromFlags(flags, flags.restart)
     const limits = {
       ...(yield* rlimits(flags.limit)),
       ...Option.match(flags.memory, { onNone: () => ({}), onSome: (memoryMb) => ({ memoryMb }) })
@@ -134,21 +132,24 @@ const run = Command.make("run", {
       ...(Object.keys(set).length === 0 ? {} : { set }),
       ...(flags.envPass.length === 0 ? {} : { pass: flags.envPass })
     }
-    if (flags.instances < 1) return yield* new CliFailure({ message: "--instances must be at least 1" })
-    if (flags.instances > 1 && Option.isSome(flags.id)) return yield* new CliFailure({ message: "--id names one instance; leave it out with --instances" })
+    const copies = flags.instances === "max" ? Os.availableParallelism() : Number(flags.instances)
+    if (!Number.isInteger(copies) || copies < 1) {
+      return yield* new CliFailure({ message: `--instances ${JSON.stringify(flags.instances)}: expected a whole number of at least 1, or max` })
+    }
+    if (copies > 1 && Option.isSome(flags.id)) return yield* new CliFailure({ message: "--id names one instance; leave it out with --instances" })
     const name = Option.getOrElse(flags.name, () => Path.basename(command!))
-    const started = yield* Effect.forEach(Array.from({ length: flags.instances }, (_, i) => i), (i) =>
+    const started = yield* Effect.forEach(Array.from({ length: copies }, (_, i) => i), (i) =>
       host.start({
         program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
-        ...(flags.instances > 1
+        ...(copies > 1
           ? { name: `${name}-${i}`, labels: { [appLabel]: name } }
           : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
-        ...Option.match(restart, { onNone: () => ({}), onSome: (restart) => ({ restart }) }),
+        ...deploy,
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
         ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),
         ...(flags.hub ? { hub: true } : {}),
-        ...(flags.instances > 1 ? { env: withCopyIndex(env, i) } : Object.keys(env).length === 0 ? {} : { env })
+        ...(copies > 1 ? { env: withCopyIndex(env, i) } : Object.keys(env).length === 0 ? {} : { env })
       }, Option.match(flags.id, { onNone: () => ({}), onSome: (id) => ({ id }) })),
       { concurrency: 16 })
     for (const info of started) yield* print(info.id)
@@ -381,14 +382,6 @@ const seq = Command.make("seq").pipe(
   ])
 )
 
-/** The index of a copy of app `name`: its `SHARDHUB_INSTANCE_INDEX`, else its name's `-N`, else 0. */
-const copyIndex = (info: InstanceInfo, name: string) => {
-  const given = Number(info.spec.env?.set?.["SHARDHUB_INSTANCE_INDEX"])
-  if (Number.isInteger(given)) return given
-  const suffix = info.name?.startsWith(`${name}-`) ? Number(info.name.slice(name.length + 1)) : Number.NaN
-  return Number.isInteger(suffix) ? suffix : 0
-}
-
 const scale = Command.make("scale", {
   name: Argument.String("name").pipe(Argument.withDescription("An app's name (run --instances --name, an ecosystem app) or an instance's")),
   count: Argument.Int("count").pipe(Argument.withDescription("How many copies should run"))
@@ -397,10 +390,7 @@ const scale = Command.make("scale", {
     if (flags.count < 0) return yield* new CliFailure({ message: `scale ${flags.name}: the count must be 0 or more, not ${flags.count}` })
     const host = yield* HostClient
     const instances = yield* InstanceClient
-    const copies = (yield* host.list({ statuses: liveStatuses }))
-      .filter((info) => isCopyOf(info, flags.name))
-      .map((info) => ({ info, index: copyIndex(info, flags.name) }))
-      .sort((a, b) => a.index - b.index)
+    const copies = copiesOf(yield* host.list({ statuses: liveStatuses }), flags.name)
     if (copies.length === 0) return yield* new CliFailure({ message: `scale ${flags.name}: no running app or instance of that name` })
     // Down: the highest indexes go first. Up: the missing indexes, each a copy of the lowest.
     for (const { info } of copies.filter(({ index }) => index >= flags.count).reverse()) {
@@ -411,12 +401,7 @@ const scale = Command.make("scale", {
     const taken = new Set(copies.map(({ index }) => index))
     const missing = Array.from({ length: flags.count }, (_, i) => i).filter((i) => !taken.has(i))
     const started = yield* Effect.forEach(missing, (i) =>
-      host.start({
-        ...template,
-        name: `${flags.name}-${i}`,
-        labels: { ...template.labels, [appLabel]: flags.name },
-        env: withCopyIndex(template.env ?? {}, i)
-      }), { concurrency: 16 })
+      host.start(copySpec(template, flags.name, i)), { concurrency: 16 })
     for (const info of started) yield* print(`+ ${info.name} started ${info.id}`)
   })).pipe(Command.withDescription("Run N copies of an app: start the missing indexes, remove the highest first"), withClient)
 

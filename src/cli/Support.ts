@@ -105,21 +105,30 @@ export const environment = (files: ReadonlyArray<string>, pairs: ReadonlyArray<s
     return set
   })
 
-/**
- * The label that names the app an instance is a copy of (`run --instances N --name APP`): the
- * app's name then targets every copy, as in PM2.
- *
- * @since 0.8.0
- */
-export const appLabel = "shardhub.app"
 
-/**
- * The environment of copy `index` of an app: `SHARDHUB_INSTANCE_INDEX`, and PM2's
- * `NODE_APP_INSTANCE` (programs written for PM2 pick their shard or port by it).
- *
- * @since 0.8.0
- */
-export const withCopyIndex = <Env extends { readonly set?: Readonly<Record<string, string>> }>(env: Env, index: number): Env => ({
-  ...env,
-  set: { ...env.set, SHARDHUB_INSTANCE_INDEX: String(index), NODE_APP_INSTANCE: String(index) }
-})
+/** Words of a command line, as a shell splits them (quotes and backslashes; no expansion). */
+export const splitWords = (line: string): Array<string> => {
+  const words: Array<string> = []
+  let word: string | undefined
+  let quote: string | undefined
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!
+    if (quote !== undefined) {
+      if (c === quote) quote = undefined
+      else if (c === "\\" && quote === "\"" && i + 1 < line.length) word += line[++i]
+      else word += c
+    } else if (c === "'" || c === "\"") {
+      quote = c
+      word ??= ""
+    } else if (c === "\\" && i + 1 < line.length) {
+      word = (word ?? "") + line[++i]
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word)
+      word = undefined
+    } else {
+      word = (word ?? "") + c
+    }
+  }
+  if (word !== undefined) words.push(word)
+  return words
+}

@@ -165,7 +165,10 @@ export const layer = (options: Options = {}) =>
               restartsSeen = restarts
               const update = liveReport(status, restarts)
               const { info } = yield* now
-              if (update !== undefined && (update.status !== info?.status || update.pid !== info?.pid)) {
+              if (
+                update !== undefined &&
+                (update.status !== info?.status || update.pid !== info?.pid || (update.reason !== undefined && update.reason !== info?.reason))
+              ) {
                 yield* report(run, update)
               }
             })
@@ -224,7 +227,7 @@ export const layer = (options: Options = {}) =>
           yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring)), scope)
           const started = yield* handle.info
           yield* report(run, {
-            status: "running",
+            status: started.status._tag === "Ready" ? "running" : "starting",
             pid: started.pid ?? null,
             startedAt: started.startedAt ?? null,
             restarts: restartsBefore,

@@ -10,7 +10,7 @@
  */
 import { Schema } from "effect"
 import { TopicName } from "../topic/Topic.ts"
-import { EnvSpec, RestartPolicy, Rlimits, StopWith } from "../process/ProcessSpec.ts"
+import { EnvSpec, Liveness, Readiness, RestartPolicy, Rlimits, StopWith } from "../process/ProcessSpec.ts"
 import { CrashLog, ProcessStats } from "../process/ProcessStatus.ts"
 
 /**
@@ -84,6 +84,13 @@ export const InstanceSpec = Schema.Struct({
   /** How a stop is asked for (default SIGTERM to the process group). */
   stopWith: Schema.optionalKey(StopWith),
   /**
+   * When a command counts as ready (default at once): its ready message, or a check that
+   * passes. Until then its status is `starting`. A sequence is ready when its runner loaded it.
+   */
+  readiness: Schema.optionalKey(Readiness),
+  /** A check that restarts the process (under its restart policy) when it fails in a row. */
+  liveness: Schema.optionalKey(Liveness),
+  /**
    * Topics: `input` feeds the instance's input from a topic, `output` publishes its output to
    * one; `contentType` types them (default `application/octet-stream`).
    */
@@ -97,7 +104,8 @@ export const InstanceSpec = Schema.Struct({
 export type InstanceSpec = typeof InstanceSpec.Type
 
 /**
- * Where an instance stands (seed 001's states): `starting` until its process runs, `running`,
+ * Where an instance stands (seed 001's states): `starting` until its process runs and is ready
+ * (see `InstanceSpec.readiness`), `running`,
  * `stopping` after a stop or kill was asked for, and at the end `stopped` (asked for, or exited
  * with 0) or `crashed` (anything else).
  *

@@ -30,6 +30,7 @@ const common = (id: string, spec: InstanceSpec) => {
     ...(spec.user === undefined ? {} : { user: spec.user }),
     ...(spec.group === undefined ? {} : { group: spec.group }),
     ...(spec.restart === undefined ? {} : { restart: spec.restart }),
+    ...(spec.liveness === undefined ? {} : { liveness: spec.liveness }),
     name: spec.name ?? id,
     // The log is named for the instance, so it can be read after the process was let go.
     logName: id,
@@ -55,10 +56,14 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
         ...(program.args === undefined ? {} : { args: program.args }),
         ...(program.shell === undefined ? {} : { shell: program.shell }),
         ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
-        ...(env === undefined ? {} : { env }),
         ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
+        ...(spec.readiness === undefined ? {} : { readiness: spec.readiness }),
+        ...(spec.readiness?._tag === "Message" ? { env: withNodeChannel(env) } : env === undefined ? {} : { env }),
         messages: "ndjson"
       } satisfies ProcessSpec
+    }
+    if (spec.readiness !== undefined) {
+      return yield* new InvalidSpec({ message: "readiness: a sequence is ready when its runner loaded it; leave readiness out" })
     }
     const store = yield* SequenceStore
     // A confined process gets a copy of the package it owns (the runner's own copy is 0700).
@@ -86,6 +91,16 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
 const withHub = (env: InstanceSpec["env"], token: string | undefined): InstanceSpec["env"] => ({
   ...env,
   set: { ...env?.set, ...Launch.hubUrl(), ...(token === undefined ? {} : { SHARDHUB_HUB_TOKEN: token }) }
+})
+
+/**
+ * The environment of a command that says when it is ready: Node programs get the message
+ * channel as their IPC channel (JSON lines, the channel's own framing), so that
+ * `process.send("ready")` works as under PM2's `wait_ready`.
+ */
+const withNodeChannel = (env: InstanceSpec["env"]): NonNullable<InstanceSpec["env"]> => ({
+  ...env,
+  set: { ...env?.set, NODE_CHANNEL_FD: "3", NODE_CHANNEL_SERIALIZATION_MODE: "json" }
 })
 
 /**

@@ -28,27 +28,42 @@ export const endReport = (terminal: Terminal, stopRequested: boolean): Report =>
     endedAt: Date.now(),
     exitCode: terminal._tag === "Exited" ? terminal.code : terminal._tag === "Failed" ? (terminal.code ?? null) : null,
     signal: terminal._tag === "Killed" ? terminal.signal : terminal._tag === "Failed" ? (terminal.signal ?? null) : null,
-    reason: terminal._tag === "Failed" ? `${terminal.reason}: ${terminal.message}` : null,
+    reason: terminal._tag === "Failed" ? whyEnded(terminal) : null,
     crashLog: terminal.crashLog
   }
 }
 
 /**
- * What a live process status means for the record.
+ * What a live process status means for the record: `starting` until the process is ready,
+ * `running` once it is; a run waiting to be restarted says why its last run ended.
  *
  * @since 0.5.0
  */
 export const liveReport = (status: Status, restarts: number): Report | undefined => {
   switch (status._tag) {
     case "Running":
+      return { status: "starting", pid: status.pid, startedAt: status.startedAt, restarts }
     case "Ready":
       return { status: "running", pid: status.pid, startedAt: status.startedAt, restarts }
     case "Stopping":
       return { status: "stopping" }
     case "Starting":
-    case "Backoff":
       return { status: "starting", pid: null, restarts }
+    case "Backoff":
+      return { status: "starting", pid: null, restarts, reason: whyEnded(status.last) }
     default:
       return undefined
+  }
+}
+
+/** Why a run ended, in a record's words. */
+const whyEnded = (terminal: Terminal): string => {
+  switch (terminal._tag) {
+    case "Failed":
+      return `${terminal.reason}: ${terminal.message}`
+    case "Exited":
+      return `exit code ${terminal.code}`
+    case "Killed":
+      return `killed by ${terminal.signal}`
   }
 }

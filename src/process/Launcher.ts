@@ -44,7 +44,7 @@ export interface Run {
   closed: boolean
   settled: boolean
   /** Set when the manager ended the run for a reason of its own. */
-  failure: { readonly reason: "MemoryLimitExceeded" | "ReadyTimeout"; readonly message: string } | undefined
+  failure: { readonly reason: "MemoryLimitExceeded" | "ReadyTimeout" | "LivenessFailed"; readonly message: string } | undefined
   stopRequested: boolean
   killTimer: ReturnType<typeof setTimeout> | undefined
   killDeadline: number

@@ -25,7 +25,8 @@ import { requestStop, type Run, spawn } from "./Launcher.ts"
 import { groupKill } from "./Spawner.ts"
 import type * as LogStore from "./LogStore.ts"
 import { KillError, type LogsError, NotReady, StdinError, type WriteMessageError } from "./ProcessErrors.ts"
-import type { ResolvedSpec } from "./ProcessSpec.ts"
+import * as Checks from "./Checks.ts"
+import type { Check, ResolvedSpec } from "./ProcessSpec.ts"
 import type { ProcessInfo, ProcessStats, Status, Terminal } from "./ProcessStatus.ts"
 import { cpuPercent, type GroupUsage } from "./ProcStats.ts"
 import * as RestartPolicy from "./RestartPolicy.ts"
@@ -199,10 +200,53 @@ export const make = (options: {
 
   const markReady = (current: Run) => {
     // Readiness that arrives once a stop was asked for is moot.
-    if (run !== current || current.exit !== undefined || status.current()._tag !== "Running") return
+    if (!alive(current) || status.current()._tag !== "Running") return
     if (current.readyTimer !== undefined) clearTimeout(current.readyTimer)
     current.readyTimer = undefined
     if (status.ready(Date.now())) Deferred.doneUnsafe(readyDeferred, Effect.void)
+    if (spec.liveness !== undefined) watchLiveness(current, spec.liveness)
+  }
+
+  /** Whether `current` is still the live run (no exit seen). */
+  const alive = (current: Run) => run === current && current.exit === undefined
+
+  const execContext: Checks.ExecContext = { cwd: spec.cwd, env: options.env, identity: options.identity }
+
+  /** Ends `current` for a reason of the manager's own, saying why in its log. */
+  const fail = (current: Run, reason: "ReadyTimeout" | "LivenessFailed", message: string) => {
+    if (current.failure !== undefined) return
+    current.failure = { reason, message }
+    stdio.logs.append("log", [`shardhub ${reason}: ${message}`.slice(0, settings.maxLineBytes)], Date.now())
+    groupKill(current.pid, "SIGKILL")
+  }
+
+  /** Tries the readiness check every `intervalMs` until it passes (the ready timer bounds it). */
+  const probeReadiness = (current: Run, check: Check, intervalMs: number, timeoutMs: number) => {
+    const tryOnce = () => {
+      if (!alive(current) || status.current()._tag !== "Running") return
+      void Checks.attempt(check, Math.min(intervalMs * 4, timeoutMs), execContext).then((failure) => {
+        if (failure === undefined) markReady(current)
+        else if (alive(current) && status.current()._tag === "Running") setTimeout(tryOnce, intervalMs)
+      })
+    }
+    tryOnce()
+  }
+
+  /** Checks a ready run every interval; `failures` failed tries in a row end it. */
+  const watchLiveness = (current: Run, liveness: NonNullable<ResolvedSpec["liveness"]>) => {
+    let failed = 0
+    const tick = () => {
+      if (!alive(current) || current.stopRequested) return
+      void Checks.attempt(liveness.check, liveness.timeoutMs, execContext).then((failure) => {
+        if (!alive(current) || current.stopRequested) return
+        failed = failure === undefined ? 0 : failed + 1
+        if (failed >= liveness.failures) {
+          return fail(current, "LivenessFailed", `${Checks.describe(liveness.check)} failed ${failed} times in a row: ${failure}`)
+        }
+        setTimeout(tick, liveness.intervalMs)
+      })
+    }
+    setTimeout(tick, liveness.intervalMs)
   }
 
   const startRun = () => {
@@ -237,12 +281,12 @@ export const make = (options: {
     } else if (spec.readiness._tag === "Immediate") {
       markReady(current)
     } else {
-      const { timeoutMs } = spec.readiness
+      const readiness = spec.readiness
       current.readyTimer = setTimeout(() => {
         if (run !== current || status.current()._tag !== "Running") return
-        current.failure = { reason: "ReadyTimeout", message: `not ready within ${timeoutMs} ms` }
-        groupKill(current.pid, "SIGKILL")
-      }, timeoutMs)
+        fail(current, "ReadyTimeout", `not ready within ${readiness.timeoutMs} ms`)
+      }, readiness.timeoutMs)
+      if (readiness._tag === "Check") probeReadiness(current, readiness.check, readiness.intervalMs ?? 250, readiness.timeoutMs)
     }
     if (!firstSpawnReported) {
       firstSpawnReported = true

@@ -21,6 +21,7 @@ export type MessageCodec = typeof MessageCodec.Type
 
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
+const Port = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
 
 /**
  * The child's environment: the runner's own (unless `inherit: false`) without what is
@@ -82,17 +83,55 @@ export const RestartPolicy = Schema.Struct({
 export type RestartPolicy = typeof RestartPolicy.Type
 
 /**
- * When a process counts as ready: at once, or when it sends `{"$shardhub":"ready"}` on its
- * message channel (failing with `ReadyTimeout` after `timeoutMs`).
+ * A check of a running process from outside: a TCP connect, an HTTP GET that must answer 2xx
+ * (on `host`, default 127.0.0.1; `path` default `/`), or a command that must exit 0 (run with
+ * the process's user, working directory and environment).
+ *
+ * @since 0.9.0
+ */
+export const Check = Schema.Union([
+  Schema.TaggedStruct("Tcp", { port: Port, host: Schema.optionalKey(Schema.NonEmptyString) }),
+  Schema.TaggedStruct("Http", {
+    port: Port,
+    host: Schema.optionalKey(Schema.NonEmptyString),
+    path: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^\/[\x21-\x7e]*$/)))
+  }),
+  Schema.TaggedStruct("Exec", { command: Schema.NonEmptyString, args: Schema.optionalKey(Schema.Array(Schema.String)) })
+])
+/** @since 0.9.0 */
+export type Check = typeof Check.Type
+
+/**
+ * When a process counts as ready: at once; when it sends `{"$shardhub":"ready"}` (or Node's
+ * `process.send("ready")`, as PM2's `wait_ready`) on its message channel; or when a
+ * {@link Check} passes, tried every `intervalMs` (default 250). Not ready within `timeoutMs`,
+ * the run is killed with `ReadyTimeout` (and restarted by its policy).
  *
  * @since 0.2.0
  */
 export const Readiness = Schema.Union([
   Schema.TaggedStruct("Immediate", {}),
-  Schema.TaggedStruct("Message", { timeoutMs: PositiveInt })
+  Schema.TaggedStruct("Message", { timeoutMs: PositiveInt }),
+  Schema.TaggedStruct("Check", { check: Check, timeoutMs: PositiveInt, intervalMs: Schema.optionalKey(PositiveInt) })
 ])
 /** @since 0.2.0 */
 export type Readiness = typeof Readiness.Type
+
+/**
+ * A check that acts: once the run is ready, `check` is tried every `intervalMs` (default 10 s),
+ * each try given `timeoutMs` (default 2 s); after `failures` failed tries in a row (default 3)
+ * the run is killed with `LivenessFailed`, and its restart policy decides what comes next.
+ *
+ * @since 0.9.0
+ */
+export const Liveness = Schema.Struct({
+  check: Check,
+  intervalMs: Schema.optionalKey(PositiveInt),
+  timeoutMs: Schema.optionalKey(PositiveInt),
+  failures: Schema.optionalKey(PositiveInt)
+})
+/** @since 0.9.0 */
+export type Liveness = typeof Liveness.Type
 
 /**
  * How a graceful stop is asked for: a signal to the process group, or the in-band message
@@ -152,7 +191,8 @@ export const ProcessSpec = Schema.Struct({
   /** Run with this group (name or gid; default the user's own group). */
   group: Schema.optionalKey(Schema.NonEmptyString),
   restart: Schema.optionalKey(RestartPolicy),
-  readiness: Schema.optionalKey(Readiness)
+  readiness: Schema.optionalKey(Readiness),
+  liveness: Schema.optionalKey(Liveness)
 })
 /** @since 0.2.0 */
 export type ProcessSpec = typeof ProcessSpec.Type
@@ -188,6 +228,7 @@ export interface ResolvedSpec {
   readonly group: string | undefined
   readonly restart: Required<RestartPolicy>
   readonly readiness: Readiness
+  readonly liveness: Required<Liveness> | undefined
 }
 
 /**
@@ -224,7 +265,13 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
     backoffFactor: spec.restart?.backoffFactor ?? 2,
     minUptimeMs: spec.restart?.minUptimeMs ?? 1_000
   },
-  readiness: spec.readiness ?? { _tag: "Immediate" }
+  readiness: spec.readiness ?? { _tag: "Immediate" },
+  liveness: spec.liveness === undefined ? undefined : {
+    check: spec.liveness.check,
+    intervalMs: spec.liveness.intervalMs ?? 10_000,
+    timeoutMs: spec.liveness.timeoutMs ?? 2_000,
+    failures: spec.liveness.failures ?? 3
+  }
 })
 
 /**

@@ -30,6 +30,7 @@ export const FailureReason = Schema.Literals([
   "SpawnFailed",
   "MemoryLimitExceeded",
   "ReadyTimeout",
+  "LivenessFailed",
   "RestartLimitReached"
 ])
 /** @since 0.2.0 */

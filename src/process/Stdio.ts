@@ -192,7 +192,8 @@ export const make = (
       const decoded = decoder.push(chunk)
       for (const value of decoded.messages) {
         const control = Control.fromChild(value)
-        if (control?.$shardhub === "ready") ready()
+        // `"ready"` is what Node's `process.send("ready")` writes (PM2's `wait_ready`).
+        if (control?.$shardhub === "ready" || value === "ready") ready()
         else if (control?.$shardhub === "log") logLine(control)
         else messageHub.publish({ _tag: "Message", value })
       }

@@ -1,0 +1,212 @@
+/**
+ * Deploying services on two runner processes: readiness (a ready message, a TCP check, a
+ * timeout), liveness checks that restart a hung program, and rolling replacement with revert.
+ */
+import { Effect, Exit, Stream } from "effect"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { describe, expect, it } from "vitest"
+import { copySpec } from "../../src/client/Apps.ts"
+import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import * as Rollout from "../../src/client/Rollout.ts"
+import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
+import { useCluster } from "../support/cluster.ts"
+import { root } from "../support/processes.ts"
+
+const fixture = Path.join(root, "test/instance/fixtures/service.mjs")
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+const service = (port: number, env: Record<string, string>, extra: Partial<InstanceSpec> = {}): InstanceSpec => ({
+  program: { _tag: "Command", command: process.execPath, args: [fixture] },
+  env: { set: { PORT: String(port), ...env } },
+  ...extra
+})
+
+const poll = <A>(read: Effect.Effect<A, unknown, HostClient>, until: (a: A) => boolean) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      const value = yield* read
+      if (until(value)) return value
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`condition not met in 20 s: ${JSON.stringify(value)}`))
+      yield* Effect.sleep("50 millis")
+    }
+  })
+
+/** Per index, the intervals between "up" and "down" lines of the audit; overlaps among them. */
+const overlaps = (audit: string) => {
+  const lines = Fs.existsSync(audit) ? Fs.readFileSync(audit, "utf8").trim().split("\n").filter(Boolean) : []
+  const open = new Map<string, Map<string, number>>()
+  const intervals: Array<{ index: string; from: number; to: number }> = []
+  for (const line of lines) {
+    const [what, index, pid, at] = line.split(" ")
+    const byIndex = open.get(index!) ?? new Map<string, number>()
+    open.set(index!, byIndex)
+    if (what === "up") byIndex.set(pid!, Number(at))
+    else if (byIndex.has(pid!)) {
+      intervals.push({ index: index!, from: byIndex.get(pid!)!, to: Number(at) })
+      byIndex.delete(pid!)
+    }
+  }
+  for (const [index, byIndex] of open) for (const from of byIndex.values()) intervals.push({ index, from, to: Infinity })
+  const found: Array<string> = []
+  for (const a of intervals) {
+    for (const b of intervals) if (a !== b && a.index === b.index && a.from < b.to && b.from < a.to && a.from <= b.from) found.push(`${a.index}`)
+  }
+  return found
+}
+
+describe("deploying services", () => {
+  const cluster = useCluster("deploy", { runners: 2 })
+
+  it("is starting until its ready message, then running", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* host.start(service(port, { READY: "late", READY_DELAY: "800" }, {
+        readiness: { _tag: "Check", check: { _tag: "Tcp", port }, timeoutMs: 10_000, intervalMs: 50 }
+      }))
+      const ready = yield* poll(host.get(started.id), (info) => info.status !== "starting")
+      yield* Effect.flatMap(InstanceClient, (c) => c.kill(started.id, { removeImmediately: true }))
+      return { started, ready }
+    }))
+    expect(result.started.status).toBe("starting")
+    expect(result.started.pid).toBeGreaterThan(0)
+    expect(result.ready).toMatchObject({ status: "running", pid: result.started.pid, restarts: 0 })
+
+    // PM2's wait_ready: process.send("ready") on a Node program.
+    const port2 = await freePort()
+    const message = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* host.start(service(port2, { READY: "message" }, { readiness: { _tag: "Message", timeoutMs: 10_000 } }))
+      const ready = yield* poll(host.get(started.id), (info) => info.status !== "starting")
+      yield* Effect.flatMap(InstanceClient, (c) => c.kill(started.id, { removeImmediately: true }))
+      return ready
+    }))
+    expect(message).toMatchObject({ status: "running", restarts: 0 })
+  })
+
+  it("is not ready in time: killed with ReadyTimeout and restarted by its policy, the reason on record", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* host.start(service(port, { READY: "never" }, {
+        readiness: { _tag: "Message", timeoutMs: 300 },
+        restart: { mode: "on-failure", maxRestarts: 1, backoffMs: 10 }
+      }))
+      const restarted = yield* poll(host.get(started.id), (info) => info.restarts >= 1)
+      const ended = yield* poll(host.get(started.id), (info) => info.status === "crashed")
+      const log = yield* Effect.flatMap(InstanceClient, (c) => Stream.runCollect(c.logs(started.id, { streams: ["log"] })))
+      yield* Effect.flatMap(InstanceClient, (c) => c.kill(started.id, { removeImmediately: true }))
+      return { restarted, ended, log }
+    }))
+    expect(result.restarted.reason).toMatch(/^ReadyTimeout: not ready within 300 ms/)
+    expect(result.ended.reason).toMatch(/RestartLimitReached|ReadyTimeout/)
+    // The log says why, in the program's own log.
+    expect(result.log.map((line) => line.text)).toContainEqual(expect.stringMatching(/^shardhub ReadyTimeout: not ready within 300 ms/))
+  })
+
+  it("restarts a hung program when its health check fails in a row (SIGSTOP)", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* host.start(service(port, {}, {
+        liveness: { check: { _tag: "Http", port, path: "/healthz" }, intervalMs: 100, timeoutMs: 200, failures: 3 },
+        restart: { mode: "always", backoffMs: 10 }
+      }))
+      const running = yield* poll(host.get(started.id), (info) => info.status === "running")
+      // A healthy program is left alone through several checks.
+      yield* Effect.sleep("600 millis")
+      const still = yield* host.get(started.id)
+      process.kill(running.pid!, "SIGSTOP")
+      const restarted = yield* poll(host.get(started.id), (info) => info.restarts >= 1 && info.status === "running")
+      yield* Effect.flatMap(InstanceClient, (c) => c.kill(started.id, { removeImmediately: true }))
+      return { running, still, restarted }
+    }))
+    expect(result.still).toMatchObject({ status: "running", restarts: 0, pid: result.running.pid })
+    expect(result.restarted.pid).not.toBe(result.running.pid)
+    expect(result.restarted.reason).toMatch(/^LivenessFailed: http 127\.0\.0\.1:\d+\/healthz failed 3 times in a row/)
+    expect(() => process.kill(result.running.pid!, 0)).toThrow()
+  })
+
+  it("reloads copies one at a time: all replaced, never two of one index at once", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const audit = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-deploy-")), "audit")
+    const template = service(port, { READY: "message", AUDIT: audit }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const old = yield* Effect.forEach([0, 1, 2], (i) => host.start(copySpec(template, "web", i)))
+      for (const info of old) yield* poll(host.get(info.id), (i) => i.status === "running")
+      const events: Array<Rollout.Event> = []
+      const report = yield* Rollout.rollout(
+        old.map((info) => ({ name: info.name!, old: info, spec: info.spec })),
+        { parallel: 1, minHealthyMs: 100 },
+        (event) => Effect.sync(() => void events.push(event))
+      )
+      const live = (yield* host.list({ statuses: ["running", "starting", "stopping"] })).filter((info) => info.name?.startsWith("web-"))
+      const gone = yield* Effect.forEach(old, (info) => Effect.exit(host.get(info.id)))
+      yield* Effect.forEach(live, (info) => Effect.flatMap(InstanceClient, (c) => c.kill(info.id, { removeImmediately: true })))
+      return { old, report, events, live, gone }
+    }))
+    expect(result.report).toMatchObject({ ok: true, reverted: false, failed: [] })
+    expect(result.report.replaced.map((r) => r.name)).toEqual(["web-0", "web-1", "web-2"])
+    expect(result.live.map((info) => info.name).sort()).toEqual(["web-0", "web-1", "web-2"])
+    expect(result.live.every((info) => !result.old.some((o) => o.id === info.id))).toBe(true)
+    expect(result.gone.every(Exit.isFailure)).toBe(true)
+    // One at a time: each old copy stopped, its new copy started and ready, before the next.
+    expect(result.events.map((e) => `${e._tag} ${e.name}`)).toEqual([
+      "Stopped web-0", "Started web-0", "Ready web-0",
+      "Stopped web-1", "Started web-1", "Ready web-1",
+      "Stopped web-2", "Started web-2", "Ready web-2"
+    ])
+    const ups = Fs.readFileSync(audit, "utf8").split("\n").filter((line) => line.startsWith("up "))
+    expect(ups).toHaveLength(6)
+    expect(overlaps(audit)).toEqual([])
+  })
+
+  it("stops a rollout whose new copy never becomes ready and puts the old copies back", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const template = service(port, { READY: "message" }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const old = yield* Effect.forEach([0, 1, 2], (i) => host.start(copySpec(template, "api", i)))
+      for (const info of old) yield* poll(host.get(info.id), (i) => i.status === "running")
+      const broken = (info: typeof old[number]): InstanceSpec => ({
+        ...info.spec,
+        env: { set: { ...info.spec.env?.set, READY: "never", VERSION: "v2" } },
+        readiness: { _tag: "Message", timeoutMs: 400 }
+      })
+      const report = yield* Rollout.rollout(
+        old.map((info) => ({ name: info.name!, old: info, spec: broken(info) })),
+        { parallel: 1 },
+        () => Effect.void
+      )
+      const after = yield* Effect.forEach(old, (info) => host.get(info.id))
+      const live = (yield* host.list()).filter((info) => info.name?.startsWith("api-"))
+      yield* Effect.forEach(live, (info) => Effect.flatMap(InstanceClient, (c) => c.kill(info.id, { removeImmediately: true })))
+      return { report, after, live }
+    }))
+    expect(result.report.ok).toBe(false)
+    expect(result.report.reverted).toBe(true)
+    expect(result.report.failed).toHaveLength(1)
+    expect(result.report.failed[0]!.reason).toMatch(/ReadyTimeout/)
+    // The old copies run again, and nothing of the new version is left.
+    expect(result.after.map((info) => info.status)).toEqual(["running", "running", "running"])
+    expect(result.live.map((info) => info.id).sort()).toEqual(result.after.map((info) => info.id).sort())
+  })
+})
