@@ -15,7 +15,7 @@
  *
  * @since 0.6.0
  */
-import { Console, Effect, Schema } from "effect"
+import { Console, Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -25,6 +25,8 @@ import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Rlimits } from "../process/ProcessSpec.ts"
+import * as Rollout from "../client/Rollout.ts"
+import { type DeployKeys, deploySpec, finish, progressLine, rolloutFlags, rolloutOptions } from "./Deploy.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, environment, json, print, splitWords, withClient } from "./Support.ts"
 
@@ -62,12 +64,28 @@ export const App = Schema.Struct({
   user: Schema.optionalKey(Schema.NonEmptyString),
   group: Schema.optionalKey(Schema.NonEmptyString),
   /** The gateway and a credential for the app's own instance and topics (`hub: true` of its spec). */
-  hub: Schema.optionalKey(Schema.Boolean)
+  hub: Schema.optionalKey(Schema.Boolean),
+  /** When a copy is ready and healthy (the words of `run --ready` / `--health`), durations in ms. */
+  ready: Schema.optionalKey(Schema.String),
+  ready_timeout: Schema.optionalKey(Schema.Finite),
+  health: Schema.optionalKey(Schema.String),
+  health_interval: Schema.optionalKey(Schema.Finite),
+  health_timeout: Schema.optionalKey(Schema.Finite),
+  health_failures: Schema.optionalKey(Schema.Finite),
+  /** PM2's readiness: `wait_ready` (the program calls `process.send("ready")`) within `listen_timeout`. */
+  wait_ready: Schema.optionalKey(Schema.Boolean),
+  listen_timeout: Schema.optionalKey(Schema.Finite),
+  /** PM2's restart keys; durations in ms or as PM2 writes them (`"2s"`, `"1m"`). */
+  max_restarts: Schema.optionalKey(Schema.Finite),
+  min_uptime: Schema.optionalKey(Schema.Union([Schema.Finite, Schema.String])),
+  restart_delay: Schema.optionalKey(Schema.Finite),
+  exp_backoff_restart_delay: Schema.optionalKey(Schema.Finite)
 })
 /** @since 0.6.0 */
 export type App = typeof App.Type
 
 const EcosystemFile = Schema.Struct({ apps: Schema.Array(Schema.Unknown) })
+const EnvBlock = Schema.Record(Schema.String, Scalar)
 
 
 /** Reads an ecosystem file as data: JSON, YAML, or a module's export. */
@@ -98,6 +116,30 @@ const megabytes = (value: number | string): number | undefined => {
   const unit = (match[2] ?? "").toUpperCase()
   const mb = unit === "K" ? amount / 1024 : unit === "G" ? amount * 1024 : unit === "M" ? amount : amount / (1024 * 1024)
   return mb > 0 ? mb : undefined
+}
+
+/** PM2's durations: ms as a number, or a string with ms, s, m or h. */
+const milliseconds = (value: number | string): number | undefined => {
+  if (typeof value === "number") return value >= 0 ? value : undefined
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(value)
+  if (match === null) return undefined
+  const unit = (match[2] ?? "ms").toLowerCase()
+  return Math.round(Number(match[1]) * (unit === "h" ? 3_600_000 : unit === "m" ? 60_000 : unit === "s" ? 1000 : 1))
+}
+
+/** The ecosystem keys that give each deploy key, for errors that name them. */
+const keyNames: Record<keyof DeployKeys, string> = {
+  ready: "ready",
+  readyTimeoutMs: "ready_timeout",
+  health: "health",
+  healthIntervalMs: "health_interval",
+  healthTimeoutMs: "health_timeout",
+  healthFailures: "health_failures",
+  restart: "restart",
+  maxRestarts: "max_restarts",
+  minUptimeMs: "min_uptime",
+  restartDelayMs: "restart_delay",
+  expBackoffRestartDelayMs: "exp_backoff_restart_delay"
 }
 
 const failure = (file: string, app: string, message: string) => new CliFailure({ message: `${file}: app ${app}: ${message}` })
@@ -144,6 +186,23 @@ const desired = (file: string, app: App) =>
     }
     const limits = { ...app.limits, ...(memoryMb === undefined ? {} : { memoryMb }) }
     const mode = app.restart ?? (app.autorestart === undefined ? undefined : app.autorestart ? "always" : "never")
+    const minUptimeMs = app.min_uptime === undefined ? undefined : milliseconds(app.min_uptime)
+    if (app.min_uptime !== undefined && minUptimeMs === undefined) {
+      return yield* fail(`min_uptime ${JSON.stringify(app.min_uptime)}: expected ms, or a duration like 2s or 1m`)
+    }
+    const deploy = yield* deploySpec({
+      ready: app.ready ?? (app.wait_ready === true ? "message" : undefined),
+      readyTimeoutMs: app.ready_timeout ?? (app.wait_ready === true || app.ready !== undefined ? app.listen_timeout : undefined),
+      health: app.health,
+      healthIntervalMs: app.health_interval,
+      healthTimeoutMs: app.health_timeout,
+      healthFailures: app.health_failures,
+      restart: mode,
+      maxRestarts: app.max_restarts,
+      minUptimeMs,
+      restartDelayMs: app.restart_delay,
+      expBackoffRestartDelayMs: app.exp_backoff_restart_delay
+    }, (key) => keyNames[key]).pipe(Effect.mapError((error) => failure(file, app.name, error.message)))
     const copies = app.instances ?? 1
     return Array.from({ length: copies }, (_, i) => {
       const name = copies === 1 ? app.name : `${app.name}-${i}`
@@ -157,14 +216,14 @@ const desired = (file: string, app: App) =>
         ...(app.user === undefined ? {} : { user: app.user }),
         ...(app.group === undefined ? {} : { group: app.group }),
         ...(app.hub === undefined ? {} : { hub: app.hub }),
-        ...(mode === undefined ? {} : { restart: { mode } })
+        ...deploy
       }
       return { name, spec }
     })
   })
 
 /** The apps of `file` and warnings about what in it is not used. */
-const readApps = (file: string) =>
+const readApps = (file: string, envName: string | undefined) =>
   Effect.gen(function*() {
     const decoded = yield* Schema.decodeUnknownEffect(EcosystemFile)(yield* load(file)).pipe(
       Effect.mapError(() => new CliFailure({ message: `${file}: expected an object with an "apps" array` }))
@@ -179,9 +238,14 @@ const readApps = (file: string) =>
       const app = yield* Schema.decodeUnknownEffect(App)(raw, { onExcessProperty: "ignore" }).pipe(
         Effect.mapError((error) => failure(file, label, error.message))
       )
-      const unused = Object.keys(raw as object).filter((key) => !known.has(key))
+      // PM2's per-environment blocks: `env_<name>`, chosen with --env <name>, over `env`.
+      const unused = Object.keys(raw as object).filter((key) => !known.has(key) && !key.startsWith("env_"))
       if (unused.length > 0) warnings.push(`app ${app.name}: not used: ${unused.join(", ")}`)
-      apps.push(app)
+      const block = envName === undefined ? undefined : (raw as Record<string, unknown>)[`env_${envName}`]
+      const chosen = block === undefined ? {} : yield* Schema.decodeUnknownEffect(EnvBlock)(block).pipe(
+        Effect.mapError(() => failure(file, app.name, `env_${envName}: expected an object of strings, numbers or booleans`))
+      )
+      apps.push(Object.keys(chosen).length === 0 ? app : { ...app, env: { ...app.env, ...chosen } })
     }
     const names = apps.map((app) => app.name)
     const twice = names.find((name, i) => names.indexOf(name) !== i)
@@ -258,11 +322,14 @@ const apply = Command.make("apply", {
   prune: Flag.Boolean("prune").pipe(Flag.withDescription("Also stop what this file started and no longer lists"), Flag.withDefault(false)),
   dryRun: Flag.Boolean("dry-run").pipe(Flag.withDescription("Print what would change, change nothing"), Flag.withDefault(false)),
   timeout: Flag.Int("timeout").pipe(Flag.withDescription("ms before SIGKILL when stopping (default 10000)"), Flag.withDefault(10_000)),
+  env: Flag.String("env").pipe(Flag.withDescription("Use each app's env_<name> block over its env (PM2's --env)"), Flag.optional),
+  ...rolloutFlags,
   json
 }, (flags) =>
   Effect.gen(function*() {
     const file = Path.resolve(flags.file)
-    const { apps, warnings } = yield* readApps(file)
+    const options = yield* rolloutOptions(flags, flags.timeout)
+    const { apps, warnings } = yield* readApps(file, Option.getOrUndefined(flags.env))
     for (const warning of warnings) yield* Console.error(`shardhub: ${file}: ${warning}`)
     const declared = (yield* Effect.forEach(apps, (app) => desired(file, app))).flat()
     const host = yield* HostClient
@@ -272,7 +339,16 @@ const apply = Command.make("apply", {
     const report = (step: Step, outcome?: string) =>
       flags.json ? print(Format.json({ ...step, ...(outcome === undefined ? {} : { id: outcome }) })) : print(describe(step, outcome))
     if (flags.dryRun) return yield* Effect.forEach(steps, (step) => report(step), { discard: true })
-    yield* Effect.forEach(steps, (step) => {
+    // What changed is replaced copy by copy, each app on its own rollout (see `reload`).
+    const replacing = steps.filter((step) => step._tag === "Replace")
+    const byApp = new Map<string, Array<Rollout.Replacement>>()
+    for (const step of replacing) {
+      const [first, ...others] = step.old.map((id) => live.find((info) => info.id === id)!)
+      const app = step.spec.labels?.[appLabel] ?? step.name
+      byApp.set(app, [...byApp.get(app) ?? [], { name: step.name, old: first, spec: step.spec }])
+      for (const other of others) yield* instances.stop(other.id, { timeoutMs: flags.timeout })
+    }
+    yield* Effect.forEach(steps, (step): Effect.Effect<void, unknown> => {
       switch (step._tag) {
         case "Keep":
           return report(step)
@@ -281,14 +357,26 @@ const apply = Command.make("apply", {
         case "Start":
           return Effect.flatMap(host.start(step.spec), (info) => report(step, info.id))
         case "Replace":
-          return Effect.forEach(step.old, (id) => instances.stop(id, { timeoutMs: flags.timeout }), { discard: true }).pipe(
-            Effect.andThen(host.start(step.spec)),
-            Effect.flatMap((info) => report(step, info.id))
-          )
+          return Effect.void
       }
     }, { concurrency: 16, discard: true })
+    const reports = yield* Effect.forEach(byApp.values(), (replacements) =>
+      Rollout.rollout(replacements, options, (event) => event._tag === "Failed" || event._tag === "Reverted" ? progressLine(flags.json)(event) : Effect.void).pipe(
+        Effect.tap((outcome) =>
+          Effect.forEach(outcome.replaced, ({ name, old, id }) =>
+            report({ _tag: "Replace", name, spec: replacing.find((step) => step.name === name)!.spec, old: old === undefined ? [] : [old] }, id))
+        )
+      ), { concurrency: 16 })
+    yield* finish({
+      ok: reports.every((r) => r.ok),
+      replaced: reports.flatMap((r) => r.replaced),
+      failed: reports.flatMap((r) => r.failed),
+      reverted: reports.some((r) => r.reverted)
+    }, flags.json, true)
   })).pipe(
-  Command.withDescription("Make the cluster match an ecosystem file: start what is missing, replace what changed (--prune: stop what it no longer lists)"),
+  Command.withDescription(
+    "Make the cluster match an ecosystem file: start what is missing, replace what changed copy by copy (as reload), --prune: stop what it no longer lists"
+  ),
   withClient
 )
 

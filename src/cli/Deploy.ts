@@ -11,10 +11,8 @@
  */
 import { Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { copiesOf } from "../client/Apps.ts"
-import { HostClient } from "../client/HostClient.ts"
 import * as Rollout from "../client/Rollout.ts"
-import { type InstanceInfo, type InstanceSpec, liveStatuses } from "../instance/InstanceSpec.ts"
+import type { InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Check, Liveness, Readiness, RestartPolicy } from "../process/ProcessSpec.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, json, print, splitWords, withClient } from "./Support.ts"
@@ -255,28 +253,16 @@ const describe = (event: Rollout.Event) => {
  *
  * @since 0.9.0
  */
-export const finish = (report: Rollout.Report, asJson: boolean) =>
+export const finish = (report: Rollout.Report, asJson: boolean, quiet = false) =>
   Effect.gen(function*() {
+    if (report.ok && quiet) return
     if (asJson) yield* print(Format.json(report))
-    if (report.ok) return asJson ? undefined : yield* print(`reloaded ${report.replaced.length}`)
+    if (report.ok) return asJson ? undefined : yield* print(`replaced ${report.replaced.length}`)
     return yield* new CliFailure({
       message: `rollout stopped: ${report.failed.map((f) => `${f.name}: ${f.reason}`).join("; ")}${
         report.reverted ? " (the old copies were put back)" : ""
       }`
     })
-  })
-
-/** The instances `target` names for a reload: `all` live ones, else an app's copies or one instance. */
-const reloadTargets = (target: string) =>
-  Effect.gen(function*() {
-    const host = yield* HostClient
-    const live = (yield* host.list({ statuses: liveStatuses })).filter((info) => info.desired === "running")
-    if (target === "all") return live
-    const byId = live.filter((info) => info.id === target)
-    if (byId.length > 0) return byId
-    const copies = copiesOf(live, target).map(({ info }) => info)
-    if (copies.length === 0) return yield* new CliFailure({ message: `reload ${target}: no running app or instance of that name` })
-    return copies
   })
 
 const reload = Command.make("reload", {
@@ -287,9 +273,8 @@ const reload = Command.make("reload", {
 }, (flags) =>
   Effect.gen(function*() {
     const options = yield* rolloutOptions(flags, flags.timeout)
-    const targets = yield* reloadTargets(flags.target)
-    const replacements = targets.map((info: InstanceInfo): Rollout.Replacement => ({ name: info.name ?? info.id, old: info, spec: info.spec }))
-    const report = yield* Rollout.rollout(replacements, options, progressLine(flags.json))
+    const targets = yield* Rollout.targets(flags.target)
+    const report = yield* Rollout.rollout(Rollout.again(targets), options, progressLine(flags.json))
     yield* finish(report, flags.json)
   })).pipe(
     Command.withDescription(

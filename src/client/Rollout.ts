@@ -12,8 +12,8 @@
  *   the rollout.
  * - **Revert.** On a failure the rollout stops and, unless `revert: false`, every copy it
  *   replaced is put back: the new copy is removed and the old one started again, one at a
- *   time, each waited for. Old copies' records are removed only once the whole rollout
- *   succeeded, so there is always something to go back to.
+ *   time, each waited for. Old copies stay on record, stopped (their logs readable), as `ps -a`
+ *   shows them.
  *
  * The rollout runs where it is asked for (the CLI, the gateway): if that process dies midway,
  * what was replaced stays replaced and the rest is untouched; running it again finishes it.
@@ -21,8 +21,9 @@
  * @since 0.9.0
  */
 import { Effect } from "effect"
-import type { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
-import { isEnded } from "../instance/InstanceSpec.ts"
+import { InstanceNotFound } from "../instance/InstanceErrors.ts"
+import { type InstanceInfo, type InstanceSpec, isEnded, liveStatuses } from "../instance/InstanceSpec.ts"
+import { copiesOf } from "./Apps.ts"
 import { HostClient } from "./HostClient.ts"
 import { InstanceClient } from "./InstanceClient.ts"
 
@@ -86,6 +87,32 @@ export interface Report {
 /** How long `spec` may take to be ready when the caller did not say. */
 const readyDeadline = (spec: InstanceSpec) =>
   spec.readiness === undefined || spec.readiness._tag === "Immediate" ? 30_000 : spec.readiness.timeoutMs + 10_000
+
+/**
+ * The instances a reload of `target` replaces: `all` that should run, else one instance by id,
+ * else the copies of an app (or the instances of a name).
+ *
+ * @since 0.9.0
+ */
+export const targets = (target: string) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const live = (yield* host.list({ statuses: liveStatuses })).filter((info) => info.desired === "running")
+    if (target === "all") return live
+    const byId = live.filter((info) => info.id === target)
+    if (byId.length > 0) return byId
+    const copies = copiesOf(live, target).map(({ info }) => info)
+    if (copies.length === 0) return yield* new InstanceNotFound({ id: target })
+    return copies
+  })
+
+/**
+ * The replacements of a reload: each instance by a copy of itself.
+ *
+ * @since 0.9.0
+ */
+export const again = (instances: ReadonlyArray<InstanceInfo>): Array<Replacement> =>
+  instances.map((info) => ({ name: info.name ?? info.id, old: info, spec: info.spec }))
 
 /**
  * Waits until instance `id` is ready and then healthy for `minHealthyMs`; fails with why not.
@@ -193,13 +220,6 @@ export const rollout = <R>(
     }
     const reverted = failed.length > 0 && options.revert !== false
     if (reverted) yield* Effect.forEach([...touched].reverse(), putBack, { discard: true })
-    else {
-      // The old copies of what was replaced go (their records too).
-      yield* Effect.forEach(replaced, ({ old }) => old === undefined ? Effect.void : instances.kill(old, { removeImmediately: true }), {
-        concurrency: 16,
-        discard: true
-      })
-    }
     return { ok: failed.length === 0, replaced: reverted ? [] : replaced, failed, reverted } satisfies Report
   })
 

@@ -2,7 +2,7 @@
  * shardhub's own HTTP API, beside STH's: `/api/shardhub/v1` does what the CLI does — start a
  * command (or sequence) instance with the full spec, list and read records (runner, restarts,
  * labels), stop, kill, restart and forget instances, read logs (the last lines, then live as
- * NDJSON) and events, stats, runners. The same guard as STH's endpoints applies (token, Host and Origin
+ * NDJSON) and events, stats, runners, and reload an app copy by copy. The same guard as STH's endpoints applies (token, Host and Origin
  * checks, JSON bodies).
  *
  * @since 0.6.0
@@ -17,6 +17,16 @@ const error = HttpErrors.all
 const id = { id: Schema.String }
 const ndjson = HttpApiSchema.StreamUint8Array({ contentType: "application/x-ndjson" })
 const Timeout = Schema.Struct({
+  timeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })))
+})
+
+/** What a reload is asked with (see `shardhub reload`). @since 0.9.0 */
+export const ReloadBody = Schema.Struct({
+  target: Schema.NonEmptyString,
+  parallel: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 }))),
+  minHealthyMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 }))),
+  revert: Schema.optionalKey(Schema.Boolean),
+  surge: Schema.optionalKey(Schema.Boolean),
   timeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })))
 })
 
@@ -62,6 +72,12 @@ export class NativeApi extends HttpApiGroup.make("native")
     HttpApiEndpoint.get("stats", "/instances/:id/stats", { params: id, success: ProcessStats, error }),
     HttpApiEndpoint.get("events", "/instances/:id/events", { params: id, success: ndjson, error })
       .annotate(OpenApi.Description, "Every event the instance emits from now on, as NDJSON {name, data}, until it ends."),
-    HttpApiEndpoint.get("runners", "/runners", { success: Schema.Array(Runner), error })
+    HttpApiEndpoint.get("runners", "/runners", { success: Schema.Array(Runner), error }),
+    HttpApiEndpoint.post("reload", "/reload", { payload: ReloadBody, success: ndjson, error }).annotate(
+      OpenApi.Description,
+      "Replaces the copies `target` names (an app, an instance, or all) a few at a time, each ready before the next: " +
+        "NDJSON progress {_tag: Stopped|Started|Ready|Failed|Reverted, name, id}, then the report {ok, replaced, failed, reverted}. " +
+        "The rollout goes on if the caller leaves."
+    )
   )
   .prefix("/api/shardhub/v1") {}

@@ -3,12 +3,15 @@
  *
  * @since 0.6.0
  */
-import { Effect } from "effect"
+import { Cause, Effect, Queue, Stream } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
 import { HostClient } from "../client/HostClient.ts"
 import { InstanceClient } from "../client/InstanceClient.ts"
+import * as Rollout from "../client/Rollout.ts"
 import { liveStatuses } from "../instance/InstanceSpec.ts"
 import { Api } from "./Api.ts"
+import * as Body from "./Body.ts"
+import { ReloadBody } from "./NativeApi.ts"
 import { http } from "./HttpErrors.ts"
 import * as Responses from "./Responses.ts"
 
@@ -39,5 +42,28 @@ export const nativeHandlers = HttpApiBuilder.group(
       .handleRaw("events", ({ params }) =>
         Effect.as(http(host.get(params.id)), Responses.ndjson(instances.events(params.id))))
       .handle("runners", () => http(host.runners))
+      .handleRaw("reload", ({ request }) =>
+        Effect.gen(function*() {
+          const payload = yield* Body.json(request, ReloadBody)
+          const targets = yield* http(Rollout.targets(payload.target))
+          const progress = yield* Queue.unbounded<unknown, Cause.Done>()
+          // The rollout belongs to the gateway, not to the request: a caller that leaves does
+          // not leave copies half replaced.
+          yield* Rollout.rollout(Rollout.again(targets), {
+            parallel: payload.parallel,
+            minHealthyMs: payload.minHealthyMs,
+            revert: payload.revert,
+            surge: payload.surge,
+            stopTimeoutMs: payload.timeoutMs
+          }, (event) => Effect.asVoid(Queue.offer(progress, event))).pipe(
+            Effect.flatMap((report) => Queue.offer(progress, report)),
+            Effect.catchCause((cause) => Queue.offer(progress, { _tag: "Error", message: Cause.pretty(cause).split("\n")[0] })),
+            Effect.ensuring(Queue.end(progress)),
+            Effect.provideService(HostClient, host),
+            Effect.provideService(InstanceClient, instances),
+            Effect.forkDetach
+          )
+          return Responses.ndjson(Stream.fromQueue(progress))
+        }))
   })
 )
