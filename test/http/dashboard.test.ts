@@ -77,6 +77,17 @@ describe("the dashboard in a browser", () => {
     await page.waitForFunction(() => document.getElementById("log")?.textContent?.includes("hello-dashboard"), { timeout: 20_000 })
     await page.waitForFunction(() => document.querySelector("[data-field=status]")?.textContent === "running", { timeout: 10_000 })
     await shot("instance")
+    // Reload its app: a new copy replaces it, ready before the old one is gone; the page says so.
+    const reload = await page.waitForSelector("#reload")
+    await reload!.click()
+    await page.waitForFunction(() => document.getElementById("status")?.textContent === "reload from-browser: 1 replaced", { timeout: 30_000 })
+    const copies = await fetch(`${url}/api/shardhub/v1/instances?all=true`).then((r) => r.json()) as Array<{ id: string; name?: string; status: string }>
+    const named = copies.filter((info) => info.name === "from-browser")
+    expect(named.map((info) => info.status).sort()).toEqual(["running", "stopped"])
+    expect(named.find((info) => info.status === "stopped")!.id).toBe(id)
+    // Stop ends the replaced copy, as it did the old one: go to the new copy's page.
+    await page.goto(`${url}/#/instance/${named.find((info) => info.status === "running")!.id}`)
+    await page.waitForFunction(() => document.querySelector("[data-field=status]")?.textContent === "running", { timeout: 10_000 })
     const stop = await page.waitForSelector("xpath/.//button[text()='Stop']")
     await stop!.click()
     await page.waitForFunction(() => document.querySelector("[data-field=status]")?.textContent === "stopped", { timeout: 20_000 })

@@ -175,6 +175,33 @@ const sparkline = (values, max) => {
   return svg
 }
 
+/** The app an instance is a copy of (its name targets every copy), else the instance itself. */
+const appOf = (info) => info.spec.labels?.["shardhub.app"] ?? info.spec.labels?.["shardhub.apply/app"] ?? info.name ?? info.id
+
+/** Reloads `target` copy by copy, showing each step of the rollout as it comes. */
+const reload = async (target) => {
+  try {
+    const response = await api(`${native}/reload`, { method: "POST", json: { target } })
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+    let rest = ""
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      rest += value
+      let newline
+      while ((newline = rest.indexOf("\n")) >= 0) {
+        const step = JSON.parse(rest.slice(0, newline))
+        rest = rest.slice(newline + 1)
+        if (step._tag === "Error") show(`reload ${target}: ${step.message}`, true)
+        else if (step._tag === undefined) show(step.ok ? `reload ${target}: ${step.replaced.length} replaced` : `reload ${target} stopped${step.reverted ? ", old copies put back" : ""}: ${step.failed.map((f) => f.reason).join("; ")}`, !step.ok)
+        else show(`reload ${target}: ${step.name} ${step._tag.toLowerCase()}${step.reason ? `: ${step.reason}` : ""}`, step._tag === "Failed")
+      }
+    }
+  } catch (error) {
+    show(error.message, true)
+  }
+}
+
 const instance = (id) => {
   const record = el("tbody")
   const stats = el("div", { class: "bar" })
@@ -190,7 +217,7 @@ const instance = (id) => {
   }
   view.replaceChildren(
     el("section", {}, el("h2", {}, `Instance ${id}`),
-      el("div", { class: "bar" }, el("button", { onclick: act("stop") }, "Stop"), el("button", { onclick: act("restart") }, "Restart"), el("button", { class: "danger", onclick: act("kill") }, "Kill")),
+      el("div", { class: "bar" }, el("button", { onclick: act("stop") }, "Stop"), el("button", { onclick: act("restart") }, "Restart"), el("button", { id: "reload", onclick: async () => reload(appOf(await json(`${native}/instances/${encodeURIComponent(id)}`))) }, "Reload app"), el("button", { class: "danger", onclick: act("kill") }, "Kill")),
       el("table", {}, record)),
     el("section", {}, el("h2", {}, "Usage"), stats),
     el("section", {}, el("h2", {}, "Log"), log),
