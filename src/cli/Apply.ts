@@ -337,7 +337,7 @@ const apply = Command.make("apply", {
     const live = (yield* host.list({ statuses: ["starting", "running"] })).filter((info) => info.desired === "running")
     const steps = plan(file, declared, live, flags.prune)
     const report = (step: Step, outcome?: string) =>
-      flags.json ? print(Format.json({ ...step, ...(outcome === undefined ? {} : { id: outcome }) })) : print(describe(step, outcome))
+      flags.json ? print(Format.jsonLine({ ...step, ...(outcome === undefined ? {} : { id: outcome }) })) : print(describe(step, outcome))
     if (flags.dryRun) return yield* Effect.forEach(steps, (step) => report(step), { discard: true })
     // What changed is replaced copy by copy, each app on its own rollout (see `reload`).
     const replacing = steps.filter((step) => step._tag === "Replace")

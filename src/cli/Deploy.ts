@@ -231,7 +231,7 @@ export const rolloutOptions = (flags: { readonly parallel: number; readonly minH
  * @since 0.9.0
  */
 export const progressLine = (asJson: boolean) => (event: Rollout.Event) =>
-  print(asJson ? Format.json(event) : describe(event))
+  print(asJson ? Format.jsonLine(event) : describe(event))
 
 const describe = (event: Rollout.Event) => {
   switch (event._tag) {
@@ -256,7 +256,7 @@ const describe = (event: Rollout.Event) => {
 export const finish = (report: Rollout.Report, asJson: boolean, quiet = false) =>
   Effect.gen(function*() {
     if (report.ok && quiet) return
-    if (asJson) yield* print(Format.json(report))
+    if (asJson) yield* print(Format.jsonLine(report))
     if (report.ok) return asJson ? undefined : yield* print(`replaced ${report.replaced.length}`)
     return yield* new CliFailure({
       message: `rollout stopped: ${report.failed.map((f) => `${f.name}: ${f.reason}`).join("; ")}${

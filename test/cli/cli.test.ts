@@ -221,7 +221,15 @@ describe("the shardhub command on two runners", () => {
     await ok("apply", file)
     const restartedApp = await ok("restart", "eco-ticker", "--timeout", "2000")
     expect(restartedApp.trim().split("\n")).toHaveLength(2)
-    expect((await ok("delete", "eco-ticker")).trim().split("\n")).toHaveLength(2)
+    // Reload replaces the copies one at a time, each new one ready before the next old one stops.
+    const reloaded = (await ok("reload", "eco-ticker", "--timeout", "2000")).trim().split("\n")
+    expect(reloaded.map((line) => line.split(" ").slice(0, 3).join(" "))).toEqual([
+      "- eco-ticker-0 stopped", "+ eco-ticker-0 started", "= eco-ticker-0 ready",
+      "- eco-ticker-1 stopped", "+ eco-ticker-1 started", "= eco-ticker-1 ready",
+      "replaced 2"
+    ])
+    // The old copies stay on record, stopped; delete takes all four.
+    expect((await ok("delete", "eco-ticker")).trim().split("\n")).toHaveLength(4)
   })
 
   it("applies an ecosystem file: starts what is missing, replaces what changed, leaves the rest; twice changes nothing", async () => {
@@ -355,6 +363,68 @@ describe("the shardhub command on two runners", () => {
       expect(result.stderr.trim().split("\n")).toHaveLength(1)
       expect(result.stderr).toMatch(/^shardhub: /)
     }
+  })
+
+  it("maps PM2's restart and readiness keys and env_<name> blocks of an ecosystem file onto the spec", async () => {
+    const dir = Path.join(cluster.home, "ecosystem-pm2")
+    Fs.mkdirSync(dir, { recursive: true })
+    const file = Path.join(dir, "ecosystem.config.json")
+    Fs.writeFileSync(file, JSON.stringify({
+      apps: [{
+        name: "pm2-web",
+        command: "sleep",
+        args: "600",
+        wait_ready: true,
+        listen_timeout: 8000,
+        max_restarts: 5,
+        min_uptime: "2s",
+        exp_backoff_restart_delay: 100,
+        health: "http:8080/healthz",
+        health_failures: 2,
+        env: { MODE: "dev", KEEP: "yes" },
+        env_production: { MODE: "prod" }
+      }]
+    }))
+    const [step] = (await ok("apply", file, "--dry-run", "--json", "--env", "production")).trim().split("\n").map((line) => JSON.parse(line))
+    expect(step.spec).toMatchObject({
+      readiness: { _tag: "Message", timeoutMs: 8000 },
+      liveness: { check: { _tag: "Http", port: 8080, path: "/healthz" }, failures: 2 },
+      restart: { mode: "always", maxRestarts: 5, minUptimeMs: 2000, backoffMs: 100, backoffFactor: 1.5, backoffMaxMs: 15000 },
+      env: { set: { MODE: "prod", KEEP: "yes" } }
+    })
+    // A key with a bad value is named, with its app.
+    Fs.writeFileSync(file, JSON.stringify({ apps: [{ name: "pm2-bad", command: "sleep", health: "http:0/x" }] }))
+    const bad = await shardhub(["apply", file])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/app pm2-bad: health "http:0\/x": a port is 1–65535/)
+  })
+
+  it("refuses bad deploy settings in one line naming the flag, starting nothing", async () => {
+    const ids = async () => (JSON.parse(await ok("ps", "--all", "--json")) as Array<{ id: string }>).map((info) => info.id).sort()
+    const before = await ids()
+    for (const [flags, named] of [
+      [["--ready", "udp:80"], /--ready "udp:80": unknown kind "udp"/],
+      [["--ready", "tcp:70000"], /--ready "tcp:70000": a port is 1–65535/],
+      [["--health", "http:8080/x", "--health-interval", "0"], /--health-interval 0: expected a whole number of at least 1/],
+      [["--ready-timeout", "100"], /--ready-timeout is the time to be ready: give --ready too/],
+      [["--max-restarts", "-1"], /--max-restarts -1: expected a whole number of at least 0/],
+      [["--instances", "lots"], /--instances "lots": expected a whole number of at least 1, or max/]
+    ] as const) {
+      const result = await shardhub(["run", ...flags, "--", "sleep", "60"])
+      expect({ flags, code: result.code }).toEqual({ flags, code: 1 })
+      expect(result.stderr.trim().split("\n")).toHaveLength(1)
+      expect(result.stderr).toMatch(named)
+    }
+    for (const [args, named] of [
+      [["reload", "no-such-app"], /no-such-app/],
+      [["reload", "all", "--parallel", "0"], /--parallel 0: expected at least 1/],
+      [["scale", "no-such-app", "2"], /no-such-app/]
+    ] as const) {
+      const result = await shardhub(args)
+      expect({ args, code: result.code }).toEqual({ args, code: 1 })
+      expect(result.stderr).toMatch(named)
+    }
+    expect(await ids()).toEqual(before)
   })
 })
 
