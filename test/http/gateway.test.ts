@@ -207,6 +207,22 @@ describe("the HTTP gateway", () => {
     expect((await native("DELETE", `/instances/${id}`)).status).toBe(200)
     expect((await native("GET", `/instances/${id}`)).status).toBe(404)
     expect((await native("POST", "/instances", { spec: { program: { _tag: "Command", command: "" } } })).status).toBe(400)
+    // An invalid probe is named in the 400; nothing starts.
+    const probe = await native("POST", "/instances", {
+      spec: { program: { _tag: "Command", command: "sleep", args: ["60"] }, liveness: { check: { _tag: "Tcp", port: 8080 }, intervalMs: 0 } }
+    })
+    expect(probe.status).toBe(400)
+    expect(probe.text).toContain("intervalMs")
+
+    // Reload: NDJSON progress, then the report; an unknown name is a 404, a bad body a 400.
+    const app = await native("POST", "/instances", { spec: { program: { _tag: "Command", command: "sleep", args: ["600"] }, name: "native-app" } })
+    const reload = (await native("POST", "/reload", { target: "native-app", timeoutMs: 2000 })).text.trim().split("\n").map((line) => JSON.parse(line))
+    expect(reload.map((step: { _tag?: string }) => step._tag)).toEqual(["Stopped", "Started", "Ready", undefined])
+    expect(reload.at(-1)).toMatchObject({ ok: true, reverted: false, replaced: [{ name: "native-app", old: app.json.id }] })
+    expect((await native("GET", `/instances/${app.json.id}`)).json).toMatchObject({ status: "stopped" })
+    await native("DELETE", `/instances/${reload.at(-1).replaced[0].id}`)
+    expect((await native("POST", "/reload", { target: "no-such-app" })).status).toBe(404)
+    expect((await native("POST", "/reload", { target: "native-app", parallel: 0 })).status).toBe(400)
 
     const runners = (await native("GET", "/runners")).json
     expect(runners).toHaveLength(2)
