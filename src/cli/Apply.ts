@@ -26,7 +26,7 @@ import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Rlimits } from "../process/ProcessSpec.ts"
 import * as Rollout from "../client/Rollout.ts"
-import { type DeployKeys, deploySpec, finish, progressLine, rolloutFlags, rolloutOptions } from "./Deploy.ts"
+import { checkCron, type DeployKeys, deploySpec, finish, progressLine, rolloutFlags, rolloutOptions } from "./Deploy.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, environment, json, print, splitWords, withClient } from "./Support.ts"
 
@@ -79,7 +79,9 @@ export const App = Schema.Struct({
   max_restarts: Schema.optionalKey(Schema.Finite),
   min_uptime: Schema.optionalKey(Schema.Union([Schema.Finite, Schema.String])),
   restart_delay: Schema.optionalKey(Schema.Finite),
-  exp_backoff_restart_delay: Schema.optionalKey(Schema.Finite)
+  exp_backoff_restart_delay: Schema.optionalKey(Schema.Finite),
+  /** Run once per tick of this cron expression instead of at once (see `run --cron`). */
+  cron: Schema.optionalKey(Schema.String)
 })
 /** @since 0.6.0 */
 export type App = typeof App.Type
@@ -203,6 +205,7 @@ const desired = (file: string, app: App) =>
       restartDelayMs: app.restart_delay,
       expBackoffRestartDelayMs: app.exp_backoff_restart_delay
     }, (key) => keyNames[key]).pipe(Effect.mapError((error) => failure(file, app.name, error.message)))
+    if (app.cron !== undefined) yield* checkCron("cron", app.cron).pipe(Effect.mapError((error) => failure(file, app.name, error.message)))
     const copies = app.instances ?? 1
     return Array.from({ length: copies }, (_, i) => {
       const name = copies === 1 ? app.name : `${app.name}-${i}`
@@ -216,7 +219,8 @@ const desired = (file: string, app: App) =>
         ...(app.user === undefined ? {} : { user: app.user }),
         ...(app.group === undefined ? {} : { group: app.group }),
         ...(app.hub === undefined ? {} : { hub: app.hub }),
-        ...deploy
+        ...deploy,
+        ...(app.cron === undefined ? {} : { schedule: { cron: app.cron } })
       }
       return { name, spec }
     })

@@ -23,7 +23,7 @@ import { type InstanceInfo, type InstanceStatus, liveStatuses } from "../instanc
 import * as Registry from "../instance/Registry.ts"
 import type { LogLine } from "../process/LogStore.ts"
 import * as Pack from "../sequence/Pack.ts"
-import { deployFlags, deployFromFlags } from "./Deploy.ts"
+import { checkCron, deployFlags, deployFromFlags } from "./Deploy.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, environment, json, parseJson, print, rlimits, withClient, withRegistry, withStore } from "./Support.ts"
 
@@ -110,6 +110,10 @@ const run = Command.make("run", {
     Flag.withDefault("1")
   ),
   ...deployFlags,
+  cron: Flag.String("cron").pipe(
+    Flag.withDescription("Run once per tick of this cron expression (5 fields, or 6 with seconds; UTC) instead of at once; never two runs at once"),
+    Flag.optional
+  ),
   envPass: Flag.String("env-pass").pipe(
     Flag.withDescription("Pass this runner variable on although it is withheld by default (e.g. DATABASE_URL); repeatable"),
     Flag.atLeast(0)
@@ -123,6 +127,7 @@ const run = Command.make("run", {
     const host = yield* HostClient
     const [command, ...args] = flags.command
     const deploy = yield* deployFromFlags(flags, flags.restart)
+    if (Option.isSome(flags.cron)) yield* checkCron("--cron", flags.cron.value)
     const limits = {
       ...(yield* rlimits(flags.limit)),
       ...Option.match(flags.memory, { onNone: () => ({}), onSome: (memoryMb) => ({ memoryMb }) })
@@ -145,6 +150,7 @@ const run = Command.make("run", {
           ? { name: `${name}-${i}`, labels: { [appLabel]: name } }
           : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
         ...deploy,
+        ...Option.match(flags.cron, { onNone: () => ({}), onSome: (cron) => ({ schedule: { cron } }) }),
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
         ...Option.match(flags.group, { onNone: () => ({}), onSome: (group) => ({ group }) }),

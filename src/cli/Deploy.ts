@@ -12,7 +12,7 @@
 import { Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Rollout from "../client/Rollout.ts"
-import type { InstanceSpec } from "../instance/InstanceSpec.ts"
+import { CronExpression, type InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Check, Liveness, Readiness, RestartPolicy } from "../process/ProcessSpec.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, json, print, splitWords, withClient } from "./Support.ts"
@@ -77,6 +77,17 @@ export const parseCheck = (field: string, text: string): Effect.Effect<Check, Cl
     )
   )
 }
+
+/**
+ * A cron expression as a schedule takes it, or why not, naming `field`.
+ *
+ * @since 0.9.0
+ */
+export const checkCron = (field: string, text: string) =>
+  Schema.decodeUnknownEffect(CronExpression)(text).pipe(
+    Effect.mapError(() => invalid(field, text, "expected a cron expression of 5 fields (minute hour day month weekday), or 6 with seconds first")),
+    Effect.asVoid
+  )
 
 /** A whole number of at least `minimum`, or why not. */
 const whole = (field: string, value: number | undefined, minimum: number) =>

@@ -94,7 +94,11 @@ const instanceRow = (info: InstanceInfo, now: number) => {
     info.pid,
     info.runner,
     info.restarts,
-    info.status === "running" && info.startedAt !== undefined ? age(now - info.startedAt) : undefined,
+    info.status === "running" && info.startedAt !== undefined
+      ? age(now - info.startedAt)
+      : info.status === "scheduled" && info.nextTickAt !== undefined
+      ? `next in ${age(Math.max(0, info.nextTickAt - now))}`
+      : undefined,
     program._tag === "Command" ? [program.command, ...(program.args ?? [])].join(" ") : `sequence ${program.sequenceId}`
   ] as const
 }
@@ -125,7 +129,9 @@ export const record = (info: InstanceInfo, now = Date.now()): string => {
     ["uptime", uptime],
     ["exit code", info.exitCode],
     ["signal", info.signal],
-    ["reason", info.reason]
+    ["reason", info.reason],
+    ["schedule", info.spec.schedule?.cron],
+    ["next run", info.nextTickAt === undefined || info.status !== "scheduled" ? undefined : new Date(info.nextTickAt).toISOString()]
   ])
 }
 

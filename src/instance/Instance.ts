@@ -12,7 +12,8 @@
  * @since 0.3.0
  */
 import { ClusterSchema, Entity } from "effect/cluster"
-import { Schema } from "effect"
+import { DeliverAt } from "effect/cluster"
+import { DateTime, PrimaryKey, Schema } from "effect"
 import { Rpc } from "effect/rpc"
 import { LogLine, LogsQuery } from "../process/LogStore.ts"
 import { LogsError } from "../process/ProcessErrors.ts"
@@ -82,6 +83,32 @@ export const Restart = Rpc.make("Restart", {
   success: InstanceInfo,
   error: Schema.Union([...known, SignalFailed, StartFailed, InvalidSpec])
 })
+
+/**
+ * When a tick of a scheduled instance is due (ms since the epoch): the message is delivered
+ * then, and one tick is stored once (its time is its key).
+ *
+ * @since 0.9.0
+ */
+export class TickAt extends Schema.Class<TickAt>("shardhub/Instance/TickAt")({ at: Schema.Number }) {
+  [PrimaryKey.symbol]() {
+    return String(this.at)
+  }
+  [DeliverAt.symbol]() {
+    return DateTime.fromDateUnsafe(new Date(this.at))
+  }
+}
+
+/**
+ * A tick of a scheduled instance: run the program once (unless a run is still going), and ask
+ * for the next tick. Persisted: a tick due while the cluster was down is delivered when it is
+ * back.
+ *
+ * @since 0.9.0
+ */
+export const Tick = Rpc.make("Tick", { payload: TickAt })
+  .annotate(ClusterSchema.Persisted, true)
+  .annotate(ClusterSchema.Uninterruptible, true)
 
 /** @since 0.3.0 */
 export const Info = Rpc.make("Info", { success: InstanceInfo, error: Schema.Union(known) })
@@ -179,6 +206,7 @@ export const Instance = Entity.make("Instance", [
   Stop,
   Kill,
   Restart,
+  Tick,
   Info,
   GetHealth,
   Stats,

@@ -31,14 +31,14 @@
 import { Entity } from "effect/cluster"
 import { Sharding } from "effect/cluster/Sharding"
 import { Rpc } from "effect/rpc"
-import { Deferred, Effect, Option, PubSub, Ref, Scope, Stream } from "effect"
+import { Cron, Deferred, Effect, Option, PubSub, Ref, Scope, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { KillError } from "../process/ProcessErrors.ts"
 import { isTerminal, type Terminal } from "../process/ProcessStatus.ts"
 import { ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort } from "./DataPort.ts"
-import { Instance } from "./Instance.ts"
+import { Instance, TickAt } from "./Instance.ts"
 import { Fence } from "../liveness/Fence.ts"
 import * as KeepAlive from "../liveness/KeepAlive.ts"
 import { InstanceNotFound, NotRunning, StartFailed, SignalFailed } from "./InstanceErrors.ts"
@@ -108,6 +108,7 @@ export const layer = (options: Options = {}) =>
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
       const knownTopics = yield* TopicRegistry.make
+      const self = (yield* Instance.client)(id)
 
       const initial: InstanceInfo | undefined = yield* registry.get(id).pipe(
         Effect.map((found): InstanceInfo | undefined => found),
@@ -152,7 +153,9 @@ export const layer = (options: Options = {}) =>
               if (isTerminal(status)) {
                 if ((yield* now).releasing) return
                 const ending = endReport(status, run.stopRequested)
-                yield* report(run, ending)
+                // A scheduled instance whose schedule is on waits for its next tick.
+                const waiting = (yield* now).info?.spec.schedule !== undefined && (yield* now).info?.desired === "running"
+                yield* report(run, waiting ? { ...ending, desired: "running", status: "scheduled" } : ending)
                 if (ending.status === "stopped" || ending.status === "crashed") yield* InstanceMetrics.ended(ending.status)
                 yield* PubSub.publish(run.events, undefined)
                 yield* keepAlive(false)
@@ -205,6 +208,23 @@ export const layer = (options: Options = {}) =>
       /** Records that the process of `record` could not be started. */
       const startFailed = (record: InstanceInfo, reason: string) =>
         Effect.asVoid(store(record.epoch, { desired: "stopped", status: "crashed", reason, endedAt: Date.now() }))
+
+      /**
+       * Asks for the next tick of a scheduled instance (a persisted message, delivered when it
+       * is due: missed while the cluster was down, it comes when it is back), then keeps its
+       * time on record with `update`. The tick is sent first: a tick due at another time than
+       * the record's is a stray (from a handler that ran twice) and is dropped.
+       */
+      const arm = (record: InstanceInfo, cron: string, update: Report = {}) =>
+        Effect.gen(function*() {
+          const at = Cron.next(Cron.parseUnsafe(cron), new Date()).getTime()
+          yield* self.Tick(new TickAt({ at }), { discard: true }).pipe(
+            Effect.tapError((error) => Effect.logWarning(`instance ${id}: next tick not stored yet, retrying: ${String(error)}`)),
+            Effect.retry({ schedule: reportRetry }),
+            Effect.orDie
+          )
+          yield* store(record.epoch, { ...update, nextTickAt: at })
+        })
 
       const spawnRun = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
         Effect.gen(function*() {
@@ -261,7 +281,7 @@ export const layer = (options: Options = {}) =>
       )
 
       // Activation after a failover or handover: bring the process back.
-      if (initial !== undefined && initial.desired === "running" && !isEnded(initial.status)) {
+      if (initial !== undefined && initial.desired === "running" && !isEnded(initial.status) && initial.status !== "scheduled") {
         const claimed = yield* registry.claim(id, runner).pipe(Effect.orDie)
         yield* launch(claimed, claimed.restarts + (claimed.startedAt === undefined ? 0 : 1)).pipe(
           Effect.andThen(InstanceMetrics.tookOver),
@@ -293,6 +313,11 @@ export const layer = (options: Options = {}) =>
         Effect.gen(function*() {
           const record = yield* known
           const run = (yield* now).current
+          if (record.status === "scheduled") {
+            // No run is going: the schedule is turned off.
+            if (record.desired === "running") yield* store(record.epoch, { desired: "stopped", status: "stopped", nextTickAt: null })
+            return yield* known
+          }
           if (run === undefined || isEnded(record.status)) {
             if (record.desired !== "running") return record
             const stopped = yield* registry.setDesired(id, "stopped")
@@ -352,14 +377,36 @@ export const layer = (options: Options = {}) =>
           Effect.gen(function*() {
             const created = yield* registry.create(id, payload.spec, payload.startKey, runner)
             if (!created.created) return (yield* now).info ?? created.info
-            return yield* launch(created.info, 0)
+            const schedule = payload.spec.schedule
+            if (schedule === undefined) return yield* launch(created.info, 0)
+            yield* setInfo(created.info)
+            yield* arm(created.info, schedule.cron, { status: "scheduled" })
+            return (yield* now).info ?? created.info
           }),
         Stop: ({ payload }) =>
           Effect.flatMap(now, ({ current }) =>
             payload.canCallKeepalive && current?.program.canKeepAlive === true
               ? stopOrKeep(payload.timeoutMs)
               : finish((run) => run.handle.terminate(payload.timeoutMs))),
-        Restart: ({ payload }) => restart(payload.timeoutMs),
+        Restart: ({ payload }) =>
+          Effect.flatMap(restart(payload.timeoutMs), (record) =>
+            // A schedule that was off is on again.
+            record.spec.schedule === undefined || record.nextTickAt !== undefined
+              ? Effect.succeed(record)
+              : Effect.andThen(arm(record, record.spec.schedule.cron), known)),
+        // A tick takes its turn with Start and Stop: a run it starts is known before the next one.
+        Tick: ({ payload }) =>
+          Effect.gen(function*() {
+            const { info } = yield* now
+            if (info === undefined || info.desired !== "running" || info.spec.schedule === undefined) return
+            if (info.nextTickAt !== undefined && info.nextTickAt !== payload.at) return
+            yield* arm(info, info.spec.schedule.cron)
+            const status = (yield* known).status
+            if (status !== "scheduled" && !isEnded(status)) {
+              return yield* Effect.logInfo(`instance ${id}: tick skipped, the last run is still ${status}`)
+            }
+            yield* restart(0)
+          }).pipe(Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: tick failed`, cause))),
         Kill: ({ payload }) =>
           Rpc.fork(change(({ kills }) => ({ kills: kills + 1 })).pipe(
             Effect.andThen(finish((run) => run.program.kill(run.handle, killGraceMs))),

@@ -8,7 +8,7 @@
  *
  * @since 0.3.0
  */
-import { Schema } from "effect"
+import { Cron, Result, Schema } from "effect"
 import { TopicName } from "../topic/Topic.ts"
 import { EnvSpec, Liveness, Readiness, RestartPolicy, Rlimits, StopWith } from "../process/ProcessSpec.ts"
 import { CrashLog, ProcessStats } from "../process/ProcessStatus.ts"
@@ -42,6 +42,18 @@ export const Program = Schema.Union([
 ])
 /** @since 0.3.0 */
 export type Program = typeof Program.Type
+
+/**
+ * A cron expression (5 fields, or 6 with seconds first), in UTC.
+ *
+ * @since 0.9.0
+ */
+export const CronExpression = Schema.String.check(
+  Schema.makeFilter((text: string) => {
+    const parsed = Cron.parse(text)
+    return Result.isSuccess(parsed) ? true : `not a cron expression: ${parsed.failure.message}`
+  })
+)
 
 /**
  * How to run an instance.
@@ -91,6 +103,12 @@ export const InstanceSpec = Schema.Struct({
   /** A check that restarts the process (under its restart policy) when it fails in a row. */
   liveness: Schema.optionalKey(Liveness),
   /**
+   * Run the program once per tick of `cron` instead of at once: on one runner, never two runs
+   * at once (a tick that finds the last run still going is skipped); ticks missed while the
+   * cluster was down run once when it is back. Between runs the instance is `scheduled`.
+   */
+  schedule: Schema.optionalKey(Schema.Struct({ cron: CronExpression })),
+  /**
    * Topics: `input` feeds the instance's input from a topic, `output` publishes its output to
    * one; `contentType` types them (default `application/octet-stream`).
    */
@@ -107,11 +125,11 @@ export type InstanceSpec = typeof InstanceSpec.Type
  * Where an instance stands (seed 001's states): `starting` until its process runs and is ready
  * (see `InstanceSpec.readiness`), `running`,
  * `stopping` after a stop or kill was asked for, and at the end `stopped` (asked for, or exited
- * with 0) or `crashed` (anything else).
+ * with 0) or `crashed` (anything else); a scheduled instance is `scheduled` between its runs.
  *
  * @since 0.3.0
  */
-export const InstanceStatus = Schema.Literals(["starting", "running", "stopping", "stopped", "crashed"])
+export const InstanceStatus = Schema.Literals(["starting", "running", "stopping", "stopped", "crashed", "scheduled"])
 /** @since 0.3.0 */
 export type InstanceStatus = typeof InstanceStatus.Type
 
@@ -150,6 +168,8 @@ export const InstanceInfo = Schema.Struct({
   signal: Schema.optionalKey(Schema.String),
   /** Why it ended, when the code or signal alone does not say it. */
   reason: Schema.optionalKey(Schema.String),
+  /** When a scheduled instance runs next (ms since the epoch). */
+  nextTickAt: Schema.optionalKey(Schema.Number),
   crashLog: CrashLog
 })
 /** @since 0.3.0 */
@@ -160,7 +180,7 @@ export type InstanceInfo = typeof InstanceInfo.Type
  *
  * @since 0.7.0
  */
-export const liveStatuses: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping"]
+export const liveStatuses: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping", "scheduled"]
 
 /**
  * Whether a status is final.

@@ -37,6 +37,7 @@ export interface Report {
   readonly signal?: string | null
   readonly reason?: string | null
   readonly crashLog?: ReadonlyArray<string>
+  readonly nextTickAt?: number | null
 }
 
 /**
@@ -105,6 +106,7 @@ interface Row {
   readonly signal: string | null
   readonly reason: string | null
   readonly crash_log: ReadonlyArray<string>
+  readonly next_tick_at: Date | null
   readonly start_key?: string
 }
 
@@ -126,6 +128,7 @@ const toInfo = (row: Row): InstanceInfo => ({
   ...(row.exit_code === null ? {} : { exitCode: row.exit_code }),
   ...(row.signal === null ? {} : { signal: row.signal }),
   ...(row.reason === null ? {} : { reason: row.reason }),
+  ...(row.next_tick_at === null ? {} : { nextTickAt: row.next_tick_at.getTime() }),
   crashLog: row.crash_log
 })
 
@@ -205,6 +208,7 @@ export const make = Effect.gen(function*() {
       if (report.signal !== undefined) set["signal"] = report.signal
       if (report.reason !== undefined) set["reason"] = report.reason
       if (report.crashLog !== undefined) set["crash_log"] = JSON.stringify(report.crashLog)
+      if (report.nextTickAt !== undefined) set["next_tick_at"] = date(report.nextTickAt)
       if (Object.keys(set).length === 0) {
         return sql<Row>`SELECT * FROM shardhub_instances WHERE id = ${id} AND epoch = ${epoch}`.pipe(
           Effect.mapError(storeError),

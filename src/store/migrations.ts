@@ -105,6 +105,11 @@ const migrations = {
       origin text NOT NULL CHECK (origin IN ('api', 'publish', 'instance')),
       created_at timestamptz NOT NULL DEFAULT now()
     )`
+  }),
+  /** A scheduled instance's next tick: a tick due at another time is a stray and is dropped. */
+  "6_schedules": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`ALTER TABLE shardhub_instances ADD COLUMN next_tick_at timestamptz`
   })
 }
 

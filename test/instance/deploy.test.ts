@@ -211,3 +211,90 @@ describe("deploying services", () => {
     expect(result.live.map((info) => info.id).sort()).toEqual(result.after.map((info) => info.id).sort())
   })
 })
+
+describe("scheduled instances", () => {
+  const cluster = useCluster("schedules", { runners: 2 })
+
+  /** A program that notes it is alive every 50 ms (its pid and the time) for `seconds`. */
+  const noting = (audit: string, seconds: number, cron: string): InstanceSpec => ({
+    program: {
+      _tag: "Command",
+      command: process.execPath,
+      args: [
+        "-e",
+        "const fs = require('fs'); const beat = () => fs.appendFileSync(process.argv[1], `${process.pid} ${Date.now()}\\n`); " +
+        "beat(); setInterval(beat, 50); setTimeout(() => { beat(); process.exit(0) }, Number(process.argv[2]) * 1000)",
+        audit,
+        String(seconds)
+      ]
+    },
+    schedule: { cron }
+  })
+  /** Each run (pid) from its first beat to its last. */
+  const runsOf = (audit: string) => {
+    const spans = new Map<string, { from: number; to: number }>()
+    const lines = Fs.existsSync(audit) ? Fs.readFileSync(audit, "utf8").split("\n").filter(Boolean) : []
+    for (const line of lines) {
+      const [pid, at] = line.split(" ")
+      const span = spans.get(pid!) ?? { from: Number(at), to: Number(at) }
+      span.to = Number(at)
+      spans.set(pid!, span)
+    }
+    return [...spans.values()].sort((a, b) => a.from - b.from)
+  }
+  const runsIn = (audit: string) => runsOf(audit).length
+  /** Runs that were alive at once (a run's beats between another's first and last). */
+  const overlapping = (audit: string) => {
+    const runs = runsOf(audit)
+    return runs.slice(1).filter((run, i) => run.from <= runs[i]!.to)
+  }
+
+  it("runs once per tick, never two runs at once (a tick that finds a run going is skipped), until stopped", async () => {
+    cluster.printOnFailure()
+    const audit = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-cron-")), "audit")
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      // Every second, each run taking 1.5 s: every other tick finds the last run going.
+      const started = yield* host.start(noting(audit, 1.5, "* * * * * *"))
+      yield* poll(Effect.sync(() => runsIn(audit)), (runs) => runs >= 3)
+      const between = yield* poll(host.get(started.id), (info) => info.status === "scheduled")
+      const stopped = yield* instances.stop(started.id, { timeoutMs: 5000 })
+      const runs = runsIn(audit)
+      yield* Effect.sleep("2500 millis")
+      const after = yield* host.get(started.id)
+      yield* instances.kill(started.id, { removeImmediately: true })
+      return { started, between, stopped, runs, later: runsIn(audit), after }
+    }))
+    expect(result.started).toMatchObject({ status: "scheduled", desired: "running" })
+    expect(result.started.nextTickAt).toBeGreaterThan(result.started.createdAt)
+    expect(result.between).toMatchObject({ status: "scheduled", desired: "running", exitCode: 0 })
+    // Every tick whose last run was over started one: about one run per 2 s, none lost to skipping twice.
+    expect(result.runs).toBeGreaterThanOrEqual(3)
+    expect(result.stopped).toMatchObject({ desired: "stopped" })
+    expect(["stopped"]).toContain(result.after.status)
+    // Stopped: no run starts any more.
+    expect(result.later).toBe(result.runs)
+    expect(overlapping(audit)).toEqual([])
+  })
+
+  it("goes on ticking on another runner when its runner is killed, never two runs at once", async () => {
+    cluster.printOnFailure()
+    const audit = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-cron-")), "audit")
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* host.start(noting(audit, 0.3, "* * * * * *"))
+      yield* poll(Effect.sync(() => runsIn(audit)), (runs) => runs >= 2)
+      const before = yield* host.get(started.id)
+      const victim = cluster.runners.find((r) => r.address === before.runner)!
+      yield* Effect.promise(() => victim.kill("SIGKILL"))
+      const runsAtKill = runsIn(audit)
+      yield* poll(Effect.sync(() => runsIn(audit)), (runs) => runs >= runsAtKill + 3)
+      const after = yield* host.get(started.id)
+      yield* Effect.flatMap(InstanceClient, (c) => c.kill(started.id, { removeImmediately: true }))
+      return { before, after }
+    }))
+    expect(result.after.runner).not.toBe(result.before.runner)
+    expect(overlapping(audit)).toEqual([])
+  })
+})
