@@ -18,11 +18,16 @@
  * (or with `--loopback`) the runners share the loopback interface and there is no partition
  * fault.
  *
+ * Beside them, one scheduled instance (`* * * * * *`: every second, each run beating for 300 ms
+ * into its audit file).
+ *
  * During each fault a client starts one more instance. After each cycle, from outside:
  * - recovery: every instance has exactly one live, running (not stopped) process beating again;
  * - no two processes of one instance ever beat at overlapping times (audit files);
  * - the start made during the fault: acknowledged ⇒ running; failed ⇒ never ran (a start whose
- *   outcome is unknown names its id instead of failing).
+ *   outcome is unknown names its id instead of failing);
+ * - the schedule goes on: a run starts after the recovery (a tick missed during the fault runs
+ *   then), and no two of its runs ever beat at overlapping times.
  */
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import * as Fs from "node:fs"
@@ -95,6 +100,10 @@ const forward = async (listen: { host: string; port: number }, socket: string) =
 
 const beat = "const fs = require('fs'); const f = process.argv[1]; " +
   "setInterval(() => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'), 50)"
+/** A scheduled run: beats for 300 ms, then ends. */
+const shortBeat = "const fs = require('fs'); const f = process.argv[1]; " +
+  "const b = () => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'); b(); setInterval(b, 50); " +
+  "setTimeout(() => { b(); process.exit(0) }, 300)"
 
 
 /** Each pid of an audit file with its first and last beat (read on from where the last call stopped). */
@@ -217,6 +226,13 @@ const main = async () => {
   const ids = Array.from({ length: instanceCount }, (_, i) => `chaos-${i}`)
   log(`starting ${instanceCount} instances`)
   for (let i = 0; i < ids.length; i += 8) await Promise.all(ids.slice(i, i + 8).map((id) => start(id)))
+  // A scheduled app, every second: its runs must never overlap, and it must go on after each fault.
+  const cronFile = Path.join(audit, "cron-0")
+  await runtime.runPromise(Effect.flatMap(HostClient, (host) =>
+    host.start({
+      program: { _tag: "Command", command: process.execPath, args: ["-e", shortBeat, cronFile], cwd: "/" },
+      schedule: { cron: "* * * * * *" }
+    }, { id: "cron-0", timeoutMs: 30_000 })))
 
   const results: Array<{
     fault: Fault
@@ -227,6 +243,7 @@ const main = async () => {
     failedRan: number
     died: number
     slowTerm: number
+    scheduleStalled: number
   }> = []
 
   /** Waits until every instance has exactly one running process, beating now. */
@@ -324,17 +341,26 @@ const main = async () => {
       failedRan = 1
     }
     const died = answered === "died" ? 1 : 0
+    // The schedule goes on: a run starts after the recovery (a tick missed meanwhile runs then).
+    const runsBefore = beatsOf(cronFile).size
+    const cronDeadline = Date.now() + 30_000
+    while (beatsOf(cronFile).size <= runsBefore && Date.now() < cronDeadline) await new Promise((resolve) => setTimeout(resolve, 100))
+    const scheduleStalled = beatsOf(cronFile).size > runsBefore ? 0 : 1
+    if (scheduleStalled) {
+      const record = await runtime.runPromise(Effect.flatMap(HostClient, (host) => Effect.option(host.get("cron-0"))))
+      log(`  the schedule stalled: record ${JSON.stringify(record)}`)
+    }
     await runtime.runPromise(Effect.flatMap(InstanceClient, (instances) =>
       instances.kill(probe, { removeImmediately: true }).pipe(Effect.ignore)))
-    const overlapMs = Math.max(...ids.map((id) => overlapOf(Path.join(audit, id))), overlapOf(probeFile))
+    const overlapMs = Math.max(...ids.map((id) => overlapOf(Path.join(audit, id))), overlapOf(probeFile), overlapOf(cronFile))
     const duplicates = ids.filter((id) => runningOf(Path.join(audit, id)).length > 1).length
     // Recovery: the longest any instance went without a beat since the fault began.
     const now = Date.now()
     const downtime = Math.max(...ids.map((id) => downtimeOf(Path.join(audit, id), t0, now)))
-    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, died, slowTerm }
+    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, died, slowTerm, scheduleStalled }
     results.push(result)
     log(`  recovered in ${result.recoveryMs ?? "—"} ms; overlap ${overlapMs} ms; duplicates ${duplicates}; ` +
-      `probe ${answered}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}`)
+      `probe ${answered}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}; scheduled runs ${beatsOf(cronFile).size}`)
   }
 
   // Every runner must answer SIGTERM.
@@ -360,11 +386,12 @@ const main = async () => {
       lost_acknowledged_starts: of.reduce((n, r) => n + r.lostAck, 0),
       failed_starts_that_ran: of.reduce((n, r) => n + r.failedRan, 0),
       starts_that_died: of.reduce((n, r) => n + r.died, 0),
-      slow_sigterm: of.reduce((n, r) => n + r.slowTerm, 0)
+      slow_sigterm: of.reduce((n, r) => n + r.slowTerm, 0),
+      schedule_stalls: of.reduce((n, r) => n + r.scheduleStalled, 0)
     }
   })
   const violations = summary.reduce((n, s) =>
-    n + s.not_recovered + (s.overlap_max_ms > 0 ? 1 : 0) + s.duplicates + s.lost_acknowledged_starts + s.failed_starts_that_ran + s.starts_that_died + s.slow_sigterm, 0) +
+    n + s.not_recovered + (s.overlap_max_ms > 0 ? 1 : 0) + s.duplicates + s.lost_acknowledged_starts + s.failed_starts_that_ran + s.starts_that_died + s.slow_sigterm + s.schedule_stalls, 0) +
     slowShutdown
   if (json) {
     console.log(JSON.stringify({ seed, cycles, instances: instanceCount, summary, slow_shutdown: slowShutdown, violations }))
@@ -372,12 +399,12 @@ const main = async () => {
     console.log(`\nchaos: ${cycles} cycles, seed ${seed}, ${instanceCount} instances, 3 runners ${
       network === undefined ? "on loopback" : "in network namespaces"
     } (${Os.cpus().length} cores)\n`)
-    console.log("| fault | cycles | recovery p50 | recovery max | not recovered | overlap max | duplicates | lost acked starts | failed starts that ran | starts that died | slow SIGTERM |")
-    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    console.log("| fault | cycles | recovery p50 | recovery max | not recovered | overlap max | duplicates | lost acked starts | failed starts that ran | starts that died | slow SIGTERM | schedule stalls |")
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (const s of summary) {
       console.log(`| ${s.fault} | ${s.cycles} | ${Number.isNaN(s.recovery_p50_ms) ? "—" : `${(s.recovery_p50_ms / 1000).toFixed(1)} s`} | ` +
         `${Number.isNaN(s.recovery_max_ms) ? "—" : `${(s.recovery_max_ms / 1000).toFixed(1)} s`} | ${s.not_recovered} | ${s.overlap_max_ms} ms | ` +
-        `${s.duplicates} | ${s.lost_acknowledged_starts} | ${s.failed_starts_that_ran} | ${s.starts_that_died} | ${s.slow_sigterm} |`)
+        `${s.duplicates} | ${s.lost_acknowledged_starts} | ${s.failed_starts_that_ran} | ${s.starts_that_died} | ${s.slow_sigterm} | ${s.schedule_stalls} |`)
     }
     console.log(`\nrunners that did not stop on SIGTERM within 30 s at the end: ${slowShutdown}; violations: ${violations}`)
   }

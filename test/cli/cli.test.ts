@@ -408,7 +408,8 @@ describe("the shardhub command on two runners", () => {
       [["--health", "http:8080/x", "--health-interval", "0"], /--health-interval 0: expected a whole number of at least 1/],
       [["--ready-timeout", "100"], /--ready-timeout is the time to be ready: give --ready too/],
       [["--max-restarts", "-1"], /--max-restarts -1: expected a whole number of at least 0/],
-      [["--instances", "lots"], /--instances "lots": expected a whole number of at least 1, or max/]
+      [["--instances", "lots"], /--instances "lots": expected a whole number of at least 1, or max/],
+      [["--cron", "61 * * * *"], /--cron "61 \* \* \* \*": expected a cron expression/]
     ] as const) {
       const result = await shardhub(["run", ...flags, "--", "sleep", "60"])
       expect({ flags, code: result.code }).toEqual({ flags, code: 1 })
