@@ -32,8 +32,10 @@
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import * as Fs from "node:fs"
 import * as ChildProcess from "node:child_process"
+import * as Http from "node:http"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { copySpec } from "../src/client/Apps.ts"
 import { HostClient } from "../src/client/HostClient.ts"
 import * as Client from "../src/node/Client.ts"
 import { InstanceClient } from "../src/client/InstanceClient.ts"
@@ -168,6 +170,44 @@ const overlapOf = (file: string) => {
   return worst
 }
 
+/**
+ * A client of a service whose copies share one port (`reusePort`): a request on a new
+ * connection every 20 ms, each given 1 s; counts into the current cycle's tally.
+ */
+const serviceLoad = (port: number) => {
+  let tally = { requests: 0, failed: 0 }
+  let running = true
+  const once = () =>
+    new Promise<boolean>((resolve) => {
+      const request = Http.get({ host: "127.0.0.1", port, path: "/", agent: false, timeout: 1000 }, (response) => {
+        response.resume()
+        response.on("end", () => resolve(response.statusCode === 200))
+      })
+      request.on("timeout", () => request.destroy(new Error("timeout")))
+      request.on("error", () => resolve(false))
+    })
+  const loop = (async () => {
+    while (running) {
+      const into = tally
+      const ok = await once()
+      into.requests++
+      if (!ok) into.failed++
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })()
+  return {
+    cycle: () => {
+      const ended = tally
+      tally = { requests: 0, failed: 0 }
+      return ended
+    },
+    stop: async () => {
+      running = false
+      await loop
+    }
+  }
+}
+
 /** Processes of an audit file that are alive and running (not stopped, not zombies). */
 const runningOf = (file: string) =>
   [...beatsOf(file).keys()].filter((pid) => {
@@ -234,6 +274,23 @@ const main = async () => {
       schedule: { cron: "* * * * * *" }
     }, { id: "cron-0", timeoutMs: 30_000 })))
 
+  // On a shared loopback, 3 copies of a service sharing one port (reusePort) under a client: what
+  // a fault costs its users (a frozen copy still holds its listening socket). In namespaces each
+  // runner has its own loopback, so there is no shared port to measure.
+  let service: ReturnType<typeof serviceLoad> | undefined
+  if (network === undefined) {
+    const port = await freePorts(1)
+    const template = {
+      program: { _tag: "Command" as const, command: process.execPath, args: [Path.join(import.meta.dirname, "../test/instance/fixtures/service.mjs")], cwd: "/" },
+      env: { set: { PORT: String(port), READY: "message" } },
+      readiness: { _tag: "Message" as const, timeoutMs: 10_000 },
+      restart: { mode: "always" as const, backoffMs: 100 }
+    }
+    await runtime.runPromise(Effect.flatMap(HostClient, (host) =>
+      Effect.forEach([0, 1, 2], (i) => host.start(copySpec(template, "svc", i), { id: `svc-${i}`, timeoutMs: 30_000 }), { discard: true })))
+    service = serviceLoad(port)
+  }
+
   const results: Array<{
     fault: Fault
     recoveryMs: number | undefined
@@ -244,6 +301,7 @@ const main = async () => {
     died: number
     slowTerm: number
     scheduleStalled: number
+    service: { readonly requests: number; readonly failed: number }
   }> = []
 
   /** Waits until every instance has exactly one running process, beating now. */
@@ -275,6 +333,7 @@ const main = async () => {
     const target = Math.floor(random() * 3)
     const probe = `probe-${cycle}`
     const t0 = Date.now()
+    service?.cycle()
     let slowTerm = 0
     log(`cycle ${cycle}: ${fault}${fault === "store" ? "" : ` runner-${target}`}`)
     // A start during the fault: acknowledged, failed, or unconfirmed with its id named; it must
@@ -357,13 +416,16 @@ const main = async () => {
     // Recovery: the longest any instance went without a beat since the fault began.
     const now = Date.now()
     const downtime = Math.max(...ids.map((id) => downtimeOf(Path.join(audit, id), t0, now)))
-    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, died, slowTerm, scheduleStalled }
+    const served = service?.cycle() ?? { requests: 0, failed: 0 }
+    const result = { fault, recoveryMs: back ? downtime : undefined, overlapMs, duplicates, lostAck, failedRan, died, slowTerm, scheduleStalled, service: served }
     results.push(result)
     log(`  recovered in ${result.recoveryMs ?? "—"} ms; overlap ${overlapMs} ms; duplicates ${duplicates}; ` +
-      `probe ${answered}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}; scheduled runs ${beatsOf(cronFile).size}`)
+      `probe ${answered}${lostAck ? " but not running" : ""}${failedRan ? " but ran" : ""}; scheduled runs ${beatsOf(cronFile).size}` +
+      (service === undefined ? "" : `; service requests ${served.requests}, failed ${served.failed}`))
   }
 
   // Every runner must answer SIGTERM.
+  await service?.stop()
   await runtime.dispose()
   const stopped = await Promise.all(runners.map((runner) =>
     Promise.race([runner!.kill("SIGTERM").then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000))])))
@@ -387,7 +449,9 @@ const main = async () => {
       failed_starts_that_ran: of.reduce((n, r) => n + r.failedRan, 0),
       starts_that_died: of.reduce((n, r) => n + r.died, 0),
       slow_sigterm: of.reduce((n, r) => n + r.slowTerm, 0),
-      schedule_stalls: of.reduce((n, r) => n + r.scheduleStalled, 0)
+      schedule_stalls: of.reduce((n, r) => n + r.scheduleStalled, 0),
+      service_requests: of.reduce((n, r) => n + r.service.requests, 0),
+      service_failed: of.reduce((n, r) => n + r.service.failed, 0)
     }
   })
   const violations = summary.reduce((n, s) =>
@@ -405,6 +469,12 @@ const main = async () => {
       console.log(`| ${s.fault} | ${s.cycles} | ${Number.isNaN(s.recovery_p50_ms) ? "—" : `${(s.recovery_p50_ms / 1000).toFixed(1)} s`} | ` +
         `${Number.isNaN(s.recovery_max_ms) ? "—" : `${(s.recovery_max_ms / 1000).toFixed(1)} s`} | ${s.not_recovered} | ${s.overlap_max_ms} ms | ` +
         `${s.duplicates} | ${s.lost_acknowledged_starts} | ${s.failed_starts_that_ran} | ${s.starts_that_died} | ${s.slow_sigterm} | ${s.schedule_stalls} |`)
+    }
+    if (network === undefined) {
+      console.log("\na service of 3 copies sharing a port (reusePort), a new connection every 20 ms, 1 s each (measured, not a violation):\n")
+      console.log("| fault | requests | failed or hung |")
+      console.log("| --- | ---: | ---: |")
+      for (const s of summary) console.log(`| ${s.fault} | ${s.service_requests} | ${s.service_failed} |`)
     }
     console.log(`\nrunners that did not stop on SIGTERM within 30 s at the end: ${slowShutdown}; violations: ${violations}`)
   }

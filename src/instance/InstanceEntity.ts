@@ -326,7 +326,8 @@ export const layer = (options: Options = {}) =>
           }
           // Stopping from here on: an end while the report is retried is reported as stopped.
           run.stopRequested = true
-          yield* report(run, { desired: "stopped" })
+          // A schedule is turned off with it (its next tick is no longer on record).
+          yield* report(run, { desired: "stopped", ...(record.spec.schedule === undefined ? {} : { nextTickAt: null }) })
           return yield* endRun(run, end)
         })
 
