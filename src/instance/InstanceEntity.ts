@@ -20,6 +20,12 @@
  *   streams and Kill are `Rpc.fork`ed beside them, so a kill overtakes a slow stop. What differs
  *   between a command and a sequence is the incarnation's `Program`; the process itself is its
  *   `Incarnation`.
+ * - **Schedules.** A scheduled instance (`spec.schedule`) starts no process on Start: it asks
+ *   for a `Tick` (a persisted message to itself, delivered when due) and is `scheduled`. A tick
+ *   asks for the next one first, then runs the program unless a run is still going. The next
+ *   tick is counted from now, so ticks missed while the cluster was down come as one; the
+ *   record keeps the next tick's time, and a tick due at another time (a stray of a tick handled
+ *   twice) is dropped. A run's end puts it back to `scheduled` while the schedule is on.
  * - **One owner of the state.** What the activation knows — the record, the current run, whether
  *   the shard is being released, how many kills it took — is one {@link Activation} value in a
  *   `Ref`, read afresh after every wait: a handler never assumes what it read before a wait still

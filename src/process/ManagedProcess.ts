@@ -226,7 +226,7 @@ export const make = (options: {
       if (!alive(current) || status.current()._tag !== "Running") return
       void Checks.attempt(check, Math.min(intervalMs * 4, timeoutMs), execContext).then((failure) => {
         if (failure === undefined) markReady(current)
-        else if (alive(current) && status.current()._tag === "Running") setTimeout(tryOnce, intervalMs)
+        else if (alive(current) && status.current()._tag === "Running") setTimeout(tryOnce, intervalMs).unref()
       })
     }
     tryOnce()
@@ -243,10 +243,11 @@ export const make = (options: {
         if (failed >= liveness.failures) {
           return fail(current, "LivenessFailed", `${Checks.describe(liveness.check)} failed ${failed} times in a row: ${failure}`)
         }
-        setTimeout(tick, liveness.intervalMs)
+        setTimeout(tick, liveness.intervalMs).unref()
       })
     }
-    setTimeout(tick, liveness.intervalMs)
+    // Checks never keep a process (a test, a client holding a manager) alive by themselves.
+    setTimeout(tick, liveness.intervalMs).unref()
   }
 
   const startRun = () => {

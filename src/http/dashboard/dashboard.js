@@ -135,25 +135,30 @@ const cluster = () => {
 
 // ---- one instance: record, stats over time, live log and events, buttons ----------------
 
+/** Hands each line of an NDJSON response to `onItem` until the response ends. */
+const readLines = async (response, onItem) => {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
+  let rest = ""
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) return
+    rest += value
+    let newline
+    while ((newline = rest.indexOf("\n")) >= 0) {
+      const line = rest.slice(0, newline)
+      rest = rest.slice(newline + 1)
+      if (line.trim() !== "") onItem(JSON.parse(line))
+    }
+  }
+}
+
 /** Reads an NDJSON stream into `onItem` while `signal` lasts; `onStart` before each (re)read. */
 const follow = async (path, signal, onStart, onItem) => {
   while (!signal.aborted) {
     try {
       const response = await api(path, { signal })
       onStart()
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
-      let rest = ""
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done) break
-        rest += value
-        let newline
-        while ((newline = rest.indexOf("\n")) >= 0) {
-          const line = rest.slice(0, newline)
-          rest = rest.slice(newline + 1)
-          if (line.trim() !== "") onItem(JSON.parse(line))
-        }
-      }
+      await readLines(response, onItem)
     } catch {
       if (signal.aborted) return
     }
@@ -182,21 +187,11 @@ const appOf = (info) => info.spec.labels?.["shardhub.app"] ?? info.spec.labels?.
 const reload = async (target) => {
   try {
     const response = await api(`${native}/reload`, { method: "POST", json: { target } })
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
-    let rest = ""
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      rest += value
-      let newline
-      while ((newline = rest.indexOf("\n")) >= 0) {
-        const step = JSON.parse(rest.slice(0, newline))
-        rest = rest.slice(newline + 1)
-        if (step._tag === "Error") show(`reload ${target}: ${step.message}`, true)
-        else if (step._tag === undefined) show(step.ok ? `reload ${target}: ${step.replaced.length} replaced` : `reload ${target} stopped${step.reverted ? ", old copies put back" : ""}: ${step.failed.map((f) => f.reason).join("; ")}`, !step.ok)
-        else show(`reload ${target}: ${step.name} ${step._tag.toLowerCase()}${step.reason ? `: ${step.reason}` : ""}`, step._tag === "Failed")
-      }
-    }
+    await readLines(response, (step) => {
+      if (step._tag === "Error") show(`reload ${target}: ${step.message}`, true)
+      else if (step._tag === undefined) show(step.ok ? `reload ${target}: ${step.replaced.length} replaced` : `reload ${target} stopped${step.reverted ? ", old copies put back" : ""}: ${step.failed.map((f) => f.reason).join("; ")}`, !step.ok)
+      else show(`reload ${target}: ${step.name} ${step._tag.toLowerCase()}${step.reason ? `: ${step.reason}` : ""}`, step._tag === "Failed")
+    })
   } catch (error) {
     show(error.message, true)
   }
