@@ -123,11 +123,13 @@ export const awaitReady = (id: string, options: { readonly timeoutMs: number; re
   Effect.gen(function*() {
     const host = yield* HostClient
     const first = yield* host.get(id)
-    const restarts = first.restarts
+    // Restarts by its policy count against it; a failover (a new epoch: its runner died) does not.
+    let { epoch, restarts } = first
     const deadline = Date.now() + options.timeoutMs
     /** `undefined` while it may still get there; else ready (`true`) or why not. */
     const verdict = (info: InstanceInfo): true | string | undefined => {
       if (isEnded(info.status)) return `it ended ${info.status}${info.reason === undefined ? "" : `: ${info.reason}`}`
+      if (info.epoch !== epoch) ({ epoch, restarts } = info)
       if (info.restarts > restarts) return `it was restarted before it was ready${info.reason === undefined ? "" : `: ${info.reason}`}`
       if (info.status === "running") return true
       return Date.now() > deadline ? `not ready within ${options.timeoutMs} ms` : undefined
@@ -141,7 +143,7 @@ export const awaitReady = (id: string, options: { readonly timeoutMs: number; re
     if (options.minHealthyMs > 0) {
       yield* Effect.sleep(options.minHealthyMs)
       const later = yield* host.get(id)
-      if (later.status !== "running" || later.restarts > restarts) {
+      if (later.status !== "running" || (later.epoch === epoch && later.restarts > restarts)) {
         return `it did not stay healthy for ${options.minHealthyMs} ms (${later.status}${later.reason === undefined ? "" : `: ${later.reason}`})`
       }
     }

@@ -212,6 +212,65 @@ describe("deploying services", () => {
   })
 })
 
+/** Per index, the processes whose beats (first to last) overlap another's of the same index. */
+const beatOverlaps = (beats: string) => {
+  const spans = new Map<string, { index: string; from: number; to: number }>()
+  for (const line of Fs.readFileSync(beats, "utf8").split("\n").filter(Boolean)) {
+    const [index, pid, at] = line.split(" ")
+    const span = spans.get(pid!) ?? { index: index!, from: Number(at), to: Number(at) }
+    span.to = Number(at)
+    spans.set(pid!, span)
+  }
+  const found: Array<string> = []
+  const all = [...spans.values()]
+  for (const a of all) for (const b of all) if (a !== b && a.index === b.index && a.from <= b.from && b.from <= a.to) found.push(a.index)
+  return found
+}
+
+describe("a reload through a runner kill", () => {
+  const cluster = useCluster("deploy-kill", { runners: 3 })
+
+  it("ends with every copy ready, never two processes of one index at once", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const beats = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-deploy-")), "beats")
+    const template = service(port, { READY: "message", BEATS: beats }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
+    const old = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* Effect.forEach([0, 1, 2, 3], (i) => host.start(copySpec(template, "svc", i)))
+      for (const info of started) yield* poll(host.get(info.id), (i) => i.status === "running")
+      return yield* Effect.forEach(started, (info) => host.get(info.id))
+    }))
+    // The runner of the last copy dies while the first ones are being replaced.
+    const victim = cluster.runners.find((r) => r.address === old[3]!.runner)!
+    let killed = false
+    const report = await cluster.run(Rollout.rollout(
+      old.map((info) => ({ name: info.name!, old: info, spec: info.spec })),
+      { parallel: 1, minHealthyMs: 100 },
+      (event) =>
+        event._tag === "Ready" && !killed
+          ? Effect.promise(async () => {
+            killed = true
+            await victim.kill("SIGKILL")
+          })
+          : Effect.void
+    ))
+    const live = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      return yield* poll(
+        Effect.map(host.list({ statuses: ["starting", "running", "stopping"] }), (all) => all.filter((info) => info.name?.startsWith("svc-"))),
+        (copies) => copies.length === 4 && copies.every((info) => info.status === "running")
+      )
+    }))
+    expect(killed).toBe(true)
+    expect(report).toMatchObject({ ok: true, reverted: false })
+    expect(live.map((info) => info.name).sort()).toEqual(["svc-0", "svc-1", "svc-2", "svc-3"])
+    expect(live.every((info) => info.runner !== victim.address)).toBe(true)
+    expect(beatOverlaps(beats)).toEqual([])
+    await cluster.run(Effect.flatMap(InstanceClient, (c) => Effect.forEach(live, (info) => c.kill(info.id, { removeImmediately: true }))))
+  })
+})
+
 describe("scheduled instances", () => {
   const cluster = useCluster("schedules", { runners: 2 })
 
