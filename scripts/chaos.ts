@@ -411,7 +411,23 @@ const main = async () => {
     }
     await runtime.runPromise(Effect.flatMap(InstanceClient, (instances) =>
       instances.kill(probe, { removeImmediately: true }).pipe(Effect.ignore)))
-    const overlapMs = Math.max(...ids.map((id) => overlapOf(Path.join(audit, id))), overlapOf(probeFile), overlapOf(cronFile))
+    const audited = [...ids.map((id) => Path.join(audit, id)), probeFile, cronFile]
+    const overlapMs = Math.max(...audited.map(overlapOf))
+    for (const file of audited.filter((file) => overlapOf(file) > 0)) {
+      const pids = [...beatsOf(file)].map(([pid, range]) => `${pid}:${processState(pid) ?? "gone"}:${range.first}-${range.last}`)
+      log(`  overlap in ${Path.basename(file)}: processes ${pids.slice(-6).join(", ")}`)
+      // Each process's beats as runs of 50 ms (a gap: it was stopped).
+      const runs = new Map<string, Array<[number, number]>>()
+      for (const line of Fs.readFileSync(file, "utf8").split("\n").filter(Boolean)) {
+        const [pid, at] = line.split(" ")
+        const spans = runs.get(pid!) ?? []
+        const last = spans.at(-1)
+        if (last !== undefined && Number(at) - last[1] < 500) last[1] = Number(at)
+        else spans.push([Number(at), Number(at)])
+        runs.set(pid!, spans)
+      }
+      log(`    beats: ${[...runs].slice(-3).map(([pid, spans]) => `${pid}: ${spans.map(([a, b]) => `${a}-${b}`).join(" ")}`).join("; ")}`)
+    }
     const duplicates = ids.filter((id) => runningOf(Path.join(audit, id)).length > 1).length
     // Recovery: the longest any instance went without a beat since the fault began.
     const now = Date.now()
