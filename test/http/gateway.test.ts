@@ -213,6 +213,9 @@ describe("the HTTP gateway", () => {
     })
     expect(probe.status).toBe(400)
     expect(probe.text).toContain("intervalMs")
+    const cron = await native("POST", "/instances", { spec: { program: { _tag: "Command", command: "true" }, schedule: { cron: "61 * * * *" } } })
+    expect(cron.status).toBe(400)
+    expect(cron.text).toContain("not a cron expression")
 
     // Reload: NDJSON progress, then the report; an unknown name is a 404, a bad body a 400.
     const app = await native("POST", "/instances", { spec: { program: { _tag: "Command", command: "sleep", args: ["600"] }, name: "native-app" } })
