@@ -12,7 +12,11 @@
  *
  * When the runner can prove its locks again, it continues the processes whose shards it still
  * holds, one refresh later (so that the refresh that found lost shards has been applied); the
- * processes of lost shards stay stopped until their release kills them.
+ * processes of lost shards stay stopped until their release kills them. Only a refresh of the
+ * shards counts: when lock storage was unhealthy, Effect probes it with a refresh of no shard,
+ * and its shard set is stale until a real refresh — a probe that continued the processes let a
+ * copy whose shard another runner had taken run again for a moment (the chaos suite saw it
+ * after two freezes of one runner in a row).
  *
  * The margin is a quarter of the expiration (1 s of the default 4 s): the fence must fire
  * before the lock can expire, and the normal renewal must never miss it. Renewals come every
@@ -36,8 +40,12 @@ export class Fence extends Context.Service<Fence, {
    */
   readonly guard: (owner: string, processId: string, held: () => boolean) => void
   readonly unguard: (owner: string) => void
-  /** A lock refresh sent at `sentAt` (performance.now()) succeeded. */
-  readonly refreshed: (sentAt: number) => void
+  /**
+   * A lock refresh of `proved` shards, sent at `sentAt` (performance.now()), succeeded. A
+   * refresh of no shard (Effect's probe of an unhealthy lock storage) proves nothing about the
+   * shards of guarded processes: it neither renews the fence nor counts towards a thaw.
+   */
+  readonly refreshed: (sentAt: number, proved: number) => void
 }>()("shardhub/Fence") {}
 
 /**
@@ -68,7 +76,8 @@ export const layer = (expiration: Duration.Duration) =>
       return Fence.of({
         guard: (owner, processId, held) => guarded.set(owner, { processId, held }),
         unguard: (owner) => guarded.delete(owner),
-        refreshed: (sentAt) => {
+        refreshed: (sentAt, proved) => {
+          if (proved === 0 && guarded.size > 0) return
           fencing.renew(sentAt + budgetMs - performance.now())
           if (thawAtNextRefresh) {
             thawAtNextRefresh = false
@@ -96,6 +105,7 @@ export const renewing = (
   refresh: (address, shardIds) =>
     Effect.suspend(() => {
       const sentAt = performance.now()
-      return Effect.tap(storage.refresh(address, shardIds), () => Effect.sync(() => fence.refreshed(sentAt)))
+      const proved = [...shardIds]
+      return Effect.tap(storage.refresh(address, proved), () => Effect.sync(() => fence.refreshed(sentAt, proved.length)))
     })
 })

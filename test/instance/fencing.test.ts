@@ -5,11 +5,14 @@
  * expire), and once it thaws, the copies of lost shards end without running again. Checked by
  * the instance's own heartbeats: the two copies' heartbeat ranges never overlap.
  */
-import { Effect } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
+import * as Fence from "../../src/liveness/Fence.ts"
+import { ProcessManager } from "../../src/process/ProcessManager.ts"
+import * as PM from "../support/processManager.ts"
 import { useCluster } from "../support/cluster.ts"
 import { eventually, processState } from "../support/processes.ts"
 
@@ -77,4 +80,35 @@ describe("fencing, when the locks outlive the freeze", () => {
     expect(info).toMatchObject({ status: "running", pid: started.pid, restarts: 0 })
     await runner.waitFor(/fence: the shard locks were not proven in time/, 5000)
   }, 120_000)
+})
+
+describe("the fence on its own", () => {
+  it("counts only refreshes that prove shards: a probe of no shard neither renews it nor continues a stopped process", async () => {
+    const states = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const manager = yield* PM.manager()
+      const fence = yield* Fence.Fence.pipe(Effect.provide(Fence.layer(Duration.millis(400)).pipe(Layer.provide(Layer.succeed(ProcessManager, manager)))))
+      const handle = yield* manager.spawn({ command: "sleep", args: ["60"] })
+      const pid = (yield* handle.info).pid!
+      fence.guard("instance", handle.id, () => true)
+      const seen: Array<string | undefined> = []
+      // Proven, then not renewed: stopped within the budget (300 ms).
+      fence.refreshed(performance.now(), 1)
+      yield* PM.until(() => processState(pid) === "T", "the fence stops the process")
+      seen.push(processState(pid))
+      // Probes prove nothing: however many, the process stays stopped, and the fence unrenewed.
+      for (let i = 0; i < 4; i++) {
+        fence.refreshed(performance.now(), 0)
+        yield* Effect.sleep("50 millis")
+      }
+      seen.push(processState(pid))
+      // Two refreshes of its shards: continued.
+      fence.refreshed(performance.now(), 1)
+      fence.refreshed(performance.now(), 1)
+      yield* PM.until(() => processState(pid) === "S", "the process continues")
+      seen.push(processState(pid))
+      yield* handle.kill
+      return seen
+    })))
+    expect(states).toEqual(["T", "T", "S"])
+  })
 })
