@@ -248,7 +248,7 @@ export const layer = (options: Options = {}) =>
           const run = yield* Incarnations.make(handle, record.spec, record.epoch, restartsBefore)
           yield* change(() => ({ current: run, info: record }))
           // After a freeze by the fence, the process continues only while this runner holds its shard.
-          if (Option.isSome(fence)) fence.value.guard(id, handle.id, () => sharding.hasShardId(address.shardId))
+          if (Option.isSome(fence)) fence.value.guard(id, handle.id, String(address.shardId), () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
           yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring)), scope)
           const started = yield* handle.info

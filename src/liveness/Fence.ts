@@ -16,7 +16,9 @@
  * shards counts: when lock storage was unhealthy, Effect probes it with a refresh of no shard,
  * and its shard set is stale until a real refresh — a probe that continued the processes let a
  * copy whose shard another runner had taken run again for a moment (the chaos suite saw it
- * after two freezes of one runner in a row).
+ * after two freezes of one runner in a row). A shard that a refresh found lost since the freeze
+ * and that this runner acquired anew is not "still held": another runner may have run its
+ * programs meanwhile, so the old process is not continued (the new activation starts its own).
  *
  * The margin is a quarter of the expiration (1 s of the default 4 s): the fence must fire
  * before the lock can expire, and the normal renewal must never miss it. Renewals come every
@@ -38,7 +40,7 @@ export class Fence extends Context.Service<Fence, {
    * The process `processId` of `owner` (an entity) is continued after a freeze only while
    * `held()` (its shard is still this runner's). Replaces what `owner` guarded before.
    */
-  readonly guard: (owner: string, processId: string, held: () => boolean) => void
+  readonly guard: (owner: string, processId: string, shard: string, held: () => boolean) => void
   readonly unguard: (owner: string) => void
   /**
    * A lock refresh of `proved` shards, sent at `sentAt` (performance.now()), succeeded. A
@@ -46,6 +48,8 @@ export class Fence extends Context.Service<Fence, {
    * shards of guarded processes: it neither renews the fence nor counts towards a thaw.
    */
   readonly refreshed: (sentAt: number, proved: number) => void
+  /** A lock refresh found these shards (`ShardId.toString()`) no longer held. */
+  readonly lost: (shards: ReadonlyArray<string>) => void
 }>()("shardhub/Fence") {}
 
 /**
@@ -60,7 +64,10 @@ export const layer = (expiration: Duration.Duration) =>
       const { fencing } = yield* ProcessManager
       const expirationMs = Duration.toMillis(expiration)
       const budgetMs = expirationMs - expirationMs / 4
-      const guarded = new Map<string, { readonly processId: string; readonly held: () => boolean }>()
+      const guarded = new Map<string, { readonly processId: string; readonly shard: string; readonly held: () => boolean }>()
+      // Shards lost since the last freeze: held again later (acquired anew, after another runner
+      // may have run their programs), their old processes are not continued.
+      const lostSinceFreeze = new Set<string>()
       // A freeze happened; the next refresh after the one that follows it continues the held.
       let frozen = false
       let thawAtNextRefresh = false
@@ -68,25 +75,29 @@ export const layer = (expiration: Duration.Duration) =>
       fencing.onFreeze(() => {
         frozen = true
         thawAtNextRefresh = false
+        lostSinceFreeze.clear()
         Effect.runForkWith(services)(Effect.logWarning(
           "fence: the shard locks were not proven in time (a stall, or the store out of reach); " +
             "every process is stopped until they are proven again"
         ))
       })
       return Fence.of({
-        guard: (owner, processId, held) => guarded.set(owner, { processId, held }),
+        guard: (owner, processId, shard, held) => guarded.set(owner, { processId, shard, held }),
         unguard: (owner) => guarded.delete(owner),
         refreshed: (sentAt, proved) => {
           if (proved === 0 && guarded.size > 0) return
           fencing.renew(sentAt + budgetMs - performance.now())
           if (thawAtNextRefresh) {
             thawAtNextRefresh = false
-            for (const { held, processId } of guarded.values()) if (held()) fencing.thaw(processId)
+            for (const { held, processId, shard } of guarded.values()) if (held() && !lostSinceFreeze.has(shard)) fencing.thaw(processId)
           }
           if (frozen) {
             frozen = false
             thawAtNextRefresh = true
           }
+        },
+        lost: (shards) => {
+          for (const shard of shards) lostSinceFreeze.add(shard)
         }
       })
     })
@@ -106,6 +117,11 @@ export const renewing = (
     Effect.suspend(() => {
       const sentAt = performance.now()
       const proved = [...shardIds]
-      return Effect.tap(storage.refresh(address, proved), () => Effect.sync(() => fence.refreshed(sentAt, proved.length)))
+      return Effect.tap(storage.refresh(address, proved), (held) =>
+        Effect.sync(() => {
+          const kept = new Set(held.map(String))
+          fence.lost(proved.map(String).filter((shard) => !kept.has(shard)))
+          fence.refreshed(sentAt, proved.length)
+        }))
     })
 })

@@ -83,13 +83,13 @@ describe("fencing, when the locks outlive the freeze", () => {
 })
 
 describe("the fence on its own", () => {
-  it("counts only refreshes that prove shards: a probe of no shard neither renews it nor continues a stopped process", async () => {
+  it("continues a stopped process only on refreshes that prove its shard, never one whose shard was lost meanwhile", async () => {
     const states = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const manager = yield* PM.manager()
       const fence = yield* Fence.Fence.pipe(Effect.provide(Fence.layer(Duration.millis(400)).pipe(Layer.provide(Layer.succeed(ProcessManager, manager)))))
       const handle = yield* manager.spawn({ command: "sleep", args: ["60"] })
       const pid = (yield* handle.info).pid!
-      fence.guard("instance", handle.id, () => true)
+      fence.guard("instance", handle.id, "default:1", () => true)
       const seen: Array<string | undefined> = []
       // Proven, then not renewed: stopped within the budget (300 ms).
       fence.refreshed(performance.now(), 1)
@@ -106,9 +106,16 @@ describe("the fence on its own", () => {
       fence.refreshed(performance.now(), 1)
       yield* PM.until(() => processState(pid) === "S", "the process continues")
       seen.push(processState(pid))
+      // Frozen again, its shard found lost and then held again (acquired anew): not continued,
+      // another runner may have run it meanwhile.
+      yield* PM.until(() => processState(pid) === "T", "the fence stops the process again")
+      fence.lost(["default:1"])
+      for (let i = 0; i < 3; i++) fence.refreshed(performance.now(), 1)
+      yield* Effect.sleep("100 millis")
+      seen.push(processState(pid))
       yield* handle.kill
       return seen
     })))
-    expect(states).toEqual(["T", "T", "S"])
+    expect(states).toEqual(["T", "T", "S", "T"])
   })
 })
