@@ -280,7 +280,9 @@ export const layer = (options: Options = {}) =>
             return
           }
           yield* change(() => ({ releasing: true }))
-          yield* run.handle.terminate(handoverTimeoutMs).pipe(Effect.ignore)
+          // A process the fence holds stopped cannot act on a graceful stop: it goes at once.
+          const stoppedByFence = Option.isSome(fence) && fence.value.stopped(id)
+          yield* (stoppedByFence ? run.handle.kill : run.handle.terminate(handoverTimeoutMs)).pipe(Effect.ignore)
           yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
           yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
         })

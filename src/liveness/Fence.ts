@@ -42,6 +42,8 @@ export class Fence extends Context.Service<Fence, {
    */
   readonly guard: (owner: string, processId: string, shard: string, held: () => boolean) => void
   readonly unguard: (owner: string) => void
+  /** Whether the process of `owner` is held stopped by the fence (not continued since). */
+  readonly stopped: (owner: string) => boolean
   /**
    * A lock refresh of `proved` shards, sent at `sentAt` (performance.now()), succeeded. A
    * refresh of no shard (Effect's probe of an unhealthy lock storage) proves nothing about the
@@ -68,6 +70,8 @@ export const layer = (expiration: Duration.Duration) =>
       // Shards lost since the last freeze: held again later (acquired anew, after another runner
       // may have run their programs), their old processes are not continued.
       const lostSinceFreeze = new Set<string>()
+      // Owners whose processes the last freeze stopped and that were not continued since.
+      const held = new Set<string>()
       // A freeze happened; the next refresh after the one that follows it continues the held.
       let frozen = false
       let thawAtNextRefresh = false
@@ -76,20 +80,32 @@ export const layer = (expiration: Duration.Duration) =>
         frozen = true
         thawAtNextRefresh = false
         lostSinceFreeze.clear()
+        for (const owner of guarded.keys()) held.add(owner)
         Effect.runForkWith(services)(Effect.logWarning(
           "fence: the shard locks were not proven in time (a stall, or the store out of reach); " +
             "every process is stopped until they are proven again"
         ))
       })
       return Fence.of({
-        guard: (owner, processId, shard, held) => guarded.set(owner, { processId, shard, held }),
-        unguard: (owner) => guarded.delete(owner),
+        guard: (owner, processId, shard, isHeld) => {
+          guarded.set(owner, { processId, shard, held: isHeld })
+          held.delete(owner)
+        },
+        unguard: (owner) => {
+          guarded.delete(owner)
+          held.delete(owner)
+        },
+        stopped: (owner) => held.has(owner),
         refreshed: (sentAt, proved) => {
           if (proved === 0 && guarded.size > 0) return
           fencing.renew(sentAt + budgetMs - performance.now())
           if (thawAtNextRefresh) {
             thawAtNextRefresh = false
-            for (const { held, processId, shard } of guarded.values()) if (held() && !lostSinceFreeze.has(shard)) fencing.thaw(processId)
+            for (const [owner, { held: isHeld, processId, shard }] of guarded) {
+              if (!isHeld() || lostSinceFreeze.has(shard)) continue
+              fencing.thaw(processId)
+              held.delete(owner)
+            }
           }
           if (frozen) {
             frozen = false

@@ -93,7 +93,7 @@ describe("the fence on its own", () => {
       const seen: Array<string | undefined> = []
       // Proven, then not renewed: stopped within the budget (300 ms).
       fence.refreshed(performance.now(), 1)
-      yield* PM.until(() => processState(pid) === "T", "the fence stops the process")
+      yield* PM.until(() => processState(pid) === "T" && fence.stopped("instance"), "the fence stops the process")
       seen.push(processState(pid))
       // Probes prove nothing: however many, the process stays stopped, and the fence unrenewed.
       for (let i = 0; i < 4; i++) {
@@ -104,15 +104,16 @@ describe("the fence on its own", () => {
       // Two refreshes of its shards: continued.
       fence.refreshed(performance.now(), 1)
       fence.refreshed(performance.now(), 1)
-      yield* PM.until(() => processState(pid) === "S", "the process continues")
+      yield* PM.until(() => processState(pid) === "S" && !fence.stopped("instance"), "the process continues")
       seen.push(processState(pid))
       // Frozen again, its shard found lost and then held again (acquired anew): not continued,
       // another runner may have run it meanwhile.
-      yield* PM.until(() => processState(pid) === "T", "the fence stops the process again")
+      yield* PM.until(() => processState(pid) === "T" && fence.stopped("instance"), "the fence stops the process again")
       fence.lost(["default:1"])
       for (let i = 0; i < 3; i++) fence.refreshed(performance.now(), 1)
       yield* Effect.sleep("100 millis")
       seen.push(processState(pid))
+      expect(fence.stopped("instance")).toBe(true)
       yield* handle.kill
       return seen
     })))
