@@ -67,9 +67,10 @@ export const layer = (expiration: Duration.Duration) =>
       const expirationMs = Duration.toMillis(expiration)
       const budgetMs = expirationMs - expirationMs / 4
       const guarded = new Map<string, { readonly processId: string; readonly shard: string; readonly held: () => boolean }>()
-      // Shards lost since the last freeze: held again later (acquired anew, after another runner
-      // may have run their programs), their old processes are not continued.
-      const lostSinceFreeze = new Set<string>()
+      // Processes whose shard a refresh found lost while they were guarded: held again later
+      // (acquired anew, after another runner may have run their programs), they are not
+      // continued. A process started after the loss (the new activation's) is not among them.
+      const stale = new Set<string>()
       // Owners whose processes the last freeze stopped and that were not continued since.
       const held = new Set<string>()
       // A freeze happened; the next refresh after the one that follows it continues the held.
@@ -79,7 +80,6 @@ export const layer = (expiration: Duration.Duration) =>
       fencing.onFreeze(() => {
         frozen = true
         thawAtNextRefresh = false
-        lostSinceFreeze.clear()
         for (const owner of guarded.keys()) held.add(owner)
         Effect.runForkWith(services)(Effect.logWarning(
           "fence: the shard locks were not proven in time (a stall, or the store out of reach); " +
@@ -88,10 +88,14 @@ export const layer = (expiration: Duration.Duration) =>
       })
       return Fence.of({
         guard: (owner, processId, shard, isHeld) => {
+          const before = guarded.get(owner)
+          if (before !== undefined) stale.delete(before.processId)
           guarded.set(owner, { processId, shard, held: isHeld })
           held.delete(owner)
         },
         unguard: (owner) => {
+          const before = guarded.get(owner)
+          if (before !== undefined) stale.delete(before.processId)
           guarded.delete(owner)
           held.delete(owner)
         },
@@ -101,8 +105,8 @@ export const layer = (expiration: Duration.Duration) =>
           fencing.renew(sentAt + budgetMs - performance.now())
           if (thawAtNextRefresh) {
             thawAtNextRefresh = false
-            for (const [owner, { held: isHeld, processId, shard }] of guarded) {
-              if (!isHeld() || lostSinceFreeze.has(shard)) continue
+            for (const [owner, { held: isHeld, processId }] of guarded) {
+              if (!isHeld() || stale.has(processId)) continue
               fencing.thaw(processId)
               held.delete(owner)
             }
@@ -113,7 +117,9 @@ export const layer = (expiration: Duration.Duration) =>
           }
         },
         lost: (shards) => {
-          for (const shard of shards) lostSinceFreeze.add(shard)
+          if (shards.length === 0) return
+          const gone = new Set(shards)
+          for (const { processId, shard } of guarded.values()) if (gone.has(shard)) stale.add(processId)
         }
       })
     })
