@@ -16,6 +16,7 @@
  *   npm run bench:reload [-- --json --clients 8]
  */
 import { Effect } from "effect"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -105,6 +106,15 @@ const load = (port: number) => {
   }
 }
 
+/** Whether the kernel migrates connections queued at a closing reusePort listener (Linux ≥ 5.14). */
+const migrateReq = (() => {
+  try {
+    return Fs.readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim()
+  } catch {
+    return "unavailable"
+  }
+})()
+
 const p99 = (t: Tally) => percentile([...t.latencies].sort((a, b) => a - b), 99)
 
 const main = async () => {
@@ -171,7 +181,8 @@ const main = async () => {
       `| ${name} | ${s.toFixed(2)} s | ${t.requests} | ${t.failed} | ${t.retried} | ${p99(t).toFixed(1)} ms | ${
         [...t.errors].map(([e, n]) => `${e} ×${n}`).join(", ") || "-"
       } |`
-    console.log(`\nreload of 4 copies sharing a port (reusePort), ${clients} keep-alive clients as fast as they can\n`)
+    console.log(`\nreload of 4 copies sharing a port (reusePort), ${clients} keep-alive clients as fast as they can; ` +
+      `net.ipv4.tcp_migrate_req = ${migrateReq} (1: the kernel hands connections queued at a closing listener to another)\n`)
     console.log("| phase | took | requests | failed | retried | p99 latency | errors |")
     console.log("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     console.log(row("before (nothing changes: baseline)", before, seconds / 1000))
@@ -192,7 +203,8 @@ const main = async () => {
         revert_failed: revert.failed,
         reverted: reverted.reverted,
         restart_requests: restart.requests,
-        restart_failed: restart.failed
+        restart_failed: restart.failed,
+        tcp_migrate_req: migrateReq
       }))
     }
   } finally {
