@@ -151,13 +151,13 @@ export const layer = (options: Options = {}) =>
           ))
 
       /** Reports every status change of the run's process until it ended. */
-      const watch = (run: Incarnation) => {
+      const watch = (run: Incarnation, readyStored: Deferred.Deferred<void>) => {
         let restartsSeen = run.restartsBefore
         return run.handle.changes.pipe(
           Stream.runForEach((status) =>
             Effect.gen(function*() {
               if (isTerminal(status)) {
-                if ((yield* now).releasing) return
+                if ((yield* now).releasing) return yield* Deferred.succeed(readyStored, undefined)
                 const ending = endReport(status, run.stopRequested)
                 // A scheduled instance whose schedule is on waits for its next tick.
                 const waiting = (yield* now).info?.spec.schedule !== undefined && (yield* now).info?.desired === "running"
@@ -167,7 +167,7 @@ export const layer = (options: Options = {}) =>
                 yield* keepAlive(false)
                 const { info } = yield* now
                 if (info !== undefined) yield* Deferred.succeed(run.settled, info)
-                return
+                return yield* Deferred.succeed(readyStored, undefined)
               }
               const restarts = run.restartsBefore + (yield* run.handle.info).restarts
               yield* InstanceMetrics.restarted(restarts - restartsSeen)
@@ -180,6 +180,7 @@ export const layer = (options: Options = {}) =>
               ) {
                 yield* report(run, update)
               }
+              if (status._tag === "Ready") yield* Deferred.succeed(readyStored, undefined)
             })
           )
         )
@@ -263,9 +264,12 @@ export const layer = (options: Options = {}) =>
             reason: null,
             crashLog: []
           })
-          yield* Effect.forkIn(watch(run), scope)
+          const readyStored = yield* Deferred.make<void>()
+          yield* Effect.forkIn(watch(run, readyStored), scope)
           if (record.spec.topics !== undefined) yield* connectTopics(run, record.spec.topics)
           yield* run.program.started(id, handle)
+          // A start that waited for readiness (a sequence's) answers once `running` is on record.
+          if ((yield* handle.info).status._tag === "Ready") yield* Deferred.await(readyStored)
           return (yield* now).info ?? record
         })
 

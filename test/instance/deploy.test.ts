@@ -179,6 +179,31 @@ describe("deploying services", () => {
     expect(overlaps(audit)).toEqual([])
   })
 
+  it("with surge, starts each new copy and waits until it is ready before the old one stops", async () => {
+    cluster.printOnFailure()
+    const port = await freePort()
+    const template = service(port, { READY: "message" }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const old = yield* host.start(copySpec(template, "solo", 0))
+      yield* poll(host.get(old.id), (i) => i.status === "running")
+      const events: Array<Rollout.Event> = []
+      const report = yield* Rollout.rollout(Rollout.again([yield* host.get(old.id)]), { surge: true }, (event) =>
+        Effect.gen(function*() {
+          // When the new copy is ready, the old one still runs.
+          if (event._tag === "Ready") events.push({ ...event, name: `${event.name} (old ${(yield* host.get(old.id)).status})` })
+          else events.push(event)
+        }).pipe(Effect.orDie))
+      const live = (yield* host.list({ statuses: ["running"] })).filter((info) => info.name === "solo-0")
+      yield* Effect.forEach(live, (info) => Effect.flatMap(InstanceClient, (c) => c.kill(info.id, { removeImmediately: true })))
+      return { report, events, live, old }
+    }))
+    expect(result.report).toMatchObject({ ok: true })
+    expect(result.events.map((e) => `${e._tag} ${e.name}`)).toEqual(["Started solo-0", "Ready solo-0 (old running)", "Stopped solo-0"])
+    expect(result.live.map((info) => info.id)).not.toContain(result.old.id)
+    expect(result.live).toHaveLength(1)
+  })
+
   it("stops a rollout whose new copy never becomes ready and puts the old copies back", async () => {
     cluster.printOnFailure()
     const port = await freePort()
