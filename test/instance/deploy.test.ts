@@ -43,28 +43,40 @@ const poll = <A>(read: Effect.Effect<A, unknown, HostClient>, until: (a: A) => b
     }
   })
 
-/** Per index, the intervals between "up" and "down" lines of the audit; overlaps among them. */
-const overlaps = (audit: string) => {
-  const lines = Fs.existsSync(audit) ? Fs.readFileSync(audit, "utf8").trim().split("\n").filter(Boolean) : []
-  const open = new Map<string, Map<string, number>>()
-  const intervals: Array<{ index: string; from: number; to: number }> = []
+/**
+ * What a beats file (`<key> <pid> <ms>` lines, one every 50 ms while a process lives) says: each
+ * process from its first beat to its last, with its key (a copy's index).
+ */
+const spansOf = (beats: string) => {
+  const spans = new Map<string, { key: string; from: number; to: number }>()
+  const lines = Fs.existsSync(beats) ? Fs.readFileSync(beats, "utf8").split("\n").filter(Boolean) : []
   for (const line of lines) {
-    const [what, index, pid, at] = line.split(" ")
-    const byIndex = open.get(index!) ?? new Map<string, number>()
-    open.set(index!, byIndex)
-    if (what === "up") byIndex.set(pid!, Number(at))
-    else if (byIndex.has(pid!)) {
-      intervals.push({ index: index!, from: byIndex.get(pid!)!, to: Number(at) })
-      byIndex.delete(pid!)
-    }
+    const [key, pid, at] = line.split(" ")
+    const span = spans.get(pid!) ?? { key: key!, from: Number(at), to: Number(at) }
+    span.to = Number(at)
+    spans.set(pid!, span)
   }
-  for (const [index, byIndex] of open) for (const from of byIndex.values()) intervals.push({ index, from, to: Infinity })
+  return [...spans.values()]
+}
+
+/** The keys of which two processes beat at overlapping times (never, for one index or schedule). */
+const overlapsIn = (beats: string) => {
+  const spans = spansOf(beats)
   const found: Array<string> = []
-  for (const a of intervals) {
-    for (const b of intervals) if (a !== b && a.index === b.index && a.from < b.to && b.from < a.to && a.from <= b.from) found.push(`${a.index}`)
-  }
+  for (const a of spans) for (const b of spans) if (a !== b && a.key === b.key && a.from <= b.from && b.from <= a.to) found.push(a.key)
   return found
 }
+
+/** A fresh beats file. */
+const beatsFile = () => Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-deploy-")), "beats")
+
+/** Copies 0…count-1 of app `name` from `template`, each running (ready), as now on record. */
+const startCopies = (template: InstanceSpec, name: string, count: number) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const started = yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => host.start(copySpec(template, name, i)))
+    return yield* Effect.forEach(started, (info) => poll(host.get(info.id), (i) => i.status === "running"))
+  })
 
 describe("deploying services", () => {
   const cluster = useCluster("deploy", { runners: 2 })
@@ -145,12 +157,11 @@ describe("deploying services", () => {
   it("reloads copies one at a time: all replaced, never two of one index at once", async () => {
     cluster.printOnFailure()
     const port = await freePort()
-    const audit = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-deploy-")), "audit")
-    const template = service(port, { READY: "message", AUDIT: audit }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
+    const beats = beatsFile()
+    const template = service(port, { READY: "message", BEATS: beats }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
-      const old = yield* Effect.forEach([0, 1, 2], (i) => host.start(copySpec(template, "web", i)))
-      for (const info of old) yield* poll(host.get(info.id), (i) => i.status === "running")
+      const old = yield* startCopies(template, "web", 3)
       const events: Array<Rollout.Event> = []
       const report = yield* Rollout.rollout(
         old.map((info) => ({ name: info.name!, old: info, spec: info.spec })),
@@ -174,9 +185,9 @@ describe("deploying services", () => {
       "Stopped web-1", "Started web-1", "Ready web-1",
       "Stopped web-2", "Started web-2", "Ready web-2"
     ])
-    const ups = Fs.readFileSync(audit, "utf8").split("\n").filter((line) => line.startsWith("up "))
-    expect(ups).toHaveLength(6)
-    expect(overlaps(audit)).toEqual([])
+    // Six processes beat (3 old, 3 new), and never two of one index at once.
+    expect(spansOf(beats)).toHaveLength(6)
+    expect(overlapsIn(beats)).toEqual([])
   })
 
   it("with surge, starts each new copy and waits until it is ready before the old one stops", async () => {
@@ -185,18 +196,17 @@ describe("deploying services", () => {
     const template = service(port, { READY: "message" }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
-      const old = yield* host.start(copySpec(template, "solo", 0))
-      yield* poll(host.get(old.id), (i) => i.status === "running")
+      const [old] = yield* startCopies(template, "solo", 1)
       const events: Array<Rollout.Event> = []
-      const report = yield* Rollout.rollout(Rollout.again([yield* host.get(old.id)]), { surge: true }, (event) =>
+      const report = yield* Rollout.rollout(Rollout.again([old!]), { surge: true }, (event) =>
         Effect.gen(function*() {
           // When the new copy is ready, the old one still runs.
-          if (event._tag === "Ready") events.push({ ...event, name: `${event.name} (old ${(yield* host.get(old.id)).status})` })
+          if (event._tag === "Ready") events.push({ ...event, name: `${event.name} (old ${(yield* host.get(old!.id)).status})` })
           else events.push(event)
         }).pipe(Effect.orDie))
       const live = (yield* host.list({ statuses: ["running"] })).filter((info) => info.name === "solo-0")
       yield* Effect.forEach(live, (info) => Effect.flatMap(InstanceClient, (c) => c.kill(info.id, { removeImmediately: true })))
-      return { report, events, live, old }
+      return { report, events, live, old: old! }
     }))
     expect(result.report).toMatchObject({ ok: true })
     expect(result.events.map((e) => `${e._tag} ${e.name}`)).toEqual(["Started solo-0", "Ready solo-0 (old running)", "Stopped solo-0"])
@@ -210,8 +220,7 @@ describe("deploying services", () => {
     const template = service(port, { READY: "message" }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
-      const old = yield* Effect.forEach([0, 1, 2], (i) => host.start(copySpec(template, "api", i)))
-      for (const info of old) yield* poll(host.get(info.id), (i) => i.status === "running")
+      const old = yield* startCopies(template, "api", 3)
       const broken = (info: typeof old[number]): InstanceSpec => ({
         ...info.spec,
         env: { set: { ...info.spec.env?.set, READY: "never", VERSION: "v2" } },
@@ -237,35 +246,15 @@ describe("deploying services", () => {
   })
 })
 
-/** Per index, the processes whose beats (first to last) overlap another's of the same index. */
-const beatOverlaps = (beats: string) => {
-  const spans = new Map<string, { index: string; from: number; to: number }>()
-  for (const line of Fs.readFileSync(beats, "utf8").split("\n").filter(Boolean)) {
-    const [index, pid, at] = line.split(" ")
-    const span = spans.get(pid!) ?? { index: index!, from: Number(at), to: Number(at) }
-    span.to = Number(at)
-    spans.set(pid!, span)
-  }
-  const found: Array<string> = []
-  const all = [...spans.values()]
-  for (const a of all) for (const b of all) if (a !== b && a.index === b.index && a.from <= b.from && b.from <= a.to) found.push(a.index)
-  return found
-}
-
 describe("a reload through a runner kill", () => {
   const cluster = useCluster("deploy-kill", { runners: 3 })
 
   it("ends with every copy ready, never two processes of one index at once", async () => {
     cluster.printOnFailure()
     const port = await freePort()
-    const beats = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-deploy-")), "beats")
+    const beats = beatsFile()
     const template = service(port, { READY: "message", BEATS: beats }, { readiness: { _tag: "Message", timeoutMs: 10_000 } })
-    const old = await cluster.run(Effect.gen(function*() {
-      const host = yield* HostClient
-      const started = yield* Effect.forEach([0, 1, 2, 3], (i) => host.start(copySpec(template, "svc", i)))
-      for (const info of started) yield* poll(host.get(info.id), (i) => i.status === "running")
-      return yield* Effect.forEach(started, (info) => host.get(info.id))
-    }))
+    const old = await cluster.run(startCopies(template, "svc", 4))
     // The runner of the last copy dies while the first ones are being replaced.
     const victim = cluster.runners.find((r) => r.address === old[3]!.runner)!
     let killed = false
@@ -291,7 +280,7 @@ describe("a reload through a runner kill", () => {
     expect(report).toMatchObject({ ok: true, reverted: false })
     expect(live.map((info) => info.name).sort()).toEqual(["svc-0", "svc-1", "svc-2", "svc-3"])
     expect(live.every((info) => info.runner !== victim.address)).toBe(true)
-    expect(beatOverlaps(beats)).toEqual([])
+    expect(overlapsIn(beats)).toEqual([])
     await cluster.run(Effect.flatMap(InstanceClient, (c) => Effect.forEach(live, (info) => c.kill(info.id, { removeImmediately: true }))))
   })
 })
@@ -306,7 +295,7 @@ describe("scheduled instances", () => {
       command: process.execPath,
       args: [
         "-e",
-        "const fs = require('fs'); const beat = () => fs.appendFileSync(process.argv[1], `${process.pid} ${Date.now()}\\n`); " +
+        "const fs = require('fs'); const beat = () => fs.appendFileSync(process.argv[1], `cron ${process.pid} ${Date.now()}\\n`); " +
         "beat(); setInterval(beat, 50); setTimeout(() => { beat(); process.exit(0) }, Number(process.argv[2]) * 1000)",
         audit,
         String(seconds)
@@ -314,28 +303,11 @@ describe("scheduled instances", () => {
     },
     schedule: { cron }
   })
-  /** Each run (pid) from its first beat to its last. */
-  const runsOf = (audit: string) => {
-    const spans = new Map<string, { from: number; to: number }>()
-    const lines = Fs.existsSync(audit) ? Fs.readFileSync(audit, "utf8").split("\n").filter(Boolean) : []
-    for (const line of lines) {
-      const [pid, at] = line.split(" ")
-      const span = spans.get(pid!) ?? { from: Number(at), to: Number(at) }
-      span.to = Number(at)
-      spans.set(pid!, span)
-    }
-    return [...spans.values()].sort((a, b) => a.from - b.from)
-  }
-  const runsIn = (audit: string) => runsOf(audit).length
-  /** Runs that were alive at once (a run's beats between another's first and last). */
-  const overlapping = (audit: string) => {
-    const runs = runsOf(audit)
-    return runs.slice(1).filter((run, i) => run.from <= runs[i]!.to)
-  }
+  const runsIn = (beats: string) => spansOf(beats).length
 
   it("runs once per tick, never two runs at once (a tick that finds a run going is skipped), until stopped", async () => {
     cluster.printOnFailure()
-    const audit = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-cron-")), "audit")
+    const audit = beatsFile()
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const instances = yield* InstanceClient
@@ -359,12 +331,12 @@ describe("scheduled instances", () => {
     expect(["stopped"]).toContain(result.after.status)
     // Stopped: no run starts any more.
     expect(result.later).toBe(result.runs)
-    expect(overlapping(audit)).toEqual([])
+    expect(overlapsIn(audit)).toEqual([])
   })
 
   it("goes on ticking on another runner when its runner is killed, never two runs at once", async () => {
     cluster.printOnFailure()
-    const audit = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-cron-")), "audit")
+    const audit = beatsFile()
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const started = yield* host.start(noting(audit, 0.3, "* * * * * *"))
@@ -379,6 +351,6 @@ describe("scheduled instances", () => {
       return { before, after }
     }))
     expect(result.after.runner).not.toBe(result.before.runner)
-    expect(overlapping(audit)).toEqual([])
+    expect(overlapsIn(audit)).toEqual([])
   })
 })
