@@ -96,7 +96,9 @@ export const collect = <E, R>(
   id: string,
   run: Incarnation,
   messages: Stream.Stream<ChannelEvent>,
-  topics: (wiring: NonNullable<InstanceSpec["topics"]>) => Effect.Effect<void, E, R>
+  topics: (wiring: NonNullable<InstanceSpec["topics"]>) => Effect.Effect<void, E, R>,
+  /** Whether the run's epoch is still the instance's current one on record. */
+  current: Effect.Effect<boolean>
 ) =>
   messages.pipe(
     Stream.runForEach((message) => {
@@ -109,6 +111,10 @@ export const collect = <E, R>(
         case "keepAlive":
           for (const kept of run.keptAlive) kept()
           return Effect.void
+        case "epoch": {
+          const answer = (current: boolean): Control.ToChild => ({ $shardhub: "epoch", epoch: run.epoch, current })
+          return Effect.flatMap(current, (ok) => Effect.ignore(run.handle.send(answer(ok))))
+        }
         case "topics": {
           // STH's requires / provides.
           const name = (value: string | null | undefined) => typeof value === "string" && isTopicName(value) ? value : undefined

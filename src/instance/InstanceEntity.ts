@@ -235,7 +235,7 @@ export const layer = (options: Options = {}) =>
 
       const spawnRun = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
         Effect.gen(function*() {
-          const spec = yield* processSpec(id, record.spec, cacheDir).pipe(
+          const spec = yield* processSpec(id, record.spec, cacheDir, record.epoch).pipe(
             Effect.map((spec) => continueLog ? { ...spec, continueLog } : spec),
             Effect.provideService(SequenceStore, sequences),
             Effect.tapError((error) => startFailed(record, error.message))
@@ -251,7 +251,9 @@ export const layer = (options: Options = {}) =>
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, String(address.shardId), () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
-          yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring)), scope)
+          // Its epoch is current while the record has no later one (one indexed read per question).
+          const current = registry.get(id).pipe(Effect.map((info) => info.epoch === run.epoch), Effect.orElseSucceed(() => false))
+          yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring), current), scope)
           const started = yield* handle.info
           yield* report(run, {
             status: started.status._tag === "Ready" ? "running" : "starting",

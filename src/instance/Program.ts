@@ -45,10 +45,10 @@ const common = (id: string, spec: InstanceSpec) => {
  *
  * @since 0.5.0
  */
-export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
+export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string, epoch: number) =>
   Effect.gen(function*() {
     const program = spec.program
-    const env = spec.hub === true ? withHub(spec.env, HubCredential.mint((yield* Security).sign, id)) : spec.env
+    const env = withEpoch(spec.hub === true ? withHub(spec.env, HubCredential.mint((yield* Security).sign, id)) : spec.env, epoch)
     if (program._tag === "Command") {
       return {
         ...common(id, spec),
@@ -58,7 +58,7 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
         ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
         ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
         ...(spec.readiness === undefined ? {} : { readiness: spec.readiness }),
-        ...(spec.readiness?._tag === "Message" ? { env: withNodeChannel(env) } : env === undefined ? {} : { env }),
+        env: spec.readiness?._tag === "Message" ? withNodeChannel(env) : env,
         messages: "ndjson"
       } satisfies ProcessSpec
     }
@@ -83,6 +83,15 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string) =>
       env: { ...env, set: { ...env?.set, ...launch.env?.set } }
     } satisfies ProcessSpec
   })
+
+/**
+ * The environment with the instance's epoch (`SHARDHUB_EPOCH`): a fencing token for the
+ * program's writes elsewhere, strictly greater after every takeover.
+ */
+const withEpoch = (env: InstanceSpec["env"], epoch: number): NonNullable<InstanceSpec["env"]> => ({
+  ...env,
+  set: { ...env?.set, SHARDHUB_EPOCH: String(epoch) }
+})
 
 /**
  * The environment of an instance whose spec asks for the hub: the gateway this runner knows

@@ -2,7 +2,7 @@
  * The in-child control protocol: the messages on a process's message channel whose
  * `$shardhub` key names a kind. One Schema for both directions, used by the ProcessManager
  * (readiness, log lines, the stop message), the Instance entity (health, keep-alive, topics,
- * kill) and checked against both in-child runners (`src/sequence/runners/node.cjs` and
+ * kill, the epoch) and checked against both in-child runners (`src/sequence/runners/node.cjs` and
  * `python.py`) by the sequence tests. Anything else on the channel is the user's: events
  * `{"event","data"}` or any message a command's program sends.
  *
@@ -36,8 +36,11 @@ export const Topics = Schema.Struct({
   contentType: Schema.optionalKey(Schema.NullOr(Schema.String))
 })
 
+/** Whether the instance's epoch (`SHARDHUB_EPOCH`) is still the current one; answered with {@link EpochIs}. @since 0.9.0 */
+export const Epoch = Schema.Struct({ $shardhub: kind("epoch") })
+
 /** What a child sends. @since 0.6.0 */
-export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics])
+export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch])
 /** @since 0.6.0 */
 export type FromChild = typeof FromChild.Type
 
@@ -50,8 +53,15 @@ export const Stop = Schema.Struct({
 /** Run the kill handlers, then exit. @since 0.6.0 */
 export const Kill = Schema.Struct({ $shardhub: kind("kill") })
 
+/**
+ * The answer to {@link Epoch}: the process's epoch, and whether it is still the instance's
+ * current one on record (false: another runner took the instance over; its writes are stale).
+ * @since 0.9.0
+ */
+export const EpochIs = Schema.Struct({ $shardhub: kind("epoch"), epoch: Schema.Number, current: Schema.Boolean })
+
 /** What a child is sent. @since 0.6.0 */
-export const ToChild = Schema.Union([Stop, Kill])
+export const ToChild = Schema.Union([Stop, Kill, EpochIs])
 /** @since 0.6.0 */
 export type ToChild = typeof ToChild.Type
 

@@ -5,11 +5,13 @@
  * expire), and once it thaws, the copies of lost shards end without running again. Checked by
  * the instance's own heartbeats: the two copies' heartbeat ranges never overlap.
  */
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
+import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import * as Registry from "../../src/instance/Registry.ts"
 import * as Fence from "../../src/liveness/Fence.ts"
 import { ProcessManager } from "../../src/process/ProcessManager.ts"
 import * as PM from "../support/processManager.ts"
@@ -119,4 +121,62 @@ describe("the fence on its own", () => {
     })))
     expect(states).toEqual(["T", "T", "S", "T"])
   })
+})
+
+describe("fencing tokens for programs", () => {
+  const cluster = useCluster("epochs", { runners: 2 })
+
+  it("gives each process its epoch (SHARDHUB_EPOCH), strictly greater after a takeover, and says whether it is still current", async () => {
+    cluster.printOnFailure()
+    // Asks on its message channel every 100 ms and prints "<SHARDHUB_EPOCH> <answered epoch> <current>".
+    const script = "const net = require('net'); const channel = new net.Socket({ fd: 3, readable: true, writable: true }); " +
+      "let rest = ''; channel.on('data', (chunk) => { rest += chunk; let i; while ((i = rest.indexOf('\\n')) >= 0) { " +
+      "const m = JSON.parse(rest.slice(0, i)); rest = rest.slice(i + 1); " +
+      "if (m.$shardhub === 'epoch') console.log(process.env.SHARDHUB_EPOCH, m.epoch, m.current) } }); " +
+      "setInterval(() => channel.write(JSON.stringify({ $shardhub: 'epoch' }) + '\\n'), 100)"
+    const lastAnswer = (id: string) =>
+      Effect.flatMap(InstanceClient, (instances) =>
+        Effect.map(Stream.runCollect(instances.logs(id, { streams: ["stdout"], tail: 1 })), (lines) => lines.at(-1)?.text))
+    const answerUntil = (id: string, wanted: (answer: string | undefined) => boolean) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < 200; i++) {
+          const answer = yield* lastAnswer(id).pipe(Effect.orElseSucceed(() => undefined))
+          if (wanted(answer)) return answer
+          yield* Effect.sleep("100 millis")
+        }
+        return yield* Effect.die(new Error(`no wanted answer from ${id}`))
+      })
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const started = yield* host.start({ program: { _tag: "Command", command: process.execPath, args: ["-e", script], cwd: "/" } })
+      const first = yield* answerUntil(started.id, (answer) => answer !== undefined)
+      // Another claim on record (as a takeover makes): the running process is told it is stale.
+      const stale = yield* Effect.flatMap(Registry.Registry, (registry) => registry.claim(started.id, "127.0.0.1:1")).pipe(Effect.provide(Registry.layer))
+      const told = yield* answerUntil(started.id, (answer) => answer?.endsWith("false") === true)
+      return { started, first, stale, told }
+    }))
+    expect(result.started.epoch).toBe(1)
+    expect(result.first).toBe("1 1 true")
+    expect(result.stale.epoch).toBe(2)
+    expect(result.told).toBe("1 1 false")
+
+    // A real takeover: its runner dies; the copy on the other runner has a greater epoch, and is current.
+    const victim = cluster.runners.find((runner) => runner.address === result.started.runner)!
+    await victim.kill("SIGKILL")
+    const moved = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const info = yield* Effect.gen(function*() {
+        for (;;) {
+          const info = yield* host.get(result.started.id)
+          if (info.status === "running" && info.runner !== victim.address) return info
+          yield* Effect.sleep("100 millis")
+        }
+      }).pipe(Effect.timeout("30 seconds"))
+      const answer = yield* answerUntil(result.started.id, (answer) => answer?.startsWith(`${info.epoch} `) === true)
+      yield* Effect.flatMap(InstanceClient, (c) => c.kill(result.started.id, { removeImmediately: true }))
+      return { info, answer }
+    }))
+    expect(moved.info.epoch).toBeGreaterThan(2)
+    expect(moved.answer).toBe(`${moved.info.epoch} ${moved.info.epoch} true`)
+  }, 120_000)
 })

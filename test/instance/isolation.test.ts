@@ -40,7 +40,7 @@ describe("instance isolation", () => {
     expect(names.filter((name) => name === "DATABASE_URL" || name.startsWith("PG") || name.startsWith("npm_"))).toEqual([])
     // Only the variables the manager sets for its own children.
     expect(names.filter((name) => name.startsWith("SHARDHUB_")).sort())
-      .toEqual(["SHARDHUB_DATA_DIR", "SHARDHUB_MESSAGE_CODEC", "SHARDHUB_MESSAGE_FD", "SHARDHUB_PROCESS_ID", "SHARDHUB_SUPERVISOR"])
+      .toEqual(["SHARDHUB_DATA_DIR", "SHARDHUB_EPOCH", "SHARDHUB_MESSAGE_CODEC", "SHARDHUB_MESSAGE_FD", "SHARDHUB_PROCESS_ID", "SHARDHUB_SUPERVISOR"])
     expect(lines.join("\n")).not.toMatch(/libpq-secret|npm-secret|postgres(ql)?:\/\//)
 
     const passed = await runScript("echo \"$DATABASE_URL\"; echo \"$PGPASSWORD\"", { env: { pass: ["DATABASE_URL", "PGPASSWORD"] } })
