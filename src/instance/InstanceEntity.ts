@@ -251,8 +251,18 @@ export const layer = (options: Options = {}) =>
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, String(address.shardId), () => sharding.hasShardId(address.shardId))
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
-          // Its epoch is current while the record has no later one (one indexed read per question).
-          const current = registry.get(id).pipe(Effect.map((info) => info.epoch === run.epoch), Effect.orElseSucceed(() => false))
+          // Its epoch is current while the record has no later one: one indexed read, at most every
+          // 100 ms (a program that asks in a loop gets the last answer in between).
+          let checked: { readonly at: number; readonly current: boolean } | undefined
+          const current = Effect.suspend(() =>
+            checked !== undefined && performance.now() - checked.at < 100
+              ? Effect.succeed(checked.current)
+              : registry.get(id).pipe(
+                Effect.map((info) => info.epoch === run.epoch),
+                Effect.orElseSucceed(() => false),
+                Effect.tap((answer) => Effect.sync(() => (checked = { at: performance.now(), current: answer })))
+              )
+          )
           yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring), current), scope)
           const started = yield* handle.info
           yield* report(run, {
