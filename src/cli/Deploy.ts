@@ -13,7 +13,7 @@ import { Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Rollout from "../client/Rollout.ts"
 import { CronExpression, type InstanceSpec } from "../instance/InstanceSpec.ts"
-import { Check, Liveness, Readiness, RestartPolicy } from "../process/ProcessSpec.ts"
+import { Check, type Liveness, RestartPolicy } from "../process/ProcessSpec.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, json, print, splitWords, withClient } from "./Support.ts"
 
@@ -109,7 +109,6 @@ export const deploySpec = (keys: DeployKeys, field: (key: keyof DeployKeys) => s
       spec.readiness = keys.ready === "message"
         ? { _tag: "Message", timeoutMs: readyTimeoutMs }
         : { _tag: "Check", check: yield* parseCheck(field("ready"), keys.ready), timeoutMs: readyTimeoutMs }
-      yield* Schema.decodeUnknownEffect(Readiness)(spec.readiness).pipe(Effect.mapError(() => invalid(field("ready"), keys.ready, CHECK_FORMS)))
     } else if (keys.readyTimeoutMs !== undefined) {
       return yield* new CliFailure({ message: `${field("readyTimeoutMs")} is the time to be ready: give ${field("ready")} too` })
     }

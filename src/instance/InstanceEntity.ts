@@ -160,7 +160,8 @@ export const layer = (options: Options = {}) =>
                 if ((yield* now).releasing) return yield* Deferred.succeed(readyStored, undefined)
                 const ending = endReport(status, run.stopRequested)
                 // A scheduled instance whose schedule is on waits for its next tick.
-                const waiting = (yield* now).info?.spec.schedule !== undefined && (yield* now).info?.desired === "running"
+                const { info: record } = yield* now
+                const waiting = record?.spec.schedule !== undefined && record.desired === "running"
                 yield* report(run, waiting ? { ...ending, desired: "running", status: "scheduled" } : ending)
                 if (ending.status === "stopped" || ending.status === "crashed") yield* InstanceMetrics.ended(ending.status)
                 yield* PubSub.publish(run.events, undefined)

@@ -54,6 +54,23 @@ export class Fence extends Context.Service<Fence, {
   readonly lost: (shards: ReadonlyArray<string>) => void
 }>()("shardhub/Fence") {}
 
+/** A guarded process, as the fence knows it. */
+interface Guard {
+  readonly processId: string
+  /** Its shard (`ShardId.toString()`). */
+  readonly shard: string
+  /** Whether this runner holds its shard now. */
+  readonly held: () => boolean
+  /** The last freeze stopped it, and it was not continued since. */
+  stopped: boolean
+  /**
+   * A refresh found its shard lost: held again later (acquired anew, after another runner may
+   * have run its program), it is not continued. A process started after the loss (the new
+   * activation's, guarded anew) is not stale.
+   */
+  stale: boolean
+}
+
 /**
  * The fence of a runner whose shard locks expire after `expiration`.
  *
@@ -66,13 +83,7 @@ export const layer = (expiration: Duration.Duration) =>
       const { fencing } = yield* ProcessManager
       const expirationMs = Duration.toMillis(expiration)
       const budgetMs = expirationMs - expirationMs / 4
-      const guarded = new Map<string, { readonly processId: string; readonly shard: string; readonly held: () => boolean }>()
-      // Processes whose shard a refresh found lost while they were guarded: held again later
-      // (acquired anew, after another runner may have run their programs), they are not
-      // continued. A process started after the loss (the new activation's) is not among them.
-      const stale = new Set<string>()
-      // Owners whose processes the last freeze stopped and that were not continued since.
-      const held = new Set<string>()
+      const guarded = new Map<string, Guard>()
       // A freeze happened; the next refresh after the one that follows it continues the held.
       let frozen = false
       let thawAtNextRefresh = false
@@ -80,35 +91,25 @@ export const layer = (expiration: Duration.Duration) =>
       fencing.onFreeze(() => {
         frozen = true
         thawAtNextRefresh = false
-        for (const owner of guarded.keys()) held.add(owner)
+        for (const guard of guarded.values()) guard.stopped = true
         Effect.runForkWith(services)(Effect.logWarning(
           "fence: the shard locks were not proven in time (a stall, or the store out of reach); " +
             "every process is stopped until they are proven again"
         ))
       })
       return Fence.of({
-        guard: (owner, processId, shard, isHeld) => {
-          const before = guarded.get(owner)
-          if (before !== undefined) stale.delete(before.processId)
-          guarded.set(owner, { processId, shard, held: isHeld })
-          held.delete(owner)
-        },
-        unguard: (owner) => {
-          const before = guarded.get(owner)
-          if (before !== undefined) stale.delete(before.processId)
-          guarded.delete(owner)
-          held.delete(owner)
-        },
-        stopped: (owner) => held.has(owner),
+        guard: (owner, processId, shard, held) => guarded.set(owner, { processId, shard, held, stopped: false, stale: false }),
+        unguard: (owner) => guarded.delete(owner),
+        stopped: (owner) => guarded.get(owner)?.stopped === true,
         refreshed: (sentAt, proved) => {
           if (proved === 0 && guarded.size > 0) return
           fencing.renew(sentAt + budgetMs - performance.now())
           if (thawAtNextRefresh) {
             thawAtNextRefresh = false
-            for (const [owner, { held: isHeld, processId }] of guarded) {
-              if (!isHeld() || stale.has(processId)) continue
-              fencing.thaw(processId)
-              held.delete(owner)
+            for (const guard of guarded.values()) {
+              if (!guard.held() || guard.stale) continue
+              fencing.thaw(guard.processId)
+              guard.stopped = false
             }
           }
           if (frozen) {
@@ -119,7 +120,7 @@ export const layer = (expiration: Duration.Duration) =>
         lost: (shards) => {
           if (shards.length === 0) return
           const gone = new Set(shards)
-          for (const { processId, shard } of guarded.values()) if (gone.has(shard)) stale.add(processId)
+          for (const guard of guarded.values()) if (gone.has(guard.shard)) guard.stale = true
         }
       })
     })

@@ -10,6 +10,7 @@ import * as Http from "node:http"
 import * as Net from "node:net"
 import type { Identity } from "./Confinement.ts"
 import type { Check } from "./ProcessSpec.ts"
+import { groupKill } from "./Spawner.ts"
 
 /**
  * Where an exec check runs: the process's working directory, environment and user.
@@ -108,7 +109,7 @@ const command = (file: string, args: ReadonlyArray<string>, timeoutMs: number, c
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true
-      killGroup(child.pid)
+      if (child.pid !== undefined) groupKill(child.pid, "SIGKILL")
     }, timeoutMs)
     child.once("error", (error) => {
       clearTimeout(timer)
@@ -116,19 +117,11 @@ const command = (file: string, args: ReadonlyArray<string>, timeoutMs: number, c
     })
     child.once("close", (code, signal) => {
       clearTimeout(timer)
-      killGroup(child.pid)
+      // What the command left in its group goes with it.
+      if (child.pid !== undefined) groupKill(child.pid, "SIGKILL")
       const said = output.trim().split("\n").at(-1)?.slice(0, 200)
       if (timedOut) resolve(`did not exit within ${timeoutMs} ms`)
       else if (code === 0) resolve(undefined)
       else resolve(`${code === null ? `killed by ${signal}` : `exit code ${code}`}${said ? `: ${said}` : ""}`)
     })
   })
-
-const killGroup = (pid: number | undefined) => {
-  if (pid === undefined) return
-  try {
-    process.kill(-pid, "SIGKILL")
-  } catch {
-    // The group is gone already.
-  }
-}
