@@ -141,12 +141,27 @@ export const record = (info: InstanceInfo, now = Date.now()): string => {
  * @since 0.6.0
  */
 export const runners = (
-  rows: ReadonlyArray<{ readonly address: string; readonly healthy: boolean; readonly shards: number; readonly instances: number; readonly heartbeatAgeMs: number }>
+  rows: ReadonlyArray<{
+    readonly address: string
+    readonly healthy: boolean
+    readonly drained: boolean
+    readonly shards: number
+    readonly instances: number
+    readonly heartbeatAgeMs: number
+  }>
 ): string =>
   table(
     ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT"],
-    rows.map((r) => [r.address, String(r.healthy), r.shards, r.instances, `${age(r.heartbeatAgeMs)} ago`])
+    rows.map((r) => [r.address, r.drained ? "drained" : String(r.healthy), r.shards, r.instances, `${age(r.heartbeatAgeMs)} ago`])
   )
+
+/**
+ * `runner drain`: one progress line.
+ *
+ * @since 0.10.0
+ */
+export const drainLine = (p: { readonly address: string; readonly instances: number; readonly shards: number }, total: number): string =>
+  `${p.address}: ${Math.max(0, total - p.instances)}/${total} moved, ${p.instances} left, ${p.shards} shard${p.shards === 1 ? "" : "s"} held`
 
 /**
  * `logs`: one log line, prefixed with its instance's name when `prefix` is given.

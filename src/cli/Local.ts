@@ -11,6 +11,7 @@ import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as Client from "../node/Client.ts"
 import { runnerConfig } from "../base/Config.ts"
+import { drainCommands } from "./Drain.ts"
 
 /** A runner process of `up` failed to start. */
 export class RunnerStartError extends Schema.TaggedError<RunnerStartError>()("RunnerStartError", { message: Schema.String }) {}
@@ -109,7 +110,8 @@ const runner = Command.make("runner", {
     Effect.promise(() => import("../node/Runner.ts")),
     (Runner) => Runner.layerFromEnv(Option.match(flags.port, { onNone: () => ({}), onSome: (port) => ({ port }) }))
   )))).pipe(
-    Command.withDescription("Run a runner: serve shards of the cluster and run their instances")
+    Command.withDescription("Run a runner: serve shards of the cluster and run their instances (drain, undrain: empty one)"),
+    Command.withSubcommands(drainCommands)
   )
 
 const gateway = Command.make("gateway", { port: gatewayPort }, (flags) =>

@@ -38,6 +38,7 @@ import {
 } from "../sequence/SequenceStore.ts"
 import { invalidName, isTopicName, Topic, type TopicDescription, TopicError } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
+import * as Drain from "./Drain.ts"
 import { type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
@@ -78,6 +79,16 @@ export interface HostClientService {
    * heartbeat's age, the shards it holds and the instances it runs.
    */
   readonly runners: Effect.Effect<ReadonlyArray<RunnerList.RunnerWithInstances>, SqlError | RegistryError>
+  /**
+   * Drains the runner at `address` (its instances move `parallel` at a time; it takes nothing
+   * new), and follows its progress until it holds no instance and no shard.
+   */
+  readonly drain: (address: string, options: { readonly parallel: number }) => Effect.Effect<
+    Stream.Stream<Drain.DrainProgress, Drain.DrainError | RegistryError>,
+    Drain.DrainError
+  >
+  /** Ends the drain of the runner at `address`. */
+  readonly undrain: (address: string) => Effect.Effect<void, Drain.DrainError>
   /**
    * Starts an instance of `spec` (with a new UUID unless `id` is given) and answers once its
    * process runs. Safe to retry: the call carries one start key, so a re-delivered start never
@@ -201,6 +212,12 @@ export const make = (options: Options = {}) =>
        * heartbeat's age, the shards it holds and the instances it runs.
        */
       runners: Effect.provideService(RunnerList.withInstances(registry), SqlClient, sql),
+      drain: (address, options) =>
+        Drain.drain(address, options).pipe(
+          Effect.as(Stream.provideService(Drain.follow(registry, address), SqlClient, sql)),
+          Effect.provideService(SqlClient, sql)
+        ),
+      undrain: (address) => Effect.provideService(Drain.undrain(address), SqlClient, sql),
       /**
        * Starts an instance of `spec` (with a new UUID unless `id` is given) and answers once its
        * process runs. Safe to retry: the call carries one start key, so a re-delivered start never

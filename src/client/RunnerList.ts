@@ -19,6 +19,8 @@ import type { Registry } from "../instance/Registry.ts"
 export class RunnerRow extends Schema.Class<RunnerRow>("shardhub/RunnerRow")({
   address: Schema.String,
   healthy: Schema.Boolean,
+  /** Drained (`shardhub runner drain`): it hands its instances over and takes nothing new. */
+  drained: Schema.Boolean,
   /** How long ago its last heartbeat was recorded, in ms. */
   heartbeatAgeMs: Schema.Number,
   shards: Schema.Number
@@ -34,10 +36,11 @@ export const list = Effect.gen(function*() {
   const rows = yield* sql<{
     readonly address: string
     readonly healthy: boolean
+    readonly drained: boolean
     readonly heartbeat_age_ms: number
     readonly shards: number
   }>`
-    SELECT r.address, r.healthy,
+    SELECT r.address, r.healthy AND d.address IS NULL AS healthy, d.address IS NOT NULL AS drained,
       (extract(epoch FROM (localtimestamp - r.last_heartbeat)) * 1000)::float8 AS heartbeat_age_ms,
       COALESCE(s.shards, 0)::int AS shards
     FROM cluster_runners r
@@ -47,11 +50,13 @@ export const list = Effect.gen(function*() {
       WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
       GROUP BY a.application_name
     ) s ON s.application_name LIKE '% ' || r.address
+    LEFT JOIN shardhub_drains d ON d.address = r.address
     ORDER BY r.address`
   return rows.map((row) =>
     new RunnerRow({
       address: row.address,
       healthy: row.healthy,
+      drained: row.drained,
       heartbeatAgeMs: Math.max(0, Math.round(row.heartbeat_age_ms)),
       shards: row.shards
     })
@@ -66,6 +71,7 @@ export const list = Effect.gen(function*() {
 export interface RunnerWithInstances {
   readonly address: string
   readonly healthy: boolean
+  readonly drained: boolean
   readonly heartbeatAgeMs: number
   readonly shards: number
   readonly instances: number

@@ -30,10 +30,18 @@ export const ReloadBody = Schema.Struct({
   timeoutMs: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 3_600_000 })))
 })
 
+/** @since 0.10.0 */
+export const DrainBody = Schema.Struct({
+  parallel: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })))
+})
+
+const runnerAddress = { address: Schema.String }
+
 /** A runner as the store sees it. @since 0.6.0 */
 export const Runner = Schema.Struct({
   address: Schema.String,
   healthy: Schema.Boolean,
+  drained: Schema.Boolean,
   heartbeatAgeMs: Schema.Number,
   shards: Schema.Number,
   instances: Schema.Number
@@ -73,6 +81,14 @@ export class NativeApi extends HttpApiGroup.make("native")
     HttpApiEndpoint.get("events", "/instances/:id/events", { params: id, success: ndjson, error })
       .annotate(OpenApi.Description, "Every event the instance emits from now on, as NDJSON {name, data}, until it ends."),
     HttpApiEndpoint.get("runners", "/runners", { success: Schema.Array(Runner), error }),
+    HttpApiEndpoint.post("drain", "/runners/:address/drain", { params: runnerAddress, payload: DrainBody, success: ndjson, error }).annotate(
+      OpenApi.Description,
+      "Drains the runner: its instances move to the other runners `parallel` (default 4) at a time, each running on its new " +
+        "runner before the next goes, and it takes nothing new. NDJSON progress {address, instances, shards} until it holds " +
+        "none. The drain goes on if the caller leaves. 404 for an unknown runner, 409 when no other healthy runner is left."
+    ),
+    HttpApiEndpoint.post("undrain", "/runners/:address/undrain", { params: runnerAddress, success: Schema.Struct({ address: Schema.String }), error })
+      .annotate(OpenApi.Description, "Ends a drain: the runner takes shards again. 409 when it is not drained."),
     HttpApiEndpoint.post("reload", "/reload", { payload: ReloadBody, success: ndjson, error }).annotate(
       OpenApi.Description,
       "Replaces the copies `target` names (an app, an instance, or all) a few at a time, each ready before the next: " +

@@ -11,7 +11,7 @@ import * as Rollout from "../client/Rollout.ts"
 import { liveStatuses } from "../instance/InstanceSpec.ts"
 import { Api } from "./Api.ts"
 import * as Body from "./Body.ts"
-import { ReloadBody } from "./NativeApi.ts"
+import { DrainBody, ReloadBody } from "./NativeApi.ts"
 import { http } from "./HttpErrors.ts"
 import * as Responses from "./Responses.ts"
 
@@ -42,6 +42,13 @@ export const nativeHandlers = HttpApiBuilder.group(
       .handleRaw("events", ({ params }) =>
         Effect.as(http(host.get(params.id)), Responses.ndjson(instances.events(params.id))))
       .handle("runners", () => http(host.runners))
+      .handleRaw("drain", ({ params, request }) =>
+        Effect.gen(function*() {
+          const payload = yield* Body.json(request, DrainBody)
+          const progress = yield* http(host.drain(params.address, { parallel: payload.parallel ?? 4 }))
+          return Responses.ndjson(progress.pipe(Stream.catchCause((cause) => Stream.make({ _tag: "Error", message: Cause.pretty(cause).split("\n")[0] }))))
+        }))
+      .handle("undrain", ({ params }) => http(Effect.as(host.undrain(params.address), { address: params.address })))
       .handleRaw("reload", ({ request }) =>
         Effect.gen(function*() {
           const payload = yield* Body.json(request, ReloadBody)

@@ -37,7 +37,7 @@
 import { Entity } from "effect/cluster"
 import { Sharding } from "effect/cluster/Sharding"
 import { Rpc } from "effect/rpc"
-import { Cron, Deferred, Effect, Option, PubSub, Ref, Scope, Stream } from "effect"
+import { Cron, Deferred, Effect, Option, PubSub, Ref, Schedule, Scope, Stream } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { KillError } from "../process/ProcessErrors.ts"
@@ -46,6 +46,7 @@ import { ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort } from "./DataPort.ts"
 import { Instance, TickAt } from "./Instance.ts"
 import { Fence } from "../liveness/Fence.ts"
+import { Handover } from "../liveness/Handover.ts"
 import * as KeepAlive from "../liveness/KeepAlive.ts"
 import { InstanceNotFound, NotRunning, StartFailed, SignalFailed } from "./InstanceErrors.ts"
 import { type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
@@ -102,6 +103,7 @@ export const layer = (options: Options = {}) =>
       const registry = yield* Registry
       const processes = yield* ProcessManager
       const fence = yield* Effect.serviceOption(Fence)
+      const handover = yield* Effect.serviceOption(Handover)
       const sharding = yield* Sharding
       if (Option.isSome(fence)) yield* Effect.addFinalizer(() => Effect.sync(() => fence.value.unguard(address.entityId)))
       const dataPort = yield* DataPort
@@ -286,22 +288,43 @@ export const layer = (options: Options = {}) =>
           return (yield* now).info ?? record
         })
 
+      /** Waits until the instance runs on another runner (or no longer wants to run anywhere). */
+      const runsElsewhere = registry.get(id).pipe(
+        Effect.map((info) =>
+          info.desired !== "running" || isEnded(info.status) || info.status === "scheduled" ||
+          (info.runner !== runner && info.status === "running")
+        ),
+        Effect.catchTag("InstanceNotFound", () => Effect.succeed(true)),
+        Effect.orElseSucceed(() => false),
+        Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("50 millis") })
+      )
+
       // A shard that leaves this runner takes the process with it, gracefully; the record keeps
-      // wanting it to run, for the next owner.
+      // wanting it to run, for the next owner. On a drained runner the stop waits for its turn
+      // and the turn lasts until the instance runs on its new runner (see `Handover`).
+      const handOver = Effect.gen(function*() {
+        const run = (yield* now).current
+        if (run === undefined) return
+        if (isTerminal((yield* run.handle.info).status)) {
+          yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
+          return
+        }
+        yield* change(() => ({ releasing: true }))
+        // A process the fence holds stopped cannot act on a graceful stop: it goes at once.
+        const stoppedByFence = Option.isSome(fence) && fence.value.stopped(id)
+        yield* (stoppedByFence ? run.handle.kill : run.handle.terminate(handoverTimeoutMs)).pipe(Effect.ignore)
+        yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
+        yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
+      })
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
-          const run = (yield* now).current
-          if (run === undefined) return
-          if (isTerminal((yield* run.handle.info).status)) {
-            yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
-            return
+          const { current, info } = yield* now
+          if (current === undefined || Option.isNone(handover) || (Option.isSome(fence) && fence.value.stopped(id))) {
+            return yield* handOver
           }
-          yield* change(() => ({ releasing: true }))
-          // A process the fence holds stopped cannot act on a graceful stop: it goes at once.
-          const stoppedByFence = Option.isSome(fence) && fence.value.stopped(id)
-          yield* (stoppedByFence ? run.handle.kill : run.handle.terminate(handoverTimeoutMs)).pipe(Effect.ignore)
-          yield* registry.report(id, run.epoch, { status: "starting", pid: null }).pipe(Effect.ignore)
-          yield* processes.remove(run.handle.id, { keepLogs: true }).pipe(Effect.ignore)
+          const readiness = info?.spec.readiness
+          const patience = (readiness === undefined || readiness._tag === "Immediate" ? 0 : readiness.timeoutMs) + 30_000
+          yield* handover.value.pace(address.shardId.toString(), handOver, runsElsewhere.pipe(Effect.timeout(patience), Effect.ignore))
         })
       )
 

@@ -19,6 +19,11 @@
  * A runner port that refuses while its process lives means the runner closed its listener,
  * which it does only on the way out, after its shards were released.
  *
+ * A drained runner (a row in `shardhub_drains`, see `client/Drain`) is reported unhealthy too,
+ * by the same query: every participant then leaves it out of its hash rings, so its shards go
+ * to the others and it takes nothing new, while it lives on and hands its processes over at the
+ * pace its `Handover` sets.
+ *
  * Cost: none in store round trips (the session check rides on the runner-list query), and a
  * connection attempt to a runner only while it has no session (at most one per second; a
  * verdict of death is kept until the runner has a session again or leaves the list).
@@ -92,9 +97,15 @@ export const detectingCrashes = (
           return refused
         })
       })
-    const rows = sql<{ readonly runner: string; readonly healthy: boolean; readonly connected: boolean }>`
+    const rows = sql<{
+      readonly runner: string
+      readonly healthy: boolean
+      readonly connected: boolean
+      readonly drained: boolean
+    }>`
       SELECT r.runner, r.healthy,
-        EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name LIKE '% ' || r.address) AS connected
+        EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name LIKE '% ' || r.address) AS connected,
+        EXISTS (SELECT 1 FROM shardhub_drains d WHERE d.address = r.address) AS drained
       FROM cluster_runners r
       WHERE r.last_heartbeat > NOW() - INTERVAL '${expiresSeconds} seconds'`.pipe(
       PersistenceError.refail,
@@ -111,11 +122,12 @@ export const detectingCrashes = (
             probedAt.delete(at)
           }
         }
-        return yield* Effect.forEach(found, ({ connected, healthy, runner }) => {
+        return yield* Effect.forEach(found, ({ connected, drained, healthy, runner }) => {
           if (connected) {
             dead.delete(key(runner))
             probedAt.delete(key(runner))
           }
+          if (drained) return Effect.succeed([runner, false] as const)
           return healthy && !connected
             ? Effect.map(refusing(runner), (gone) => [runner, !gone] as const)
             : Effect.succeed([runner, healthy] as const)

@@ -20,6 +20,7 @@ import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "../base/Config.ts"
 import * as Fence from "../liveness/Fence.ts"
+import * as Handover from "../liveness/Handover.ts"
 import * as Home from "../base/Home.ts"
 import * as Probe from "./Probe.ts"
 import * as Pruning from "../store/Pruning.ts"
@@ -85,7 +86,7 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
   Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
-    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer())),
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), Handover.layer(`${runner.host}:${runner.port}`))),
     Layer.provide(DataPort.layer({
       host: runner.host,
       listenHost: Option.getOrUndefined(runner.listenHost),

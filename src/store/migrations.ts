@@ -110,6 +110,18 @@ const migrations = {
   "6_schedules": Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql`ALTER TABLE shardhub_instances ADD COLUMN next_tick_at timestamptz`
+  }),
+  /**
+   * Drained runners: every participant's runner list reports them unhealthy, so their shards go
+   * to the others and they take nothing new; `parallel` is how many instances move at once.
+   */
+  "7_drains": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_drains (
+      address text PRIMARY KEY,
+      parallel integer NOT NULL CHECK (parallel BETWEEN 1 AND 1000),
+      since timestamptz NOT NULL DEFAULT now()
+    )`
   })
 }
 

@@ -138,6 +138,15 @@ describe("the shardhub command on two runners", () => {
     expect(runners.reduce((sum: number, r: { shards: number }) => sum + r.shards, 0)).toBe(Number(fastTimings.SHARDHUB_SHARDS))
     const sleeper = (await ok("run", "--", "sleep", "600")).trim()
     expect(await ok("top", "--once")).toMatch(new RegExp(`^${sleeper}\\s`, "m"))
+    // Drain the sleeper's runner: it moves, the runner is listed drained; undrain.
+    const from = JSON.parse(await ok("info", sleeper, "--json")).runner
+    const drained = (await ok("runner", "drain", from, "--parallel", "8")).trim().split("\n")
+    expect(drained[0]).toBe(`draining ${from}, 8 at a time`)
+    expect(drained.at(-1)).toMatch(new RegExp(`^drained ${from}: \\d+ instances? moved in [\\d.]+ s$`))
+    expect(JSON.parse(await ok("info", sleeper, "--json"))).toMatchObject({ status: "running", runner: expect.not.stringMatching(from) })
+    expect(await ok("runners")).toMatch(new RegExp(`^${from}\\s+drained\\s+0\\s+0\\s`, "m"))
+    expect(await ok("runner", "undrain", from)).toBe(`${from} takes shards again\n`)
+    await cluster.waitForShards()
     await ok("kill", sleeper)
   })
 
@@ -357,7 +366,16 @@ describe("the shardhub command on two runners", () => {
   })
 
   it("fails with one line and a non-zero code on bad input", async () => {
-    for (const args of [["info", "no-such-instance"], ["stop", "no-such-instance"], ["seq", "start", "no-such-sequence"], ["seq", "send", "/no/such/file"], ["seq", "start", "x", "--args", "{"]]) {
+    for (const args of [
+      ["info", "no-such-instance"],
+      ["stop", "no-such-instance"],
+      ["seq", "start", "no-such-sequence"],
+      ["seq", "send", "/no/such/file"],
+      ["seq", "start", "x", "--args", "{"],
+      ["runner", "drain", "127.0.0.1:1"],
+      ["runner", "drain", "not an address"],
+      ["runner", "undrain", cluster.runners[0]!.address]
+    ]) {
       const result = await shardhub(args)
       expect({ args, code: result.code }).toEqual({ args, code: 1 })
       expect(result.stderr.trim().split("\n")).toHaveLength(1)

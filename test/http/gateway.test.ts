@@ -229,7 +229,19 @@ describe("the HTTP gateway", () => {
 
     const runners = (await native("GET", "/runners")).json
     expect(runners).toHaveLength(2)
-    expect(runners[0]).toMatchObject({ address: expect.any(String), healthy: true, shards: expect.any(Number), instances: expect.any(Number) })
+    expect(runners[0]).toMatchObject({ address: expect.any(String), healthy: true, drained: false, shards: expect.any(Number), instances: expect.any(Number) })
+
+    // Drain: NDJSON progress until the runner holds nothing; undrain gives it shards again.
+    const [first, second] = runners.map((r: { address: string }) => r.address)
+    const drained = (await native("POST", `/runners/${first}/drain`, { parallel: 8 })).text.trim().split("\n").map((line) => JSON.parse(line))
+    expect(drained.at(-1)).toEqual({ address: first, instances: 0, shards: 0 })
+    expect((await native("GET", "/runners")).json.find((r: { address: string }) => r.address === first)).toMatchObject({ drained: true, healthy: false })
+    expect(await native("POST", `/runners/${second}/drain`, {})).toMatchObject({ status: 409, json: { code: "DrainError" } })
+    expect(await native("POST", "/runners/127.0.0.1:1/drain", {})).toMatchObject({ status: 404, json: { error: expect.stringContaining("no runner at 127.0.0.1:1") } })
+    expect((await native("POST", `/runners/${first}/drain`, { parallel: 0 })).status).toBe(400)
+    expect(await native("POST", `/runners/${first}/undrain`)).toMatchObject({ status: 200, json: { address: first } })
+    expect((await native("POST", `/runners/${first}/undrain`)).status).toBe(409)
+    await cluster.waitForShards()
   })
 
   it("drives the same flow with the si command (0.26.1)", async () => {

@@ -5,7 +5,6 @@
  * lifetimes of the copies of one instance must never overlap.
  */
 import { Effect } from "effect"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
@@ -14,42 +13,9 @@ import type { InstanceInfo, InstanceSpec } from "../../src/instance/InstanceSpec
 import { type RunnerProcess, useCluster } from "../support/cluster.ts"
 import { eventually, root } from "../support/processes.ts"
 import { query } from "../support/sql.ts"
+import { expectNoOverlap } from "../support/audit.ts"
 
 const fixture = Path.join(root, "test/instance/fixtures/audited.mjs")
-
-interface Life {
-  readonly pid: number
-  readonly first: number
-  readonly last: number
-}
-
-/** The lifetimes of each instance's copies, from the audit file, ordered by start. */
-const lifetimes = (auditFile: string): Map<string, Array<Life>> => {
-  const byName = new Map<string, Map<number, Life>>()
-  for (const line of Fs.readFileSync(auditFile, "utf8").split("\n")) {
-    if (line === "") continue
-    const [name, pid, time] = line.split(" ")
-    const copies = byName.get(name!) ?? new Map<number, Life>()
-    byName.set(name!, copies)
-    const life = copies.get(Number(pid))
-    copies.set(Number(pid), life === undefined
-      ? { pid: Number(pid), first: Number(time), last: Number(time) }
-      : { ...life, last: Math.max(life.last, Number(time)) })
-  }
-  return new Map([...byName].map(([name, copies]) => [name, [...copies.values()].sort((a, b) => a.first - b.first)]))
-}
-
-/** Fails when two copies of one instance were alive at the same time. */
-const expectNoOverlap = (auditFile: string) => {
-  const lives = lifetimes(auditFile)
-  for (const [name, copies] of lives) {
-    for (let i = 1; i < copies.length; i++) {
-      expect(copies[i]!.first, `${name}: copy ${copies[i]!.pid} started before copy ${copies[i - 1]!.pid} ended`)
-        .toBeGreaterThan(copies[i - 1]!.last)
-    }
-  }
-  return lives
-}
 
 describe("failover", () => {
   const cluster = useCluster("failover", { runners: 3 })

@@ -106,13 +106,21 @@ const cluster = () => {
     }
   } }, el("input", { name: "command", placeholder: "command to run (sh -c)", size: 40 }), el("input", { name: "name", placeholder: "name" }), el("button", {}, "Run"))
   view.replaceChildren(
-    el("section", {}, el("h2", {}, "Runners"), el("table", {}, el("thead", {}, el("tr", {}, ...["address", "healthy", "shards", "instances", "heartbeat"].map((h) => el("th", {}, h)))), runners)),
+    el("section", {}, el("h2", {}, "Runners"), el("table", {}, el("thead", {}, el("tr", {}, ...["address", "healthy", "shards", "instances", "heartbeat", ""].map((h) => el("th", {}, h)))), runners)),
     el("section", {}, el("h2", {}, "Instances"), form, el("div", { class: "bar" }, filter, status),
       el("table", {}, el("thead", {}, el("tr", {}, ...["id", "name", "status", "runner", "restarts", "uptime", "program"].map((h) => el("th", {}, h)))), instances))
   )
   const render = async () => {
     const [rows, all] = await Promise.all([json(`${native}/runners`), json(`${native}/instances?all=true`)])
-    runners.replaceChildren(...rows.map((r) => el("tr", {}, el("td", { class: "mono" }, r.address), el("td", {}, String(r.healthy)), el("td", {}, String(r.shards)), el("td", {}, String(r.instances)), el("td", {}, `${age(r.heartbeatAgeMs)} ago`))))
+    runners.replaceChildren(...rows.map((r) => el("tr", { "data-runner": r.address },
+      el("td", { class: "mono" }, r.address),
+      el("td", {}, r.drained ? "drained" : String(r.healthy)),
+      el("td", {}, String(r.shards)),
+      el("td", {}, String(r.instances)),
+      el("td", {}, `${age(r.heartbeatAgeMs)} ago`),
+      el("td", {}, r.drained
+        ? el("button", { onclick: () => undrain(r.address) }, "Undrain")
+        : el("button", { onclick: () => drain(r.address) }, "Drain")))))
     const wanted = status.value
     const text = filter.value.toLowerCase()
     const now = Date.now()
@@ -192,6 +200,28 @@ const reload = async (target) => {
       else if (step._tag === undefined) show(step.ok ? `reload ${target}: ${step.replaced.length} replaced` : `reload ${target} stopped${step.reverted ? ", old copies put back" : ""}: ${step.failed.map((f) => f.reason).join("; ")}`, !step.ok)
       else show(`reload ${target}: ${step.name} ${step._tag.toLowerCase()}${step.reason ? `: ${step.reason}` : ""}`, step._tag === "Failed")
     })
+  } catch (error) {
+    show(error.message, true)
+  }
+}
+
+/** Drains the runner at `address`, showing how many instances it still runs as they move. */
+const drain = async (address) => {
+  try {
+    const response = await api(`${native}/runners/${encodeURIComponent(address)}/drain`, { method: "POST", json: {} })
+    await readLines(response, (step) => {
+      if (step._tag === "Error") show(`drain ${address}: ${step.message}`, true)
+      else show(step.instances === 0 && step.shards === 0 ? `drained ${address}` : `draining ${address}: ${step.instances} instances and ${step.shards} shards left`)
+    })
+  } catch (error) {
+    show(error.message, true)
+  }
+}
+
+const undrain = async (address) => {
+  try {
+    await json(`${native}/runners/${encodeURIComponent(address)}/undrain`, { method: "POST" })
+    show(`${address} takes shards again`)
   } catch (error) {
     show(error.message, true)
   }
