@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real browser: headless Chromium (Debian's `chromium`, installed here when
  * missing) driven by puppeteer-core against a gateway of a two-runner cluster — the runners
- * and a running instance appear, its live log follows, the Stop button stops it, and a sequence
+ * and a running instance appear, a runner is drained and undrained from its row, its live log
+ * follows, the Stop button stops it, and a sequence
  * is uploaded and started from the page, its events shown as they come. Screenshots go to
  * `test-artifacts/`.
  */
@@ -71,6 +72,20 @@ describe("the dashboard in a browser", () => {
     await page.waitForFunction(running, { timeout: 20_000 })
     await shot("cluster")
     const id = (await page.evaluate(running))!
+
+    // Drain the runner of that instance from its row: it moves, the row says drained; undrain.
+    const { runner } = await fetch(`${url}/api/shardhub/v1/instances/${id}`).then((r) => r.json()) as { runner: string }
+    const drainButton = await page.waitForSelector(`tr[data-runner="${runner}"] button`)
+    await drainButton!.click()
+    await page.waitForFunction((at) => document.getElementById("status")?.textContent === `drained ${at}`, { timeout: 60_000 }, runner)
+    await page.waitForFunction((at) => document.querySelector(`tr[data-runner="${at}"] td:nth-child(2)`)?.textContent === "drained", { timeout: 10_000 }, runner)
+    const moved = await fetch(`${url}/api/shardhub/v1/instances/${id}`).then((r) => r.json()) as { runner: string; status: string }
+    expect(moved.status).toBe("running")
+    expect(moved.runner).not.toBe(runner)
+    const undrainButton = await page.waitForSelector(`xpath/.//tr[@data-runner="${runner}"]//button[text()='Undrain']`)
+    await undrainButton!.click()
+    await page.waitForFunction((at) => document.getElementById("status")?.textContent === `${at} takes shards again`, { timeout: 10_000 }, runner)
+    await cluster.waitForShards()
 
     // Its page: the live log, then Stop.
     await page.click(`a[href="#/instance/${id}"]`)
