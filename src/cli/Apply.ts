@@ -28,7 +28,7 @@ import { Rlimits } from "../process/ProcessSpec.ts"
 import * as Rollout from "../client/Rollout.ts"
 import { checkCron, type DeployKeys, deploySpec, finish, progressLine, rolloutFlags, rolloutOptions } from "./Deploy.ts"
 import * as Format from "./Format.ts"
-import { CliFailure, environment, json, print, splitWords, withClient } from "./Support.ts"
+import { CliFailure, environment, json, print, sendBundle, splitWords, withClient } from "./Support.ts"
 
 const Scalar = Schema.Union([Schema.String, Schema.Finite, Schema.Boolean])
 
@@ -51,6 +51,8 @@ export const App = Schema.Struct({
   shell: Schema.optionalKey(Schema.Boolean),
   /** Relative to the file's directory, which is also the default. */
   cwd: Schema.optionalKey(Schema.String),
+  /** Store `cwd` in the cluster and run the app in it on whichever runner runs it (`run --bundle`). */
+  bundle: Schema.optionalKey(Schema.Boolean),
   env: Schema.optionalKey(Schema.Record(Schema.String, Scalar)),
   env_file: Schema.optionalKey(Schema.Union([Schema.String, Schema.Array(Schema.String)])),
   envPass: Schema.optionalKey(Schema.Array(Schema.String)),
@@ -166,12 +168,27 @@ const desired = (file: string, app: App) =>
     } else {
       if (args.some((arg) => typeof arg !== "string")) return yield* fail("a command's args are strings")
       const words = args as Array<string>
+      if (app.bundle === true && app.script !== undefined && Path.relative(cwd, Path.resolve(cwd, app.script)).startsWith("..")) {
+        return yield* fail(`script ${app.script} lies outside cwd, which bundle: true sends`)
+      }
+      // With a bundle the runner's copy of cwd is the working directory: the script is relative to it.
+      const script = app.script === undefined
+        ? undefined
+        : app.bundle === true
+        ? `./${Path.relative(cwd, Path.resolve(cwd, app.script))}`
+        : Path.resolve(cwd, app.script)
       const [command, ...rest] = app.command !== undefined
         ? [app.command, ...words]
         : app.interpreter === "none" || (app.interpreter === undefined && !/\.[cm]?js$/.test(app.script!))
-        ? [Path.resolve(cwd, app.script!), ...words]
-        : [app.interpreter ?? "node", Path.resolve(cwd, app.script!), ...words]
-      program = { _tag: "Command", command: command!, ...(rest.length === 0 ? {} : { args: rest }), cwd, ...(app.shell ? { shell: true } : {}) }
+        ? [script!, ...words]
+        : [app.interpreter ?? "node", script!, ...words]
+      program = {
+        _tag: "Command",
+        command: command!,
+        ...(rest.length === 0 ? {} : { args: rest }),
+        ...(app.bundle === true ? { bundle: yield* sendBundle(cwd) } : { cwd }),
+        ...(app.shell ? { shell: true } : {})
+      }
     }
     const files = app.env_file === undefined ? [] : typeof app.env_file === "string" ? [app.env_file] : app.env_file
     const set = {

@@ -22,10 +22,9 @@ import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors
 import { type InstanceInfo, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import * as Registry from "../instance/Registry.ts"
 import type { LogLine } from "../process/LogStore.ts"
-import * as Pack from "../sequence/Pack.ts"
 import { checkCron, deployFlags, deployFromFlags } from "./Deploy.ts"
 import * as Format from "./Format.ts"
-import { CliFailure, environment, json, parseJson, print, rlimits, withClient, withRegistry, withStore } from "./Support.ts"
+import { archiveSource, CliFailure, environment, json, parseJson, print, rlimits, sendBundle, withClient, withRegistry, withStore } from "./Support.ts"
 
 const id = Argument.String("id").pipe(Argument.withDescription("Instance id or name"))
 const targets = Argument.String("target").pipe(Argument.withDescription("Instance id, name, or all"))
@@ -114,6 +113,10 @@ const run = Command.make("run", {
     Flag.withDescription("Run once per tick of this cron expression (5 fields, or 6 with seconds; UTC) instead of at once; never two runs at once"),
     Flag.optional
   ),
+  bundle: Flag.String("bundle").pipe(
+    Flag.withDescription("Store this directory in the cluster and run the command in it on whichever runner runs the instance"),
+    Flag.optional
+  ),
   envPass: Flag.String("env-pass").pipe(
     Flag.withDescription("Pass this runner variable on although it is withheld by default (e.g. DATABASE_URL); repeatable"),
     Flag.atLeast(0)
@@ -143,9 +146,11 @@ const run = Command.make("run", {
     }
     if (copies > 1 && Option.isSome(flags.id)) return yield* new CliFailure({ message: "--id names one instance; leave it out with --instances" })
     const name = Option.getOrElse(flags.name, () => Path.basename(command!))
+    // A bundled command runs in its bundle, wherever it lands; else in this directory.
+    const where = Option.isSome(flags.bundle) ? { bundle: yield* sendBundle(flags.bundle.value) } : { cwd: process.cwd() }
     const started = yield* Effect.forEach(Array.from({ length: copies }, (_, i) => i), (i) =>
       host.start({
-        program: { _tag: "Command", command: command!, args, cwd: process.cwd(), ...(flags.shell ? { shell: true } : {}) },
+        program: { _tag: "Command", command: command!, args, ...where, ...(flags.shell ? { shell: true } : {}) },
         ...(copies > 1
           ? { name: `${name}-${i}`, labels: { [appLabel]: name } }
           : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
@@ -334,15 +339,10 @@ const seq = Command.make("seq").pipe(
     }, (flags) =>
       Effect.gen(function*() {
         const host = yield* HostClient
-        const unreadable = (error: unknown) => new CliFailure({ message: `could not read ${flags.path}: ${(error as Error).message}` })
-        const stat = yield* Effect.try({ try: () => Fs.statSync(flags.path), catch: unreadable })
         // Streamed either way: a directory is packed as it is sent.
-        const archive = NodeStream.fromReadable({
-          evaluate: () => stat.isDirectory() ? Pack.packStream(flags.path) : Fs.createReadStream(flags.path),
-          onError: unreadable
-        })
+        const { stat, stream } = yield* archiveSource(flags.path)
         if (!flags.json) yield* Console.error(`sending ${Path.basename(flags.path)}${stat.isDirectory() ? "" : ` (${Format.bytes(stat.size)})`}…`)
-        const info = yield* host.sendSequence(archive)
+        const info = yield* host.sendSequence(stream)
         yield* print(flags.json ? Format.json(info) : info.id)
       })).pipe(Command.withDescription("Store a sequence package; prints its id"), withClient),
     Command.make("ls", { json }, (flags) =>

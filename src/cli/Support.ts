@@ -6,9 +6,12 @@
  */
 import { Console, Effect, Layer, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Fs from "node:fs"
 import * as Util from "node:util"
+import { HostClient } from "../client/HostClient.ts"
 import * as Client from "../node/Client.ts"
+import * as Pack from "../sequence/Pack.ts"
 import * as Store from "../store/Store.ts"
 import * as Registry from "../instance/Registry.ts"
 
@@ -132,3 +135,25 @@ export const splitWords = (line: string): Array<string> => {
   if (word !== undefined) words.push(word)
   return words
 }
+
+/** A package or bundle to send: a .tar.gz / .tar file as it is, or a directory packed as it is sent. */
+export const archiveSource = (path: string) =>
+  Effect.gen(function*() {
+    const unreadable = (error: unknown) => new CliFailure({ message: `could not read ${path}: ${(error as Error).message}` })
+    const stat = yield* Effect.try({ try: () => Fs.statSync(path), catch: unreadable })
+    const stream = NodeStream.fromReadable({
+      evaluate: () => stat.isDirectory() ? Pack.packStream(path) : Fs.createReadStream(path),
+      onError: unreadable
+    })
+    return { stream, stat }
+  })
+
+/** Stores the bundle at `path` (a directory, or its .tar.gz) in the cluster; answers its hash. */
+export const sendBundle = (path: string) =>
+  Effect.gen(function*() {
+    const host = yield* HostClient
+    const { stream } = yield* archiveSource(path)
+    return (yield* host.sendBundle(stream).pipe(
+      Effect.mapError((error) => new CliFailure({ message: `bundle ${path}: ${error.message}` }))
+    )).hash
+  })

@@ -9,7 +9,7 @@
  * @since 0.3.0
  */
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Duration, Effect, Layer, Schema, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Result, Schema, Stream } from "effect"
 import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -24,11 +24,12 @@ import {
   type StartFailed,
   StartUnconfirmed
 } from "../instance/InstanceErrors.ts"
-import { InstanceId, type InstanceInfo, type InstanceSpec, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
+import { InstanceId, type InstanceInfo, InstanceSpec, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import { Registry } from "../instance/Registry.ts"
 import type { SequenceStart } from "../sequence/Launch.ts"
 import type { PackageError } from "../sequence/Package.ts"
 import {
+  type BundleInfo,
   type SequenceAlreadyExists,
   type SequenceInfo,
   type SequenceInUse,
@@ -42,6 +43,7 @@ import * as Drain from "./Drain.ts"
 import { type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
+const validSpec = Schema.decodeUnknownResult(InstanceSpec)
 
 
 const storeDown = (error: { readonly message: string }) =>
@@ -129,6 +131,13 @@ export interface HostClientService {
     send?: { readonly id?: string }
   ) => Effect.Effect<SequenceInfo, PackageError | SequenceAlreadyExists | SequenceStoreError | E>
   readonly listSequences: Effect.Effect<ReadonlyArray<SequenceInfo>, SequenceStoreError>
+  /**
+   * Checks and stores a bundle (a tar.gz or tar of any directory) for commands that run in it
+   * (`program.bundle`: its hash): whichever runner runs them unpacks it.
+   */
+  readonly sendBundle: <E = never>(
+    archive: Uint8Array | Stream.Stream<Uint8Array, E>
+  ) => Effect.Effect<BundleInfo, PackageError | SequenceStoreError | E>
   readonly getSequence: (id: string) => Effect.Effect<SequenceInfo, SequenceNotFound | SequenceStoreError>
   /** Refused while instances of it run, unless `force`. */
   readonly deleteSequence: (id: string, remove?: { readonly force?: boolean }) => Effect.Effect<void, SequenceNotFound | SequenceInUse | SequenceStoreError>
@@ -169,6 +178,10 @@ export const make = (options: Options = {}) =>
       if (!isInstanceId(id)) {
         return Effect.fail(new InvalidSpec({ message: `invalid instance id ${JSON.stringify(id)}: use 1-128 letters, digits, '-', '_' or '.'` }))
       }
+      // A spec the types let through but the schema does not (from JavaScript, a cast) is named
+      // here, not lost in the request's encoding.
+      const checked = validSpec(spec)
+      if (Result.isFailure(checked)) return Effect.fail(new InvalidSpec({ message: `invalid spec: ${checked.failure.message}` }))
       const ms = start.timeoutMs ?? timeoutMs
       // One start key for every attempt: a repeat finds the instance it started.
       const startKey = Crypto.randomUUID()
@@ -287,6 +300,8 @@ export const make = (options: Options = {}) =>
       sendSequence: <E = never>(archive: Uint8Array | Stream.Stream<Uint8Array, E>, send: { readonly id?: string } = {}) =>
         sequences.add(archive instanceof Uint8Array ? Stream.make(archive) : archive, send),
       listSequences: sequences.list,
+      sendBundle: <E = never>(archive: Uint8Array | Stream.Stream<Uint8Array, E>) =>
+        sequences.addBundle(archive instanceof Uint8Array ? Stream.make(archive) : archive),
       getSequence: (id: string) => sequences.get(id),
       /** Refused while instances of it run, unless `force`. */
       deleteSequence: (id: string, remove: { readonly force?: boolean } = {}) => sequences.remove(id, remove),

@@ -16,6 +16,11 @@ import { BadRequest, PayloadTooLarge, UnsupportedMediaType } from "./HttpErrors.
 /** The largest JSON body an operation takes. */
 export const maxJsonBytes = 1024 * 1024
 
+/** The largest sequence package the gateway takes. */
+export const maxPackageBytes = 256 * 1024 * 1024
+/** The Content-Types a package or bundle upload may have. */
+export const packageTypes = ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"]
+
 /** How long a body read whole may send nothing before the request is refused. */
 export const idleTimeout = "30 seconds"
 

@@ -25,8 +25,6 @@ import * as Sth from "./Sth.ts"
 import { version } from "../base/Version.ts"
 
 
-/** The largest sequence package the gateway takes. */
-export const maxPackageBytes = 256 * 1024 * 1024
 
 /**
  * An STH log record (`level`, `msg`, `ts`, `from`) from a log line: a sequence's logger records
@@ -83,7 +81,7 @@ export const hostHandlers = HttpApiBuilder.group(
           }
         }))
       .handle("config", () =>
-        Effect.succeed({ service: "shardhub", version, apiBase: "/api/v1", runtimeAdapter: "process", maxPackageBytes }))
+        Effect.succeed({ service: "shardhub", version, apiBase: "/api/v1", runtimeAdapter: "process", maxPackageBytes: Body.maxPackageBytes }))
       .handle("status", () =>
         http(Effect.map(host.runners, (runners) => ({
           cpm: { connected: false },
@@ -108,19 +106,15 @@ export const hostHandlers = HttpApiBuilder.group(
         })))
       .handleRaw("sendSequence", ({ request }) =>
         Effect.gen(function*() {
-          yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"], {
-            required: true
-          })
-          const info = yield* http(host.sendSequence(Body.bounded(request, maxPackageBytes, "the package")))
+          yield* Body.streamType(request, Body.packageTypes, { required: true })
+          const info = yield* http(host.sendSequence(Body.bounded(request, Body.maxPackageBytes, "the package")))
           return { id: info.id }
         }))
       .handleRaw("replaceSequence", ({ params, request }) =>
         Effect.gen(function*() {
-          yield* Body.streamType(request, ["application/octet-stream", "application/gzip", "application/x-gzip", "application/x-tar"], {
-            required: true
-          })
+          yield* Body.streamType(request, Body.packageTypes, { required: true })
           const info = yield* http(findSequence(params.id))
-          yield* http(host.replaceSequence(info.id, Body.bounded(request, maxPackageBytes, "the package")))
+          yield* http(host.replaceSequence(info.id, Body.bounded(request, Body.maxPackageBytes, "the package")))
           return { id: info.id }
         }))
       .handle("getSequence", ({ params }) =>

@@ -80,6 +80,15 @@ export class NativeApi extends HttpApiGroup.make("native")
     HttpApiEndpoint.get("stats", "/instances/:id/stats", { params: id, success: ProcessStats, error }),
     HttpApiEndpoint.get("events", "/instances/:id/events", { params: id, success: ndjson, error })
       .annotate(OpenApi.Description, "Every event the instance emits from now on, as NDJSON {name, data}, until it ends."),
+    HttpApiEndpoint.post("sendBundle", "/bundles", {
+      payload: HttpApiSchema.StreamUint8Array({ contentType: ["application/octet-stream", "application/gzip"] }),
+      success: Schema.Struct({ hash: Schema.String, size: Schema.Number }),
+      error
+    }).annotate(
+      OpenApi.Description,
+      "Stores a bundle: a tar.gz or tar of any directory (up to 256 MiB; no absolute paths, no .., no links out). " +
+        "A command whose spec names its hash (program.bundle) runs in it on whichever runner runs it."
+    ),
     HttpApiEndpoint.get("runners", "/runners", { success: Schema.Array(Runner), error }),
     HttpApiEndpoint.post("drain", "/runners/:address/drain", { params: runnerAddress, payload: DrainBody, success: ndjson, error }).annotate(
       OpenApi.Description,

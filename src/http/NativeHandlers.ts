@@ -41,6 +41,11 @@ export const nativeHandlers = HttpApiBuilder.group(
       .handle("stats", ({ params }) => http(instances.stats(params.id)))
       .handleRaw("events", ({ params }) =>
         Effect.as(http(host.get(params.id)), Responses.ndjson(instances.events(params.id))))
+      .handleRaw("sendBundle", ({ request }) =>
+        Effect.gen(function*() {
+          yield* Body.streamType(request, Body.packageTypes, { required: true })
+          return yield* http(host.sendBundle(Body.bounded(request, Body.maxPackageBytes, "the bundle")))
+        }))
       .handle("runners", () => http(host.runners))
       .handleRaw("drain", ({ params, request }) =>
         Effect.gen(function*() {

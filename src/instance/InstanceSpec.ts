@@ -23,6 +23,13 @@ export const InstanceId = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Z
 export type InstanceId = typeof InstanceId.Type
 
 /**
+ * The id of a bundle: the sha256 of its archive, in hex.
+ *
+ * @since 0.10.0
+ */
+export const BundleHash = Schema.String.check(Schema.isPattern(/^[0-9a-f]{64}$/))
+
+/**
  * The program of an instance: an OS command, or a sequence from the sequence store.
  *
  * @since 0.3.0
@@ -32,7 +39,14 @@ export const Program = Schema.Union([
     command: Schema.NonEmptyString,
     args: Schema.optionalKey(Schema.Array(Schema.String)),
     shell: Schema.optionalKey(Schema.Boolean),
-    cwd: Schema.optionalKey(Schema.String)
+    /** The working directory; with a bundle, relative to the bundle's root (default the root). */
+    cwd: Schema.optionalKey(Schema.String),
+    /**
+     * A bundle from the cluster store (its content hash, see `SequenceStore.addBundle`): the
+     * runner that runs the instance unpacks it (once per hash) and runs the command in it, so the
+     * command's files move with it on failover and drain.
+     */
+    bundle: Schema.optionalKey(BundleHash)
   }),
   Schema.TaggedStruct("Sequence", {
     sequenceId: Schema.NonEmptyString,

@@ -7,6 +7,7 @@
  * @since 0.5.0
  */
 import { Effect } from "effect"
+import * as Path from "node:path"
 import type * as Stdio from "../process/Stdio.ts"
 import { Security } from "../transport/Security.ts"
 import type * as Control from "../process/Control.ts"
@@ -50,12 +51,13 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string, ep
     const program = spec.program
     const env = withEpoch(spec.hub === true ? withHub(spec.env, HubCredential.mint((yield* Security).sign, id)) : spec.env, epoch)
     if (program._tag === "Command") {
+      const cwd = program.bundle === undefined ? program.cwd : yield* bundleDir(id, spec, program.bundle, program.cwd, cacheDir)
       return {
         ...common(id, spec),
         command: program.command,
         ...(program.args === undefined ? {} : { args: program.args }),
         ...(program.shell === undefined ? {} : { shell: program.shell }),
-        ...(program.cwd === undefined ? {} : { cwd: program.cwd }),
+        ...(cwd === undefined ? {} : { cwd }),
         ...(spec.stopWith === undefined ? {} : { stopWith: spec.stopWith }),
         ...(spec.readiness === undefined ? {} : { readiness: spec.readiness }),
         env: spec.readiness?._tag === "Message" ? withNodeChannel(env) : env,
@@ -66,10 +68,7 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string, ep
       return yield* new InvalidSpec({ message: "readiness: a sequence is ready when its runner loaded it; leave readiness out" })
     }
     const store = yield* SequenceStore
-    // A confined process gets a copy of the package it owns (the runner's own copy is 0700).
-    // (An identity that cannot be had fails the spawn itself, which says why.)
-    const confined = Confinement.identity(spec.user, spec.group)
-    const unpacked = yield* store.unpacked(program.sequenceId, cacheDir, confined instanceof SpawnError ? undefined : confined).pipe(
+    const unpacked = yield* store.unpacked(program.sequenceId, cacheDir, ownerOf(spec)).pipe(
       Effect.mapError((error) =>
         error._tag === "SequenceNotFound" || error._tag === "PackageError"
           ? new InvalidSpec({ message: error.message })
@@ -82,6 +81,34 @@ export const processSpec = (id: string, spec: InstanceSpec, cacheDir: string, ep
       ...launch,
       env: { ...env, set: { ...env?.set, ...launch.env?.set } }
     } satisfies ProcessSpec
+  })
+
+/**
+ * Who owns the copy of a package or bundle a process runs from: a confined process gets a copy
+ * it owns (the runner's own copy is 0700). (An identity that cannot be had fails the spawn
+ * itself, which says why.)
+ */
+const ownerOf = (spec: InstanceSpec) => {
+  const confined = Confinement.identity(spec.user, spec.group)
+  return confined instanceof SpawnError ? undefined : confined
+}
+
+/** The directory a bundled command runs in: `cwd` inside the bundle, unpacked in `cacheDir`. */
+const bundleDir = (id: string, spec: InstanceSpec, hash: string, cwd: string | undefined, cacheDir: string) =>
+  Effect.gen(function*() {
+    const store = yield* SequenceStore
+    const root = yield* store.unpackedBundle(hash, cacheDir, ownerOf(spec)).pipe(
+      Effect.mapError((error) =>
+        error._tag === "SequenceStoreError"
+          ? new StartFailed({ id, reason: "SequenceStore", message: error.message })
+          : new InvalidSpec({ message: error.message })
+      )
+    )
+    const dir = Path.resolve(root, cwd ?? ".")
+    if (dir !== root && !dir.startsWith(root + Path.sep)) {
+      return yield* new InvalidSpec({ message: `cwd ${JSON.stringify(cwd)} is outside the bundle` })
+    }
+    return dir
   })
 
 /**

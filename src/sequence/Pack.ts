@@ -33,7 +33,8 @@ const header = (name: string, type: string, size: number, mode: number, link = "
   block.write(octal(0, 8), 108, "ascii")
   block.write(octal(0, 8), 116, "ascii")
   block.write(octal(size, 12), 124, "ascii")
-  block.write(octal(Math.floor(Date.now() / 1000), 12), 136, "ascii")
+  // No time: the same files make the same archive (and the same bundle hash).
+  block.write(octal(0, 12), 136, "ascii")
   block.write(type, 156, "ascii")
   block.write(link, 157, 100, "utf8")
   block.write("ustar\x0000", 257, "binary")

@@ -347,7 +347,7 @@ const writer = (dir: string): Sink => {
 }
 
 /** Every entry of a tar, checked, its files handed to `sink`; package.json's bytes kept. */
-const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sink) => {
+const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sink, kind: Kind) => {
   const reader = new Reader(tar[Symbol.asyncIterator]())
   const entries: Array<Entry> = []
   const seen = new Map<string, Entry["type"]>()
@@ -434,7 +434,7 @@ const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sin
     }
     seen.set(path, entry.type)
     entries.push(entry)
-    if (entry.type === "file" && path === "package.json") {
+    if (entry.type === "file" && path === "package.json" && kind === "sequence") {
       if (size > maxMetaBytes) throw fail("InvalidPackageJson", `package.json is over ${maxMetaBytes} bytes`)
       packageJson = await meta(size)
       await sink.file(path, entry.mode, [packageJson])
@@ -461,8 +461,16 @@ const scanTar = async (tar: AsyncIterable<Uint8Array>, limits: Limits, sink: Sin
   for (const [path, target] of links) {
     if (!resolvesInside(path, links)) throw fail("SymlinkEscape", `the symlink ${path} points outside the package: ${target}`)
   }
-  return { entries, manifest: manifestOf(entries, packageJson) }
+  return { entries, ...(kind === "sequence" ? { manifest: manifestOf(entries, packageJson) } : {}) }
 }
+
+/**
+ * What an archive holds: a sequence package (with its `package.json` manifest) or a bundle (any
+ * directory: the files of a command, `shardhub run --bundle`).
+ *
+ * @since 0.10.0
+ */
+export type Kind = "sequence" | "bundle"
 
 const padding = (size: number) => (BLOCK - (size % BLOCK)) % BLOCK
 
@@ -538,10 +546,10 @@ async function* guarded(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8
   }
 }
 
-const run = <E>(
-  work: () => Promise<Package>,
+const run = <A, E>(
+  work: () => Promise<A>,
   onSource: (cause: unknown) => E
-): Effect.Effect<Package, PackageError | E> =>
+): Effect.Effect<A, PackageError | E> =>
   Effect.tryPromise({
     try: work,
     catch: (error) =>
@@ -563,7 +571,19 @@ export const check = <E = never>(
   limits: Limits = defaultLimits,
   onSource: (cause: unknown) => E = (cause) => { throw cause }
 ): Effect.Effect<Package, PackageError | E> =>
-  run(() => scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, discard), onSource)
+  run(() => scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, discard, "sequence") as Promise<Package>, onSource)
+
+/**
+ * Reads and checks a bundle archive (any directory, no manifest) as {@link check} does a package.
+ *
+ * @since 0.10.0
+ */
+export const checkBundle = <E = never>(
+  source: AsyncIterable<Uint8Array>,
+  limits: Limits = defaultLimits,
+  onSource: (cause: unknown) => E = (cause) => { throw cause }
+): Effect.Effect<{ readonly entries: ReadonlyArray<Entry> }, PackageError | E> =>
+  run(() => scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, discard, "bundle"), onSource)
 
 /**
  * Reads, checks and writes a package archive streaming from `source` into `dir` (created here;
@@ -576,12 +596,13 @@ export const unpack = <E = never>(
   source: AsyncIterable<Uint8Array>,
   dir: string,
   limits: Limits = defaultLimits,
-  onSource: (cause: unknown) => E = (cause) => { throw cause }
-): Effect.Effect<Package, PackageError | E> =>
+  onSource: (cause: unknown) => E = (cause) => { throw cause },
+  kind: Kind = "sequence"
+): Effect.Effect<{ readonly entries: ReadonlyArray<Entry>; readonly manifest?: Manifest }, PackageError | E> =>
   run(async () => {
     await Fs.promises.mkdir(dir, { recursive: false, mode: 0o700 })
     try {
-      const pkg = await scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, writer(dir))
+      const pkg = await scanTar(tarStream(guarded(source), limits.maxUnpackedBytes), limits, writer(dir), kind)
       for (const entry of pkg.entries) {
         if (entry.type !== "symlink") continue
         const target = Path.join(dir, ...entry.path.split("/"))

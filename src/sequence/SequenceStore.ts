@@ -137,7 +137,43 @@ export class SequenceStore extends Context.Service<SequenceStore, {
     cacheDir: string,
     owner?: { readonly uid: number; readonly gid: number }
   ) => Effect.Effect<{ readonly info: SequenceInfo; readonly dir: string }, SequenceNotFound | Package.PackageError | SequenceStoreError>
+  /**
+   * Checks and stores a bundle (any directory: the files of a command, `run --bundle`) streamed
+   * from `archive`; its id is its content hash, so storing it again changes nothing.
+   */
+  readonly addBundle: <E>(archive: Stream.Stream<Uint8Array, E>) => Effect.Effect<BundleInfo, Package.PackageError | SequenceStoreError | E>
+  /** The bundle of content hash `hash`, unpacked in `cacheDir` as {@link unpacked} does a package. */
+  readonly unpackedBundle: (
+    hash: string,
+    cacheDir: string,
+    owner?: { readonly uid: number; readonly gid: number }
+  ) => Effect.Effect<string, BundleNotFound | Package.PackageError | SequenceStoreError>
 }>()("shardhub/SequenceStore") {}
+
+/**
+ * A stored bundle: its content hash (sha256 of the archive, its id) and size in bytes.
+ *
+ * @since 0.10.0
+ */
+export const BundleInfo = Schema.Struct({ hash: Schema.String, size: Schema.Number })
+/** @since 0.10.0 */
+export type BundleInfo = typeof BundleInfo.Type
+
+/** The id of a bundle: the sha256 of its archive, in hex (`InstanceSpec.BundleHash`). */
+const bundleHash = /^[0-9a-f]{64}$/
+
+/** @since 0.10.0 */
+export class BundleNotFound extends Schema.TaggedError<BundleNotFound>()("BundleNotFound", {
+  hash: Schema.String
+}) {
+  /** The HTTP status the gateway answers it with. */
+  get httpStatus(): number {
+    return 404
+  }
+  override get message() {
+    return `no bundle ${this.hash} in the cluster store (a bundle unused for the instance retention time is deleted)`
+  }
+}
 
 interface Row {
   readonly id: string
@@ -186,16 +222,16 @@ export const make = (options: Options = {}) =>
         Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new SequenceNotFound({ id })) : Effect.succeed(toInfo(rows[0]!)))
       )
 
-    /** The package of `info` from the store, a 1 MiB row at a time. */
-    const archiveOf = (info: SequenceInfo) =>
-      Stream.range(0, Math.max(1, Math.ceil(info.size / CHUNK)) - 1).pipe(
+    /** The archive of `what` (a sequence's package or a bundle) from the store, a 1 MiB row at a time. */
+    const archiveOf = (stored: { readonly hash: string; readonly size: number }, what: string) =>
+      Stream.range(0, Math.max(1, Math.ceil(stored.size / CHUNK)) - 1).pipe(
         Stream.mapEffect((n) =>
-          sql<{ data: Uint8Array }>`SELECT data FROM shardhub_sequence_chunks WHERE hash = ${info.hash} AND n = ${n}`.pipe(
+          sql<{ data: Uint8Array }>`SELECT data FROM shardhub_sequence_chunks WHERE hash = ${stored.hash} AND n = ${n}`.pipe(
             Effect.mapError(storeError),
             Effect.flatMap((rows) =>
               rows.length === 1
                 ? Effect.succeed(rows[0]!.data)
-                : Effect.fail(new SequenceStoreError({ message: `the package of sequence ${info.id} is incomplete in the cluster store` }))
+                : Effect.fail(new SequenceStoreError({ message: `${what} is incomplete in the cluster store` }))
             )
           )
         ),
@@ -250,10 +286,11 @@ export const make = (options: Options = {}) =>
         WHERE spec->'program'->>'sequenceId' = ${id} AND status NOT IN ('stopped', 'crashed')
         ORDER BY id`.pipe(Effect.map((rows) => rows.map((row) => row.id)))
 
-    /** Deletes the chunks of `hash` unless a sequence still names them (in a transaction). */
+    /** Deletes the chunks of `hash` unless a sequence or a bundle still names them (in a transaction). */
     const dropUnusedChunks = (hash: string) =>
       sql`DELETE FROM shardhub_sequence_chunks WHERE hash = ${hash}
-        AND NOT EXISTS (SELECT 1 FROM shardhub_sequences WHERE hash = ${hash})`
+        AND NOT EXISTS (SELECT 1 FROM shardhub_sequences WHERE hash = ${hash})
+        AND NOT EXISTS (SELECT 1 FROM shardhub_bundles WHERE hash = ${hash})`
 
     /**
      * Checks the package streamed from `archive`, stores its bytes (once per content hash), and
@@ -264,10 +301,22 @@ export const make = (options: Options = {}) =>
       id: string,
       write: (upload: { readonly hash: string; readonly size: number }, manifest: Package.Manifest) => Effect.Effect<ReadonlyArray<Row>, E2 | SqlError>
     ): Effect.Effect<ReadonlyArray<Row>, E | E2 | Package.PackageError | SequenceStoreError> =>
+      !validId(id)
+        ? Effect.fail(new SequenceStoreError({ message: `invalid sequence id ${JSON.stringify(id)}` }))
+        : keep(archive, (path) => Effect.map(Package.check(Fs.createReadStream(path), limits, sourceError), (pkg) => pkg.manifest), write)
+
+    /**
+     * Spools `archive`, checks it with `check`, stores its bytes (once per content hash), and
+     * runs `write` on it in the same transaction.
+     */
+    const keep = <E, M, A, E2>(
+      archive: Stream.Stream<Uint8Array, E>,
+      check: (path: string) => Effect.Effect<M, Package.PackageError | SequenceStoreError>,
+      write: (upload: { readonly hash: string; readonly size: number }, checked: M) => Effect.Effect<A, E2 | SqlError>
+    ): Effect.Effect<A, E | E2 | Package.PackageError | SequenceStoreError> =>
       Effect.scoped(Effect.gen(function*() {
-        if (!validId(id)) return yield* new SequenceStoreError({ message: `invalid sequence id ${JSON.stringify(id)}` })
         const upload = yield* spool(archive)
-        const { manifest } = yield* Package.check(Fs.createReadStream(upload.path), limits, sourceError)
+        const manifest = yield* check(upload.path)
         const file = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: () => Fs.promises.open(upload.path, "r"),
@@ -338,6 +387,61 @@ export const make = (options: Options = {}) =>
           })).pipe(Effect.map((rows) => toInfo(rows[0]!)))
       )
 
+    /**
+     * The archive `stored` unpacked in `cacheDir` (once per content hash), private to the runner's
+     * user — or, for a process confined to another user (`owner`), a copy of its own owned by
+     * that user (once per hash and user).
+     */
+    const unpackedInto = (
+      stored: { readonly hash: string; readonly size: number },
+      what: string,
+      kind: Package.Kind,
+      cacheDir: string,
+      owner: { readonly uid: number; readonly gid: number } | undefined
+    ) =>
+      Effect.gen(function*() {
+        const mine = owner === undefined || (owner.uid === process.getuid?.() && owner.gid === process.getgid?.())
+        const dir = Path.join(cacheDir, mine ? stored.hash : `${stored.hash}-${owner.uid}-${owner.gid}`)
+        if (Fs.existsSync(dir)) return dir
+        const temporary = `${dir}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
+        yield* Effect.try({
+          // Passable (a confined process reaches its own copy below), not listable.
+          try: () => {
+            Fs.mkdirSync(cacheDir, { recursive: true, mode: 0o711 })
+            Fs.chmodSync(cacheDir, 0o711)
+          },
+          catch: (error) => new SequenceStoreError({ message: `package cache ${cacheDir}: ${(error as Error).message}` })
+        })
+        yield* Package.unpack(archiveOf(stored, what), temporary, limits, sourceError, kind)
+        if (!mine) {
+          yield* Effect.tryPromise({
+            try: () => chownTree(temporary, owner.uid, owner.gid),
+            catch: (error) => new SequenceStoreError({ message: `could not hand ${what} to uid ${owner.uid}: ${(error as Error).message}` })
+          })
+        }
+        yield* Effect.sync(() => {
+          try {
+            Fs.renameSync(temporary, dir)
+          } catch {
+            // Another runner of this machine unpacked it first.
+            Fs.rmSync(temporary, { recursive: true, force: true })
+          }
+        })
+        return dir
+      })
+
+    const addBundle = <E>(archive: Stream.Stream<Uint8Array, E>) =>
+      keep<E, unknown, BundleInfo, never>(
+        archive,
+        (path) => Package.checkBundle(Fs.createReadStream(path), limits, sourceError),
+        (upload) =>
+          Effect.as(
+            sql`INSERT INTO shardhub_bundles (hash, size) VALUES (${upload.hash}, ${upload.size})
+              ON CONFLICT (hash) DO UPDATE SET used_at = now()`,
+            { hash: upload.hash, size: upload.size }
+          )
+      )
+
     return SequenceStore.of({
       add: (archive, addOptions) => add(archive, addOptions?.id ?? Crypto.randomUUID()),
       replace,
@@ -359,38 +463,18 @@ export const make = (options: Options = {}) =>
           })).pipe(Effect.mapError(storeError))
         }),
       unpacked: (id, cacheDir, owner) =>
+        Effect.flatMap(get(id), (info) =>
+          Effect.map(unpackedInto(info, `the package of sequence ${info.id}`, "sequence", cacheDir, owner), (dir) => ({ info, dir }))),
+      addBundle,
+      unpackedBundle: (hash, cacheDir, owner) =>
         Effect.gen(function*() {
-          const info = yield* get(id)
-          const mine = owner === undefined || (owner.uid === process.getuid?.() && owner.gid === process.getgid?.())
-          const dir = Path.join(cacheDir, mine ? info.hash : `${info.hash}-${owner.uid}-${owner.gid}`)
-          if (Fs.existsSync(dir)) return { info, dir }
-          const temporary = `${dir}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
-          yield* Effect.try({
-            // Passable (a confined process reaches its own copy below), not listable.
-            try: () => {
-              Fs.mkdirSync(cacheDir, { recursive: true, mode: 0o711 })
-              Fs.chmodSync(cacheDir, 0o711)
-            },
-            catch: (error) => new SequenceStoreError({ message: `sequence cache ${cacheDir}: ${(error as Error).message}` })
-          })
-          yield* Package.unpack(archiveOf(info), temporary, limits, sourceError)
-          if (!mine) {
-            yield* Effect.tryPromise({
-              try: () => chownTree(temporary, owner.uid, owner.gid),
-              catch: (error) => new SequenceStoreError({ message: `could not hand the package to uid ${owner.uid}: ${(error as Error).message}` })
-            })
-          }
-          yield* Effect.sync(() => {
-            try {
-              Fs.renameSync(temporary, dir)
-            } catch {
-              // Another runner of this machine unpacked it first.
-              Fs.rmSync(temporary, { recursive: true, force: true })
-            }
-          })
-          return { info, dir }
+          const rows = !bundleHash.test(hash) ? [] : yield* sql<{ size: string | number }>`
+            UPDATE shardhub_bundles SET used_at = now() WHERE hash = ${hash} RETURNING size`.pipe(Effect.mapError(storeError))
+          if (rows.length === 0) return yield* new BundleNotFound({ hash })
+          return yield* unpackedInto({ hash, size: Number(rows[0]!.size) }, `bundle ${hash}`, "bundle", cacheDir, owner)
         })
     })
+
   })
 
 /** Hands every entry under `dir` (itself included; symlinks themselves, not their targets) to `uid`:`gid`. */

@@ -7,7 +7,8 @@
  * - processed messages (`cluster_messages`) and their replies (`cluster_replies`): a message id
  *   is a Snowflake, whose high bits are its creation time. A start repeated after its message
  *   was pruned finds its instance by start key and runs nothing twice;
- * - ended probe activations (`shardhub_activations`).
+ * - ended probe activations (`shardhub_activations`);
+ * - bundles no instance record names (`run --bundle`), unused since then, with their bytes.
  *
  * @since 0.5.0
  */
@@ -32,10 +33,19 @@ export const prune = (before: number) =>
       const messages = yield* sql`DELETE FROM cluster_messages WHERE processed AND id < ${cutoff}::bigint`.raw
       const activations = yield* sql`
         DELETE FROM shardhub_activations WHERE ended_at < to_timestamp(${before / 1000})`.raw
+      const bundles = yield* sql<{ hash: string }>`
+        DELETE FROM shardhub_bundles b WHERE used_at < to_timestamp(${before / 1000})
+          AND NOT EXISTS (SELECT 1 FROM shardhub_instances i WHERE i.spec->'program'->>'bundle' = b.hash)
+        RETURNING hash`
+      if (bundles.length > 0) {
+        yield* sql`DELETE FROM shardhub_sequence_chunks c WHERE ${sql.in("c.hash", bundles.map((b) => b.hash))}
+          AND NOT EXISTS (SELECT 1 FROM shardhub_sequences s WHERE s.hash = c.hash)`
+      }
       return {
         messages: (messages as { rowCount?: number }).rowCount ?? 0,
         replies: (replies as { rowCount?: number }).rowCount ?? 0,
-        activations: (activations as { rowCount?: number }).rowCount ?? 0
+        activations: (activations as { rowCount?: number }).rowCount ?? 0,
+        bundles: bundles.length
       }
     }))
   })

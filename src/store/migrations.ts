@@ -122,6 +122,18 @@ const migrations = {
       parallel integer NOT NULL CHECK (parallel BETWEEN 1 AND 1000),
       since timestamptz NOT NULL DEFAULT now()
     )`
+  }),
+  /**
+   * Bundles: the directories of commands (`run --bundle`), by content hash; their bytes are kept
+   * in `shardhub_sequence_chunks` beside the sequences' packages.
+   */
+  "8_bundles": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_bundles (
+      hash text PRIMARY KEY CHECK (hash ~ '^[0-9a-f]{64}$'),
+      size bigint NOT NULL,
+      used_at timestamptz NOT NULL DEFAULT now()
+    )`
   })
 }
 

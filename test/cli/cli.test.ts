@@ -241,6 +241,29 @@ describe("the shardhub command on two runners", () => {
     expect((await ok("delete", "eco-ticker")).trim().split("\n")).toHaveLength(4)
   })
 
+  it("runs a command with its directory as a bundle (run --bundle, ecosystem bundle: true); the same files deploy as no change", async () => {
+    cluster.printOnFailure()
+    const dir = Path.join(cluster.home, "bundled")
+    Fs.mkdirSync(Path.join(dir, "lib"), { recursive: true })
+    Fs.writeFileSync(Path.join(dir, "lib", "message.txt"), "hello from the bundle")
+    Fs.writeFileSync(Path.join(dir, "app.js"), "const fs = require('fs'); console.log(fs.readFileSync('lib/message.txt', 'utf8')); setInterval(() => {}, 1000)\n")
+    const id = (await ok("run", "--bundle", dir, "--", "node", "app.js")).trim()
+    const info = JSON.parse(await ok("info", id, "--json"))
+    expect(info.spec.program).toEqual({ _tag: "Command", command: "node", args: ["app.js"], bundle: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    await eventually(async () => (await ok("logs", id)).includes("hello from the bundle") || undefined, { what: "the bundled program's line" })
+    await ok("kill", id)
+
+    const file = Path.join(cluster.home, "bundled.config.json")
+    Fs.writeFileSync(file, JSON.stringify({ apps: [{ name: "eco-bundled", script: "app.js", cwd: "bundled", bundle: true }] }))
+    expect((await ok("apply", file)).trim()).toMatch(/^\+ eco-bundled started /)
+    const applied = JSON.parse(await ok("ps", "--json")).find((i: { name?: string }) => i.name === "eco-bundled")
+    expect(applied.spec.program).toMatchObject({ command: "node", args: ["./app.js"], bundle: info.spec.program.bundle })
+    await eventually(async () => (await ok("logs", applied.id)).includes("hello from the bundle") || undefined, { what: "the applied program's line" })
+    // The same files pack to the same bundle: nothing to replace.
+    expect((await ok("apply", file)).trim()).toMatch(/^= eco-bundled unchanged/)
+    await ok("delete", "eco-bundled")
+  })
+
   it("applies an ecosystem file: starts what is missing, replaces what changed, leaves the rest; twice changes nothing", async () => {
     cluster.printOnFailure()
     const dir = Path.join(cluster.home, "ecosystem")
@@ -374,7 +397,8 @@ describe("the shardhub command on two runners", () => {
       ["seq", "start", "x", "--args", "{"],
       ["runner", "drain", "127.0.0.1:1"],
       ["runner", "drain", "not an address"],
-      ["runner", "undrain", cluster.runners[0]!.address]
+      ["runner", "undrain", cluster.runners[0]!.address],
+      ["run", "--bundle", "/no/such/dir", "--", "true"]
     ]) {
       const result = await shardhub(args)
       expect({ args, code: result.code }).toEqual({ args, code: 1 })

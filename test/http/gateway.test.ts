@@ -14,9 +14,11 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Readable } from "node:stream"
+import * as Zlib from "node:zlib"
 import { beforeAll, describe, expect, it, vi } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import * as Pack from "../../src/sequence/Pack.ts"
 import { concat, sha256 } from "../support/bytes.ts"
 import * as Attacker from "../support/attacker.ts"
 import { useCluster } from "../support/cluster.ts"
@@ -226,6 +228,22 @@ describe("the HTTP gateway", () => {
     await native("DELETE", `/instances/${reload.at(-1).replaced[0].id}`)
     expect((await native("POST", "/reload", { target: "no-such-app" })).status).toBe(404)
     expect((await native("POST", "/reload", { target: "native-app", parallel: 0 })).status).toBe(400)
+
+    // A bundle: stored by hash, then run in; a hostile archive is a 422, another type a 415.
+    const upload = (body: Uint8Array, type = "application/gzip") =>
+      fetch(`${api}/../shardhub/v1/bundles`, { method: "POST", headers: { "content-type": type }, body: Buffer.from(body) })
+    const bundled = await upload(Zlib.gzipSync(Pack.tar([{ type: "file", path: "hello.txt", data: "hi from a bundle\n" }])))
+    expect(bundled.status).toBe(200)
+    const { hash } = await bundled.json() as { hash: string }
+    expect(hash).toMatch(/^[0-9a-f]{64}$/)
+    const catting = await native("POST", "/instances", { spec: { program: { _tag: "Command", command: "sh", args: ["-c", "cat hello.txt; sleep 600"], bundle: hash } } })
+    expect(catting.status).toBe(200)
+    await eventually(async () => (await native("GET", `/instances/${catting.json.id}/logs`)).text.includes("hi from a bundle") || undefined, { what: "the bundled file's line" })
+    await native("DELETE", `/instances/${catting.json.id}`)
+    const hostile = await upload(Zlib.gzipSync(Pack.tar([{ type: "file", path: "../../x", data: "owned" }])))
+    expect(hostile.status).toBe(422)
+    expect(await hostile.json()).toMatchObject({ code: "PackageError", error: expect.stringContaining("..") })
+    expect((await upload(new Uint8Array([1]), "text/plain")).status).toBe(415)
 
     const runners = (await native("GET", "/runners")).json
     expect(runners).toHaveLength(2)
