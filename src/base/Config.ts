@@ -101,6 +101,11 @@ export interface RunnerConfig {
    * not served), on `SHARDHUB_METRICS_HOST` (default 127.0.0.1).
    */
   readonly metrics: Option.Option<{ readonly host: string; readonly port: number }>
+  /**
+   * `SHARDHUB_RUNNER_LABELS` (`gpu=true,zone=a`; `shardhub runner --label` adds to them): what
+   * instances may require of their runner (see `Labels`).
+   */
+  readonly labels: string
 }
 
 /**
@@ -210,5 +215,6 @@ export const runnerConfig: Config.Config<RunnerConfig> = Config.all({
     host: Config.String("SHARDHUB_METRICS_HOST").pipe(Config.withDefault("127.0.0.1")),
     port: Config.Int("SHARDHUB_METRICS_PORT")
   }).pipe(Config.option),
-  logKeepFiles: Config.Int("SHARDHUB_LOG_FILES").pipe(Config.withDefault(3))
+  logKeepFiles: Config.Int("SHARDHUB_LOG_FILES").pipe(Config.withDefault(3)),
+  labels: Config.String("SHARDHUB_RUNNER_LABELS").pipe(Config.withDefault(""))
 })

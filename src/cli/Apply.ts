@@ -26,7 +26,7 @@ import { InstanceClient } from "../client/InstanceClient.ts"
 import type { InstanceInfo, InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Rlimits } from "../process/ProcessSpec.ts"
 import * as Rollout from "../client/Rollout.ts"
-import { checkCron, type DeployKeys, deploySpec, finish, progressLine, rolloutFlags, rolloutOptions } from "./Deploy.ts"
+import { checkCron, type DeployKeys, deploySpec, finish, placements, progressLine, rolloutFlags, rolloutOptions } from "./Deploy.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, environment, json, print, sendBundle, splitWords, withClient } from "./Support.ts"
 
@@ -53,6 +53,11 @@ export const App = Schema.Struct({
   cwd: Schema.optionalKey(Schema.String),
   /** Store `cwd` in the cluster and run the app in it on whichever runner runs it (`run --bundle`). */
   bundle: Schema.optionalKey(Schema.Boolean),
+  /** Runner labels the copies need (`on`, `run --on`), and a label to spread them over (`run --spread`). */
+  placement: Schema.optionalKey(Schema.Struct({
+    on: Schema.optionalKey(Schema.Record(Schema.String, Scalar)),
+    spread: Schema.optionalKey(Schema.String)
+  })),
   env: Schema.optionalKey(Schema.Record(Schema.String, Scalar)),
   env_file: Schema.optionalKey(Schema.Union([Schema.String, Schema.Array(Schema.String)])),
   envPass: Schema.optionalKey(Schema.Array(Schema.String)),
@@ -224,6 +229,12 @@ const desired = (file: string, app: App) =>
     }, (key) => keyNames[key]).pipe(Effect.mapError((error) => failure(file, app.name, error.message)))
     if (app.cron !== undefined) yield* checkCron("cron", app.cron).pipe(Effect.mapError((error) => failure(file, app.name, error.message)))
     const copies = app.instances ?? 1
+    const placed = yield* placements(
+      Object.entries(app.placement?.on ?? {}).map(([key, value]) => `${key}=${String(value)}`),
+      app.placement?.spread,
+      copies,
+      { on: "placement.on", spread: "placement.spread" }
+    ).pipe(Effect.mapError((error) => failure(file, app.name, error.message)))
     return Array.from({ length: copies }, (_, i) => {
       const name = copies === 1 ? app.name : `${app.name}-${i}`
       const spec: InstanceSpec = {
@@ -237,6 +248,7 @@ const desired = (file: string, app: App) =>
         ...(app.group === undefined ? {} : { group: app.group }),
         ...(app.hub === undefined ? {} : { hub: app.hub }),
         ...deploy,
+        ...placed[i],
         ...(app.cron === undefined ? {} : { schedule: { cron: app.cron } })
       }
       return { name, spec }

@@ -22,7 +22,7 @@ import { InstanceNotFound, type RegistryError } from "../instance/InstanceErrors
 import { type InstanceInfo, type InstanceStatus, liveStatuses } from "../instance/InstanceSpec.ts"
 import * as Registry from "../instance/Registry.ts"
 import type { LogLine } from "../process/LogStore.ts"
-import { checkCron, deployFlags, deployFromFlags } from "./Deploy.ts"
+import { checkCron, deployFlags, deployFromFlags, placementFlags, placements } from "./Deploy.ts"
 import * as Format from "./Format.ts"
 import { archiveSource, CliFailure, environment, json, parseJson, print, rlimits, sendBundle, withClient, withRegistry, withStore } from "./Support.ts"
 
@@ -109,6 +109,7 @@ const run = Command.make("run", {
     Flag.withDefault("1")
   ),
   ...deployFlags,
+  ...placementFlags,
   cron: Flag.String("cron").pipe(
     Flag.withDescription("Run once per tick of this cron expression (5 fields, or 6 with seconds; UTC) instead of at once; never two runs at once"),
     Flag.optional
@@ -146,6 +147,7 @@ const run = Command.make("run", {
     }
     if (copies > 1 && Option.isSome(flags.id)) return yield* new CliFailure({ message: "--id names one instance; leave it out with --instances" })
     const name = Option.getOrElse(flags.name, () => Path.basename(command!))
+    const placed = yield* placements(flags.on, Option.getOrUndefined(flags.spread), copies)
     // A bundled command runs in its bundle, wherever it lands; else in this directory.
     const where = Option.isSome(flags.bundle) ? { bundle: yield* sendBundle(flags.bundle.value) } : { cwd: process.cwd() }
     const started = yield* Effect.forEach(Array.from({ length: copies }, (_, i) => i), (i) =>
@@ -155,6 +157,7 @@ const run = Command.make("run", {
           ? { name: `${name}-${i}`, labels: { [appLabel]: name } }
           : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
         ...deploy,
+        ...placed[i],
         ...Option.match(flags.cron, { onNone: () => ({}), onSome: (cron) => ({ schedule: { cron } }) }),
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),

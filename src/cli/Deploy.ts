@@ -16,6 +16,8 @@ import { CronExpression, type InstanceSpec } from "../instance/InstanceSpec.ts"
 import { Check, type Liveness, RestartPolicy } from "../process/ProcessSpec.ts"
 import * as Format from "./Format.ts"
 import { CliFailure, json, print, splitWords, withClient } from "./Support.ts"
+import { isLabelKey, meets, parseLabels, requirementKey } from "../base/Labels.ts"
+import { HostClient } from "../client/HostClient.ts"
 
 /**
  * What says when a copy is ready and healthy and how it restarts, whoever gave it (flags or an
@@ -295,3 +297,36 @@ const reload = Command.make("reload", {
 
 /** @since 0.9.0 */
 export const deployCommands = [reload]
+
+/** `--on` and `--spread`. */
+export const placementFlags = {
+  on: Flag.String("on").pipe(
+    Flag.withDescription("Run only on a runner with this label, key=value (shardhub runner --label); repeatable"),
+    Flag.atLeast(0)
+  ),
+  spread: Flag.String("spread").pipe(
+    Flag.withDescription("Spread the copies over the values of this runner label (e.g. zone), one value per copy in turn"),
+    Flag.optional
+  )
+}
+
+/**
+ * The placement of each of `copies` copies: `on`, and with `spread`, a value of that label per
+ * copy in turn (the values live runners that meet `on` carry). One clear line for bad input.
+ *
+ * @since 0.10.0
+ */
+export const placements = (words: ReadonlyArray<string>, spread: string | undefined, copies: number, field = { on: "--on", spread: "--spread" }) =>
+  Effect.gen(function*() {
+    const on = parseLabels(words)
+    if (typeof on === "string") return yield* new CliFailure({ message: `${field.on}: ${on}` })
+    if (spread === undefined) return Array.from({ length: copies }, () => Object.keys(on).length === 0 ? {} : { placement: { on } })
+    if (!isLabelKey(spread)) return yield* new CliFailure({ message: `${field.spread} ${JSON.stringify(spread)}: not a label key` })
+    if (spread in on) return yield* new CliFailure({ message: `${field.spread} ${spread}: ${field.on} already fixes it` })
+    const runners = yield* (yield* HostClient).runners.pipe(Effect.mapError((error) => new CliFailure({ message: error.message })))
+    const values = [...new Set(runners.filter((r) => r.healthy && meets(r.labels, on) && r.labels[spread] !== undefined).map((r) => r.labels[spread]!))].sort()
+    if (values.length === 0) {
+      return yield* new CliFailure({ message: `${field.spread} ${spread}: no live runner${Object.keys(on).length === 0 ? "" : ` with ${requirementKey(on)}`} has a label ${spread}` })
+    }
+    return Array.from({ length: copies }, (_, i) => ({ placement: { on: { ...on, [spread]: values[i % values.length]! } } }))
+  })

@@ -22,7 +22,7 @@ const drain = Command.make("drain", {
     if (flags.parallel < 1 || flags.parallel > 1000) return yield* new CliFailure({ message: "--parallel is 1–1000" })
     const registry = yield* Registry.Registry
     const started = Date.now()
-    yield* Drain.drain(flags.address, { parallel: flags.parallel })
+    yield* Drain.drain(registry, flags.address, { parallel: flags.parallel })
     if (!flags.json) yield* print(`draining ${flags.address}, ${flags.parallel} at a time`)
     if (flags.timeout === 0) return
     const first = yield* Drain.progress(registry, flags.address)

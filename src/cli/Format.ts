@@ -145,14 +145,22 @@ export const runners = (
     readonly address: string
     readonly healthy: boolean
     readonly drained: boolean
+    readonly labels: Readonly<Record<string, string>>
     readonly shards: number
     readonly instances: number
     readonly heartbeatAgeMs: number
   }>
 ): string =>
   table(
-    ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT"],
-    rows.map((r) => [r.address, r.drained ? "drained" : String(r.healthy), r.shards, r.instances, `${age(r.heartbeatAgeMs)} ago`])
+    ["ADDRESS", "HEALTHY", "SHARDS", "INSTANCES", "HEARTBEAT", "LABELS"],
+    rows.map((r) => [
+      r.address,
+      r.drained ? "drained" : String(r.healthy),
+      r.shards,
+      r.instances,
+      `${age(r.heartbeatAgeMs)} ago`,
+      Object.entries(r.labels).map(([key, value]) => `${key}=${value}`).join(",") || undefined
+    ])
   )
 
 /**

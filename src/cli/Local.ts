@@ -104,11 +104,15 @@ const up = Command.make("up", { runners, port: gatewayPort }, (flags) =>
   )).pipe(Command.withDescription("Run a local cluster: the cluster store, N runners and the HTTP gateway"))
 
 const runner = Command.make("runner", {
-  port: Flag.Int("port").pipe(Flag.withDescription("Runner port (default 34431, or SHARDHUB_RUNNER_PORT)"), Flag.optional)
+  port: Flag.Int("port").pipe(Flag.withDescription("Runner port (default 34431, or SHARDHUB_RUNNER_PORT)"), Flag.optional),
+  label: Flag.String("label").pipe(
+    Flag.withDescription("A label instances may require (--on), key=value; repeatable, beside SHARDHUB_RUNNER_LABELS"),
+    Flag.atLeast(0)
+  )
 }, (flags) =>
   Layer.launch(Layer.unwrap(Effect.map(
     Effect.promise(() => import("../node/Runner.ts")),
-    (Runner) => Runner.layerFromEnv(Option.match(flags.port, { onNone: () => ({}), onSome: (port) => ({ port }) }))
+    (Runner) => Runner.layerFromEnv({ ...Option.match(flags.port, { onNone: () => ({}), onSome: (port) => ({ port }) }), labels: flags.label })
   )))).pipe(
     Command.withDescription("Run a runner: serve shards of the cluster and run their instances (drain, undrain: empty one)"),
     Command.withSubcommands(drainCommands)

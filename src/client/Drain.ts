@@ -12,6 +12,7 @@
  */
 import { Effect, Schedule, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { meets, requirementKey } from "../base/Labels.ts"
 import { isEnded } from "../instance/InstanceSpec.ts"
 import type { Registry } from "../instance/Registry.ts"
 import * as RunnerList from "./RunnerList.ts"
@@ -72,12 +73,26 @@ const listed = (at: string) =>
  *
  * @since 0.10.0
  */
-export const drain = (at: string, options: { readonly parallel: number }) =>
+export const drain = (registry: Registry["Service"], at: string, options: { readonly parallel: number }) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const { rows } = yield* listed(at)
-    if (!rows.some((r) => r.address !== at && r.healthy)) {
+    const others = rows.filter((r) => r.address !== at && r.healthy)
+    if (others.length === 0) {
       return yield* new DrainError({ reason: "LastRunner", message: `draining ${at} would leave no healthy runner to take its instances` })
+    }
+    // Nor may it leave an instance with no runner that meets its placement.
+    const live = yield* registry.list().pipe(Effect.mapError(storeError))
+    const stranded = new Set(live
+      .filter((info) => info.runner === at && !isEnded(info.status) && info.spec.placement !== undefined)
+      .map((info) => info.spec.placement!.on)
+      .filter((on) => !others.some((r) => meets(r.labels, on)))
+      .map(requirementKey))
+    if (stranded.size > 0) {
+      return yield* new DrainError({
+        reason: "LastRunner",
+        message: `draining ${at} would leave no runner for its instances placed on ${[...stranded].sort().join("; ")}`
+      })
     }
     yield* sql`INSERT INTO shardhub_drains (address, parallel) VALUES (${at}, ${options.parallel})
       ON CONFLICT (address) DO UPDATE SET parallel = EXCLUDED.parallel`.pipe(Effect.mapError(storeError))

@@ -9,7 +9,7 @@
  * @since 0.3.0
  */
 import type { Sharding } from "effect/cluster/Sharding"
-import { Context, Duration, Effect, Layer, Result, Schema, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Result, Schema, Stream } from "effect"
 import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -40,6 +40,9 @@ import {
 import { invalidName, isTopicName, Topic, type TopicDescription, TopicError } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import * as Drain from "./Drain.ts"
+import { InstanceRoutes } from "./Routes.ts"
+import { requirementKey } from "../base/Labels.ts"
+import { defaultGroup } from "../instance/Placement.ts"
 import { type Options, retryMoved } from "./InstanceClient.ts"
 
 const isInstanceId = Schema.is(InstanceId)
@@ -167,6 +170,7 @@ export class HostClient extends Context.Service<HostClient, HostClientService>()
 export const make = (options: Options = {}) =>
   Effect.gen(function*() {
     const clients = yield* Instance.client
+    const routes = yield* InstanceRoutes
     const registry = yield* Registry
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
@@ -201,7 +205,36 @@ export const make = (options: Options = {}) =>
                 : Effect.fail(new StartUnconfirmed({ id, reason, outcome: "unconfirmed" }))
           })
         )
-      return retryMoved(Effect.suspend(() => clients(id).Start({ spec, startKey }))).pipe(
+      // A placement no live runner meets: the record waits as `pending`, and a persisted wake-up
+      // waits in the store for the first runner that meets it to take the instance's shard.
+      const pending = (entityId: string, requirement: string) =>
+        registry.create(id, spec, startKey, undefined, `no runner has ${requirement}`).pipe(
+          Effect.tap(({ created }) =>
+            created
+              ? clients(entityId).Wake(undefined, { discard: true }).pipe(
+                Effect.catchCause((cause) =>
+                  registry.endPending(id, { remove: true }).pipe(
+                    Effect.ignore,
+                    Effect.andThen(Effect.fail(new StartUnconfirmed({ id, reason: `could not queue its start: ${Cause.pretty(cause).split("\n")[0]}`, outcome: "cancelled" })))
+                  ))
+              )
+              : Effect.void
+          ),
+          Effect.map(({ info }) => info)
+        )
+      // Nothing was sent yet: a store out of reach calls the start off.
+      const notSent = (error: { readonly message: string }) =>
+        new StartUnconfirmed({ id, reason: `failed (${error.message})`, outcome: "cancelled" })
+      return Effect.flatMap(routes.forSpec(id, spec).pipe(Effect.mapError(notSent)), ({ entityId, group }) =>
+        group === defaultGroup
+          ? send(entityId)
+          : Effect.flatMap(
+            Effect.provideService(RunnerList.serving(group), SqlClient, sql).pipe(Effect.mapError(notSent)),
+            (served) => served ? send(entityId) : Effect.mapError(pending(entityId, requirementKey(spec.placement?.on)), (error) =>
+              error._tag === "RegistryError" ? notSent(error) : error)
+          ))
+      function send(entityId: string) {
+        return retryMoved(Effect.suspend(() => clients(entityId).Start({ spec, startKey }))).pipe(
         Effect.withSpan("shardhub.start", { attributes: { "shardhub.instance": id } }),
         // A defect on the way (the cluster's own storage out of reach, say) says nothing of the
         // outcome either.
@@ -214,6 +247,7 @@ export const make = (options: Options = {}) =>
           (error) => unanswered(`failed (${error.message})`)
         )
       )
+      }
     }
     return HostClient.of({
       /** Every instance in the cluster, newest first; optionally only those in `statuses`. */
@@ -226,7 +260,7 @@ export const make = (options: Options = {}) =>
        */
       runners: Effect.provideService(RunnerList.withInstances(registry), SqlClient, sql),
       drain: (address, options) =>
-        Drain.drain(address, options).pipe(
+        Drain.drain(registry, address, options).pipe(
           Effect.as(Stream.provideService(Drain.follow(registry, address), SqlClient, sql)),
           Effect.provideService(SqlClient, sql)
         ),
@@ -339,5 +373,5 @@ export const make = (options: Options = {}) =>
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient> =>
+): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient | InstanceRoutes> =>
   Layer.effect(HostClient, make(options))

@@ -14,11 +14,13 @@ import type * as Stdio from "../process/Stdio.ts"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Cause, Context, Duration, Effect, Fiber, Layer, Schema, type Scope, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Fiber, Layer, Option, Schema, type Scope, Stream } from "effect"
 import type * as Net from "node:net"
 import { Security } from "../transport/Security.ts"
 import { DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
+import { Registry } from "../instance/Registry.ts"
+import { InstanceRoutes } from "./Routes.ts"
 import type { InstanceNotFound, InvalidSpec, NotRunning, RegistryError, SignalFailed, StartFailed } from "../instance/InstanceErrors.ts"
 import type { Health, InstanceEvent, InstanceInfo } from "../instance/InstanceSpec.ts"
 import type { LogLine, LogsQuery } from "../process/LogStore.ts"
@@ -179,12 +181,34 @@ export class InstanceClient extends Context.Service<InstanceClient, InstanceClie
 export const make = (options: Options = {}) =>
   Effect.gen(function*() {
     const clients = yield* Instance.client
+    const routes = yield* InstanceRoutes
+    const registry = yield* Registry
     const security = yield* Security
     const timeoutMs = options.timeoutMs ?? 10_000
     const waitTimeoutMs = options.waitTimeoutMs ?? 300_000
 
+    /** `f` on the entity of `id`; a remembered route found stale (the entity does not know the id) is asked again once. */
+    const routed = <A, E>(id: string, f: (client: Client) => Effect.Effect<A, E>) =>
+      Effect.flatMap(routes.of(id), ({ entityId, remembered }) =>
+        f(clients(entityId)).pipe(
+          Effect.catchIf((error): error is E => remembered && (error as { readonly _tag?: string })._tag === "InstanceNotFound", (error) => {
+            routes.forget(id)
+            return Effect.flatMap(routes.of(id), (again) => again.entityId === entityId ? Effect.fail(error) : f(clients(again.entityId)))
+          })
+        ))
+    /** A stream of the entity of `id`. */
+    const routedStream = <A, E>(id: string, f: (client: Client) => Stream.Stream<A, E>) =>
+      Stream.unwrap(Effect.map(routes.of(id), ({ entityId }) => f(clients(entityId))))
+    /**
+     * Ends a pending instance (no runner meets its placement, so no entity can answer) in the
+     * store; otherwise `f` on its entity.
+     */
+    const endOrCall = <A, E>(id: string, remove: boolean, f: Effect.Effect<A | InstanceInfo, E>) =>
+      Effect.flatMap(routes.of(id), ({ entityId }) =>
+        entityId === id ? f : Effect.flatMap(registry.endPending(id, { remove }), Option.match({ onNone: () => f, onSome: Effect.succeed })))
+
     const callOnce = <A, E>(id: string, operation: string, f: (client: Client) => Effect.Effect<A, E>, ms = timeoutMs) =>
-      f(clients(id)).pipe(
+      routed(id, f).pipe(
         Effect.timeoutOrElse({
           duration: Duration.millis(ms),
           orElse: () => Effect.fail(new CallTimeout({ id, operation, timeoutMs: ms }))
@@ -284,12 +308,12 @@ export const make = (options: Options = {}) =>
       /** Stops gracefully: SIGKILL after `timeoutMs` (default 10 s); answers with the final record. */
       stop: (id: string, stop: { readonly timeoutMs?: number; readonly canCallKeepalive?: boolean } = {}) => {
         const stopMs = stop.timeoutMs ?? 10_000
-        return call(
+        return endOrCall(id, false, call(
           id,
           "stop",
           (client) => client.Stop({ timeoutMs: stopMs, canCallKeepalive: stop.canCallKeepalive ?? false }),
           stopMs + timeoutMs
-        )
+        ))
       },
       /**
        * Restarts: stops the process gracefully (SIGKILL after `timeoutMs`, default 10 s) and starts
@@ -300,7 +324,7 @@ export const make = (options: Options = {}) =>
         return call(id, "restart", (client) => client.Restart({ timeoutMs: stopMs }), stopMs + 2 * timeoutMs)
       },
       kill: (id: string, kill: { readonly removeImmediately?: boolean } = {}) =>
-        call(id, "kill", (client) => client.Kill({ removeImmediately: kill.removeImmediately ?? false })),
+        endOrCall(id, kill.removeImmediately ?? false, call(id, "kill", (client) => client.Kill({ removeImmediately: kill.removeImmediately ?? false }))),
       /** Not repeated when the instance moves during the call: the event may have been delivered. */
       sendEvent: (id: string, name: string, data: unknown = null) =>
         callOnce(id, "sendEvent", (client) => client.SendEvent({ name, data })),
@@ -309,8 +333,8 @@ export const make = (options: Options = {}) =>
         call(id, "lastEvent", (client) => client.LastEvent({ name }), ms),
       /** Events from now on (only `name`, if given); ends when the process ends. */
       events: (id: string, name?: string) =>
-        clients(id).Events(name === undefined ? {} : { name }),
-      logs: (id: string, query: LogsQuery = {}) => clients(id).Logs({ query }),
+        routedStream(id, (client) => client.Events(name === undefined ? {} : { name })),
+      logs: (id: string, query: LogsQuery = {}) => routedStream(id, (client) => client.Logs({ query })),
       /**
        * An output stream: the retained recent output first (unless `replay: false`; everything
        * while less than 1 MiB was written), then live and lossless (a slow reader pauses the
@@ -337,5 +361,5 @@ export const make = (options: Options = {}) =>
 /**
  * @since 0.3.0
  */
-export const layer = (options: Options = {}): Layer.Layer<InstanceClient, never, Sharding | Security> =>
+export const layer = (options: Options = {}): Layer.Layer<InstanceClient, never, Sharding | Security | Registry | InstanceRoutes> =>
   Layer.effect(InstanceClient, make(options))

@@ -10,6 +10,7 @@
  */
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { Labels, labelsOf } from "../base/Labels.ts"
 import { isEnded } from "../instance/InstanceSpec.ts"
 import type { Registry } from "../instance/Registry.ts"
 
@@ -21,6 +22,8 @@ export class RunnerRow extends Schema.Class<RunnerRow>("shardhub/RunnerRow")({
   healthy: Schema.Boolean,
   /** Drained (`shardhub runner drain`): it hands its instances over and takes nothing new. */
   drained: Schema.Boolean,
+  /** Its labels (`shardhub runner --label`): what instances may require of it. */
+  labels: Labels,
   /** How long ago its last heartbeat was recorded, in ms. */
   heartbeatAgeMs: Schema.Number,
   shards: Schema.Number
@@ -37,10 +40,13 @@ export const list = Effect.gen(function*() {
     readonly address: string
     readonly healthy: boolean
     readonly drained: boolean
+    readonly requirements: string
     readonly heartbeat_age_ms: number
     readonly shards: number
   }>`
     SELECT r.address, r.healthy AND d.address IS NULL AS healthy, d.address IS NOT NULL AS drained,
+      COALESCE((SELECT string_agg(g.requirement, ',') FROM shardhub_placement_groups g
+        WHERE (r.runner::jsonb -> 'groups') ? ('p' || lpad(g.n::text, 4, '0'))), '') AS requirements,
       (extract(epoch FROM (localtimestamp - r.last_heartbeat)) * 1000)::float8 AS heartbeat_age_ms,
       COALESCE(s.shards, 0)::int AS shards
     FROM cluster_runners r
@@ -57,6 +63,8 @@ export const list = Effect.gen(function*() {
       address: row.address,
       healthy: row.healthy,
       drained: row.drained,
+      // Its groups' requirements: every subset of its labels, so their union is the labels.
+      labels: labelsOf(row.requirements),
       heartbeatAgeMs: Math.max(0, Math.round(row.heartbeat_age_ms)),
       shards: row.shards
     })
@@ -72,6 +80,7 @@ export interface RunnerWithInstances {
   readonly address: string
   readonly healthy: boolean
   readonly drained: boolean
+  readonly labels: Labels
   readonly heartbeatAgeMs: number
   readonly shards: number
   readonly instances: number
@@ -89,4 +98,20 @@ export const withInstances = (registry: Registry["Service"]) =>
       ...row,
       instances: live.filter((info) => info.runner === row.address && !isEnded(info.status)).length
     }))
+  })
+
+/**
+ * Whether a live runner (healthy, not drained) serves the placement group `group`.
+ *
+ * @since 0.10.0
+ */
+export const serving = (group: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ readonly n: number }>`
+      SELECT count(*)::int AS n FROM cluster_runners r
+      WHERE r.healthy AND r.last_heartbeat > localtimestamp - INTERVAL '10 seconds'
+        AND NOT EXISTS (SELECT 1 FROM shardhub_drains d WHERE d.address = r.address)
+        AND (r.runner::jsonb -> 'groups') ? ${group}`
+    return rows[0]!.n > 0
   })

@@ -42,6 +42,7 @@ export const Runner = Schema.Struct({
   address: Schema.String,
   healthy: Schema.Boolean,
   drained: Schema.Boolean,
+  labels: Schema.Record(Schema.String, Schema.String),
   heartbeatAgeMs: Schema.Number,
   shards: Schema.Number,
   instances: Schema.Number

@@ -30,6 +30,7 @@ import {
 } from "./InstanceErrors.ts"
 import { ByteStream, Health, InstanceEvent, InstanceInfo, InstanceSpec } from "./InstanceSpec.ts"
 import * as Tracing from "../metrics/Tracing.ts"
+import { groupOf } from "./Placement.ts"
 
 const known = [InstanceNotFound, RegistryError] as const
 
@@ -109,6 +110,15 @@ export class TickAt extends Schema.Class<TickAt>("shardhub/Instance/TickAt")({ a
 export const Tick = Rpc.make("Tick", { payload: TickAt })
   .annotate(ClusterSchema.Persisted, true)
   .annotate(ClusterSchema.Uninterruptible, true)
+
+/**
+ * Wakes a pending instance (no runner met its placement when it was started): persisted, so it
+ * waits in the store until a runner that meets the placement takes the instance's shard, and
+ * delivering it brings the instance up there (its activation starts what should run).
+ *
+ * @since 0.10.0
+ */
+export const Wake = Rpc.make("Wake").annotate(ClusterSchema.Persisted, true)
 
 /** @since 0.3.0 */
 export const Info = Rpc.make("Info", { success: InstanceInfo, error: Schema.Union(known) })
@@ -207,6 +217,7 @@ export const Instance = Entity.make("Instance", [
   Kill,
   Restart,
   Tick,
+  Wake,
   Info,
   GetHealth,
   Stats,
@@ -217,3 +228,5 @@ export const Instance = Entity.make("Instance", [
   Logs,
   Open
 ]).annotate(ClusterSchema.ClientTracingEnabled, Tracing.enabled)
+  // A placed instance's entity id names its placement group (see `Placement`).
+  .annotate(ClusterSchema.ShardGroup, (entityId) => groupOf(entityId))

@@ -48,9 +48,12 @@ import { Instance, TickAt } from "./Instance.ts"
 import { Fence } from "../liveness/Fence.ts"
 import { Handover } from "../liveness/Handover.ts"
 import * as KeepAlive from "../liveness/KeepAlive.ts"
-import { InstanceNotFound, NotRunning, StartFailed, SignalFailed } from "./InstanceErrors.ts"
+import { InstanceNotFound, InvalidSpec, NotRunning, StartFailed, SignalFailed } from "./InstanceErrors.ts"
 import { type InstanceInfo, type InstanceSpec, isEnded } from "./InstanceSpec.ts"
 import { processSpec } from "./Program.ts"
+import { groupOf, instanceIdOf } from "./Placement.ts"
+import { PlacementGroups } from "./PlacementGroups.ts"
+import { requirementKey } from "../base/Labels.ts"
 import { type Report, Registry } from "./Registry.ts"
 import { endReport, liveReport, reportRetry } from "./Reports.ts"
 import { sessionOf } from "./Sessions.ts"
@@ -105,10 +108,11 @@ export const layer = (options: Options = {}) =>
       const fence = yield* Effect.serviceOption(Fence)
       const handover = yield* Effect.serviceOption(Handover)
       const sharding = yield* Sharding
-      if (Option.isSome(fence)) yield* Effect.addFinalizer(() => Effect.sync(() => fence.value.unguard(address.entityId)))
+      // `<id>` or, for a placed instance, `<id>@<group>` (see `Placement`).
+      const id = instanceIdOf(address.entityId)
+      if (Option.isSome(fence)) yield* Effect.addFinalizer(() => Effect.sync(() => fence.value.unguard(id)))
       const dataPort = yield* DataPort
       const scope = yield* Effect.scope
-      const id = address.entityId
       const runner = `${runnerAddress.host}:${runnerAddress.port}`
       const handoverTimeoutMs = options.handoverTimeoutMs ?? 5000
       const killGraceMs = options.killGraceMs ?? 1000
@@ -116,10 +120,14 @@ export const layer = (options: Options = {}) =>
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
       const knownTopics = yield* TopicRegistry.make
-      const self = (yield* Instance.client)(id)
+      const self = (yield* Instance.client)(address.entityId)
+      // The requirement of this entity's placement group: a record that names another is not
+      // this entity's (a stale route), and it never acts on it.
+      const requirement = yield* (yield* PlacementGroups).requirementOf(groupOf(address.entityId)).pipe(Effect.orDie)
+      const placedHere = (spec: InstanceSpec) => requirementKey(spec.placement?.on) === requirement
 
       const initial: InstanceInfo | undefined = yield* registry.get(id).pipe(
-        Effect.map((found): InstanceInfo | undefined => found),
+        Effect.map((found): InstanceInfo | undefined => placedHere(found.spec) ? found : undefined),
         Effect.catchTag("InstanceNotFound", () => Effect.succeed(undefined)),
         Effect.orDie
       )
@@ -424,6 +432,9 @@ export const layer = (options: Options = {}) =>
         // else runs beside them (`Rpc.fork`), so that a kill overtakes a slow stop.
         Start: ({ payload }) =>
           Effect.gen(function*() {
+            if (!placedHere(payload.spec)) {
+              return yield* new InvalidSpec({ message: `instance ${id}: its placement is not the one of this entity (${address.entityId})` })
+            }
             const created = yield* registry.create(id, payload.spec, payload.startKey, runner)
             if (!created.created) return (yield* now).info ?? created.info
             const schedule = payload.spec.schedule
@@ -456,6 +467,8 @@ export const layer = (options: Options = {}) =>
             }
             yield* restart(0)
           }).pipe(Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: tick failed`, cause))),
+        // Its delivery activated the entity, which started what should run.
+        Wake: () => Effect.void,
         Kill: ({ payload }) =>
           Rpc.fork(change(({ kills }) => ({ kills: kills + 1 })).pipe(
             Effect.andThen(finish((run) => run.program.kill(run.handle, killGraceMs))),

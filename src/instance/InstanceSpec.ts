@@ -10,6 +10,7 @@
  */
 import { Cron, Result, Schema } from "effect"
 import { TopicName } from "../topic/Topic.ts"
+import { Placement } from "./Placement.ts"
 import { EnvSpec, Liveness, Readiness, RestartPolicy, Rlimits, StopWith } from "../process/ProcessSpec.ts"
 import { CrashLog, ProcessStats } from "../process/ProcessStatus.ts"
 
@@ -83,11 +84,18 @@ export const InstanceSpec = Schema.Struct({
    * marks what it started with the file and the app).
    */
   labels: Schema.optionalKey(
-    Schema.Record(Schema.String.check(Schema.isMaxLength(63)), Schema.String.check(Schema.isMaxLength(256))).check(
-      Schema.isMaxProperties(32)
+    Schema.Record(Schema.String, Schema.String.check(Schema.isMaxLength(256))).check(
+      Schema.isMaxProperties(32),
+      // Checked as a whole: a key check inside the record would drop a long key instead of refusing it.
+      Schema.makeFilter((labels: Readonly<Record<string, string>>) => {
+        const long = Object.keys(labels).find((key) => key.length > 63)
+        return long === undefined ? true : `label key ${JSON.stringify(long.slice(0, 70))}…: keys are at most 63 characters`
+      })
     )
   ),
   env: Schema.optionalKey(EnvSpec),
+  /** Run only on a runner with every label of `placement.on` (see `Placement`). */
+  placement: Schema.optionalKey(Placement),
   /**
    * Memory of the whole process tree (`memoryMb`; over it the process is killed) and rlimits:
    * processes of its user (`nproc`), open files (`nofile`), core file bytes (`core`).
@@ -136,14 +144,15 @@ export const InstanceSpec = Schema.Struct({
 export type InstanceSpec = typeof InstanceSpec.Type
 
 /**
- * Where an instance stands (seed 001's states): `starting` until its process runs and is ready
+ * Where an instance stands (seed 001's states): `pending` while no runner meets its placement
+ * (its `reason` says which labels it waits for), `starting` until its process runs and is ready
  * (see `InstanceSpec.readiness`), `running`,
  * `stopping` after a stop or kill was asked for, and at the end `stopped` (asked for, or exited
  * with 0) or `crashed` (anything else); a scheduled instance is `scheduled` between its runs.
  *
  * @since 0.3.0
  */
-export const InstanceStatus = Schema.Literals(["starting", "running", "stopping", "stopped", "crashed", "scheduled"])
+export const InstanceStatus = Schema.Literals(["pending", "starting", "running", "stopping", "stopped", "crashed", "scheduled"])
 /** @since 0.3.0 */
 export type InstanceStatus = typeof InstanceStatus.Type
 
@@ -194,7 +203,7 @@ export type InstanceInfo = typeof InstanceInfo.Type
  *
  * @since 0.7.0
  */
-export const liveStatuses: ReadonlyArray<InstanceStatus> = ["starting", "running", "stopping", "scheduled"]
+export const liveStatuses: ReadonlyArray<InstanceStatus> = ["pending", "starting", "running", "stopping", "scheduled"]
 
 /**
  * Whether a status is final.

@@ -46,14 +46,15 @@ export interface Report {
 export class Registry extends Context.Service<Registry, {
   /**
    * Records a new instance (desired `running`, status `starting`), already claimed (epoch 1)
-   * when `runner` is given. The same `startKey` again returns the existing record with
-   * `created: false`.
+   * when `runner` is given, or `pending` with `pending` as its reason (no runner meets its
+   * placement yet). The same `startKey` again returns the existing record with `created: false`.
    */
   readonly create: (
     id: string,
     spec: InstanceSpec,
     startKey: string,
-    runner?: string
+    runner?: string,
+    pending?: string
   ) => Effect.Effect<{ readonly info: InstanceInfo; readonly created: boolean }, InstanceAlreadyExists | RegistryError>
   /**
    * Calls off a start of `id` with `startKey` that got no answer: registers it as stopped, so a
@@ -75,6 +76,11 @@ export class Registry extends Context.Service<Registry, {
    * instance goes back to `starting` (no pid) until the new owner reports its process.
    */
   readonly claim: (id: string, runner: string) => Effect.Effect<InstanceInfo, InstanceNotFound | RegistryError>
+  /**
+   * Ends a `pending` instance (no runner ever ran it): stopped, or forgotten with `remove`. `None`
+   * when it is not pending (a runner took it meanwhile: ask that runner).
+   */
+  readonly endPending: (id: string, options: { readonly remove: boolean }) => Effect.Effect<Option.Option<InstanceInfo>, RegistryError>
   /**
    * Applies a report and answers the record as stored; `None` when another runner claimed the
    * instance since `epoch`. Idempotent: safe to repeat.
@@ -147,12 +153,12 @@ export const make = Effect.gen(function*() {
     rows.length === 0 ? Effect.fail(new InstanceNotFound({ id })) : Effect.succeed(toInfo(rows[0]!))
 
   return Registry.of({
-    create: (id, spec, startKey, runner) =>
+    create: (id, spec, startKey, runner, pending) =>
       Effect.gen(function*() {
         const inserted = yield* sql<Row>`
-          INSERT INTO shardhub_instances (id, name, spec, start_key, desired, status, runner, epoch)
-          VALUES (${id}, ${spec.name ?? null}, ${JSON.stringify(spec)}::jsonb, ${startKey}, 'running', 'starting',
-            ${runner ?? null}, ${runner === undefined ? 0 : 1})
+          INSERT INTO shardhub_instances (id, name, spec, start_key, desired, status, runner, epoch, reason)
+          VALUES (${id}, ${spec.name ?? null}, ${JSON.stringify(spec)}::jsonb, ${startKey}, 'running',
+            ${pending === undefined ? "starting" : "pending"}, ${runner ?? null}, ${runner === undefined ? 0 : 1}, ${pending ?? null})
           ON CONFLICT (id) DO NOTHING
           RETURNING *`
         if (inserted.length > 0) return { info: toInfo(inserted[0]!), created: true }
@@ -187,6 +193,15 @@ export const make = Effect.gen(function*() {
         ? Effect.succeed([])
         : sql<Row>`SELECT * FROM shardhub_instances WHERE ${sql.in("status", options.statuses)} ORDER BY created_at DESC, id`)
         .pipe(Effect.mapError(storeError), Effect.map((rows) => rows.map(toInfo))),
+    endPending: (id, options) =>
+      (options.remove
+        ? sql<Row>`DELETE FROM shardhub_instances WHERE id = ${id} AND status = 'pending' AND epoch = 0 RETURNING *`
+        : sql<Row>`UPDATE shardhub_instances SET desired = 'stopped', status = 'stopped', ended_at = now(),
+            reason = 'stopped while pending'
+          WHERE id = ${id} AND status = 'pending' AND epoch = 0 RETURNING *`).pipe(
+        Effect.map((rows) => rows.length === 0 ? Option.none() : Option.some(toInfo(rows[0]!))),
+        Effect.mapError(storeError)
+      ),
     claim: (id, runner) =>
       sql<Row>`UPDATE shardhub_instances
         SET epoch = epoch + 1, runner = ${runner},

@@ -10,6 +10,8 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig } from "../base/Config.ts"
 import * as Registry from "../instance/Registry.ts"
+import * as PlacementGroups from "../instance/PlacementGroups.ts"
+import * as Routes from "../client/Routes.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as HostClient from "../client/HostClient.ts"
 import * as InstanceClient from "../client/InstanceClient.ts"
@@ -26,7 +28,8 @@ export const services = (
   options: InstanceClient.Options = {}
 ): Layer.Layer<HostClient.HostClient | InstanceClient.InstanceClient, never, Sharding | SqlClient | Security> =>
   Layer.mergeAll(HostClient.layer(options), InstanceClient.layer(options)).pipe(
-    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer()))
+    Layer.provide(Routes.layer),
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer))
   )
 
 /**

@@ -24,6 +24,8 @@ import * as SqlRunnerStorage from "effect/cluster/SqlRunnerStorage"
 import { Effect, Layer, Option } from "effect"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import { type ClusterConfig, clusterConfig, type RunnerConfig } from "../base/Config.ts"
+import { parseLabels } from "../base/Labels.ts"
+import * as PlacementGroups from "../instance/PlacementGroups.ts"
 import * as Fence from "../liveness/Fence.ts"
 import * as CrashDetection from "../liveness/CrashDetection.ts"
 import * as LockStorage from "../store/LockStorage.ts"
@@ -68,11 +70,31 @@ const runnerStorage = Layer.effect(
   })
 )
 
+/**
+ * The sharding settings; a runner's shard groups are `default` and the placement groups its
+ * labels meet (see `instance/Placement`), created as it starts.
+ */
+const shardingConfigLayer = (config: ClusterConfig, runner: Option.Option<RunnerConfig>) =>
+  Option.match(runner, {
+    onNone: () => ShardingConfig.layer(shardingConfig(config, runner)),
+    onSome: (self) =>
+      Layer.unwrap(Effect.gen(function*() {
+        const labels = parseLabels([self.labels])
+        if (typeof labels === "string") return yield* Effect.die(new Error(`runner labels: ${labels}`))
+        const groups = yield* (yield* PlacementGroups.PlacementGroups).forRunner(labels).pipe(Effect.orDie)
+        return ShardingConfig.layer({
+          ...shardingConfig(config, runner),
+          availableShardGroups: groups.available,
+          assignedShardGroups: groups.assigned
+        })
+      })).pipe(Layer.provide(PlacementGroups.layer))
+  })
+
 const storage = (config: ClusterConfig, runner: Option.Option<RunnerConfig>) =>
   Layer.mergeAll(
     MessageStore.layer.pipe(Layer.provide(NodeCrypto.layerDigest)),
     Layer.orDie(runnerStorage)
-  ).pipe(Layer.provideMerge(ShardingConfig.layer(shardingConfig(config, runner))))
+  ).pipe(Layer.provideMerge(shardingConfigLayer(config, runner)))
 
 const serialization = RpcSerialization.layerSchemaBinary()
 

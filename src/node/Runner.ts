@@ -13,12 +13,14 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import * as DataPort from "../instance/DataPort.ts"
 import * as InstanceEntity from "../instance/InstanceEntity.ts"
 import * as Registry from "../instance/Registry.ts"
+import * as PlacementGroups from "../instance/PlacementGroups.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as Topic from "../topic/Topic.ts"
 import * as RunnerMetrics from "../metrics/RunnerMetrics.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "../base/Config.ts"
+import { parseLabels, requirementKey } from "../base/Labels.ts"
 import * as Fence from "../liveness/Fence.ts"
 import * as Handover from "../liveness/Handover.ts"
 import * as Home from "../base/Home.ts"
@@ -86,7 +88,7 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
   Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
-    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), Handover.layer(`${runner.host}:${runner.port}`))),
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Handover.layer(`${runner.host}:${runner.port}`))),
     Layer.provide(DataPort.layer({
       host: runner.host,
       listenHost: Option.getOrUndefined(runner.listenHost),
@@ -109,11 +111,11 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
  *
  * @since 0.1.0
  */
-const announce = (address: string, stateDir: string) =>
+const announce = (address: string, stateDir: string, labels: string) =>
   Layer.effectDiscard(Effect.gen(function*() {
     const store = yield* Store.Store
     const processes = yield* ProcessManager.ProcessManager
-    yield* Console.log(`shardhub runner  ${address} (pid ${process.pid})`)
+    yield* Console.log(`shardhub runner  ${address} (pid ${process.pid})${labels === "" ? "" : `, labels ${labels}`}`)
     yield* Console.log(
       `processes        state in ${stateDir}${
         processes.swept > 0 ? `; stopped ${processes.swept} left running by a previous run` : ""
@@ -142,18 +144,28 @@ const announce = (address: string, stateDir: string) =>
 export const layerFromEnv = (options: Options & {
   /** Overrides `SHARDHUB_RUNNER_PORT`. */
   readonly port?: number | undefined
+  /** Labels beside `SHARDHUB_RUNNER_LABELS` (`key=value`). */
+  readonly labels?: ReadonlyArray<string> | undefined
 } = {}) =>
   Layer.unwrap(Effect.gen(function*() {
     const [config, fromEnv] = yield* Effect.all([clusterConfig, runnerConfig])
     const exposed = Home.prepare(config.store.home)
     if (exposed !== undefined) yield* Console.error(`warning          ${exposed}`)
-    const runner = options.port === undefined ? fromEnv : { ...fromEnv, port: options.port }
+    const labels = parseLabels([fromEnv.labels, ...(options.labels ?? [])])
+    if (typeof labels === "string") {
+      return Layer.effectDiscard(Effect.fail(new RunnerListenError({ message: `SHARDHUB_RUNNER_LABELS / --label: ${labels}` })))
+    }
+    const runner = {
+      ...fromEnv,
+      ...(options.port === undefined ? {} : { port: options.port }),
+      labels: requirementKey(labels)
+    }
     const listenHost = Option.getOrElse(runner.listenHost, () => runner.host)
     const address = `${listenHost}:${runner.port}`
     if (config.security.mode === "plain" && !isLoopback(listenHost)) {
       return Layer.effectDiscard(Effect.fail(new RunnerListenError({ message: plainOffLoopback(listenHost) })))
     }
-    return announce(`${runner.host}:${runner.port}`, stateDirOf(config, runner)).pipe(
+    return announce(`${runner.host}:${runner.port}`, stateDirOf(config, runner), runner.labels).pipe(
       Layer.provide(layer(config, runner, options)),
       Layer.provide(Tracing.layer(options.applicationName ?? "shardhub-runner")),
       Layer.catchTag("SocketServerError", (error) =>

@@ -134,6 +134,17 @@ const migrations = {
       size bigint NOT NULL,
       used_at timestamptz NOT NULL DEFAULT now()
     )`
+  }),
+  /**
+   * Placement groups: one shard group per label requirement, named `p` and its number (see
+   * `instance/PlacementGroups`); the table only grows.
+   */
+  "9_placement_groups": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE shardhub_placement_groups (
+      n integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (n <= 9999),
+      requirement text NOT NULL UNIQUE CHECK (requirement <> '')
+    )`
   })
 }
 
