@@ -43,7 +43,7 @@ import * as EmbeddedPostgres from "../src/store/EmbeddedPostgres.ts"
 import { Store } from "../src/store/Store.ts"
 import * as Netns from "./netns.ts"
 import { freePorts, processState, type Spawned, spawnNode } from "../test/support/processes.ts"
-import { percentile, runMain } from "./support.ts"
+import { forward, percentile, runMain } from "./support.ts"
 
 const flag = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`)
@@ -78,27 +78,6 @@ const network = !process.argv.includes("--loopback") && Netns.available() ? Netn
 const cleanups: Array<() => void> = [() => network?.destroy()]
 const chosen = process.argv.includes("--faults") ? process.argv[process.argv.indexOf("--faults") + 1]!.split(",") : allFaults
 const faults = allFaults.filter((fault) => chosen.includes(fault) && (fault !== "partition" || network !== undefined))
-
-/**
- * Forwards `listen` to `target` (the store's unix socket, to the bridge), in a process of its
- * own: this script's checks read every audit file ten times a second, and the runners' store
- * traffic must not wait for them.
- */
-const forwarder = "const n = require('net'); const [lh, lp, path] = process.argv.slice(1); " +
-  "n.createServer((s) => { const u = n.connect({ path }); s.pipe(u).pipe(s); " +
-  "for (const [a, b] of [[s, u], [u, s]]) { a.on('error', () => b.destroy()); a.on('close', () => b.destroy()) } })" +
-  ".listen(Number(lp), lh, () => console.log('forwarding'))"
-const forward = async (listen: { host: string; port: number }, socket: string) => {
-  const child = ChildProcess.spawn(process.execPath, ["-e", forwarder, listen.host, String(listen.port), socket], {
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  cleanups.unshift(() => child.kill("SIGKILL"))
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.once("data", () => resolve())
-    child.once("exit", (code) => reject(new Error(`the store forwarder exited (${code})`)))
-  })
-  return child
-}
 
 const beat = "const fs = require('fs'); const f = process.argv[1]; " +
   "setInterval(() => fs.appendFileSync(f, process.pid + ' ' + Date.now() + '\\n'), 50)"
@@ -232,6 +211,7 @@ const main = async () => {
   if (network !== undefined) {
     const port = await freePorts(1)
     storeForward = await forward({ host: network.hostAddress, port }, EmbeddedPostgres.socketPath(server))
+    cleanups.unshift(() => storeForward?.kill("SIGKILL"))
     const url = EmbeddedPostgres.url({ ...server, host: network.hostAddress, port }, "shardhub")
     runnerEnv = { ...env, DATABASE_URL: Redacted.value(url) }
   }

@@ -126,3 +126,23 @@ export const rawNodeFirstByte = () =>
     })
     child.stdin.write("x")
   })
+
+/**
+ * Forwards TCP `listen` to the unix socket `target` (the embedded store's, to a bridge of network
+ * namespaces), in a process of its own: a script's checks may keep its own event loop busy, and
+ * the runners' store traffic must not wait for them. The caller kills the child when done.
+ */
+const forwarder = "const n = require('net'); const [lh, lp, path] = process.argv.slice(1); " +
+  "n.createServer((s) => { const u = n.connect({ path }); s.pipe(u).pipe(s); " +
+  "for (const [a, b] of [[s, u], [u, s]]) { a.on('error', () => b.destroy()); a.on('close', () => b.destroy()) } })" +
+  ".listen(Number(lp), lh, () => console.log('forwarding'))"
+export const forward = async (listen: { host: string; port: number }, socket: string) => {
+  const child = ChildProcess.spawn(process.execPath, ["-e", forwarder, listen.host, String(listen.port), socket], {
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once("data", () => resolve())
+    child.once("exit", (code) => reject(new Error(`the store forwarder exited (${code})`)))
+  })
+  return child
+}

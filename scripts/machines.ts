@@ -1,0 +1,261 @@
+/**
+ * `npm run machines [-- --json --drain-instances N]`: a cluster of three "machines" and what a
+ * team moving from one box to several relies on, checked from outside.
+ *
+ * Each machine is a network namespace (see `netns.ts`) with its own `SHARDHUB_HOME` and one
+ * runner talking TLS to the others (`SHARDHUB_TRANSPORT=tls`, the between-machines transport).
+ * One Postgres serves them all over TCP, as an outside store would: the embedded binary,
+ * started standalone by this script, on the bridge. This script is a client-only participant
+ * from the host's namespace, over TCP too.
+ *
+ *   machine 0: runner labels gpu=true,zone=a   machine 1: zone=a   machine 2: zone=b
+ *
+ * 1. **Placement**: instances that need zone=a or gpu=true, and some that need nothing, each
+ *    beating into its own audit file. Every one runs on a runner that meets its requirement;
+ *    then machine 1's runner is SIGKILLed and its zone=a instances come back on machine 0, and
+ *    nothing placed lands on machine 2 (`placement_ok`).
+ * 2. **Bundle**: a directory (a script and a data file) sent as a bundle and run on one
+ *    machine; that machine's runner is SIGKILLed and the command runs on another, from that
+ *    machine's own unpacked copy (`bundle_moved`).
+ * 3. **Drain**: machine 0 drained, `2N` instances started (about N on each of machines 1 and 2),
+ *    then machine 1 drained (`--parallel 8`): the time to empty it (`drain_s`), the longest gap
+ *    any moved instance had between its old copy's last beat and its new one's first
+ *    (`drain_max_gap_ms`).
+ * 4. **Topics**: durable topics are not built yet (see the README); `topic_*` are `null`.
+ *
+ * Throughout, no two copies of any instance may beat at the same time (`overlaps`, over every
+ * audit file of the run).
+ *
+ * Needs root and `ip netns` (iproute2); without them it says so and exits 2.
+ */
+import { ConfigProvider, Effect, Layer, ManagedRuntime, Redacted, Stream } from "effect"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { meets } from "../src/base/Labels.ts"
+import { HostClient } from "../src/client/HostClient.ts"
+import { InstanceClient } from "../src/client/InstanceClient.ts"
+import type { InstanceInfo, InstanceSpec } from "../src/instance/InstanceSpec.ts"
+import * as Client from "../src/node/Client.ts"
+import * as Pack from "../src/sequence/Pack.ts"
+import * as EmbeddedPostgres from "../src/store/EmbeddedPostgres.ts"
+import * as Store from "../src/store/Store.ts"
+import { freePorts, type Spawned, spawnNode } from "../test/support/processes.ts"
+import * as Netns from "./netns.ts"
+import { forward, runMain } from "./support.ts"
+
+const json = process.argv.includes("--json")
+const flag = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(`--${name}`)
+  return at < 0 ? fallback : Number(process.argv[at + 1])
+}
+const drainInstances = flag("drain-instances", 200)
+const log = (line: string) => console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
+
+const labels: ReadonlyArray<Record<string, string>> = [{ gpu: "true", zone: "a" }, { zone: "a" }, { zone: "b" }]
+
+/** A copy's heartbeat: `<pid> <ms>` every 50 ms, from a bash without a process per beat. */
+const beat = (file: string): InstanceSpec["program"] => ({
+  _tag: "Command",
+  command: "bash",
+  args: ["-c", `exec 9<> <(:); while :; do t=\${EPOCHREALTIME/./}; echo "$$ \${t:0:13}" >> ${file}; read -t 0.05 -u 9; done`],
+  cwd: "/"
+})
+
+/** Each pid of an audit file with its first and last beat, ordered by start. */
+const copiesOf = (file: string) => {
+  const ranges = new Map<number, { pid: number; first: number; last: number }>()
+  const text = Fs.existsSync(file) ? Fs.readFileSync(file, "utf8") : ""
+  for (const line of text.split("\n")) {
+    const [pid, at] = line.split(" ").map(Number)
+    if (!pid || !at) continue
+    const range = ranges.get(pid)
+    if (range === undefined) ranges.set(pid, { pid, first: at, last: at })
+    else range.last = Math.max(range.last, at)
+  }
+  return [...ranges.values()].sort((a, b) => a.first - b.first)
+}
+const overlapsIn = (file: string) => {
+  const copies = copiesOf(file)
+  let overlaps = 0
+  for (let i = 1; i < copies.length; i++) if (copies[i]!.first <= copies[i - 1]!.last) overlaps++
+  return overlaps
+}
+
+const main = async () => {
+  if (!Netns.available()) {
+    console.error("npm run machines needs root and network namespaces (ip netns); this machine has not")
+    process.exit(2)
+  }
+  const network = Netns.create(3)
+  const cleanups: Array<() => void> = [() => network.destroy()]
+  const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shardhub-machines-"))
+  const audit = Path.join(home, "audit")
+  Fs.mkdirSync(audit)
+  const runners: Array<Spawned | undefined> = [undefined, undefined, undefined]
+  try {
+    // The outside store: the embedded binary started standalone, reached over TCP on the bridge.
+    const server = await Effect.runPromise(EmbeddedPostgres.ensureRunning({ home: Path.join(home, "store") }))
+    cleanups.unshift(() => void Effect.runPromise(EmbeddedPostgres.stop(server)).catch(() => {}))
+    await Effect.runPromise(Store.ensureDatabase(EmbeddedPostgres.url(server, "postgres"), "shardhub"))
+    const storePort = await freePorts(1)
+    const forwarder = await forward({ host: network.hostAddress, port: storePort }, EmbeddedPostgres.socketPath(server))
+    cleanups.unshift(() => forwarder.kill("SIGKILL"))
+    const databaseUrl = Redacted.value(EmbeddedPostgres.url({ ...server, host: network.hostAddress, port: storePort }, "shardhub"))
+    const common = { DATABASE_URL: databaseUrl, SHARDHUB_TRANSPORT: "tls", SHARDHUB_GATEWAY_ACCESS_LOG: "false" }
+
+    const runnerPort = await freePorts(1)
+    const startRunner = async (i: number) => {
+      const runner = spawnNode(`machine-${i}`, "src/main.ts", {
+        wrapper: network.wrapper(i),
+        env: {
+          ...common,
+          SHARDHUB_HOME: Path.join(home, `machine-${i}`),
+          SHARDHUB_RUNNER_HOST: network.address(i),
+          SHARDHUB_RUNNER_PORT: String(runnerPort),
+          SHARDHUB_RUNNER_LABELS: Object.entries(labels[i]!).map(([k, v]) => `${k}=${v}`).join(",")
+        }
+      })
+      cleanups.unshift(() => runner.child.kill("SIGKILL"))
+      await runner.waitFor(/^ready/m, 120_000)
+      runners[i] = runner
+      return runner
+    }
+    const address = (i: number) => `${network.address(i)}:${runnerPort}`
+    const labelsAt = (runner: string) => labels[[0, 1, 2].find((i) => address(i) === runner)!]!
+
+    log(`3 machines in ${home}; store at ${network.hostAddress}:${storePort} over TCP; runners on TLS`)
+    await startRunner(0)
+    await Promise.all([startRunner(1), startRunner(2)])
+    const runtime = ManagedRuntime.make(
+      Client.layerFromEnv({ applicationName: "shardhub-machines" }).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
+          env: { ...process.env as Record<string, string>, ...common, SHARDHUB_HOME: Path.join(home, "client") }
+        })))
+      )
+    )
+    cleanups.unshift(() => void runtime.dispose())
+    const run = <A, E>(effect: Effect.Effect<A, E, HostClient | InstanceClient>) => runtime.runPromise(effect)
+    const host = <A, E>(f: (host: HostClient["Service"]) => Effect.Effect<A, E>) => run(Effect.flatMap(HostClient, f))
+    const records = (ids: ReadonlyArray<string>) => host((host) => Effect.forEach(ids, (id) => host.get(id), { concurrency: 16 }))
+    const until = async <A>(what: string, check: () => Promise<A | undefined>, timeoutMs = 60_000) => {
+      const deadline = Date.now() + timeoutMs
+      while (Date.now() < deadline) {
+        const value = await check()
+        if (value !== undefined) return value
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      throw new Error(`timed out waiting for ${what}`)
+    }
+    const allRunning = (ids: ReadonlyArray<string>, ok: (info: InstanceInfo) => boolean = () => true) =>
+      until(`${ids.length} instances running`, async () => {
+        const infos = await records(ids)
+        return infos.every((info) => info.status === "running" && ok(info)) ? infos : undefined
+      })
+    const placedWell = (infos: ReadonlyArray<InstanceInfo>) =>
+      infos.every((info) => meets(labelsAt(info.runner!), info.spec.placement?.on ?? {}))
+
+    // 1. Placement, and failover that respects it.
+    const startAll = (specs: ReadonlyArray<readonly [string, InstanceSpec]>) =>
+      host((host) => Effect.forEach(specs, ([id, spec]) => host.start(spec, { id, timeoutMs: 60_000 }), { concurrency: 16 }))
+    const placedSpec = (id: string, on?: Record<string, string>): readonly [string, InstanceSpec] =>
+      [id, { program: beat(Path.join(audit, id)), restart: { mode: "always", backoffMs: 100 }, ...(on === undefined ? {} : { placement: { on } }) }]
+    const placed = [
+      ...Array.from({ length: 6 }, (_, i) => placedSpec(`zone-a-${i}`, { zone: "a" })),
+      ...Array.from({ length: 3 }, (_, i) => placedSpec(`gpu-${i}`, { gpu: "true" })),
+      ...Array.from({ length: 6 }, (_, i) => placedSpec(`free-${i}`))
+    ]
+    log(`placement: starting ${placed.length} instances`)
+    await startAll(placed)
+    const placedIds = placed.map(([id]) => id)
+    const before = await allRunning(placedIds)
+    const placementBefore = placedWell(before)
+    log(`placement: ${before.map((info) => `${info.id}@${info.runner}`).join(" ")}`)
+    await runners[1]!.kill("SIGKILL")
+    const after = await allRunning(placedIds, (info) => info.runner !== address(1))
+    const placementAfter = placedWell(after) && after.filter((info) => info.runner === address(2)).every((info) => info.spec.placement === undefined)
+    log(`placement after machine 1's runner died: ${placementBefore && placementAfter ? "every instance where its labels are" : "MISPLACED"}`)
+    await startRunner(1)
+
+    // 2. A bundle moves with its command.
+    const dir = Path.join(home, "bundle")
+    Fs.mkdirSync(dir)
+    const token = Crypto.randomUUID()
+    Fs.writeFileSync(Path.join(dir, "token.txt"), `${token}\n`)
+    Fs.writeFileSync(Path.join(dir, "run.sh"), "#!/bin/sh\necho \"$(cat token.txt) $(hostname -I 2>/dev/null) $(pwd)\"\nexec sleep 3600\n", { mode: 0o755 })
+    const bundle = await host((host) => host.sendBundle(Pack.packDirectory(dir)))
+    const bundled = await host((host) => host.start({ program: { _tag: "Command", command: "./run.sh", bundle: bundle.hash }, restart: { mode: "always" } }, { id: "bundled" }))
+    const [first] = await allRunning(["bundled"])
+    const victim = [0, 1, 2].find((i) => address(i) === first!.runner)!
+    await runners[victim]!.kill("SIGKILL")
+    const [moved] = await allRunning(["bundled"], (info) => info.runner !== first!.runner)
+    const lines = await until("the bundled command's line on its new machine", async () => {
+      const all = await run(Effect.flatMap(InstanceClient, (instances) => Stream.runCollect(instances.logs("bundled"))))
+      const texts = all.map((line) => line.text)
+      return texts.some((text) => text.startsWith(token) && text.includes(Path.join(home, `machine-${[0, 1, 2].find((i) => address(i) === moved!.runner)}`)))
+        ? texts
+        : undefined
+    })
+    const bundleMoved = lines.length >= 2 && moved!.runner !== first!.runner
+    log(`bundle: ran on ${first!.runner}, then on ${moved!.runner} from its own copy (${bundled.id})`)
+    await startRunner(victim)
+    await run(Effect.flatMap(InstanceClient, (instances) => Effect.forEach([...placedIds, "bundled"], (id) => instances.kill(id, { removeImmediately: true }), { concurrency: 16 })))
+
+    // 3. Drain a runner holding about N instances.
+    log(`drain: machine 0 drained, ${drainInstances * 2} instances on machines 1 and 2`)
+    await host((host) => Effect.flatMap(host.drain(address(0), { parallel: 8 }), Stream.runDrain))
+    const drainIds = Array.from({ length: drainInstances * 2 }, (_, i) => `drain-${i}`)
+    await startAll(drainIds.map((id) => placedSpec(id)))
+    const spread = await allRunning(drainIds)
+    const onOne = spread.filter((info) => info.runner === address(1)).map((info) => info.id)
+    // Let every copy beat a while, so that a gap is measured between beats, not from a start.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    log(`drain: machine 1 holds ${onOne.length}; draining it 8 at a time`)
+    const drainStart = Date.now()
+    await host((host) => Effect.flatMap(host.drain(address(1), { parallel: 8 }), Stream.runDrain))
+    const drainS = (Date.now() - drainStart) / 1000
+    await allRunning(drainIds, (info) => info.runner === address(2))
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const gaps = onOne.map((id) => {
+      const copies = copiesOf(Path.join(audit, id))
+      return copies.length < 2 ? Infinity : copies[1]!.first - copies[0]!.last
+    })
+    const drainMaxGapMs = Math.max(...gaps)
+    log(`drain: ${onOne.length} instances moved in ${drainS.toFixed(1)} s; longest gap ${drainMaxGapMs} ms`)
+    await host((host) => Effect.all([host.undrain(address(0)), host.undrain(address(1))]))
+
+    const files = Fs.readdirSync(audit).map((name) => Path.join(audit, name))
+    const overlaps = files.reduce((sum, file) => sum + overlapsIn(file), 0)
+    const result = {
+      machines: 3,
+      transport: "tls",
+      store: "postgres over tcp",
+      placement_ok: placementBefore && placementAfter,
+      bundle_moved: bundleMoved,
+      drain_instances: onOne.length,
+      drain_s: Number(drainS.toFixed(2)),
+      drain_max_gap_ms: drainMaxGapMs,
+      overlaps,
+      topic_lost: null,
+      topic_duplicated: null,
+      topic_mib_s: null
+    }
+    if (json) console.log(JSON.stringify(result))
+    else {
+      console.log("\nseveral machines (3 network namespaces, TLS between runners, Postgres over TCP)")
+      for (const [key, value] of Object.entries(result)) console.log(`  ${key.padEnd(18)} ${value}`)
+    }
+  } finally {
+    for (const cleanup of cleanups) {
+      try {
+        cleanup()
+      } catch {
+        // already gone
+      }
+    }
+    Fs.rmSync(home, { recursive: true, force: true })
+  }
+}
+
+runMain(main)
