@@ -190,14 +190,13 @@ const main = async () => {
     const victim = [0, 1, 2].find((i) => address(i) === first!.runner)!
     await runners[victim]!.kill("SIGKILL")
     const [moved] = await allRunning(["bundled"], (info) => info.runner !== first!.runner)
-    const lines = await until("the bundled command's line on its new machine", async () => {
+    // Its line on the new machine: the data file read from that machine's own unpacked copy.
+    const newHome = Path.join(home, `machine-${[0, 1, 2].find((i) => address(i) === moved!.runner)}`)
+    const line = await until("the bundled command's line on its new machine", async () => {
       const all = await run(Effect.flatMap(InstanceClient, (instances) => Stream.runCollect(instances.logs("bundled"))))
-      const texts = all.map((line) => line.text)
-      return texts.some((text) => text.startsWith(token) && text.includes(Path.join(home, `machine-${[0, 1, 2].find((i) => address(i) === moved!.runner)}`)))
-        ? texts
-        : undefined
+      return all.map((line) => line.text).find((text) => text.startsWith(token) && text.includes(newHome))
     })
-    const bundleMoved = lines.length >= 2 && moved!.runner !== first!.runner
+    const bundleMoved = line !== undefined && moved!.runner !== first!.runner
     log(`bundle: ran on ${first!.runner}, then on ${moved!.runner} from its own copy (${bundled.id})`)
     await startRunner(victim)
     await run(Effect.flatMap(InstanceClient, (instances) => Effect.forEach([...placedIds, "bundled"], (id) => instances.kill(id, { removeImmediately: true }), { concurrency: 16 })))
