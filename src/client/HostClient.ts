@@ -39,6 +39,7 @@ import {
 } from "../sequence/SequenceStore.ts"
 import { invalidName, isTopicName, Topic, type TopicDescription, TopicError } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
+import * as Durable from "../topic/Durable.ts"
 import * as Drain from "./Drain.ts"
 import { InstanceRoutes } from "./Routes.ts"
 import { requirementKey } from "../base/Labels.ts"
@@ -122,7 +123,11 @@ export interface HostClientService {
    */
   readonly listTopics: Effect.Effect<ReadonlyArray<{ readonly name: string; readonly contentType: string }>, TopicError>
   /** Creates a topic (STH's `POST /topics`); fails if it is known already. */
-  readonly createTopic: (topic: string, contentType?: string) => Effect.Effect<TopicRegistry.TopicRecord, TopicError>
+  readonly createTopic: (
+    topic: string,
+    contentType?: string,
+    options?: { readonly durable?: boolean }
+  ) => Effect.Effect<TopicRegistry.TopicRecord, TopicError>
   /** Forgets a topic; refused while a live instance is wired to it. */
   readonly deleteTopic: (topic: string) => Effect.Effect<void, TopicError>
   /**
@@ -175,6 +180,7 @@ export const make = (options: Options = {}) =>
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
     const knownTopics = yield* TopicRegistry.make
+    const durableTopics = yield* Durable.make
     const sql = yield* SqlClient
     const timeoutMs = options.timeoutMs ?? 10_000
     const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
@@ -283,9 +289,10 @@ export const make = (options: Options = {}) =>
         if (!isTopicName(topic)) return Effect.fail(invalidName(topic))
         const producer = Crypto.randomUUID()
         let seq = 0
-        return Effect.andThen(
-          knownTopics.note(topic, publish.contentType ?? "application/octet-stream", "publish"),
-          Stream.runForEachArray(bytes, (chunks) =>
+        const noted = knownTopics.note(topic, publish.contentType ?? "application/octet-stream", "publish")
+        // A durable topic keeps its chunks in the store (its stream has no end); another one, its entity.
+        const stored = Stream.runForEachArray(bytes, (chunks) => durableTopics.append(topic, producer, seq++, chunks))
+        const held = Stream.runForEachArray(bytes, (chunks) =>
           topics(topic).Publish({
             producer,
             seq: seq++,
@@ -297,10 +304,20 @@ export const make = (options: Options = {}) =>
               publish.end === true ? topics(topic).Publish({ producer, seq: seq++, chunks: [], end: true }) : Effect.void
             ))
           )
+        return noted.pipe(
+          Effect.andThen(durableTopics.isDurable(topic)),
+          Effect.flatMap((durable): Effect.Effect<void, E | TopicError | EntityError, R> => durable ? stored : held)
         )
       },
-      /** Every chunk published to a topic from now on (for the first consumer, what waited too). */
-      subscribe: (topic: string) => isTopicName(topic) ? topics(topic).Subscribe() : Stream.fail(invalidName(topic)),
+      /**
+       * Every chunk published to a topic from now on (for the first consumer, what waited too);
+       * of a durable topic, from its current end.
+       */
+      subscribe: (topic: string) =>
+        !isTopicName(topic)
+          ? Stream.fail(invalidName(topic))
+          : Stream.unwrap(Effect.map(durableTopics.isDurable(topic), (durable) =>
+            durable ? durableTopics.follow(topic) : topics(topic).Subscribe())),
       /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
       describeTopic: (topic: string) => isTopicName(topic) ? topics(topic).Describe() : Effect.fail(invalidName(topic)),
       /**
@@ -316,7 +333,8 @@ export const make = (options: Options = {}) =>
         return [...listed.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
       }),
       /** Creates a topic (STH's `POST /topics`); fails if it is known already. */
-      createTopic: (topic: string, contentType = "application/octet-stream") => knownTopics.create(topic, contentType),
+      createTopic: (topic: string, contentType = "application/octet-stream", options: { readonly durable?: boolean } = {}) =>
+        knownTopics.create(topic, contentType, options),
       /** Forgets a topic; refused while a live instance is wired to it. */
       deleteTopic: (topic: string) =>
         Effect.gen(function*() {

@@ -156,8 +156,8 @@ export const hostHandlers = HttpApiBuilder.group(
       .handleRaw("createTopic", ({ request }) =>
         Effect.gen(function*() {
           const body = yield* Body.json(request, Sth.CreateTopicBody)
-          const created = yield* http(host.createTopic(body.id, body["content-type"] ?? "application/x-ndjson"))
-          return { id: created.name, origin: { id: "shardhub", type: "hub" }, state: "flowing", contentType: created.contentType }
+          const created = yield* http(host.createTopic(body.id, body["content-type"] ?? "application/x-ndjson", { durable: body.durable === true }))
+          return { id: created.name, origin: { id: "shardhub", type: "hub" }, state: "flowing", contentType: created.contentType, durable: created.durable }
         }))
       .handleRaw("deleteTopic", ({ params, request }) =>
         Effect.gen(function*() {

@@ -277,7 +277,9 @@ export const TopicInfo = Schema.Struct({
  */
 export const CreateTopicBody = Schema.Struct({
   id: Schema.String,
-  "content-type": Schema.optionalKey(Schema.String)
+  "content-type": Schema.optionalKey(Schema.String),
+  /** shardhub's: keep the topic's chunks in the cluster store until every consumer has them. */
+  durable: Schema.optionalKey(Schema.Boolean)
 })
 
 /** @since 0.6.0 */
@@ -285,7 +287,8 @@ export const CreatedTopic = Schema.Struct({
   id: Schema.String,
   origin: Schema.Struct({ id: Schema.String, type: Schema.String }),
   state: Schema.String,
-  contentType: Schema.String
+  contentType: Schema.String,
+  durable: Schema.Boolean
 })
 
 /**

@@ -62,6 +62,7 @@ import type { Incarnation } from "./Incarnation.ts"
 import { SequenceStore } from "../sequence/SequenceStore.ts"
 import { Topic } from "../topic/Topic.ts"
 import * as TopicRegistry from "../topic/TopicRegistry.ts"
+import * as Durable from "../topic/Durable.ts"
 import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 import * as Wiring from "./Wiring.ts"
 
@@ -120,6 +121,7 @@ export const layer = (options: Options = {}) =>
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
       const knownTopics = yield* TopicRegistry.make
+      const durableTopics = yield* Durable.make
       const self = (yield* Instance.client)(address.entityId)
       // The requirement of this entity's placement group: a record that names another is not
       // this entity's (a stale route), and it never acts on it.
@@ -214,7 +216,7 @@ export const layer = (options: Options = {}) =>
 
       /** Connects the run to its topics, for as long as the activation lasts. */
       const connectTopics = (run: Incarnation, wiring: NonNullable<InstanceSpec["topics"]>) =>
-        Wiring.connect({ topics, known: knownTopics }, {
+        Wiring.connect({ topics, known: knownTopics, durable: durableTopics }, {
           id,
           producer: `${id}/${run.epoch}`,
           output: run.handle[run.program.outputName]({ replay: true }),

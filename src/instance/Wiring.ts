@@ -11,6 +11,7 @@ import type { Status } from "../process/ProcessStatus.ts"
 import type { InstanceSpec } from "./InstanceSpec.ts"
 import type { Topic } from "../topic/Topic.ts"
 import type * as TopicRegistry from "../topic/TopicRegistry.ts"
+import type { Durable } from "../topic/Durable.ts"
 
 /** Repeats a topic publish whose answer was lost to a shard move (the topic drops the repeat). */
 const retryTopic = <A, E, R>(publish: Effect.Effect<A, E, R>) =>
@@ -48,7 +49,7 @@ export type KnownTopics = Effect.Success<typeof TopicRegistry.make>
  * @since 0.6.0
  */
 export const connect = (
-  { known, topics }: { readonly topics: TopicClient; readonly known: KnownTopics },
+  { durable, known, topics }: { readonly topics: TopicClient; readonly known: KnownTopics; readonly durable: Durable },
   ends: Ends,
   wiring: NonNullable<InstanceSpec["topics"]>,
   scope: Scope.Scope
@@ -57,14 +58,19 @@ export const connect = (
     const contentType = wiring.contentType ?? "application/octet-stream"
     // Listed as the cluster's topics from now on.
     for (const name of [wiring.input, wiring.output]) if (name !== undefined) yield* known.note(name, contentType, "instance")
+    // A durable topic lives in the store (see `topic/Durable`), another one in its entity.
+    const isDurable = (topic: string) =>
+      durable.isDurable(topic).pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") }), Effect.orElseSucceed(() => false))
     const output = wiring.output
     if (output !== undefined) {
       let seq = 0
+      const publish = (yield* isDurable(output))
+        ? (chunks: ReadonlyArray<Uint8Array>) => retryTopic(durable.append(output, ends.producer, seq++, chunks))
+        : (chunks: ReadonlyArray<Uint8Array>) =>
+          retryTopic(topics(output).Publish({ producer: ends.producer, seq: seq++, contentType, chunks: [...chunks] }))
       yield* Effect.forkIn(
         ends.output.pipe(
-          Stream.runForEachArray((chunks) =>
-            retryTopic(topics(output).Publish({ producer: ends.producer, seq: seq++, contentType, chunks: [...chunks] }))
-          ),
+          Stream.runForEachArray(publish),
           Effect.catchCause((cause) => Effect.logWarning(`instance ${ends.id}: publishing to topic ${output} stopped`, cause))
         ),
         scope
@@ -74,12 +80,15 @@ export const connect = (
     if (input !== undefined) {
       // Each process (a restart policy starts new ones) reads the topic through a subscription
       // of its own, which ends with it (it would otherwise hold chunks nobody reads); while none
-      // runs, the topic keeps what is published for the next subscriber.
+      // runs, the topic keeps what is published for the next subscriber. A durable topic's
+      // consumer is the instance: the next process goes on from its cursor.
+      const stored = yield* isDurable(input)
       const feed = (pid: number) =>
         Effect.suspend(() => {
           const first = ends.header(pid, contentType)
-          const bytes = topics(input).Subscribe()
-          return (first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)).pipe(Stream.run(ends.input))
+          const into = <E>(bytes: Stream.Stream<Uint8Array, E>) =>
+            (first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)).pipe(Stream.run(ends.input))
+          return stored ? into(durable.consume(input, ends.id)) : into(topics(input).Subscribe())
         }).pipe(
           // The process ended: the next one (if any) gets its own feed.
           Effect.catchTag("StdinError", () => Effect.void),

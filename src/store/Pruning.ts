@@ -8,7 +8,9 @@
  *   is a Snowflake, whose high bits are its creation time. A start repeated after its message
  *   was pruned finds its instance by start key and runs nothing twice;
  * - ended probe activations (`shardhub_activations`);
- * - bundles no instance record names (`run --bundle`), unused since then, with their bytes.
+ * - bundles no instance record names (`run --bundle`), unused since then, with their bytes;
+ * - the cursors of durable topics' consumers whose instance ended or is gone (they no longer
+ *   hold chunks back), and the chunks every remaining consumer has.
  *
  * @since 0.5.0
  */
@@ -40,6 +42,13 @@ export const prune = (before: number) =>
       if (bundles.length > 0) {
         yield* sql`DELETE FROM shardhub_sequence_chunks c WHERE ${sql.in("c.hash", bundles.map((b) => b.hash))}
           AND NOT EXISTS (SELECT 1 FROM shardhub_sequences s WHERE s.hash = c.hash)`
+      }
+      const cursors = yield* sql`
+        DELETE FROM shardhub_topic_cursors c WHERE NOT EXISTS (
+          SELECT 1 FROM shardhub_instances i WHERE i.id = c.consumer AND i.status NOT IN ('stopped', 'crashed'))`.raw
+      if (((cursors as { rowCount?: number }).rowCount ?? 0) > 0) {
+        yield* sql`DELETE FROM shardhub_topic_log l
+          WHERE l.n < (SELECT min(c.n) FROM shardhub_topic_cursors c WHERE c.topic = l.topic)`
       }
       return {
         messages: (messages as { rowCount?: number }).rowCount ?? 0,

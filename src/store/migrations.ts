@@ -145,6 +145,30 @@ const migrations = {
       n integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (n <= 9999),
       requirement text NOT NULL UNIQUE CHECK (requirement <> '')
     )`
+  }),
+  /**
+   * Durable topics (see `topic/Durable`): their chunks, numbered per topic, and where each
+   * consumer stands.
+   */
+  "10_durable_topics": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`ALTER TABLE shardhub_topics ADD COLUMN durable boolean NOT NULL DEFAULT false`
+    yield* sql`ALTER TABLE shardhub_topics ADD COLUMN next_n bigint NOT NULL DEFAULT 0`
+    yield* sql`CREATE TABLE shardhub_topic_log (
+      topic text NOT NULL,
+      n bigint NOT NULL,
+      producer text NOT NULL,
+      batch bigint NOT NULL,
+      data bytea NOT NULL,
+      PRIMARY KEY (topic, n)
+    )`
+    yield* sql`CREATE INDEX shardhub_topic_log_batch ON shardhub_topic_log (topic, producer, batch)`
+    yield* sql`CREATE TABLE shardhub_topic_cursors (
+      topic text NOT NULL,
+      consumer text NOT NULL,
+      n bigint NOT NULL,
+      PRIMARY KEY (topic, consumer)
+    )`
   })
 }
 

@@ -19,6 +19,7 @@ export interface TopicRecord {
   readonly name: string
   readonly contentType: string
   readonly origin: "api" | "publish" | "instance"
+  readonly durable: boolean
   readonly createdAt: number
 }
 
@@ -26,6 +27,7 @@ interface Row {
   readonly name: string
   readonly content_type: string
   readonly origin: TopicRecord["origin"]
+  readonly durable: boolean
   readonly created_at: Date
 }
 
@@ -33,6 +35,7 @@ const toRecord = (row: Row): TopicRecord => ({
   name: row.name,
   contentType: row.content_type,
   origin: row.origin,
+  durable: row.durable,
   createdAt: row.created_at.getTime()
 })
 
@@ -50,11 +53,12 @@ export const make = Effect.gen(function*() {
       Effect.map((rows) => rows.map(toRecord)),
       Effect.mapError(unavailable("*"))
     ),
-    /** Creates a topic; fails with `Exists` if it is known already. */
-    create: (name: string, contentType: string) =>
+    /** Creates a topic (`durable`: kept in the store, see `Durable`); fails with `Exists` if it is known already. */
+    create: (name: string, contentType: string, options: { readonly durable?: boolean } = {}) =>
       !isTopicName(name)
         ? Effect.fail(invalidName(name))
-        : sql<Row>`INSERT INTO shardhub_topics (name, content_type, origin) VALUES (${name}, ${contentType}, 'api')
+        : sql<Row>`INSERT INTO shardhub_topics (name, content_type, origin, durable)
+            VALUES (${name}, ${contentType}, 'api', ${options.durable === true})
             ON CONFLICT (name) DO NOTHING RETURNING *`.pipe(
             Effect.mapError(unavailable(name)),
             Effect.flatMap((rows) =>
