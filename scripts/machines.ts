@@ -1,5 +1,5 @@
 /**
- * `npm run machines [-- --json --drain-instances N]`: a cluster of three "machines" and what a
+ * `npm run machines [-- --json --drain-instances N --topic-mib M]`: a cluster of three "machines" and what a
  * team moving from one box to several relies on, checked from outside.
  *
  * Each machine is a network namespace (see `netns.ts`) with its own `SHARDHUB_HOME` and one
@@ -21,7 +21,11 @@
  *    then machine 1 drained (`--parallel 8`): the time to empty it (`drain_s`), the longest gap
  *    any moved instance had between its old copy's last beat and its new one's first
  *    (`drain_max_gap_ms`).
- * 4. **Topics**: durable topics are not built yet (see the README); `topic_*` are `null`.
+ * 4. **Topics**: `--topic-mib` (default 1024) MiB from an instance on machine 2 to one in zone a,
+ *    through a durable topic (`topic_mib_s`) and through a topic held in a runner's memory
+ *    (`topic_memory_mib_s`); then 40 000 numbered records through a durable topic while the
+ *    consumer's runner is SIGKILLed: `topic_lost` (must be 0) and `topic_duplicated` (records
+ *    its dead process was handed that the next one got again: at least once).
  *
  * Throughout, no two copies of any instance may beat at the same time (`overlaps`, over every
  * audit file of the run).
@@ -51,6 +55,7 @@ const flag = (name: string, fallback: number) => {
   return at < 0 ? fallback : Number(process.argv[at + 1])
 }
 const drainInstances = flag("drain-instances", 200)
+const topicMib = flag("topic-mib", 1024)
 const log = (line: string) => console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
 
 const labels: ReadonlyArray<Record<string, string>> = [{ gpu: "true", zone: "a" }, { zone: "a" }, { zone: "b" }]
@@ -223,6 +228,54 @@ const main = async () => {
     const drainMaxGapMs = Math.max(...gaps)
     log(`drain: ${onOne.length} instances moved in ${drainS.toFixed(1)} s; longest gap ${drainMaxGapMs} ms`)
     await host((host) => Effect.all([host.undrain(address(0)), host.undrain(address(1))]))
+    await run(Effect.flatMap(InstanceClient, (instances) => Effect.forEach(drainIds, (id) => instances.kill(id, { removeImmediately: true }), { concurrency: 32 })))
+
+    // 4. Topics between machines: bytes from machine 2 to zone a, durable (the store) and held
+    // in a runner's memory; then records across a kill of the consumer's runner.
+    const through = async (topic: string, durable: boolean) => {
+      await host((host) => host.createTopic(topic, "application/octet-stream", { durable }))
+      const total = topicMib * 1024 * 1024
+      const count = `let n = 0; process.stdin.on('data', (c) => { n += c.length; if (n >= ${total}) { console.log('done ' + n); setInterval(() => {}, 1000) } })`
+      const produce = `const b = Buffer.alloc(65536, 7); let left = ${total / 65536}; const go = () => { while (left > 0) { left--; if (!process.stdout.write(b)) return process.stdout.once('drain', go) } }; go(); setInterval(() => {}, 1000)`
+      await host((host) => host.start({ program: { _tag: "Command", command: process.execPath, args: ["-e", count], cwd: "/" }, topics: { input: topic }, placement: { on: { zone: "a" } }, log: ["stdout"] }, { id: `${topic}-in` }))
+      const started = Date.now()
+      await host((host) => host.start({ program: { _tag: "Command", command: process.execPath, args: ["-e", produce], cwd: "/" }, topics: { output: topic }, placement: { on: { zone: "b" } }, log: [] }, { id: `${topic}-out` }))
+      await until(`${topicMib} MiB through ${topic}`, async () => {
+        const lines = await run(Effect.flatMap(InstanceClient, (instances) => Stream.runCollect(instances.logs(`${topic}-in`))))
+        return lines.some((line) => line.text.startsWith("done")) || undefined
+      }, 600_000)
+      const mibS = topicMib / ((Date.now() - started) / 1000)
+      await run(Effect.flatMap(InstanceClient, (instances) => Effect.forEach([`${topic}-in`, `${topic}-out`], (id) => instances.kill(id, { removeImmediately: true }))))
+      return mibS
+    }
+    const durableMibS = await through("bulk-durable", true)
+    const memoryMibS = await through("bulk-memory", false)
+    log(`topics: ${topicMib} MiB from machine 2 to zone a: durable ${durableMibS.toFixed(1)} MiB/s, in memory ${memoryMibS.toFixed(1)} MiB/s`)
+
+    await host((host) => host.createTopic("records", "text/plain", { durable: true }))
+    const recordCount = 40_000
+    const consumed = Path.join(home, "consumed")
+    const emit = `let i = 0; const pad = 'x'.repeat(90); const t = setInterval(() => { let out = ''; for (let k = 0; k < 200 && i < ${recordCount}; k++) out += (i++) + ' ' + pad + '\\n'; process.stdout.write(out); if (i >= ${recordCount}) clearInterval(t) }, 10); setInterval(() => {}, 1000)`
+    const reader = await host((host) => host.start({ program: { _tag: "Command", command: "sh", args: ["-c", `exec cat >> ${consumed}`] }, topics: { input: "records" }, restart: { mode: "always", backoffMs: 100 }, placement: { on: { zone: "a" } } }, { id: "records-in" }))
+    await host((host) => host.start({ program: { _tag: "Command", command: process.execPath, args: ["-e", emit], cwd: "/" }, topics: { output: "records" }, placement: { on: { zone: "b" } } }, { id: "records-out" }))
+    const consumedLines = () => Fs.existsSync(consumed) ? Fs.readFileSync(consumed, "utf8").split("\n").filter(Boolean) : []
+    await until("a quarter of the records", async () => consumedLines().length > recordCount / 4 || undefined)
+    const readerMachine = [0, 1, 2].find((i) => address(i) === reader.runner)!
+    await runners[readerMachine]!.kill("SIGKILL")
+    const got = await until("the last record", async () => {
+      const lines = consumedLines()
+      return Number(lines.at(-1)?.split(" ")[0]) === recordCount - 1 ? lines : undefined
+    }, 120_000)
+    const seen = new Set<number>()
+    let duplicated = 0
+    for (const line of got) {
+      const n = Number(line.split(" ")[0])
+      if (seen.has(n)) duplicated++
+      seen.add(n)
+    }
+    const lost = recordCount - seen.size
+    log(`topics: ${recordCount} records, the consumer's runner killed: ${lost} lost, ${duplicated} repeated`)
+    await startRunner(readerMachine)
 
     const files = Fs.readdirSync(audit).map((name) => Path.join(audit, name))
     const overlaps = files.reduce((sum, file) => sum + overlapsIn(file), 0)
@@ -236,9 +289,10 @@ const main = async () => {
       drain_s: Number(drainS.toFixed(2)),
       drain_max_gap_ms: drainMaxGapMs,
       overlaps,
-      topic_lost: null,
-      topic_duplicated: null,
-      topic_mib_s: null
+      topic_lost: lost,
+      topic_duplicated: duplicated,
+      topic_mib_s: Number(durableMibS.toFixed(1)),
+      topic_memory_mib_s: Number(memoryMibS.toFixed(1))
     }
     if (json) console.log(JSON.stringify(result))
     else {
