@@ -299,6 +299,10 @@ const main = async () => {
       console.log("\nseveral machines (3 network namespaces, TLS between runners, Postgres over TCP)")
       for (const [key, value] of Object.entries(result)) console.log(`  ${key.padEnd(18)} ${value}`)
     }
+  } catch (error) {
+    // What the machines said, to tell why.
+    for (const [i, runner] of runners.entries()) if (runner !== undefined) log(`machine ${i} output tail:\n${runner.output().slice(-3000)}`)
+    throw error
   } finally {
     for (const cleanup of cleanups) {
       try {
