@@ -1,13 +1,15 @@
 /**
  * The placement groups of the cluster (see `Placement`): one shard group per requirement, kept in
- * `shardhub_placement_groups` and named by the order they were created (`p0001`, `p0002`, …).
+ * `shardhub_placement_groups` and named by the order they were created (`p0001`, `p0002`, …,
+ * numbered without gaps).
  *
  * Why by order: Effect's `SqlRunnerStorage` numbers each shard's advisory lock by the position of
  * its group in the sorted list of groups a participant knows. Names that sort in creation order
  * (after `default`) keep every known group at its position when a new one is added, so two
  * participants that know different numbers of groups still agree on every lock they share.
  *
- * The table only grows, so a participant keeps what it read. At most 9999 groups.
+ * The table only grows, so a participant keeps what it read. At most 1000 groups: a shard's
+ * lock number is `(position + 1) × 1 000 000 + shard`, and Postgres takes it as a 32-bit integer.
  *
  * @since 0.10.0
  */
@@ -18,8 +20,8 @@ import { RegistryError } from "./InstanceErrors.ts"
 import { type Labels, subsets } from "../base/Labels.ts"
 import { defaultGroup } from "./Placement.ts"
 
-/** The most placement groups a cluster may have (their names keep four digits). */
-const maxGroups = 9999
+/** The most placement groups a cluster may have (see above). */
+const maxGroups = 1000
 
 const nameOf = (n: number) => `p${String(n).padStart(4, "0")}`
 
@@ -36,7 +38,8 @@ export class PlacementGroups extends Context.Service<PlacementGroups, {
   readonly requirementOf: (group: string) => Effect.Effect<string | undefined, RegistryError>
   /**
    * The groups a runner with `labels` serves (`default` and one per subset, created as needed),
-   * and every group known (for its shard locks), in order.
+   * and every group up to the last of them, in order (the positions its shard locks are
+   * numbered by).
    */
   readonly forRunner: (labels: Labels) => Effect.Effect<{
     readonly assigned: ReadonlyArray<string>
@@ -62,15 +65,22 @@ export const make = Effect.gen(function*() {
   const readAll = sql<{ n: number; requirement: string }>`SELECT n, requirement FROM shardhub_placement_groups ORDER BY n`.pipe(
     Effect.tap((rows) => Effect.sync(() => remember(rows)))
   )
+  /**
+   * Creates the group of `requirement`, numbered after the last one. One creation at a time (a
+   * table lock held to the commit), so no participant can ever see a group without every group
+   * numbered before it: their positions would differ from another participant's.
+   */
   const create = (requirement: string) =>
-    Effect.gen(function*() {
-      const counted = yield* sql<{ count: number }>`SELECT count(*)::int AS count FROM shardhub_placement_groups`
-      if (counted[0]!.count >= maxGroups) return yield* new RegistryError({ message: `the cluster has ${maxGroups} placement groups, the most it may have` })
+    sql.withTransaction(Effect.gen(function*() {
+      yield* sql`LOCK TABLE shardhub_placement_groups IN SHARE ROW EXCLUSIVE MODE`
+      const rows = yield* sql<{ n: number; requirement: string }>`
+        SELECT n, requirement FROM shardhub_placement_groups WHERE requirement = ${requirement}`
+      if (rows.length > 0) return remember(rows)
+      const [last] = yield* sql<{ n: number }>`SELECT COALESCE(max(n), 0)::int AS n FROM shardhub_placement_groups`
+      if (last!.n >= maxGroups) return yield* new RegistryError({ message: `the cluster has ${maxGroups} placement groups, the most it may have` })
       remember(yield* sql<{ n: number; requirement: string }>`
-        INSERT INTO shardhub_placement_groups (requirement) VALUES (${requirement})
-        ON CONFLICT (requirement) DO UPDATE SET requirement = EXCLUDED.requirement
-        RETURNING n, requirement`)
-    })
+        INSERT INTO shardhub_placement_groups (n, requirement) VALUES (${last!.n + 1}, ${requirement}) RETURNING n, requirement`)
+    }))
 
   const groupOf = (requirement: string, options?: { readonly create?: boolean }) =>
     Effect.gen(function*() {
@@ -94,7 +104,8 @@ export const make = Effect.gen(function*() {
         const assigned = [defaultGroup]
         for (const requirement of subsets(labels)) assigned.push((yield* groupOf(requirement, { create: true }))!)
         const all = yield* readAll.pipe(Effect.catchTag("SqlError", (error) => Effect.fail(storeError(error))))
-        return { assigned, available: [defaultGroup, ...all.map((row) => nameOf(row.n))] }
+        const last = Math.max(0, ...all.filter((row) => assigned.includes(nameOf(row.n))).map((row) => row.n))
+        return { assigned, available: [defaultGroup, ...all.filter((row) => row.n <= last).map((row) => nameOf(row.n))] }
       })
   })
 })

@@ -142,7 +142,7 @@ const migrations = {
   "9_placement_groups": Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql`CREATE TABLE shardhub_placement_groups (
-      n integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (n <= 9999),
+      n integer PRIMARY KEY CHECK (n BETWEEN 1 AND 1000),
       requirement text NOT NULL UNIQUE CHECK (requirement <> '')
     )`
   }),

@@ -74,9 +74,13 @@ export const make = Effect.gen(function*() {
         Effect.asVoid,
         Effect.catchCause((cause) => Effect.logWarning(`could not note topic ${name}`, cause))
       ),
-    /** Forgets a topic; fails with `NotFound` if it was not known. */
+    /** Forgets a topic (a durable one with its chunks and cursors); fails with `NotFound` if it was not known. */
     remove: (name: string) =>
-      sql<{ name: string }>`DELETE FROM shardhub_topics WHERE name = ${name} RETURNING name`.pipe(
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql`DELETE FROM shardhub_topic_log WHERE topic = ${name}`
+        yield* sql`DELETE FROM shardhub_topic_cursors WHERE topic = ${name}`
+        return yield* sql<{ name: string }>`DELETE FROM shardhub_topics WHERE name = ${name} RETURNING name`
+      })).pipe(
         Effect.mapError(unavailable(name)),
         Effect.flatMap((rows) =>
           rows.length === 0

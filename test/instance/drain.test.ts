@@ -12,7 +12,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import { expectNoOverlap, type Life } from "../support/audit.ts"
 import { useCluster } from "../support/cluster.ts"
-import { eventually, fastTimings, root } from "../support/processes.ts"
+import { fastTimings, root } from "../support/processes.ts"
 
 const fixture = Path.join(root, "test/instance/fixtures/audited.mjs")
 const shards = Number(fastTimings.SHARDHUB_SHARDS)
@@ -31,21 +31,7 @@ describe("drain", () => {
           env: { set: { AUDIT_FILE: auditFile } }
         } satisfies InstanceSpec, { id }), { concurrency: "unbounded" }))
 
-  /** Every instance of `ids` running, and none moved for a second. */
-  const settled = async (ids: ReadonlyArray<string>) => {
-    let previous = ""
-    let since = Date.now()
-    return eventually(async () => {
-      const infos = await host((host) => Effect.forEach(ids, (id) => host.get(id)))
-      const placement = JSON.stringify(infos.map((info) => [info.status, info.runner, info.epoch]))
-      if (placement !== previous || infos.some((info) => info.status !== "running")) {
-        previous = placement
-        since = Date.now()
-        return undefined
-      }
-      return Date.now() - since >= 1000 ? infos : undefined
-    }, { timeoutMs: 30_000, intervalMs: 100, what: "a stable placement" })
-  }
+  const settled = cluster.settled
 
   it("moves a runner's instances away one shard at a time, never two copies at once, and gives it nothing new", async () => {
     cluster.printOnFailure()

@@ -86,7 +86,7 @@ describe("durable topics", () => {
     expect(kept!.bytes).toBeLessThanOrEqual(maxInFlightBytes + 64 * 1024)
   }, 180_000)
 
-  it("publishes and reads a durable topic from a client too; bad names are refused", async () => {
+  it("publishes and reads a durable topic from a client too; bad names are refused; deleting it deletes its chunks", async () => {
     await host((host) => host.createTopic("client-durable", "application/octet-stream", { durable: true }))
     const reading = cluster.run(Effect.flatMap(HostClient, (host) =>
       host.subscribe("client-durable").pipe(Stream.decodeText, Stream.mkString, Effect.timeout("200 millis"), Effect.option)))
@@ -95,5 +95,9 @@ describe("durable topics", () => {
     expect(row!.n).toBe(1)
     await reading
     expect(await host((host) => Effect.flip(host.createTopic("bad name", "text/plain", { durable: true })))).toMatchObject({ reason: "InvalidName" })
+    // Deleting the topic deletes what it kept.
+    await host((host) => host.deleteTopic("client-durable"))
+    const [left] = await query<{ n: number }>(cluster.databaseUrl, (sql) => sql`SELECT count(*)::int AS n FROM shardhub_topic_log WHERE topic = 'client-durable'`)
+    expect(left!.n).toBe(0)
   })
 })

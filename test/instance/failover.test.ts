@@ -41,24 +41,7 @@ describe("failover", () => {
       return infos.every((info) => info.status === "running" && info.runner !== gone.address) ? infos : undefined
     }, { timeoutMs, what: `instances of ${gone.address} running elsewhere` })
 
-  /**
-   * Waits until every instance runs and none moved for a second: right after runners join, the
-   * shards (and the instances with them) still move to their final owners.
-   */
-  const settled = async (ids: ReadonlyArray<string>) => {
-    let previous = ""
-    let since = Date.now()
-    return eventually(async () => {
-      const infos = await cluster.run(Effect.flatMap(HostClient, (host) => Effect.forEach(ids, (id) => host.get(id))))
-      const placement = JSON.stringify(infos.map((info) => [info.status, info.runner, info.epoch, info.pid]))
-      if (placement !== previous || infos.some((info) => info.status !== "running")) {
-        previous = placement
-        since = Date.now()
-        return undefined
-      }
-      return Date.now() - since >= 1000 ? infos : undefined
-    }, { timeoutMs: 30_000, intervalMs: 100, what: "a stable placement" })
-  }
+  const settled = cluster.settled
 
   const victimOf = (infos: ReadonlyArray<InstanceInfo>) => {
     const counts = new Map<string, number>()

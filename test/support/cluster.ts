@@ -10,7 +10,7 @@ import { afterAll, beforeAll, onTestFailed } from "vitest"
 import * as Client from "../../src/node/Client.ts"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { freshDatabase } from "./database.ts"
-import { fastTimings, type Spawned, spawnNode, startRunnerProcess } from "./processes.ts"
+import { eventually, fastTimings, type Spawned, spawnNode, startRunnerProcess } from "./processes.ts"
 
 export interface RunnerProcess extends Spawned {
   readonly address: string
@@ -103,6 +103,24 @@ export const useCluster = (label: string, options: {
       state.runtime.runPromise(effect),
     startRunner,
     waitForShards,
+    /**
+     * Waits until every instance of `ids` runs and none moved for a second: right after runners
+     * join or leave, shards (and the instances with them) still move to their final owners.
+     */
+    settled: async (ids: ReadonlyArray<string>) => {
+      let previous = ""
+      let since = Date.now()
+      return eventually(async () => {
+        const infos = await state.runtime.runPromise(Effect.flatMap(HostClient, (host) => Effect.forEach(ids, (id) => host.get(id))))
+        const placement = JSON.stringify(infos.map((info) => [info.status, info.runner, info.epoch, info.pid]))
+        if (placement !== previous || infos.some((info) => info.status !== "running")) {
+          previous = placement
+          since = Date.now()
+          return undefined
+        }
+        return Date.now() - since >= 1000 ? infos : undefined
+      }, { timeoutMs: 30_000, intervalMs: 100, what: "a stable placement" })
+    },
     /** Runs a Node script as another participant of the cluster. */
     spawn: (name: string, script: string, options: {
       readonly args?: ReadonlyArray<string>
