@@ -53,6 +53,12 @@ export const App = Schema.Struct({
   cwd: Schema.optionalKey(Schema.String),
   /** Store `cwd` in the cluster and run the app in it on whichever runner runs it (`run --bundle`). */
   bundle: Schema.optionalKey(Schema.Boolean),
+  /** The topic its input is fed from and the one its output is published to (`run --in-topic`, `--out-topic`). */
+  topics: Schema.optionalKey(Schema.Struct({
+    input: Schema.optionalKey(Schema.String),
+    output: Schema.optionalKey(Schema.String),
+    contentType: Schema.optionalKey(Schema.String)
+  })),
   /** Runner labels the copies need (`on`, `run --on`), and a label to spread them over (`run --spread`). */
   placement: Schema.optionalKey(Schema.Struct({
     on: Schema.optionalKey(Schema.Record(Schema.String, Scalar)),
@@ -249,6 +255,7 @@ const desired = (file: string, app: App) =>
         ...(app.hub === undefined ? {} : { hub: app.hub }),
         ...deploy,
         ...placed[i],
+        ...(app.topics === undefined ? {} : { topics: app.topics }),
         ...(app.cron === undefined ? {} : { schedule: { cron: app.cron } })
       }
       return { name, spec }

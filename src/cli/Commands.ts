@@ -114,6 +114,8 @@ const run = Command.make("run", {
     Flag.withDescription("Run once per tick of this cron expression (5 fields, or 6 with seconds; UTC) instead of at once; never two runs at once"),
     Flag.optional
   ),
+  inTopic: Flag.String("in-topic").pipe(Flag.withDescription("Feed the program's stdin from this topic"), Flag.optional),
+  outTopic: Flag.String("out-topic").pipe(Flag.withDescription("Publish the program's stdout to this topic"), Flag.optional),
   bundle: Flag.String("bundle").pipe(
     Flag.withDescription("Store this directory in the cluster and run the command in it on whichever runner runs the instance"),
     Flag.optional
@@ -158,6 +160,12 @@ const run = Command.make("run", {
           : Option.match(flags.name, { onNone: () => ({}), onSome: (name) => ({ name }) })),
         ...deploy,
         ...placed[i],
+        ...(Option.isNone(flags.inTopic) && Option.isNone(flags.outTopic) ? {} : {
+          topics: {
+            ...Option.match(flags.inTopic, { onNone: () => ({}), onSome: (input) => ({ input }) }),
+            ...Option.match(flags.outTopic, { onNone: () => ({}), onSome: (output) => ({ output }) })
+          }
+        }),
         ...Option.match(flags.cron, { onNone: () => ({}), onSome: (cron) => ({ schedule: { cron } }) }),
         ...(Object.keys(limits).length === 0 ? {} : { limits }),
         ...Option.match(flags.user, { onNone: () => ({}), onSome: (user) => ({ user }) }),
@@ -330,6 +338,38 @@ const event = Command.make("event").pipe(
         }
         yield* instances.events(flags.id, flags.name).pipe(Stream.runForEach((e) => print(Format.jsonLine(e.data))))
       })).pipe(Command.withDescription("Print an instance's events of that name (one JSON per line)"), withClient)
+  ])
+)
+
+const topicName = Argument.String("name").pipe(Argument.withDescription("The topic's name"))
+
+const topic = Command.make("topic").pipe(
+  Command.withDescription("Topics: named byte streams between instances and clients"),
+  Command.withSubcommands([
+    Command.make("create", {
+      name: topicName,
+      durable: Flag.Boolean("durable").pipe(
+        Flag.withDescription("Keep its chunks in the cluster store until every consumer instance has them (survives any runner)"),
+        Flag.withDefault(false)
+      ),
+      contentType: Flag.String("content-type").pipe(Flag.withDescription("Its content type (default application/octet-stream)"), Flag.optional)
+    }, (flags) =>
+      Effect.gen(function*() {
+        const host = yield* HostClient
+        const created = yield* host.createTopic(flags.name, Option.getOrElse(flags.contentType, () => "application/octet-stream"), { durable: flags.durable })
+        yield* print(`${created.name}${created.durable ? " (durable)" : ""}`)
+      })).pipe(Command.withDescription("Create a topic (--durable: kept in the store)"), withClient),
+    Command.make("ls", { json }, (flags) =>
+      Effect.gen(function*() {
+        const host = yield* HostClient
+        const topics = yield* host.listTopics
+        yield* print(flags.json ? Format.json(topics) : Format.table(["NAME", "CONTENT-TYPE"], topics.map((t) => [t.name, t.contentType])))
+      })).pipe(Command.withDescription("List the cluster's topics"), withClient),
+    Command.make("rm", { name: topicName }, (flags) =>
+      Effect.gen(function*() {
+        yield* (yield* HostClient).deleteTopic(flags.name)
+        yield* print(`${flags.name} removed`)
+      })).pipe(Command.withDescription("Forget a topic (a durable one with what it kept); refused while an instance uses it"), withClient)
   ])
 )
 
@@ -520,6 +560,7 @@ export const clientCommands = [
   outputCommand("stderr"),
   event,
   seq,
+  topic,
   runners,
   top,
   key

@@ -264,6 +264,22 @@ describe("the shardhub command on two runners", () => {
     await ok("delete", "eco-bundled")
   })
 
+  it("creates a durable topic, wires instances to it (run --in-topic, --out-topic), lists and removes it", async () => {
+    cluster.printOnFailure()
+    expect(await ok("topic", "create", "cli-orders", "--durable", "--content-type", "text/plain")).toBe("cli-orders (durable)\n")
+    const file = Path.join(cluster.home, "cli-orders.out")
+    const reader = (await ok("run", "--in-topic", "cli-orders", "--", "sh", "-c", `exec cat >> ${file}`)).trim()
+    const writer = (await ok("run", "--out-topic", "cli-orders", "--", "sh", "-c", "echo first order; echo second order; exec sleep 600")).trim()
+    await eventually(async () => (Fs.existsSync(file) && Fs.readFileSync(file, "utf8") === "first order\nsecond order\n") || undefined, { what: "both orders through the topic" })
+    expect(await ok("topic", "ls")).toMatch(/^cli-orders\s+text\/plain$/m)
+    const inUse = await shardhub(["topic", "rm", "cli-orders"])
+    expect(inUse.code).toBe(1)
+    expect(inUse.stderr).toMatch(/^shardhub: topic cli-orders is used by instances /)
+    await ok("rm", reader)
+    await ok("rm", writer)
+    expect(await ok("topic", "rm", "cli-orders")).toBe("cli-orders removed\n")
+  })
+
   it("applies an ecosystem file: starts what is missing, replaces what changed, leaves the rest; twice changes nothing", async () => {
     cluster.printOnFailure()
     const dir = Path.join(cluster.home, "ecosystem")

@@ -106,7 +106,7 @@ const cluster = () => {
     }
   } }, el("input", { name: "command", placeholder: "command to run (sh -c)", size: 40 }), el("input", { name: "name", placeholder: "name" }), el("button", {}, "Run"))
   view.replaceChildren(
-    el("section", {}, el("h2", {}, "Runners"), el("table", {}, el("thead", {}, el("tr", {}, ...["address", "healthy", "shards", "instances", "heartbeat", ""].map((h) => el("th", {}, h)))), runners)),
+    el("section", {}, el("h2", {}, "Runners"), el("table", {}, el("thead", {}, el("tr", {}, ...["address", "healthy", "shards", "instances", "heartbeat", "labels", ""].map((h) => el("th", {}, h)))), runners)),
     el("section", {}, el("h2", {}, "Instances"), form, el("div", { class: "bar" }, filter, status),
       el("table", {}, el("thead", {}, el("tr", {}, ...["id", "name", "status", "runner", "restarts", "uptime", "program"].map((h) => el("th", {}, h)))), instances))
   )
@@ -118,6 +118,7 @@ const cluster = () => {
       el("td", {}, String(r.shards)),
       el("td", {}, String(r.instances)),
       el("td", {}, `${age(r.heartbeatAgeMs)} ago`),
+      el("td", { class: "mono" }, Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(", ") || "-"),
       el("td", {}, r.drained
         ? el("button", { onclick: () => undrain(r.address) }, "Undrain")
         : el("button", { onclick: () => drain(r.address) }, "Drain")))))
