@@ -1,5 +1,5 @@
 /**
- * `npm run machines [-- --json --drain-instances N --topic-mib M]`: a cluster of three "machines" and what a
+ * `npm run machines [-- --json --drain-instances N --topic-mib M --records R]`: a cluster of three "machines" and what a
  * team moving from one box to several relies on, checked from outside.
  *
  * Each machine is a network namespace (see `netns.ts`) with its own `SHARDHUB_HOME` and one
@@ -23,7 +23,7 @@
  *    (`drain_max_gap_ms`).
  * 4. **Topics**: `--topic-mib` (default 1024) MiB from an instance on machine 2 to one in zone a,
  *    through a durable topic (`topic_mib_s`) and through a topic held in a runner's memory
- *    (`topic_memory_mib_s`); then 40 000 numbered records through a durable topic while the
+ *    (`topic_memory_mib_s`); then R (default 40 000) numbered records through a durable topic while the
  *    consumer's runner is SIGKILLed: `topic_lost` (must be 0) and `topic_duplicated` (records
  *    its dead process was handed that the next one got again: at least once).
  *
@@ -56,6 +56,7 @@ const flag = (name: string, fallback: number) => {
 }
 const drainInstances = flag("drain-instances", 200)
 const topicMib = flag("topic-mib", 1024)
+const recordCount = flag("records", 40_000)
 const log = (line: string) => console.error(`${new Date().toISOString().slice(11, 23)} ${line}`)
 
 const labels: ReadonlyArray<Record<string, string>> = [{ gpu: "true", zone: "a" }, { zone: "a" }, { zone: "b" }]
@@ -253,7 +254,6 @@ const main = async () => {
     log(`topics: ${topicMib} MiB from machine 2 to zone a: durable ${durableMibS.toFixed(1)} MiB/s, in memory ${memoryMibS.toFixed(1)} MiB/s`)
 
     await host((host) => host.createTopic("records", "text/plain", { durable: true }))
-    const recordCount = 40_000
     const consumed = Path.join(home, "consumed")
     const emit = `let i = 0; const pad = 'x'.repeat(90); const t = setInterval(() => { let out = ''; for (let k = 0; k < 200 && i < ${recordCount}; k++) out += (i++) + ' ' + pad + '\\n'; process.stdout.write(out); if (i >= ${recordCount}) clearInterval(t) }, 10); setInterval(() => {}, 1000)`
     const reader = await host((host) => host.start({ program: { _tag: "Command", command: "sh", args: ["-c", `exec cat >> ${consumed}`] }, topics: { input: "records" }, restart: { mode: "always", backoffMs: 100 }, placement: { on: { zone: "a" } } }, { id: "records-in" }))

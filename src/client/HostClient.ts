@@ -181,6 +181,19 @@ export const make = (options: Options = {}) =>
     const topics = yield* Topic.client
     const knownTopics = yield* TopicRegistry.make
     const durableTopics = yield* Durable.make
+    // Whether a topic is durable, kept a few seconds: a subscription that needs no store read
+    // is sent at once, in the order it was asked for (the first takes what waited).
+    const durability = new Map<string, { readonly durable: boolean; readonly at: number }>()
+    const isDurable = (topic: string) =>
+      Effect.suspend(() => {
+        const known = durability.get(topic)
+        if (known !== undefined && Date.now() - known.at < 5_000) return Effect.succeed(known.durable)
+        return Effect.tap(durableTopics.isDurable(topic), (durable) =>
+          Effect.sync(() => {
+            if (durability.size >= 10_000) durability.clear()
+            durability.set(topic, { durable, at: Date.now() })
+          }))
+      })
     const sql = yield* SqlClient
     const timeoutMs = options.timeoutMs ?? 10_000
     const start = (spec: InstanceSpec, start: { readonly id?: string; readonly timeoutMs?: number } = {}) => {
@@ -305,7 +318,7 @@ export const make = (options: Options = {}) =>
             ))
           )
         return noted.pipe(
-          Effect.andThen(durableTopics.isDurable(topic)),
+          Effect.andThen(isDurable(topic)),
           Effect.flatMap((durable): Effect.Effect<void, E | TopicError | EntityError, R> => durable ? stored : held)
         )
       },
@@ -316,7 +329,7 @@ export const make = (options: Options = {}) =>
       subscribe: (topic: string) =>
         !isTopicName(topic)
           ? Stream.fail(invalidName(topic))
-          : Stream.unwrap(Effect.map(durableTopics.isDurable(topic), (durable) =>
+          : Stream.unwrap(Effect.map(isDurable(topic), (durable) =>
             durable ? durableTopics.follow(topic) : topics(topic).Subscribe())),
       /** A topic's content type, its consumers, and the chunks waiting for a first consumer. */
       describeTopic: (topic: string) => isTopicName(topic) ? topics(topic).Describe() : Effect.fail(invalidName(topic)),

@@ -13,7 +13,7 @@ const available = Netns.available()
 
 describe("several machines", () => {
   it.skipIf(!available)("places, moves bundles, drains, and never runs two copies at once (needs root and ip netns)", () => {
-    const result = ChildProcess.spawnSync(process.execPath, ["scripts/machines.ts", "--json", "--drain-instances", "30", "--topic-mib", "32"], {
+    const result = ChildProcess.spawnSync(process.execPath, ["scripts/machines.ts", "--json", "--drain-instances", "10", "--topic-mib", "8", "--records", "20000"], {
       cwd: root,
       encoding: "utf8",
       timeout: 600_000
