@@ -25,7 +25,8 @@
  *    through a durable topic (`topic_mib_s`) and through a topic held in a runner's memory
  *    (`topic_memory_mib_s`); then R (default 40 000) numbered records through a durable topic while the
  *    consumer's runner is SIGKILLed: `topic_lost` (must be 0) and `topic_duplicated` (records
- *    its dead process was handed that the next one got again: at least once).
+ *    its dead process was handed that the next one got again: at least once); again with a
+ *    consumer that acknowledges what it consumed (`topic_duplicated_acked`).
  *
  * Throughout, no two copies of any instance may beat at the same time (`overlaps`, over every
  * audit file of the run).
@@ -253,29 +254,36 @@ const main = async () => {
     const memoryMibS = await through("bulk-memory", false)
     log(`topics: ${topicMib} MiB from machine 2 to zone a: durable ${durableMibS.toFixed(1)} MiB/s, in memory ${memoryMibS.toFixed(1)} MiB/s`)
 
-    await host((host) => host.createTopic("records", "text/plain", { durable: true }))
-    const consumed = Path.join(home, "consumed")
     const emit = `let i = 0; const pad = 'x'.repeat(90); const t = setInterval(() => { let out = ''; for (let k = 0; k < 200 && i < ${recordCount}; k++) out += (i++) + ' ' + pad + '\\n'; process.stdout.write(out); if (i >= ${recordCount}) clearInterval(t) }, 10); setInterval(() => {}, 1000)`
-    const reader = await host((host) => host.start({ program: { _tag: "Command", command: "sh", args: ["-c", `exec cat >> ${consumed}`] }, topics: { input: "records" }, restart: { mode: "always", backoffMs: 100 }, placement: { on: { zone: "a" } } }, { id: "records-in" }))
-    await host((host) => host.start({ program: { _tag: "Command", command: process.execPath, args: ["-e", emit], cwd: "/" }, topics: { output: "records" }, placement: { on: { zone: "b" } } }, { id: "records-out" }))
-    const consumedLines = () => Fs.existsSync(consumed) ? Fs.readFileSync(consumed, "utf8").split("\n").filter(Boolean) : []
-    await until("a quarter of the records", async () => consumedLines().length > recordCount / 4 || undefined)
-    const readerMachine = [0, 1, 2].find((i) => address(i) === reader.runner)!
-    await runners[readerMachine]!.kill("SIGKILL")
-    const got = await until("the last record", async () => {
-      const lines = consumedLines()
-      return Number(lines.at(-1)?.split(" ")[0]) === recordCount - 1 ? lines : undefined
-    }, 120_000)
-    const seen = new Set<number>()
-    let duplicated = 0
-    for (const line of got) {
-      const n = Number(line.split(" ")[0])
-      if (seen.has(n)) duplicated++
-      seen.add(n)
+    /** Numbered records through a durable topic while the consumer's runner is SIGKILLed: what was lost and repeated. */
+    const acrossKill = async (topic: string, consumer: (out: string) => InstanceSpec["program"] & { readonly _tag: "Command" }) => {
+      await host((host) => host.createTopic(topic, "text/plain", { durable: true }))
+      const consumed = Path.join(home, `${topic}.out`)
+      const reader = await host((host) => host.start({ program: consumer(consumed), env: { set: { OUT: consumed } }, topics: { input: topic }, restart: { mode: "always", backoffMs: 100 }, placement: { on: { zone: "a" } } }, { id: `${topic}-in` }))
+      await host((host) => host.start({ program: { _tag: "Command", command: process.execPath, args: ["-e", emit], cwd: "/" }, topics: { output: topic }, placement: { on: { zone: "b" } } }, { id: `${topic}-out` }))
+      const consumedLines = () => Fs.existsSync(consumed) ? Fs.readFileSync(consumed, "utf8").split("\n").filter(Boolean) : []
+      await until("a quarter of the records", async () => consumedLines().length > recordCount / 4 || undefined)
+      const readerMachine = [0, 1, 2].find((i) => address(i) === reader.runner)!
+      await runners[readerMachine]!.kill("SIGKILL")
+      const got = await until("the last record", async () => {
+        const lines = consumedLines()
+        return Number(lines.at(-1)?.split(" ")[0]) === recordCount - 1 ? lines : undefined
+      }, 120_000)
+      const seen = new Set<number>()
+      let duplicated = 0
+      for (const line of got) {
+        const n = Number(line.split(" ")[0])
+        if (seen.has(n)) duplicated++
+        seen.add(n)
+      }
+      await startRunner(readerMachine)
+      await run(Effect.flatMap(InstanceClient, (instances) => Effect.forEach([`${topic}-in`, `${topic}-out`], (id) => instances.kill(id, { removeImmediately: true }))))
+      return { lost: recordCount - seen.size, duplicated }
     }
-    const lost = recordCount - seen.size
-    log(`topics: ${recordCount} records, the consumer's runner killed: ${lost} lost, ${duplicated} repeated`)
-    await startRunner(readerMachine)
+    const plain = await acrossKill("records", (out) => ({ _tag: "Command", command: "sh", args: ["-c", `exec cat >> ${out}`] }))
+    log(`topics: ${recordCount} records, the consumer's runner killed: ${plain.lost} lost, ${plain.duplicated} repeated`)
+    const acking = await acrossKill("acked-records", () => ({ _tag: "Command", command: process.execPath, args: [Path.join(import.meta.dirname, "../test/instance/fixtures/acking.mjs")] }))
+    log(`topics: the same with a consumer that acknowledges: ${acking.lost} lost, ${acking.duplicated} repeated`)
 
     const files = Fs.readdirSync(audit).map((name) => Path.join(audit, name))
     const overlaps = files.reduce((sum, file) => sum + overlapsIn(file), 0)
@@ -289,15 +297,16 @@ const main = async () => {
       drain_s: Number(drainS.toFixed(2)),
       drain_max_gap_ms: drainMaxGapMs,
       overlaps,
-      topic_lost: lost,
-      topic_duplicated: duplicated,
+      topic_lost: plain.lost + acking.lost,
+      topic_duplicated: plain.duplicated,
+      topic_duplicated_acked: acking.duplicated,
       topic_mib_s: Number(durableMibS.toFixed(1)),
       topic_memory_mib_s: Number(memoryMibS.toFixed(1))
     }
     if (json) console.log(JSON.stringify(result))
     else {
       console.log("\nseveral machines (3 network namespaces, TLS between runners, Postgres over TCP)")
-      for (const [key, value] of Object.entries(result)) console.log(`  ${key.padEnd(18)} ${value}`)
+      for (const [key, value] of Object.entries(result)) console.log(`  ${key.padEnd(24)} ${value}`)
     }
   } catch (error) {
     // What the machines said, to tell why.

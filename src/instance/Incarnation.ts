@@ -42,6 +42,8 @@ export interface Incarnation {
    * processes in the same run, and each reads its own header.
    */
   inputHeaderTo: number | undefined
+  /** Bytes of its input the current process said it consumed (`{"$shardhub":"ack"}`), if it says. */
+  acked: number | undefined
 }
 
 /**
@@ -61,7 +63,8 @@ export const make = (handle: ProcessHandle, spec: InstanceSpec, epoch: number, r
     program: programOf(spec),
     health: undefined,
     keptAlive: new Set(),
-    inputHeaderTo: undefined
+    inputHeaderTo: undefined,
+    acked: undefined
   }))
 
 /**
@@ -110,6 +113,9 @@ export const collect = <E, R>(
           return Effect.void
         case "keepAlive":
           for (const kept of run.keptAlive) kept()
+          return Effect.void
+        case "ack":
+          run.acked = Math.max(run.acked ?? 0, control.bytes)
           return Effect.void
         case "epoch": {
           const answer = (current: boolean): Control.ToChild => ({ $shardhub: "epoch", epoch: run.epoch, current })

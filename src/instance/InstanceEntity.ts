@@ -222,7 +222,11 @@ export const layer = (options: Options = {}) =>
           output: run.handle[run.program.outputName]({ replay: true }),
           input: run.handle[run.program.inputName]({ end: false }),
           changes: run.handle.changes,
-          header: (pid, contentType) => Incarnations.headerFor(run, pid, contentType)
+          header: (pid, contentType) => Incarnations.headerFor(run, pid, contentType),
+          acked: () => run.acked,
+          resetAcked: () => {
+            run.acked = undefined
+          }
         }, wiring, scope)
 
       /** Records that the process of `record` could not be started. */

@@ -34,6 +34,10 @@ export interface Ends {
   readonly changes: Stream.Stream<Status>
   /** What the input of process `pid` starts with, if it did not get it yet. */
   readonly header: (pid: number, contentType: string) => Uint8Array | undefined
+  /** Bytes of its input the current process acknowledged (`{"$shardhub":"ack"}`), if it does. */
+  readonly acked: () => number | undefined
+  /** A new process starts counting its acknowledged input from 0. */
+  readonly resetAcked: () => void
 }
 
 /** @since 0.6.0 */
@@ -88,7 +92,14 @@ export const connect = (
           const first = ends.header(pid, contentType)
           const into = <E>(bytes: Stream.Stream<Uint8Array, E>) =>
             (first === undefined ? bytes : Stream.concat(Stream.make(first), bytes)).pipe(Stream.run(ends.input))
-          return stored ? into(durable.consume(input, ends.id)) : into(topics(input).Subscribe())
+          if (!stored) return into(topics(input).Subscribe())
+          // What the process acknowledges counts its header too.
+          ends.resetAcked()
+          const header = first?.length ?? 0
+          return into(durable.consume(input, ends.id, () => {
+            const acked = ends.acked()
+            return acked === undefined ? undefined : Math.max(0, acked - header)
+          }))
         }).pipe(
           // The process ended: the next one (if any) gets its own feed.
           Effect.catchTag("StdinError", () => Effect.void),

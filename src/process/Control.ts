@@ -2,7 +2,7 @@
  * The in-child control protocol: the messages on a process's message channel whose
  * `$shardhub` key names a kind. One Schema for both directions, used by the ProcessManager
  * (readiness, log lines, the stop message), the Instance entity (health, keep-alive, topics,
- * kill, the epoch) and checked against both in-child runners (`src/sequence/runners/node.cjs` and
+ * kill, the epoch, input acks) and checked against both in-child runners (`src/sequence/runners/node.cjs` and
  * `python.py`) by the sequence tests. Anything else on the channel is the user's: events
  * `{"event","data"}` or any message a command's program sends.
  *
@@ -39,8 +39,15 @@ export const Topics = Schema.Struct({
 /** Whether the instance's epoch (`SHARDHUB_EPOCH`) is still the current one; answered with {@link EpochIs}. @since 0.9.0 */
 export const Epoch = Schema.Struct({ $shardhub: kind("epoch") })
 
+/**
+ * The child consumed `bytes` bytes of its input so far (counted from its first): a durable
+ * topic's cursor then follows exactly what it says, not an estimate (see `topic/Durable`).
+ * @since 0.10.0
+ */
+export const Ack = Schema.Struct({ $shardhub: kind("ack"), bytes: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) })
+
 /** What a child sends. @since 0.6.0 */
-export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch])
+export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack])
 /** @since 0.6.0 */
 export type FromChild = typeof FromChild.Type
 

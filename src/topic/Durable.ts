@@ -14,7 +14,9 @@
  *   less {@link maxInFlightBytes} (a pipe's contents cannot be seen from outside). So delivery
  *   is at least once: nothing is lost when a consumer's process ends (here, or with its runner),
  *   and the next process (here or on another runner) may get the last 2 MiB or so its
- *   predecessor was handed again. A program that must not see a chunk twice numbers its records.
+ *   predecessor was handed again. A program that acknowledges what it consumed (`{"$shardhub":
+ *   "ack","bytes":N}` on its message channel, N counted from its first input byte) moves the
+ *   cursor exactly: the next process then gets only what it had not acknowledged.
  * - **Retention**: a chunk is deleted once every consumer has it; a consumer whose instance
  *   ended or was removed no longer holds chunks back (`Pruning`, every 30 s). A producer waits while the
  *   topic holds `maxBacklogChunks` (16 384 × 64 KiB = 1 GiB) chunks no consumer has yet; a topic
@@ -113,21 +115,31 @@ export const make = Effect.gen(function*() {
    * chunk the reader surely consumed all of: what it took minus `inFlight` bytes (what a pipe and
    * the buffers on its way may still hold).
    */
-  const chunksFrom = (topic: string, from: number, inFlight: number, read: (next: number) => Effect.Effect<void, TopicError>) =>
+  const chunksFrom = (
+    topic: string,
+    from: number,
+    inFlight: number,
+    read: (next: number) => Effect.Effect<void, TopicError>,
+    acked: () => number | undefined = () => undefined
+  ) =>
     Stream.unwrap(Effect.sync(() => {
       let next = from
       let committed = from
       // Chunks taken but not yet surely consumed: their numbers and the bytes up to their end.
       const open: Array<{ readonly n: number; readonly through: number }> = []
       let taken = 0
-      const pull: Effect.Effect<ReadonlyArray<Uint8Array>, TopicError> = Effect.gen(function*() {
+      /** Moves the cursor past what was surely consumed: what the reader acknowledged, else what it took less `inFlight`. */
+      const advance = Effect.suspend(() => {
+        const consumed = acked() ?? taken - inFlight
         let sure = committed
-        while (open.length > 0 && open[0]!.through <= taken - inFlight) sure = open.shift()!.n + 1
-        if (sure > committed) {
-          yield* read(sure)
-          committed = sure
-        }
+        while (open.length > 0 && open[0]!.through <= consumed) sure = open.shift()!.n + 1
+        if (sure <= committed) return Effect.void
+        committed = sure
+        return read(sure)
+      })
+      const pull: Effect.Effect<ReadonlyArray<Uint8Array>, TopicError> = Effect.gen(function*() {
         while (true) {
+          yield* advance
           const rows = yield* readFrom(topic, next)
           if (rows.length > 0) {
             next = Number(rows.at(-1)!.n) + 1
@@ -163,9 +175,14 @@ export const make = Effect.gen(function*() {
   return {
     isDurable,
     append,
-    /** What `consumer` gets: the chunks from its cursor on, the cursor moved as they are taken. */
-    consume: (topic: string, consumer: string) =>
-      Stream.unwrap(Effect.map(cursor(topic, consumer), (from) => chunksFrom(topic, from, maxInFlightBytes, (next) => commit(topic, consumer, next)))),
+    /**
+     * What `consumer` gets: the chunks from its cursor on, the cursor moved as they are surely
+     * consumed: as far as `acked` says (the bytes of this stream its reader acknowledged), or,
+     * while it says nothing, what was taken less {@link maxInFlightBytes}.
+     */
+    consume: (topic: string, consumer: string, acked?: () => number | undefined) =>
+      Stream.unwrap(Effect.map(cursor(topic, consumer), (from) =>
+        chunksFrom(topic, from, maxInFlightBytes, (next) => commit(topic, consumer, next), acked))),
     /** What a client reading along gets: the chunks from the topic's current end on. */
     follow: (topic: string) =>
       Stream.unwrap(
