@@ -62,11 +62,15 @@ const log = (line: string) => console.error(`${new Date().toISOString().slice(11
 
 const labels: ReadonlyArray<Record<string, string>> = [{ gpu: "true", zone: "a" }, { zone: "a" }, { zone: "b" }]
 
-/** A copy's heartbeat: `<pid> <ms>` every 50 ms, from a bash without a process per beat. */
+/**
+ * A copy's heartbeat: `<pid> <ms>` every 100 ms into its audit file, kept open. Python, because a
+ * bash loop costs ~2.5 % of a core per copy (hundreds of them starved the runners' shard-lock
+ * refreshes on 2 cores) and a Node process 40 MB.
+ */
 const beat = (file: string): InstanceSpec["program"] => ({
   _tag: "Command",
-  command: "bash",
-  args: ["-c", `exec 9<> <(:); while :; do t=\${EPOCHREALTIME/./}; echo "$$ \${t:0:13}" >> ${file}; read -t 0.05 -u 9; done`],
+  command: "python3",
+  args: ["-c", "import os, sys, time\nf = open(sys.argv[1], 'a', buffering=1)\nwhile True:\n    f.write('%d %d\\n' % (os.getpid(), int(time.time() * 1000)))\n    time.sleep(0.1)", file],
   cwd: "/"
 })
 
@@ -165,7 +169,7 @@ const main = async () => {
 
     // 1. Placement, and failover that respects it.
     const startAll = (specs: ReadonlyArray<readonly [string, InstanceSpec]>) =>
-      host((host) => Effect.forEach(specs, ([id, spec]) => host.start(spec, { id, timeoutMs: 60_000 }), { concurrency: 16 }))
+      host((host) => Effect.forEach(specs, ([id, spec]) => host.start(spec, { id, timeoutMs: 60_000 }), { concurrency: 8 }))
     const placedSpec = (id: string, on?: Record<string, string>): readonly [string, InstanceSpec] =>
       [id, { program: beat(Path.join(audit, id)), restart: { mode: "always", backoffMs: 100 }, ...(on === undefined ? {} : { placement: { on } }) }]
     const placed = [
@@ -212,11 +216,21 @@ const main = async () => {
     log(`drain: machine 0 drained, ${drainInstances * 2} instances on machines 1 and 2`)
     await host((host) => Effect.flatMap(host.drain(address(0), { parallel: 8 }), Stream.runDrain))
     const drainIds = Array.from({ length: drainInstances * 2 }, (_, i) => `drain-${i}`)
-    await startAll(drainIds.map((id) => placedSpec(id)))
+    // In batches, each running before the next: a burst of hundreds of spawns on 2 cores starves
+    // the runners' shard-lock refreshes (see the README's timings).
+    for (let i = 0; i < drainIds.length; i += 50) {
+      const batch = drainIds.slice(i, i + 50)
+      await startAll(batch.map((id) => placedSpec(id)))
+      await allRunning(batch)
+    }
     const spread = await allRunning(drainIds)
     const onOne = spread.filter((info) => info.runner === address(1)).map((info) => info.id)
-    // Let every copy beat a while, so that a gap is measured between beats, not from a start.
-    await new Promise((resolve) => setTimeout(resolve, 1000))
+    // Every copy beating (none frozen by a fence after the start burst), so that a gap is the
+    // drain's, not the start's.
+    await until("every copy beating", async () => {
+      const now = Date.now()
+      return onOne.every((id) => (copiesOf(Path.join(audit, id)).at(-1)?.last ?? 0) > now - 500) || undefined
+    }, 120_000)
     log(`drain: machine 1 holds ${onOne.length}; draining it 8 at a time`)
     const drainStart = Date.now()
     await host((host) => Effect.flatMap(host.drain(address(1), { parallel: 8 }), Stream.runDrain))
@@ -310,7 +324,11 @@ const main = async () => {
     }
   } catch (error) {
     // What the machines said, to tell why.
-    for (const [i, runner] of runners.entries()) if (runner !== undefined) log(`machine ${i} output tail:\n${runner.output().slice(-3000)}`)
+    for (const [i, runner] of runners.entries()) {
+      if (runner === undefined) continue
+      const warnings = runner.output().split("\n").filter((line) => /\] (WARN|ERROR)/.test(line)).slice(0, 12).map((line) => line.slice(0, 300))
+      log(`machine ${i}: ${warnings.length === 0 ? "no warnings" : `first warnings:\n${warnings.join("\n")}`}`)
+    }
     throw error
   } finally {
     for (const cleanup of cleanups) {

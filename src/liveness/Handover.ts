@@ -18,7 +18,7 @@
  *
  * @since 0.10.0
  */
-import { Context, Deferred, Effect, Layer, Semaphore } from "effect"
+import { Context, Deferred, Effect, Layer, Schedule, Semaphore } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 
 /**
@@ -32,8 +32,8 @@ export class Handover extends Context.Service<Handover, {
   readonly pace: (shard: string, stop: Effect.Effect<void>, moved: Effect.Effect<void>) => Effect.Effect<void>
 }>()("shardhub/Handover") {}
 
-/** How long a read of this runner's drain row is trusted (a shard release asks once per entity). */
-const cacheMs = 250
+/** How often this runner's drain row is read, in the background. */
+const pollMs = 500
 
 interface Slot {
   readonly taken: Deferred.Deferred<void>
@@ -53,27 +53,26 @@ export const layer = (address: string) =>
       const scope = yield* Effect.scope
       const slots = yield* Semaphore.make(1)
       let permits = 1
-      let read: { readonly at: number; readonly parallel: number | undefined } = { at: 0, parallel: undefined }
+      // This runner's drain parallelism, or `undefined` when it is not drained. Read in the
+      // background, never by a stop: a shard release must not wait for the store (it may be
+      // what is failing), and hundreds of entities stop at once.
+      let draining: number | undefined
       const shards = new Map<string, Slot>()
-
-      /** This runner's drain parallelism, or `undefined` when it is not drained. */
-      const draining = Effect.suspend(() => {
-        if (Date.now() - read.at < cacheMs) return Effect.succeed(read.parallel)
-        return sql<{ readonly parallel: number }>`SELECT parallel FROM shardhub_drains WHERE address = ${address}`.pipe(
-          Effect.map((rows) => rows[0]?.parallel),
-          // Not knowing is not draining: the stop is never held up by the store.
-          Effect.orElseSucceed(() => undefined),
-          Effect.tap((parallel) =>
-            Effect.gen(function*() {
-              read = { at: Date.now(), parallel }
-              if (parallel !== undefined && parallel !== permits) {
-                permits = parallel
-                yield* Semaphore.resize(slots, parallel)
-              }
-            })
-          )
-        )
-      })
+      yield* sql<{ readonly parallel: number }>`SELECT parallel FROM shardhub_drains WHERE address = ${address}`.pipe(
+        Effect.tap((rows) =>
+          Effect.gen(function*() {
+            draining = rows[0]?.parallel
+            if (draining !== undefined && draining !== permits) {
+              permits = draining
+              yield* Semaphore.resize(slots, draining)
+            }
+          })
+        ),
+        // Not knowing keeps the last answer.
+        Effect.ignore,
+        Effect.repeat(Schedule.spaced(pollMs)),
+        Effect.forkIn(scope)
+      )
 
       const slotOf = (shard: string) =>
         Effect.gen(function*() {
@@ -99,7 +98,7 @@ export const layer = (address: string) =>
       return Handover.of({
         pace: (shard, stop, moved) =>
           Effect.gen(function*() {
-            if ((yield* draining) === undefined) return yield* stop
+            if (draining === undefined) return yield* stop
             const slot = yield* slotOf(shard)
             yield* Deferred.await(slot.taken)
             yield* stop

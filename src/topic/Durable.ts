@@ -95,9 +95,10 @@ export const make = Effect.gen(function*() {
       yield* sql.withTransaction(Effect.gen(function*() {
         const seen = yield* sql`SELECT 1 FROM shardhub_topic_log WHERE topic = ${topic} AND producer = ${producer} AND batch = ${batch} LIMIT 1`
         if (seen.length > 0) return
-        const [{ first }] = yield* sql<{ first: string | number }>`
+        const numbered = yield* sql<{ first: string | number }>`
           UPDATE shardhub_topics SET next_n = next_n + ${pieces.length} WHERE name = ${topic} RETURNING next_n - ${pieces.length} AS first`
-        const base = Number(first)
+        if (numbered.length === 0) return yield* new TopicError({ topic, reason: "NotFound", message: `no topic ${topic} (it was deleted)` })
+        const base = Number(numbered[0]!.first)
         const rows = pieces.map((data, i) => ({ topic, n: base + i, producer, batch, data }))
         yield* sql`INSERT INTO shardhub_topic_log ${sql.insert(rows as [typeof rows[number], ...Array<typeof rows[number]>])}`
       }))
