@@ -242,7 +242,11 @@ const main = async () => {
       return copies.length < 2 ? Infinity : copies[1]!.first - copies[0]!.last
     })
     const drainMaxGapMs = Math.max(...gaps)
-    log(`drain: ${onOne.length} instances moved in ${drainS.toFixed(1)} s; longest gap ${drainMaxGapMs} ms`)
+    const sortedGaps = [...gaps].sort((a, b) => a - b)
+    const drainP50GapMs = sortedGaps[Math.floor(sortedGaps.length / 2)]!
+    const worst = onOne[gaps.indexOf(drainMaxGapMs)]!
+    log(`drain: ${onOne.length} instances moved in ${drainS.toFixed(1)} s; gap p50 ${drainP50GapMs} ms, longest ${drainMaxGapMs} ms (${worst}: ${
+      copiesOf(Path.join(audit, worst)).map((c) => `${c.pid} ${c.first - drainStart}→${c.last - drainStart}`).join(", ")} ms from the drain's start)`)
     await host((host) => Effect.all([host.undrain(address(0)), host.undrain(address(1))]))
     await run(Effect.flatMap(InstanceClient, (instances) => Effect.forEach(drainIds, (id) => instances.kill(id, { removeImmediately: true }), { concurrency: 32 })))
 
@@ -309,6 +313,7 @@ const main = async () => {
       bundle_moved: bundleMoved,
       drain_instances: onOne.length,
       drain_s: Number(drainS.toFixed(2)),
+      drain_p50_gap_ms: drainP50GapMs,
       drain_max_gap_ms: drainMaxGapMs,
       overlaps,
       topic_lost: plain.lost + acking.lost,

@@ -22,7 +22,7 @@
  * A drained runner (a row in `shardhub_drains`, see `client/Drain`) is reported unhealthy too,
  * by the same query: every participant then leaves it out of its hash rings, so its shards go
  * to the others and it takes nothing new, while it lives on and hands its processes over at the
- * pace its `Handover` sets.
+ * pace its `Handover` sets (told here, in the same read, before any shard of it is released).
  *
  * Cost: none in store round trips (the session check rides on the runner-list query), and a
  * connection attempt to a runner only while it has no session (at most one per second; a
@@ -76,7 +76,9 @@ export const refuses = (host: string, port: number): Effect.Effect<boolean> =>
  * @since 0.7.0
  */
 export const detectingCrashes = (
-  storage: RunnerStorage.RunnerStorage["Service"]
+  storage: RunnerStorage.RunnerStorage["Service"],
+  /** Told, on every read, whether this runner (`self`, `host:port`) is drained and at what pace. */
+  drained?: { readonly self: string; readonly observe: (parallel: number | undefined) => Effect.Effect<void> }
 ): Effect.Effect<RunnerStorage.RunnerStorage["Service"], never, SqlClient | ShardingConfig.ShardingConfig> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
@@ -101,11 +103,12 @@ export const detectingCrashes = (
       readonly runner: string
       readonly healthy: boolean
       readonly connected: boolean
-      readonly drained: boolean
+      readonly address: string
+      readonly drain_parallel: number | null
     }>`
-      SELECT r.runner, r.healthy,
+      SELECT r.runner, r.healthy, r.address,
         EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name LIKE '% ' || r.address) AS connected,
-        EXISTS (SELECT 1 FROM shardhub_drains d WHERE d.address = r.address) AS drained
+        (SELECT d.parallel FROM shardhub_drains d WHERE d.address = r.address) AS drain_parallel
       FROM cluster_runners r
       WHERE r.last_heartbeat > NOW() - INTERVAL '${expiresSeconds} seconds'`.pipe(
       PersistenceError.refail,
@@ -114,7 +117,11 @@ export const detectingCrashes = (
     return {
       ...storage,
       getRunners: Effect.gen(function*() {
-        const found = (yield* rows).map((row) => ({ ...row, runner: Runner.decodeSync(row.runner) }))
+        const found = (yield* rows).map((row) => ({ ...row, drained: row.drain_parallel !== null, runner: Runner.decodeSync(row.runner) }))
+        if (drained !== undefined) {
+          const self = found.find((row) => row.address === drained.self)
+          if (self !== undefined) yield* drained.observe(self.drain_parallel ?? undefined)
+        }
         const listed = new Set(found.map((row) => key(row.runner)))
         for (const at of [...dead, ...probedAt.keys()]) {
           if (!listed.has(at)) {

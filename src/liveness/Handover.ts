@@ -18,8 +18,7 @@
  *
  * @since 0.10.0
  */
-import { Context, Deferred, Effect, Layer, Schedule, Semaphore } from "effect"
-import { SqlClient } from "effect/sql/SqlClient"
+import { Context, Deferred, Effect, Layer, Semaphore } from "effect"
 
 /**
  * @since 0.10.0
@@ -30,10 +29,14 @@ export class Handover extends Context.Service<Handover, {
    * allows, then keeps the shard's slot until `moved` (the instance runs elsewhere) ends.
    */
   readonly pace: (shard: string, stop: Effect.Effect<void>, moved: Effect.Effect<void>) => Effect.Effect<void>
+  /**
+   * Whether this runner is drained, and how many shards may move at once: told by the runner
+   * list (`CrashDetection`) in the same read that makes every participant leave it out, so it is
+   * known before any of its shards is released — and never read by a stop itself (a shard
+   * release must not wait for the store, which may be what is failing).
+   */
+  readonly observe: (parallel: number | undefined) => Effect.Effect<void>
 }>()("shardhub/Handover") {}
-
-/** How often this runner's drain row is read, in the background. */
-const pollMs = 500
 
 interface Slot {
   readonly taken: Deferred.Deferred<void>
@@ -41,69 +44,54 @@ interface Slot {
 }
 
 /**
- * The handover of the runner at `address` (`host:port`, as in `shardhub_drains`).
- *
  * @since 0.10.0
  */
-export const layer = (address: string) =>
-  Layer.effect(
-    Handover,
-    Effect.gen(function*() {
-      const sql = yield* SqlClient
-      const scope = yield* Effect.scope
-      const slots = yield* Semaphore.make(1)
-      let permits = 1
-      // This runner's drain parallelism, or `undefined` when it is not drained. Read in the
-      // background, never by a stop: a shard release must not wait for the store (it may be
-      // what is failing), and hundreds of entities stop at once.
-      let draining: number | undefined
-      const shards = new Map<string, Slot>()
-      yield* sql<{ readonly parallel: number }>`SELECT parallel FROM shardhub_drains WHERE address = ${address}`.pipe(
-        Effect.tap((rows) =>
-          Effect.gen(function*() {
-            draining = rows[0]?.parallel
-            if (draining !== undefined && draining !== permits) {
-              permits = draining
-              yield* Semaphore.resize(slots, draining)
-            }
-          })
-        ),
-        // Not knowing keeps the last answer.
-        Effect.ignore,
-        Effect.repeat(Schedule.spaced(pollMs)),
-        Effect.forkIn(scope)
-      )
+export const layer = Layer.effect(
+  Handover,
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const slots = yield* Semaphore.make(1)
+    let permits = 1
+    let draining: number | undefined
+    const shards = new Map<string, Slot>()
 
-      const slotOf = (shard: string) =>
-        Effect.gen(function*() {
-          const found = shards.get(shard)
-          if (found !== undefined) {
-            found.users++
-            return found
-          }
-          const slot: Slot = { taken: yield* Deferred.make<void>(), users: 1 }
-          shards.set(shard, slot)
-          yield* slots.take(1).pipe(Effect.andThen(Deferred.succeed(slot.taken, undefined)), Effect.forkIn(scope))
-          return slot
-        })
-
-      const leave = (shard: string, slot: Slot) =>
-        Effect.suspend(() => {
-          slot.users--
-          if (slot.users > 0) return Effect.void
-          shards.delete(shard)
-          return slots.release(1)
-        })
-
-      return Handover.of({
-        pace: (shard, stop, moved) =>
-          Effect.gen(function*() {
-            if (draining === undefined) return yield* stop
-            const slot = yield* slotOf(shard)
-            yield* Deferred.await(slot.taken)
-            yield* stop
-            yield* moved.pipe(Effect.ensuring(leave(shard, slot)), Effect.forkIn(scope))
-          }).pipe(Effect.uninterruptible)
+    const slotOf = (shard: string) =>
+      Effect.gen(function*() {
+        const found = shards.get(shard)
+        if (found !== undefined) {
+          found.users++
+          return found
+        }
+        const slot: Slot = { taken: yield* Deferred.make<void>(), users: 1 }
+        shards.set(shard, slot)
+        yield* slots.take(1).pipe(Effect.andThen(Deferred.succeed(slot.taken, undefined)), Effect.forkIn(scope))
+        return slot
       })
+
+    const leave = (shard: string, slot: Slot) =>
+      Effect.suspend(() => {
+        slot.users--
+        if (slot.users > 0) return Effect.void
+        shards.delete(shard)
+        return slots.release(1)
+      })
+
+    return Handover.of({
+      pace: (shard, stop, moved) =>
+        Effect.gen(function*() {
+          if (draining === undefined) return yield* stop
+          const slot = yield* slotOf(shard)
+          yield* Deferred.await(slot.taken)
+          yield* stop
+          yield* moved.pipe(Effect.ensuring(leave(shard, slot)), Effect.forkIn(scope))
+        }).pipe(Effect.uninterruptible),
+      observe: (parallel) =>
+        Effect.suspend(() => {
+          draining = parallel
+          if (parallel === undefined || parallel === permits) return Effect.void
+          permits = parallel
+          return Semaphore.resize(slots, parallel)
+        })
     })
-  )
+  })
+)

@@ -27,6 +27,7 @@ import { type ClusterConfig, clusterConfig, type RunnerConfig } from "../base/Co
 import { parseLabels } from "../base/Labels.ts"
 import * as PlacementGroups from "../instance/PlacementGroups.ts"
 import * as Fence from "../liveness/Fence.ts"
+import * as Handover from "../liveness/Handover.ts"
 import * as CrashDetection from "../liveness/CrashDetection.ts"
 import * as LockStorage from "../store/LockStorage.ts"
 import * as MessageStore from "../store/MessageStore.ts"
@@ -61,9 +62,13 @@ export const shardingConfig = (
 const runnerStorage = Layer.effect(
   RunnerStorage.RunnerStorage,
   Effect.gen(function*() {
+    const config = yield* ShardingConfig.ShardingConfig
+    const handover = yield* Effect.serviceOption(Handover.Handover)
+    const self = Option.flatMap(config.runnerAddress, (address) =>
+      Option.map(handover, (h) => ({ self: `${address.host}:${address.port}`, observe: h.observe })))
     const storage = yield* SqlRunnerStorage.make({}).pipe(
       Effect.flatMap(LockStorage.oneReleaseAtATime),
-      Effect.flatMap(CrashDetection.detectingCrashes)
+      Effect.flatMap((storage) => CrashDetection.detectingCrashes(storage, Option.getOrUndefined(self)))
     )
     const fence = yield* Effect.serviceOption(Fence.Fence)
     return Option.match(fence, { onNone: () => storage, onSome: (fence) => Fence.renewing(storage, fence) })

@@ -88,7 +88,7 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
   Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
-    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Handover.layer(`${runner.host}:${runner.port}`))),
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer)),
     Layer.provide(DataPort.layer({
       host: runner.host,
       listenHost: Option.getOrUndefined(runner.listenHost),
@@ -96,6 +96,7 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
     })),
     Layer.provideMerge(Cluster.runnerLayer(config, runner, options)),
     Layer.provideMerge(Fence.layer(config.timings.shardLockExpiration)),
+    Layer.provideMerge(Handover.layer),
     Layer.provideMerge(ProcessManager.layer({
       stateDir: stateDirOf(config, runner),
       maxProcesses: runner.maxInstances,
