@@ -179,15 +179,12 @@ const desired = (file: string, app: App) =>
     } else {
       if (args.some((arg) => typeof arg !== "string")) return yield* fail("a command's args are strings")
       const words = args as Array<string>
-      if (app.bundle === true && app.script !== undefined && Path.relative(cwd, Path.resolve(cwd, app.script)).startsWith("..")) {
+      // With a bundle the runner's copy of cwd is the working directory: the script is relative to it.
+      const inCwd = app.script === undefined ? undefined : Path.relative(cwd, Path.resolve(cwd, app.script))
+      if (app.bundle === true && inCwd?.startsWith("..")) {
         return yield* fail(`script ${app.script} lies outside cwd, which bundle: true sends`)
       }
-      // With a bundle the runner's copy of cwd is the working directory: the script is relative to it.
-      const script = app.script === undefined
-        ? undefined
-        : app.bundle === true
-        ? `./${Path.relative(cwd, Path.resolve(cwd, app.script))}`
-        : Path.resolve(cwd, app.script)
+      const script = app.script === undefined ? undefined : app.bundle === true ? `./${inCwd}` : Path.resolve(cwd, app.script)
       const [command, ...rest] = app.command !== undefined
         ? [app.command, ...words]
         : app.interpreter === "none" || (app.interpreter === undefined && !/\.[cm]?js$/.test(app.script!))

@@ -180,7 +180,7 @@ export const make = (options: Options = {}) =>
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
     const knownTopics = yield* TopicRegistry.make
-    const durableTopics = yield* Durable.make
+    const durableTopics = yield* Durable.DurableTopics
     // Whether a topic is durable, kept a few seconds: a subscription that needs no store read
     // is sent at once, in the order it was asked for (the first takes what waited).
     const durability = new Map<string, { readonly durable: boolean; readonly at: number }>()
@@ -224,6 +224,21 @@ export const make = (options: Options = {}) =>
                 : Effect.fail(new StartUnconfirmed({ id, reason, outcome: "unconfirmed" }))
           })
         )
+      // The start, sent to the entity that owns it.
+      const send = (entityId: string) =>
+        retryMoved(Effect.suspend(() => clients(entityId).Start({ spec, startKey }))).pipe(
+          Effect.withSpan("shardhub.start", { attributes: { "shardhub.instance": id } }),
+          // A defect on the way (the cluster's own storage out of reach, say) says nothing of the
+          // outcome either.
+          Effect.catchDefect((defect) => unanswered(`failed (${defect instanceof Error ? defect.message || defect.name : String(defect)})`)),
+          Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered(`got no answer within ${ms} ms`) }),
+          // The runner's own answers are final; anything else leaves the outcome open.
+          Effect.catchIf(
+            (error) => !(error._tag === "InvalidSpec" || error._tag === "InstanceAlreadyExists" || error._tag === "StartFailed" ||
+              error._tag === "StartUnconfirmed"),
+            (error) => unanswered(`failed (${error.message})`)
+          )
+        )
       // A placement no live runner meets: the record waits as `pending`, and a persisted wake-up
       // waits in the store for the first runner that meets it to take the instance's shard.
       const pending = (entityId: string, requirement: string) =>
@@ -252,21 +267,6 @@ export const make = (options: Options = {}) =>
             (served) => served ? send(entityId) : Effect.mapError(pending(entityId, requirementKey(spec.placement?.on)), (error) =>
               error._tag === "RegistryError" ? notSent(error) : error)
           ))
-      function send(entityId: string) {
-        return retryMoved(Effect.suspend(() => clients(entityId).Start({ spec, startKey }))).pipe(
-        Effect.withSpan("shardhub.start", { attributes: { "shardhub.instance": id } }),
-        // A defect on the way (the cluster's own storage out of reach, say) says nothing of the
-        // outcome either.
-        Effect.catchDefect((defect) => unanswered(`failed (${defect instanceof Error ? defect.message || defect.name : String(defect)})`)),
-        Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => unanswered(`got no answer within ${ms} ms`) }),
-        // The runner's own answers are final; anything else leaves the outcome open.
-        Effect.catchIf(
-          (error) => !(error._tag === "InvalidSpec" || error._tag === "InstanceAlreadyExists" || error._tag === "StartFailed" ||
-            error._tag === "StartUnconfirmed"),
-          (error) => unanswered(`failed (${error.message})`)
-        )
-      )
-      }
     }
     return HostClient.of({
       /** Every instance in the cluster, newest first; optionally only those in `statuses`. */
@@ -404,5 +404,5 @@ export const make = (options: Options = {}) =>
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient | InstanceRoutes> =>
+): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient | InstanceRoutes | Durable.DurableTopics> =>
   Layer.effect(HostClient, make(options))

@@ -46,7 +46,7 @@ export const list = Effect.gen(function*() {
   }>`
     SELECT r.address, r.healthy AND d.address IS NULL AS healthy, d.address IS NOT NULL AS drained,
       COALESCE((SELECT string_agg(g.requirement, ',') FROM shardhub_placement_groups g
-        WHERE (r.runner::jsonb -> 'groups') ? ('p' || lpad(g.n::text, 4, '0'))), '') AS requirements,
+        WHERE (r.runner::jsonb -> 'groups') ? g.name), '') AS requirements,
       (extract(epoch FROM (localtimestamp - r.last_heartbeat)) * 1000)::float8 AS heartbeat_age_ms,
       COALESCE(s.shards, 0)::int AS shards
     FROM cluster_runners r

@@ -121,7 +121,7 @@ export const layer = (options: Options = {}) =>
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
       const knownTopics = yield* TopicRegistry.make
-      const durableTopics = yield* Durable.make
+      const durableTopics = yield* Durable.DurableTopics
       const self = (yield* Instance.client)(address.entityId)
       // The requirement of this entity's placement group: a record that names another is not
       // this entity's (a stale route), and it never acts on it.

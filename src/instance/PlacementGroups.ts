@@ -23,8 +23,6 @@ import { defaultGroup } from "./Placement.ts"
 /** The most placement groups a cluster may have (see above). */
 const maxGroups = 1000
 
-const nameOf = (n: number) => `p${String(n).padStart(4, "0")}`
-
 /**
  * @since 0.10.0
  */
@@ -47,6 +45,13 @@ export class PlacementGroups extends Context.Service<PlacementGroups, {
   }, RegistryError>
 }>()("shardhub/PlacementGroups") {}
 
+/** A group as stored: its number, its name (`p` and the number, from the table), its requirement. */
+interface Row {
+  readonly n: number
+  readonly name: string
+  readonly requirement: string
+}
+
 const storeError = (error: SqlError) => new RegistryError({ message: `cluster store: ${error.message}` })
 
 /**
@@ -56,13 +61,13 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient
   const byRequirement = new Map<string, string>([["", defaultGroup]])
   const byGroup = new Map<string, string>([[defaultGroup, ""]])
-  const remember = (rows: ReadonlyArray<{ readonly n: number; readonly requirement: string }>) => {
+  const remember = (rows: ReadonlyArray<Row>) => {
     for (const row of rows) {
-      byRequirement.set(row.requirement, nameOf(row.n))
-      byGroup.set(nameOf(row.n), row.requirement)
+      byRequirement.set(row.requirement, row.name)
+      byGroup.set(row.name, row.requirement)
     }
   }
-  const readAll = sql<{ n: number; requirement: string }>`SELECT n, requirement FROM shardhub_placement_groups ORDER BY n`.pipe(
+  const readAll = sql<Row>`SELECT n, name, requirement FROM shardhub_placement_groups ORDER BY n`.pipe(
     Effect.tap((rows) => Effect.sync(() => remember(rows)))
   )
   /**
@@ -73,21 +78,21 @@ export const make = Effect.gen(function*() {
   const create = (requirement: string) =>
     sql.withTransaction(Effect.gen(function*() {
       yield* sql`LOCK TABLE shardhub_placement_groups IN SHARE ROW EXCLUSIVE MODE`
-      const rows = yield* sql<{ n: number; requirement: string }>`
-        SELECT n, requirement FROM shardhub_placement_groups WHERE requirement = ${requirement}`
+      const rows = yield* sql<Row>`
+        SELECT n, name, requirement FROM shardhub_placement_groups WHERE requirement = ${requirement}`
       if (rows.length > 0) return remember(rows)
       const [last] = yield* sql<{ n: number }>`SELECT COALESCE(max(n), 0)::int AS n FROM shardhub_placement_groups`
       if (last!.n >= maxGroups) return yield* new RegistryError({ message: `the cluster has ${maxGroups} placement groups, the most it may have` })
-      remember(yield* sql<{ n: number; requirement: string }>`
-        INSERT INTO shardhub_placement_groups (n, requirement) VALUES (${last!.n + 1}, ${requirement}) RETURNING n, requirement`)
+      remember(yield* sql<Row>`
+        INSERT INTO shardhub_placement_groups (n, requirement) VALUES (${last!.n + 1}, ${requirement}) RETURNING n, name, requirement`)
     }))
 
   const groupOf = (requirement: string, options?: { readonly create?: boolean }) =>
     Effect.gen(function*() {
       const known = byRequirement.get(requirement)
       if (known !== undefined) return known
-      remember(yield* sql<{ n: number; requirement: string }>`
-        SELECT n, requirement FROM shardhub_placement_groups WHERE requirement = ${requirement}`)
+      remember(yield* sql<Row>`
+        SELECT n, name, requirement FROM shardhub_placement_groups WHERE requirement = ${requirement}`)
       if (!byRequirement.has(requirement) && options?.create === true) yield* create(requirement)
       return byRequirement.get(requirement)
     }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(storeError(error))))
@@ -104,8 +109,8 @@ export const make = Effect.gen(function*() {
         const assigned = [defaultGroup]
         for (const requirement of subsets(labels)) assigned.push((yield* groupOf(requirement, { create: true }))!)
         const all = yield* readAll.pipe(Effect.catchTag("SqlError", (error) => Effect.fail(storeError(error))))
-        const last = Math.max(0, ...all.filter((row) => assigned.includes(nameOf(row.n))).map((row) => row.n))
-        return { assigned, available: [defaultGroup, ...all.filter((row) => row.n <= last).map((row) => nameOf(row.n))] }
+        const last = Math.max(0, ...all.filter((row) => assigned.includes(row.name)).map((row) => row.n))
+        return { assigned, available: [defaultGroup, ...all.filter((row) => row.n <= last).map((row) => row.name)] }
       })
   })
 })

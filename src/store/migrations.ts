@@ -136,13 +136,14 @@ const migrations = {
     )`
   }),
   /**
-   * Placement groups: one shard group per label requirement, named `p` and its number (see
-   * `instance/PlacementGroups`); the table only grows.
+   * Placement groups: one shard group per label requirement, named `p` and its number in four
+   * digits (`name`, the one place that says so; see `instance/PlacementGroups`); the table only grows.
    */
   "9_placement_groups": Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql`CREATE TABLE shardhub_placement_groups (
       n integer PRIMARY KEY CHECK (n BETWEEN 1 AND 1000),
+      name text GENERATED ALWAYS AS ('p' || lpad(n::text, 4, '0')) STORED,
       requirement text NOT NULL UNIQUE CHECK (requirement <> '')
     )`
   }),

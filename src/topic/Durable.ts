@@ -27,7 +27,7 @@
  *
  * @since 0.10.0
  */
-import { Effect, Schedule, Stream } from "effect"
+import { Context, Effect, Layer, Schedule, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { TopicError } from "./Topic.ts"
@@ -197,3 +197,13 @@ export const make = Effect.gen(function*() {
 
 /** @since 0.10.0 */
 export type Durable = Effect.Success<typeof make>
+
+/**
+ * The durable topics of a participant, made once (not per entity that wires a topic).
+ *
+ * @since 0.10.0
+ */
+export class DurableTopics extends Context.Service<DurableTopics, Durable>()("shardhub/DurableTopics") {}
+
+/** @since 0.10.0 */
+export const layer: Layer.Layer<DurableTopics, never, SqlClient> = Layer.effect(DurableTopics, make)
