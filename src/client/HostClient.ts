@@ -179,7 +179,7 @@ export const make = (options: Options = {}) =>
     const registry = yield* Registry
     const sequences = yield* SequenceStore
     const topics = yield* Topic.client
-    const knownTopics = yield* TopicRegistry.make
+    const knownTopics = yield* TopicRegistry.KnownTopics
     const durableTopics = yield* Durable.DurableTopics
     // Whether a topic is durable, kept a few seconds: a subscription that needs no store read
     // is sent at once, in the order it was asked for (the first takes what waited).
@@ -404,5 +404,5 @@ export const make = (options: Options = {}) =>
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient | InstanceRoutes | Durable.DurableTopics> =>
+): Layer.Layer<HostClient, never, Sharding | Registry | SequenceStore | SqlClient | InstanceRoutes | Durable.DurableTopics | TopicRegistry.KnownTopics> =>
   Layer.effect(HostClient, make(options))

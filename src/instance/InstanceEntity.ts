@@ -120,7 +120,7 @@ export const layer = (options: Options = {}) =>
       const cacheDir = options.sequenceCacheDir ?? Path.join(Os.tmpdir(), "shardhub-sequences")
       const sequences = yield* SequenceStore
       const topics = yield* Topic.client
-      const knownTopics = yield* TopicRegistry.make
+      const knownTopics = yield* TopicRegistry.KnownTopics
       const durableTopics = yield* Durable.DurableTopics
       const self = (yield* Instance.client)(address.entityId)
       // The requirement of this entity's placement group: a record that names another is not

@@ -44,7 +44,7 @@ export interface Ends {
 export type TopicClient = Effect.Success<typeof Topic.client>
 
 /** @since 0.6.0 */
-export type KnownTopics = Effect.Success<typeof TopicRegistry.make>
+export type KnownTopics = TopicRegistry.KnownTopics["Service"]
 
 /**
  * Connects `ends` to the topics of `wiring` through `topics`, for as long as `scope` lasts, and

@@ -13,6 +13,7 @@ import * as Registry from "../instance/Registry.ts"
 import * as PlacementGroups from "../instance/PlacementGroups.ts"
 import * as Routes from "../client/Routes.ts"
 import * as Durable from "../topic/Durable.ts"
+import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as HostClient from "../client/HostClient.ts"
 import * as InstanceClient from "../client/InstanceClient.ts"
@@ -30,7 +31,7 @@ export const services = (
 ): Layer.Layer<HostClient.HostClient | InstanceClient.InstanceClient, never, Sharding | SqlClient | Security> =>
   Layer.mergeAll(HostClient.layer(options), InstanceClient.layer(options)).pipe(
     Layer.provide(Routes.layer),
-    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Durable.layer))
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Durable.layer, TopicRegistry.layer))
   )
 
 /**

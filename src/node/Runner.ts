@@ -17,6 +17,7 @@ import * as PlacementGroups from "../instance/PlacementGroups.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as Topic from "../topic/Topic.ts"
 import * as Durable from "../topic/Durable.ts"
+import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import * as RunnerMetrics from "../metrics/RunnerMetrics.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
@@ -89,7 +90,7 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
   Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
-    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Durable.layer)),
+    Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Durable.layer, TopicRegistry.layer)),
     Layer.provide(DataPort.layer({
       host: runner.host,
       listenHost: Option.getOrUndefined(runner.listenHost),

@@ -5,7 +5,7 @@
  *
  * @since 0.6.0
  */
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { invalidName, isTopicName, TopicError } from "./Topic.ts"
@@ -90,3 +90,13 @@ export const make = Effect.gen(function*() {
       )
   }
 })
+
+/**
+ * The known topics of a participant, made once (not per instance entity activation).
+ *
+ * @since 0.10.0
+ */
+export class KnownTopics extends Context.Service<KnownTopics, Effect.Success<typeof make>>()("shardhub/KnownTopics") {}
+
+/** @since 0.10.0 */
+export const layer: Layer.Layer<KnownTopics, never, SqlClient> = Layer.effect(KnownTopics, make)
