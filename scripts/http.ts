@@ -6,8 +6,9 @@
  * - `http_start_ms`: `SequenceClient.start` → instance id (answered once it can take input), p50
  *   of 30, vs a bare `node` child that pipes stdin to stdout: spawn → first byte back.
  * - `http_first_byte_ms`: `SequenceClient.start` → the first output byte for one byte of input.
- * - `http_stream_mib_s`: 50 MiB through a pass-through sequence (`sendInput` and the `output`
- *   stream), vs the same bytes through a bare `node` pass-through child's pipes.
+ * - `http_stream_mib_s` (octet-stream), `http_stream_text_mib_s` (text/plain): 50 MiB through
+ *   `(input) => input.pipe(new PassThrough())` (`sendInput` and the `output` stream), vs the same
+ *   bytes through a bare `node` pass-through child's pipes.
  * - `http_owner_request_ms` vs `http_token_request_ms`: `GET /api/v1/version` on a new connection
  *   (p50 of 300 each, interleaved), let in as the owner (the peer's uid looked up in the kernel's
  *   socket table, once per connection) vs by the bearer token (no lookup): the peer check's cost.
@@ -35,7 +36,9 @@ const STARTS = 30
 const STREAM_BYTES = 50 * 1024 * 1024
 const CHUNK = 256 * 1024
 const chunk = Buffer.alloc(CHUNK, 7)
-const passthrough = Path.join(import.meta.dirname, "../test/sequence/fixtures/passthrough")
+/** `(input) => input.pipe(new PassThrough())`: what a user writes; see its comment for STH. */
+const passthrough = Path.join(import.meta.dirname, "sth/passthrough")
+const CONTENT_TYPES = ["application/octet-stream", "text/plain"] as const
 
 
 /** What one host scores, driven by the published api-client: starts, first bytes, a stream. */
@@ -77,22 +80,27 @@ const drive = async (apiBase: string, exact: boolean) => {
     starts.push(await start())
     firstBytes.push(await firstByte())
   }
-  const instance = await sequence.start({})
-  const output = await instance.getStream("output")
-  const begun = performance.now()
-  const received = new Promise<number>((resolve, reject) => {
-    let n = 0
-    output.on("data", (data: Buffer) => (n += data.length))
-    output.on("end", () => resolve(n))
-    output.on("error", reject)
-  })
-  await instance.sendInput(Readable.from(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk)), {}, { type: "application/octet-stream" })
-  const bytes = await received
-  const streamMiBs = STREAM_BYTES / 1024 / 1024 / ((performance.now() - begun) / 1000)
-  // shardhub must pass the bytes exactly; what STH does is recorded (0.18.7 sends more than it got).
-  if (exact && bytes !== STREAM_BYTES) throw new Error(`received ${bytes} of ${STREAM_BYTES} bytes`)
-  await instance.kill({ removeImmediately: true }).catch(() => undefined)
-  return { starts: starts.sort((a, b) => a - b), firstBytes: firstBytes.sort((a, b) => a - b), streamMiBs, bytes }
+  /** 50 MiB sent with `sendInput` while `getStream("output")` is read: MiB/s and bytes out. */
+  const stream = async (type: string) => {
+    const instance = await sequence.start({})
+    const output = await instance.getStream("output")
+    const begun = performance.now()
+    const received = new Promise<number>((resolve, reject) => {
+      let n = 0
+      output.on("data", (data: Buffer) => (n += data.length))
+      output.on("end", () => resolve(n))
+      output.on("error", reject)
+    })
+    await instance.sendInput(Readable.from(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk)), {}, { type })
+    const bytes = await received
+    const mibS = STREAM_BYTES / 1024 / 1024 / ((performance.now() - begun) / 1000)
+    if (exact && bytes !== STREAM_BYTES) throw new Error(`${type}: received ${bytes} of ${STREAM_BYTES} bytes`)
+    await instance.kill({ removeImmediately: true }).catch(() => undefined)
+    return { mibS, bytes }
+  }
+  const streams: Record<string, { mibS: number; bytes: number }> = {}
+  for (const type of CONTENT_TYPES) streams[type] = await stream(type)
+  return { starts: starts.sort((a, b) => a - b), firstBytes: firstBytes.sort((a, b) => a - b), streams }
 }
 
 /** One GET on a new connection: milliseconds to the end of its answer. */
@@ -150,15 +158,17 @@ const main = async () => {
       http_start_ms: percentile(shardhub.starts, 50),
       http_first_byte_ms: percentile(shardhub.firstBytes, 50),
       raw_node_start_ms: percentile(raw, 50),
-      http_stream_mib_s: shardhub.streamMiBs,
+      http_stream_mib_s: shardhub.streams["application/octet-stream"]!.mibS,
+      http_stream_text_mib_s: shardhub.streams["text/plain"]!.mibS,
       raw_node_pipe_mib_s: rawMiBs,
       http_owner_request_ms: percentile(check.owner, 50),
       http_token_request_ms: percentile(check.byToken, 50),
       ...(sthScores === undefined ? {} : {
         sth_start_ms: percentile(sthScores.starts, 50),
         sth_first_byte_ms: percentile(sthScores.firstBytes, 50),
-        sth_stream_mib_s: sthScores.streamMiBs,
-        sth_stream_bytes_out: sthScores.bytes
+        sth_stream_mib_s: sthScores.streams["application/octet-stream"]!.mibS,
+        sth_stream_text_mib_s: sthScores.streams["text/plain"]!.mibS,
+        sth_stream_bytes_out: sthScores.streams["application/octet-stream"]!.bytes
       })
     }
     if (json) {
@@ -169,7 +179,8 @@ const main = async () => {
       ["api-client start → instance id p50 (raw: bare node spawn → first byte)", result.raw_node_start_ms, result.http_start_ms, "ms"],
       ["api-client start → instance id p99", percentile(raw, 99), percentile(shardhub.starts, 99), "ms"],
       ["api-client start → first output byte p50", result.raw_node_start_ms, result.http_first_byte_ms, "ms"],
-      ["50 MiB through a pass-through (raw: node child pipes)", result.raw_node_pipe_mib_s, result.http_stream_mib_s, "MiB/s"],
+      ["50 MiB through a pass-through, octet-stream (raw: node child pipes)", result.raw_node_pipe_mib_s, result.http_stream_mib_s, "MiB/s"],
+      ["50 MiB through a pass-through, text/plain (raw: node child pipes)", result.raw_node_pipe_mib_s, result.http_stream_text_mib_s, "MiB/s"],
       ["GET version, new connection, p50: owner by peer uid (raw: by token, no lookup)", result.http_token_request_ms, result.http_owner_request_ms, "ms"]
     ])
     if (sthScores === undefined) return
@@ -180,8 +191,11 @@ const main = async () => {
       console.log(`| ${metric} | ${sthValue.toFixed(1)} ${unit} | ${value.toFixed(1)} ${unit} | ${(value / sthValue).toFixed(2)}× |`)
     row("start → instance id p50", result.sth_start_ms!, result.http_start_ms, "ms")
     row("start → first output byte p50", result.sth_first_byte_ms!, result.http_first_byte_ms, "ms")
-    row("50 MiB through a pass-through", result.sth_stream_mib_s!, result.http_stream_mib_s, "MiB/s")
-    if (sthScores.bytes !== STREAM_BYTES) console.log(`\nSTH sent ${sthScores.bytes} bytes out for the ${STREAM_BYTES} it got (shardhub: exactly ${STREAM_BYTES})`)
+    row("50 MiB through a pass-through, octet-stream", result.sth_stream_mib_s!, result.http_stream_mib_s, "MiB/s")
+    row("50 MiB through a pass-through, text/plain", result.sth_stream_text_mib_s!, result.http_stream_text_mib_s, "MiB/s")
+    for (const [type, { bytes }] of Object.entries(sthScores.streams)) {
+      if (bytes !== STREAM_BYTES) console.log(`\nSTH sent ${bytes} bytes out for the ${STREAM_BYTES} it got as ${type} (shardhub: exactly ${STREAM_BYTES})`)
+    }
   } finally {
     if ("host" in sth) await sth.host.kill("SIGTERM")
     await gateway.kill("SIGTERM")
