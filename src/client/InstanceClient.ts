@@ -14,10 +14,11 @@ import type * as Stdio from "../process/Stdio.ts"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import type { Sharding } from "effect/cluster/Sharding"
-import { Cause, Context, Duration, Effect, Fiber, Layer, Option, Schema, type Scope, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema, type Scope, Stream } from "effect"
 import type * as Net from "node:net"
+import { finished, type Readable } from "node:stream"
 import { Security } from "../transport/Security.ts"
-import { DataPortError, dial } from "../instance/DataPort.ts"
+import { abort, DataPortError, dial } from "../instance/DataPort.ts"
 import { Instance } from "../instance/Instance.ts"
 import { Registry } from "../instance/Registry.ts"
 import { InstanceRoutes } from "./Routes.ts"
@@ -152,6 +153,16 @@ export interface InstanceClientService {
     flags?: { readonly replay?: boolean }
   ) => Effect.Effect<Stream.Stream<Uint8Array, DataPortError>, OpenError>
   /**
+   * `openOutput` for bulk bytes: the connection itself, a Node readable that ends when the
+   * output ends, read without a Stream chunk (and its fibers and allocations) per read. The
+   * caller owns it: destroying it stops the output.
+   */
+  readonly openOutputReadable: (
+    id: string,
+    stream?: OutputStream,
+    flags?: { readonly replay?: boolean }
+  ) => Effect.Effect<Readable, OpenError>
+  /**
    * Writes `bytes` to the process's stdin (`input` and `stdin` are the same for a command),
    * then closes it unless `end: false`; succeeds once the process took every byte.
    */
@@ -161,6 +172,15 @@ export interface InstanceClientService {
     id: string,
     flags?: InputFlags
   ) => Effect.Effect<<E, R>(bytes: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<void, DataPortError | E, R>, OpenError>
+  /**
+   * `openInput` for bulk bytes: the answer pipes a Node readable into the connection, with
+   * Node's own backpressure, and succeeds once the process took every byte. A source that
+   * fails or closes before its end fails it, and the process gets no end of input from it.
+   */
+  readonly openInputReadable: (
+    id: string,
+    flags?: InputFlags
+  ) => Effect.Effect<(source: Readable) => Effect.Effect<void, DataPortError>, OpenError>
   /** Writes `bytes` to the input and streams the output back, on one connection. */
   readonly inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags?: InoutFlags) => Stream.Stream<Uint8Array, OpenError | E, Exclude<R, Scope.Scope>>
   /** `inout`, its connection open once this succeeds. */
@@ -234,6 +254,7 @@ export const make = (options: Options = {}) =>
         closeOnDone
       })
 
+    /** Writes `bytes`, then ends the connection; one cut short (failed, interrupted) is reset. */
     const write = <E, R>(socket: Net.Socket, bytes: Stream.Stream<Uint8Array, E, R>) =>
       Stream.run(
         bytes,
@@ -242,7 +263,7 @@ export const make = (options: Options = {}) =>
           onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) }),
           endOnDone: true
         })
-      )
+      ).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => abort(socket))))
 
     /**
      * Opens an output stream: fails here (not in the stream) when the instance is unknown, so a
@@ -250,6 +271,14 @@ export const make = (options: Options = {}) =>
      */
     const openOutput = (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
       Effect.map(open(id, stream, flags), (socket) => readable(socket))
+
+    /** The owner's answer to an input connection: `DONE`, or why not. */
+    const answerOf = (text: string) => {
+      const line = text.trim()
+      return line === "DONE" ? Effect.void : Effect.fail(
+        new DataPortError({ message: line.startsWith("ERR ") ? line.slice(4) : `unexpected answer ${JSON.stringify(line)}` })
+      )
+    }
 
     /**
      * Opens an input: the answer writes `bytes` and succeeds once the process took every byte.
@@ -261,18 +290,46 @@ export const make = (options: Options = {}) =>
         <E, R>(bytes: Stream.Stream<Uint8Array, E, R>) => {
           // The owner answers once it took every byte, or as soon as it cannot take more (the
           // process ended, the instance moved): that answer ends the write.
-          const answer = Stream.mkString(Stream.decodeText(readable(socket, false))).pipe(
-            Effect.flatMap((text) => {
-              const line = text.trim()
-              return line === "DONE" ? Effect.void : Effect.fail(
-                new DataPortError({ message: line.startsWith("ERR ") ? line.slice(4) : `unexpected answer ${JSON.stringify(line)}` })
-              )
-            })
-          )
+          const answer = Stream.mkString(Stream.decodeText(readable(socket, false))).pipe(Effect.flatMap(answerOf))
           return Effect.all([write(socket, bytes), answer], { concurrency: 2, discard: true }).pipe(
             Effect.ensuring(Effect.sync(() => socket.destroy()))
           )
         })
+    }
+
+    const openInputReadable = (id: string, flags: InputFlags = {}) => {
+      const { stream, ...rest } = flags
+      return Effect.map(open(id, stream ?? "input", rest), (socket) => (source: Readable) =>
+        Effect.callback<void, DataPortError>((resume) => {
+          let answer = ""
+          let done = false
+          const finish = (exit: Effect.Effect<void, DataPortError>, cut = false) => {
+            if (done) return
+            done = true
+            source.unpipe(socket)
+            if (cut) abort(socket)
+            else socket.destroy()
+            resume(exit)
+          }
+          const broke = (error: unknown) =>
+            finish(Effect.fail(new DataPortError({ message: String((error as Error)?.message ?? error) })), true)
+          // The owner answers once it took every byte, or as soon as it cannot take more.
+          socket.setEncoding("utf8")
+          socket.on("data", (text: string) => {
+            answer += text
+          })
+          socket.once("end", () => finish(answerOf(answer)))
+          socket.once("error", broke)
+          // The dial read its `OK` and paused the socket: a 'data' listener alone stays paused.
+          socket.resume()
+          // Reset (not ended) when the source breaks or the caller leaves: the process gets no
+          // end of input from a truncated source.
+          finished(source, { writable: false }, (error) => {
+            if (error !== undefined && error !== null) broke(error)
+          })
+          source.pipe(socket)
+          return Effect.sync(() => finish(Effect.void, true))
+        }))
     }
 
     /** Opens an input and output on one connection: the answer writes `bytes` and streams the output. */
@@ -343,6 +400,8 @@ export const make = (options: Options = {}) =>
       output: (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
         Stream.unwrap(openOutput(id, stream, flags)),
       openOutput,
+      openOutputReadable: (id: string, stream: OutputStream = "output", flags: { readonly replay?: boolean } = {}) =>
+        open(id, stream, flags),
       /**
        * Writes `bytes` to the process's stdin (`input` and `stdin` are the same for a command),
        * then closes it unless `end: false`; succeeds once the process took every byte.
@@ -350,6 +409,7 @@ export const make = (options: Options = {}) =>
       input: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: InputFlags = {}) =>
         Effect.flatMap(openInput(id, flags), (send) => send(bytes)),
       openInput,
+      openInputReadable,
       /** Writes `bytes` to the input and streams the output back, on one connection. */
       inout: <E, R>(id: string, bytes: Stream.Stream<Uint8Array, E, R>, flags: InoutFlags = {}) =>
         Stream.unwrap(Effect.map(openInout(id, flags), (exchange) => exchange(bytes))),

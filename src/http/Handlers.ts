@@ -9,6 +9,7 @@ import { Effect, FiberSet, Layer, Schema, Stream } from "effect"
 import { HttpServerResponse } from "effect/http"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { HttpApiBuilder } from "effect/http-api"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Os from "node:os"
 import { HostClient } from "../client/HostClient.ts"
 import { type InputStream, InstanceClient, type OutputStream } from "../client/InstanceClient.ts"
@@ -198,8 +199,8 @@ export const instanceHandlers = HttpApiBuilder.group(
     // Stops answer at once; the stop itself runs here, in the gateway's scope.
     const background = yield* FiberSet.make()
 
-    const output = (id: string, stream: OutputStream) =>
-      Effect.andThen(exists(id), http(Effect.map(instances.openOutput(id, stream), (bytes) => Responses.stream(bytes))))
+    const output = (id: string, request: HttpServerRequest, stream: OutputStream) =>
+      Effect.andThen(exists(id), http(Effect.map(instances.openOutputReadable(id, stream), (bytes) => Responses.piped(request, bytes))))
 
     const input = (id: string, request: HttpServerRequest, stream: InputStream) =>
       Effect.gen(function*() {
@@ -214,11 +215,12 @@ export const instanceHandlers = HttpApiBuilder.group(
           })
         }
         const end = Body.endsStream(request)
-        const send = yield* http(instances.openInput(id, { stream, end, contentType }))
+        const send = yield* http(instances.openInputReadable(id, { stream, end, contentType }))
         // Answer at once (the client resolves on the headers); the body ends when the process
-        // took every byte, or fails the response when it could not.
+        // took every byte, or fails the response when it could not. The request's bytes go
+        // from its socket to the data port's by Node's own pipe.
         return Responses.stream(
-          Stream.fromEffectDrain(send(Body.stream(request))) as Stream.Stream<Uint8Array, unknown>,
+          Stream.fromEffectDrain(send(NodeHttpServerRequest.toIncomingMessage(request))) as Stream.Stream<Uint8Array, unknown>,
           "application/octet-stream"
         ).pipe(HttpServerResponse.setStatus(end ? 200 : 202))
       })
@@ -269,9 +271,9 @@ export const instanceHandlers = HttpApiBuilder.group(
           restarts: health.restarts,
           ...(health.stats === undefined ? {} : { cpuPercent: health.stats.cpuPercent, rssBytes: health.stats.rssBytes })
         })))))
-      .handleRaw("stdout", ({ params }) => output(params.id, "stdout"))
-      .handleRaw("stderr", ({ params }) => output(params.id, "stderr"))
-      .handleRaw("output", ({ params }) => output(params.id, "output"))
+      .handleRaw("stdout", ({ params, request }) => output(params.id, request, "stdout"))
+      .handleRaw("stderr", ({ params, request }) => output(params.id, request, "stderr"))
+      .handleRaw("output", ({ params, request }) => output(params.id, request, "output"))
       .handleRaw("log", ({ params }) =>
         Effect.as(
           exists(params.id),

@@ -164,6 +164,22 @@ export const layer = (config: Config): Layer.Layer<DataPort, DataPortError, Secu
  *
  * @since 0.3.0
  */
+/**
+ * Closes a connection so that the other side sees it broken (a TCP reset), not ended: an input
+ * cut short must not read as the end of its input. A TLS connection has no reset of its own
+ * here and is only destroyed.
+ *
+ * @since 0.9.0
+ */
+export const abort = (socket: Net.Socket) => {
+  if (socket.destroyed) return
+  try {
+    socket.resetAndDestroy()
+  } catch {
+    socket.destroy()
+  }
+}
+
 export const dial = (ticket: Ticket, security: Security["Service"], options: { readonly timeoutMs?: number } = {}) =>
   Effect.gen(function*() {
     const where = `data port ${ticket.host}:${ticket.port}`

@@ -160,6 +160,54 @@ describe("the HTTP gateway", () => {
     expect(sha256(bytes)).toBe(sha256(data))
   })
 
+  it("gives a process no end of input from a client that left mid-body; its next input goes on where the bytes stopped", async () => {
+    cluster.printOnFailure()
+    const id = await cluster.run(Effect.map(
+      Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "cat" } })),
+      (info) => info.id
+    ))
+    const output = Readable.fromWeb((await fetch(`${api}/instance/${id}/stdout`)).body as any)
+    const chunks: Array<Buffer> = []
+    let echoed = 0
+    const echoedAll = new Set<() => void>()
+    output.on("data", (chunk: Buffer) => {
+      chunks.push(chunk)
+      echoed += chunk.length
+      for (const check of echoedAll) check()
+    })
+    const ended = new Promise((resolve) => output.once("end", resolve))
+    const echoedAtLeast = (bytes: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => echoed >= bytes && (echoedAll.delete(check), resolve())
+        echoedAll.add(check)
+        check()
+      })
+    // Declares 1 MiB, sends 300 KiB, and leaves once cat echoed them: broken, not ended.
+    const partial = Crypto.randomBytes(300 * 1024)
+    await new Promise<void>((resolve) => {
+      const sent = Http.request(`${api}/instance/${id}/stdin`, {
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/octet-stream", "content-length": String(1024 * 1024), "x-end-stream": "true" }
+      })
+      sent.on("error", () => undefined)
+      sent.on("response", (response) => response.resume())
+      sent.on("close", () => resolve())
+      sent.write(partial)
+      void echoedAtLeast(partial.length).then(() => sent.destroy())
+    })
+    // cat still runs (its stdin was not closed) and takes the rest, then the end.
+    const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(id)))
+    expect(info.status).toBe("running")
+    const rest = await call("POST", `/instance/${id}/stdin`, {
+      body: "the rest",
+      headers: { "content-type": "application/octet-stream", "x-end-stream": "true" }
+    })
+    expect(rest.status).toBe(200)
+    await ended
+    expect(Buffer.concat(chunks).equals(Buffer.concat([partial, Buffer.from("the rest")]))).toBe(true)
+  })
+
   it("runs STH-style sequences (Node pipeline, Python context) unchanged through the api-client 0.26.1", async () => {
     cluster.printOnFailure()
     const host = new StHostClient(api)
