@@ -75,9 +75,12 @@ export const make = (
         }
         Fs.rm(doomed, { force: true }, () => {})
       },
+      // All at once: this is on the path of every start.
       clear: async (logName) => {
         const current = pathOf(logName)
-        for (let n = 0; n <= options.keepFiles; n++) await Fs.promises.rm(n === 0 ? current : `${current}.${n}`, { force: true })
+        await Promise.all(
+          Array.from({ length: options.keepFiles + 1 }, (_, n) => Fs.promises.rm(n === 0 ? current : `${current}.${n}`, { force: true }))
+        )
       },
       past: (logName, query) => LogStore.past({ id: logName, path: pathOf(logName), keepFiles: options.keepFiles }, query)
     }

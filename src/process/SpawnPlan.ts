@@ -25,14 +25,11 @@ export interface Plan {
   readonly dataDir: string
 }
 
-const isExecutable = async (path: string) => {
-  try {
-    await Fs.promises.access(path, Fs.constants.X_OK)
-    return (await Fs.promises.stat(path)).isFile()
-  } catch {
-    return false
-  }
-}
+const isExecutable = (path: string) =>
+  Promise.all([Fs.promises.access(path, Fs.constants.X_OK), Fs.promises.stat(path)]).then(
+    ([, stat]) => stat.isFile(),
+    () => false
+  )
 
 /** Finds the program like `execvp` would, so a missing binary is a typed error, not exit 127. */
 const locate = async (command: string, cwd: string, pathVariable: string | undefined): Promise<string | SpawnError> => {
@@ -73,33 +70,41 @@ export const make = (stateDir: string, supervisorToken: string) => {
     return found
   }
 
+  /**
+   * The plan's file work (the working directory's check, the PATH search, the data directory)
+   * runs at once, not one thread-pool round trip after another: it is on every start's path.
+   * A data directory made for a plan that then fails is removed again.
+   */
   const plan = async (spec: ResolvedSpec, id: string): Promise<Plan | SpawnError> => {
     const cwd = Path.resolve(spec.cwd ?? process.cwd())
-    if (!(await Fs.promises.stat(cwd).then((stat) => stat.isDirectory(), () => false))) {
-      return new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` })
-    }
     const dataDir = ChildEnv.dataDirOf(stateDir, id)
     const env = ChildEnv.childEnv(spec, id, dataDir, supervisorToken)
     const identity = Confinement.identity(spec.user, spec.group)
     if (identity instanceof SpawnError) return identity
     const unreachable = identity === undefined ? undefined : Confinement.checkReach(identity, cwd, dataDir)
     if (unreachable !== undefined) return unreachable
-    const program = spec.shell ? "/bin/sh" : await located(spec.command, cwd, env["PATH"])
-    if (typeof program !== "string") return program
-    const prlimit = Object.values(spec.rlimits).some((value) => value !== undefined) ? await located("prlimit", cwd, env["PATH"]) : undefined
+    const needsPrlimit = Object.values(spec.rlimits).some((value) => value !== undefined)
+    const [isDirectory, program, prlimit, made] = await Promise.all([
+      Fs.promises.stat(cwd).then((stat) => stat.isDirectory(), () => false),
+      spec.shell ? "/bin/sh" : located(spec.command, cwd, env["PATH"]),
+      needsPrlimit ? located("prlimit", cwd, env["PATH"]) : undefined,
+      Fs.promises.mkdir(dataDir, { recursive: true, mode: 0o700 })
+        .then(() => identity === undefined ? undefined : Fs.promises.chown(dataDir, identity.uid, identity.gid))
+        .then(() => undefined, (error: Error) => error)
+    ])
+    const failed = (error: SpawnError) => Fs.promises.rm(dataDir, { recursive: true, force: true }).then(() => error, () => error)
+    if (!isDirectory) {
+      return failed(new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` }))
+    }
+    if (typeof program !== "string") return failed(program)
     const confined = Confinement.withRlimits(
       program,
       spec.shell ? ["-c", spec.command, "sh", ...spec.args] : spec.args,
       spec.rlimits,
       () => prlimit ?? new SpawnError({ reason: "CommandNotFound", message: "prlimit: command not found on PATH" })
     )
-    if (confined instanceof SpawnError) return confined
-    try {
-      await Fs.promises.mkdir(dataDir, { recursive: true, mode: 0o700 })
-      if (identity !== undefined) await Fs.promises.chown(dataDir, identity.uid, identity.gid)
-    } catch (error) {
-      return new SpawnError({ reason: "System", message: `cannot create ${dataDir}: ${(error as Error).message}` })
-    }
+    if (confined instanceof SpawnError) return failed(confined)
+    if (made instanceof Error) return failed(new SpawnError({ reason: "System", message: `cannot create ${dataDir}: ${made.message}` }))
     return { file: confined.file, argv: confined.argv, env, identity, dataDir }
   }
 

@@ -238,7 +238,8 @@ describe("ProcessManager lifecycle", () => {
 
   it.live("bad specs give typed errors and leave the manager serving", () =>
     Effect.gen(function*() {
-      const pm = yield* manager()
+      const stateDir = yield* tempDir()
+      const pm = yield* manager({ stateDir })
       const missing = yield* Effect.flip(pm.spawn({ command: "shardhub-no-such-program" }))
       expect(missing).toMatchObject({ _tag: "SpawnError", reason: "CommandNotFound" })
       const badCwd = yield* Effect.flip(pm.spawn({ command: "true", cwd: "/nonexistent/dir" }))
@@ -253,6 +254,8 @@ describe("ProcessManager lifecycle", () => {
       expect(badLimit).toMatchObject({ _tag: "SpawnError", reason: "InvalidSpec" })
 
       expect(yield* pm.list).toEqual([])
+      // A refused spawn leaves no data directory behind (the plan makes it while it checks).
+      expect(Fs.existsSync(Path.join(stateDir, "data")) ? Fs.readdirSync(Path.join(stateDir, "data")) : []).toEqual([])
       const ok = yield* pm.spawn({ command: "true" })
       expect(yield* ok.wait).toMatchObject({ _tag: "Exited", code: 0 })
 
