@@ -10,7 +10,8 @@
  *   not line-logged; and with the default log), vs the same topology in plain Node (a TCP
  *   server process piping each connection through `cat`), and vs a `cat` child's pipes in this
  *   process.
- * - RPC throughput is compared with the trivial entity RPC at the same concurrency.
+ * - RPC throughput is compared with the trivial entity RPC at the same concurrency: the median
+ *   of 5 rounds of each, taking turns, after a warm-up round of each.
  * - failover: SIGKILL the runner holding the most of 12 instances; time until all of them run
  *   elsewhere (registry polled every 10 ms), default timings, 3 rounds (p50).
  */
@@ -33,7 +34,9 @@ const log = (line: string) => {
 }
 const STARTS = 200
 const CALLS = 3000
-const CONCURRENT_CALLS = 30_000
+/** Calls per throughput round; {@link ROUNDS} rounds of each side, alternating. */
+const CONCURRENT_CALLS = 10_000
+const ROUNDS = 5
 const STREAM_BYTES = 1024 * 1024 * 1024
 const CHUNK = 256 * 1024
 const cat: InstanceSpec = { program: { _tag: "Command", command: "cat" } }
@@ -109,27 +112,45 @@ const stream = (run: Run, spec: InstanceSpec) =>
     return STREAM_BYTES / 1024 / 1024 / seconds
   }))
 
+/** Requests/s of `call` at concurrency 64, over {@link CONCURRENT_CALLS} calls. */
+const throughput = async (run: Run, call: (i: number) => Effect.Effect<unknown, unknown, HostClient | InstanceClient | Sharding>) => {
+  const started = performance.now()
+  await run(Effect.forEach(Array.from({ length: CONCURRENT_CALLS }, (_, i) => i), call, { concurrency: 64, discard: true }))
+  return CONCURRENT_CALLS / ((performance.now() - started) / 1000)
+}
+
+/**
+ * The median requests/s of each call over {@link ROUNDS} rounds, the calls taking turns, after a
+ * warm-up round of each at the same concurrency: on a 2-core box one round differs from the next
+ * by more than the calls differ, and the first rounds run before the JIT has settled.
+ */
+const interleaved = async (run: Run, calls: ReadonlyArray<(i: number) => Effect.Effect<unknown, unknown, HostClient | InstanceClient | Sharding>>) => {
+  for (const call of calls) await throughput(run, call)
+  const rounds = calls.map((): Array<number> => [])
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, call] of calls.entries()) rounds[i]!.push(await throughput(run, call))
+  }
+  return rounds.map((values) => percentile(sorted(values), 50))
+}
+
 /**
  * What the transport carries, on one cluster: info round trips to one of 16 `cat`s, info
  * requests/s at concurrency 64 over them, and a stream through `cat` without line logging.
  */
-const transportFigures = async (run: Run, label: string) => {
+const transportFigures = async (run: Run, label: string, baseline?: (i: number) => Effect.Effect<unknown, unknown, Sharding>) => {
   log(`${label}: RPC round trips, RPC throughput at concurrency 64, stream`)
   const host = await run(HostClient)
   const instances = await run(InstanceClient)
   const targets = await run(Effect.forEach(Array.from({ length: 16 }, () => host.start(cat)), (e) => e, { concurrency: 16 }))
   await timeEach(500, () => run(instances.info(targets[0]!.id)))
   const rpc = await timeEach(CALLS, () => run(instances.info(targets[0]!.id)))
-  const throughputStarted = performance.now()
-  await run(Effect.forEach(
-    Array.from({ length: CONCURRENT_CALLS }, (_, i) => targets[i % targets.length]!.id),
-    (id) => instances.info(id),
-    { concurrency: 64, discard: true }
-  ))
-  const reqPerSecond = CONCURRENT_CALLS / ((performance.now() - throughputStarted) / 1000)
+  const [reqPerSecond, baselineReqPerSecond] = await interleaved(run, [
+    (i) => instances.info(targets[i % targets.length]!.id),
+    ...(baseline === undefined ? [] : [baseline])
+  ])
   const streamed = await stream(run, { ...cat, log: [] })
   await run(Effect.forEach(targets, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
-  return { rpc, reqPerSecond, streamed }
+  return { rpc, reqPerSecond: reqPerSecond!, baselineReqPerSecond, streamed }
 }
 
 /**
@@ -176,14 +197,8 @@ const main = async () => {
     const probe = probes("bench-probe")
     await timeEach(500, () => run(probe.Whoami()))
     const rawRpc = await timeEach(CALLS, () => run(probe.Whoami()))
-    const secured = await transportFigures(run, "secured")
-    const rawThroughputStarted = performance.now()
-    await run(Effect.forEach(
-      Array.from({ length: CONCURRENT_CALLS }, (_, i) => `bench-probe-${i % 16}`),
-      (id) => probes(id).Whoami(),
-      { concurrency: 64, discard: true }
-    ))
-    const rawReqPerSecond = CONCURRENT_CALLS / ((performance.now() - rawThroughputStarted) / 1000)
+    const secured = await transportFigures(run, "secured", (i) => probes(`bench-probe-${i % 16}`).Whoami())
+    const rawReqPerSecond = secured.baselineReqPerSecond!
 
     log(`${STREAM_BYTES / 1024 / 1024} MiB client → cat → client`)
     const rawMiBs = await rawPipe()
