@@ -159,12 +159,6 @@ export const layer = (config: Config): Layer.Layer<DataPort, DataPortError, Secu
   Layer.effect(DataPort, make(config))
 
 /**
- * Dials a session: connects, presents the ticket, and returns the socket once the server said
- * `OK` (paused; nothing of the stream has been read yet).
- *
- * @since 0.3.0
- */
-/**
  * Closes a connection so that the other side sees it broken (a TCP reset), not ended: an input
  * cut short must not read as the end of its input. A TLS connection has no reset of its own
  * here and is only destroyed.
@@ -180,6 +174,12 @@ export const abort = (socket: Net.Socket) => {
   }
 }
 
+/**
+ * Dials a session: connects, presents the ticket, and returns the socket once the server said
+ * `OK` (paused; nothing of the stream has been read yet).
+ *
+ * @since 0.3.0
+ */
 export const dial = (ticket: Ticket, security: Security["Service"], options: { readonly timeoutMs?: number } = {}) =>
   Effect.gen(function*() {
     const where = `data port ${ticket.host}:${ticket.port}`

@@ -158,7 +158,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
         const plan = yield* planner.plan(spec, id)
         // A reused log name starts a fresh log (its current and rotated files).
         if (spec.logName !== undefined && !spec.continueLog) {
-          yield* Effect.tryPromise({
+          yield* Effect.try({
             try: () => logs.clear(spec.logName!),
             catch: (error) => new SpawnError({ reason: "System", message: `cannot start a fresh log: ${(error as Error).message}` })
           })

@@ -2,8 +2,8 @@
  * What a spawn needs before the OS is asked, checked so that a bad spec is a typed error and
  * not an exit status: the working directory, the identity to run as (and that it can reach its
  * directories), the program found like `execvp` would, rlimits through `prlimit`, and the
- * child's data directory (0700, owned by the child's user). The file work runs in the thread
- * pool, not on the runner's event loop.
+ * child's data directory (0700, owned by the child's user). Checks of the user's paths run in
+ * the thread pool, never on the runner's event loop.
  *
  * @since 0.8.0
  */
@@ -30,6 +30,12 @@ const isExecutable = (path: string) =>
     ([, stat]) => stat.isFile(),
     () => false
   )
+
+/** A plan that failed removes the data directory it made. */
+const failed = (dataDir: string, error: SpawnError) => {
+  Fs.rmSync(dataDir, { recursive: true, force: true })
+  return error
+}
 
 /** Finds the program like `execvp` would, so a missing binary is a typed error, not exit 127. */
 const locate = async (command: string, cwd: string, pathVariable: string | undefined): Promise<string | SpawnError> => {
@@ -71,9 +77,10 @@ export const make = (stateDir: string, supervisorToken: string) => {
   }
 
   /**
-   * The plan's file work (the working directory's check, the PATH search, the data directory)
-   * runs at once, not one thread-pool round trip after another: it is on every start's path.
-   * A data directory made for a plan that then fails is removed again.
+   * The checks of the user's paths (the working directory, the PATH search) run at once in the
+   * thread pool: they may be on a slow or hung mount, which must not stall the runner. The data
+   * directory is ours, in the local state directory, and is made in place: a mkdir costs
+   * microseconds, less than a thread-pool round trip. It is removed again if the plan fails.
    */
   const plan = async (spec: ResolvedSpec, id: string): Promise<Plan | SpawnError> => {
     const cwd = Path.resolve(spec.cwd ?? process.cwd())
@@ -84,27 +91,30 @@ export const make = (stateDir: string, supervisorToken: string) => {
     const unreachable = identity === undefined ? undefined : Confinement.checkReach(identity, cwd, dataDir)
     if (unreachable !== undefined) return unreachable
     const needsPrlimit = Object.values(spec.rlimits).some((value) => value !== undefined)
-    const [isDirectory, program, prlimit, made] = await Promise.all([
+    const checks = Promise.all([
       Fs.promises.stat(cwd).then((stat) => stat.isDirectory(), () => false),
       spec.shell ? "/bin/sh" : located(spec.command, cwd, env["PATH"]),
-      needsPrlimit ? located("prlimit", cwd, env["PATH"]) : undefined,
-      Fs.promises.mkdir(dataDir, { recursive: true, mode: 0o700 })
-        .then(() => identity === undefined ? undefined : Fs.promises.chown(dataDir, identity.uid, identity.gid))
-        .then(() => undefined, (error: Error) => error)
+      needsPrlimit ? located("prlimit", cwd, env["PATH"]) : undefined
     ])
-    const failed = (error: SpawnError) => Fs.promises.rm(dataDir, { recursive: true, force: true }).then(() => error, () => error)
-    if (!isDirectory) {
-      return failed(new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` }))
+    try {
+      Fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+      if (identity !== undefined) Fs.chownSync(dataDir, identity.uid, identity.gid)
+    } catch (error) {
+      await checks
+      return failed(dataDir, new SpawnError({ reason: "System", message: `cannot create ${dataDir}: ${(error as Error).message}` }))
     }
-    if (typeof program !== "string") return failed(program)
+    const [isDirectory, program, prlimit] = await checks
+    if (!isDirectory) {
+      return failed(dataDir, new SpawnError({ reason: "BadCwd", message: `working directory ${cwd} does not exist or is not a directory` }))
+    }
+    if (typeof program !== "string") return failed(dataDir, program)
     const confined = Confinement.withRlimits(
       program,
       spec.shell ? ["-c", spec.command, "sh", ...spec.args] : spec.args,
       spec.rlimits,
       () => prlimit ?? new SpawnError({ reason: "CommandNotFound", message: "prlimit: command not found on PATH" })
     )
-    if (confined instanceof SpawnError) return failed(confined)
-    if (made instanceof Error) return failed(new SpawnError({ reason: "System", message: `cannot create ${dataDir}: ${made.message}` }))
+    if (confined instanceof SpawnError) return failed(dataDir, confined)
     return { file: confined.file, argv: confined.argv, env, identity, dataDir }
   }
 
