@@ -160,21 +160,18 @@ export const layer = (config: Config): Layer.Layer<DataPort, DataPortError, Secu
 
 /**
  * Closes a connection so that the other side sees it broken (a TCP reset), not ended: an input
- * cut short must not read as the end of its input. A TLS connection is reset through the TCP
- * socket it was dialled over (`Security` dials TLS over one of its own).
+ * cut short must not read as the end of its input. A TLS connection has no reset of its own
+ * here and is only destroyed.
  *
  * @since 0.9.0
  */
 export const abort = (socket: Net.Socket) => {
   if (socket.destroyed) return
-  const tcp = (socket as { readonly _parent?: unknown })._parent
   try {
-    if (tcp instanceof Net.Socket) tcp.resetAndDestroy()
-    else socket.resetAndDestroy()
+    socket.resetAndDestroy()
   } catch {
-    // No TCP handle to reset (a pipe, a socket already closing): closed plainly.
+    socket.destroy()
   }
-  socket.destroy()
 }
 
 /**

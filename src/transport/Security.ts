@@ -448,11 +448,9 @@ export const connectWithKey = (options: DialOptions, key: () => Handshake.Key | 
         return current === undefined ? null : { identity: current.id, psk: current.secret }
       }
     }
-    // Over a TCP socket of its own (its `_parent`), so that `DataPort.abort` can reset it: TLS
-    // has no reset, and a peer that sees a plain close cannot tell a cut-short input from its end.
     return dialWith(
       options,
-      () => Tls.connect({ ...tlsOptions, socket: Net.connect({ host: options.host, port: options.port, allowHalfOpen }) }),
+      () => Tls.connect(tlsOptions),
       "secureConnect"
     )
   }

@@ -236,19 +236,6 @@ describe("transport security", () => {
         await cli("stdin", id, "/dev/null")
         expect(await ended(reader, ["stdout", id])).toBe(expected)
       }
-      // An input cut short (its writer stopped with Ctrl-C) is reset, not ended, over TLS too:
-      // cat keeps its stdin, and the next writer goes on where the bytes stopped.
-      const id = (await cli("run", "--", "cat")).trim()
-      const reader = spawnCli("stdout", id)
-      const writer = spawnCli("stdin", id)
-      writer.child.stdin!.write("first\n")
-      await reader.waitFor(/^first$/m, 60_000)
-      await writer.kill("SIGINT")
-      expect(await cli("info", id, "--json")).toMatch(/"status":\s*"running"/)
-      const rest = Path.join(cluster.home, `rest-${id}`)
-      Fs.writeFileSync(rest, "second\n")
-      await cli("stdin", id, rest)
-      expect(await ended(reader, ["stdout", id])).toBe("first\nsecond\n")
       // The TLS-only runner refuses the loopback handshake (the default dial on loopback).
       const attempt = await intrude("foreign", tlsRunner.address)
       expect(attempt).toMatchObject({ started: false, ran: false })
