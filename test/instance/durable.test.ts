@@ -12,6 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
+import type { InstanceSpec } from "../../src/instance/InstanceSpec.ts"
 import { maxInFlightBytes } from "../../src/topic/Durable.ts"
 import { useCluster } from "../support/cluster.ts"
 import { eventually, root } from "../support/processes.ts"
@@ -27,6 +28,39 @@ describe("durable topics", () => {
   const cluster = useCluster("durable", { runners: 0 })
   const host = <A, E>(f: (host: HostClient["Service"]) => Effect.Effect<A, E>) => cluster.run(Effect.flatMap(HostClient, f))
 
+  /**
+   * `count` numbered records from a producer (on `role=p`) through the durable topic `topic` to a
+   * consumer running `program(out)` (on `role=c`, `OUT` set to `out`), whose runner is SIGKILLed
+   * once a quarter of them arrived: the consumer's record, the runner killed, and the numbers
+   * of what was consumed, in the order they arrived, once the last record did.
+   */
+  const acrossConsumerKill = async (topic: string, program: (out: string) => InstanceSpec["program"], count: number) => {
+    const out = Path.join(cluster.home, `${topic}.out`)
+    const consumer = await host((host) =>
+      host.start({
+        program: program(out),
+        env: { set: { OUT: out } },
+        topics: { input: topic },
+        restart: { mode: "always", backoffMs: 100 },
+        placement: { on: { role: "c" } }
+      }, { id: `${topic}-consumer` }))
+    await host((host) =>
+      host.start({
+        program: { _tag: "Command", command: process.execPath, args: ["-e", producer(count, 200)] },
+        topics: { output: topic },
+        placement: { on: { role: "p" } }
+      }, { id: `${topic}-producer` }))
+    const lines = () => Fs.existsSync(out) ? Fs.readFileSync(out, "utf8").split("\n").filter(Boolean) : []
+    await eventually(async () => lines().length > count / 4 || undefined, { timeoutMs: 30_000, what: "a quarter of the records consumed" })
+    const victim = cluster.runners.find((r) => r.address === consumer.runner)!
+    await victim.kill("SIGKILL")
+    const all = await eventually(async () => {
+      const got = lines()
+      return Number(got.at(-1)?.split(" ")[0]) === count - 1 ? got : undefined
+    }, { timeoutMs: 60_000, intervalMs: 200, what: "the last record consumed" })
+    return { consumer, victim, numbers: all.map((line) => Number(line.split(" ")[0])) }
+  }
+
   it("keeps every record across a kill of the consumer's runner, in order, repeating at most what was in flight", async () => {
     cluster.printOnFailure()
     const producerRunner = await cluster.startRunner("producer", { SHARDHUB_RUNNER_LABELS: "role=p" })
@@ -37,36 +71,18 @@ describe("durable topics", () => {
     await cluster.waitForShards()
     expect(await host((host) => host.createTopic("orders", "text/plain", { durable: true }))).toMatchObject({ name: "orders", durable: true })
 
-    const out = Path.join(cluster.home, "consumed")
     const count = 60_000
-    const consumer = await host((host) =>
-      host.start({
-        program: { _tag: "Command", command: "sh", args: ["-c", `exec cat >> ${out}`] },
-        topics: { input: "orders" },
-        restart: { mode: "always", backoffMs: 100 },
-        placement: { on: { role: "c" } }
-      }, { id: "orders-consumer" }))
-    await host((host) =>
-      host.start({
-        program: { _tag: "Command", command: process.execPath, args: ["-e", producer(count, 200)] },
-        topics: { output: "orders" },
-        placement: { on: { role: "p" } }
-      }, { id: "orders-producer" }))
-    expect(consumer.runner).not.toBe(producerRunner.address)
-
     // Mid-stream, the consumer's runner dies.
-    const lines = () => Fs.existsSync(out) ? Fs.readFileSync(out, "utf8").split("\n").filter(Boolean) : []
-    await eventually(async () => lines().length > count / 4 || undefined, { timeoutMs: 30_000, what: "a quarter of the records consumed" })
-    const victim = consumerRunners.find((r) => r.address === consumer.runner)!
-    await victim.kill("SIGKILL")
-    const all = await eventually(async () => {
-      const got = lines()
-      return Number(got.at(-1)?.split(" ")[0]) === count - 1 ? got : undefined
-    }, { timeoutMs: 60_000, intervalMs: 200, what: "the last record consumed" })
+    const { consumer, victim, numbers } = await acrossConsumerKill(
+      "orders",
+      (out) => ({ _tag: "Command", command: "sh", args: ["-c", `exec cat >> ${out}`] }),
+      count
+    )
+    expect(consumer.runner).not.toBe(producerRunner.address)
+    expect(consumerRunners.map((r) => r.address)).toContain(victim.address)
     expect((await host((host) => host.get("orders-consumer"))).runner).not.toBe(victim.address)
 
     // In order, nothing missing; repeats only where the new process took over.
-    const numbers = all.map((line) => Number(line.split(" ")[0]))
     let repeats = 0
     let expected = 0
     for (const n of numbers) {
@@ -93,31 +109,12 @@ describe("durable topics", () => {
     await cluster.startRunner("consumer-c", { SHARDHUB_RUNNER_LABELS: "role=c" })
     await cluster.waitForShards()
     await host((host) => host.createTopic("acked-orders", "text/plain", { durable: true }))
-    const out = Path.join(cluster.home, "acked")
     const count = 60_000
-    const consumer = await host((host) =>
-      host.start({
-        program: { _tag: "Command", command: process.execPath, args: [Path.join(root, "test/instance/fixtures/acking.mjs")] },
-        env: { set: { OUT: out } },
-        topics: { input: "acked-orders" },
-        restart: { mode: "always", backoffMs: 100 },
-        placement: { on: { role: "c" } }
-      }, { id: "acked-consumer" }))
-    await host((host) =>
-      host.start({
-        program: { _tag: "Command", command: process.execPath, args: ["-e", producer(count, 200)] },
-        topics: { output: "acked-orders" },
-        placement: { on: { role: "p" } }
-      }, { id: "acked-producer" }))
-    const lines = () => Fs.existsSync(out) ? Fs.readFileSync(out, "utf8").split("\n").filter(Boolean) : []
-    await eventually(async () => lines().length > count / 4 || undefined, { timeoutMs: 30_000, what: "a quarter of the records consumed" })
-    const victim = cluster.runners.find((r) => r.address === consumer.runner)!
-    await victim.kill("SIGKILL")
-    const all = await eventually(async () => {
-      const got = lines()
-      return Number(got.at(-1)?.split(" ")[0]) === count - 1 ? got : undefined
-    }, { timeoutMs: 60_000, intervalMs: 200, what: "the last record consumed" })
-    const numbers = all.map((line) => Number(line.split(" ")[0]))
+    const { numbers } = await acrossConsumerKill(
+      "acked-orders",
+      () => ({ _tag: "Command", command: process.execPath, args: [Path.join(root, "test/instance/fixtures/acking.mjs")] }),
+      count
+    )
     const seen = new Set(numbers)
     const repeats = numbers.length - seen.size
     console.log(`durable topic, acknowledging consumer: ${count} records, its runner killed: ${count - seen.size} lost, ${repeats} repeated`)
