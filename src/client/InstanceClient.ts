@@ -254,16 +254,20 @@ export const make = (options: Options = {}) =>
         closeOnDone
       })
 
-    /** Writes `bytes`, then ends the connection; one cut short (failed, interrupted) is reset. */
+    /**
+     * Writes `bytes`, then ends the connection; one cut short (failed, interrupted) is reset
+     * instead (the sink's own ending would destroy it plainly: a close the owner reads as the
+     * end of the input).
+     */
     const write = <E, R>(socket: Net.Socket, bytes: Stream.Stream<Uint8Array, E, R>) =>
       Stream.run(
         bytes,
         NodeSink.fromWritable<DataPortError, Uint8Array>({
           evaluate: () => socket,
           onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) }),
-          endOnDone: true
+          endOnDone: false
         })
-      ).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => abort(socket))))
+      ).pipe(Effect.onExit((exit) => Effect.sync(() => Exit.isSuccess(exit) ? socket.end() : abort(socket))))
 
     /**
      * Opens an output stream: fails here (not in the stream) when the instance is unknown, so a

@@ -199,6 +199,27 @@ describe("instances on three runners", () => {
     expect(owner.output()).not.toMatch(/TypeError|defect|Cannot read properties of undefined/i)
   })
 
+  it("an input interrupted midway (a writer's Ctrl-C) is not its end: the process keeps its stdin, the next input goes on", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const { id } = yield* host.start(cat)
+      const encode = (s: string) => new TextEncoder().encode(s)
+      // A writer that sent a line and waits for more, interrupted before its stream ends.
+      const writer = yield* Effect.forkChild(instances.input(id, Stream.concat(Stream.make(encode("first\n")), Stream.never)))
+      const log = yield* instances.logs(id, { follow: true }).pipe(Stream.toPull)
+      const first = yield* log
+      yield* Fiber.interrupt(writer)
+      yield* instances.input(id, Stream.make(encode("second\n")))
+      const second = yield* log
+      const info = yield* instances.stop(id)
+      return { lines: [...first, ...second].map((l) => l.text), info }
+    }).pipe(Effect.scoped))
+    expect(result.lines).toEqual(["first", "second"])
+    expect(result.info).toMatchObject({ status: "stopped", exitCode: 0 })
+  })
+
   it("stops a child that ignores SIGTERM with SIGKILL after the timeout", async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {
