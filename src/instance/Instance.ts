@@ -120,6 +120,14 @@ export const Tick = Rpc.make("Tick", { payload: TickAt })
  */
 export const Wake = Rpc.make("Wake").annotate(ClusterSchema.Persisted, true)
 
+/**
+ * Brings an instance up on the runner that holds its shard (its activation starts what should
+ * run): sent there by that runner's `Activator`, not persisted.
+ *
+ * @since 0.11.0
+ */
+export const Activate = Rpc.make("Activate")
+
 /** @since 0.3.0 */
 export const Info = Rpc.make("Info", { success: InstanceInfo, error: Schema.Union(known) })
 
@@ -218,6 +226,7 @@ export const Instance = Entity.make("Instance", [
   Restart,
   Tick,
   Wake,
+  Activate,
   Info,
   GetHealth,
   Stats,

@@ -6,9 +6,10 @@
  *   not ended), this runner {@link Registry.claim}s it (the epoch fences out the previous owner)
  *   and starts its process: this is how instances come back after their runner died or handed
  *   their shard over.
- * - **Residency.** While a process is wanted the entity holds Effect's keep-alive: it never
- *   passivates, and the persisted keep-alive message is re-delivered to the next owner of the
- *   shard, which re-activates the entity there.
+ * - **Residency.** While it has a process the entity holds a keep-alive (not persisted, see
+ *   `liveness/KeepAlive`): it never passivates. The next owner of its shard brings it up there
+ *   from the registry (`Activator`), which also re-activates an instance whose entity is gone
+ *   while its shard stays here.
  * - **Release.** When the shard goes (rebalance, graceful shutdown, lost lock) the process is
  *   terminated gracefully before the shard lock is given up, and the record is left wanting to
  *   run, for the next owner. A SIGKILLed runner's processes are killed by its reaper at once,
@@ -45,6 +46,7 @@ import { isTerminal, type Terminal } from "../process/ProcessStatus.ts"
 import { ProcessManager } from "../process/ProcessManager.ts"
 import { DataPort } from "./DataPort.ts"
 import { Instance, TickAt } from "./Instance.ts"
+import { Activator } from "./Activator.ts"
 import { Fence } from "../liveness/Fence.ts"
 import { Handover } from "../liveness/Handover.ts"
 import * as KeepAlive from "../liveness/KeepAlive.ts"
@@ -111,6 +113,7 @@ export const layer = (options: Options = {}) =>
       const sharding = yield* Sharding
       // `<id>` or, for a placed instance, `<id>@<group>` (see `Placement`).
       const id = instanceIdOf(address.entityId)
+      yield* (yield* Activator).resident(address.entityId)
       if (Option.isSome(fence)) yield* Effect.addFinalizer(() => Effect.sync(() => fence.value.unguard(id)))
       const dataPort = yield* DataPort
       const scope = yield* Effect.scope
@@ -201,8 +204,7 @@ export const layer = (options: Options = {}) =>
 
       /**
        * Starts the process of `record` (claimed with its epoch) and waits until it runs. The
-       * keep-alive (a persisted message) is written while the process spawns, and withdrawn if
-       * it could not be started. Uninterruptible: a shard that moves meanwhile waits for the
+       * keep-alive is taken while the process spawns, and let go if it could not be started. Uninterruptible: a shard that moves meanwhile waits for the
        * process to be known here, so that the release stops it (never an untracked copy).
        */
       const launch = (record: InstanceInfo, restartsBefore: number, continueLog = false) =>
@@ -473,8 +475,9 @@ export const layer = (options: Options = {}) =>
             }
             yield* restart(0)
           }).pipe(Effect.catchCause((cause) => Effect.logWarning(`instance ${id}: tick failed`, cause))),
-        // Its delivery activated the entity, which started what should run.
+        // Their delivery activated the entity, which started what should run.
         Wake: () => Effect.void,
+        Activate: () => Effect.void,
         Kill: ({ payload }) =>
           Rpc.fork(change(({ kills }) => ({ kills: kills + 1 })).pipe(
             Effect.andThen(finish((run) => run.program.kill(run.handle, killGraceMs))),

@@ -17,6 +17,7 @@
 import { Context, Duration, Effect, Layer, Option, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { type Labels, requirementKey } from "../base/Labels.ts"
 import { InstanceAlreadyExists, InstanceNotFound, RegistryError } from "./InstanceErrors.ts"
 import { type Desired, InstanceId, type InstanceInfo, InstanceSpec, type InstanceStatus } from "./InstanceSpec.ts"
 
@@ -91,6 +92,12 @@ export class Registry extends Context.Service<Registry, {
   readonly remove: (id: string) => Effect.Effect<void, RegistryError>
   /** Deletes ended instances that ended before `before` (ms since the epoch); returns their ids. */
   readonly purgeEnded: (before: number) => Effect.Effect<ReadonlyArray<string>, RegistryError>
+  /**
+   * Every instance that should have a process (desired `running`, neither ended nor
+   * `scheduled`), with its placement requirement (a canonical string, `""` for none): what the
+   * holder of each one's shard brings up (see `Activator`).
+   */
+  readonly toRun: Effect.Effect<ReadonlyArray<{ readonly id: string; readonly requirement: string }>, RegistryError>
 }>()("shardhub/Registry") {}
 
 const isInstanceId = Schema.is(InstanceId)
@@ -193,6 +200,12 @@ export const make = Effect.gen(function*() {
         ? Effect.succeed([])
         : sql<Row>`SELECT * FROM shardhub_instances WHERE ${sql.in("status", options.statuses)} ORDER BY created_at DESC, id`)
         .pipe(Effect.mapError(storeError), Effect.map((rows) => rows.map(toInfo))),
+    toRun: sql<{ readonly id: string; readonly placement: Labels | null }>`
+      SELECT id, spec->'placement'->'on' AS placement FROM shardhub_instances
+      WHERE desired = 'running' AND status IN ('pending', 'starting', 'running', 'stopping')`.pipe(
+      Effect.mapError(storeError),
+      Effect.map((rows) => rows.map((row) => ({ id: row.id, requirement: requirementKey(row.placement ?? undefined) })))
+    ),
     endPending: (id, options) =>
       (options.remove
         ? sql<Row>`DELETE FROM shardhub_instances WHERE id = ${id} AND status = 'pending' AND epoch = 0 RETURNING *`

@@ -14,6 +14,7 @@ import * as DataPort from "../instance/DataPort.ts"
 import * as InstanceEntity from "../instance/InstanceEntity.ts"
 import * as Registry from "../instance/Registry.ts"
 import * as PlacementGroups from "../instance/PlacementGroups.ts"
+import * as Activator from "../instance/Activator.ts"
 import * as SequenceStore from "../sequence/SequenceStore.ts"
 import * as Topic from "../topic/Topic.ts"
 import * as Durable from "../topic/Durable.ts"
@@ -90,6 +91,7 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
   Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
+    Layer.provide(Activator.layer()),
     Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Durable.layer, TopicRegistry.layer)),
     Layer.provide(DataPort.layer({
       host: runner.host,
