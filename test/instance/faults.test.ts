@@ -78,14 +78,19 @@ describe("instance fault paths", () => {
   it("the store's bookkeeping is pruned: processed messages, their replies and ended activations", async () => {
     cluster.printOnFailure()
     const count = async (statement: string) => Number((await query<{ n: string }>(cluster.databaseUrl, (sql) => sql.unsafe(statement)))[0]!.n)
-    for (let i = 0; i < 10; i++) {
-      await cluster.run(Effect.gen(function*() {
-        const info = yield* Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "true", cwd: "/" } }))
-        yield* Effect.flatMap(InstanceClient, (instances) => instances.info(info.id))
-      }))
-    }
+    // Persisted messages: the ticks of scheduled instances (every second, each run is `true`).
+    const ids = await cluster.run(Effect.forEach(Array.from({ length: 5 }), () =>
+      Effect.map(
+        Effect.flatMap(HostClient, (host) => host.start({ program: { _tag: "Command", command: "true", cwd: "/" }, schedule: { cron: "* * * * * *" } })),
+        (info) => info.id
+      ), { concurrency: "unbounded" }))
     const processed = "SELECT count(*) AS n FROM cluster_messages WHERE processed"
-    expect(await count(processed)).toBeGreaterThanOrEqual(10)
+    await eventually(async () => (await count(processed)) >= 10 || undefined, { what: "ten ticks delivered" })
+    await cluster.run(Effect.forEach(ids, (id) => Effect.flatMap(InstanceClient, (instances) => instances.stop(id, { timeoutMs: 5000 })), { discard: true }))
+    // The tick each one had asked for before it was stopped is still delivered (and dropped).
+    await eventually(async () => (await count("SELECT count(*) AS n FROM cluster_messages WHERE NOT processed AND tag = 'Tick'")) === 0 || undefined, {
+      what: "the last ticks of the stopped schedules delivered"
+    })
     const unprocessed = await count("SELECT count(*) AS n FROM cluster_messages WHERE NOT processed")
     const pruned = await cluster.run(Pruning.prune(Date.now()))
     expect(pruned.messages).toBeGreaterThanOrEqual(10)
