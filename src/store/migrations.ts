@@ -170,6 +170,15 @@ const migrations = {
       n bigint NOT NULL,
       PRIMARY KEY (topic, consumer)
     )`
+  }),
+  /**
+   * The instances that should have a process (see `Registry.toRun`, read by every runner every
+   * few seconds): found without reading the ended ones kept for their retention time.
+   */
+  "11_instances_to_run": Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE INDEX shardhub_instances_to_run ON shardhub_instances (id)
+      WHERE desired = 'running' AND status IN ('pending', 'starting', 'running', 'stopping')`
   })
 }
 
