@@ -204,16 +204,15 @@ export const layer = (options: Options = {}) =>
 
       /**
        * Starts the process of `record` (claimed with its epoch) and waits until it runs. The
-       * keep-alive is taken while the process spawns, and let go if it could not be started. Uninterruptible: a shard that moves meanwhile waits for the
-       * process to be known here, so that the release stops it (never an untracked copy).
+       * keep-alive is taken while the process spawns, and let go if it could not be started.
+       * See `spawnRun` for what an interruption (the shard leaving) may cut short.
        */
       const launch = (record: InstanceInfo, restartsBefore: number, continueLog = false) =>
         Effect.all([spawnRun(record, restartsBefore, continueLog), keepAlive(true)], { concurrency: 2 }).pipe(
           InstanceMetrics.timedStart,
           Effect.withSpan("shardhub.instance.launch", { attributes: { "shardhub.instance": id, "shardhub.epoch": record.epoch } }),
           Effect.map(([started]) => started),
-          Effect.tapError(() => keepAlive(false)),
-          Effect.uninterruptible
+          Effect.tapError(() => keepAlive(false))
         )
 
       /** Connects the run to its topics, for as long as the activation lasts. */
@@ -252,7 +251,18 @@ export const layer = (options: Options = {}) =>
           yield* store(record.epoch, { ...update, nextTickAt: at })
         })
 
+      /**
+       * Spawns the process of `record` and makes it known here, uninterruptibly: a shard that
+       * moves meanwhile waits until the release can stop it (never an untracked copy). From then
+       * on the release takes care of the process, so the rest — its report, its topics, the wait
+       * for `running` on record — is cut short by a release: a release never waits for the store
+       * (which may be what is failing) nor for a process the fence holds stopped.
+       */
       const spawnRun = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
+        Effect.uninterruptibleMask((restore) => Effect.flatMap(spawnKnown(record, restartsBefore, continueLog), (run) => restore(runStarted(run, record, restartsBefore))))
+
+      /** Spawns the process of `record` and makes it the activation's current run. */
+      const spawnKnown = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
         Effect.gen(function*() {
           const spec = yield* processSpec(id, record.spec, cacheDir, record.epoch).pipe(
             Effect.map((spec) => continueLog ? { ...spec, continueLog } : spec),
@@ -269,6 +279,13 @@ export const layer = (options: Options = {}) =>
           yield* change(() => ({ current: run, info: record }))
           // After a freeze by the fence, the process continues only while this runner holds its shard.
           if (Option.isSome(fence)) fence.value.guard(id, handle.id, String(address.shardId), () => sharding.hasShardId(address.shardId))
+          return run
+        })
+
+      /** Reports the run `running` (or `starting` until it is ready) and connects it. */
+      const runStarted = (run: Incarnation, record: InstanceInfo, restartsBefore: number) =>
+        Effect.gen(function*() {
+          const handle = run.handle
           const messages = yield* handle.messages.pipe(Scope.provide(scope))
           // Its epoch is current while the record has no later one: one indexed read, at most every
           // 100 ms (a program that asks in a loop gets the last answer in between).
@@ -284,8 +301,9 @@ export const layer = (options: Options = {}) =>
           )
           yield* Effect.forkIn(Incarnations.collect(id, run, messages, (wiring) => connectTopics(run, wiring), current), scope)
           const started = yield* handle.info
+          const ready = started.status._tag === "Ready"
           yield* report(run, {
-            status: started.status._tag === "Ready" ? "running" : "starting",
+            status: ready ? "running" : "starting",
             pid: started.pid ?? null,
             startedAt: started.startedAt ?? null,
             restarts: restartsBefore,
@@ -300,7 +318,7 @@ export const layer = (options: Options = {}) =>
           if (record.spec.topics !== undefined) yield* connectTopics(run, record.spec.topics)
           yield* run.program.started(id, handle)
           // A start that waited for readiness (a sequence's) answers once `running` is on record.
-          if ((yield* handle.info).status._tag === "Ready") yield* Deferred.await(readyStored)
+          if (!ready && (yield* handle.info).status._tag === "Ready") yield* Deferred.await(readyStored)
           return (yield* now).info ?? record
         })
 

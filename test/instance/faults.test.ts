@@ -154,3 +154,57 @@ describe("instance logs after their process", () => {
     expect(Array.from(tail).map((line) => line.text)).toEqual(["two"])
   })
 })
+
+describe("a shard release", () => {
+  const cluster = useCluster("release", { runners: 1 })
+
+  it("does not wait for the store: a runner whose start cannot store `running` stops on SIGTERM, its process stopped gracefully, and the instance comes back once the store takes it", async () => {
+    cluster.printOnFailure()
+    const id = `unstored-${Date.now()}`
+    const audit = Path.join(cluster.home, `${id}.audit`)
+    // The store refuses to record this instance running (the start keeps retrying that report).
+    for (
+      const statement of [
+        `CREATE FUNCTION refuse_running() RETURNS trigger AS $$
+        BEGIN
+          IF NEW.id = '${id}' AND NEW.status = 'running' THEN RAISE EXCEPTION 'the store refuses'; END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql`,
+        "CREATE TRIGGER refuse_running BEFORE UPDATE ON shardhub_instances FOR EACH ROW EXECUTE FUNCTION refuse_running()"
+      ]
+    ) await query(cluster.databaseUrl, (sql) => sql.unsafe(statement))
+    // Each run notes its pid, and notes a graceful stop (SIGTERM) before it exits.
+    const program = {
+      _tag: "Command" as const,
+      command: "sh",
+      args: ["-c", `trap 'echo term >> "$0"; exit 0' TERM; echo "pid $$" >> "$0"; while :; do sleep 0.05; done`, audit],
+      cwd: "/"
+    }
+    const start = cluster.run(Effect.flatMap(HostClient, (host) =>
+      host.start({ program }, { id, timeoutMs: 120_000 }).pipe(
+        Effect.map((info) => info.status),
+        Effect.catchTag("StartUnconfirmed", (error) => Effect.succeed(error.outcome))
+      )))
+    const lines = () => Fs.existsSync(audit) ? Fs.readFileSync(audit, "utf8").trim().split("\n") : []
+    await eventually(async () => lines().length === 1 || undefined, { what: "the process to run" })
+    expect((await cluster.run(Effect.flatMap(HostClient, (host) => host.get(id)))).status).toBe("starting")
+
+    // Its shard is released on SIGTERM while the start still waits for the store: the release
+    // stops the process (gracefully) and the runner exits.
+    await cluster.runners[0]!.kill("SIGTERM")
+    expect(lines()).toEqual([expect.stringMatching(/^pid \d+$/), "term"])
+
+    // Once the store takes the report, the next runner brings it back: one new run.
+    await query(cluster.databaseUrl, (sql) => sql.unsafe("DROP TRIGGER refuse_running ON shardhub_instances"))
+    await cluster.startRunner("runner-0")
+    const running = await eventually(async () => {
+      const info = await cluster.run(Effect.flatMap(HostClient, (host) => host.get(id)))
+      return info.status === "running" ? info : undefined
+    }, { what: "the instance back on the new runner" })
+    expect(running).toMatchObject({ desired: "running", epoch: 2 })
+    expect(lines()).toEqual([expect.stringMatching(/^pid \d+$/), "term", `pid ${running.pid}`])
+    // The start never failed: it answered once running, or named its id (never "cancelled").
+    expect(["running", "unconfirmed"]).toContain(await start)
+    await cluster.run(Effect.flatMap(InstanceClient, (instances) => instances.kill(id, { removeImmediately: true })))
+  })
+})
