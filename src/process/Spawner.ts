@@ -5,9 +5,10 @@
  *
  * - A child's pipes arrive as sockets before its exit; `'close'` follows the exit and the close
  *   of every pipe but stdin — Node's own `ChildProcess` semantics.
- * - The spawner is started on first use and again after it died. A spawner that dies takes the
- *   exit statuses of its children with it: they are SIGKILLed by process group and reported as
- *   killed, and spawns in flight fail (`ESPAWNER`).
+ * - Spawns are spread over up to 4 helpers ({@link LANES}), each started on first use and again
+ *   after it died. A helper that dies takes the exit statuses of its children with it: they are
+ *   SIGKILLed by process group and reported as killed, and its spawns in flight fail
+ *   (`ESPAWNER`).
  *
  * @since 0.7.0
  */
@@ -125,101 +126,130 @@ const exit = (entry: Pending, code: number | null, signal: NodeJS.Signals | null
 }
 
 /**
- * A spawner for the surrounding scope; closing the scope ends the helper.
+ * One helper process and its IPC channel: the spawns it has under way, and its live children.
+ */
+const lane = () => {
+  let helper: ChildProcess.ChildProcess | undefined
+  let closing = false
+  let nextId = 0
+  const pending = new Map<number, Pending>()
+  /** Children whose exit is still to come. */
+  const live = new Map<number, Pending>()
+
+  const lost = (from: ChildProcess.ChildProcess) => {
+    if (helper === from) helper = undefined
+    for (const [id, entry] of pending) {
+      pending.delete(id)
+      if (entry.child !== undefined) groupKill(entry.child.pid, "SIGKILL")
+      for (const [, raw] of entry.handles) (raw as { close(): void }).close()
+      entry.done(Object.assign(new Error("the process spawner exited before the spawn completed"), { code: "ESPAWNER" }))
+    }
+    for (const [id, entry] of live) {
+      live.delete(id)
+      groupKill(entry.child!.pid, "SIGKILL")
+      exit(entry, null, "SIGKILL")
+    }
+  }
+
+  const onReply = (reply: Reply, handle: unknown) => {
+    const entry = pending.get(reply.id) ?? live.get(reply.id)
+    if (entry === undefined) return
+    if (reply.error !== undefined) {
+      pending.delete(reply.id)
+      if (pending.size === 0) helper?.channel?.unref()
+      return entry.done(errorOf(reply.error))
+    }
+    if (reply.pid !== undefined) {
+      entry.awaited = reply.pipes!.length
+      entry.child = Object.assign(new EventEmitter(), { pid: reply.pid, stdio: entry.stdio })
+    } else if (reply.fd !== undefined) {
+      entry.handles.push([reply.fd, handle])
+      entry.awaited--
+    } else if (reply.exit !== undefined) {
+      live.delete(reply.id)
+      return exit(entry, reply.exit[0], reply.exit[1])
+    }
+    if (entry.awaited === 0 && pending.delete(reply.id)) {
+      // Made sockets together, in the tick their listeners are attached: a socket made earlier
+      // could read its end (and close) before anyone listens.
+      for (const [fd, raw] of entry.handles) {
+        // A raw pipe handle (Node's `net.Native`), made a socket as Node makes a child's pipes.
+        const socket = new Net.Socket({ handle: raw, readable: fd > 0 } as Net.SocketConstructorOpts)
+        socket.on("error", () => {})
+        entry.stdio[fd] = socket
+      }
+      if (pending.size === 0) helper?.channel?.unref()
+      live.set(reply.id, entry)
+      entry.exited = closeWhenDone(entry.child!, entry.stdio)
+      entry.done(entry.child!)
+    }
+  }
+
+  const start = () => {
+    const started = ChildProcess.fork(spawnerPath, [], {
+      execArgv: [],
+      detached: true,
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+      serialization: "json"
+    })
+    started.on("message", (reply: Reply, handle) => onReply(reply, handle))
+    started.on("error", () => {})
+    started.once("exit", () => {
+      if (!closing) lost(started)
+    })
+    started.unref()
+    started.channel?.unref()
+    return started
+  }
+
+  const spawner: Spawner = {
+    spawn: (file, args, options, done) => {
+      helper ??= start()
+      const id = nextId++
+      pending.set(id, { done, stdio: [], handles: [], exited: () => {}, child: undefined, awaited: -1 })
+      helper.channel?.ref()
+      helper.send({ id, file, args, options })
+    }
+  }
+  return {
+    spawner,
+    /** Spawns under way. */
+    busy: () => pending.size,
+    close: () => {
+      closing = true
+      helper?.disconnect()
+    }
+  }
+}
+
+/**
+ * How many helpers spawns are spread over. Node's IPC sends a handle and then holds every later
+ * message on that channel until the receiver acknowledged it, so one channel moves one pipe per
+ * turn of the manager's event loop: under a burst of starts on a busy runner (16 at once, 1,000
+ * live) a spawn waited ~110 ms for its pipes. A further helper starts only when every one before
+ * it has a spawn under way, so sequential starts use one.
+ */
+const LANES = 4
+
+/**
+ * A spawner for the surrounding scope; closing the scope ends its helpers.
  *
  * @since 0.7.0
  */
 export const acquire: Effect.Effect<Spawner, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => {
-    let helper: ChildProcess.ChildProcess | undefined
-    let closing = false
-    let nextId = 0
-    const pending = new Map<number, Pending>()
-    /** Children whose exit is still to come. */
-    const live = new Map<number, Pending>()
-
-    const lost = (from: ChildProcess.ChildProcess) => {
-      if (helper === from) helper = undefined
-      for (const [id, entry] of pending) {
-        pending.delete(id)
-        if (entry.child !== undefined) groupKill(entry.child.pid, "SIGKILL")
-        for (const [, raw] of entry.handles) (raw as { close(): void }).close()
-        entry.done(Object.assign(new Error("the process spawner exited before the spawn completed"), { code: "ESPAWNER" }))
+  Effect.sync(() => Array.from({ length: LANES }, lane)),
+  (lanes) => Effect.sync(() => lanes.forEach((lane) => lane.close()))
+).pipe(Effect.map((lanes): Spawner => ({
+  spawn: (file, args, options, done) => {
+    // The first idle helper, else the least busy one.
+    let chosen = lanes[0]!
+    for (const candidate of lanes) {
+      if (candidate.busy() === 0) {
+        chosen = candidate
+        break
       }
-      for (const [id, entry] of live) {
-        live.delete(id)
-        groupKill(entry.child!.pid, "SIGKILL")
-        exit(entry, null, "SIGKILL")
-      }
+      if (candidate.busy() < chosen.busy()) chosen = candidate
     }
-
-    const onReply = (reply: Reply, handle: unknown) => {
-      const entry = pending.get(reply.id) ?? live.get(reply.id)
-      if (entry === undefined) return
-      if (reply.error !== undefined) {
-        pending.delete(reply.id)
-        if (pending.size === 0) helper?.channel?.unref()
-        return entry.done(errorOf(reply.error))
-      }
-      if (reply.pid !== undefined) {
-        entry.awaited = reply.pipes!.length
-        entry.child = Object.assign(new EventEmitter(), { pid: reply.pid, stdio: entry.stdio })
-      } else if (reply.fd !== undefined) {
-        entry.handles.push([reply.fd, handle])
-        entry.awaited--
-      } else if (reply.exit !== undefined) {
-        live.delete(reply.id)
-        return exit(entry, reply.exit[0], reply.exit[1])
-      }
-      if (entry.awaited === 0 && pending.delete(reply.id)) {
-        // Made sockets together, in the tick their listeners are attached: a socket made earlier
-        // could read its end (and close) before anyone listens.
-        for (const [fd, raw] of entry.handles) {
-          // A raw pipe handle (Node's `net.Native`), made a socket as Node makes a child's pipes.
-          const socket = new Net.Socket({ handle: raw, readable: fd > 0 } as Net.SocketConstructorOpts)
-          socket.on("error", () => {})
-          entry.stdio[fd] = socket
-        }
-        if (pending.size === 0) helper?.channel?.unref()
-        live.set(reply.id, entry)
-        entry.exited = closeWhenDone(entry.child!, entry.stdio)
-        entry.done(entry.child!)
-      }
-    }
-
-    const start = () => {
-      const started = ChildProcess.fork(spawnerPath, [], {
-        execArgv: [],
-        detached: true,
-        stdio: ["ignore", "ignore", "inherit", "ipc"],
-        serialization: "json"
-      })
-      started.on("message", (reply: Reply, handle) => onReply(reply, handle))
-      started.on("error", () => {})
-      started.once("exit", () => {
-        if (!closing) lost(started)
-      })
-      started.unref()
-      started.channel?.unref()
-      return started
-    }
-
-    const spawner: Spawner = {
-      spawn: (file, args, options, done) => {
-        helper ??= start()
-        const id = nextId++
-        pending.set(id, { done, stdio: [], handles: [], exited: () => {}, child: undefined, awaited: -1 })
-        helper.channel?.ref()
-        helper.send({ id, file, args, options })
-      }
-    }
-    return {
-      spawner,
-      close: () => {
-        closing = true
-        helper?.disconnect()
-      }
-    }
-  }),
-  ({ close }) => Effect.sync(close)
-).pipe(Effect.map(({ spawner }) => spawner))
+    chosen.spawner.spawn(file, args, options, done)
+  }
+})))

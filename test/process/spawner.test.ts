@@ -44,6 +44,29 @@ describe("ProcessManager spawner", () => {
       }
     }), 60_000)
 
+  it.live("a burst of spawns is spread over at most 4 helpers; one helper's death takes only its own children", () =>
+    Effect.gen(function*() {
+      const pm = yield* manager()
+      const handles = yield* Effect.forEach(Array.from({ length: 24 }), () => pm.spawn({ command: "sleep", args: ["3600"] }), {
+        concurrency: "unbounded"
+      })
+      const pids = yield* Effect.forEach(handles, (handle) => Effect.map(handle.info, (info) => info.pid!))
+      const helpers = new Set(pids.map(parentOf))
+      expect(helpers.size).toBeGreaterThan(1)
+      expect(helpers.size).toBeLessThanOrEqual(4)
+      for (const helper of helpers) expect(commandOf(helper)).toContain("spawner.js")
+      const [dying] = helpers
+      const mine = pids.filter((pid) => parentOf(pid) === dying)
+      expect(mine.length).toBeGreaterThan(0)
+      process.kill(dying!, "SIGKILL")
+      for (const [i, handle] of handles.entries()) {
+        if (mine.includes(pids[i]!)) expect(yield* handle.wait).toMatchObject({ _tag: "Killed", signal: "SIGKILL" })
+      }
+      // The others' helpers live on, and so do their children.
+      for (const pid of pids.filter((pid) => !mine.includes(pid))) expect(isRunning(pid)).toBe(true)
+      yield* Effect.forEach(handles, (handle) => handle.kill, { discard: true })
+    }), 30_000)
+
   it.live("a spawner that dies takes its children with it, reports them killed, and is replaced", () =>
     Effect.gen(function*() {
       const pm = yield* manager()
