@@ -259,7 +259,9 @@ export const layer = (options: Options = {}) =>
        * (which may be what is failing) nor for a process the fence holds stopped.
        */
       const spawnRun = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
-        Effect.uninterruptibleMask((restore) => Effect.flatMap(spawnKnown(record, restartsBefore, continueLog), (run) => restore(runStarted(run, record, restartsBefore))))
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(spawnKnown(record, restartsBefore, continueLog), (run) => restore(runStarted(run, record, restartsBefore)))
+        )
 
       /** Spawns the process of `record` and makes it the activation's current run. */
       const spawnKnown = (record: InstanceInfo, restartsBefore: number, continueLog: boolean) =>
