@@ -14,6 +14,20 @@ import { eventually } from "../support/processes.ts"
 import { query } from "../support/sql.ts"
 import * as Pruning from "../../src/store/Pruning.ts"
 
+/**
+ * Makes the store refuse every update of an instance record for which `condition` (SQL over
+ * `NEW`) holds, with `message`, through the trigger `name` (dropped with `DROP TRIGGER name`).
+ */
+const refuseUpdates = async (url: string, name: string, condition: string, message: string) => {
+  await query(url, (sql) =>
+    sql.unsafe(`CREATE FUNCTION ${name}() RETURNS trigger AS $$
+    BEGIN
+      IF ${condition} THEN RAISE EXCEPTION '${message}'; END IF;
+      RETURN NEW;
+    END $$ LANGUAGE plpgsql`))
+  await query(url, (sql) => sql.unsafe(`CREATE TRIGGER ${name} BEFORE UPDATE ON shardhub_instances FOR EACH ROW EXECUTE FUNCTION ${name}()`))
+}
+
 describe("instance fault paths", () => {
   const cluster = useCluster("faults", { runners: 1 })
 
@@ -21,19 +35,8 @@ describe("instance fault paths", () => {
     cluster.printOnFailure()
     const id = `blip-${Date.now()}`
     // The store refuses the first three writes of this instance's end (a blip), then takes them.
-    for (
-      const statement of [
-        "CREATE SEQUENCE blips",
-        `CREATE FUNCTION blip() RETURNS trigger AS $$
-        BEGIN
-          IF NEW.id = '${id}' AND NEW.status = 'stopped' AND nextval('blips') <= 3 THEN
-            RAISE EXCEPTION 'the store blinked';
-          END IF;
-          RETURN NEW;
-        END $$ LANGUAGE plpgsql`,
-        "CREATE TRIGGER blip BEFORE UPDATE ON shardhub_instances FOR EACH ROW EXECUTE FUNCTION blip()"
-      ]
-    ) await query(cluster.databaseUrl, (sql) => sql.unsafe(statement))
+    await query(cluster.databaseUrl, (sql) => sql.unsafe("CREATE SEQUENCE blips"))
+    await refuseUpdates(cluster.databaseUrl, "blip", `NEW.id = '${id}' AND NEW.status = 'stopped' AND nextval('blips') <= 3`, "the store blinked")
     try {
       await cluster.run(Effect.flatMap(HostClient, (host) =>
         host.start({ program: { _tag: "Command", command: "sh", args: ["-c", "sleep 0.2"], cwd: "/" } }, { id })))
@@ -163,16 +166,7 @@ describe("a shard release", () => {
     const id = `unstored-${Date.now()}`
     const audit = Path.join(cluster.home, `${id}.audit`)
     // The store refuses to record this instance running (the start keeps retrying that report).
-    for (
-      const statement of [
-        `CREATE FUNCTION refuse_running() RETURNS trigger AS $$
-        BEGIN
-          IF NEW.id = '${id}' AND NEW.status = 'running' THEN RAISE EXCEPTION 'the store refuses'; END IF;
-          RETURN NEW;
-        END $$ LANGUAGE plpgsql`,
-        "CREATE TRIGGER refuse_running BEFORE UPDATE ON shardhub_instances FOR EACH ROW EXECUTE FUNCTION refuse_running()"
-      ]
-    ) await query(cluster.databaseUrl, (sql) => sql.unsafe(statement))
+    await refuseUpdates(cluster.databaseUrl, "refuse_running", `NEW.id = '${id}' AND NEW.status = 'running'`, "the store refuses")
     // Each run notes its pid, and notes a graceful stop (SIGTERM) before it exits.
     const program = {
       _tag: "Command" as const,
