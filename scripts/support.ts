@@ -11,6 +11,11 @@ import * as Cluster from "../src/node/Cluster.ts"
 import * as EmbeddedPostgres from "../src/store/EmbeddedPostgres.ts"
 import * as Store from "../src/store/Store.ts"
 import { type Spawned, startRunnerProcess } from "../test/support/processes.ts"
+import { accountExternalMemoryInGlobalLimit } from "../src/cli/externalMemory.js"
+
+// A benchmark's own process is a client that streams bulk bytes, like the gateway and the CLI:
+// it runs with the V8 setting those set for themselves (README, "Streaming bulk bytes").
+accountExternalMemoryInGlobalLimit()
 
 /** A durable embedded store in a temporary home, with one database; `close` removes it all. */
 export const temporaryStore = async () => {

@@ -11,7 +11,7 @@
  */
 import * as NodeSink from "@effect/platform-node/NodeSink"
 import type * as Stdio from "../process/Stdio.ts"
-import * as NodeStream from "@effect/platform-node/NodeStream"
+import * as ReadableBytes from "../transport/ReadableBytes.ts"
 import type { AlreadyProcessingMessage, EntityNotAssignedToRunner, MailboxFull, PersistenceError } from "effect/cluster/ClusterError"
 import type { Sharding } from "effect/cluster/Sharding"
 import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schema, type Scope, Stream } from "effect"
@@ -248,7 +248,7 @@ export const make = (options: Options = {}) =>
       )
 
     const readable = (socket: Net.Socket, closeOnDone = true) =>
-      NodeStream.fromReadable<Uint8Array, DataPortError>({
+      ReadableBytes.fromReadable<DataPortError>({
         evaluate: () => socket,
         onError: (error) => new DataPortError({ message: String((error as Error).message ?? error) }),
         closeOnDone

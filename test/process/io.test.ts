@@ -5,31 +5,12 @@
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Stream } from "effect"
 import type { ChannelEvent } from "../../src/process/ManagedProcess.ts"
-import { sha256 } from "../support/bytes.ts"
+import { sha256, socketPair } from "../support/bytes.ts"
 import { child, manager, tempDir, until } from "../support/processManager.ts"
-
-/** Two ends of a loopback TCP connection, destroyed with the scope. */
-const socketPair = Effect.acquireRelease(
-  Effect.callback<readonly [Net.Socket, Net.Socket]>((resume) => {
-    const server = Net.createServer({ allowHalfOpen: true }, (near) => {
-      server.close()
-      resume(Effect.succeed([near, far] as const))
-    })
-    let far: Net.Socket
-    server.listen(0, "127.0.0.1", () => {
-      far = Net.connect({ host: "127.0.0.1", port: (server.address() as Net.AddressInfo).port, allowHalfOpen: true })
-    })
-  }),
-  ([near, far]) => Effect.sync(() => {
-    near.destroy()
-    far.destroy()
-  })
-)
 
 const text = (stream: Stream.Stream<Uint8Array>) => stream.pipe(Stream.decodeText(), Stream.mkString)
 

@@ -3,6 +3,7 @@
  */
 import { Effect, Option, Stream } from "effect"
 import * as Crypto from "node:crypto"
+import * as Net from "node:net"
 
 /** `data` as a stream of `chunk`-sized pieces (views, no copies). */
 export const chunked = (data: Uint8Array, chunk = 64 * 1024) =>
@@ -23,3 +24,21 @@ export const textUntil = <E, R>(bytes: Stream.Stream<Uint8Array, E, R>, length: 
     Stream.runLast,
     Effect.map(Option.getOrElse(() => ""))
   )
+
+/** Two ends of a loopback TCP connection, destroyed with the scope. */
+export const socketPair = Effect.acquireRelease(
+  Effect.callback<readonly [Net.Socket, Net.Socket]>((resume) => {
+    const server = Net.createServer({ allowHalfOpen: true }, (near) => {
+      server.close()
+      resume(Effect.succeed([near, far] as const))
+    })
+    let far: Net.Socket
+    server.listen(0, "127.0.0.1", () => {
+      far = Net.connect({ host: "127.0.0.1", port: (server.address() as Net.AddressInfo).port, allowHalfOpen: true })
+    })
+  }),
+  ([near, far]) => Effect.sync(() => {
+    near.destroy()
+    far.destroy()
+  })
+)
