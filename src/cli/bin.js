@@ -2,8 +2,6 @@
 // The `shardhub` command. Plain JavaScript so that Node's compile cache is on before the first
 // TypeScript file loads (see compileCache.js); then `main.ts` decides.
 import { enable } from "./compileCache.js"
-import { accountExternalMemoryInGlobalLimit } from "./externalMemory.js"
 
-accountExternalMemoryInGlobalLimit()
 enable()
 await import("./main.ts")

@@ -10,8 +10,11 @@
  * @since 0.5.0
  */
 import { enable } from "./compileCache.js"
+import { accountExternalMemoryInGlobalLimit } from "./externalMemory.js"
 import * as HelpCache from "./HelpCache.ts"
 
+// The gateway, `up` and `runner` relay bulk bytes (see externalMemory.js).
+accountExternalMemoryInGlobalLimit()
 enable()
 const args = process.argv.slice(2)
 if (!HelpCache.printCached(args) && !(await (await import("./Quick.ts")).answer(args))) {
