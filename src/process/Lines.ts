@@ -3,11 +3,23 @@
  * (PM2 stamps each chunk and so cuts lines in two); a line is only complete at its `\n`.
  *
  * `\n` never occurs inside a multi-byte UTF-8 sequence, so splitting bytes at `\n` and decoding
- * each line is exact. A trailing `\r` is dropped. A line longer than `maxLineBytes` is emitted in
+ * each line later is exact. A trailing `\r` is dropped. A line longer than `maxLineBytes` is emitted in
  * pieces of at most that size, so memory stays bounded even for a child that never prints `\n`.
  *
  * @since 0.2.0
  */
+
+/**
+ * Lines as where they are in one buffer: line `i` is `bytes[bounds[2i], bounds[2i + 1])`,
+ * without its newline (and trailing `\r`). No copy, no decoding: the log writes the bytes as
+ * they are and decodes only what is read.
+ *
+ * @since 0.12.0
+ */
+export interface LineSpans {
+  readonly bytes: Buffer
+  readonly bounds: ReadonlyArray<number>
+}
 
 /**
  * Accumulates chunks and returns the lines they complete.
@@ -16,14 +28,25 @@
  */
 export interface LineAssembler {
   /** Feeds a chunk; returns the lines it completed (possibly none). */
-  readonly push: (chunk: Uint8Array) => ReadonlyArray<string>
+  readonly push: (chunk: Uint8Array) => LineSpans
   /** Returns the unterminated rest, if any, as a last line (call at end of stream). */
-  readonly flush: () => ReadonlyArray<string>
+  readonly flush: () => LineSpans
 }
 
 const NEWLINE = 10
+const CR = 13
+const none: LineSpans = { bytes: Buffer.alloc(0), bounds: [] }
 
-const stripCr = (line: string): string => line.endsWith("\r") ? line.slice(0, -1) : line
+/**
+ * The text of each line (what a reader of the log gets).
+ *
+ * @since 0.12.0
+ */
+export const texts = (lines: LineSpans): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < lines.bounds.length; i += 2) out.push(lines.bytes.toString("utf8", lines.bounds[i], lines.bounds[i + 1]))
+  return out
+}
 
 /**
  * A new, empty assembler.
@@ -42,12 +65,24 @@ export const makeLineAssembler = (maxLineBytes: number): LineAssembler => {
     return joined
   }
 
-  const pieces = (bytes: Buffer): Array<string> => {
-    const out: Array<string> = []
-    for (let at = 0; at < bytes.length; at += maxLineBytes) {
-      out.push(bytes.toString("utf8", at, Math.min(bytes.length, at + maxLineBytes)))
+  /** `[start, end)` (no newline in it) in pieces of at most `maxLineBytes`. */
+  const pieces = (start: number, end: number, bounds: Array<number>) => {
+    for (let at = start; at < end; at += maxLineBytes) bounds.push(at, Math.min(end, at + maxLineBytes))
+  }
+
+  /** The lines of `bytes` (whole lines, without their newlines), long ones in pieces. */
+  const split = (bytes: Buffer): LineSpans => {
+    const bounds: Array<number> = []
+    let start = 0
+    while (start <= bytes.length) {
+      let end = bytes.indexOf(NEWLINE, start)
+      if (end === -1) end = bytes.length
+      const last = end > start && bytes[end - 1] === CR ? end - 1 : end
+      if (last - start > maxLineBytes) pieces(start, last, bounds)
+      else bounds.push(start, last)
+      start = end + 1
     }
-    return out
+    return { bytes, bounds }
   }
 
   return {
@@ -57,15 +92,16 @@ export const makeLineAssembler = (maxLineBytes: number): LineAssembler => {
       if (last === -1) {
         carry.push(bytes)
         carryBytes += bytes.length
-        if (carryBytes < maxLineBytes) return []
+        if (carryBytes < maxLineBytes) return none
         const long = takeCarry()
         const whole = Math.floor(long.length / maxLineBytes) * maxLineBytes
-        const rest = long.subarray(whole)
-        if (rest.length > 0) {
-          carry = [rest]
-          carryBytes = rest.length
+        if (whole < long.length) {
+          carry = [long.subarray(whole)]
+          carryBytes = long.length - whole
         }
-        return pieces(long.subarray(0, whole))
+        const bounds: Array<number> = []
+        pieces(0, whole, bounds)
+        return { bytes: long, bounds }
       }
       const head = carry.length > 0 ? takeCarry(bytes.subarray(0, last)) : bytes.subarray(0, last)
       const rest = bytes.subarray(last + 1)
@@ -73,31 +109,16 @@ export const makeLineAssembler = (maxLineBytes: number): LineAssembler => {
         carry = [rest]
         carryBytes = rest.length
       }
-      const lines = head.length > maxLineBytes ? splitLong(head, maxLineBytes, pieces) : head.toString("utf8").split("\n")
-      for (let i = 0; i < lines.length; i++) lines[i] = stripCr(lines[i]!)
-      return lines
+      return split(head)
     },
     flush() {
-      if (carryBytes === 0) return []
-      return pieces(takeCarry()).map(stripCr)
+      if (carryBytes === 0) return none
+      const bytes = takeCarry()
+      const end = bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length
+      // An unterminated `\r` alone is an empty line.
+      const bounds: Array<number> = end === 0 ? [0, 0] : []
+      pieces(0, end, bounds)
+      return { bytes, bounds }
     }
   }
-}
-
-const splitLong = (
-  bytes: Buffer,
-  maxLineBytes: number,
-  pieces: (bytes: Buffer) => Array<string>
-): Array<string> => {
-  const out: Array<string> = []
-  let start = 0
-  while (start <= bytes.length) {
-    let end = bytes.indexOf(NEWLINE, start)
-    if (end === -1) end = bytes.length
-    const line = bytes.subarray(start, end)
-    if (line.length > maxLineBytes) out.push(...pieces(line))
-    else out.push(line.toString("utf8"))
-    start = end + 1
-  }
-  return out
 }

@@ -22,6 +22,7 @@
 import * as Fs from "node:fs"
 import { Cause, Effect, Schema, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import type { LineSpans } from "./Lines.ts"
 import { LogsError } from "./ProcessErrors.ts"
 
 /**
@@ -70,7 +71,8 @@ export type LogsQuery = typeof LogsQuery.Type
  * @since 0.2.0
  */
 export interface LogStore {
-  readonly append: (stream: LogSource, lines: ReadonlyArray<string>, time: number) => void
+  /** Appends lines: text, or spans of UTF-8 bytes (written as they are, decoded when read). */
+  readonly append: (stream: LogSource, lines: ReadonlyArray<string> | LineSpans, time: number) => void
   /** No more lines will come; followers finish. */
   readonly end: () => void
   /** The last `count` lines of both streams. */
@@ -88,7 +90,7 @@ export interface LogStoreOptions {
   /** Path of the current log file; rotated files get `.1`, `.2`, … */
   readonly path: string
   readonly ringLines: number
-  /** Characters of text the ring holds at most: the oldest lines leave first. */
+  /** Bytes of text the ring holds at most: the oldest lines leave first. */
   readonly ringBytes: number
   readonly fileBytes: number
   /** Rotated files kept beside the current one. */
@@ -107,8 +109,39 @@ export interface LogStoreOptions {
 /** Bytes handed to the disk and not yet written past which the store asks for pressure. */
 const maxBacklogBytes = 8 * 1024 * 1024
 
+/**
+ * A line in the ring: where its text is in the bytes it was written to disk with, decoded only
+ * when it is read (most lines never are).
+ */
+interface Entry {
+  readonly seq: number
+  readonly time: number
+  readonly stream: LogSource
+  readonly batch: Buffer
+  readonly start: number
+  readonly end: number
+}
+
 /** What a line in the ring is counted as: its text and the object around it. */
-const cost = (line: LogLine) => line.text.length + 64
+const cost = (entry: Entry) => entry.end - entry.start + 64
+
+const lineOf = (entry: Entry): LogLine => ({
+  seq: entry.seq,
+  time: entry.time,
+  stream: entry.stream,
+  text: entry.batch.toString("utf8", entry.start, entry.end)
+})
+
+const spansOf = (lines: ReadonlyArray<string>): LineSpans => {
+  const bounds: Array<number> = []
+  let at = 0
+  for (const line of lines) {
+    const size = Buffer.byteLength(line)
+    bounds.push(at, at + size)
+    at += size
+  }
+  return { bytes: Buffer.from(lines.join("")), bounds }
+}
 
 const streamCode = (stream: LogSource) => stream === "stdout" ? "o" : stream === "stderr" ? "e" : "l"
 const streamOf = (code: string | undefined): LogSource => code === "o" ? "stdout" : code === "e" ? "stderr" : "log"
@@ -211,9 +244,9 @@ export const make = (options: LogStoreOptions): LogStore => {
   // The ring grows (doubling) up to `ringLines` slots as lines come: a process that prints
   // little costs little (a full-size ring is 80 KB of slots per process).
   let capacity = Math.min(64, options.ringLines)
-  let ring: Array<LogLine | undefined> = new Array(capacity)
+  let ring: Array<Entry | undefined> = new Array(capacity)
   let seq = 0
-  // The oldest line the ring holds, and the characters it holds.
+  // The oldest line the ring holds, and the bytes of text it holds.
   let first = 1
   let held = 0
   // Opened on the first line, so a process that prints nothing costs no file.
@@ -245,7 +278,7 @@ export const make = (options: LogStoreOptions): LogStore => {
     ring[slot] = undefined
     first++
   }
-  const keep = (line: LogLine) => {
+  const keep = (line: Entry) => {
     if (line.seq - first >= capacity) {
       if (capacity < options.ringLines) grow(line.seq)
       else evict()
@@ -258,14 +291,14 @@ export const make = (options: LogStoreOptions): LogStore => {
   /** Doubles the ring (up to `ringLines`), keeping the lines before `seq` in their new slots. */
   const grow = (seq: number) => {
     const next = Math.min(capacity * 2, options.ringLines)
-    const grown: Array<LogLine | undefined> = new Array(next)
+    const grown: Array<Entry | undefined> = new Array(next)
     for (let s = first; s < seq; s++) grown[s % next] = ring[s % capacity]
     ring = grown
     capacity = next
   }
   const fromRing = (after: number, upTo: number): Array<LogLine> => {
     const lines: Array<LogLine> = []
-    for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(ring[s % capacity]!)
+    for (let s = Math.max(after + 1, first); s <= upTo; s++) lines.push(lineOf(ring[s % capacity]!))
     return lines
   }
   const files = () => filesOf(options.path, options.keepFiles)
@@ -430,37 +463,54 @@ export const make = (options: LogStoreOptions): LogStore => {
 
   return {
     append(stream, lines, time) {
-      if (lines.length === 0 || closed) return
-      const code = streamCode(stream)
-      const entries: Array<string> = []
-      for (const line of lines) {
-        seq++
-        keep({ seq, time, stream, text: line })
-        entries.push(`${seq} ${time} ${code} ${line}\n`)
+      const { bytes, bounds } = "bounds" in lines ? lines : spansOf(lines)
+      const count = bounds.length / 2
+      if (count === 0 || closed) return
+      // One buffer per batch, each line's bytes copied in as they came (nothing decoded, nothing
+      // encoded): written to disk at once, and what the ring's lines point into.
+      const middle = ` ${time} ${streamCode(stream)} `
+      const seqs: Array<string> = new Array(count)
+      let size = 0
+      for (let i = 0; i < count; i++) {
+        seqs[i] = String(seq + 1 + i)
+        size += seqs[i]!.length + middle.length + bounds[2 * i + 1]! - bounds[2 * i]! + 1
       }
-      // One write per batch, encoded once; a batch that would overflow the file is cut at a line boundary.
-      const batch = Buffer.from(entries.join(""))
-      if (fileBytes + batch.length <= options.fileBytes) {
+      const batch = Buffer.allocUnsafe(size)
+      /** Where each line's entry ends in the batch (after its newline). */
+      const ends: Array<number> = new Array(count)
+      let at = 0
+      for (let i = 0; i < count; i++) {
+        const head = seqs[i]!
+        for (let k = 0; k < head.length; k++) batch[at++] = head.charCodeAt(k)
+        for (let k = 0; k < middle.length; k++) batch[at++] = middle.charCodeAt(k)
+        const from = bounds[2 * i]!
+        const to = bounds[2 * i + 1]!
+        const start = at
+        batch.set(bytes.subarray(from, to), at)
+        at += to - from
+        batch[at++] = 10
+        seq++
+        keep({ seq, time, stream, batch, start, end: at - 1 })
+        ends[i] = at
+      }
+      if (fileBytes + size <= options.fileBytes) {
         write(batch, seq)
-        fileBytes += batch.length
+        fileBytes += size
       } else {
-        let entrySeq = seq - entries.length
-        let text = ""
-        let bytes = 0
-        for (const entry of entries) {
+        // A batch that would overflow the file is cut at a line boundary.
+        let from = 0
+        let entrySeq = seq - count
+        for (let i = 0; i < count; i++) {
           entrySeq++
-          const size = Buffer.byteLength(entry)
-          if (fileBytes + bytes + size > options.fileBytes && fileBytes + bytes > 0) {
-            if (text.length > 0) write(text, entrySeq - 1)
+          const lineStart = i === 0 ? 0 : ends[i - 1]!
+          if (fileBytes + ends[i]! - from > options.fileBytes && fileBytes + lineStart - from > 0) {
+            if (lineStart > from) write(batch.subarray(from, lineStart), entrySeq - 1)
             rotate(entrySeq)
-            text = ""
-            bytes = 0
+            from = lineStart
           }
-          text += entry
-          bytes += size
         }
-        write(text, seq)
-        fileBytes += bytes
+        write(batch.subarray(from), seq)
+        fileBytes += size - from
       }
       wakeAll()
     },

@@ -1,6 +1,7 @@
 /**
  * What keeps one process from filling its runner's memory: the log ring is bounded by bytes
- * (with lines not yet on disk still readable), and the last-event table by names and bytes.
+ * (with lines not yet on disk still readable, and read back exactly as they were written), and
+ * the last-event table by names and bytes.
  */
 import { Effect, Stream } from "effect"
 import * as Fs from "node:fs"
@@ -8,6 +9,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import * as LastEvents from "../../src/instance/LastEvents.ts"
+import { makeLineAssembler } from "../../src/process/Lines.ts"
 import * as LogStore from "../../src/process/LogStore.ts"
 
 const dirs: Array<string> = []
@@ -49,6 +51,34 @@ describe("bounded buffers", () => {
     logs.end()
     const all = await query(logs, {})
     expect(all.map((l) => l.seq)).toEqual(Array.from({ length: 2000 }, (_, i) => i + 1))
+  })
+
+  it("output bytes of any kind (invalid UTF-8, CRLF, multi-byte cut anywhere) read back the same from the ring and from disk", async () => {
+    const next = ((seed) => () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648)(11)
+    const parts = ["plain", "é€😀", "\r", "\xff\xfe", "\x00", "\u0007", "tab\t", "😀".slice(0, 1)]
+    const output = Buffer.concat(Array.from({ length: 3000 }, () => {
+      const line = Array.from({ length: Math.floor(next() * 6) }, () => parts[Math.floor(next() * parts.length)]!).join("")
+      return Buffer.concat([Buffer.from(line, next() < 0.1 ? "latin1" : "utf8"), Buffer.from(next() < 0.2 ? "\r\n" : "\n")])
+    }))
+    // What a reader must get: each line decoded alone, a trailing CR dropped.
+    const expected = output.toString("latin1").split("\n").slice(0, -1).map((line) => {
+      const bytes = Buffer.from(line, "latin1")
+      return (bytes.at(-1) === 13 ? bytes.subarray(0, -1) : bytes).toString("utf8")
+    })
+    const logs = store({ ringLines: 500 })
+    const assembler = makeLineAssembler(64 * 1024)
+    for (let at = 0; at < output.length;) {
+      const size = 1 + Math.floor(next() * 700)
+      logs.append("stdout", assembler.push(output.subarray(at, at + size)), Date.now())
+      at += size
+    }
+    logs.append("stdout", assembler.flush(), Date.now())
+    // The ring holds the last 500; everything before comes from disk.
+    expect(logs.tail(500).map((line) => line.text)).toEqual(expected.slice(-500))
+    const all = await query(logs, {})
+    expect(all.map((line) => line.text)).toEqual(expected)
+    expect(all.map((line) => line.seq)).toEqual(expected.map((_, i) => i + 1))
+    logs.end()
   })
 
   it("the ring grows with the lines that come, up to its line bound, and keeps the newest in order across every growth", () => {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { codec } from "../../src/process/Framing.ts"
-import { makeLineAssembler } from "../../src/process/Lines.ts"
+import { makeLineAssembler, texts as text } from "../../src/process/Lines.ts"
 
 /** A seeded generator, so a failure can be replayed. */
 const random = (seed: number) => () => {
@@ -30,20 +30,22 @@ describe("line assembly", () => {
       const lines = Array.from({ length: 1 + Math.floor(next() * 300) }, (_, i) => `${i} ${"é€😀x".repeat(Math.floor(next() * 40))}`)
       const assembler = makeLineAssembler(64 * 1024)
       const out: Array<string> = []
-      for (const piece of cutRandomly(Buffer.from(lines.join("\n") + "\n"), next)) out.push(...assembler.push(piece))
-      out.push(...assembler.flush())
+      for (const piece of cutRandomly(Buffer.from(lines.join("\n") + "\n"), next)) out.push(...text(assembler.push(piece)))
+      out.push(...text(assembler.flush()))
       expect(out).toEqual(lines)
     }
   })
 
   it("keeps an unterminated last line, drops a trailing CR, and bounds a line without newline", () => {
     const assembler = makeLineAssembler(8)
-    expect(assembler.push(Buffer.from("crlf\r\nab"))).toEqual(["crlf"])
-    expect(assembler.push(Buffer.from("cdefghij"))).toEqual(["abcdefgh"])
-    expect(assembler.push(Buffer.from("kl\n0123456789ab\n"))).toEqual(["ijkl", "01234567", "89ab"])
-    expect(assembler.push(Buffer.from("tail"))).toEqual([])
-    expect(assembler.flush()).toEqual(["tail"])
-    expect(assembler.flush()).toEqual([])
+    expect(text(assembler.push(Buffer.from("crlf\r\nab")))).toEqual(["crlf"])
+    expect(text(assembler.push(Buffer.from("cdefghij")))).toEqual(["abcdefgh"])
+    expect(text(assembler.push(Buffer.from("kl\n0123456789ab\n")))).toEqual(["ijkl", "01234567", "89ab"])
+    expect(text(assembler.push(Buffer.from("tail")))).toEqual([])
+    expect(text(assembler.push(Buffer.from("\r\n\n")))).toEqual(["tail", ""])
+    expect(text(assembler.push(Buffer.from("cr at the end\r")))).toEqual(["cr at th"])
+    expect(text(assembler.flush())).toEqual(["e end"])
+    expect(text(assembler.flush())).toEqual([])
   })
 })
 
