@@ -44,6 +44,7 @@ import { Store } from "../src/store/Store.ts"
 import * as Netns from "./netns.ts"
 import { freePorts, processState, type Spawned, spawnNode } from "../test/support/processes.ts"
 import { forward, percentile, runMain } from "./support.ts"
+import { runnerNodeOptions } from "../src/cli/heap.js"
 
 const flag = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`)
@@ -219,6 +220,7 @@ const main = async () => {
   const runners: Array<Spawned | undefined> = [undefined, undefined, undefined]
   const startRunner = async (i: number) => {
     const runner = spawnNode(`runner-${i}`, "src/main.ts", {
+      nodeArgs: runnerNodeOptions,
       ...(network === undefined ? {} : { wrapper: network.wrapper(i) }),
       env: {
         ...runnerEnv,

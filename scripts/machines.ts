@@ -49,6 +49,7 @@ import * as Store from "../src/store/Store.ts"
 import { freePorts, type Spawned, spawnNode } from "../test/support/processes.ts"
 import * as Netns from "./netns.ts"
 import { forward, runMain } from "./support.ts"
+import { runnerNodeOptions } from "../src/cli/heap.js"
 
 const json = process.argv.includes("--json")
 const flag = (name: string, fallback: number) => {
@@ -119,6 +120,7 @@ const main = async () => {
     const runnerPort = await freePorts(1)
     const startRunner = async (i: number) => {
       const runner = spawnNode(`machine-${i}`, "src/main.ts", {
+        nodeArgs: runnerNodeOptions,
         wrapper: network.wrapper(i),
         env: {
           ...common,

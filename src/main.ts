@@ -2,10 +2,10 @@
  * A runner process (what `shardhub runner` runs): the cluster store (embedded Postgres unless
  * DATABASE_URL is set) and one runner, until Ctrl-C or SIGTERM. Node's compile cache is turned on
  * before the rest loads (a third of a runner's start-up is compiling its modules), and V8 told
- * to count the buffers of streams against its global limit (see externalMemory.js).
+ * to count the buffers of streams against its global limit (see heap.js).
  */
 import { enable, flush } from "./cli/compileCache.js"
-import { accountExternalMemoryInGlobalLimit } from "./cli/externalMemory.js"
+import { accountExternalMemoryInGlobalLimit } from "./cli/heap.js"
 
 accountExternalMemoryInGlobalLimit()
 enable()

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url"
 import * as Client from "../node/Client.ts"
 import { runnerConfig } from "../base/Config.ts"
 import { drainCommands } from "./Drain.ts"
+import { runnerNodeOptions } from "./heap.js"
 
 /** A runner process of `up` failed to start. */
 export class RunnerStartError extends Schema.TaggedError<RunnerStartError>()("RunnerStartError", { message: Schema.String }) {}
@@ -44,7 +45,7 @@ const prefixLines = (prefix: string, chunk: Buffer, carry: { text: string }, wri
 const runnerProcess = (index: number, port: number, gatewayUrl: string | undefined) =>
   Effect.acquireRelease(
     Effect.callback<ChildProcess.ChildProcess, RunnerStartError>((resume) => {
-      const child = ChildProcess.spawn(process.execPath, [main, "runner"], {
+      const child = ChildProcess.spawn(process.execPath, [...runnerNodeOptions, main, "runner"], {
         env: {
           ...process.env,
           SHARDHUB_RUNNER_PORT: String(port),

@@ -18,6 +18,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { storeConfig } from "../base/Config.ts"
+import { runnerNodeOptions } from "./heap.js"
 import { CliFailure, print } from "./Support.ts"
 
 const main = fileURLToPath(new URL("./main.ts", import.meta.url))
@@ -96,7 +97,7 @@ const install = Command.make("install", {
     const user = Os.userInfo().username
     const text = unit({
       name,
-      command: [process.execPath, main, flags.runner ? "runner" : "up"],
+      command: [process.execPath, ...runnerNodeOptions, main, flags.runner ? "runner" : "up"],
       environmentFile,
       user: user === "root" ? undefined : user,
       workingDirectory: Path.dirname(Path.dirname(Path.dirname(main))),

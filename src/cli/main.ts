@@ -10,10 +10,10 @@
  * @since 0.5.0
  */
 import { enable } from "./compileCache.js"
-import { accountExternalMemoryInGlobalLimit } from "./externalMemory.js"
+import { accountExternalMemoryInGlobalLimit } from "./heap.js"
 import * as HelpCache from "./HelpCache.ts"
 
-// The gateway, `up` and `runner` relay bulk bytes (see externalMemory.js).
+// The gateway, `up` and `runner` relay bulk bytes (see heap.js).
 accountExternalMemoryInGlobalLimit()
 enable()
 const args = process.argv.slice(2)

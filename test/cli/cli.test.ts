@@ -9,6 +9,7 @@ import * as Path from "node:path"
 import { HostClient as StHostClient } from "@scramjet/api-client"
 import { Readable } from "node:stream"
 import { describe, expect, it, onTestFailed } from "vitest"
+import { runnerNodeOptions } from "../../src/cli/heap.js"
 import { clusterEnv, useCluster } from "../support/cluster.ts"
 import { freshDatabase } from "../support/database.ts"
 import { eventually, fastTimings, freePorts, root, spawnNode } from "../support/processes.ts"
@@ -360,7 +361,8 @@ describe("the shardhub command on two runners", () => {
   it("prints or writes a systemd unit for the cluster, its settings only in a 0600 file beside it", async () => {
     const printed = await shardhub(["service", "install"])
     expect(printed.code).toBe(0)
-    expect(printed.stdout).toContain(`ExecStart=${process.execPath} ${Path.join(root, "src/cli/main.ts")} up\n`)
+    // Node's own options first: a runner's heap is sized before any code runs.
+    expect(printed.stdout).toContain(`ExecStart=${process.execPath} ${runnerNodeOptions.join(" ")} ${Path.join(root, "src/cli/main.ts")} up\n`)
     expect(printed.stdout).toMatch(/^KillMode=mixed$/m)
     const databaseUrl = clusterEnv(cluster.databaseUrl, cluster.home).DATABASE_URL!
     expect(printed.stdout + printed.stderr).not.toContain(databaseUrl)
@@ -369,7 +371,7 @@ describe("the shardhub command on two runners", () => {
     expect(written).toEqual([Path.join(dir, "shardhub-runner.service"), Path.join(dir, "shardhub-runner.env")])
     const unitText = Fs.readFileSync(written[0]!, "utf8")
     expect(unitText).toContain(`EnvironmentFile=${written[1]}\n`)
-    expect(unitText).toMatch(/^ExecStart=\S+ \S+main\.ts runner$/m)
+    expect(unitText).toMatch(new RegExp(`^ExecStart=\\S+ ${runnerNodeOptions.join(" ")} \\S+main\\.ts runner$`, "m"))
     expect(unitText).not.toContain(databaseUrl)
     expect(Fs.statSync(written[1]!).mode & 0o777).toBe(0o600)
     const settings = Fs.readFileSync(written[1]!, "utf8")

@@ -7,6 +7,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { runnerNodeOptions } from "../../src/cli/heap.js"
 
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
 
@@ -56,8 +57,10 @@ export const spawnNode = (name: string, script: string, options: {
   readonly env?: Readonly<Record<string, string>>
   /** Runs it through this command first, e.g. `["setpriv", "--reuid=nobody", ...]`. */
   readonly wrapper?: ReadonlyArray<string>
+  /** Options of Node itself, before the script (a runner's: `runnerNodeOptions`). */
+  readonly nodeArgs?: ReadonlyArray<string>
 } = {}): Spawned => {
-  const command = [...(options.wrapper ?? []), process.execPath, Path.resolve(root, script), ...(options.args ?? [])]
+  const command = [...(options.wrapper ?? []), process.execPath, ...(options.nodeArgs ?? []), Path.resolve(root, script), ...(options.args ?? [])]
   const child = ChildProcess.spawn(command[0]!, command.slice(1), {
     cwd: root,
     env: { ...process.env, ...options.env },
@@ -148,6 +151,7 @@ export const startRunnerProcess = async (
 ): Promise<Spawned & { readonly address: string }> => {
   const port = await freePort()
   const runner = spawnNode(name, options.script ?? "src/main.ts", {
+    nodeArgs: runnerNodeOptions,
     env: { SHARDHUB_RUNNER_HOST: "127.0.0.1", SHARDHUB_RUNNER_PORT: String(port), ...env }
   })
   try {
