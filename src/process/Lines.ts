@@ -14,7 +14,7 @@
  * without its newline (and trailing `\r`). No copy, no decoding: the log writes the bytes as
  * they are and decodes only what is read.
  *
- * @since 0.12.0
+ * @since 0.11.0
  */
 export interface LineSpans {
   readonly bytes: Buffer
@@ -40,7 +40,7 @@ const none: LineSpans = { bytes: Buffer.alloc(0), bounds: [] }
 /**
  * The text of each line (what a reader of the log gets).
  *
- * @since 0.12.0
+ * @since 0.11.0
  */
 export const texts = (lines: LineSpans): Array<string> => {
   const out: Array<string> = []

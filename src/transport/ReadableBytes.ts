@@ -7,14 +7,14 @@
  * flows: every chunk is kept as it came, a pull takes all that arrived since the last one, and
  * the readable is paused while more than `highWaterBytes` wait unread.
  *
- * @since 0.9.0
+ * @since 0.11.0
  */
 import { Cause, Channel, Effect, Exit, Scope, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { finished, type Readable } from "node:stream"
 
 /**
- * @since 0.9.0
+ * @since 0.11.0
  */
 export interface Options<E> {
   readonly evaluate: () => Readable
@@ -28,7 +28,7 @@ export interface Options<E> {
 /**
  * The chunks of a readable; fails with `onError` of what broke it (a close before its end too).
  *
- * @since 0.9.0
+ * @since 0.11.0
  */
 export const fromReadable = <E>(options: Options<E>): Stream.Stream<Uint8Array, E> =>
   Stream.fromChannel(Channel.fromTransform((_, scope) =>
