@@ -44,7 +44,7 @@ import { Store } from "../src/store/Store.ts"
 import * as Netns from "./netns.ts"
 import { freePorts, processState, type Spawned, spawnNode } from "../test/support/processes.ts"
 import { forward, percentile, runMain } from "./support.ts"
-import { runnerNodeOptions } from "../src/cli/heap.js"
+import { runnerNodeOptions } from "../src/base/heap.js"
 
 const flag = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`)

@@ -49,7 +49,7 @@ import * as Store from "../src/store/Store.ts"
 import { freePorts, type Spawned, spawnNode } from "../test/support/processes.ts"
 import * as Netns from "./netns.ts"
 import { forward, runMain } from "./support.ts"
-import { runnerNodeOptions } from "../src/cli/heap.js"
+import { runnerNodeOptions } from "../src/base/heap.js"
 
 const json = process.argv.includes("--json")
 const flag = (name: string, fallback: number) => {

@@ -11,7 +11,7 @@ import * as Cluster from "../src/node/Cluster.ts"
 import * as EmbeddedPostgres from "../src/store/EmbeddedPostgres.ts"
 import * as Store from "../src/store/Store.ts"
 import { type Spawned, startRunnerProcess } from "../test/support/processes.ts"
-import { accountExternalMemoryInGlobalLimit } from "../src/cli/heap.js"
+import { accountExternalMemoryInGlobalLimit } from "../src/base/heap.js"
 
 // A benchmark's own process is a client that streams bulk bytes, like the gateway and the CLI:
 // it runs with the V8 setting those set for themselves (README, "Streaming bulk bytes").

@@ -5,7 +5,7 @@
  * to count the buffers of streams against its global limit (see heap.js).
  */
 import { enable, flush } from "./cli/compileCache.js"
-import { accountExternalMemoryInGlobalLimit } from "./cli/heap.js"
+import { accountExternalMemoryInGlobalLimit } from "./base/heap.js"
 
 accountExternalMemoryInGlobalLimit()
 enable()

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url"
 import * as Client from "../node/Client.ts"
 import { runnerConfig } from "../base/Config.ts"
 import { drainCommands } from "./Drain.ts"
-import { runnerNodeOptions } from "./heap.js"
+import { runnerNodeOptions } from "../base/heap.js"
 
 /** A runner process of `up` failed to start. */
 export class RunnerStartError extends Schema.TaggedError<RunnerStartError>()("RunnerStartError", { message: Schema.String }) {}

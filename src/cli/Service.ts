@@ -18,7 +18,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { storeConfig } from "../base/Config.ts"
-import { runnerNodeOptions } from "./heap.js"
+import { runnerNodeOptions } from "../base/heap.js"
 import { CliFailure, print } from "./Support.ts"
 
 const main = fileURLToPath(new URL("./main.ts", import.meta.url))

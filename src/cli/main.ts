@@ -10,7 +10,7 @@
  * @since 0.5.0
  */
 import { enable } from "./compileCache.js"
-import { accountExternalMemoryInGlobalLimit } from "./heap.js"
+import { accountExternalMemoryInGlobalLimit } from "../base/heap.js"
 import * as HelpCache from "./HelpCache.ts"
 
 // The gateway, `up` and `runner` relay bulk bytes (see heap.js).

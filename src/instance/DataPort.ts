@@ -24,6 +24,7 @@
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import { Context, Effect, FiberSet, Layer, Schema } from "effect"
+import { streamEnded, streamStarted } from "../base/heap.js"
 import { readLine } from "../transport/Handshake.ts"
 import { Security } from "../transport/Security.ts"
 
@@ -124,7 +125,11 @@ export const make = (config: Config) =>
         sessions.delete(line!)
         clearTimeout(entry.timer)
         socket.write("OK\n")
-        run(entry.session(socket).pipe(Effect.ensuring(close(socket))))
+        run(Effect.acquireUseRelease(
+          Effect.sync(streamStarted),
+          () => entry.session(socket).pipe(Effect.ensuring(close(socket))),
+          () => Effect.sync(streamEnded)
+        ))
       })
       socket.resume() // handed over paused
     })

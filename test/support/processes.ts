@@ -7,7 +7,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { runnerNodeOptions } from "../../src/cli/heap.js"
+import { runnerNodeOptions } from "../../src/base/heap.js"
 
 export const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
 
