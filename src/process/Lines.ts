@@ -38,17 +38,6 @@ const CR = 13
 const none: LineSpans = { bytes: Buffer.alloc(0), bounds: [] }
 
 /**
- * The text of each line (what a reader of the log gets).
- *
- * @since 0.11.0
- */
-export const texts = (lines: LineSpans): Array<string> => {
-  const out: Array<string> = []
-  for (let i = 0; i < lines.bounds.length; i += 2) out.push(lines.bytes.toString("utf8", lines.bounds[i], lines.bounds[i + 1]))
-  return out
-}
-
-/**
  * A new, empty assembler.
  *
  * @since 0.2.0

@@ -4,7 +4,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { codec } from "../../src/process/Framing.ts"
-import { makeLineAssembler, texts as text } from "../../src/process/Lines.ts"
+import { type LineSpans, makeLineAssembler } from "../../src/process/Lines.ts"
+
+/** The text of each line, each decoded alone (what a reader of the log gets). */
+const text = (lines: LineSpans): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < lines.bounds.length; i += 2) out.push(lines.bytes.toString("utf8", lines.bounds[i], lines.bounds[i + 1]))
+  return out
+}
 
 /** A seeded generator, so a failure can be replayed. */
 const random = (seed: number) => () => {
