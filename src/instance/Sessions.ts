@@ -7,8 +7,9 @@
 import { Effect } from "effect"
 import type * as Stdio from "../process/Stdio.ts"
 import type * as Net from "node:net"
+import * as Tls from "node:tls"
 import type { ProcessHandle } from "../process/ProcessHandle.ts"
-import { DataPortError } from "./DataPort.ts"
+import { DataPortError, release } from "./DataPort.ts"
 import type { ByteStream } from "./InstanceSpec.ts"
 import { headerFor, type Incarnation } from "./Incarnation.ts"
 import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
@@ -68,6 +69,7 @@ export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
   readonly end?: boolean | undefined
   readonly replay?: boolean | undefined
   readonly contentType?: string | undefined
+  readonly direct?: boolean | undefined
 }): (socket: Net.Socket) => Effect.Effect<void> => {
   const { handle, program } = run
   const replay = request.replay ?? true
@@ -85,12 +87,36 @@ export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
       return output(request.stream)
     case "output":
       return output(program.outputName)
-    case "inout":
+    case "inout": {
       // The output first: it is subscribed before any input can make output.
-      return (socket) =>
+      const relayed = (socket: Net.Socket) =>
         Effect.all([
           output(program.outputName)(socket),
           inputSession(handle, program.inputName, end, false, header)(socket)
         ], { concurrency: 2, discard: true })
+      return request.direct === true
+        ? (socket) => Effect.suspend(() => handOver(run, pid, socket, end, request.contentType) ? Effect.void : relayed(socket))
+        : relayed
+    }
   }
+}
+
+/**
+ * Hands an `inout` connection to the process itself, if it can take one: a plain TCP connection
+ * (a TLS session's state is this process's) with nothing left to write, and the run's first
+ * input (bytes already in its input pipe would come after the connection's). The process gets
+ * the input header with it. Its bytes are not counted in the instance's byte metrics.
+ */
+const handOver = (run: Incarnation, pid: number | undefined, socket: Net.Socket, end: boolean, contentType: string | undefined) => {
+  const plain = !(socket instanceof Tls.TLSSocket) && socket.writableLength === 0
+  if (!plain || pid === undefined || run.inputHeaderTo === pid) return false
+  const before = run.inputHeaderTo
+  const header = headerFor(run, pid, contentType ?? "application/octet-stream") ?? new Uint8Array()
+  if (!run.handle.handOver({ $shardhub: "inout", end, head: Buffer.from(header).toString("base64") }, socket)) {
+    run.inputHeaderTo = before
+    return false
+  }
+  // The socket is on its way to the process: the data port must not close it.
+  release(socket)
+  return true
 }

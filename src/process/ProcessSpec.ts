@@ -172,6 +172,12 @@ export const ProcessSpec = Schema.Struct({
    * `output` back (for programs whose data stream is not their stdio, like sequences).
    */
   dataChannels: Schema.optionalKey(Schema.Boolean),
+  /**
+   * With `dataChannels`: also opens a Node IPC channel (fd 6) over which a client's data
+   * connection can be handed to the child itself (`ProcessHandle.handOver`), for a child that
+   * takes one (shardhub's Node in-child runner).
+   */
+  handOver: Schema.optionalKey(Schema.Boolean),
   stopWith: Schema.optionalKey(StopWith),
   /**
    * The name of its log files (`logs/<logName>.log`; default its process id). A process that
@@ -218,6 +224,7 @@ export interface ResolvedSpec {
   readonly log: { readonly stdout: boolean; readonly stderr: boolean }
   readonly messages: MessageCodec | undefined
   readonly dataChannels: boolean
+  readonly handOver: boolean
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
   readonly logName: string | undefined
@@ -248,6 +255,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   log: { stdout: spec.log?.includes("stdout") ?? true, stderr: spec.log?.includes("stderr") ?? true },
   messages: spec.messages,
   dataChannels: spec.dataChannels ?? false,
+  handOver: (spec.dataChannels ?? false) && (spec.handOver ?? false),
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
   logName: spec.logName,

@@ -28,6 +28,24 @@ export interface Child extends EventEmitter {
   readonly pid: number
   /** The manager's end of each of the child's fds that was a pipe (`undefined` elsewhere). */
   readonly stdio: ReadonlyArray<Net.Socket | undefined>
+  /**
+   * Of a child spawned with an `"ipc"` fd: sends it `socket` (a plain TCP connection, not
+   * reading: see `HandOver`) with `message`; the socket is the child's from then on.
+   */
+  readonly handOver: ((message: HandOver, socket: Net.Socket) => void) | undefined
+}
+
+/**
+ * What a child spawned with an `"ipc"` fd gets with a socket (on Node's IPC channel, as
+ * `process.on("message", (message, socket) => …)`): `head` (base64) holds the bytes that were
+ * read of the socket before it was handed over, to be taken as its first bytes.
+ *
+ * @since 0.11.0
+ */
+export interface HandOver {
+  readonly $shardhub: string
+  readonly head: string
+  readonly [key: string]: unknown
 }
 
 /**
@@ -42,7 +60,8 @@ export interface Options {
   readonly uid?: number
   readonly gid?: number
   readonly detached?: boolean
-  readonly stdio: ReadonlyArray<"pipe" | "ignore">
+  /** `"ipc"` (at most one): a Node IPC channel, over which `Child.handOver` sends sockets. */
+  readonly stdio: ReadonlyArray<"pipe" | "ignore" | "ipc">
 }
 
 /**
@@ -80,7 +99,8 @@ interface Pending {
   readonly stdio: Array<Net.Socket | undefined>
   readonly handles: Array<[fd: number, handle: unknown]>
   exited: () => void
-  child: (EventEmitter & { pid: number; stdio: Array<Net.Socket | undefined> }) | undefined
+  readonly ipc: boolean
+  child: (EventEmitter & Child & { stdio: Array<Net.Socket | undefined> }) | undefined
   awaited: number
 }
 
@@ -161,7 +181,25 @@ const lane = () => {
     }
     if (reply.pid !== undefined) {
       entry.awaited = reply.pipes!.length
-      entry.child = Object.assign(new EventEmitter(), { pid: reply.pid, stdio: entry.stdio })
+      const from = helper
+      const id = reply.id
+      entry.child = Object.assign(new EventEmitter(), {
+        pid: reply.pid,
+        stdio: entry.stdio,
+        handOver: entry.ipc && from !== undefined
+          ? (message: HandOver, socket: Net.Socket) => {
+            const read: Array<Buffer> = []
+            for (let chunk: Buffer | null; (chunk = socket.read()) !== null;) read.push(chunk)
+            // Not a byte more is read here (`read` may have asked for more): a handle sent on
+            // drops what its sender reads after the send.
+            ;(socket as unknown as { _handle?: { readStop(): void } })._handle?.readStop()
+            const head = Buffer.concat([Buffer.from(message.head, "base64"), ...read]).toString("base64")
+            from.send({ id, handOver: { ...message, head } }, socket, (error) => {
+              if (error) socket.destroy()
+            })
+          }
+          : undefined
+      })
     } else if (reply.fd !== undefined) {
       entry.handles.push([reply.fd, handle])
       entry.awaited--
@@ -206,7 +244,15 @@ const lane = () => {
     spawn: (file, args, options, done) => {
       helper ??= start()
       const id = nextId++
-      pending.set(id, { done, stdio: [], handles: [], exited: () => {}, child: undefined, awaited: -1 })
+      pending.set(id, {
+        done,
+        stdio: [],
+        handles: [],
+        ipc: options.stdio.includes("ipc"),
+        exited: () => {},
+        child: undefined,
+        awaited: -1
+      })
       helper.channel?.ref()
       helper.send({ id, file, args, options })
     }

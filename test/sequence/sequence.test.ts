@@ -221,6 +221,71 @@ describe("sequences on two runners", () => {
     expect(results.flat()).toEqual(Array.from({ length: rounds * concurrent }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
   })
 
+  it("hands direct inout connections to Node pass-through sequences: random byte streams byte-exact, concurrently, each completing", async () => {
+    cluster.printOnFailure()
+    const results = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seqs = { node: yield* host.sendSequence(fixture("passthrough")), python: yield* host.sendSequence(fixture("passthrough-py")) }
+      const one = (language: keyof typeof seqs, round: number) =>
+        Effect.gen(function*() {
+          const data = Crypto.randomBytes(Math.floor(Math.random() * 4 * 1024 * 1024))
+          const chunk = 1 + Math.floor(Math.random() * 256 * 1024)
+          const { id } = yield* host.startSequence(seqs[language].id)
+          // Half of them write before the output is read: the first bytes may reach the runner
+          // before it hands the connection over.
+          const out = yield* instances.inout(id, chunked(data, chunk), { direct: true, ...(round % 2 === 0 ? { contentType: "application/octet-stream" } : {}) }).pipe(
+            Stream.runCollect,
+            within("30 seconds", () => `${data.length} bytes in chunks of ${chunk} through ${language} ${id}`)
+          )
+          const ended = yield* awaitInfo(id, isOver, "10 seconds", "the end after the input ended")
+          return { exact: concat(out).equals(data), status: ended.status, exitCode: ended.exitCode }
+        })
+      return yield* Effect.forEach(
+        Array.from({ length: 6 }),
+        (_, round) => Effect.forEach(["node", "node", "node", "python"] as const, (language) => one(language, round), { concurrency: 4 }),
+        { concurrency: 1 }
+      )
+    }))
+    expect(results.flat()).toEqual(Array.from({ length: 24 }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
+  })
+
+  it("keeps a direct inout's bytes past the runner, then gives input and output back to it once the connection closed", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const { id } = yield* host.startSequence(seq.id)
+      // The input stays open (end: false); the client closes the connection once its output came back.
+      const direct = yield* instances.inout(id, text("direct,"), { direct: true, end: false, contentType: "text/plain" }).pipe(
+        Stream.decodeText(),
+        Stream.takeUntil((s) => s.includes("direct,")),
+        Stream.mkString,
+        within("20 seconds", () => `the direct output of ${id}`)
+      )
+      // The runner never saw those bytes: a reader with replay gets only output of input relayed
+      // by the runner again (into the same input, no new header) — once the process noticed the
+      // closed connection, which it does when a write to it fails: until then output is lost
+      // with it, as no replay was asked.
+      const later = yield* Effect.forkChild(instances.output(id).pipe(
+        Stream.decodeText(),
+        Stream.takeUntil((s) => s.includes("relayed,")),
+        Stream.mkString
+      ))
+      yield* instances.input(id, text("relayed,"), { end: false }).pipe(
+        Effect.repeat({ until: () => later.pollUnsafe() !== undefined, schedule: Schedule.spaced("50 millis") }),
+        within("20 seconds", () => `relayed input of ${id}`),
+        Effect.forkChild
+      )
+      const relayed = yield* Fiber.join(later).pipe(within("20 seconds", () => `the relayed output of ${id}`))
+      yield* instances.kill(id)
+      return { direct, relayed }
+    }))
+    expect(result.direct).toBe("direct,")
+    expect(result.relayed).toMatch(/^(relayed,)+$/)
+  })
+
   it("gives each process of a sequence restarted by its restart policy its own input header", async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {

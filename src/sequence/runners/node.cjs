@@ -65,6 +65,10 @@ const leave = (code) => {
     if (--pending === 0) process.exit(code)
   }
   setTimeout(() => process.exit(code), 2000).unref()
+  if (output !== outputSocket) {
+    pending++
+    output.end(done)
+  }
   outputSocket.end(done)
   channel.end(done)
 }
@@ -240,13 +244,20 @@ channel.on("end", () => leave(EXIT.stopped))
 
 // ---- input ------------------------------------------------------------------------------
 
+/** Where input is read from now: fd 4, or a connection handed over (`takeInout`). */
+let inputSource = inputSocket
+/** Takes bytes of input (the header first, then the body) until the input ends. */
+let feedInput = () => {}
+let endInput = () => {}
+
 /** Input as a readable of Buffers, strings or objects, by the content type of its header. */
 const makeInput = () => {
-  const input = new Readable({ objectMode: true, read() { inputSocket.resume() } })
+  const input = new Readable({ objectMode: true, read() { inputSource.resume() } })
   let header = Buffer.alloc(0)
   let decode
+  let ended = false
   const push = (value) => {
-    if (!input.push(value)) inputSocket.pause()
+    if (!input.push(value)) inputSource.pause()
   }
   const decoderFor = (type) => {
     if (/x-ndjson/.test(type)) {
@@ -281,7 +292,8 @@ const makeInput = () => {
     }
     return { data: push, end: () => {} }
   }
-  inputSocket.on("data", (chunk) => {
+  feedInput = (chunk) => {
+    if (ended) return
     if (decode !== undefined) return decode.data(chunk)
     header = Buffer.concat([header, chunk])
     const end = header.indexOf("\r\n\r\n")
@@ -295,11 +307,15 @@ const makeInput = () => {
     const body = header.subarray(end + 4)
     header = undefined
     if (body.length > 0) decode.data(body)
-  })
-  inputSocket.on("end", () => {
+  }
+  endInput = () => {
+    if (ended) return
+    ended = true
     if (decode !== undefined) decode.end()
     input.push(null)
-  })
+  }
+  inputSocket.on("data", (chunk) => feedInput(chunk))
+  inputSocket.on("end", () => endInput())
   inputSocket.unref()
   return input
 }
@@ -361,27 +377,89 @@ const dataStreamOnUse = (value) => {
 const encode = (chunk) =>
   typeof chunk === "string" || chunk instanceof Uint8Array ? chunk : JSON.stringify(chunk) + "\n"
 
+/** Where output is written now: fd 5, or a connection handed over (`takeInout`). */
+let output = outputSocket
+/** The byte stream being piped to `output`, if the sequence returned one. */
+let piped
+
+/** Output goes to `target` from now on (what was written before stays where it went). */
+const outputTo = (target) => {
+  if (target === output) return
+  if (piped !== undefined) piped.unpipe(output)
+  output = target
+  if (piped !== undefined) piped.pipe(target, { end: false })
+}
+
 /** Writes what the sequence returned to the output, then leaves as completed. */
 const ship = async (result) => {
   if (result === undefined || result === null) return
   if (typeof result.then === "function") return ship(await result)
   const iterable = typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function"
   if (typeof result === "string" || result instanceof Uint8Array || !iterable || Array.isArray(result)) {
-    outputSocket.write(encode(result))
+    output.write(encode(result))
     return leave(EXIT.done)
   }
   if (typeof result.pipe === "function" && !result.readableObjectMode && typeof result.read === "function") {
     // A byte stream: let Node pipe it.
     result.on("error", (error) => fatal(EXIT.failed, error))
-    result.pipe(outputSocket, { end: false })
+    piped = result
+    result.pipe(output, { end: false })
     result.on("end", () => leave(EXIT.done))
     return
   }
   for await (const chunk of result) {
     if (leaving) return
-    if (!outputSocket.write(encode(chunk))) await new Promise((resolve) => outputSocket.once("drain", resolve))
+    const target = output
+    if (!target.write(encode(chunk))) {
+      await new Promise((resolve) => {
+        target.once("drain", resolve)
+        target.once("close", resolve)
+      })
+    }
   }
   leave(EXIT.done)
+}
+
+// ---- a connection handed over ----------------------------------------------------------
+
+/**
+ * An `inout` connection the runner handed over (on the Node IPC channel, with the bytes it had
+ * read of it in `head`: the input header first): input is read from it and output written to
+ * it, past the runner. When its input ends the input ends too (`end`), or goes on from fd 4;
+ * when it closes, output goes back to fd 5.
+ */
+const takeInout = (message, socket) => {
+  // The client ends its input and still reads the output.
+  socket.allowHalfOpen = true
+  socket.on("error", () => {})
+  if (leaving) return socket.destroy()
+  inputSource.pause()
+  inputSource = socket
+  socket.on("data", (chunk) => feedInput(chunk))
+  socket.once("end", () => {
+    if (message.end !== false) {
+      endInput()
+      // Later input through the runner is refused (the pipe is closed), as after a relayed end.
+      return inputSocket.destroy()
+    }
+    inputSource = inputSocket
+    inputSocket.resume()
+  })
+  socket.once("close", () => {
+    if (inputSource === socket) {
+      inputSource = inputSocket
+      inputSocket.resume()
+    }
+    if (output === socket) outputTo(outputSocket)
+  })
+  outputTo(socket)
+  const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
+  if (head.length > 0) feedInput(head)
+}
+if (process.channel !== undefined) {
+  process.on("message", (message, socket) => {
+    if (message !== null && typeof message === "object" && message.$shardhub === "inout" && socket) takeInout(message, socket)
+  })
 }
 
 // ---- start ------------------------------------------------------------------------------
