@@ -383,9 +383,7 @@ export const make = (options: {
       name === "output" && !spec.dataChannels ? Effect.void : stdio.pipeOutput(name, replay, writable, written),
     handOver: (message, socket) => {
       const live = run?.exit === undefined ? run?.handOver : undefined
-      if (live === undefined) return false
-      live(message, socket)
-      return true
+      return live !== undefined && live(message, socket)
     },
     pipeInput: (name, source, options) =>
       (name === "stdin" ? spec.stdin === "pipe" : spec.dataChannels)

@@ -29,10 +29,11 @@ export interface Child extends EventEmitter {
   /** The manager's end of each of the child's fds that was a pipe (`undefined` elsewhere). */
   readonly stdio: ReadonlyArray<Net.Socket | undefined>
   /**
-   * Of a child spawned with an `"ipc"` fd: sends it `socket` (a plain TCP connection, not
-   * reading: see `HandOver`) with `message`; the socket is the child's from then on.
+   * Of a child spawned with an `"ipc"` fd: sends it `socket` (a plain TCP connection) with
+   * `message`; the socket is the child's from then on. False (the socket untouched) once the
+   * child lost its channel.
    */
-  readonly handOver: ((message: HandOver, socket: Net.Socket) => void) | undefined
+  readonly handOver: ((message: HandOver, socket: Net.Socket) => boolean) | undefined
 }
 
 /**
@@ -99,7 +100,8 @@ interface Pending {
   readonly stdio: Array<Net.Socket | undefined>
   readonly handles: Array<[fd: number, handle: unknown]>
   exited: () => void
-  readonly ipc: boolean
+  /** Spawned with an IPC channel, and it was not lost. */
+  ipc: boolean
   child: (EventEmitter & Child & { stdio: Array<Net.Socket | undefined> }) | undefined
   awaited: number
 }
@@ -110,6 +112,7 @@ interface Reply {
   readonly pipes?: ReadonlyArray<number>
   readonly fd?: number
   readonly exit?: readonly [number | null, NodeJS.Signals | null]
+  readonly channelLost?: boolean
   readonly error?: { readonly code?: string; readonly message: string; readonly errno?: number; readonly syscall?: string; readonly path?: string }
 }
 
@@ -188,6 +191,7 @@ const lane = () => {
         stdio: entry.stdio,
         handOver: entry.ipc && from !== undefined
           ? (message: HandOver, socket: Net.Socket) => {
+            if (!entry.ipc) return false
             const read: Array<Buffer> = []
             for (let chunk: Buffer | null; (chunk = socket.read()) !== null;) read.push(chunk)
             // Not a byte more is read here (`read` may have asked for more): a handle sent on
@@ -197,12 +201,16 @@ const lane = () => {
             from.send({ id, handOver: { ...message, head } }, socket, (error) => {
               if (error) socket.destroy()
             })
+            return true
           }
           : undefined
       })
     } else if (reply.fd !== undefined) {
       entry.handles.push([reply.fd, handle])
       entry.awaited--
+    } else if (reply.channelLost === true) {
+      entry.ipc = false
+      return
     } else if (reply.exit !== undefined) {
       live.delete(reply.id)
       return exit(entry, reply.exit[0], reply.exit[1])

@@ -16,6 +16,7 @@
 //                                              never reads or writes it, and closes its copy once
 //                                              the manager has it)
 //   → { id, exit: [code, signal] }             the child exited (sent after its pipes)
+//   → { id, channelLost: true }                child `id` lost its IPC channel (it sent on it)
 //   → { id, error: { code, message, … } }      the OS refused the spawn
 //   ← { id, handOver: message } + a socket      passes the socket on to child `id` (spawned
 //                                              with an "ipc" fd) as `message` with its
@@ -24,7 +25,7 @@
 //
 // A child's IPC channel carries sockets to it and nothing back: a child that sends anything on
 // it loses the channel (and anything it sent is destroyed), so user code cannot fill this
-// process with handles or work.
+// process with handles or work; the manager then hands it nothing more.
 //
 // It leaves nothing behind: when the channel closes (the manager exited or died) it exits; its
 // children are then the reaper's to kill. It runs in its own session and ignores the terminal's
@@ -85,8 +86,11 @@ process.on("message", (message, handle) => {
   if (child.connected) {
     channels.set(id, child)
     child.on("message", (_message, handle) => {
-      handle?.destroy?.()
+      if (typeof handle?.destroy === "function") handle.destroy()
+      else handle?.close?.()
+      if (!child.connected) return
       child.disconnect()
+      process.send({ id, channelLost: true })
     })
   }
   process.send({ id, pid: child.pid, pipes })

@@ -286,6 +286,41 @@ describe("sequences on two runners", () => {
     expect(result.relayed).toMatch(/^(relayed,)+$/)
   })
 
+  it("takes a process that talks back on the channel connections are handed over on off it: its connections are relayed, the spawner unharmed", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const talker = yield* host.sendSequence(fixture("talker"))
+      const passthrough = yield* host.sendSequence(fixture("passthrough"))
+      const through = (seqId: string, bytes: string) =>
+        Effect.flatMap(host.startSequence(seqId), ({ id }) =>
+          instances.inout(id, text(bytes), { direct: true }).pipe(Stream.decodeText(), Stream.mkString, within("20 seconds", () => `${bytes} through ${id}`)))
+      // A connection handed over before the spawner cut the channel is lost with it: the client
+      // sees it reset (a fresh instance each time, as its first input).
+      const talked = yield* through(talker.id, "talk").pipe(
+        Effect.catchTag("DataPortError", () => Effect.succeed("reset")),
+        Effect.repeat({ until: (out) => out === "talk", times: 20 })
+      )
+      // Relayed: what it wrote is kept for replay (a direct connection's output is not).
+      const { first, id } = yield* Effect.flatMap(host.startSequence(talker.id), ({ id }) =>
+        instances.inout(id, text("kept"), { direct: true, end: false }).pipe(
+          Stream.decodeText(),
+          Stream.takeUntil((s) => s.includes("kept")),
+          Stream.mkString,
+          Effect.catchTag("DataPortError", () => Effect.succeed("reset")),
+          Effect.map((first) => ({ first, id }))
+        )).pipe(Effect.repeat({ until: ({ first }) => first === "kept", times: 20 }))
+      const replayed = yield* instances.output(id).pipe(Stream.decodeText(), Stream.takeUntil((s) => s.includes("kept")), Stream.mkString, within("20 seconds", () => `the replay of ${id}`))
+      const others = yield* Effect.forEach(Array.from({ length: 4 }, (_, i) => `other ${i}`), (bytes) => through(passthrough.id, bytes), { concurrency: 4 })
+      return { talked, first, replayed, others }
+    }))
+    expect(result.talked).toBe("talk")
+    expect(result.first).toBe("kept")
+    expect(result.replayed).toBe("kept")
+    expect(result.others).toEqual(["other 0", "other 1", "other 2", "other 3"])
+  })
+
   it("gives each process of a sequence restarted by its restart policy its own input header", async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {
