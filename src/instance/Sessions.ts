@@ -80,8 +80,11 @@ export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
   switch (request.stream) {
     case "stdin":
       return inputSession(handle, "stdin", end, true)
-    case "input":
-      return inputSession(handle, program.inputName, end, true, header)
+    case "input": {
+      const relayed = inputSession(handle, program.inputName, end, true, header)
+      // An input has one reader, the process: it is handed over wherever it can be.
+      return (socket) => Effect.suspend(() => handOver("input", run, pid, socket, end, request.contentType) ? Effect.void : relayed(socket))
+    }
     case "stdout":
     case "stderr":
       return output(request.stream)
@@ -95,24 +98,31 @@ export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
           inputSession(handle, program.inputName, end, false, header)(socket)
         ], { concurrency: 2, discard: true })
       return request.direct === true
-        ? (socket) => Effect.suspend(() => handOver(run, pid, socket, end, request.contentType) ? Effect.void : relayed(socket))
+        ? (socket) => Effect.suspend(() => handOver("inout", run, pid, socket, end, request.contentType) ? Effect.void : relayed(socket))
         : relayed
     }
   }
 }
 
 /**
- * Hands an `inout` connection to the process itself, if it can take one: a plain TCP connection
- * (a TLS session's state is this process's) with nothing left to write, and the run's first
- * input (bytes already in its input pipe would come after the connection's). The process gets
- * the input header with it. Its bytes are not counted in the instance's byte metrics.
+ * Hands an `input` or `inout` connection to the process itself, if it can take one: a plain TCP
+ * connection (a TLS session's state is this process's) with nothing left to write, and the
+ * run's first input (bytes already in its input pipe would come after the connection's). The
+ * process gets the input header with it, and reports the bytes it carried when it closes.
  */
-const handOver = (run: Incarnation, pid: number | undefined, socket: Net.Socket, end: boolean, contentType: string | undefined) => {
+const handOver = (
+  kind: "input" | "inout",
+  run: Incarnation,
+  pid: number | undefined,
+  socket: Net.Socket,
+  end: boolean,
+  contentType: string | undefined
+) => {
   const plain = !(socket instanceof Tls.TLSSocket) && socket.writableLength === 0
   if (!plain || pid === undefined || run.inputHeaderTo === pid) return false
   const before = run.inputHeaderTo
   const header = headerFor(run, pid, contentType ?? "application/octet-stream") ?? new Uint8Array()
-  if (!run.handle.handOver({ $shardhub: "inout", end, head: Buffer.from(header).toString("base64") }, socket)) {
+  if (!run.handle.handOver({ $shardhub: kind, end, head: Buffer.from(header).toString("base64") }, socket)) {
     run.inputHeaderTo = before
     return false
   }

@@ -46,8 +46,19 @@ export const Epoch = Schema.Struct({ $shardhub: kind("epoch") })
  */
 export const Ack = Schema.Struct({ $shardhub: kind("ack"), bytes: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) })
 
+/**
+ * A data connection handed to the child closed: the bytes it read (`in`) and wrote (`out`) on
+ * it, which the runner did not see, for the instance's byte metrics.
+ * @since 0.11.0
+ */
+export const Bytes = Schema.Struct({
+  $shardhub: kind("bytes"),
+  in: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  out: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+})
+
 /** What a child sends. @since 0.6.0 */
-export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack])
+export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack, Bytes])
 /** @since 0.6.0 */
 export type FromChild = typeof FromChild.Type
 

@@ -11,9 +11,11 @@
  *   `{"$shardhub":"stop","timeoutMs","canCallKeepalive"}`, `{"$shardhub":"kill"}`. Out:
  *   `{"$shardhub":"ready"}`, `{"event","data"}`, `{"$shardhub":"health","healthy"}`,
  *   `{"$shardhub":"keepAlive","ms"}`, `{"$shardhub":"log","level","text"}`,
- *   `{"$shardhub":"topics","requires"|"provides","contentType"}`.
+ *   `{"$shardhub":"topics","requires"|"provides","contentType"}`, `{"$shardhub":"bytes","in","out"}`.
  * - fd 4: input — `Content-Type: <type>\r\n\r\n`, then the body.
  * - fd 5: output.
+ * - fd 6: Node's IPC channel, on which the runner may hand over a client's data connection
+ *   (`input` or `inout`): its bytes then go past the runner (see `takeConnection`).
  * stdin/stdout/stderr stay the process's own.
  *
  * The programming model is STH's: `module.exports = function (input, ...args)` (or an array of
@@ -65,6 +67,7 @@ const leave = (code) => {
     if (--pending === 0) process.exit(code)
   }
   setTimeout(() => process.exit(code), 2000).unref()
+  for (const report of handed) report()
   if (output !== outputSocket) {
     pending++
     output.end(done)
@@ -422,28 +425,44 @@ const ship = async (result) => {
 
 // ---- a connection handed over ----------------------------------------------------------
 
+/** Reports of the connections handed over that are still open (each sends its byte counts once). */
+const handed = new Set()
+
 /**
- * An `inout` connection the runner handed over (on the Node IPC channel, with the bytes it had
- * read of it in `head`: the input header first): input is read from it and output written to
- * it, past the runner. When its input ends the input ends too (`end`), or goes on from fd 4;
- * when it closes, output goes back to fd 5.
+ * A data connection the runner handed over (on the Node IPC channel, with the bytes it had read
+ * of it in `head`: the input header first), read and written here past the runner:
+ * - `input`: input is read from it; when it ends, the input ends too (`end`) or goes on from
+ *   fd 4, and `DONE` is answered.
+ * - `inout`: the same, and output is written to it while it is open (then to fd 5 again).
+ * When it closes, the bytes it carried are reported for the runner's metrics.
  */
-const takeInout = (message, socket) => {
-  // The client ends its input and still reads the output.
+const takeConnection = (message, socket) => {
+  // An inout client ends its input and still reads the output.
   socket.allowHalfOpen = true
   socket.on("error", () => {})
   if (leaving) return socket.destroy()
+  let read = 0
+  const report = () => {
+    if (!handed.delete(report)) return
+    send({ $shardhub: "bytes", in: read, out: socket.bytesWritten })
+  }
+  handed.add(report)
   inputSource.pause()
   inputSource = socket
-  socket.on("data", (chunk) => feedInput(chunk))
+  socket.on("data", (chunk) => {
+    read += chunk.length
+    feedInput(chunk)
+  })
   socket.once("end", () => {
     if (message.end !== false) {
       endInput()
       // Later input through the runner is refused (the pipe is closed), as after a relayed end.
-      return inputSocket.destroy()
+      inputSocket.destroy()
+    } else {
+      inputSource = inputSocket
+      inputSocket.resume()
     }
-    inputSource = inputSocket
-    inputSocket.resume()
+    if (message.$shardhub === "input") socket.end("DONE\n")
   })
   socket.once("close", () => {
     if (inputSource === socket) {
@@ -451,14 +470,16 @@ const takeInout = (message, socket) => {
       inputSocket.resume()
     }
     if (output === socket) outputTo(outputSocket)
+    report()
   })
-  outputTo(socket)
+  if (message.$shardhub === "inout") outputTo(socket)
   const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
   if (head.length > 0) feedInput(head)
 }
 if (process.channel !== undefined) {
   process.on("message", (message, socket) => {
-    if (message !== null && typeof message === "object" && message.$shardhub === "inout" && socket) takeInout(message, socket)
+    const kind = message !== null && typeof message === "object" ? message.$shardhub : undefined
+    if ((kind === "input" || kind === "inout") && socket) takeConnection(message, socket)
   })
 }
 
