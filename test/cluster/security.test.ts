@@ -236,6 +236,17 @@ describe("transport security", () => {
         await cli("stdin", id, "/dev/null")
         expect(await ended(reader, ["stdout", id])).toBe(expected)
       }
+      // A Node sequence's input over TLS is relayed by the runner (a TLS session cannot be
+      // handed to the process): the bytes arrive intact.
+      const file = Path.join(cluster.home, `input-${Crypto.randomUUID()}`)
+      Fs.writeFileSync(file, expected)
+      const seqId = (JSON.parse(await cli("seq", "send", Path.join(import.meta.dirname, "../sequence/fixtures/passthrough"), "--json")) as { id: string }).id
+      for (let i = 0; i < 2; i++) {
+        const id = (await cli("seq", "start", seqId)).trim()
+        const reader = spawnCli("output", id)
+        await cli("input", id, file, "--content-type", "text/plain")
+        expect(await ended(reader, ["output", id])).toBe(expected)
+      }
       // The TLS-only runner refuses the loopback handshake (the default dial on loopback).
       const attempt = await intrude("foreign", tlsRunner.address)
       expect(attempt).toMatchObject({ started: false, ran: false })
