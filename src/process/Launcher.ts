@@ -92,6 +92,7 @@ export const spawn = (
     env: launch.env,
     ...(launch.identity === undefined ? {} : { uid: launch.identity.uid, gid: launch.identity.gid }),
     detached: true,
+    spare: spec.prestart,
     stdio: [
       spec.stdin === "pipe" ? "pipe" : "ignore",
       "pipe",

@@ -30,7 +30,7 @@ import { ProcessSpec, resolve } from "./ProcessSpec.ts"
 import { isTerminal, type ProcessInfo } from "./ProcessStatus.ts"
 import * as Sampler from "./Sampler.ts"
 import * as SpawnPlan from "./SpawnPlan.ts"
-import * as Spawner from "./Spawner.ts"
+import * as Spares from "./Spares.ts"
 import { type Config, defaults } from "./ManagerConfig.ts"
 import * as Supervisor from "./Supervisor.ts"
 
@@ -77,7 +77,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
     const maxProcesses = config.maxProcesses ?? 2000
     const supervisor = yield* Supervisor.acquire(stateDir)
     // Released after the processes' shutdown below (finalizers run in reverse): their ends come through it.
-    const spawner = yield* Spawner.acquire
+    const spawner = yield* Spares.acquire
     // Data holds each child's own directory (0700, owned by the child's user): passable, not listable.
     yield* Effect.tryPromise({
       try: async () => {

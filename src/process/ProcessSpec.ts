@@ -178,6 +178,13 @@ export const ProcessSpec = Schema.Struct({
    * takes one (shardhub's Node in-child runner).
    */
   handOver: Schema.optionalKey(Schema.Boolean),
+  /**
+   * With `handOver`: the program can be started ahead as a spare (`command args[0] --spare`)
+   * and told the rest of its argv, its environment and directory on the IPC channel (see
+   * `Spares`); shardhub's Node in-child runner can. Not for a process with `user`, `group` or
+   * `rlimits`.
+   */
+  prestart: Schema.optionalKey(Schema.Boolean),
   stopWith: Schema.optionalKey(StopWith),
   /**
    * The name of its log files (`logs/<logName>.log`; default its process id). A process that
@@ -225,6 +232,7 @@ export interface ResolvedSpec {
   readonly messages: MessageCodec | undefined
   readonly dataChannels: boolean
   readonly handOver: boolean
+  readonly prestart: boolean
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
   readonly logName: string | undefined
@@ -256,6 +264,9 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   messages: spec.messages,
   dataChannels: spec.dataChannels ?? false,
   handOver: (spec.dataChannels ?? false) && (spec.handOver ?? false),
+  // Started ahead only as itself: not through a shell or prlimit, not as another user.
+  prestart: (spec.dataChannels ?? false) && (spec.handOver ?? false) && (spec.prestart ?? false) && !(spec.shell ?? false) &&
+    Object.keys(spec.rlimits ?? {}).length === 0 && spec.user === undefined && spec.group === undefined,
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
   logName: spec.logName,

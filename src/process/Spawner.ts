@@ -34,6 +34,8 @@ export interface Child extends EventEmitter {
    * child lost its channel.
    */
   readonly handOver: ((message: HandOver, socket: Net.Socket) => boolean) | undefined
+  /** Of a child spawned with an `"ipc"` fd: sends it `message`; false once it lost its channel. */
+  readonly tell: ((message: object) => boolean) | undefined
 }
 
 /**
@@ -63,6 +65,11 @@ export interface Options {
   readonly detached?: boolean
   /** `"ipc"` (at most one): a Node IPC channel, over which `Child.handOver` sends sockets. */
   readonly stdio: ReadonlyArray<"pipe" | "ignore" | "ipc">
+  /**
+   * The program can start ahead as a spare and be told the rest (see `Spares`): the spawn may
+   * be served by one started earlier.
+   */
+  readonly spare?: boolean
 }
 
 /**
@@ -201,6 +208,13 @@ const lane = () => {
             from.send({ id, handOver: { ...message, head } }, socket, (error) => {
               if (error) socket.destroy()
             })
+            return true
+          }
+          : undefined,
+        tell: entry.ipc && from !== undefined
+          ? (message: object) => {
+            if (!entry.ipc) return false
+            from.send({ id, tell: message })
             return true
           }
           : undefined

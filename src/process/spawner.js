@@ -18,6 +18,8 @@
 //   → { id, exit: [code, signal] }             the child exited (sent after its pipes)
 //   → { id, channelLost: true }                child `id` lost its IPC channel (it sent on it)
 //   → { id, error: { code, message, … } }      the OS refused the spawn
+//   ← { id, tell: message }                     sends `message` to child `id` (spawned with an
+//                                              "ipc" fd), if it still has its channel
 //   ← { id, handOver: message } + a socket      passes the socket on to child `id` (spawned
 //                                              with an "ipc" fd) as `message` with its
 //                                              handle; the socket is destroyed if the child
@@ -61,6 +63,11 @@ const handOver = (id, message, socket) => {
 
 process.on("message", (message, handle) => {
   if (message.handOver !== undefined) return handOver(message.id, message.handOver, handle)
+  if (message.tell !== undefined) {
+    const child = channels.get(message.id)
+    if (child?.connected) child.send(message.tell, () => {})
+    return
+  }
   const { id, file, args, options } = message
   let child
   try {

@@ -15,13 +15,15 @@ interface Started {
   readonly manager: ChildProcess.ChildProcess
   readonly pids: ReadonlyArray<number>
   readonly swept: number
+  readonly spare?: number
 }
 
 /** Starts test/process/fixtures/manager.ts and waits for its report; SIGKILLs it at scope end. */
-const startManager = (stateDir: string, trees: number) =>
+const startManager = (stateDir: string, trees: number, spare = false) =>
   Effect.acquireRelease(
     Effect.callback<Started, Error>((resume) => {
-      const manager = ChildProcess.spawn(process.execPath, [Path.join(root, "test/process/fixtures/manager.ts"), stateDir, String(trees)], {
+      const args = [Path.join(root, "test/process/fixtures/manager.ts"), stateDir, String(trees), ...(spare ? ["spare"] : [])]
+      const manager = ChildProcess.spawn(process.execPath, args, {
         stdio: ["ignore", "pipe", "pipe"]
       })
       let output = ""
@@ -33,7 +35,7 @@ const startManager = (stateDir: string, trees: number) =>
         output += chunk.toString()
         const line = output.split("\n")[0]
         if (output.includes("\n")) {
-          const report = JSON.parse(line!) as { pids: Array<number>; swept: number }
+          const report = JSON.parse(line!) as { pids: Array<number>; swept: number; spare?: number }
           resume(Effect.succeed({ manager, ...report }))
         }
       })
@@ -65,6 +67,15 @@ describe("ProcessManager orphans", () => {
       expect(pids.every(isRunning)).toBe(true)
       manager.kill("SIGKILL")
       yield* until(() => !pids.some(isRunning), "no child or grandchild is left")
+    }))
+
+  it.live("a spare started ahead for a Node sequence dies with a SIGKILLed manager", () =>
+    Effect.gen(function*() {
+      const stateDir = yield* tempDir()
+      const { manager, spare } = yield* startManager(stateDir, 0, true)
+      expect(spare !== undefined && isRunning(spare)).toBe(true)
+      manager.kill("SIGKILL")
+      yield* until(() => !isRunning(spare!), "the spare is gone")
     }))
 
   it.live("the next incarnation kills what a previous one left when even its reaper was killed", () =>

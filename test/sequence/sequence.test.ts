@@ -321,6 +321,64 @@ describe("sequences on two runners", () => {
     expect(result.others).toEqual(["other 0", "other 1", "other 2", "other 3"])
   })
 
+  it("starts a Node sequence in a spare started ahead, as the same process a spawn would have been", async () => {
+    cluster.printOnFailure()
+    /** Node sequence runners waiting as spares on this machine, by pid: when each was first seen. */
+    const seen = new Map<number, number>()
+    const spares = () => {
+      const now = performance.now()
+      const found = Fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+        try {
+          return Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("--spare")
+        } catch {
+          return false
+        }
+      }).map(Number)
+      for (const pid of found) if (!seen.has(pid)) seen.set(pid, now)
+      // Up for a while: its runner has it (the spawner hands over its pipes in a few ms).
+      return found.filter((pid) => now - seen.get(pid)! > 100)
+    }
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("whoami"))
+      const runs: Array<{ readonly id: string; readonly runner: string | undefined; readonly spare: boolean; readonly said: { readonly cwd: string; readonly argv: ReadonlyArray<string>; readonly env: Record<string, string> } }> = []
+      for (let i = 0; i < 8; i++) {
+        // A runner's first start of a Node sequence leaves a spare starting, and so does each
+        // start after: every runner that ran one has its spare up before the next start.
+        const ranOn = new Set(runs.map((r) => r.runner)).size
+        const waiting = yield* Effect.sync(spares).pipe(
+          Effect.repeat({ until: (found) => found.length >= ranOn, schedule: Schedule.spaced("20 millis") }),
+          within("20 seconds", () => `a spare on each of ${ranOn} runners`)
+        )
+        const { id, pid, runner } = yield* host.startSequence(seq.id, { args: ["a", 1], appConfig: { colour: "blue" }, env: { set: { WHO_AM_I: "tested" } } })
+        const said = yield* instances.output(id).pipe(Stream.decodeText(), Stream.mkString, within("20 seconds", () => `the output of ${id}`))
+        runs.push({ id, runner, spare: pid !== undefined && waiting.includes(pid), said: JSON.parse(said) })
+      }
+      return runs
+    }))
+    // Each start on a runner that had started one before was served by its spare; the first
+    // on each runner was not …
+    const ran = new Set<string | undefined>()
+    const expected = result.map((run) => {
+      const before = ran.has(run.runner)
+      ran.add(run.runner)
+      return before
+    })
+    expect(result.map((run) => run.spare)).toEqual(expected)
+    // … and the spare became what a new process would have been.
+    for (const { id, said } of result) {
+      expect(said).toMatchObject({ argv: [expect.stringMatching(/\/sequences\/[0-9a-f]{64}$/), "index.js"], args: ["a", 1], config: { colour: "blue" }, instanceId: id })
+      expect(said.cwd).toBe(said.argv[0])
+      expect(said.env).toMatchObject({ WHO_AM_I: "tested", SHARDHUB_INSTANCE_ID: id })
+      expect(said.env.SHARDHUB_SEQUENCE_ARGS).toBeUndefined()
+      expect(said.env.NODE_CHANNEL_FD).toBeUndefined()
+    }
+    const keys = (env: Record<string, string>) => Object.keys(env).sort()
+    const spawned = result.find((run) => !run.spare)!
+    for (const run of result) expect(keys(run.said.env)).toEqual(keys(spawned.said.env))
+  })
+
   it("gives each process of a sequence restarted by its restart policy its own input header", async () => {
     cluster.printOnFailure()
     const result = await cluster.run(Effect.gen(function*() {

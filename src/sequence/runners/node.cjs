@@ -6,6 +6,9 @@
  *   node node.cjs <package dir> <main>
  *   env SHARDHUB_SEQUENCE_ARGS (JSON array), SHARDHUB_APP_CONFIG (JSON object), SHARDHUB_INSTANCE_ID
  *
+ *   node node.cjs --spare     started ahead (src/process/Spares.ts): loads what it needs and
+ *                             waits on fd 6 for {"$shardhub":"become","args","env","cwd"}
+ *
  * The runner (ProcessManager) gives it:
  * - fd 3: the message channel, NDJSON both ways. In: `{"event","data"}`,
  *   `{"$shardhub":"stop","timeoutMs","canCallKeepalive"}`, `{"$shardhub":"kill"}`. Out:
@@ -36,12 +39,18 @@ const { StringDecoder } = require("node:string_decoder")
 
 const EXIT = { done: 0, badMain: 21, startFailed: 22, failed: 23, uncaught: 101, killed: 137, stopped: 138 }
 
-const [dir, main] = process.argv.slice(2)
-const args = JSON.parse(process.env.SHARDHUB_SEQUENCE_ARGS || "[]")
-const appConfig = JSON.parse(process.env.SHARDHUB_APP_CONFIG || "{}")
-const instanceId = process.env.SHARDHUB_INSTANCE_ID || ""
-delete process.env.SHARDHUB_SEQUENCE_ARGS
-delete process.env.SHARDHUB_APP_CONFIG
+/** Started ahead (`--spare`): it waits to be told which sequence it runs (`become`). */
+const spare = process.argv[2] === "--spare"
+let dir, main, args, appConfig, instanceId
+/** Takes the sequence from argv and the environment. */
+const configure = () => {
+  ;[dir, main] = process.argv.slice(2)
+  args = JSON.parse(process.env.SHARDHUB_SEQUENCE_ARGS || "[]")
+  appConfig = JSON.parse(process.env.SHARDHUB_APP_CONFIG || "{}")
+  instanceId = process.env.SHARDHUB_INSTANCE_ID || ""
+  delete process.env.SHARDHUB_SEQUENCE_ARGS
+  delete process.env.SHARDHUB_APP_CONFIG
+}
 
 const channel = new Net.Socket({ fd: 3, readable: true, writable: true })
 const inputSocket = new Net.Socket({ fd: 4, readable: true, writable: false })
@@ -101,8 +110,8 @@ logger.log = logger.info
 
 let hub
 const context = {
-  instanceId,
-  config: appConfig,
+  instanceId: "",
+  config: {},
   logger,
   on(name, listener) {
     if (!listeners.has(name)) listeners.set(name, [])
@@ -476,11 +485,34 @@ const takeConnection = (message, socket) => {
   const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
   if (head.length > 0) feedInput(head)
 }
+/**
+ * A spare becomes the process of a sequence: argv after the runner's script, the whole
+ * environment and the working directory as they would have been given to a new process.
+ */
+let became = false
+const become = (message) => {
+  if (!spare || became) return
+  became = true
+  const env = message.env !== null && typeof message.env === "object" ? message.env : {}
+  for (const key of Object.keys(process.env)) if (!Object.hasOwn(env, key)) delete process.env[key]
+  for (const [key, value] of Object.entries(env)) process.env[key] = String(value)
+  process.argv.splice(2, Infinity, ...(Array.isArray(message.args) ? message.args.map(String) : []))
+  try {
+    process.chdir(String(message.cwd))
+  } catch (error) {
+    return fatal(EXIT.startFailed, error)
+  }
+  begin()
+}
+
 if (process.channel !== undefined) {
   process.on("message", (message, socket) => {
     const kind = message !== null && typeof message === "object" ? message.$shardhub : undefined
     if ((kind === "input" || kind === "inout") && socket) takeConnection(message, socket)
+    else if (kind === "become") become(message)
   })
+  // A spare with nobody left to tell it anything has nothing to do.
+  if (spare) process.once("disconnect", () => became || process.exit(0))
 }
 
 // ---- start ------------------------------------------------------------------------------
@@ -537,5 +569,13 @@ const start = async () => {
   }
 }
 
+/** Runs the sequence of argv and the environment. */
+const begin = () => {
+  configure()
+  context.instanceId = instanceId
+  context.config = appConfig
+  start()
+}
+
 // The channel keeps the process alive until it leaves.
-start()
+if (!spare) begin()
