@@ -17,8 +17,12 @@
 import { Effect, type Scope } from "effect"
 import * as Spawner from "./Spawner.ts"
 
-/** What a program reads of its environment while it starts: Node's options, the loader, OpenSSL, the locale. */
-const STARTUP = /^(NODE_|UV_|OPENSSL_|SSL_CERT_|LD_|MALLOC_|GLIBC_|LANG$|LANGUAGE$|LC_|TZ$)/
+/**
+ * What a program reads of its environment while it starts (Node's options, the loader, OpenSSL,
+ * the locale), and the supervisor's tag, which the reaper finds in a process's first environment
+ * (`/proc/<pid>/environ`: what a spare is told later is not there).
+ */
+const STARTUP = /^(NODE_|UV_|OPENSSL_|SSL_CERT_|LD_|MALLOC_|GLIBC_|LANG$|LANGUAGE$|LC_|TZ$|SHARDHUB_SUPERVISOR$)/
 
 const startupEnv = (env: Record<string, string>): Record<string, string> =>
   Object.fromEntries(Object.entries(env).filter(([key]) => STARTUP.test(key)).sort(([a], [b]) => (a < b ? -1 : 1)))

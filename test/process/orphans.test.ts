@@ -74,6 +74,10 @@ describe("ProcessManager orphans", () => {
       const stateDir = yield* tempDir()
       const { manager, spare } = yield* startManager(stateDir, 0, true)
       expect(spare !== undefined && isRunning(spare)).toBe(true)
+      // It carries the supervisor's tag from its start, like every child: the reaper's sweep
+      // finds it by that.
+      const token = Fs.readFileSync(Path.join(stateDir, "token"), "utf8").trim()
+      expect(Fs.readFileSync(`/proc/${spare}/environ`, "utf8").split("\0")).toContain(`SHARDHUB_SUPERVISOR=${token}`)
       manager.kill("SIGKILL")
       yield* until(() => !isRunning(spare!), "the spare is gone")
     }))
