@@ -26,7 +26,7 @@ import { InstanceClient } from "../src/client/InstanceClient.ts"
 import * as Probe from "../src/node/Probe.ts"
 import type { InstanceInfo, InstanceSpec } from "../src/instance/InstanceSpec.ts"
 import { spawnNode } from "../test/support/processes.ts"
-import { clientRuntime, percentile, pipeThroughput, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
+import { clientRuntime, medianOf3, percentile, pipeThroughput, printTable, runMain, startRunner, tearDown, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const log = (line: string) => {
@@ -112,16 +112,8 @@ const stream = (run: Run, spec: InstanceSpec) =>
     return STREAM_BYTES / 1024 / 1024 / seconds
   }))
 
-/**
- * The median of 3 runs of a stream: each one's `cat` lands on whichever runner holds its id's
- * shard, and one run alone differed from the next by up to 2× (the runner's heap after the RPC
- * rounds, which runner shares a core with the client).
- */
-const medianOf3 = async (f: () => Promise<number>) => {
-  const runs: Array<number> = []
-  for (let i = 0; i < 3; i++) runs.push(await f())
-  return percentile(sorted(runs), 50)
-}
+/** The median of 3 runs of a stream: each one's `cat` lands on whichever runner holds its id's shard. */
+const median3 = (f: () => Promise<number>) => medianOf3(f, (mibS) => mibS)
 
 /** Requests/s of `call` at concurrency 64, over {@link CONCURRENT_CALLS} calls. */
 const throughput = async (run: Run, call: (i: number) => Effect.Effect<unknown, unknown, HostClient | InstanceClient | Sharding>) => {
@@ -159,7 +151,7 @@ const transportFigures = async (run: Run, label: string, baseline?: (i: number) 
     (i) => instances.info(targets[i % targets.length]!.id),
     ...(baseline === undefined ? [] : [baseline])
   ])
-  const streamed = await medianOf3(() => stream(run, { ...cat, log: [] }))
+  const streamed = await median3(() => stream(run, { ...cat, log: [] }))
   await run(Effect.forEach(targets, (info) => instances.kill(info.id, { removeImmediately: true }), { concurrency: 16 }))
   return { rpc, reqPerSecond: reqPerSecond!, baselineReqPerSecond, streamed }
 }
@@ -212,9 +204,9 @@ const main = async () => {
     const rawReqPerSecond = secured.baselineReqPerSecond!
 
     log(`${STREAM_BYTES / 1024 / 1024} MiB client → cat → client`)
-    const rawMiBs = await medianOf3(rawPipe)
-    const relayMiBs = await medianOf3(rawRelay)
-    const streamedLogged = await medianOf3(() => stream(run, cat))
+    const rawMiBs = await median3(rawPipe)
+    const relayMiBs = await median3(rawRelay)
+    const streamedLogged = await median3(() => stream(run, cat))
 
     log("failover after SIGKILL")
     const failovers: Array<number> = []

@@ -8,7 +8,7 @@
  * - `http_first_byte_ms`: `SequenceClient.start` → the first output byte for one byte of input.
  * - `http_stream_mib_s` (octet-stream), `http_stream_text_mib_s` (text/plain): 50 MiB through
  *   `(input) => input.pipe(new PassThrough())` (`sendInput` and the `output` stream), vs the same
- *   bytes through a bare `node` pass-through child's pipes.
+ *   bytes through a bare `node` pass-through child's pipes; each the median of 3 runs.
  * - `http_owner_request_ms` vs `http_token_request_ms`: `GET /api/v1/version` on a new connection
  *   (p50 of 300 each, interleaved), let in as the owner (the peer's uid looked up in the kernel's
  *   socket table, once per connection) vs by the bearer token (no lookup): the peer check's cost.
@@ -25,7 +25,7 @@ import { Readable } from "node:stream"
 import { packDirectory } from "../src/sequence/Pack.ts"
 import { spawnNode } from "../test/support/processes.ts"
 import { startSth } from "./sth.ts"
-import { nodePassThrough, percentile, pipeThroughput, printTable, rawNodeFirstByte, runMain, startRunner, temporaryStore } from "./support.ts"
+import { medianOf3, nodePassThrough, percentile, pipeThroughput, printTable, rawNodeFirstByte, runMain, startRunner, temporaryStore } from "./support.ts"
 
 const json = process.argv.includes("--json")
 const sthBaseline = !process.argv.includes("--no-sth")
@@ -99,7 +99,7 @@ const drive = async (apiBase: string, exact: boolean) => {
     return { mibS, bytes }
   }
   const streams: Record<string, { mibS: number; bytes: number }> = {}
-  for (const type of CONTENT_TYPES) streams[type] = await stream(type)
+  for (const type of CONTENT_TYPES) streams[type] = await medianOf3(() => stream(type), (run) => run.mibS)
   return { starts: starts.sort((a, b) => a - b), firstBytes: firstBytes.sort((a, b) => a - b), streams }
 }
 
@@ -143,7 +143,7 @@ const main = async () => {
     const raw: Array<number> = []
     for (let i = 0; i < STARTS; i++) raw.push(await rawNodeFirstByte())
     raw.sort((a, b) => a - b)
-    const rawMiBs = await pipeThroughput(nodePassThrough(), STREAM_BYTES, chunk)
+    const rawMiBs = await medianOf3(() => pipeThroughput(nodePassThrough(), STREAM_BYTES, chunk), (mibS) => mibS)
     log("shardhub: api-client starts, first bytes, and 50 MiB through a pass-through sequence")
     const shardhub = await drive(`${url}/api/v1`, true)
     log("shardhub: the peer check (owner by uid vs bearer token), a new connection per request")

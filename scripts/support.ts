@@ -82,6 +82,17 @@ export const runMain = (main: () => Promise<void>) =>
 export const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 
+/**
+ * The run with the median `score` of 3 runs of `f`: one stream run alone can differ from the
+ * next by up to 2× on a 2-core machine (which process shares a core with which, what the last
+ * run left in a heap).
+ */
+export const medianOf3 = async <A>(f: () => Promise<A>, score: (a: A) => number): Promise<A> => {
+  const runs: Array<A> = []
+  for (let i = 0; i < 3; i++) runs.push(await f())
+  return runs.sort((a, b) => score(a) - score(b))[1]!
+}
+
 /** Prints rows of `metric | raw OS | shardhub | ratio` (ratio = shardhub / raw). */
 export const printTable = (title: string, rows: ReadonlyArray<readonly [string, number, number, string]>) => {
   console.log(`\n${title}\n`)
