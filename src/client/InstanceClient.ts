@@ -80,12 +80,6 @@ export interface InoutFlags {
   readonly end?: boolean
   readonly replay?: boolean
   readonly contentType?: string
-  /**
-   * Let the owner hand the connection to the process itself where it can (a Node sequence on a
-   * connection without TLS, its first input): the bytes then go past the runner. While it is
-   * open the process's output goes to this connection alone (no replay, no other reader).
-   */
-  readonly direct?: boolean
 }
 
 type Client = ReturnType<Effect.Success<typeof Instance.client>>
@@ -247,7 +241,7 @@ export const make = (options: Options = {}) =>
     const open = (
       id: string,
       stream: Parameters<Client["Open"]>[0]["stream"],
-      flags: { readonly end?: boolean; readonly replay?: boolean; readonly contentType?: string; readonly direct?: boolean }
+      flags: { readonly end?: boolean; readonly replay?: boolean; readonly contentType?: string }
     ) =>
       call(id, `open ${stream}`, (client) => client.Open({ stream, ...flags })).pipe(
         Effect.flatMap((ticket) => dial(ticket, security, { timeoutMs }))

@@ -99,19 +99,6 @@ const close = (socket: Net.Socket, lingerMs = 30_000) =>
     return Effect.sync(() => socket.destroy())
   })
 
-/** Connections a session gave away (`release`): the port leaves them alone. */
-const released = new WeakSet<Net.Socket>()
-
-/**
- * Gives a session's connection away (its handle was handed to another process): the port
- * neither ends nor closes it when the session ends.
- *
- * @since 0.11.0
- */
-export const release = (socket: Net.Socket): void => {
-  released.add(socket)
-}
-
 /**
  * A data port listening for the surrounding scope.
  *
@@ -140,7 +127,7 @@ export const make = (config: Config) =>
         socket.write("OK\n")
         run(Effect.acquireUseRelease(
           Effect.sync(streamStarted),
-          () => entry.session(socket).pipe(Effect.ensuring(Effect.suspend(() => released.has(socket) ? Effect.void : close(socket)))),
+          () => entry.session(socket).pipe(Effect.ensuring(close(socket))),
           () => Effect.sync(streamEnded)
         ))
       })

@@ -207,13 +207,7 @@ export const Open = Rpc.make("Open", {
     end: Schema.optionalKey(Schema.Boolean),
     replay: Schema.optionalKey(Schema.Boolean),
     /** The content type of a sequence's input (default `application/octet-stream`). */
-    contentType: Schema.optionalKey(Schema.String),
-    /**
-     * `inout` only: the connection may be handed to the process itself, past the runner, when
-     * it can take one (a Node sequence, a connection without TLS, its first input). Its output
-     * then goes to this connection alone while it is open: no replay, no other reader.
-     */
-    direct: Schema.optionalKey(Schema.Boolean)
+    contentType: Schema.optionalKey(Schema.String)
   },
   success: Ticket,
   error: Schema.Union([...known, NotRunning])

@@ -7,9 +7,8 @@
 import { Effect } from "effect"
 import type * as Stdio from "../process/Stdio.ts"
 import type * as Net from "node:net"
-import * as Tls from "node:tls"
 import type { ProcessHandle } from "../process/ProcessHandle.ts"
-import { DataPortError, release } from "./DataPort.ts"
+import { DataPortError } from "./DataPort.ts"
 import type { ByteStream } from "./InstanceSpec.ts"
 import { headerFor, type Incarnation } from "./Incarnation.ts"
 import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
@@ -69,7 +68,6 @@ export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
   readonly end?: boolean | undefined
   readonly replay?: boolean | undefined
   readonly contentType?: string | undefined
-  readonly direct?: boolean | undefined
 }): (socket: Net.Socket) => Effect.Effect<void> => {
   const { handle, program } = run
   const replay = request.replay ?? true
@@ -80,53 +78,19 @@ export const sessionOf = (run: Incarnation, pid: number | undefined, request: {
   switch (request.stream) {
     case "stdin":
       return inputSession(handle, "stdin", end, true)
-    case "input": {
-      const relayed = inputSession(handle, program.inputName, end, true, header)
-      // An input has one reader, the process: it is handed over wherever it can be.
-      return (socket) => Effect.suspend(() => handOver("input", run, pid, socket, end, request.contentType) ? Effect.void : relayed(socket))
-    }
+    case "input":
+      return inputSession(handle, program.inputName, end, true, header)
     case "stdout":
     case "stderr":
       return output(request.stream)
     case "output":
       return output(program.outputName)
-    case "inout": {
+    case "inout":
       // The output first: it is subscribed before any input can make output.
-      const relayed = (socket: Net.Socket) =>
+      return (socket) =>
         Effect.all([
           output(program.outputName)(socket),
           inputSession(handle, program.inputName, end, false, header)(socket)
         ], { concurrency: 2, discard: true })
-      return request.direct === true
-        ? (socket) => Effect.suspend(() => handOver("inout", run, pid, socket, end, request.contentType) ? Effect.void : relayed(socket))
-        : relayed
-    }
   }
-}
-
-/**
- * Hands an `input` or `inout` connection to the process itself, if it can take one: a plain TCP
- * connection (a TLS session's state is this process's) with nothing left to write, and the
- * run's first input (bytes already in its input pipe would come after the connection's). The
- * process gets the input header with it, and reports the bytes it carried when it closes.
- */
-const handOver = (
-  kind: "input" | "inout",
-  run: Incarnation,
-  pid: number | undefined,
-  socket: Net.Socket,
-  end: boolean,
-  contentType: string | undefined
-) => {
-  const plain = !(socket instanceof Tls.TLSSocket) && socket.writableLength === 0
-  if (!plain || pid === undefined || run.inputHeaderTo === pid) return false
-  const before = run.inputHeaderTo
-  const header = headerFor(run, pid, contentType ?? "application/octet-stream") ?? new Uint8Array()
-  if (!run.handle.handOver({ $shardhub: kind, end, head: Buffer.from(header).toString("base64") }, socket)) {
-    run.inputHeaderTo = before
-    return false
-  }
-  // The socket is on its way to the process: the data port must not close it.
-  release(socket)
-  return true
 }

@@ -46,19 +46,8 @@ export const Epoch = Schema.Struct({ $shardhub: kind("epoch") })
  */
 export const Ack = Schema.Struct({ $shardhub: kind("ack"), bytes: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) })
 
-/**
- * A data connection handed to the child closed: the bytes it read (`in`) and wrote (`out`) on
- * it, which the runner did not see, for the instance's byte metrics.
- * @since 0.11.0
- */
-export const Bytes = Schema.Struct({
-  $shardhub: kind("bytes"),
-  in: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
-  out: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
-})
-
 /** What a child sends. @since 0.6.0 */
-export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack, Bytes])
+export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack])
 /** @since 0.6.0 */
 export type FromChild = typeof FromChild.Type
 
@@ -78,8 +67,22 @@ export const Kill = Schema.Struct({ $shardhub: kind("kill") })
  */
 export const EpochIs = Schema.Struct({ $shardhub: kind("epoch"), epoch: Schema.Number, current: Schema.Boolean })
 
+/**
+ * To a spare started ahead (see `Spares`): become the process it would have been started as —
+ * the rest of its argv, its whole environment, its working directory.
+ * @since 0.11.0
+ */
+export const Become = Schema.Struct({
+  $shardhub: kind("become"),
+  args: Schema.Array(Schema.String),
+  env: Schema.Record(Schema.String, Schema.String),
+  cwd: Schema.String
+})
+/** @since 0.11.0 */
+export type Become = typeof Become.Type
+
 /** What a child is sent. @since 0.6.0 */
-export const ToChild = Schema.Union([Stop, Kill, EpochIs])
+export const ToChild = Schema.Union([Stop, Kill, EpochIs, Become])
 /** @since 0.6.0 */
 export type ToChild = typeof ToChild.Type
 

@@ -19,7 +19,7 @@ import type { Readable, Writable } from "node:stream"
 import type { Identity } from "./Confinement.ts"
 import type { ProcessStats } from "./ProcessStatus.ts"
 import type { ResolvedSpec } from "./ProcessSpec.ts"
-import { type Child, groupKill, type Spawner } from "./Spawner.ts"
+import { groupKill, type Spawner } from "./Spawner.ts"
 
 /** The data input and output of a process with data channels. */
 export const INPUT_FD = 4
@@ -40,8 +40,6 @@ export interface Run {
   readonly channel: Net.Socket | undefined
   readonly input: Writable | undefined
   readonly output: Readable | undefined
-  /** Hands a data connection to the process itself (spawned with `handOver`). */
-  readonly handOver: Child["handOver"]
   exit: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
   closed: boolean
   settled: boolean
@@ -98,8 +96,7 @@ export const spawn = (
       "pipe",
       "pipe",
       ...(spec.messages || spec.dataChannels ? [spec.messages ? "pipe" as const : "ignore" as const] : []),
-      ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : []),
-      ...(spec.handOver ? ["ipc" as const] : [])
+      ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : [])
     ]
   }, (child) => {
     if (child instanceof Error) return failed(child, describeSpawnError(spec, child))
@@ -113,7 +110,6 @@ export const spawn = (
       channel: spec.messages ? stdio[3] : undefined,
       input: spec.dataChannels ? stdio[INPUT_FD] : undefined,
       output: spec.dataChannels ? stdio[OUTPUT_FD] : undefined,
-      handOver: child.handOver,
       exit: undefined,
       closed: false,
       settled: false,

@@ -16,7 +16,6 @@
  * @since 0.2.0
  */
 import * as Fs from "node:fs"
-import type * as Net from "node:net"
 import type { Readable, Writable } from "node:stream"
 import { Deferred, Effect, Option, type Scope, Sink, Stream } from "effect"
 import type { Identity } from "./Confinement.ts"
@@ -33,7 +32,7 @@ import { cpuPercent, type GroupUsage } from "./ProcStats.ts"
 import * as RestartPolicy from "./RestartPolicy.ts"
 import * as StatusMachine from "./StatusMachine.ts"
 import * as Stdio from "./Stdio.ts"
-import type { HandOver, Spawner } from "./Spawner.ts"
+import type { Spawner } from "./Spawner.ts"
 import type { Supervisor } from "./Supervisor.ts"
 
 export { type ChannelEvent, type Settings } from "./Stdio.ts"
@@ -68,8 +67,6 @@ export interface ManagedProcess {
   readonly output: (replay: boolean) => Stream.Stream<Uint8Array>
   /** The bytes of `stdout`, `stderr` or `output`, written straight into `writable`. */
   readonly pipeOutput: (name: Stdio.Output, replay: boolean, writable: Writable, written: (bytes: number) => void) => Effect.Effect<void>
-  /** Hands `socket` to the live run's process (see `ProcessHandle.handOver`); false if it cannot take one. */
-  readonly handOver: (message: HandOver, socket: Net.Socket) => boolean
   /** Pipes a readable into stdin or the data input (see `Stdio.pipeInput`). */
   readonly pipeInput: <E>(
     name: Stdio.Input,
@@ -381,10 +378,6 @@ export const make = (options: {
     output: (replay) => spec.dataChannels ? stdio.subscribe("output", replay) : Stream.empty,
     pipeOutput: (name, replay, writable, written) =>
       name === "output" && !spec.dataChannels ? Effect.void : stdio.pipeOutput(name, replay, writable, written),
-    handOver: (message, socket) => {
-      const live = run?.exit === undefined ? run?.handOver : undefined
-      return live !== undefined && live(message, socket)
-    },
     pipeInput: (name, source, options) =>
       (name === "stdin" ? spec.stdin === "pipe" : spec.dataChannels)
         ? stdio.pipeInput(() => run, name, source, options)

@@ -4,14 +4,12 @@
  *
  * @since 0.8.0
  */
-import type * as Net from "node:net"
 import type { Readable, Writable } from "node:stream"
 import { Duration, Effect, type Option, type Scope, type Sink, type Stream } from "effect"
 import type { LogLine, LogsQuery } from "./LogStore.ts"
 import type * as Managed from "./ManagedProcess.ts"
 import type { KillError, LogsError, NotReady, StdinError, WriteMessageError } from "./ProcessErrors.ts"
 import type { ProcessInfo, ProcessStats, Status, Terminal } from "./ProcessStatus.ts"
-import type { HandOver } from "./Spawner.ts"
 import type * as Stdio from "./Stdio.ts"
 
 /**
@@ -55,12 +53,6 @@ export interface ProcessHandle {
     writable: Writable,
     options?: OutputOptions & { readonly written?: (bytes: number) => void }
   ) => Effect.Effect<void>
-  /**
-   * Hands a client's data connection to the live run's process itself (spawned with
-   * `handOver`), with `message`: from then on the socket is the process's, and its bytes go
-   * past the manager. False (the socket untouched) when the live run cannot take one.
-   */
-  readonly handOver: (message: HandOver, socket: Net.Socket) => boolean
   /** The data input (fd 4) of a process spawned with `dataChannels`. */
   readonly input: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
@@ -107,7 +99,6 @@ export const of = (managed: Managed.ManagedProcess, stats: Effect.Effect<Option.
   output: (options) => managed.output(options?.replay ?? true),
   pipeInput: (name, readable, options) =>
     managed.pipeInput(name, readable, { ...options, end: options.end ?? true }),
-  handOver: managed.handOver,
   pipeOutput: (name, writable, options) =>
     managed.pipeOutput(name, options?.replay ?? true, writable, options?.written ?? (() => {})),
   input: (options) => managed.input({ end: options?.end ?? true }),

@@ -173,16 +173,10 @@ export const ProcessSpec = Schema.Struct({
    */
   dataChannels: Schema.optionalKey(Schema.Boolean),
   /**
-   * With `dataChannels`: also opens a Node IPC channel (fd 6) over which a client's data
-   * connection can be handed to the child itself (`ProcessHandle.handOver`), for a child that
-   * takes one (shardhub's Node in-child runner).
-   */
-  handOver: Schema.optionalKey(Schema.Boolean),
-  /**
-   * With `handOver`: the program can be started ahead as a spare (`command args[0] --spare`)
-   * and told the rest of its argv, its environment and directory on the IPC channel (see
-   * `Spares`); shardhub's Node in-child runner can. Not for a process with `user`, `group` or
-   * `rlimits`.
+   * The program can be started ahead as a spare (`command args[0] --spare`) and be told the rest
+   * of its argv, its environment and directory as one message on its NDJSON message channel
+   * (see `Spares`); shardhub's Node in-child runner can. Not for a process started through a
+   * shell or with `user`, `group` or `rlimits`.
    */
   prestart: Schema.optionalKey(Schema.Boolean),
   stopWith: Schema.optionalKey(StopWith),
@@ -231,7 +225,6 @@ export interface ResolvedSpec {
   readonly log: { readonly stdout: boolean; readonly stderr: boolean }
   readonly messages: MessageCodec | undefined
   readonly dataChannels: boolean
-  readonly handOver: boolean
   readonly prestart: boolean
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
@@ -263,9 +256,9 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   log: { stdout: spec.log?.includes("stdout") ?? true, stderr: spec.log?.includes("stderr") ?? true },
   messages: spec.messages,
   dataChannels: spec.dataChannels ?? false,
-  handOver: (spec.dataChannels ?? false) && (spec.handOver ?? false),
-  // Started ahead only as itself: not through a shell or prlimit, not as another user.
-  prestart: (spec.dataChannels ?? false) && (spec.handOver ?? false) && (spec.prestart ?? false) && !(spec.shell ?? false) &&
+  // Started ahead only as itself (not through a shell or prlimit, not as another user), told the
+  // rest on its NDJSON channel.
+  prestart: (spec.prestart ?? false) && spec.messages === "ndjson" && !(spec.shell ?? false) &&
     Object.keys(spec.rlimits ?? {}).length === 0 && spec.user === undefined && spec.group === undefined,
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,

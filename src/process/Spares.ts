@@ -5,17 +5,21 @@
  * A spawn that allows it (`Options.spare`) of `file` with `args` is served by a process started
  * earlier as `file args[0] --spare`, with the same fds, no other identity, and the same
  * environment as far as a program reads it while it starts (`STARTUP`). The spare is then told
- * the rest on its IPC channel — `{"$shardhub":"become","args","env","cwd"}`: the rest of its
- * argv, its whole environment and its working directory — and from then on is that process.
- * One spare of each kind is kept: started after the first spawn of that kind and again after
- * each use, killed when the scope closes (and, having no work, it exits when its channels
- * close). A spare only ever had the start-up part of an environment, so nothing of one
- * instance's environment reaches another's process.
+ * the rest as one NDJSON line on its message channel (fd 3, `Control.Become`): the rest of its
+ * argv, its whole environment and its working directory; from then on it is that process. One
+ * spare of each kind is kept: started after the first spawn of that kind and again after each
+ * use, killed when the scope closes (and, having no work, it exits when its channel closes). A
+ * spare only ever had the start-up part of an environment, so nothing of one instance's
+ * environment reaches another's process.
  *
  * @since 0.11.0
  */
 import { Effect, type Scope } from "effect"
+import type * as Control from "./Control.ts"
 import * as Spawner from "./Spawner.ts"
+
+/** The message channel a spare is told what it becomes on. */
+const CHANNEL_FD = 3
 
 /**
  * What a program reads of its environment while it starts (Node's options, the loader, OpenSSL,
@@ -54,15 +58,20 @@ export const make = (spawner: Spawner.Spawner): Spawner.Spawner & { readonly clo
   return {
     spawn: (file, args, options, done) => {
       const first = args[0]
-      if (options.spare !== true || options.uid !== undefined || options.gid !== undefined || first === undefined || !options.stdio.includes("ipc")) {
+      if (options.spare !== true || options.uid !== undefined || options.gid !== undefined || first === undefined || options.stdio[CHANNEL_FD] !== "pipe") {
         return spawner.spawn(file, args, options, done)
       }
       const key = JSON.stringify([file, first, options.stdio, options.detached ?? false, options.argv0 ?? null, startupEnv(options.env)])
       const spare = idle.get(key)
       idle.delete(key)
-      const told = spare?.tell?.({ $shardhub: "become", args: args.slice(1), env: options.env, cwd: options.cwd ?? process.cwd() })
-      if (spare !== undefined && told === true) done(spare)
-      else spawner.spawn(file, args, options, done)
+      const channel = spare?.stdio[CHANNEL_FD]
+      if (spare !== undefined && channel !== undefined && channel.writable) {
+        const become: Control.Become = { $shardhub: "become", args: args.slice(1), env: options.env, cwd: options.cwd ?? process.cwd() }
+        channel.write(JSON.stringify(become) + "\n")
+        done(spare)
+      } else {
+        spawner.spawn(file, args, options, done)
+      }
       refill(key, file, first, options)
     },
     close: () => {

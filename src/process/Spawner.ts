@@ -28,27 +28,6 @@ export interface Child extends EventEmitter {
   readonly pid: number
   /** The manager's end of each of the child's fds that was a pipe (`undefined` elsewhere). */
   readonly stdio: ReadonlyArray<Net.Socket | undefined>
-  /**
-   * Of a child spawned with an `"ipc"` fd: sends it `socket` (a plain TCP connection) with
-   * `message`; the socket is the child's from then on. False (the socket untouched) once the
-   * child lost its channel.
-   */
-  readonly handOver: ((message: HandOver, socket: Net.Socket) => boolean) | undefined
-  /** Of a child spawned with an `"ipc"` fd: sends it `message`; false once it lost its channel. */
-  readonly tell: ((message: object) => boolean) | undefined
-}
-
-/**
- * What a child spawned with an `"ipc"` fd gets with a socket (on Node's IPC channel, as
- * `process.on("message", (message, socket) => …)`): `head` (base64) holds the bytes that were
- * read of the socket before it was handed over, to be taken as its first bytes.
- *
- * @since 0.11.0
- */
-export interface HandOver {
-  readonly $shardhub: string
-  readonly head: string
-  readonly [key: string]: unknown
 }
 
 /**
@@ -63,11 +42,10 @@ export interface Options {
   readonly uid?: number
   readonly gid?: number
   readonly detached?: boolean
-  /** `"ipc"` (at most one): a Node IPC channel, over which `Child.handOver` sends sockets. */
-  readonly stdio: ReadonlyArray<"pipe" | "ignore" | "ipc">
+  readonly stdio: ReadonlyArray<"pipe" | "ignore">
   /**
-   * The program can start ahead as a spare and be told the rest (see `Spares`): the spawn may
-   * be served by one started earlier.
+   * The program can start ahead as a spare and be told the rest on its message channel (see
+   * `Spares`): the spawn may be served by one started earlier.
    */
   readonly spare?: boolean
 }
@@ -107,9 +85,7 @@ interface Pending {
   readonly stdio: Array<Net.Socket | undefined>
   readonly handles: Array<[fd: number, handle: unknown]>
   exited: () => void
-  /** Spawned with an IPC channel, and it was not lost. */
-  ipc: boolean
-  child: (EventEmitter & Child & { stdio: Array<Net.Socket | undefined> }) | undefined
+  child: (EventEmitter & { pid: number; stdio: Array<Net.Socket | undefined> }) | undefined
   awaited: number
 }
 
@@ -119,7 +95,6 @@ interface Reply {
   readonly pipes?: ReadonlyArray<number>
   readonly fd?: number
   readonly exit?: readonly [number | null, NodeJS.Signals | null]
-  readonly channelLost?: boolean
   readonly error?: { readonly code?: string; readonly message: string; readonly errno?: number; readonly syscall?: string; readonly path?: string }
 }
 
@@ -191,40 +166,10 @@ const lane = () => {
     }
     if (reply.pid !== undefined) {
       entry.awaited = reply.pipes!.length
-      const from = helper
-      const id = reply.id
-      entry.child = Object.assign(new EventEmitter(), {
-        pid: reply.pid,
-        stdio: entry.stdio,
-        handOver: entry.ipc && from !== undefined
-          ? (message: HandOver, socket: Net.Socket) => {
-            if (!entry.ipc) return false
-            const read: Array<Buffer> = []
-            for (let chunk: Buffer | null; (chunk = socket.read()) !== null;) read.push(chunk)
-            // Not a byte more is read here (`read` may have asked for more): a handle sent on
-            // drops what its sender reads after the send.
-            ;(socket as unknown as { _handle?: { readStop(): void } })._handle?.readStop()
-            const head = Buffer.concat([Buffer.from(message.head, "base64"), ...read]).toString("base64")
-            from.send({ id, handOver: { ...message, head } }, socket, (error) => {
-              if (error) socket.destroy()
-            })
-            return true
-          }
-          : undefined,
-        tell: entry.ipc && from !== undefined
-          ? (message: object) => {
-            if (!entry.ipc) return false
-            from.send({ id, tell: message })
-            return true
-          }
-          : undefined
-      })
+      entry.child = Object.assign(new EventEmitter(), { pid: reply.pid, stdio: entry.stdio })
     } else if (reply.fd !== undefined) {
       entry.handles.push([reply.fd, handle])
       entry.awaited--
-    } else if (reply.channelLost === true) {
-      entry.ipc = false
-      return
     } else if (reply.exit !== undefined) {
       live.delete(reply.id)
       return exit(entry, reply.exit[0], reply.exit[1])
@@ -266,15 +211,7 @@ const lane = () => {
     spawn: (file, args, options, done) => {
       helper ??= start()
       const id = nextId++
-      pending.set(id, {
-        done,
-        stdio: [],
-        handles: [],
-        ipc: options.stdio.includes("ipc"),
-        exited: () => {},
-        child: undefined,
-        awaited: -1
-      })
+      pending.set(id, { done, stdio: [], handles: [], exited: () => {}, child: undefined, awaited: -1 })
       helper.channel?.ref()
       helper.send({ id, file, args, options })
     }

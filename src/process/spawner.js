@@ -16,18 +16,7 @@
 //                                              never reads or writes it, and closes its copy once
 //                                              the manager has it)
 //   → { id, exit: [code, signal] }             the child exited (sent after its pipes)
-//   → { id, channelLost: true }                child `id` lost its IPC channel (it sent on it)
 //   → { id, error: { code, message, … } }      the OS refused the spawn
-//   ← { id, tell: message }                     sends `message` to child `id` (spawned with an
-//                                              "ipc" fd), if it still has its channel
-//   ← { id, handOver: message } + a socket      passes the socket on to child `id` (spawned
-//                                              with an "ipc" fd) as `message` with its
-//                                              handle; the socket is destroyed if the child
-//                                              cannot take it
-//
-// A child's IPC channel carries sockets to it and nothing back: a child that sends anything on
-// it loses the channel (and anything it sent is destroyed), so user code cannot fill this
-// process with handles or work; the manager then hands it nothing more.
 //
 // It leaves nothing behind: when the channel closes (the manager exited or died) it exits; its
 // children are then the reaper's to kill. It runs in its own session and ignores the terminal's
@@ -42,33 +31,7 @@ const refused = (id, error) => {
   process.send({ id, error: { code, errno, syscall, path, message } })
 }
 
-/** Children spawned with an IPC channel, by spawn id, while they run. */
-const channels = new Map()
-
-/** Passes `socket` on to child `id`, with everything read of it so far ahead in `message.head`. */
-const handOver = (id, message, socket) => {
-  if (socket === undefined || socket === null) return
-  const read = []
-  for (let chunk; (chunk = socket.read()) !== null;) read.push(chunk)
-  // Not a byte more is read here: Node started reading into this process, and a handle sent
-  // on drops whatever its sender read after the send.
-  socket._handle?.readStop()
-  const child = channels.get(id)
-  if (child === undefined || !child.connected) return socket.destroy()
-  const head = Buffer.concat([Buffer.from(message.head ?? "", "base64"), ...read]).toString("base64")
-  child.send({ ...message, head }, socket, (error) => {
-    if (error) socket.destroy()
-  })
-}
-
-process.on("message", (message, handle) => {
-  if (message.handOver !== undefined) return handOver(message.id, message.handOver, handle)
-  if (message.tell !== undefined) {
-    const child = channels.get(message.id)
-    if (child?.connected) child.send(message.tell, () => {})
-    return
-  }
-  const { id, file, args, options } = message
+process.on("message", ({ id, file, args, options }) => {
   let child
   try {
     child = ChildProcess.spawn(file, args, options)
@@ -90,20 +53,7 @@ process.on("message", (message, handle) => {
     pipes.push(fd)
     handles.push(handle)
   })
-  if (child.connected) {
-    channels.set(id, child)
-    child.on("message", (_message, handle) => {
-      if (typeof handle?.destroy === "function") handle.destroy()
-      else handle?.close?.()
-      if (!child.connected) return
-      child.disconnect()
-      process.send({ id, channelLost: true })
-    })
-  }
   process.send({ id, pid: child.pid, pipes })
   pipes.forEach((fd, i) => process.send({ id, fd }, handles[i]))
-  child.on("exit", (code, signal) => {
-    channels.delete(id)
-    process.send({ id, exit: [code, signal] })
-  })
+  child.on("exit", (code, signal) => process.send({ id, exit: [code, signal] }))
 })

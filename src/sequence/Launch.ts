@@ -54,7 +54,7 @@ export const processSpec = (
   sequence: { readonly info: SequenceInfo; readonly dir: string },
   start: SequenceStart,
   instanceId: string
-): Pick<ProcessSpec, "command" | "args" | "cwd" | "env" | "messages" | "dataChannels" | "handOver" | "prestart" | "stopWith" | "readiness"> => {
+): Pick<ProcessSpec, "command" | "args" | "cwd" | "env" | "messages" | "dataChannels" | "prestart" | "stopWith" | "readiness"> => {
   const { dir, info } = sequence
   const set: Record<string, string> = {
     SHARDHUB_INSTANCE_ID: instanceId,
@@ -74,9 +74,7 @@ export const processSpec = (
     env: { set },
     messages: "ndjson",
     dataChannels: true,
-    // The Node in-child runner takes a direct `inout` connection itself.
-    handOver: info.engine !== "python3",
-    // …and starts ahead, as a spare told which sequence it runs.
+    // The Node in-child runner starts ahead, as a spare told which sequence it runs.
     prestart: info.engine !== "python3",
     stopWith: "message",
     readiness: { _tag: "Message", timeoutMs: readyTimeoutMs }

@@ -236,8 +236,7 @@ describe("transport security", () => {
         await cli("stdin", id, "/dev/null")
         expect(await ended(reader, ["stdout", id])).toBe(expected)
       }
-      // A Node sequence's input over TLS is relayed by the runner (a TLS session cannot be
-      // handed to the process): the bytes arrive intact.
+      // A Node sequence's input and output over TLS, through the CLI: the bytes arrive intact.
       const file = Path.join(cluster.home, `input-${Crypto.randomUUID()}`)
       Fs.writeFileSync(file, expected)
       const seqId = (JSON.parse(await cli("seq", "send", Path.join(import.meta.dirname, "../sequence/fixtures/passthrough"), "--json")) as { id: string }).id

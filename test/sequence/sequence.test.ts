@@ -221,162 +221,71 @@ describe("sequences on two runners", () => {
     expect(results.flat()).toEqual(Array.from({ length: rounds * concurrent }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
   })
 
-  it("hands direct inout connections to Node pass-through sequences: random byte streams byte-exact, concurrently, each completing", async () => {
-    cluster.printOnFailure()
-    const results = await cluster.run(Effect.gen(function*() {
-      const host = yield* HostClient
-      const instances = yield* InstanceClient
-      const seqs = { node: yield* host.sendSequence(fixture("passthrough")), python: yield* host.sendSequence(fixture("passthrough-py")) }
-      const one = (language: keyof typeof seqs, round: number) =>
-        Effect.gen(function*() {
-          const data = Crypto.randomBytes(Math.floor(Math.random() * 4 * 1024 * 1024))
-          const chunk = 1 + Math.floor(Math.random() * 256 * 1024)
-          const { id } = yield* host.startSequence(seqs[language].id)
-          // Half of them write before the output is read: the first bytes may reach the runner
-          // before it hands the connection over.
-          const out = yield* instances.inout(id, chunked(data, chunk), { direct: true, ...(round % 2 === 0 ? { contentType: "application/octet-stream" } : {}) }).pipe(
-            Stream.runCollect,
-            within("30 seconds", () => `${data.length} bytes in chunks of ${chunk} through ${language} ${id}`)
-          )
-          const ended = yield* awaitInfo(id, isOver, "10 seconds", "the end after the input ended")
-          return { exact: concat(out).equals(data), status: ended.status, exitCode: ended.exitCode }
-        })
-      return yield* Effect.forEach(
-        Array.from({ length: 6 }),
-        (_, round) => Effect.forEach(["node", "node", "node", "python"] as const, (language) => one(language, round), { concurrency: 4 }),
-        { concurrency: 1 }
-      )
-    }))
-    expect(results.flat()).toEqual(Array.from({ length: 24 }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
-  })
-
-  it("keeps a direct inout's bytes past the runner, then gives input and output back to it once the connection closed", async () => {
-    cluster.printOnFailure()
-    const result = await cluster.run(Effect.gen(function*() {
-      const host = yield* HostClient
-      const instances = yield* InstanceClient
-      const seq = yield* host.sendSequence(fixture("passthrough"))
-      const { id } = yield* host.startSequence(seq.id)
-      // The input stays open (end: false); the client closes the connection once its output came back.
-      const direct = yield* instances.inout(id, text("direct,"), { direct: true, end: false, contentType: "text/plain" }).pipe(
-        Stream.decodeText(),
-        Stream.takeUntil((s) => s.includes("direct,")),
-        Stream.mkString,
-        within("20 seconds", () => `the direct output of ${id}`)
-      )
-      // The runner never saw those bytes: a reader with replay gets only output of input relayed
-      // by the runner again (into the same input, no new header) — once the process noticed the
-      // closed connection, which it does when a write to it fails: until then output is lost
-      // with it, as no replay was asked.
-      const later = yield* Effect.forkChild(instances.output(id).pipe(
-        Stream.decodeText(),
-        Stream.takeUntil((s) => s.includes("relayed,")),
-        Stream.mkString
-      ))
-      yield* instances.input(id, text("relayed,"), { end: false }).pipe(
-        Effect.repeat({ until: () => later.pollUnsafe() !== undefined, schedule: Schedule.spaced("50 millis") }),
-        within("20 seconds", () => `relayed input of ${id}`),
-        Effect.forkChild
-      )
-      const relayed = yield* Fiber.join(later).pipe(within("20 seconds", () => `the relayed output of ${id}`))
-      yield* instances.kill(id)
-      return { direct, relayed }
-    }))
-    expect(result.direct).toBe("direct,")
-    expect(result.relayed).toMatch(/^(relayed,)+$/)
-  })
-
-  it("takes a process that talks back on the channel connections are handed over on off it: its connections are relayed, the spawner unharmed", async () => {
-    cluster.printOnFailure()
-    const result = await cluster.run(Effect.gen(function*() {
-      const host = yield* HostClient
-      const instances = yield* InstanceClient
-      const talker = yield* host.sendSequence(fixture("talker"))
-      const passthrough = yield* host.sendSequence(fixture("passthrough"))
-      const through = (seqId: string, bytes: string) =>
-        Effect.flatMap(host.startSequence(seqId), ({ id }) =>
-          instances.inout(id, text(bytes), { direct: true }).pipe(Stream.decodeText(), Stream.mkString, within("20 seconds", () => `${bytes} through ${id}`)))
-      // A connection handed over before the spawner cut the channel is lost with it: the client
-      // sees it reset (a fresh instance each time, as its first input).
-      const talked = yield* through(talker.id, "talk").pipe(
-        Effect.catchTag("DataPortError", () => Effect.succeed("reset")),
-        Effect.repeat({ until: (out) => out === "talk", times: 20 })
-      )
-      // Relayed: what it wrote is kept for replay (a direct connection's output is not).
-      const { first, id } = yield* Effect.flatMap(host.startSequence(talker.id), ({ id }) =>
-        instances.inout(id, text("kept"), { direct: true, end: false }).pipe(
-          Stream.decodeText(),
-          Stream.takeUntil((s) => s.includes("kept")),
-          Stream.mkString,
-          Effect.catchTag("DataPortError", () => Effect.succeed("reset")),
-          Effect.map((first) => ({ first, id }))
-        )).pipe(Effect.repeat({ until: ({ first }) => first === "kept", times: 20 }))
-      const replayed = yield* instances.output(id).pipe(Stream.decodeText(), Stream.takeUntil((s) => s.includes("kept")), Stream.mkString, within("20 seconds", () => `the replay of ${id}`))
-      const others = yield* Effect.forEach(Array.from({ length: 4 }, (_, i) => `other ${i}`), (bytes) => through(passthrough.id, bytes), { concurrency: 4 })
-      return { talked, first, replayed, others }
-    }))
-    expect(result.talked).toBe("talk")
-    expect(result.first).toBe("kept")
-    expect(result.replayed).toBe("kept")
-    expect(result.others).toEqual(["other 0", "other 1", "other 2", "other 3"])
-  })
-
   it("starts a Node sequence in a spare started ahead, as the same process a spawn would have been", async () => {
     cluster.printOnFailure()
-    /** Node sequence runners waiting as spares on this machine, by pid: when each was first seen. */
     const seen = new Map<number, number>()
+    const parentOf = (pid: string) => Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]!
+    /**
+     * The spares of each of this file's runners (children of its spawners) that have been up a
+     * while: its runner has them (the spawner hands over a spare's pipes in a few ms).
+     */
     const spares = () => {
       const now = performance.now()
-      const found = Fs.readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+      const byRunner = new Map<string, Array<number>>(cluster.runners.map((runner) => [runner.address, []]))
+      const addressOf = new Map(cluster.runners.map((runner) => [String(runner.pid), runner.address]))
+      for (const pid of Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
         try {
-          return Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("--spare")
+          if (!Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("--spare")) continue
+          const runner = addressOf.get(parentOf(parentOf(pid)))
+          if (runner === undefined) continue
+          if (!seen.has(Number(pid))) seen.set(Number(pid), now)
+          if (now - seen.get(Number(pid))! > 100) byRunner.get(runner)!.push(Number(pid))
         } catch {
-          return false
+          // gone
         }
-      }).map(Number)
-      for (const pid of found) if (!seen.has(pid)) seen.set(pid, now)
-      // Up for a while: its runner has it (the spawner hands over its pipes in a few ms).
-      return found.filter((pid) => now - seen.get(pid)! > 100)
+      }
+      return byRunner
     }
+    type Said = { readonly cwd: string; readonly argv: ReadonlyArray<string>; readonly env: Record<string, string> }
+    const spec = { args: ["a", 1], appConfig: { colour: "blue" }, env: { set: { WHO_AM_I: "tested" } } }
     const result = await cluster.run(Effect.gen(function*() {
       const host = yield* HostClient
       const instances = yield* InstanceClient
       const seq = yield* host.sendSequence(fixture("whoami"))
-      const runs: Array<{ readonly id: string; readonly runner: string | undefined; readonly spare: boolean; readonly said: { readonly cwd: string; readonly argv: ReadonlyArray<string>; readonly env: Record<string, string> } }> = []
+      const said = (id: string) =>
+        instances.output(id).pipe(Stream.decodeText(), Stream.mkString, Effect.map((text) => JSON.parse(text) as Said), within("20 seconds", () => `the output of ${id}`))
+      const runs: Array<{ readonly id: string; readonly expected: boolean; readonly spare: boolean; readonly said: Said }> = []
+      const ranOn = new Set<string>()
       for (let i = 0; i < 8; i++) {
         // A runner's first start of a Node sequence leaves a spare starting, and so does each
         // start after: every runner that ran one has its spare up before the next start.
-        const ranOn = new Set(runs.map((r) => r.runner)).size
-        const waiting = yield* Effect.sync(spares).pipe(
-          Effect.repeat({ until: (found) => found.length >= ranOn, schedule: Schedule.spaced("20 millis") }),
-          within("20 seconds", () => `a spare on each of ${ranOn} runners`)
+        const up = yield* Effect.sync(spares).pipe(
+          Effect.repeat({ until: (found) => [...ranOn].every((runner) => found.get(runner)!.length > 0), schedule: Schedule.spaced("20 millis") }),
+          within("20 seconds", () => `a spare on each of ${[...ranOn].join(", ")}`)
         )
-        const { id, pid, runner } = yield* host.startSequence(seq.id, { args: ["a", 1], appConfig: { colour: "blue" }, env: { set: { WHO_AM_I: "tested" } } })
-        const said = yield* instances.output(id).pipe(Stream.decodeText(), Stream.mkString, within("20 seconds", () => `the output of ${id}`))
-        runs.push({ id, runner, spare: pid !== undefined && waiting.includes(pid), said: JSON.parse(said) })
+        const { id, pid, runner } = yield* host.startSequence(seq.id, spec)
+        ranOn.add(runner!)
+        const waiting = up.get(runner!) ?? []
+        runs.push({ id, expected: waiting.length > 0, spare: pid !== undefined && waiting.includes(pid), said: yield* said(id) })
       }
-      return runs
+      // A process with rlimits starts through prlimit, never in a spare: what a spawn gives.
+      const spawned = yield* host.startSequence(seq.id, { ...spec, limits: { nofile: 4096 } })
+      return { runs, reference: { id: spawned.id, said: yield* said(spawned.id) } }
     }))
-    // Each start on a runner that had started one before was served by its spare; the first
-    // on each runner was not …
-    const ran = new Set<string | undefined>()
-    const expected = result.map((run) => {
-      const before = ran.has(run.runner)
-      ran.add(run.runner)
-      return before
-    })
-    expect(result.map((run) => run.spare)).toEqual(expected)
+    const { runs, reference } = result
+    // Each start on a runner with a spare up was served by it (the first on a runner that never
+    // ran a Node sequence before has none) …
+    expect(runs.map((run) => run.spare)).toEqual(runs.map((run) => run.expected))
+    expect(runs.filter((run) => run.spare).length).toBeGreaterThanOrEqual(6)
     // … and the spare became what a new process would have been.
-    for (const { id, said } of result) {
+    for (const { id, said } of [...runs, reference]) {
       expect(said).toMatchObject({ argv: [expect.stringMatching(/\/sequences\/[0-9a-f]{64}$/), "index.js"], args: ["a", 1], config: { colour: "blue" }, instanceId: id })
       expect(said.cwd).toBe(said.argv[0])
       expect(said.env).toMatchObject({ WHO_AM_I: "tested", SHARDHUB_INSTANCE_ID: id })
-      expect(said.env.SHARDHUB_SEQUENCE_ARGS).toBeUndefined()
-      expect(said.env.NODE_CHANNEL_FD).toBeUndefined()
+      expect(said.env["SHARDHUB_SEQUENCE_ARGS"]).toBeUndefined()
     }
     const keys = (env: Record<string, string>) => Object.keys(env).sort()
-    const spawned = result.find((run) => !run.spare)!
-    for (const run of result) expect(keys(run.said.env)).toEqual(keys(spawned.said.env))
+    for (const run of runs) expect(keys(run.said.env)).toEqual(keys(reference.said.env))
   })
 
   it("gives each process of a sequence restarted by its restart policy its own input header", async () => {

@@ -7,18 +7,16 @@
  *   env SHARDHUB_SEQUENCE_ARGS (JSON array), SHARDHUB_APP_CONFIG (JSON object), SHARDHUB_INSTANCE_ID
  *
  *   node node.cjs --spare     started ahead (src/process/Spares.ts): loads what it needs and
- *                             waits on fd 6 for {"$shardhub":"become","args","env","cwd"}
+ *                             waits on fd 3 for {"$shardhub":"become","args","env","cwd"}
  *
  * The runner (ProcessManager) gives it:
  * - fd 3: the message channel, NDJSON both ways. In: `{"event","data"}`,
  *   `{"$shardhub":"stop","timeoutMs","canCallKeepalive"}`, `{"$shardhub":"kill"}`. Out:
  *   `{"$shardhub":"ready"}`, `{"event","data"}`, `{"$shardhub":"health","healthy"}`,
  *   `{"$shardhub":"keepAlive","ms"}`, `{"$shardhub":"log","level","text"}`,
- *   `{"$shardhub":"topics","requires"|"provides","contentType"}`, `{"$shardhub":"bytes","in","out"}`.
+ *   `{"$shardhub":"topics","requires"|"provides","contentType"}`.
  * - fd 4: input — `Content-Type: <type>\r\n\r\n`, then the body.
  * - fd 5: output.
- * - fd 6: Node's IPC channel, on which the runner may hand over a client's data connection
- *   (`input` or `inout`): its bytes then go past the runner (see `takeConnection`).
  * stdin/stdout/stderr stay the process's own.
  *
  * The programming model is STH's: `module.exports = function (input, ...args)` (or an array of
@@ -76,11 +74,6 @@ const leave = (code) => {
     if (--pending === 0) process.exit(code)
   }
   setTimeout(() => process.exit(code), 2000).unref()
-  for (const report of handed) report()
-  if (output !== outputSocket) {
-    pending++
-    output.end(done)
-  }
   outputSocket.end(done)
   channel.end(done)
 }
@@ -238,7 +231,8 @@ channel.on("data", (text) => {
       continue
     }
     if (message === null || typeof message !== "object") continue
-    if (message.$shardhub === "stop") stop(Number(message.timeoutMs) || 0, message.canCallKeepalive === true)
+    if (message.$shardhub === "become") become(message)
+    else if (message.$shardhub === "stop") stop(Number(message.timeoutMs) || 0, message.canCallKeepalive === true)
     else if (message.$shardhub === "kill") kill()
     else if (typeof message.event === "string") {
       for (const listener of listeners.get(message.event) || []) {
@@ -256,20 +250,13 @@ channel.on("end", () => leave(EXIT.stopped))
 
 // ---- input ------------------------------------------------------------------------------
 
-/** Where input is read from now: fd 4, or a connection handed over (`takeInout`). */
-let inputSource = inputSocket
-/** Takes bytes of input (the header first, then the body) until the input ends. */
-let feedInput = () => {}
-let endInput = () => {}
-
 /** Input as a readable of Buffers, strings or objects, by the content type of its header. */
 const makeInput = () => {
-  const input = new Readable({ objectMode: true, read() { inputSource.resume() } })
+  const input = new Readable({ objectMode: true, read() { inputSocket.resume() } })
   let header = Buffer.alloc(0)
   let decode
-  let ended = false
   const push = (value) => {
-    if (!input.push(value)) inputSource.pause()
+    if (!input.push(value)) inputSocket.pause()
   }
   const decoderFor = (type) => {
     if (/x-ndjson/.test(type)) {
@@ -304,8 +291,7 @@ const makeInput = () => {
     }
     return { data: push, end: () => {} }
   }
-  feedInput = (chunk) => {
-    if (ended) return
+  inputSocket.on("data", (chunk) => {
     if (decode !== undefined) return decode.data(chunk)
     header = Buffer.concat([header, chunk])
     const end = header.indexOf("\r\n\r\n")
@@ -319,15 +305,11 @@ const makeInput = () => {
     const body = header.subarray(end + 4)
     header = undefined
     if (body.length > 0) decode.data(body)
-  }
-  endInput = () => {
-    if (ended) return
-    ended = true
+  })
+  inputSocket.on("end", () => {
     if (decode !== undefined) decode.end()
     input.push(null)
-  }
-  inputSocket.on("data", (chunk) => feedInput(chunk))
-  inputSocket.on("end", () => endInput())
+  })
   inputSocket.unref()
   return input
 }
@@ -389,130 +371,27 @@ const dataStreamOnUse = (value) => {
 const encode = (chunk) =>
   typeof chunk === "string" || chunk instanceof Uint8Array ? chunk : JSON.stringify(chunk) + "\n"
 
-/** Where output is written now: fd 5, or a connection handed over (`takeInout`). */
-let output = outputSocket
-/** The byte stream being piped to `output`, if the sequence returned one. */
-let piped
-
-/** Output goes to `target` from now on (what was written before stays where it went). */
-const outputTo = (target) => {
-  if (target === output) return
-  if (piped !== undefined) piped.unpipe(output)
-  output = target
-  if (piped !== undefined) piped.pipe(target, { end: false })
-}
-
 /** Writes what the sequence returned to the output, then leaves as completed. */
 const ship = async (result) => {
   if (result === undefined || result === null) return
   if (typeof result.then === "function") return ship(await result)
   const iterable = typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function"
   if (typeof result === "string" || result instanceof Uint8Array || !iterable || Array.isArray(result)) {
-    output.write(encode(result))
+    outputSocket.write(encode(result))
     return leave(EXIT.done)
   }
   if (typeof result.pipe === "function" && !result.readableObjectMode && typeof result.read === "function") {
     // A byte stream: let Node pipe it.
     result.on("error", (error) => fatal(EXIT.failed, error))
-    piped = result
-    result.pipe(output, { end: false })
+    result.pipe(outputSocket, { end: false })
     result.on("end", () => leave(EXIT.done))
     return
   }
   for await (const chunk of result) {
     if (leaving) return
-    const target = output
-    if (!target.write(encode(chunk))) {
-      await new Promise((resolve) => {
-        target.once("drain", resolve)
-        target.once("close", resolve)
-      })
-    }
+    if (!outputSocket.write(encode(chunk))) await new Promise((resolve) => outputSocket.once("drain", resolve))
   }
   leave(EXIT.done)
-}
-
-// ---- a connection handed over ----------------------------------------------------------
-
-/** Reports of the connections handed over that are still open (each sends its byte counts once). */
-const handed = new Set()
-
-/**
- * A data connection the runner handed over (on the Node IPC channel, with the bytes it had read
- * of it in `head`: the input header first), read and written here past the runner:
- * - `input`: input is read from it; when it ends, the input ends too (`end`) or goes on from
- *   fd 4, and `DONE` is answered.
- * - `inout`: the same, and output is written to it while it is open (then to fd 5 again).
- * When it closes, the bytes it carried are reported for the runner's metrics.
- */
-const takeConnection = (message, socket) => {
-  // An inout client ends its input and still reads the output.
-  socket.allowHalfOpen = true
-  socket.on("error", () => {})
-  if (leaving) return socket.destroy()
-  let read = 0
-  const report = () => {
-    if (!handed.delete(report)) return
-    send({ $shardhub: "bytes", in: read, out: socket.bytesWritten })
-  }
-  handed.add(report)
-  inputSource.pause()
-  inputSource = socket
-  socket.on("data", (chunk) => {
-    read += chunk.length
-    feedInput(chunk)
-  })
-  socket.once("end", () => {
-    if (message.end !== false) {
-      endInput()
-      // Later input through the runner is refused (the pipe is closed), as after a relayed end.
-      inputSocket.destroy()
-    } else {
-      inputSource = inputSocket
-      inputSocket.resume()
-    }
-    if (message.$shardhub === "input") socket.end("DONE\n")
-  })
-  socket.once("close", () => {
-    if (inputSource === socket) {
-      inputSource = inputSocket
-      inputSocket.resume()
-    }
-    if (output === socket) outputTo(outputSocket)
-    report()
-  })
-  if (message.$shardhub === "inout") outputTo(socket)
-  const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
-  if (head.length > 0) feedInput(head)
-}
-/**
- * A spare becomes the process of a sequence: argv after the runner's script, the whole
- * environment and the working directory as they would have been given to a new process.
- */
-let became = false
-const become = (message) => {
-  if (!spare || became) return
-  became = true
-  const env = message.env !== null && typeof message.env === "object" ? message.env : {}
-  for (const key of Object.keys(process.env)) if (!Object.hasOwn(env, key)) delete process.env[key]
-  for (const [key, value] of Object.entries(env)) process.env[key] = String(value)
-  process.argv.splice(2, Infinity, ...(Array.isArray(message.args) ? message.args.map(String) : []))
-  try {
-    process.chdir(String(message.cwd))
-  } catch (error) {
-    return fatal(EXIT.startFailed, error)
-  }
-  begin()
-}
-
-if (process.channel !== undefined) {
-  process.on("message", (message, socket) => {
-    const kind = message !== null && typeof message === "object" ? message.$shardhub : undefined
-    if ((kind === "input" || kind === "inout") && socket) takeConnection(message, socket)
-    else if (kind === "become") become(message)
-  })
-  // A spare with nobody left to tell it anything has nothing to do.
-  if (spare) process.once("disconnect", () => became || process.exit(0))
 }
 
 // ---- start ------------------------------------------------------------------------------
@@ -575,6 +454,28 @@ const begin = () => {
   context.instanceId = instanceId
   context.config = appConfig
   start()
+}
+
+/**
+ * A spare becomes the process of a sequence: argv after this script, the whole environment and
+ * the working directory as they would have been given to a new process.
+ */
+let became = false
+function become(message) {
+  if (!spare || became) return
+  became = true
+  const env = message.env !== null && typeof message.env === "object" ? message.env : {}
+  for (const key of Object.keys(process.env)) if (!Object.hasOwn(env, key)) delete process.env[key]
+  for (const [key, value] of Object.entries(env)) process.env[key] = String(value)
+  process.argv.splice(2, Infinity, ...(Array.isArray(message.args) ? message.args.map(String) : []))
+  // What ps shows: no longer a spare (cut to the length of the spare's own command line).
+  process.title = [process.argv0, ...process.argv.slice(1)].join(" ")
+  try {
+    process.chdir(String(message.cwd))
+  } catch (error) {
+    return fatal(EXIT.startFailed, error)
+  }
+  begin()
 }
 
 // The channel keeps the process alive until it leaves.
