@@ -41,10 +41,10 @@ export const make = (spawner: Spawner.Spawner): Spawner.Spawner & { readonly clo
   const starting = new Set<string>()
   let closed = false
 
-  const refill = (key: string, file: string, first: string, options: Spawner.Options) => {
+  const refill = (key: string, file: string, first: string, options: Spawner.Options, env: Record<string, string>) => {
     if (closed || idle.has(key) || starting.has(key)) return
     starting.add(key)
-    spawner.spawn(file, [first, "--spare"], { ...options, env: startupEnv(options.env), cwd: "/", spare: false }, (child) => {
+    spawner.spawn(file, [first, "--spare"], { ...options, env, cwd: "/", spare: false }, (child) => {
       starting.delete(key)
       if (child instanceof Error) return
       if (closed) return void Spawner.groupKill(child.pid, "SIGKILL")
@@ -61,7 +61,8 @@ export const make = (spawner: Spawner.Spawner): Spawner.Spawner & { readonly clo
       if (options.spare !== true || options.uid !== undefined || options.gid !== undefined || first === undefined || options.stdio[CHANNEL_FD] !== "pipe") {
         return spawner.spawn(file, args, options, done)
       }
-      const key = JSON.stringify([file, first, options.stdio, options.detached ?? false, options.argv0 ?? null, startupEnv(options.env)])
+      const env = startupEnv(options.env)
+      const key = JSON.stringify([file, first, options.stdio, options.detached ?? false, options.argv0 ?? null, env])
       const spare = idle.get(key)
       idle.delete(key)
       const channel = spare?.stdio[CHANNEL_FD]
@@ -72,7 +73,7 @@ export const make = (spawner: Spawner.Spawner): Spawner.Spawner & { readonly clo
       } else {
         spawner.spawn(file, args, options, done)
       }
-      refill(key, file, first, options)
+      refill(key, file, first, options, env)
     },
     close: () => {
       closed = true

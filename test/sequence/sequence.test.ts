@@ -14,6 +14,7 @@ import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
 import { chunked, concat, sha256, textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
+import { spareProcesses } from "../support/processes.ts"
 import { CONTROL_MISMATCH } from "../../src/instance/Incarnation.ts"
 import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
@@ -224,7 +225,6 @@ describe("sequences on two runners", () => {
   it("starts a Node sequence in a spare started ahead, as the same process a spawn would have been", async () => {
     cluster.printOnFailure()
     const seen = new Map<number, number>()
-    const parentOf = (pid: string) => Fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]!
     /**
      * The spares of each of this file's runners (children of its spawners) that have been up a
      * while: its runner has them (the spawner hands over a spare's pipes in a few ms).
@@ -232,17 +232,12 @@ describe("sequences on two runners", () => {
     const spares = () => {
       const now = performance.now()
       const byRunner = new Map<string, Array<number>>(cluster.runners.map((runner) => [runner.address, []]))
-      const addressOf = new Map(cluster.runners.map((runner) => [String(runner.pid), runner.address]))
-      for (const pid of Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
-        try {
-          if (!Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("--spare")) continue
-          const runner = addressOf.get(parentOf(parentOf(pid)))
-          if (runner === undefined) continue
-          if (!seen.has(Number(pid))) seen.set(Number(pid), now)
-          if (now - seen.get(Number(pid))! > 100) byRunner.get(runner)!.push(Number(pid))
-        } catch {
-          // gone
-        }
+      const addressOf = new Map(cluster.runners.map((runner) => [runner.pid, runner.address]))
+      for (const { pid, manager } of spareProcesses()) {
+        const runner = addressOf.get(manager)
+        if (runner === undefined) continue
+        if (!seen.has(pid)) seen.set(pid, now)
+        if (now - seen.get(pid)! > 100) byRunner.get(runner)!.push(pid)
       }
       return byRunner
     }

@@ -196,3 +196,25 @@ export const processState = (pid: number): string | undefined => {
     return undefined
   }
 }
+
+/**
+ * The Node sequence runners waiting as spares on this machine (`--spare` in their argv), each
+ * with the process that started its spawner: its manager (a runner).
+ */
+export const spareProcesses = (): Array<{ readonly pid: number; readonly manager: number }> => {
+  const parentOf = (pid: number) => {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+  }
+  const found: Array<{ readonly pid: number; readonly manager: number }> = []
+  for (const entry of Fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (!Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes("--spare")) continue
+      found.push({ pid: Number(entry), manager: parentOf(parentOf(Number(entry))) })
+    } catch {
+      // gone
+    }
+  }
+  return found
+}
