@@ -238,7 +238,10 @@ const main = async () => {
     await host((host) => Effect.flatMap(host.drain(address(1), { parallel: 8 }), Stream.runDrain))
     const drainS = (Date.now() - drainStart) / 1000
     await allRunning(drainIds, (info) => info.runner === address(2))
-    await new Promise((resolve) => setTimeout(resolve, 500))
+    // `running` is stored once the process is spawned, before its first beat; a loaded machine
+    // can take seconds to start Python. A copy that never beats stays an infinite gap.
+    await until("every moved instance beating on its new machine", async () =>
+      onOne.every((id) => copiesOf(Path.join(audit, id)).length >= 2) || undefined).catch(() => undefined)
     const gaps = onOne.map((id) => {
       const copies = copiesOf(Path.join(audit, id))
       return copies.length < 2 ? Infinity : copies[1]!.first - copies[0]!.last
