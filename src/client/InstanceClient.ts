@@ -73,6 +73,11 @@ export interface InputFlags {
   readonly end?: boolean
   /** For a sequence: how its input is decoded (the first input decides). */
   readonly contentType?: string
+  /**
+   * Let the process take the connection itself, past its runner, where it can: a Node
+   * sequence's first input, on a runner on this machine without TLS. Elsewhere it is relayed.
+   */
+  readonly direct?: boolean
 }
 
 /** @since 0.4.0 */
@@ -80,6 +85,11 @@ export interface InoutFlags {
   readonly end?: boolean
   readonly replay?: boolean
   readonly contentType?: string
+  /**
+   * As {@link InputFlags}'s `direct`; while such a connection is open, the process's output goes
+   * to it alone (no replay, no other reader sees it).
+   */
+  readonly direct?: boolean
 }
 
 type Client = ReturnType<Effect.Success<typeof Instance.client>>
@@ -241,7 +251,7 @@ export const make = (options: Options = {}) =>
     const open = (
       id: string,
       stream: Parameters<Client["Open"]>[0]["stream"],
-      flags: { readonly end?: boolean; readonly replay?: boolean; readonly contentType?: string }
+      flags: { readonly end?: boolean; readonly replay?: boolean; readonly contentType?: string; readonly direct?: boolean }
     ) =>
       call(id, `open ${stream}`, (client) => client.Open({ stream, ...flags })).pipe(
         Effect.flatMap((ticket) => dial(ticket, security, { timeoutMs }))

@@ -26,7 +26,7 @@ import * as Net from "node:net"
 import { Context, Effect, FiberSet, Layer, Schema } from "effect"
 import { streamEnded, streamStarted } from "../base/heap.js"
 import { readLine } from "../transport/Handshake.ts"
-import { Security } from "../transport/Security.ts"
+import { isLoopback, plain, Security } from "../transport/Security.ts"
 
 /**
  * Where a session waits, and the ticket that opens it.
@@ -36,7 +36,9 @@ import { Security } from "../transport/Security.ts"
 export const Ticket = Schema.Struct({
   host: Schema.String,
   port: Schema.Int,
-  ticket: Schema.String
+  ticket: Schema.String,
+  /** The port is the process's own listener on loopback (see `Direct`), not a data port. */
+  direct: Schema.optionalKey(Schema.Boolean)
 })
 /** @since 0.3.0 */
 export type Ticket = typeof Ticket.Type
@@ -55,6 +57,11 @@ export type Session = (socket: Net.Socket) => Effect.Effect<void>
 export class DataPort extends Context.Service<DataPort, {
   /** Registers a session and returns the ticket a client dials it with. */
   readonly offer: (session: Session) => Effect.Effect<Ticket>
+  /**
+   * Its clients are on this machine and need no encryption (it listens on loopback without
+   * TLS): they may be sent to a process's own listener instead (see `Direct`).
+   */
+  readonly direct: boolean
 }>()("shardhub/DataPort") {}
 
 /**
@@ -84,6 +91,8 @@ export interface Config {
   readonly ticketTtlMs?: number | undefined
   /** How long a connection may take to present its ticket (default 10 s). */
   readonly ticketTimeoutMs?: number | undefined
+  /** See {@link DataPort}'s `direct` (default false). */
+  readonly direct?: boolean | undefined
 }
 
 /** Ends the socket and waits until the client closed too (at most `lingerMs`), so nothing written is lost. */
@@ -147,6 +156,7 @@ export const make = (config: Config) =>
       })
     )
     return DataPort.of({
+      direct: config.direct ?? false,
       offer: (session) =>
         Effect.sync(() => {
           const ticket = Crypto.randomBytes(16).toString("hex")
@@ -187,10 +197,14 @@ export const abort = (socket: Net.Socket) => {
  */
 export const dial = (ticket: Ticket, security: Security["Service"], options: { readonly timeoutMs?: number } = {}) =>
   Effect.gen(function*() {
-    const where = `data port ${ticket.host}:${ticket.port}`
+    if (ticket.direct === true && !isLoopback(ticket.host)) {
+      return yield* new DataPortError({ message: `a process's own port must be on loopback, not ${ticket.host}` })
+    }
+    const where = `${ticket.direct ? "the process's own port" : "data port"} ${ticket.host}:${ticket.port}`
     // Half-open: the owner may end its side (the output ended) while input is still being written.
-    const socket = yield* security.connect({ host: ticket.host, port: ticket.port, allowHalfOpen: true, timeoutMs: options.timeoutMs }).pipe(
-      Effect.mapError((error) => new DataPortError({ message: `data port ${error.message}` }))
+    // A process's own port (on loopback) is dialled without the cluster key: the ticket is its proof.
+    const socket = yield* (ticket.direct ? plain : security).connect({ host: ticket.host, port: ticket.port, allowHalfOpen: true, timeoutMs: options.timeoutMs }).pipe(
+      Effect.mapError((error) => new DataPortError({ message: `${ticket.direct ? "the process's own port" : "data port"} ${error.message}` }))
     )
     const timeoutMs = options.timeoutMs ?? 10_000
     return yield* Effect.callback<Net.Socket, DataPortError>((resume) => {

@@ -7,6 +7,7 @@
  * @since 0.6.0
  */
 import { Deferred, Effect, Option, PubSub, Stream } from "effect"
+import * as InstanceMetrics from "../metrics/InstanceMetrics.ts"
 import * as Control from "../process/Control.ts"
 import type { ChannelEvent } from "../process/ManagedProcess.ts"
 import type { ProcessHandle } from "../process/ProcessHandle.ts"
@@ -117,6 +118,8 @@ export const collect = <E, R>(
         case "ack":
           run.acked = Math.max(run.acked ?? 0, control.bytes)
           return Effect.void
+        case "bytes":
+          return InstanceMetrics.directBytes(control.in, control.out)
         case "epoch": {
           const answer = (current: boolean): Control.ToChild => ({ $shardhub: "epoch", epoch: run.epoch, current })
           return Effect.flatMap(current, (ok) => Effect.ignore(run.handle.send(answer(ok))))

@@ -207,7 +207,14 @@ export const Open = Rpc.make("Open", {
     end: Schema.optionalKey(Schema.Boolean),
     replay: Schema.optionalKey(Schema.Boolean),
     /** The content type of a sequence's input (default `application/octet-stream`). */
-    contentType: Schema.optionalKey(Schema.String)
+    contentType: Schema.optionalKey(Schema.String),
+    /**
+     * `input` and `inout`: let the process take the connection itself, past the runner, where it
+     * can (see `Direct`: a Node sequence, a runner on loopback without TLS, the run's first
+     * input). While a direct `inout` is open, its output goes to it alone: no replay, no other
+     * reader.
+     */
+    direct: Schema.optionalKey(Schema.Boolean)
   },
   success: Ticket,
   error: Schema.Union([...known, NotRunning])

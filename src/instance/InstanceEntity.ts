@@ -58,6 +58,7 @@ import { PlacementGroups } from "./PlacementGroups.ts"
 import { requirementKey } from "../base/Labels.ts"
 import { type Report, Registry } from "./Registry.ts"
 import { endReport, liveReport, reportRetry } from "./Reports.ts"
+import * as Direct from "./Direct.ts"
 import { sessionOf } from "./Sessions.ts"
 import * as Incarnations from "./Incarnation.ts"
 import type { Incarnation } from "./Incarnation.ts"
@@ -542,7 +543,8 @@ export const layer = (options: Options = {}) =>
           Rpc.fork(Effect.gen(function*() {
             const run = yield* live
             const { pid } = yield* run.handle.info
-            return yield* dataPort.offer(sessionOf(run, pid, payload))
+            const direct = payload.direct === true && dataPort.direct ? yield* Direct.offer(run, pid, payload) : undefined
+            return direct ?? (yield* dataPort.offer(sessionOf(run, pid, payload)))
           }))
       })
     })

@@ -61,9 +61,20 @@ export const restarted = (count: number) => count > 0 ? Metric.update(restarts, 
 export const tookOver = Metric.update(takeovers, 1)
 
 const bytes = Metric.counter("shardhub_instance_bytes_total", {
-  description: "Bytes through this runner's data port, into processes (in) and out of them (out).",
+  description: "Bytes through this runner's data port, into processes (in) and out of them (out), also on connections a process took itself.",
   incremental: true
 })
+
+/**
+ * Counts bytes a process moved itself on a data connection it took (its own report).
+ *
+ * @since 0.11.0
+ */
+export const directBytes = (bytesIn: number, bytesOut: number) =>
+  Effect.all([
+    bytesIn > 0 ? Metric.update(Metric.withAttributes(bytes, { direction: "in" }), bytesIn) : Effect.void,
+    bytesOut > 0 ? Metric.update(Metric.withAttributes(bytes, { direction: "out" }), bytesOut) : Effect.void
+  ], { discard: true })
 
 /**
  * Counts bytes going `direction`: `add` is called per chunk and updates the counter once per

@@ -96,7 +96,8 @@ export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Opti
     Layer.provide(DataPort.layer({
       host: runner.host,
       listenHost: Option.getOrUndefined(runner.listenHost),
-      port: runner.dataPort
+      port: runner.dataPort,
+      direct: config.security.mode !== "tls" && isLoopback(runner.host)
     })),
     Layer.provideMerge(Cluster.runnerLayer(config, runner, options)),
     Layer.provideMerge(Fence.layer(config.timings.shardLockExpiration)),

@@ -46,8 +46,19 @@ export const Epoch = Schema.Struct({ $shardhub: kind("epoch") })
  */
 export const Ack = Schema.Struct({ $shardhub: kind("ack"), bytes: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) })
 
+/**
+ * A data connection the child took itself (see `instance/Direct`) closed: the bytes it read
+ * (`in`) and wrote (`out`) on it, which the runner did not see, for the instance's byte metrics.
+ * @since 0.11.0
+ */
+export const Bytes = Schema.Struct({
+  $shardhub: kind("bytes"),
+  in: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  out: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+})
+
 /** What a child sends. @since 0.6.0 */
-export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack])
+export const FromChild = Schema.Union([Ready, Log, Health, KeepAlive, Topics, Epoch, Ack, Bytes])
 /** @since 0.6.0 */
 export type FromChild = typeof FromChild.Type
 
@@ -82,7 +93,22 @@ export const Become = Schema.Struct({
 export type Become = typeof Become.Type
 
 /** What a child is sent. @since 0.6.0 */
-export const ToChild = Schema.Union([Stop, Kill, EpochIs, Become])
+/**
+ * A client will dial the child's own listener (fd 6) and present `ticket` (one use, for 30 s):
+ * the child then reads its input from that connection (`input`), and writes its output to it
+ * too while it is open (`inout`). `head` (base64) is input to take before the connection's
+ * bytes (the input header); `end`: the input ends when the connection's input does.
+ * @since 0.11.0
+ */
+export const Connection = Schema.Struct({
+  $shardhub: kind("connection"),
+  ticket: Schema.String,
+  kind: Schema.Literals(["input", "inout"]),
+  end: Schema.Boolean,
+  head: Schema.String
+})
+
+export const ToChild = Schema.Union([Stop, Kill, EpochIs, Become, Connection])
 /** @since 0.6.0 */
 export type ToChild = typeof ToChild.Type
 

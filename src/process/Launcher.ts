@@ -40,6 +40,8 @@ export interface Run {
   readonly channel: Net.Socket | undefined
   readonly input: Writable | undefined
   readonly output: Readable | undefined
+  /** The port its fd-6 listener (`spec.listener`) takes connections on. */
+  readonly listening: number | undefined
   exit: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
   closed: boolean
   settled: boolean
@@ -96,7 +98,8 @@ export const spawn = (
       "pipe",
       "pipe",
       ...(spec.messages || spec.dataChannels ? [spec.messages ? "pipe" as const : "ignore" as const] : []),
-      ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : [])
+      ...(spec.dataChannels ? ["pipe" as const, "pipe" as const] : []),
+      ...(spec.listener ? ["listen" as const] : [])
     ]
   }, (child) => {
     if (child instanceof Error) return failed(child, describeSpawnError(spec, child))
@@ -110,6 +113,7 @@ export const spawn = (
       channel: spec.messages ? stdio[3] : undefined,
       input: spec.dataChannels ? stdio[INPUT_FD] : undefined,
       output: spec.dataChannels ? stdio[OUTPUT_FD] : undefined,
+      listening: child.listening,
       exit: undefined,
       closed: false,
       settled: false,

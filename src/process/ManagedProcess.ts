@@ -77,6 +77,8 @@ export interface ManagedProcess {
   readonly input: (options: { readonly end: boolean }) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query: LogStore.LogsQuery) => Stream.Stream<LogStore.LogLine, LogsError>
   readonly stats: () => Option.Option<ProcessStats>
+  /** The live run's pid and the port of its own listener (`spec.listener`), if it has one. */
+  readonly listener: () => Option.Option<{ readonly pid: number; readonly port: number }>
   /** Feeds a `/proc` sample; kills the run when it is over its memory limit. */
   readonly sample: (usage: GroupUsage | undefined, at: number, refreshStats: boolean) => void
   /** Deletes the log files unless `keepLogs` (and the data directory unless it is kept). */
@@ -385,6 +387,10 @@ export const make = (options: {
     input: ({ end }) => spec.dataChannels ? stdio.writer(() => run, "input", end) : Sink.fail(notPiped("input")),
     logs: (query) => stdio.logs.query(query),
     stats: () => Option.fromUndefinedOr(run?.stats),
+    listener: () =>
+      run === undefined || run.exit !== undefined || run.listening === undefined
+        ? Option.none()
+        : Option.some({ pid: run.pid, port: run.listening }),
     sample: (usage, at, refreshStats) => {
       const current = run
       if (current === undefined || current.exit !== undefined || usage === undefined) return

@@ -57,6 +57,11 @@ export interface ProcessHandle {
   readonly input: (options?: StdinOptions) => Sink.Sink<void, Uint8Array, never, StdinError>
   readonly logs: (query?: LogsQuery) => Stream.Stream<LogLine, LogsError>
   readonly stats: Effect.Effect<Option.Option<ProcessStats>>
+  /**
+   * The live process's pid and the loopback port of its own listener (a spec with `listener`),
+   * where it can take a data connection itself.
+   */
+  readonly listener: Effect.Effect<Option.Option<{ readonly pid: number; readonly port: number }>>
 }
 
 /**
@@ -103,5 +108,6 @@ export const of = (managed: Managed.ManagedProcess, stats: Effect.Effect<Option.
     managed.pipeOutput(name, options?.replay ?? true, writable, options?.written ?? (() => {})),
   input: (options) => managed.input({ end: options?.end ?? true }),
   logs: (query) => managed.logs(query ?? {}),
-  stats
+  stats,
+  listener: Effect.sync(managed.listener)
 })

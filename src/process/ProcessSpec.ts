@@ -179,6 +179,13 @@ export const ProcessSpec = Schema.Struct({
    * shell or with `user`, `group` or `rlimits`.
    */
   prestart: Schema.optionalKey(Schema.Boolean),
+  /**
+   * Gives the process, beside its data pipes, a TCP socket listening on a free port of
+   * 127.0.0.1 at fd 6, bound before it starts and held by it alone: where it can take a client's
+   * data connection itself, past the runner (shardhub's Node in-child runner does; see
+   * `instance/Direct`). Needs the NDJSON channel and the data pipes.
+   */
+  listener: Schema.optionalKey(Schema.Boolean),
   stopWith: Schema.optionalKey(StopWith),
   /**
    * The name of its log files (`logs/<logName>.log`; default its process id). A process that
@@ -226,6 +233,7 @@ export interface ResolvedSpec {
   readonly messages: MessageCodec | undefined
   readonly dataChannels: boolean
   readonly prestart: boolean
+  readonly listener: boolean
   readonly stopWith: StopWith
   readonly keepDataDir: boolean
   readonly logName: string | undefined
@@ -260,6 +268,7 @@ export const resolve = (spec: ProcessSpec): ResolvedSpec => ({
   // rest on its NDJSON channel.
   prestart: (spec.prestart ?? false) && spec.messages === "ndjson" && !(spec.shell ?? false) &&
     Object.keys(spec.rlimits ?? {}).length === 0 && spec.user === undefined && spec.group === undefined,
+  listener: (spec.listener ?? false) && spec.messages === "ndjson" && (spec.dataChannels ?? false),
   stopWith: spec.stopWith ?? "SIGTERM",
   keepDataDir: spec.keepDataDir ?? false,
   logName: spec.logName,

@@ -28,10 +28,14 @@ export interface Child extends EventEmitter {
   readonly pid: number
   /** The manager's end of each of the child's fds that was a pipe (`undefined` elsewhere). */
   readonly stdio: ReadonlyArray<Net.Socket | undefined>
+  /** The loopback port of its `"listen"` fd, if it has one. */
+  readonly listening: number | undefined
 }
 
 /**
- * What a spawn may ask for: Node's spawn options with pipes or nothing on each fd.
+ * What a spawn may ask for: Node's spawn options with pipes or nothing on each fd, or (on one
+ * fd) `"listen"`: a TCP socket listening on a free port of 127.0.0.1, bound by the spawner before
+ * the spawn, of which the child holds the only copy.
  *
  * @since 0.7.0
  */
@@ -42,7 +46,7 @@ export interface Options {
   readonly uid?: number
   readonly gid?: number
   readonly detached?: boolean
-  readonly stdio: ReadonlyArray<"pipe" | "ignore">
+  readonly stdio: ReadonlyArray<"pipe" | "ignore" | "listen">
   /**
    * The program can start ahead as a spare and be told the rest on its message channel (see
    * `Spares`): the spawn may be served by one started earlier.
@@ -85,7 +89,7 @@ interface Pending {
   readonly stdio: Array<Net.Socket | undefined>
   readonly handles: Array<[fd: number, handle: unknown]>
   exited: () => void
-  child: (EventEmitter & { pid: number; stdio: Array<Net.Socket | undefined> }) | undefined
+  child: (EventEmitter & Child) | undefined
   awaited: number
 }
 
@@ -93,6 +97,7 @@ interface Reply {
   readonly id: number
   readonly pid?: number
   readonly pipes?: ReadonlyArray<number>
+  readonly listening?: number
   readonly fd?: number
   readonly exit?: readonly [number | null, NodeJS.Signals | null]
   readonly error?: { readonly code?: string; readonly message: string; readonly errno?: number; readonly syscall?: string; readonly path?: string }
@@ -166,7 +171,7 @@ const lane = () => {
     }
     if (reply.pid !== undefined) {
       entry.awaited = reply.pipes!.length
-      entry.child = Object.assign(new EventEmitter(), { pid: reply.pid, stdio: entry.stdio })
+      entry.child = Object.assign(new EventEmitter(), { pid: reply.pid, stdio: entry.stdio, listening: reply.listening })
     } else if (reply.fd !== undefined) {
       entry.handles.push([reply.fd, handle])
       entry.awaited--

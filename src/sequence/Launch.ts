@@ -54,7 +54,7 @@ export const processSpec = (
   sequence: { readonly info: SequenceInfo; readonly dir: string },
   start: SequenceStart,
   instanceId: string
-): Pick<ProcessSpec, "command" | "args" | "cwd" | "env" | "messages" | "dataChannels" | "prestart" | "stopWith" | "readiness"> => {
+): Pick<ProcessSpec, "command" | "args" | "cwd" | "env" | "messages" | "dataChannels" | "prestart" | "listener" | "stopWith" | "readiness"> => {
   const { dir, info } = sequence
   const set: Record<string, string> = {
     SHARDHUB_INSTANCE_ID: instanceId,
@@ -76,6 +76,8 @@ export const processSpec = (
     dataChannels: true,
     // The Node in-child runner starts ahead, as a spare told which sequence it runs.
     prestart: info.engine !== "python3",
+    // …and takes a client's data connection itself where it can (see `instance/Direct`).
+    listener: info.engine !== "python3",
     stopWith: "message",
     readiness: { _tag: "Message", timeoutMs: readyTimeoutMs }
   }

@@ -7,6 +7,7 @@
  */
 import { Deferred, Effect, Fiber, Schedule, Stream } from "effect"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -16,6 +17,7 @@ import { chunked, concat, sha256, textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import { spareProcesses } from "../support/processes.ts"
 import { CONTROL_MISMATCH } from "../../src/instance/Incarnation.ts"
+import * as Instance from "../../src/instance/Instance.ts"
 import type { InstanceInfo } from "../../src/instance/InstanceSpec.ts"
 import { fixture } from "./fixtures.ts"
 
@@ -220,6 +222,131 @@ describe("sequences on two runners", () => {
       )
     }))
     expect(results.flat()).toEqual(Array.from({ length: rounds * concurrent }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
+  })
+
+  it("lets Node sequences take direct inout connections themselves: random byte streams byte-exact, concurrently, each completing (Python relayed)", async () => {
+    cluster.printOnFailure()
+    const results = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seqs = { node: yield* host.sendSequence(fixture("passthrough")), python: yield* host.sendSequence(fixture("passthrough-py")) }
+      const one = (language: keyof typeof seqs, round: number) =>
+        Effect.gen(function*() {
+          const data = Crypto.randomBytes(Math.floor(Math.random() * 4 * 1024 * 1024))
+          const chunk = 1 + Math.floor(Math.random() * 256 * 1024)
+          const { id } = yield* host.startSequence(seqs[language].id)
+          const out = yield* instances.inout(id, chunked(data, chunk), { direct: true, ...(round % 2 === 0 ? { contentType: "application/octet-stream" } : {}) }).pipe(
+            Stream.runCollect,
+            within("30 seconds", () => `${data.length} bytes in chunks of ${chunk} through ${language} ${id}`)
+          )
+          const ended = yield* awaitInfo(id, isOver, "10 seconds", "the end after the input ended")
+          return { exact: concat(out).equals(data), status: ended.status, exitCode: ended.exitCode }
+        })
+      return yield* Effect.forEach(
+        Array.from({ length: 6 }),
+        (_, round) => Effect.forEach(["node", "node", "node", "python"] as const, (language) => one(language, round), { concurrency: 4 }),
+        { concurrency: 1 }
+      )
+    }))
+    expect(results.flat()).toEqual(Array.from({ length: 24 }, () => ({ exact: true, status: "stopped", exitCode: 0 })))
+  })
+
+  it("keeps a direct inout's bytes past the runner, then gives input and output back to it once the connection closed", async () => {
+    cluster.printOnFailure()
+    const result = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const { id } = yield* host.startSequence(seq.id)
+      // The input stays open (end: false); the client closes the connection once its output came back.
+      const direct = yield* instances.inout(id, text("direct,"), { direct: true, end: false, contentType: "text/plain" }).pipe(
+        Stream.decodeText(),
+        Stream.takeUntil((s) => s.includes("direct,")),
+        Stream.mkString,
+        within("20 seconds", () => `the direct output of ${id}`)
+      )
+      // The runner never saw those bytes: a reader with replay gets only output of input relayed
+      // by the runner again (into the same input, no new header) — once the process noticed the
+      // closed connection, which it does when a write to it fails: until then output is lost
+      // with it, as no replay was asked.
+      const later = yield* Effect.forkChild(instances.output(id).pipe(
+        Stream.decodeText(),
+        Stream.takeUntil((s) => s.includes("relayed,")),
+        Stream.mkString
+      ))
+      yield* instances.input(id, text("relayed,"), { end: false }).pipe(
+        Effect.repeat({ until: () => later.pollUnsafe() !== undefined, schedule: Schedule.spaced("50 millis") }),
+        within("20 seconds", () => `relayed input of ${id}`),
+        Effect.forkChild
+      )
+      const relayed = yield* Fiber.join(later).pipe(within("20 seconds", () => `the relayed output of ${id}`))
+      yield* instances.kill(id)
+      return { direct, relayed }
+    }))
+    expect(result.direct).toBe("direct,")
+    expect(result.relayed).toMatch(/^(relayed,)+$/)
+  })
+
+  it("a process's own port opens only for its announced ticket, once; junk, silence and guesses get nothing and block no one", async () => {
+    cluster.printOnFailure()
+    const { ticket, pid, id } = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const { id } = yield* host.startSequence(seq.id)
+      const { pid } = yield* instances.info(id)
+      const ticket = yield* (yield* Instance.Instance.client)(id).Open({ stream: "inout", direct: true, contentType: "text/plain" })
+      return { ticket, pid: pid!, id }
+    }))
+    expect(ticket).toMatchObject({ host: "127.0.0.1", direct: true })
+    // The port is the sequence's own listener: a socket of its process (bound for it by the spawner).
+    const inode = Fs.readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).map((line) => line.trim().split(/\s+/))
+      .find((f) => f[3] === "0A" && parseInt(f[1]!.split(":")[1]!, 16) === ticket.port)?.[9]
+    const sockets = Fs.readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`) } catch { return "" } })
+    expect(sockets).toContain(`socket:[${inode}]`)
+    /** Dials the process's port, writes `send` (then ends, unless `end` is false), and collects what comes back until it closes. */
+    const dial = (send: string, end = true) =>
+      new Promise<string>((resolve) => {
+        const socket = Net.connect({ host: ticket.host, port: ticket.port })
+        let received = ""
+        socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")))
+        socket.on("error", () => {})
+        socket.on("close", () => resolve(received))
+        socket.write(send)
+        if (end) socket.end()
+      })
+    const silent = Net.connect({ host: ticket.host, port: ticket.port })
+    silent.on("error", () => {})
+    const [guess, junk, unended] = await Promise.all([
+      dial(`${Crypto.randomBytes(16).toString("hex")}\n`),
+      dial("x".repeat(200)),
+      dial("nonsense\n", false)
+    ])
+    // The owner's client, with the ticket, while a connection that sends nothing is still open;
+    // the same ticket again while it is open.
+    const ownerSocket = Net.connect({ host: ticket.host, port: ticket.port })
+    let owner = ""
+    const echoed = new Promise<void>((resolve) =>
+      ownerSocket.on("data", (chunk: Buffer) => {
+        owner += chunk.toString("latin1")
+        if (owner.endsWith("itself")) resolve()
+      }))
+    const closed = new Promise((resolve) => ownerSocket.on("close", resolve))
+    ownerSocket.write(`${ticket.ticket}\nthrough the process itself`)
+    await echoed
+    const again = await dial(`${ticket.ticket}\n`)
+    ownerSocket.end()
+    await closed
+    silent.destroy()
+    const ended = await cluster.run(awaitInfo(id, isOver, "10 seconds", "the end after its input ended"))
+    expect({ guess, junk, unended, owner, again }).toEqual({
+      guess: "ERR unknown or expired ticket\n",
+      junk: "ERR unknown or expired ticket\n",
+      unended: "ERR unknown or expired ticket\n",
+      owner: "OK\nthrough the process itself",
+      again: "ERR unknown or expired ticket\n"
+    })
+    expect({ status: ended.status, exitCode: ended.exitCode }).toEqual({ status: "stopped", exitCode: 0 })
   })
 
   it("starts a Node sequence in a spare started ahead, as the same process a spawn would have been", async () => {

@@ -14,9 +14,13 @@
  *   `{"$shardhub":"stop","timeoutMs","canCallKeepalive"}`, `{"$shardhub":"kill"}`. Out:
  *   `{"$shardhub":"ready"}`, `{"event","data"}`, `{"$shardhub":"health","healthy"}`,
  *   `{"$shardhub":"keepAlive","ms"}`, `{"$shardhub":"log","level","text"}`,
- *   `{"$shardhub":"topics","requires"|"provides","contentType"}`.
+ *   `{"$shardhub":"topics","requires"|"provides","contentType"}`, `{"$shardhub":"bytes","in","out"}`.
+ *   Also in: `{"$shardhub":"connection","ticket","kind","end","head"}` (see fd 6).
  * - fd 4: input — `Content-Type: <type>\r\n\r\n`, then the body.
  * - fd 5: output.
+ * - fd 6 (when given): a TCP socket listening on loopback, where a client the runner sent here
+ *   with a `connection` ticket dials in: its input (and, for `inout`, this process's output) then
+ *   go past the runner (see `takeConnection` and src/instance/Direct.ts).
  * stdin/stdout/stderr stay the process's own.
  *
  * The programming model is STH's: `module.exports = function (input, ...args)` (or an array of
@@ -74,6 +78,11 @@ const leave = (code) => {
     if (--pending === 0) process.exit(code)
   }
   setTimeout(() => process.exit(code), 2000).unref()
+  for (const report of taken) report()
+  if (output !== outputSocket) {
+    pending++
+    output.end(done)
+  }
   outputSocket.end(done)
   channel.end(done)
 }
@@ -234,6 +243,7 @@ channel.on("data", (text) => {
     if (message.$shardhub === "become") become(message)
     else if (message.$shardhub === "stop") stop(Number(message.timeoutMs) || 0, message.canCallKeepalive === true)
     else if (message.$shardhub === "kill") kill()
+    else if (message.$shardhub === "connection") expect(message)
     else if (typeof message.event === "string") {
       for (const listener of listeners.get(message.event) || []) {
         try {
@@ -250,13 +260,20 @@ channel.on("end", () => leave(EXIT.stopped))
 
 // ---- input ------------------------------------------------------------------------------
 
+/** Where input is read from now: fd 4, or a connection taken (`takeConnection`). */
+let inputSource = inputSocket
+/** Takes bytes of input (the header first, then the body), until `endInput`. */
+let feedInput = () => {}
+let endInput = () => {}
+
 /** Input as a readable of Buffers, strings or objects, by the content type of its header. */
 const makeInput = () => {
-  const input = new Readable({ objectMode: true, read() { inputSocket.resume() } })
+  const input = new Readable({ objectMode: true, read() { inputSource.resume() } })
   let header = Buffer.alloc(0)
   let decode
+  let ended = false
   const push = (value) => {
-    if (!input.push(value)) inputSocket.pause()
+    if (!input.push(value)) inputSource.pause()
   }
   const decoderFor = (type) => {
     if (/x-ndjson/.test(type)) {
@@ -291,7 +308,8 @@ const makeInput = () => {
     }
     return { data: push, end: () => {} }
   }
-  inputSocket.on("data", (chunk) => {
+  feedInput = (chunk) => {
+    if (ended) return
     if (decode !== undefined) return decode.data(chunk)
     header = Buffer.concat([header, chunk])
     const end = header.indexOf("\r\n\r\n")
@@ -305,11 +323,15 @@ const makeInput = () => {
     const body = header.subarray(end + 4)
     header = undefined
     if (body.length > 0) decode.data(body)
-  })
-  inputSocket.on("end", () => {
+  }
+  endInput = () => {
+    if (ended) return
+    ended = true
     if (decode !== undefined) decode.end()
     input.push(null)
-  })
+  }
+  inputSocket.on("data", (chunk) => feedInput(chunk))
+  inputSocket.on("end", () => endInput())
   inputSocket.unref()
   return input
 }
@@ -371,28 +393,176 @@ const dataStreamOnUse = (value) => {
 const encode = (chunk) =>
   typeof chunk === "string" || chunk instanceof Uint8Array ? chunk : JSON.stringify(chunk) + "\n"
 
+/** Where output is written now: fd 5, or an `inout` connection taken (`takeConnection`). */
+let output = outputSocket
+/** The byte stream being piped to `output`, if the sequence returned one. */
+let piped
+
+/** Output goes to `target` from now on (what was written before stays where it went). */
+const outputTo = (target) => {
+  if (target === output) return
+  if (piped !== undefined) piped.unpipe(output)
+  output = target
+  if (piped !== undefined) piped.pipe(target, { end: false })
+}
+
 /** Writes what the sequence returned to the output, then leaves as completed. */
 const ship = async (result) => {
   if (result === undefined || result === null) return
   if (typeof result.then === "function") return ship(await result)
   const iterable = typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function"
   if (typeof result === "string" || result instanceof Uint8Array || !iterable || Array.isArray(result)) {
-    outputSocket.write(encode(result))
+    output.write(encode(result))
     return leave(EXIT.done)
   }
   if (typeof result.pipe === "function" && !result.readableObjectMode && typeof result.read === "function") {
     // A byte stream: let Node pipe it.
     result.on("error", (error) => fatal(EXIT.failed, error))
-    result.pipe(outputSocket, { end: false })
+    piped = result
+    result.pipe(output, { end: false })
     result.on("end", () => leave(EXIT.done))
     return
   }
   for await (const chunk of result) {
     if (leaving) return
-    if (!outputSocket.write(encode(chunk))) await new Promise((resolve) => outputSocket.once("drain", resolve))
+    const target = output
+    if (!target.write(encode(chunk))) {
+      await new Promise((resolve) => {
+        target.once("drain", resolve)
+        target.once("close", resolve)
+      })
+    }
   }
   leave(EXIT.done)
 }
+
+// ---- connections taken past the runner (fd 6) -------------------------------------------
+
+/** Tickets the runner announced (`connection`), each usable once for 30 s. */
+const tickets = new Map()
+/** Connections that presented a ticket before its announcement was read here. */
+const early = new Map()
+/** Reports of the connections taken that are still open (each sends its byte counts once). */
+const taken = new Set()
+/** Connections that have not presented a valid ticket yet (at most `MAX_UNCLAIMED`). */
+let unclaimed = 0
+const MAX_UNCLAIMED = 64
+const TICKET = /^[0-9a-f]{32}$/
+
+/** The runner will send a client with `message.ticket`. */
+const expect = (message) => {
+  if (typeof message.ticket !== "string" || !TICKET.test(message.ticket) || (message.kind !== "input" && message.kind !== "inout")) return
+  const waiting = early.get(message.ticket)
+  if (waiting !== undefined) {
+    early.delete(message.ticket)
+    return waiting(message)
+  }
+  const timer = setTimeout(() => tickets.delete(message.ticket), 30_000)
+  timer.unref()
+  tickets.set(message.ticket, { message, timer })
+}
+
+/**
+ * A client dialled fd 6: it has 10 s to present an announced ticket (a line of 32 hex digits),
+ * and gets `OK` and its session, or `ERR` and a closed connection.
+ */
+const accept = (socket) => {
+  socket.on("error", () => {})
+  if (leaving || unclaimed >= MAX_UNCLAIMED) return socket.destroy()
+  unclaimed++
+  let settled = false
+  let line = Buffer.alloc(0)
+  let ticket
+  const settle = (message) => {
+    if (settled) return
+    settled = true
+    unclaimed--
+    clearTimeout(deadline)
+    socket.off("data", onData)
+    if (ticket !== undefined) early.delete(ticket)
+    if (message === undefined || leaving) return socket.end("ERR unknown or expired ticket\n")
+    socket.write("OK\n")
+    takeConnection(message, socket)
+  }
+  const deadline = setTimeout(() => settle(undefined), 10_000)
+  deadline.unref()
+  const onData = (chunk) => {
+    line = Buffer.concat([line, chunk])
+    const newline = line.indexOf(10)
+    if (newline < 0) return line.length > 64 ? settle(undefined) : undefined
+    socket.off("data", onData)
+    socket.pause()
+    const rest = line.subarray(newline + 1)
+    if (rest.length > 0) socket.unshift(rest)
+    ticket = line.subarray(0, newline).toString("latin1")
+    const known = TICKET.test(ticket) ? tickets.get(ticket) : undefined
+    if (known !== undefined) {
+      tickets.delete(ticket)
+      clearTimeout(known.timer)
+      return settle(known.message)
+    }
+    if (!TICKET.test(ticket) || early.has(ticket)) return settle(undefined)
+    // Its announcement (written before the client learnt the ticket) may be read after it in
+    // this turn of the loop: it waits for it, briefly.
+    early.set(ticket, settle)
+    setTimeout(() => settle(undefined), 2_000).unref()
+  }
+  socket.on("data", onData)
+  socket.on("close", () => settle(undefined))
+}
+
+/**
+ * A client's connection, with the ticket's `message`: input is read from it (after `head`, the
+ * input header); when it ends, the input ends too (`end`) or goes on from fd 4, and an `input`
+ * connection is answered `DONE`. An `inout` connection also gets the output while it is open
+ * (then fd 5 again). When it closes, the bytes it carried are reported for the runner's metrics.
+ */
+const takeConnection = (message, socket) => {
+  let read = 0
+  const report = () => {
+    if (!taken.delete(report)) return
+    send({ $shardhub: "bytes", in: read, out: socket.bytesWritten })
+  }
+  taken.add(report)
+  inputSource.pause()
+  inputSource = socket
+  socket.on("data", (chunk) => {
+    read += chunk.length
+    feedInput(chunk)
+  })
+  socket.once("end", () => {
+    if (message.end !== false) {
+      endInput()
+      // Later input through the runner is refused (the pipe is closed), as after a relayed end.
+      inputSocket.destroy()
+    } else {
+      inputSource = inputSocket
+      inputSocket.resume()
+    }
+    if (message.kind === "input") socket.end("DONE\n")
+  })
+  socket.once("close", () => {
+    if (inputSource === socket) {
+      inputSource = inputSocket
+      inputSocket.resume()
+    }
+    if (output === socket) outputTo(outputSocket)
+    report()
+  })
+  if (message.kind === "inout") outputTo(socket)
+  const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
+  if (head.length > 0) feedInput(head)
+  socket.resume()
+}
+
+try {
+  if (require("node:fs").fstatSync(6).isSocket()) {
+    const listener = Net.createServer({ allowHalfOpen: true, noDelay: true }, accept)
+    listener.on("error", () => {})
+    listener.listen({ fd: 6 })
+    listener.unref()
+  }
+} catch {}
 
 // ---- start ------------------------------------------------------------------------------
 
@@ -412,6 +582,8 @@ const load = () => {
 }
 
 const start = async () => {
+  // Made before the sequence loads: a connection taken meanwhile feeds it.
+  const input = makeInput()
   let exported
   try {
     exported = await load()
@@ -429,7 +601,7 @@ const start = async () => {
     process.stderr.write(`Sequence ${main} exports no function\n`)
     return leave(EXIT.startFailed)
   }
-  let stream = dataStreamOnUse(makeInput())
+  let stream = dataStreamOnUse(input)
   healthTimer = setInterval(checkHealth, 1000)
   healthTimer.unref()
   send({ $shardhub: "ready" })
