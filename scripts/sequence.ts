@@ -7,6 +7,9 @@
  *   spawn → first byte back (`raw_node_start_ms`).
  * - 1 GiB client → pass-through sequence → client on one inout connection, vs the same bytes
  *   through a bare `node` pass-through child's pipes in this process.
+ *
+ * Each shardhub figure twice: relayed by the runner, and `direct` (the connection handed to the
+ * sequence's process itself).
  */
 import { Effect, Stream } from "effect"
 import * as Os from "node:os"
@@ -41,46 +44,55 @@ const main = async () => {
     const host = await run(HostClient)
     const instances = await run(InstanceClient)
     const seq = await run(host.sendSequence(packDirectory(passthrough)))
-    const firstByte = () =>
+    const firstByte = (direct: boolean) =>
       run(Effect.gen(function*() {
         const started = performance.now()
         const info = yield* host.startSequence(seq.id)
-        yield* instances.inout(info.id, Stream.make(new Uint8Array([120])), { end: false }).pipe(Stream.take(1), Stream.runDrain)
+        yield* instances.inout(info.id, Stream.make(new Uint8Array([120])), { end: false, direct }).pipe(Stream.take(1), Stream.runDrain)
         const took = performance.now() - started
         yield* instances.kill(info.id, { removeImmediately: true })
         return took
       }))
     // Warm up: every runner unpacks the package, connections open.
-    for (let i = 0; i < 10; i++) await firstByte()
+    for (let i = 0; i < 10; i++) await firstByte(i % 2 === 0)
     for (let i = 0; i < 5; i++) await rawNodeFirstByte()
 
     log("start → first output byte")
     const raw: Array<number> = []
     const seqs: Array<number> = []
+    const directs: Array<number> = []
     for (let i = 0; i < STARTS; i++) {
       raw.push(await rawNodeFirstByte())
-      seqs.push(await firstByte())
+      seqs.push(await firstByte(false))
+      directs.push(await firstByte(true))
     }
     sorted(raw)
     sorted(seqs)
+    sorted(directs)
 
+    const stream = (direct: boolean) =>
+      run(Effect.gen(function*() {
+        const info = yield* host.startSequence(seq.id)
+        const begun = performance.now()
+        const bytes = Stream.fromIterable(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk as Uint8Array))
+        const received = yield* instances.inout(info.id, bytes, { direct }).pipe(
+          Stream.runFold(() => 0, (n, bytes: Uint8Array) => n + bytes.length)
+        )
+        const seconds = (performance.now() - begun) / 1000
+        if (received !== STREAM_BYTES) return yield* Effect.die(`received ${received} of ${STREAM_BYTES} bytes`)
+        return STREAM_BYTES / 1024 / 1024 / seconds
+      }))
     log(`${STREAM_BYTES / 1024 / 1024} MiB through a pass-through sequence`)
     const rawMiBs = await rawStream()
-    const streamed = await run(Effect.gen(function*() {
-      const info = yield* host.startSequence(seq.id)
-      const begun = performance.now()
-      const received = yield* instances.inout(info.id, Stream.fromIterable(Array.from({ length: STREAM_BYTES / CHUNK }, () => chunk as Uint8Array))).pipe(
-        Stream.runFold(() => 0, (n, bytes: Uint8Array) => n + bytes.length)
-      )
-      const seconds = (performance.now() - begun) / 1000
-      if (received !== STREAM_BYTES) return yield* Effect.die(`received ${received} of ${STREAM_BYTES} bytes`)
-      return STREAM_BYTES / 1024 / 1024 / seconds
-    }))
+    const streamed = await stream(false)
+    const streamedDirect = await stream(true)
 
     const result = {
       seq_start_first_byte_ms: percentile(seqs, 50),
+      seq_direct_start_first_byte_ms: percentile(directs, 50),
       raw_node_start_ms: percentile(raw, 50),
       seq_stream_mib_s: streamed,
+      seq_direct_stream_mib_s: streamedDirect,
       raw_node_pipe_mib_s: rawMiBs
     }
     if (json) {
@@ -90,7 +102,9 @@ const main = async () => {
     printTable(`sequences: 2 runners, client-only participant (${Os.cpus().length} cores, node ${process.version})`, [
       ["start → first output byte p50 (raw: bare node)", result.raw_node_start_ms, result.seq_start_first_byte_ms, "ms"],
       ["start → first output byte p99", percentile(raw, 99), percentile(seqs, 99), "ms"],
-      ["1 GiB through a pass-through (raw: node child pipes)", result.raw_node_pipe_mib_s, result.seq_stream_mib_s, "MiB/s"]
+      ["start → first output byte p50, direct", result.raw_node_start_ms, result.seq_direct_start_first_byte_ms, "ms"],
+      ["1 GiB through a pass-through (raw: node child pipes)", result.raw_node_pipe_mib_s, result.seq_stream_mib_s, "MiB/s"],
+      ["1 GiB through a pass-through, direct", result.raw_node_pipe_mib_s, result.seq_direct_stream_mib_s, "MiB/s"]
     ])
   } finally {
     await tearDown({ runtime, runners, store })

@@ -76,6 +76,7 @@ export interface InputFlags {
   /**
    * Let the process take the connection itself, past its runner, where it can: a Node
    * sequence's first input, on a runner on this machine without TLS. Elsewhere it is relayed.
+   * Default: yes for a sequence's `input`.
    */
   readonly direct?: boolean
 }

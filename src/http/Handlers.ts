@@ -285,7 +285,8 @@ export const instanceHandlers = HttpApiBuilder.group(
         Effect.gen(function*() {
           const contentType = yield* Body.streamType(request, inputTypes)
           yield* exists(params.id)
-          const exchange = yield* http(instances.openInout(params.id, { contentType }))
+          // One reader, this response: the process may take the connection itself.
+          const exchange = yield* http(instances.openInout(params.id, { contentType, direct: true }))
           return Responses.stream(exchange(Body.stream(request)))
         }))
       .handleRaw("stop", ({ params, request }) =>

@@ -211,8 +211,8 @@ export const Open = Rpc.make("Open", {
     /**
      * `input` and `inout`: let the process take the connection itself, past the runner, where it
      * can (see `Direct`: a Node sequence, a runner on loopback without TLS, the run's first
-     * input). While a direct `inout` is open, its output goes to it alone: no replay, no other
-     * reader.
+     * input). Default: yes for `input` (its one reader is the process), no for `inout`: while a
+     * direct `inout` is open, its output goes to it alone (no replay, no other reader).
      */
     direct: Schema.optionalKey(Schema.Boolean)
   },

@@ -543,7 +543,9 @@ export const layer = (options: Options = {}) =>
           Rpc.fork(Effect.gen(function*() {
             const run = yield* live
             const { pid } = yield* run.handle.info
-            const direct = payload.direct === true && dataPort.direct ? yield* Direct.offer(run, pid, payload) : undefined
+            // An input has one reader, the process: it goes direct unless asked not to.
+            const wanted = payload.direct ?? payload.stream === "input"
+            const direct = wanted && dataPort.direct ? yield* Direct.offer(run, pid, payload) : undefined
             return direct ?? (yield* dataPort.offer(sessionOf(run, pid, payload)))
           }))
       })

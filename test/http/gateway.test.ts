@@ -581,6 +581,29 @@ describe("the HTTP gateway", () => {
     for (const direction of ["in", "out"]) {
       expect(bytes.filter((m) => m.labels?.["direction"] === direction).reduce((sum, m) => sum + Number(m.value), 0)).toBeGreaterThanOrEqual(5)
     }
+    // A process counts the bytes of a connection it took itself (the runner does not see them):
+    // an input and a direct inout through a Node sequence, once each connection closed.
+    const moved = async () => {
+      const all = (await runnerMetrics()).map(parsePrometheus).flatMap((families) => family(families, "shardhub_instance_bytes_total")?.metrics ?? [])
+      const sum = (direction: string) => all.filter((m) => m.labels?.["direction"] === direction).reduce((total, m) => total + Number(m.value), 0)
+      return { in: sum("in"), out: sum("out") }
+    }
+    const before = await moved()
+    const direct = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const a = yield* host.startSequence(seq.id)
+      yield* instances.input(a.id, Stream.make(new TextEncoder().encode("1234")))
+      const b = yield* host.startSequence(seq.id)
+      return yield* instances.inout(b.id, Stream.make(new TextEncoder().encode("123456")), { direct: true }).pipe(Stream.decodeText(), Stream.mkString)
+    }))
+    expect(direct).toBe("123456")
+    const after = await eventually(async () => {
+      const now = await moved()
+      return now.in - before.in >= 10 && now.out - before.out >= 6 ? now : undefined
+    }, { what: "the direct connections' bytes in the runners' metrics" })
+    expect({ in: after.in - before.in, out: after.out - before.out }).toEqual({ in: 10, out: 6 })
     const ended = (await runnerMetrics()).map(parsePrometheus).map((families) =>
       family(families, "shardhub_instance_ends_total")?.metrics.find((m) => m.labels?.["status"] === "stopped")?.value)
     expect(ended.some((value) => Number(value) > 0)).toBe(true)

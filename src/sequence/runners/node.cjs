@@ -519,9 +519,11 @@ const accept = (socket) => {
  */
 const takeConnection = (message, socket) => {
   let read = 0
+  // Output only: not the `OK` written before, nor an input's `DONE`.
+  const before = socket.bytesWritten
   const report = () => {
     if (!taken.delete(report)) return
-    send({ $shardhub: "bytes", in: read, out: socket.bytesWritten })
+    send({ $shardhub: "bytes", in: read, out: message.kind === "inout" ? socket.bytesWritten - before : 0 })
   }
   taken.add(report)
   inputSource.pause()
