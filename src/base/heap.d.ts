@@ -6,3 +6,5 @@ export declare const runnerNodeOptions: ReadonlyArray<string>
 export declare const streamStarted: () => void
 /** A bulk stream ended. */
 export declare const streamEnded: () => void
+/** A full collection now (see heap.js). */
+export declare const collectGarbage: () => void

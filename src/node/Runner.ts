@@ -22,6 +22,7 @@ import * as TopicRegistry from "../topic/TopicRegistry.ts"
 import * as RunnerMetrics from "../metrics/RunnerMetrics.ts"
 import * as ProcessManager from "../process/ProcessManager.ts"
 import * as Cluster from "./Cluster.ts"
+import * as HeapSettler from "./HeapSettler.ts"
 import { type ClusterConfig, clusterConfig, type RunnerConfig, runnerConfig } from "../base/Config.ts"
 import { parseLabels, requirementKey } from "../base/Labels.ts"
 import * as Fence from "../liveness/Fence.ts"
@@ -90,7 +91,13 @@ export const stateDirOf = (config: ClusterConfig, runner: RunnerConfig) =>
  * @since 0.3.0
  */
 export const layer = (config: ClusterConfig, runner: RunnerConfig, options: Options = {}) =>
-  Layer.mergeAll(entities(config, runner), options.entities ?? Layer.empty, RunnerMetrics.layer(runner.metrics)).pipe(
+  Layer.mergeAll(
+    entities(config, runner),
+    options.entities ?? Layer.empty,
+    RunnerMetrics.layer(runner.metrics),
+    // Ended instances' entities leave memory after the entity idle time: collect after that.
+    HeapSettler.layer({ minDrop: 100, quietMs: Duration.toMillis(config.timings.entityMaxIdleTime) + 5_000 })
+  ).pipe(
     Layer.provide(Activator.layer()),
     Layer.provide(Layer.mergeAll(Registry.layer, SequenceStore.layer(), PlacementGroups.layer, Durable.layer, TopicRegistry.layer)),
     Layer.provide(DataPort.layer({

@@ -43,6 +43,8 @@ export class ProcessManager extends Context.Service<ProcessManager, {
   readonly spawn: (spec: ProcessSpec) => Effect.Effect<ProcessHandle.ProcessHandle, SpawnError>
   readonly get: (id: string) => Effect.Effect<ProcessHandle.ProcessHandle, ProcessNotFound>
   readonly list: Effect.Effect<ReadonlyArray<ProcessInfo>>
+  /** How many processes it manages (ended ones not yet removed included), without listing them. */
+  readonly count: Effect.Effect<number>
   /** Forgets an ended process and deletes its logs. */
   readonly remove: (id: string, options?: { readonly keepLogs?: boolean }) => Effect.Effect<void, ProcessNotFound | StillRunning>
   /**
@@ -190,6 +192,7 @@ export const make = (config: Config): Effect.Effect<ProcessManager["Service"], S
       spawn: (spec) => Effect.withSpan(spawn(spec), "shardhub.process.spawn", { attributes: { "shardhub.process.command": spec.command } }),
       get: (id) => Effect.map(find(id), handle),
       list: Effect.sync(() => [...processes.values()].map((managed) => managed.info())),
+      count: Effect.sync(() => processes.size),
       remove: (id, options) =>
         Effect.flatMap(find(id), (managed) => {
           if (!managed.isFinal()) return Effect.fail(new StillRunning({ id }))
