@@ -8,6 +8,7 @@
  * (from `/proc/<pid>/stat`, all its threads), its RSS and open fds; then `info` p99 over 500
  * calls. At the end every instance is stopped (16 at a time); once the ended ones left memory
  * (their entities passivate after `SHARDHUB_ENTITY_MAX_IDLE`, set to 5 s here instead of a
+ * minute, then the runner's full collection: its RSS back within 20 % of the empty runner's, or a
  * minute) the runner is filled once more with as many — is their memory reused? — those are
  * stopped, and the runner is SIGTERMed.
  *
@@ -176,8 +177,14 @@ const main = async () => {
   const stopStarted = performance.now()
   await stopAll(ids)
   const stopAllS = (performance.now() - stopStarted) / 1000
-  // Passivation runs on Effect's idle check: allow it two rounds.
-  await new Promise((resolve) => setTimeout(resolve, 3 * PASSIVATE_S * 1000))
+  // The ended entities leave memory after the idle time, then the runner runs a full collection
+  // (node/HeapSettler) and V8 returns the pages: the RSS once it is back within 20 % of the empty
+  // runner's, or after a minute.
+  const settled = performance.now()
+  while (rssOf(runner.pid) > baseline.rss * 1.2 && performance.now() - settled < 60_000) {
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  const settleS = (performance.now() - stopStarted) / 1000 - stopAllS
   const rssAfterStop = rssOf(runner.pid)
   log(`starting ${ids.length} again, then stopping them`)
   const again: Array<string> = []
@@ -194,7 +201,7 @@ const main = async () => {
   await store.close()
   Fs.rmSync(stateDir, { recursive: true, force: true })
 
-  const result = { steps: rows, raw, cli, stop_all_s: stopAllS, runner_rss_after_stop_mb: rssAfterStop / 1048576,
+  const result = { steps: rows, raw, cli, stop_all_s: stopAllS, settle_s: settleS, runner_rss_after_stop_mb: rssAfterStop / 1048576,
     runner_rss_refilled_mb: rssRefilled / 1048576, runner_sigterm_s: termS }
   if (json) return console.log(JSON.stringify(result))
   const f = (n: number) => n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2)
@@ -209,7 +216,7 @@ const main = async () => {
     `${f(raw.rss_per_instance_kb)} KB | ${f(raw.idle_cpu_percent)} % | ${raw.fds} | — |`)
   const last = rows.at(-1)!
   console.log(`\nstarts/s: shardhub / raw = ${f(last["starts_s"]! / raw.starts_s)}×; ` +
-    `stop all ${ids.length}: ${f(stopAllS)} s; runner RSS after: ${f(rssAfterStop / 1048576)} MB (baseline ${f(baseline.rss / 1048576)} MB); ` +
+    `stop all ${ids.length}: ${f(stopAllS)} s; runner RSS ${f(settleS)} s after: ${f(rssAfterStop / 1048576)} MB (baseline ${f(baseline.rss / 1048576)} MB); ` +
     `filled again with ${ids.length}: ${f(rssRefilled / 1048576)} MB (first fill ${f(last["runner_rss_mb"]!)} MB); runner SIGTERM: ${f(termS)} s`)
   console.log(`CLI: node -e 0 ${f(cli.node_ms)} ms; shardhub --help ${f(cli.help_ms)} ms (${f(cli.help_ms / cli.node_ms)}×); ` +
     `shardhub ps (${ids.length} instances) ${f(cli.ps_ms)} ms (${f(cli.ps_ms / cli.node_ms)}×), info ${f(cli.info_ms)} ms ` +
