@@ -96,8 +96,8 @@ export type Become = typeof Become.Type
 /**
  * A client will dial the child's own listener (fd 6) and present `ticket` (one use, for 30 s):
  * the child then reads its input from that connection (`input`), and writes its output to it
- * too while it is open (`inout`). `head` (base64) is input to take before the connection's
- * bytes (the input header); `end`: the input ends when the connection's input does.
+ * too while it is open (`inout`). `head` (base64) is input to take at once, before any of the
+ * connection's bytes (the input header); `end`: the input ends when the connection's input does.
  * @since 0.11.0
  */
 export const Connection = Schema.Struct({

@@ -349,6 +349,25 @@ describe("sequences on two runners", () => {
     expect({ status: ended.status, exitCode: ended.exitCode }).toEqual({ status: "stopped", exitCode: 0 })
   })
 
+  it("gives the input its header when a direct ticket is never used and the input comes through the runner after all", async () => {
+    cluster.printOnFailure()
+    const out = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const instances = yield* InstanceClient
+      const seq = yield* host.sendSequence(fixture("passthrough"))
+      const { id } = yield* host.startSequence(seq.id)
+      const ticket = yield* (yield* Instance.Instance.client)(id).Open({ stream: "input", contentType: "text/plain" })
+      expect(ticket.direct).toBe(true)
+      // The client that asked never dials; another sends through the runner.
+      return yield* instances.inout(id, text("relayed after all"), { direct: false }).pipe(
+        Stream.decodeText(),
+        Stream.mkString,
+        within("20 seconds", () => `the relayed output of ${id}`)
+      )
+    }))
+    expect(out).toBe("relayed after all")
+  })
+
   it("starts a Node sequence in a spare started ahead, as the same process a spawn would have been", async () => {
     cluster.printOnFailure()
     const seen = new Map<number, number>()

@@ -449,9 +449,15 @@ let unclaimed = 0
 const MAX_UNCLAIMED = 64
 const TICKET = /^[0-9a-f]{32}$/
 
-/** The runner will send a client with `message.ticket`. */
+/**
+ * The runner will send a client with `message.ticket`. Its `head` (the input header, which the
+ * runner counts as written) is taken now: the input has it even if the client never comes and
+ * input arrives through the runner after all.
+ */
 const expect = (message) => {
   if (typeof message.ticket !== "string" || !TICKET.test(message.ticket) || (message.kind !== "input" && message.kind !== "inout")) return
+  const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
+  if (head.length > 0) feedInput(head)
   const waiting = early.get(message.ticket)
   if (waiting !== undefined) {
     early.delete(message.ticket)
@@ -512,8 +518,7 @@ const accept = (socket) => {
 }
 
 /**
- * A client's connection, with the ticket's `message`: input is read from it (after `head`, the
- * input header); when it ends, the input ends too (`end`) or goes on from fd 4, and an `input`
+ * A client's connection, with the ticket's `message`: input is read from it; when it ends, the input ends too (`end`) or goes on from fd 4, and an `input`
  * connection is answered `DONE`. An `inout` connection also gets the output while it is open
  * (then fd 5 again). When it closes, the bytes it carried are reported for the runner's metrics.
  */
@@ -552,8 +557,6 @@ const takeConnection = (message, socket) => {
     report()
   })
   if (message.kind === "inout") outputTo(socket)
-  const head = Buffer.from(typeof message.head === "string" ? message.head : "", "base64")
-  if (head.length > 0) feedInput(head)
   socket.resume()
 }
 
