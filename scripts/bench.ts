@@ -36,6 +36,7 @@ printTable(`shardhub benchmarks (${Os.cpus().length} cores, node ${process.versi
   ["cluster: stream vs local pipes (raw_pipe_mib_s)", cluster.raw_pipe_mib_s!, cluster.stream_mib_s!, "MiB/s"],
   ["sequence: start → first output byte p50 (seq_start_first_byte_ms; raw_node_start_ms)", sequences.raw_node_start_ms!, sequences.seq_start_first_byte_ms!, "ms"],
   ["sequence: 1 GiB through a pass-through (seq_stream_mib_s; raw: node child pipes)", sequences.raw_node_pipe_mib_s!, sequences.seq_stream_mib_s!, "MiB/s"],
+  ["sequence: the same, direct (seq_direct_stream_mib_s)", sequences.raw_node_pipe_mib_s!, sequences.seq_direct_stream_mib_s!, "MiB/s"],
   ["http: api-client start → instance id p50 (http_start_ms; raw_node_start_ms)", http.raw_node_start_ms!, http.http_start_ms!, "ms"],
   ["http: 50 MiB through a pass-through with api-client (http_stream_mib_s; raw: node child pipes)", http.raw_node_pipe_mib_s!, http.http_stream_mib_s!, "MiB/s"]
 ])
