@@ -15,6 +15,7 @@
  * @since 0.11.0
  */
 import { Effect, type Scope } from "effect"
+import * as Fs from "node:fs"
 import type * as Control from "./Control.ts"
 import * as Spawner from "./Spawner.ts"
 
@@ -27,6 +28,20 @@ const CHANNEL_FD = 3
  * (`/proc/<pid>/environ`: what a spare is told later is not there).
  */
 const STARTUP = /^(NODE_|UV_|OPENSSL_|SSL_CERT_|LD_|MALLOC_|GLIBC_|LANG$|LANGUAGE$|LC_|TZ$|SHARDHUB_SUPERVISOR$)/
+
+/**
+ * Whether `pid` still runs (not dead, nor a zombie): a spare killed from outside (the OOM killer)
+ * is dead before its exit reaches here, and a start it served would end at once.
+ */
+const running = (pid: number) => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    const state = stat.charAt(stat.lastIndexOf(")") + 2)
+    return state !== "Z" && state !== "X"
+  } catch {
+    return false
+  }
+}
 
 const startupEnv = (env: Record<string, string>): Record<string, string> =>
   Object.fromEntries(Object.entries(env).filter(([key]) => STARTUP.test(key)).sort(([a], [b]) => (a < b ? -1 : 1)))
@@ -66,11 +81,12 @@ export const make = (spawner: Spawner.Spawner): Spawner.Spawner & { readonly clo
       const spare = idle.get(key)
       idle.delete(key)
       const channel = spare?.stdio[CHANNEL_FD]
-      if (spare !== undefined && channel !== undefined && channel.writable) {
+      if (spare !== undefined && channel !== undefined && channel.writable && running(spare.pid)) {
         const become: Control.Become = { $shardhub: "become", args: args.slice(1), env: options.env, cwd: options.cwd ?? process.cwd() }
         channel.write(JSON.stringify(become) + "\n")
         done(spare)
       } else {
+        if (spare !== undefined) Spawner.groupKill(spare.pid, "SIGKILL")
         spawner.spawn(file, args, options, done)
       }
       refill(key, file, first, options, env)
