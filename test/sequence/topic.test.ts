@@ -6,6 +6,7 @@ import { Effect, Fiber, Schedule, Stream } from "effect"
 import { describe, expect, it } from "vitest"
 import { HostClient } from "../../src/client/HostClient.ts"
 import { InstanceClient } from "../../src/client/InstanceClient.ts"
+import * as Instance from "../../src/instance/Instance.ts"
 import { textUntil } from "../support/bytes.ts"
 import { useCluster } from "../support/cluster.ts"
 import { fixture } from "./fixtures.ts"
@@ -47,6 +48,17 @@ describe("topics", () => {
     }))
     expect(result.producer.runner).not.toBe(result.consumer.runner)
     expect(result.lines.map((line) => JSON.parse(line).n)).toEqual(Array.from({ length: COUNT }, (_, n) => n))
+  })
+
+  it("keeps an instance fed by a topic on the runner's input path: a client's input to it is relayed, never taken by the process", async () => {
+    cluster.printOnFailure()
+    const ticket = await cluster.run(Effect.gen(function*() {
+      const host = yield* HostClient
+      const passthrough = yield* host.sendSequence(fixture("passthrough"))
+      const consumer = yield* host.startSequence(passthrough.id, { topics: { input: "fed-here", contentType: ndjson } })
+      return yield* (yield* Instance.Instance.client)(consumer.id).Open({ stream: "input", direct: true })
+    }))
+    expect(ticket.direct).toBeUndefined()
   })
 
   for (const consumerFixture of [{ fixture: "requires", topic: "declared" }, { fixture: "requires-py", topic: "declared-py" }]) {
