@@ -200,11 +200,12 @@ export const dial = (ticket: Ticket, security: Security["Service"], options: { r
     if (ticket.direct === true && !isLoopback(ticket.host)) {
       return yield* new DataPortError({ message: `a process's own port must be on loopback, not ${ticket.host}` })
     }
-    const where = `${ticket.direct ? "the process's own port" : "data port"} ${ticket.host}:${ticket.port}`
+    const what = ticket.direct ? "the process's own port" : "data port"
+    const where = `${what} ${ticket.host}:${ticket.port}`
     // Half-open: the owner may end its side (the output ended) while input is still being written.
     // A process's own port (on loopback) is dialled without the cluster key: the ticket is its proof.
     const socket = yield* (ticket.direct ? plain : security).connect({ host: ticket.host, port: ticket.port, allowHalfOpen: true, timeoutMs: options.timeoutMs }).pipe(
-      Effect.mapError((error) => new DataPortError({ message: `${ticket.direct ? "the process's own port" : "data port"} ${error.message}` }))
+      Effect.mapError((error) => new DataPortError({ message: `${what} ${error.message}` }))
     )
     const timeoutMs = options.timeoutMs ?? 10_000
     return yield* Effect.callback<Net.Socket, DataPortError>((resume) => {

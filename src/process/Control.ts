@@ -92,7 +92,6 @@ export const Become = Schema.Struct({
 /** @since 0.11.0 */
 export type Become = typeof Become.Type
 
-/** What a child is sent. @since 0.6.0 */
 /**
  * A client will dial the child's own listener (fd 6) and present `ticket` (one use, for 30 s):
  * the child then reads its input from that connection (`input`), and writes its output to it
@@ -108,6 +107,7 @@ export const Connection = Schema.Struct({
   head: Schema.String
 })
 
+/** What a child is sent. @since 0.6.0 */
 export const ToChild = Schema.Union([Stop, Kill, EpochIs, Become, Connection])
 /** @since 0.6.0 */
 export type ToChild = typeof ToChild.Type

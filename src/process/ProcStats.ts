@@ -112,6 +112,20 @@ export const cpuPercent = (ticksBefore: number, ticksNow: number, elapsedMs: num
   elapsedMs <= 0 ? 0 : Math.max(0, ((ticksNow - ticksBefore) / clockTicks()) / (elapsedMs / 1000) * 100)
 
 /**
+ * The state letter of `/proc/<pid>/stat` (R, S, T, Z…), or `undefined` once the pid is gone.
+ *
+ * @since 0.11.0
+ */
+export const processState = (pid: number): string | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return stat[stat.lastIndexOf(")") + 2]
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * The start time of a process (clock ticks since boot), to tell a pid from a reused one.
  *
  * @since 0.2.0

@@ -15,8 +15,8 @@
  * @since 0.11.0
  */
 import { Effect, type Scope } from "effect"
-import * as Fs from "node:fs"
 import type * as Control from "./Control.ts"
+import { processState } from "./ProcStats.ts"
 import * as Spawner from "./Spawner.ts"
 
 /** The message channel a spare is told what it becomes on. */
@@ -34,13 +34,8 @@ const STARTUP = /^(NODE_|UV_|OPENSSL_|SSL_CERT_|LD_|MALLOC_|GLIBC_|LANG$|LANGUAG
  * is dead before its exit reaches here, and a start it served would end at once.
  */
 const running = (pid: number) => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    const state = stat.charAt(stat.lastIndexOf(")") + 2)
-    return state !== "Z" && state !== "X"
-  } catch {
-    return false
-  }
+  const state = processState(pid)
+  return state !== undefined && state !== "Z" && state !== "X"
 }
 
 const startupEnv = (env: Record<string, string>): Record<string, string> =>

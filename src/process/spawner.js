@@ -46,7 +46,8 @@ const listenAt = (id, done) => {
   server.listen({ host: "127.0.0.1", port: 0, backlog: 64 }, () => done(server))
 }
 
-const spawn = (id, file, args, options, server, listening) => {
+const spawn = (id, file, args, options, server) => {
+  const listening = server?.address().port
   let child
   try {
     child = ChildProcess.spawn(file, args, options)
@@ -80,6 +81,6 @@ process.on("message", ({ id, file, args, options }) => {
   if (at < 0) return spawn(id, file, args, options)
   listenAt(id, (server) => {
     const stdio = options.stdio.map((kind, fd) => fd === at ? server._handle.fd : kind)
-    spawn(id, file, args, { ...options, stdio }, server, server.address().port)
+    spawn(id, file, args, { ...options, stdio }, server)
   })
 })

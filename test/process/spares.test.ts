@@ -5,22 +5,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
 import { EventEmitter } from "node:events"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Spares from "../../src/process/Spares.ts"
 import * as Spawner from "../../src/process/Spawner.ts"
+import { processState } from "../support/processes.ts"
 
 const program = Path.join(import.meta.dirname, "fixtures/spare.cjs")
 const options: Spawner.Options = { env: {}, stdio: ["ignore", "pipe", "pipe", "pipe"], detached: true, spare: true }
 
 /** Whether `pid` is gone or a zombie. */
 const dead = (pid: number) => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    return stat.charAt(stat.lastIndexOf(")") + 2) === "Z"
-  } catch {
-    return true
-  }
+  const state = processState(pid)
+  return state === undefined || state === "Z"
 }
 
 const spawn = (spawner: Spawner.Spawner) =>

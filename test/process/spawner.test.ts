@@ -7,15 +7,11 @@
 import * as Fs from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
+import { parentOf } from "../support/processes.ts"
 import { isRunning, manager, until } from "../support/processManager.ts"
 
 const text = <E>(stream: Stream.Stream<Uint8Array, E>) => stream.pipe(Stream.decodeText(), Stream.mkString)
 
-/** The parent of `pid`: the spawner, for a child of the manager. */
-const parentOf = (pid: number): number => {
-  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-}
 const commandOf = (pid: number) => Fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")
 
 describe("ProcessManager spawner", () => {

@@ -187,14 +187,12 @@ export const eventually = async <A>(
 
 export { isAlive } from "../../src/store/EmbeddedPostgres.ts"
 
-/** The state letter of `/proc/<pid>/stat` (R, S, T, Z…), or `undefined` once the pid is gone. */
-export const processState = (pid: number): string | undefined => {
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    return stat[stat.lastIndexOf(")") + 2]
-  } catch {
-    return undefined
-  }
+export { processState } from "../../src/process/ProcStats.ts"
+
+/** The parent of `pid` (from `/proc/<pid>/stat`). */
+export const parentOf = (pid: number): number => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
 }
 
 /**
@@ -202,10 +200,6 @@ export const processState = (pid: number): string | undefined => {
  * with the process that started its spawner: its manager (a runner).
  */
 export const spareProcesses = (): Array<{ readonly pid: number; readonly manager: number }> => {
-  const parentOf = (pid: number) => {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-  }
   const found: Array<{ readonly pid: number; readonly manager: number }> = []
   for (const entry of Fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue
